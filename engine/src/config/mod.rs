@@ -1,0 +1,146 @@
+//! Configuration: the YAML contract of DESIGN.md as serde structs.
+//!
+//! Owns the shape of the config, its defaults (defined once, here, through `Default` impls) and
+//! `validate()`. It must not build anything: turning a config into a running pipeline is the
+//! binary's job. Loading (file + env overrides + `--set`) lives in [`load`].
+
+mod load;
+mod types;
+
+pub use load::{apply_override, load, parse_yaml_with_overrides, LoadError};
+pub use types::*;
+
+use std::fmt;
+
+/// One problem found by [`Config::validate`], with the dotted path of the offending key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+impl Config {
+    /// Checks cross-field rules that serde cannot express. Pure: returns every problem found.
+    pub fn validate(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        let mut bad = |path: &str, message: String| {
+            problems.push(ConfigProblem {
+                path: path.to_string(),
+                message,
+            })
+        };
+        let w = &self.windows;
+        if w.size.is_zero() {
+            bad("windows.size", "must be greater than 0".into());
+        } else {
+            if w.size.as_millis() == 0 || w.size.as_nanos() % 1_000_000 != 0 {
+                bad(
+                    "windows.size",
+                    "must be a whole number of milliseconds".into(),
+                );
+            }
+            for (i, r) in w.rollups.iter().enumerate() {
+                if r.as_nanos() % w.size.as_nanos() != 0 || *r <= w.size {
+                    bad(
+                        &format!("windows.rollups[{i}]"),
+                        format!(
+                            "{} is not a multiple of windows.size ({}) greater than it",
+                            humantime::format_duration(*r),
+                            humantime::format_duration(w.size)
+                        ),
+                    );
+                }
+            }
+        }
+        if w.idle_timeout.is_zero() {
+            bad("windows.idle_timeout", "must be greater than 0".into());
+        }
+        if w.max_future_skew.is_zero() {
+            bad("windows.max_future_skew", "must be greater than 0".into());
+        }
+        let r = &self.red;
+        if r.cardinality_limit == 0 {
+            bad("red.cardinality_limit", "must be at least 1".into());
+        }
+        if r.buckets_ms.is_empty() {
+            bad("red.buckets_ms", "needs at least one bucket bound".into());
+        }
+        if r.buckets_ms.len() > MAX_BUCKETS {
+            bad(
+                "red.buckets_ms",
+                format!("at most {MAX_BUCKETS} bucket bounds are supported"),
+            );
+        }
+        if r
+            .buckets_ms
+            .windows(2)
+            .any(|p| !(p[0] < p[1]) || !p[0].is_finite())
+            || r.buckets_ms.iter().any(|b| !b.is_finite() || *b <= 0.0)
+        {
+            bad(
+                "red.buckets_ms",
+                "bounds must be positive, finite and strictly increasing".into(),
+            );
+        }
+        for (i, d) in r.dimensions.iter().enumerate() {
+            if d.name.is_empty() {
+                bad(&format!("red.dimensions[{i}].name"), "must not be empty".into());
+            }
+            if RESERVED_LABELS.contains(&d.label().as_str()) {
+                bad(
+                    &format!("red.dimensions[{i}].name"),
+                    format!("`{}` clashes with a built-in label", d.name),
+                );
+            }
+        }
+        if r.dimensions.len() > MAX_DIMENSIONS {
+            bad(
+                "red.dimensions",
+                format!("at most {MAX_DIMENSIONS} dimensions are supported"),
+            );
+        }
+        let o = &self.receivers.otlp;
+        if let Some(g) = &o.grpc {
+            if g.max_message_size.as_u64() == 0 || g.max_message_size.as_u64() > u32::MAX as u64 {
+                bad(
+                    "receivers.otlp.grpc.max_message_size",
+                    "must be between 1 byte and 4GiB".into(),
+                );
+            }
+        }
+        if let Some(h) = &o.http {
+            if h.max_body_size.as_u64() == 0 {
+                bad("receivers.otlp.http.max_body_size", "must be greater than 0".into());
+            }
+        }
+        if self.limits.queue_capacity == 0 {
+            bad("limits.queue_capacity", "must be at least 1".into());
+        }
+        problems
+    }
+}
+
+/// Labels redwatch itself sets on RED series; a dimension may not reuse them.
+pub const RESERVED_LABELS: &[&str] = &[
+    "service_name",
+    "span_name",
+    "span_kind",
+    "status_code",
+    "le",
+    "otel_metric_overflow",
+    "window_size",
+];
+
+/// Upper bound on histogram bucket bounds, so bucket indices fit a byte.
+pub const MAX_BUCKETS: usize = 64;
+/// Upper bound on configured dimensions.
+pub const MAX_DIMENSIONS: usize = 16;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,125 @@
+use super::*;
+use std::time::Duration;
+
+fn ov(path: &str, v: &str) -> (Vec<String>, String) {
+    (path.split('.').map(str::to_string).collect(), v.to_string())
+}
+
+#[test]
+fn empty_config_is_the_default_and_valid() {
+    let c = parse_yaml_with_overrides("", &[]).unwrap();
+    assert_eq!(c, Config::default());
+    assert!(c.validate().is_empty(), "{:?}", c.validate());
+}
+
+#[test]
+fn defaults_round_trip_through_yaml() {
+    let text = serde_yaml_ng::to_string(&Config::default()).unwrap();
+    let back = parse_yaml_with_overrides(&text, &[]).unwrap();
+    assert_eq!(back, Config::default());
+}
+
+#[test]
+fn unknown_key_is_rejected_with_its_path() {
+    let err = parse_yaml_with_overrides("windows:\n  sise: 10s\n", &[]).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("windows"), "{msg}");
+    assert!(msg.contains("sise"), "{msg}");
+}
+
+#[test]
+fn bad_duration_names_its_path() {
+    let err = parse_yaml_with_overrides("windows:\n  size: ten\n", &[]).unwrap_err();
+    assert!(err.to_string().starts_with("windows.size"), "{err}");
+}
+
+#[test]
+fn overrides_set_nested_keys_and_lists() {
+    let c = parse_yaml_with_overrides(
+        "windows:\n  size: 5s\n",
+        &[
+            ov("windows.size", "30s"),
+            ov("windows.rollups", "[1m, 5m]"),
+            ov("red.cardinality_limit", "7"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.windows.size, Duration::from_secs(30));
+    assert_eq!(
+        c.windows.rollups,
+        vec![Duration::from_secs(60), Duration::from_secs(300)]
+    );
+    assert_eq!(c.red.cardinality_limit, 7);
+}
+
+#[test]
+fn env_overrides_use_double_underscore_segments() {
+    let c = load(
+        None,
+        vec![
+            ("REDWATCH__WINDOWS__SIZE".to_string(), "20s".to_string()),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ],
+        &["windows.allowed_lateness=1m".to_string()],
+    )
+    .unwrap();
+    assert_eq!(c.windows.size, Duration::from_secs(20));
+    assert_eq!(c.windows.allowed_lateness, Duration::from_secs(60));
+}
+
+#[test]
+fn disabled_section_can_be_reenabled_by_override() {
+    let c = parse_yaml_with_overrides(
+        "exporters:\n  prometheus: null\n",
+        &[ov("exporters.prometheus.endpoint", "127.0.0.1:0")],
+    )
+    .unwrap();
+    assert_eq!(
+        c.exporters.prometheus.unwrap().endpoint.to_string(),
+        "127.0.0.1:0"
+    );
+}
+
+#[test]
+fn validate_reports_every_problem_with_paths() {
+    let mut c = Config::default();
+    c.windows.rollups = vec![Duration::from_secs(15)];
+    c.red.cardinality_limit = 0;
+    c.red.buckets_ms = vec![10.0, 5.0];
+    c.red.dimensions = vec![Dimension {
+        name: "service_name".into(),
+        default: None,
+    }];
+    let paths: Vec<String> = c.validate().into_iter().map(|p| p.path).collect();
+    assert_eq!(
+        paths,
+        vec![
+            "windows.rollups[0]",
+            "red.cardinality_limit",
+            "red.buckets_ms",
+            "red.dimensions[0].name"
+        ]
+    );
+}
+
+#[test]
+fn sizes_parse_human_units() {
+    let c = parse_yaml_with_overrides(
+        "receivers:\n  otlp:\n    grpc: { endpoint: 127.0.0.1:0, max_message_size: 1MiB }\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        c.receivers.otlp.grpc.unwrap().max_message_size.as_u64(),
+        1 << 20
+    );
+}
+
+#[test]
+fn dimension_label_is_prometheus_safe() {
+    let d = Dimension {
+        name: "http.request.method".into(),
+        default: None,
+    };
+    assert_eq!(d.label(), "http_request_method");
+}

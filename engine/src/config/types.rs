@@ -1,0 +1,242 @@
+//! The config structs. Every field carries its doc; defaults are the `Default` impls below and
+//! nowhere else (`redwatch validate --print-defaults` prints `Config::default()`).
+
+use bytesize::ByteSize;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The whole redwatch configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where telemetry comes in.
+    pub receivers: ReceiversConfig,
+    /// Event-time window specs and watermark behaviour.
+    pub windows: WindowsConfig,
+    /// The RED (rate, errors, duration) aggregation.
+    pub red: RedConfig,
+    /// Where results go.
+    pub exporters: ExportersConfig,
+    /// Resource bounds of the pipeline.
+    pub limits: LimitsConfig,
+}
+
+/// Telemetry sources.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReceiversConfig {
+    /// The OTLP receivers (gRPC and HTTP).
+    pub otlp: OtlpReceiverConfig,
+}
+
+/// OTLP receivers. Set a protocol to `null` to disable it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpReceiverConfig {
+    /// OTLP/gRPC: `TraceService/Export` and `MetricsService/Export`.
+    pub grpc: Option<OtlpGrpcConfig>,
+    /// OTLP/HTTP: `POST /v1/traces` and `/v1/metrics`, protobuf or JSON, optionally gzip.
+    pub http: Option<OtlpHttpConfig>,
+}
+
+impl Default for OtlpReceiverConfig {
+    fn default() -> Self {
+        Self {
+            grpc: Some(OtlpGrpcConfig::default()),
+            http: Some(OtlpHttpConfig::default()),
+        }
+    }
+}
+
+/// OTLP/gRPC listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpGrpcConfig {
+    /// Listen address; port 0 binds an ephemeral port.
+    pub endpoint: SocketAddr,
+    /// Largest accepted request after decompression; larger ones get `RESOURCE_EXHAUSTED`.
+    pub max_message_size: ByteSize,
+}
+
+impl Default for OtlpGrpcConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: SocketAddr::from(([127, 0, 0, 1], 4317)),
+            max_message_size: ByteSize::mib(16),
+        }
+    }
+}
+
+/// OTLP/HTTP listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpHttpConfig {
+    /// Listen address; port 0 binds an ephemeral port.
+    pub endpoint: SocketAddr,
+    /// Largest accepted body, before and after decompression; larger ones get 413.
+    pub max_body_size: ByteSize,
+}
+
+impl Default for OtlpHttpConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: SocketAddr::from(([127, 0, 0, 1], 4318)),
+            max_body_size: ByteSize::mib(16),
+        }
+    }
+}
+
+/// Event-time windows (DESIGN.md, "Time semantics").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowsConfig {
+    /// The primary tumbling window, aligned to the Unix epoch.
+    #[serde(with = "humantime_serde")]
+    pub size: Duration,
+    /// Coarser tumbling windows computed from the primary window's results (multiples of `size`).
+    #[serde(with = "humantime_duration_list")]
+    pub rollups: Vec<Duration>,
+    /// How far behind the newest event time the watermark trails.
+    #[serde(with = "humantime_serde")]
+    pub max_out_of_orderness: Duration,
+    /// How long after its end an emitted window still accepts (and re-emits) late data.
+    #[serde(with = "humantime_serde")]
+    pub allowed_lateness: Duration,
+    /// A source without data for this long stops holding the watermark back.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Event times further than this ahead of the wall clock are rejected.
+    #[serde(with = "humantime_serde")]
+    pub max_future_skew: Duration,
+}
+
+impl Default for WindowsConfig {
+    fn default() -> Self {
+        Self {
+            size: Duration::from_secs(10),
+            rollups: vec![Duration::from_secs(60)],
+            max_out_of_orderness: Duration::from_secs(5),
+            allowed_lateness: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(30),
+            max_future_skew: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// RED aggregation, compatible with the Collector's spanmetrics connector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedConfig {
+    /// Extra series dimensions, read from span attributes first, then resource attributes.
+    pub dimensions: Vec<Dimension>,
+    /// Histogram bucket upper bounds in milliseconds (Prometheus `le`), strictly increasing.
+    pub buckets_ms: Vec<f64>,
+    /// Distinct active series at most; further series fold into one overflow series.
+    pub cardinality_limit: usize,
+    /// A series with no data for this long is forgotten (it leaves `/metrics` and frees its slot).
+    #[serde(with = "humantime_serde")]
+    pub series_expiry: Duration,
+}
+
+impl Default for RedConfig {
+    fn default() -> Self {
+        Self {
+            dimensions: Vec::new(),
+            buckets_ms: vec![
+                2.0, 4.0, 6.0, 8.0, 10.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1000.0, 1400.0,
+                2000.0, 5000.0, 10000.0, 15000.0,
+            ],
+            cardinality_limit: 10_000,
+            series_expiry: Duration::from_secs(900),
+        }
+    }
+}
+
+/// One extra RED dimension.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dimension {
+    /// Attribute key, e.g. `http.method`.
+    pub name: String,
+    /// Value used when neither the span nor its resource has the attribute; absent = empty label.
+    #[serde(default)]
+    pub default: Option<String>,
+}
+
+impl Dimension {
+    /// The Prometheus label name: the attribute key with every non `[a-zA-Z0-9_]` replaced by `_`.
+    pub fn label(&self) -> String {
+        let mut s: String = self
+            .name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+            .collect();
+        if s.starts_with(|c: char| c.is_ascii_digit()) {
+            s.insert(0, '_');
+        }
+        s
+    }
+}
+
+/// Result destinations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportersConfig {
+    /// Prometheus exposition of RED and self-metrics; `null` disables it.
+    pub prometheus: Option<PrometheusConfig>,
+}
+
+/// Prometheus `/metrics` endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrometheusConfig {
+    /// Listen address; port 0 binds an ephemeral port.
+    pub endpoint: SocketAddr,
+}
+
+impl Default for PrometheusConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
+/// Resource bounds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Batches that may wait between the receivers and the operators.
+    pub queue_capacity: usize,
+    /// How long a receiver waits for queue space before answering with backpressure
+    /// (gRPC `RESOURCE_EXHAUSTED`, HTTP 429).
+    #[serde(with = "humantime_serde")]
+    pub enqueue_timeout: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 256,
+            enqueue_timeout: Duration::from_millis(500),
+        }
+    }
+}
+
+/// `Vec<Duration>` as a list of humantime strings.
+mod humantime_duration_list {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(v: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|d| humantime::format_duration(*d).to_string()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        let raw = Vec::<String>::deserialize(d)?;
+        raw.iter()
+            .map(|s| humantime::parse_duration(s).map_err(serde::de::Error::custom))
+            .collect()
+    }
+}

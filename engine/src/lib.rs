@@ -1,0 +1,12 @@
+//! redwatch engine: the data model, event time and watermarks, window state, the pipeline
+//! runtime, configuration and self-metrics. Connectors and operators build on it; it depends on
+//! neither.
+
+pub mod config;
+pub mod model;
+pub mod pipeline;
+pub mod telemetry;
+pub mod time;
+pub mod window;
+
+pub use model::{SourceId, SpanBatch, SpanKind, SpanRecord, StatusCode, StrRef, UnixNanos};
