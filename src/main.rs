@@ -1,1 +1,218 @@
-fn main() {}
+//! The `redwatch` command line. Exit codes: 0 ok, 2 bad usage or config, 1 runtime failure.
+
+use clap::{Parser, Subcommand};
+use redwatch::demo::{self, DemoOptions};
+use redwatch::generate::{self, GenerateOptions, Workload};
+use redwatch::server::{Engine, StartOptions};
+use redwatch_engine::config::{self, Config};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "redwatch", version, about = "Event-time RED metrics, anomaly spans and SQL over live telemetry windows")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct ConfigArgs {
+    /// YAML config file (defaults apply to every key it leaves out).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Override one key, e.g. `--set windows.size=30s` (repeatable; after env overrides).
+    #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+    sets: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the engine as a server.
+    Run {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+    /// Run the engine with a built-in workload and a live view (nothing else needed).
+    Demo {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Spans per second the built-in generator sends.
+        #[arg(long, default_value_t = 2000.0)]
+        rate: f64,
+        /// Stop after this long (e.g. `60s`); default: until Ctrl-C.
+        #[arg(long, value_parser = humantime_duration)]
+        duration: Option<Duration>,
+        /// Series shown in the table.
+        #[arg(long, default_value_t = 15)]
+        top: usize,
+    },
+    /// Send the demo's workload to an OTLP/gRPC endpoint.
+    Generate {
+        /// OTLP/gRPC endpoint, e.g. http://127.0.0.1:4317.
+        #[arg(long)]
+        otlp: String,
+        /// Spans per second.
+        #[arg(long, default_value_t = 2000.0)]
+        rate: f64,
+        /// Stop after this long (e.g. `5m`); default: until Ctrl-C.
+        #[arg(long, value_parser = humantime_duration)]
+        duration: Option<Duration>,
+        /// Random seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Check a config file and print every problem with its path.
+    Validate {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Print the full default config and exit.
+        #[arg(long)]
+        print_defaults: bool,
+    },
+}
+
+fn humantime_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Bad usage or config (exit 2) versus runtime failure (exit 1).
+enum Failure {
+    Usage(String),
+    Runtime(anyhow::Error),
+}
+
+fn load_config(args: &ConfigArgs) -> Result<Config, Failure> {
+    let cfg = config::load(args.config.as_deref(), std::env::vars(), &args.sets)
+        .map_err(|e| Failure::Usage(format!("config: {e}")))?;
+    let problems = cfg.validate();
+    if !problems.is_empty() {
+        let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+        return Err(Failure::Usage(format!("config has problems:\n{}", list.join("\n"))));
+    }
+    Ok(cfg)
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(e.into()))
+}
+
+async fn wait_for_shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Validate { cfg, print_defaults } => {
+            if print_defaults {
+                let text = serde_yaml_ng::to_string(&Config::default())
+                    .map_err(|e| Failure::Runtime(e.into()))?;
+                print!("{text}");
+                return Ok(());
+            }
+            if cfg.config.is_none() {
+                return Err(Failure::Usage("validate needs --config FILE (or --print-defaults)".into()));
+            }
+            load_config(&cfg)?;
+            println!("config ok");
+            Ok(())
+        }
+        Command::Run { cfg } => {
+            let cfg = load_config(&cfg)?;
+            init_logging("info");
+            runtime()?.block_on(async {
+                let mut engine = Engine::start(&cfg, StartOptions::default())
+                    .await
+                    .map_err(Failure::Runtime)?;
+                tracing::info!("redwatch {} running", env!("CARGO_PKG_VERSION"));
+                let result = tokio::select! {
+                    _ = wait_for_shutdown_signal() => Ok(()),
+                    e = engine.failed() => Err(Failure::Runtime(e)),
+                };
+                tracing::info!("shutting down: receivers, then operators, then exporters");
+                engine.shutdown().await;
+                result
+            })
+        }
+        Command::Demo { cfg, rate, duration, top } => {
+            let cfg = load_config(&cfg)?;
+            // The live view owns the terminal: only warnings go to stderr.
+            init_logging("warn");
+            runtime()?.block_on(demo::run(cfg, DemoOptions { rate, duration, top }))
+                .map_err(Failure::Runtime)
+        }
+        Command::Generate { otlp, rate, duration, seed } => {
+            init_logging("info");
+            runtime()?.block_on(async {
+                let cancel = CancellationToken::new();
+                let c = cancel.clone();
+                tokio::spawn(async move {
+                    wait_for_shutdown_signal().await;
+                    c.cancel();
+                });
+                let mut workload = Workload::new(seed, redwatch_engine::time::wall_clock());
+                let stats = generate::run(
+                    GenerateOptions { endpoint: otlp, rate, duration, seed },
+                    &mut workload,
+                    cancel,
+                    |_| {},
+                )
+                .await
+                .map_err(|e| Failure::Usage(e.to_string()))?;
+                println!(
+                    "sent {} spans in {} requests ({} failed)",
+                    stats.spans_sent, stats.requests, stats.failed_requests
+                );
+                Ok(())
+            })
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,1 +1,18 @@
-//! placeholder
+//! redwatch connectors: how telemetry gets in and results get out. One folder per connector:
+//! `otlp/` (gRPC and HTTP receivers, decoders), `prometheus/` (the `/metrics` endpoint).
+//! Connectors translate protocols; they never aggregate.
+
+pub mod otlp;
+pub mod prometheus;
+
+use std::net::SocketAddr;
+
+/// Binds a TCP listener and logs the `listening <name> <addr>` line tests and users wait for.
+pub async fn bind(name: &str, addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot listen for {name} on {addr}: {e}"))
+    })?;
+    let local = listener.local_addr()?;
+    tracing::info!("listening {name} {local}");
+    Ok(listener)
+}

@@ -1,1 +1,11 @@
-//! placeholder
+//! redwatch operators: the stateful computations between decoding and export.
+//!
+//! One folder per operator family (`red/` today; metric windows, service graph, detectors and
+//! forecasters join as they are built). [`registry`] lists them explicitly.
+
+pub mod red;
+
+/// The operator families this build provides, by name (for `--help` texts and status pages).
+pub fn registry() -> &'static [&'static str] {
+    &["red"]
+}

@@ -1,0 +1,264 @@
+//! OTLP/gRPC receiver: `TraceService/Export` and `MetricsService/Export` on one listener.
+//!
+//! The request body reaches the decoder as raw `Bytes` through a pass-through codec (no prost
+//! object tree). tonic enforces `max_message_size` before and after gzip decompression; its
+//! "too large" answers are rewritten to `RESOURCE_EXHAUSTED` and counted here.
+
+use super::{Ack, Encoding, IngestError, ReceiverCore, Signal};
+use bytes::{Buf, BufMut, Bytes};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
+};
+use prost::Message;
+use redwatch_engine::pipeline::Backpressure;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio_util::sync::CancellationToken;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::server::{NamedService, UnaryService};
+use tonic::{Code, Status};
+
+/// Passes message bytes through untouched, in both directions.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawCodec;
+
+/// Encoder half of [`RawCodec`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawEncoder;
+
+/// Decoder half of [`RawCodec`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawDecoder;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawDecoder
+    }
+}
+
+impl Encoder for RawEncoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawDecoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        // Splits the buffer: no copy.
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+fn status_of(e: &IngestError) -> Status {
+    match e {
+        IngestError::Decode(d) => Status::invalid_argument(d.to_string()),
+        IngestError::Backpressure(Backpressure::QueueFull) => Status::resource_exhausted(
+            "redwatch is behind: the pipeline queue is full; retry with backoff",
+        ),
+        IngestError::Backpressure(Backpressure::Closed) => {
+            Status::unavailable("redwatch is shutting down")
+        }
+    }
+}
+
+fn trace_response(ack: Ack) -> Bytes {
+    let resp = ExportTraceServiceResponse {
+        partial_success: (ack.rejected > 0).then(|| ExportTracePartialSuccess {
+            rejected_spans: ack.rejected as i64,
+            error_message: ack.message.unwrap_or_default(),
+        }),
+    };
+    Bytes::from(resp.encode_to_vec())
+}
+
+fn metrics_response(ack: Ack) -> Bytes {
+    let resp = ExportMetricsServiceResponse {
+        partial_success: (ack.rejected > 0).then(|| ExportMetricsPartialSuccess {
+            rejected_data_points: ack.rejected as i64,
+            error_message: ack.message.unwrap_or_default(),
+        }),
+    };
+    Bytes::from(resp.encode_to_vec())
+}
+
+#[derive(Clone)]
+struct ExportMethod {
+    core: Arc<ReceiverCore>,
+    signal: Signal,
+}
+
+impl UnaryService<Bytes> for ExportMethod {
+    type Response = Bytes;
+    type Future = Pin<Box<dyn Future<Output = Result<tonic::Response<Bytes>, Status>> + Send>>;
+
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        let core = self.core.clone();
+        let signal = self.signal;
+        Box::pin(async move {
+            let body = request.into_inner();
+            let res = match signal {
+                Signal::Traces => core
+                    .export_traces(body, Encoding::Protobuf)
+                    .await
+                    .map(trace_response),
+                Signal::Metrics => core
+                    .export_metrics(body, Encoding::Protobuf)
+                    .await
+                    .map(metrics_response),
+            };
+            res.map(tonic::Response::new).map_err(|e| status_of(&e))
+        })
+    }
+}
+
+/// One OTLP gRPC service (traces or metrics) over the raw codec.
+#[derive(Clone)]
+pub struct OtlpGrpcService<const TRACES: bool> {
+    core: Arc<ReceiverCore>,
+    max_message_size: usize,
+}
+
+/// `TraceService`.
+pub type TraceGrpcService = OtlpGrpcService<true>;
+/// `MetricsService`.
+pub type MetricsGrpcService = OtlpGrpcService<false>;
+
+impl NamedService for OtlpGrpcService<true> {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+}
+
+impl NamedService for OtlpGrpcService<false> {
+    const NAME: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+}
+
+impl<const TRACES: bool> OtlpGrpcService<TRACES> {
+    pub fn new(core: Arc<ReceiverCore>, max_message_size: usize) -> Self {
+        OtlpGrpcService {
+            core,
+            max_message_size,
+        }
+    }
+
+    fn signal() -> Signal {
+        if TRACES {
+            Signal::Traces
+        } else {
+            Signal::Metrics
+        }
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, Infallible>> + Send>>;
+
+fn grpc_error_response(code: Code, message: &str) -> http::Response<tonic::body::Body> {
+    let mut r = Status::new(code, message).into_http();
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    r
+}
+
+impl<const TRACES: bool, B> tower::Service<http::Request<B>> for OtlpGrpcService<TRACES>
+where
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let expected = if TRACES {
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+        } else {
+            "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+        };
+        if req.uri().path() != expected {
+            return Box::pin(async { Ok(grpc_error_response(Code::Unimplemented, "no such method")) });
+        }
+        let core = self.core.clone();
+        let max = self.max_message_size;
+        Box::pin(async move {
+            let method = ExportMethod {
+                core: core.clone(),
+                signal: Self::signal(),
+            };
+            let mut grpc = tonic::server::Grpc::new(RawCodec)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(usize::MAX);
+            let mut resp = grpc.unary(method, req).await;
+            count_transport_rejections(&core, Self::signal(), &mut resp);
+            Ok(resp)
+        })
+    }
+}
+
+/// tonic refuses oversized and undecompressable messages before our handler runs: count those
+/// and answer "too large" uniformly with `RESOURCE_EXHAUSTED` (what other gRPC stacks send).
+fn count_transport_rejections(
+    core: &ReceiverCore,
+    signal: Signal,
+    resp: &mut http::Response<tonic::body::Body>,
+) {
+    let Some(status) = Status::from_header_map(resp.headers()) else {
+        return;
+    };
+    let msg = status.message();
+    let reason = match status.code() {
+        Code::OutOfRange if msg.contains("too large") => "too_large",
+        Code::ResourceExhausted if msg.starts_with("Error decompressing") => "too_large",
+        Code::Internal if msg.starts_with("Error decompressing") => "bad_encoding",
+        _ => return,
+    };
+    core.reject_request(signal, reason);
+    if status.code() == Code::OutOfRange {
+        let new = Status::resource_exhausted(format!(
+            "{msg} (receivers.otlp.grpc.max_message_size)"
+        ));
+        let _ = new.add_header(resp.headers_mut());
+    }
+}
+
+/// Serves OTLP/gRPC on `listener` until `cancel` fires.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    core: Arc<ReceiverCore>,
+    max_message_size: usize,
+    cancel: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    tonic::transport::Server::builder()
+        .add_service(TraceGrpcService::new(core.clone(), max_message_size))
+        .add_service(MetricsGrpcService::new(core, max_message_size))
+        .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
+        .await
+}

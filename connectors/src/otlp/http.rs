@@ -1,0 +1,283 @@
+//! OTLP/HTTP receiver: `POST /v1/traces` and `/v1/metrics`, `application/x-protobuf` or
+//! `application/json`, optionally `Content-Encoding: gzip`.
+//!
+//! Answers follow the OTLP/HTTP spec: 200 with an `Export*ServiceResponse` in the request's
+//! encoding (partial success included), 400 with a `google.rpc.Status` for bad data, 413 for
+//! oversized bodies (before and after decompression), 415 for a wrong media type or encoding,
+//! 429 with `Retry-After` when the pipeline is behind, 503 while shutting down.
+
+use super::{Ack, Encoding, IngestError, ReceiverCore, Signal};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, StatusCode};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
+};
+use prost::Message;
+use redwatch_engine::pipeline::Backpressure;
+use std::io::Read;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone)]
+struct HttpState {
+    core: Arc<ReceiverCore>,
+    max_body: usize,
+}
+
+/// The OTLP/HTTP routes.
+pub fn router(core: Arc<ReceiverCore>, max_body: usize) -> Router {
+    Router::new()
+        .route("/v1/traces", post(traces))
+        .route("/v1/metrics", post(metrics))
+        .with_state(HttpState { core, max_body })
+}
+
+/// Serves OTLP/HTTP on `listener` until `cancel` fires.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    core: Arc<ReceiverCore>,
+    max_body: usize,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(core, max_body))
+        .with_graceful_shutdown(cancel.cancelled_owned())
+        .await
+}
+
+async fn traces(State(st): State<HttpState>, req: Request) -> Response {
+    handle(st, Signal::Traces, req).await
+}
+
+async fn metrics(State(st): State<HttpState>, req: Request) -> Response {
+    handle(st, Signal::Metrics, req).await
+}
+
+/// A refusal: HTTP status, counter reason, message.
+struct Refusal(StatusCode, &'static str, String);
+
+fn media_type(headers: &HeaderMap) -> Option<Encoding> {
+    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let essence = ct.split(';').next()?.trim().to_ascii_lowercase();
+    match essence.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Some(Encoding::Protobuf),
+        "application/json" => Some(Encoding::Json),
+        _ => None,
+    }
+}
+
+/// Decompresses gzip, refusing output larger than `limit` (a gzip bomb stops at the limit).
+pub fn gunzip_limited(data: &[u8], limit: usize) -> Result<Vec<u8>, GunzipError> {
+    let mut out = Vec::with_capacity((data.len() * 4).min(limit));
+    let mut dec = flate2::read::GzDecoder::new(data).take(limit as u64 + 1);
+    dec.read_to_end(&mut out).map_err(|e| GunzipError::Invalid(e.to_string()))?;
+    if out.len() > limit {
+        return Err(GunzipError::TooLarge);
+    }
+    Ok(out)
+}
+
+/// Why a gzip body could not be inflated.
+#[derive(Debug, thiserror::Error)]
+pub enum GunzipError {
+    #[error("invalid gzip data: {0}")]
+    Invalid(String),
+    #[error("decompressed body exceeds the size limit")]
+    TooLarge,
+}
+
+async fn read_body(st: &HttpState, headers: &HeaderMap, body: Body) -> Result<Bytes, Refusal> {
+    let raw = axum::body::to_bytes(body, st.max_body).await.map_err(|e| {
+        Refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "request body larger than {} bytes (receivers.otlp.http.max_body_size): {e}",
+                st.max_body
+            ),
+        )
+    })?;
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase());
+    match encoding.as_deref() {
+        None | Some("") | Some("identity") => Ok(raw),
+        Some("gzip") | Some("x-gzip") => match gunzip_limited(&raw, st.max_body) {
+            Ok(v) => Ok(Bytes::from(v)),
+            Err(GunzipError::TooLarge) => Err(Refusal(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!(
+                    "decompressed body larger than {} bytes (receivers.otlp.http.max_body_size)",
+                    st.max_body
+                ),
+            )),
+            Err(e) => Err(Refusal(StatusCode::BAD_REQUEST, "bad_encoding", e.to_string())),
+        },
+        Some(other) => Err(Refusal(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "bad_encoding",
+            format!("unsupported Content-Encoding `{other}`: use gzip or none"),
+        )),
+    }
+}
+
+async fn handle(st: HttpState, signal: Signal, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let Some(enc) = media_type(&parts.headers) else {
+        st.core.reject_request(signal, "unsupported_media_type");
+        let got = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none");
+        return error_response(
+            Encoding::Json,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &format!(
+                "unsupported Content-Type `{got}`: use application/x-protobuf or application/json"
+            ),
+        );
+    };
+    let body = match read_body(&st, &parts.headers, body).await {
+        Ok(b) => b,
+        Err(Refusal(code, reason, msg)) => {
+            st.core.reject_request(signal, reason);
+            return error_response(enc, code, &msg);
+        }
+    };
+    let result = match signal {
+        Signal::Traces => st.core.export_traces(body, enc).await,
+        Signal::Metrics => st.core.export_metrics(body, enc).await,
+    };
+    match result {
+        Ok(ack) => success_response(enc, signal, ack),
+        Err(IngestError::Decode(e)) => error_response(enc, StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(IngestError::Backpressure(Backpressure::QueueFull)) => {
+            let mut r = error_response(
+                enc,
+                StatusCode::TOO_MANY_REQUESTS,
+                "redwatch is behind: the pipeline queue is full; retry later",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+        Err(IngestError::Backpressure(Backpressure::Closed)) => error_response(
+            enc,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "redwatch is shutting down",
+        ),
+    }
+}
+
+fn content_type(enc: Encoding) -> HeaderValue {
+    match enc {
+        Encoding::Protobuf => HeaderValue::from_static("application/x-protobuf"),
+        Encoding::Json => HeaderValue::from_static("application/json"),
+    }
+}
+
+fn success_response(enc: Encoding, signal: Signal, ack: Ack) -> Response {
+    let body: Vec<u8> = match enc {
+        Encoding::Protobuf => match signal {
+            Signal::Traces => ExportTraceServiceResponse {
+                partial_success: (ack.rejected > 0).then(|| ExportTracePartialSuccess {
+                    rejected_spans: ack.rejected as i64,
+                    error_message: ack.message.clone().unwrap_or_default(),
+                }),
+            }
+            .encode_to_vec(),
+            Signal::Metrics => ExportMetricsServiceResponse {
+                partial_success: (ack.rejected > 0).then(|| ExportMetricsPartialSuccess {
+                    rejected_data_points: ack.rejected as i64,
+                    error_message: ack.message.clone().unwrap_or_default(),
+                }),
+            }
+            .encode_to_vec(),
+        },
+        Encoding::Json => {
+            let v = if ack.rejected == 0 {
+                serde_json::json!({})
+            } else {
+                let key = match signal {
+                    Signal::Traces => "rejectedSpans",
+                    Signal::Metrics => "rejectedDataPoints",
+                };
+                serde_json::json!({ "partialSuccess": {
+                    key: ack.rejected.to_string(),
+                    "errorMessage": ack.message.unwrap_or_default(),
+                }})
+            };
+            v.to_string().into_bytes()
+        }
+    };
+    ([(header::CONTENT_TYPE, content_type(enc))], body).into_response()
+}
+
+/// `google.rpc.Status` code for an HTTP status (gRPC code numbers).
+fn rpc_code(status: StatusCode) -> i32 {
+    match status {
+        StatusCode::BAD_REQUEST => 3,                 // INVALID_ARGUMENT
+        StatusCode::PAYLOAD_TOO_LARGE => 8,           // RESOURCE_EXHAUSTED
+        StatusCode::TOO_MANY_REQUESTS => 8,           // RESOURCE_EXHAUSTED
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => 3,      // INVALID_ARGUMENT
+        StatusCode::SERVICE_UNAVAILABLE => 14,        // UNAVAILABLE
+        _ => 2,                                       // UNKNOWN
+    }
+}
+
+/// An error answer carrying a `google.rpc.Status` in the request's encoding.
+pub fn error_response(enc: Encoding, status: StatusCode, message: &str) -> Response {
+    let code = rpc_code(status);
+    let body = match enc {
+        Encoding::Protobuf => {
+            let mut buf = Vec::with_capacity(message.len() + 8);
+            prost::encoding::int32::encode(1, &code, &mut buf);
+            prost::encoding::string::encode(2, &message.to_string(), &mut buf);
+            buf
+        }
+        Encoding::Json => serde_json::json!({ "code": code, "message": message })
+            .to_string()
+            .into_bytes(),
+    };
+    (status, [(header::CONTENT_TYPE, content_type(enc))], body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn gunzip_stops_at_the_limit() {
+        let bomb = gz(&vec![0u8; 10 << 20]);
+        assert!(bomb.len() < 64 << 10);
+        assert!(matches!(gunzip_limited(&bomb, 1 << 20), Err(GunzipError::TooLarge)));
+        assert_eq!(gunzip_limited(&gz(b"hello"), 5).unwrap(), b"hello");
+        assert!(matches!(gunzip_limited(b"not gzip", 100), Err(GunzipError::Invalid(_))));
+    }
+
+    #[test]
+    fn media_types_are_parsed_with_parameters() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+        assert_eq!(media_type(&h), Some(Encoding::Json));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        assert_eq!(media_type(&h), None);
+    }
+}

@@ -1,0 +1,286 @@
+//! OTLP receivers (gRPC `:4317`, HTTP `:4318`) and the decoders they share.
+//!
+//! A receiver is one event-time source. It decodes a request, queues the accepted spans on the
+//! pipeline (waiting a bounded time for room), counts everything, and answers the client:
+//! success, partial success with the rejected count, or a clear error. It never aggregates.
+
+pub mod decode;
+pub mod grpc;
+pub mod http;
+
+use decode::{DecodeError, DecodeSettings, MetricsDecodeOutcome, TraceDecodeOutcome};
+use redwatch_engine::model::SourceId;
+use redwatch_engine::pipeline::{Backpressure, Batch, IngestHandle};
+use redwatch_engine::telemetry::{Counter, Registry};
+use std::sync::Arc;
+
+/// Why a whole request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{0}")]
+    Decode(#[from] DecodeError),
+    #[error("{0}")]
+    Backpressure(#[from] Backpressure),
+}
+
+/// What the client is told on success.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Ack {
+    /// Items refused individually (OTLP partial success).
+    pub rejected: u64,
+    pub message: Option<String>,
+}
+
+/// Request-level rejection reasons (label `reason` of `redwatch_requests_rejected_total`).
+pub const REQUEST_REJECT_REASONS: &[&str] = &[
+    "malformed",
+    "invalid_utf8",
+    "invalid_json",
+    "too_large",
+    "unsupported_media_type",
+    "bad_encoding",
+    "backpressure",
+];
+
+/// Item-level rejection reasons.
+pub const ITEM_REJECT_REASONS: &[&str] = &["invalid_timestamp", "future_timestamp", "late"];
+
+struct SignalCounters {
+    received: Arc<Counter>,
+    accepted: Arc<Counter>,
+    rejected: Vec<(&'static str, Arc<Counter>)>,
+    requests: Arc<Counter>,
+    requests_rejected: Vec<(&'static str, Arc<Counter>)>,
+}
+
+impl SignalCounters {
+    fn new(reg: &Registry, receiver: &str, signal: &'static str) -> Self {
+        let (received, accepted, rejected, help_r, help_a, help_x): (
+            &'static str,
+            &'static str,
+            &'static str,
+            &'static str,
+            &'static str,
+            &'static str,
+        ) = if signal == "spans" {
+            (
+                "redwatch_spans_received_total",
+                "redwatch_spans_accepted_total",
+                "redwatch_spans_rejected_total",
+                "Spans received, per receiver.",
+                "Spans accepted into the pipeline, per receiver.",
+                "Spans refused individually (partial success), per receiver and reason.",
+            )
+        } else {
+            (
+                "redwatch_metric_points_received_total",
+                "redwatch_metric_points_accepted_total",
+                "redwatch_metric_points_rejected_total",
+                "Metric data points received, per receiver.",
+                "Metric data points accepted, per receiver.",
+                "Metric data points refused individually, per receiver and reason.",
+            )
+        };
+        let l = [("receiver", receiver)];
+        SignalCounters {
+            received: reg.counter(received, help_r, &l),
+            accepted: reg.counter(accepted, help_a, &l),
+            rejected: ITEM_REJECT_REASONS
+                .iter()
+                .map(|r| {
+                    (
+                        *r,
+                        reg.counter(rejected, help_x, &[("receiver", receiver), ("reason", r)]),
+                    )
+                })
+                .collect(),
+            requests: reg.counter(
+                "redwatch_requests_total",
+                "Export requests received, per receiver and signal.",
+                &[("receiver", receiver), ("signal", signal)],
+            ),
+            requests_rejected: REQUEST_REJECT_REASONS
+                .iter()
+                .map(|r| {
+                    (
+                        *r,
+                        reg.counter(
+                            "redwatch_requests_rejected_total",
+                            "Export requests refused whole, per receiver, signal and reason.",
+                            &[("receiver", receiver), ("signal", signal), ("reason", r)],
+                        ),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn reject_request(&self, reason: &str) {
+        if let Some((_, c)) = self.requests_rejected.iter().find(|(r, _)| *r == reason) {
+            c.inc();
+        }
+    }
+
+    fn reject_items(&self, reason: &str, n: u64) {
+        if n > 0 {
+            if let Some((_, c)) = self.rejected.iter().find(|(r, _)| *r == reason) {
+                c.add(n);
+            }
+        }
+    }
+}
+
+/// Label of a decode error for `redwatch_requests_rejected_total{reason}`.
+pub fn decode_error_reason(e: &DecodeError) -> &'static str {
+    match e {
+        DecodeError::Malformed(_) => "malformed",
+        DecodeError::InvalidUtf8 { .. } => "invalid_utf8",
+        DecodeError::Json(_) => "invalid_json",
+    }
+}
+
+/// State shared by one receiver's protocol handlers.
+pub struct ReceiverCore {
+    name: &'static str,
+    source: SourceId,
+    handle: IngestHandle,
+    settings: DecodeSettings,
+    spans: SignalCounters,
+    points: SignalCounters,
+    late: Arc<Counter>,
+    missing_service: Arc<Counter>,
+}
+
+/// Encoding of a request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl ReceiverCore {
+    /// Registers the receiver as an event-time source.
+    pub async fn new(
+        name: &'static str,
+        handle: IngestHandle,
+        settings: DecodeSettings,
+        registry: &Registry,
+    ) -> Arc<Self> {
+        let source = handle.add_source(name, false).await;
+        Arc::new(ReceiverCore {
+            name,
+            source,
+            spans: SignalCounters::new(registry, name, "spans"),
+            points: SignalCounters::new(registry, name, "metric_points"),
+            late: registry.counter(
+                "redwatch_late_dropped_total",
+                "Items dropped because their window was already purged.",
+                &[("signal", "spans")],
+            ),
+            missing_service: registry.counter(
+                "redwatch_spans_missing_service_name_total",
+                "Spans whose resource has no service.name (counted as unknown_service).",
+                &[],
+            ),
+            handle,
+            settings,
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Counts a request refused before decoding (size, media type, compression).
+    pub fn reject_request(&self, signal: Signal, reason: &'static str) {
+        let c = match signal {
+            Signal::Traces => &self.spans,
+            Signal::Metrics => &self.points,
+        };
+        c.requests.inc();
+        c.reject_request(reason);
+    }
+
+    /// Decodes and queues one trace export request.
+    pub async fn export_traces(&self, body: bytes::Bytes, enc: Encoding) -> Result<Ack, IngestError> {
+        let now = self.handle.now();
+        let policy = self.handle.policy();
+        self.spans.requests.inc();
+        let decoded = match enc {
+            Encoding::Protobuf => {
+                decode::decode_traces_proto(body, self.source, &self.settings, policy, now)
+            }
+            Encoding::Json => {
+                decode::decode_traces_json(&body, self.source, &self.settings, policy, now)
+            }
+        };
+        let out: TraceDecodeOutcome = match decoded {
+            Ok(o) => o,
+            Err(e) => {
+                self.spans.reject_request(decode_error_reason(&e));
+                return Err(e.into());
+            }
+        };
+        let accepted = out.batch.len() as u64;
+        if accepted > 0 {
+            if let Err(bp) = self.handle.send(Batch::Spans(out.batch)).await {
+                self.spans.reject_request("backpressure");
+                return Err(bp.into());
+            }
+        }
+        self.spans.received.add(out.received);
+        self.spans.accepted.add(accepted);
+        for (reason, n) in out.rejected.iter() {
+            self.spans.reject_items(reason, n);
+        }
+        self.late.add(out.rejected.late);
+        self.missing_service.add(out.spans_missing_service_name);
+        Ok(Ack {
+            rejected: out.rejected.total(),
+            message: out.message,
+        })
+    }
+
+    /// Decodes (and, until metric windows exist, only counts) one metrics export request.
+    pub async fn export_metrics(&self, body: bytes::Bytes, enc: Encoding) -> Result<Ack, IngestError> {
+        let now = self.handle.now();
+        let policy = self.handle.policy();
+        self.points.requests.inc();
+        let decoded = match enc {
+            Encoding::Protobuf => decode::decode_metrics_proto(&body, policy, now),
+            Encoding::Json => decode::decode_metrics_json(&body, policy, now),
+        };
+        let out: MetricsDecodeOutcome = match decoded {
+            Ok(o) => o,
+            Err(e) => {
+                self.points.reject_request(decode_error_reason(&e));
+                return Err(e.into());
+            }
+        };
+        self.points.received.add(out.received);
+        self.points.accepted.add(out.accepted);
+        for (reason, n) in out.rejected.iter() {
+            self.points.reject_items(reason, n);
+        }
+        Ok(Ack {
+            rejected: out.rejected.total(),
+            message: out.message,
+        })
+    }
+}
+
+/// Which OTLP signal a request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Traces,
+    Metrics,
+}
+
+impl Signal {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Signal::Traces => "spans",
+            Signal::Metrics => "metric_points",
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Prometheus `/metrics` endpoint: RED series under the spanmetrics connector's names (so Jaeger's
+//! Monitor tab works unchanged) and the `redwatch_*` self-metrics.
+//!
+//! Counters grow only by the deltas of final windows of the primary window spec (a late
+//! re-emission adds just its own delta); provisional rows never reach them.
+
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use hashbrown::HashMap;
+use redwatch_engine::config::Dimension;
+use redwatch_engine::model::StatusCode;
+use redwatch_engine::telemetry::Registry;
+use redwatch_operators::red::{RedRow, RedSink, SeriesKey};
+use std::fmt::Write;
+use std::sync::{Arc, Mutex};
+use tokio_util::sync::CancellationToken;
+
+/// Cumulative RED of one series and status.
+#[derive(Debug, Clone, Default)]
+struct StatusTotals {
+    calls: f64,
+    sum_ms: f64,
+    /// Non-cumulative bucket counts (last = +Inf).
+    buckets: Vec<f64>,
+}
+
+/// The RED counters and histograms as Prometheus sees them.
+pub struct PrometheusRed {
+    bounds: Vec<f64>,
+    dim_labels: Vec<String>,
+    series: Mutex<HashMap<Arc<SeriesKey>, [Option<StatusTotals>; 3]>>,
+}
+
+impl PrometheusRed {
+    pub fn new(bounds: Vec<f64>, dims: &[Dimension]) -> Arc<Self> {
+        Arc::new(PrometheusRed {
+            bounds,
+            dim_labels: dims.iter().map(|d| d.label()).collect(),
+            series: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Number of exported series (per status).
+    pub fn series_count(&self) -> usize {
+        self.series
+            .lock()
+            .map(|m| m.values().map(|s| s.iter().flatten().count()).sum())
+            .unwrap_or(0)
+    }
+
+    /// Appends the RED families in the Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let Ok(map) = self.series.lock() else {
+            return;
+        };
+        let mut keys: Vec<&Arc<SeriesKey>> = map.keys().collect();
+        keys.sort();
+        let mut labels = String::new();
+        out.push_str("# HELP traces_span_metrics_calls_total Spans per series, counted in event-time windows (sampling-weighted).\n");
+        out.push_str("# TYPE traces_span_metrics_calls_total counter\n");
+        for k in &keys {
+            for (s, t) in StatusCode::ALL.iter().zip(map[*k].iter()) {
+                if let Some(t) = t {
+                    self.labels(&mut labels, k, *s);
+                    let _ = writeln!(out, "traces_span_metrics_calls_total{{{labels}}} {}", t.calls);
+                }
+            }
+        }
+        out.push_str("# HELP traces_span_metrics_duration_milliseconds Span duration per series in milliseconds.\n");
+        out.push_str("# TYPE traces_span_metrics_duration_milliseconds histogram\n");
+        for k in &keys {
+            for (s, t) in StatusCode::ALL.iter().zip(map[*k].iter()) {
+                let Some(t) = t else { continue };
+                self.labels(&mut labels, k, *s);
+                let mut cum = 0.0;
+                for (i, b) in self.bounds.iter().enumerate() {
+                    cum += t.buckets.get(i).copied().unwrap_or(0.0);
+                    let _ = writeln!(
+                        out,
+                        "traces_span_metrics_duration_milliseconds_bucket{{{labels},le=\"{b}\"}} {cum}"
+                    );
+                }
+                cum += t.buckets.get(self.bounds.len()).copied().unwrap_or(0.0);
+                let _ = writeln!(
+                    out,
+                    "traces_span_metrics_duration_milliseconds_bucket{{{labels},le=\"+Inf\"}} {cum}"
+                );
+                let _ = writeln!(
+                    out,
+                    "traces_span_metrics_duration_milliseconds_sum{{{labels}}} {}",
+                    t.sum_ms
+                );
+                let _ = writeln!(
+                    out,
+                    "traces_span_metrics_duration_milliseconds_count{{{labels}}} {}",
+                    t.calls
+                );
+            }
+        }
+    }
+
+    fn labels(&self, out: &mut String, k: &SeriesKey, status: StatusCode) {
+        out.clear();
+        let mut first = true;
+        let mut push = |out: &mut String, name: &str, value: &str| {
+            if value.is_empty() {
+                return;
+            }
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            out.push_str(name);
+            out.push_str("=\"");
+            escape_label_value(out, value);
+            out.push('"');
+        };
+        if k.overflow {
+            push(out, "otel_metric_overflow", "true");
+        } else {
+            push(out, "service_name", &k.service_name);
+            push(out, "span_name", &k.span_name);
+            push(out, "span_kind", k.kind.as_label());
+        }
+        push(out, "status_code", status.as_label());
+        for (name, v) in self.dim_labels.iter().zip(k.dims.iter()) {
+            push(out, name, v);
+        }
+    }
+}
+
+impl RedSink for PrometheusRed {
+    fn on_final(&self, rows: &[RedRow]) {
+        let Ok(mut map) = self.series.lock() else {
+            return;
+        };
+        let nb = self.bounds.len();
+        for row in rows.iter().filter(|r| r.primary) {
+            let Some(delta) = &row.delta else { continue };
+            let entry = map.entry(row.series.clone()).or_insert_with(Default::default);
+            for s in delta.statuses() {
+                let t = entry[s as usize].get_or_insert_with(|| StatusTotals {
+                    buckets: vec![0.0; nb + 1],
+                    ..StatusTotals::default()
+                });
+                t.calls += delta.calls[s as usize];
+                t.sum_ms += delta.sum_ms[s as usize];
+                for (acc, add) in t.buckets.iter_mut().zip(delta.bucket_counts(s, nb)) {
+                    *acc += add;
+                }
+            }
+        }
+    }
+
+    fn on_series_expired(&self, series: &[Arc<SeriesKey>]) {
+        if let Ok(mut map) = self.series.lock() {
+            for s in series {
+                map.remove(s);
+            }
+        }
+    }
+}
+
+/// Escapes a label value per the text exposition format.
+pub fn escape_label_value(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Appends the self-metrics in the Prometheus text format.
+pub fn render_registry(registry: &Registry, out: &mut String) {
+    registry.visit(|name, help, kind, samples| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {}", kind.as_str());
+        for s in samples {
+            out.push_str(name);
+            if !s.labels.is_empty() {
+                out.push('{');
+                for (i, (k, v)) in s.labels.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(k);
+                    out.push_str("=\"");
+                    escape_label_value(out, v);
+                    out.push('"');
+                }
+                out.push('}');
+            }
+            let _ = writeln!(out, " {}", s.value);
+        }
+    });
+}
+
+#[derive(Clone)]
+struct Exposition {
+    red: Arc<PrometheusRed>,
+    registry: Arc<Registry>,
+}
+
+async fn metrics(State(st): State<Exposition>) -> impl IntoResponse {
+    let mut out = String::with_capacity(64 * 1024);
+    st.red.render(&mut out);
+    render_registry(&st.registry, &mut out);
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+}
+
+/// Serves `/metrics` on `listener` until `cancel` fires.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    red: Arc<PrometheusRed>,
+    registry: Arc<Registry>,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(Exposition { red, registry });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(cancel.cancelled_owned())
+        .await
+}

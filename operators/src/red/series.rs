@@ -1,0 +1,293 @@
+//! RED series identities: interning `(service, span name, kind, dims)` to a small id, with the
+//! cardinality limit and expiry.
+//!
+//! Lookups borrow the strings from the batch (no allocation for a known series); a new series
+//! allocates its strings once. Past `limit` active series, new ones get the overflow id.
+
+use hashbrown::{Equivalent, HashMap};
+use redwatch_engine::model::{SpanKind, UnixNanos};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+/// The identity of a RED series (status is not part of it: it is a breakdown inside).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SeriesKey {
+    pub service_name: Arc<str>,
+    pub span_name: Arc<str>,
+    pub kind: SpanKind,
+    /// Values of the configured dimensions, in config order ("" = absent).
+    pub dims: Box<[Arc<str>]>,
+    /// The series that collects everything past the cardinality limit.
+    pub overflow: bool,
+}
+
+impl SeriesKey {
+    fn hash_parts<H: Hasher>(service: &str, name: &str, kind: SpanKind, dims: &[&str], h: &mut H) {
+        service.hash(h);
+        name.hash(h);
+        (kind as u8).hash(h);
+        dims.len().hash(h);
+        for d in dims {
+            d.hash(h);
+        }
+    }
+
+    /// The overflow series for `n_dims` dimensions.
+    pub fn overflow(n_dims: usize) -> SeriesKey {
+        let empty: Arc<str> = Arc::from("");
+        SeriesKey {
+            service_name: empty.clone(),
+            span_name: empty.clone(),
+            kind: SpanKind::Unspecified,
+            dims: vec![empty; n_dims].into_boxed_slice(),
+            overflow: true,
+        }
+    }
+
+    /// Heap bytes of the key's strings.
+    pub fn heap_bytes(&self) -> usize {
+        self.service_name.len()
+            + self.span_name.len()
+            + self.dims.iter().map(|d| d.len() + 16).sum::<usize>()
+            + 32
+    }
+}
+
+impl Hash for SeriesKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let mut dims: [&str; redwatch_engine::config::MAX_DIMENSIONS] =
+            [""; redwatch_engine::config::MAX_DIMENSIONS];
+        let n = self.dims.len().min(dims.len());
+        for (slot, d) in dims.iter_mut().zip(self.dims.iter()) {
+            *slot = d;
+        }
+        Self::hash_parts(&self.service_name, &self.span_name, self.kind, &dims[..n], h);
+        self.overflow.hash(h);
+    }
+}
+
+/// A series key borrowed from a batch, for allocation-free lookups.
+#[derive(Debug, Clone, Copy)]
+pub struct SeriesRef<'a> {
+    pub service_name: &'a str,
+    pub span_name: &'a str,
+    pub kind: SpanKind,
+    pub dims: &'a [&'a str],
+}
+
+impl Hash for SeriesRef<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        SeriesKey::hash_parts(self.service_name, self.span_name, self.kind, self.dims, h);
+        false.hash(h);
+    }
+}
+
+impl Equivalent<SeriesKey> for SeriesRef<'_> {
+    fn equivalent(&self, k: &SeriesKey) -> bool {
+        !k.overflow
+            && k.kind == self.kind
+            && *k.span_name == *self.span_name
+            && *k.service_name == *self.service_name
+            && k.dims.len() == self.dims.len()
+            && k.dims.iter().zip(self.dims).all(|(a, b)| **a == **b)
+    }
+}
+
+impl SeriesRef<'_> {
+    fn to_owned_key(self) -> SeriesKey {
+        SeriesKey {
+            service_name: Arc::from(self.service_name),
+            span_name: Arc::from(self.span_name),
+            kind: self.kind,
+            dims: self.dims.iter().map(|d| Arc::from(*d)).collect(),
+            overflow: false,
+        }
+    }
+}
+
+/// Small integer id of a series, used as the window-state key.
+pub type SeriesId = u32;
+
+#[derive(Debug)]
+struct SeriesInfo {
+    key: Arc<SeriesKey>,
+    /// Wall clock of the last span.
+    last_seen: UnixNanos,
+    /// Largest event time of the series (its windows live at most until then + size + lateness).
+    last_event: UnixNanos,
+}
+
+/// Result of a lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    Known(SeriesId),
+    New(SeriesId),
+    Overflow(SeriesId),
+}
+
+impl Lookup {
+    pub fn id(self) -> SeriesId {
+        match self {
+            Lookup::Known(i) | Lookup::New(i) | Lookup::Overflow(i) => i,
+        }
+    }
+}
+
+/// All active series of one RED operator.
+#[derive(Debug)]
+pub struct SeriesRegistry {
+    ids: HashMap<SeriesKey, SeriesId>,
+    infos: Vec<Option<SeriesInfo>>,
+    free: Vec<SeriesId>,
+    limit: usize,
+    overflow_id: SeriesId,
+}
+
+impl SeriesRegistry {
+    /// `limit` active series at most (the overflow series not counted).
+    pub fn new(limit: usize, n_dims: usize) -> Self {
+        let overflow = Arc::new(SeriesKey::overflow(n_dims));
+        SeriesRegistry {
+            ids: HashMap::new(),
+            infos: vec![Some(SeriesInfo {
+                key: overflow,
+                last_seen: 0,
+                last_event: 0,
+            })],
+            free: Vec::new(),
+            limit,
+            overflow_id: 0,
+        }
+    }
+
+    /// Finds or creates the series for `r`; the overflow series once the limit is reached.
+    pub fn lookup(&mut self, r: SeriesRef<'_>) -> Lookup {
+        if let Some(&id) = self.ids.get(&r) {
+            return Lookup::Known(id);
+        }
+        if self.ids.len() >= self.limit {
+            return Lookup::Overflow(self.overflow_id);
+        }
+        let key = r.to_owned_key();
+        let info = SeriesInfo {
+            key: Arc::new(key.clone()),
+            last_seen: 0,
+            last_event: 0,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.infos[id as usize] = Some(info);
+                id
+            }
+            None => {
+                self.infos.push(Some(info));
+                (self.infos.len() - 1) as SeriesId
+            }
+        };
+        self.ids.insert(key, id);
+        Lookup::New(id)
+    }
+
+    /// Records activity of a series.
+    pub fn touch(&mut self, id: SeriesId, now: UnixNanos, event_time: UnixNanos) {
+        if let Some(Some(info)) = self.infos.get_mut(id as usize) {
+            info.last_seen = now;
+            info.last_event = info.last_event.max(event_time);
+        }
+    }
+
+    pub fn key(&self, id: SeriesId) -> Option<&Arc<SeriesKey>> {
+        self.infos
+            .get(id as usize)
+            .and_then(|i| i.as_ref())
+            .map(|i| &i.key)
+    }
+
+    /// Active series (without the overflow series).
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Forgets series idle since before `idle_before` (wall clock) whose windows are all purged
+    /// (`last_event < purged_through`). Returns their keys.
+    pub fn expire(&mut self, idle_before: UnixNanos, purged_through: UnixNanos) -> Vec<Arc<SeriesKey>> {
+        let mut gone = Vec::new();
+        for (id, slot) in self.infos.iter_mut().enumerate() {
+            if id as SeriesId == self.overflow_id {
+                continue;
+            }
+            let expired = matches!(slot, Some(i) if i.last_seen < idle_before && i.last_event < purged_through);
+            if expired {
+                if let Some(info) = slot.take() {
+                    self.ids.remove(&*info.key);
+                    self.free.push(id as SeriesId);
+                    gone.push(info.key);
+                }
+            }
+        }
+        gone
+    }
+
+    /// Approximate heap bytes of the registry.
+    pub fn heap_bytes(&self) -> usize {
+        self.ids.capacity() * (std::mem::size_of::<(SeriesKey, SeriesId)>() + 1)
+            + self.infos.capacity() * std::mem::size_of::<Option<SeriesInfo>>()
+            + self
+                .infos
+                .iter()
+                .flatten()
+                .map(|i| i.key.heap_bytes() + std::mem::size_of::<SeriesKey>())
+                .sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r<'a>(svc: &'a str, name: &'a str, dims: &'a [&'a str]) -> SeriesRef<'a> {
+        SeriesRef {
+            service_name: svc,
+            span_name: name,
+            kind: SpanKind::Server,
+            dims,
+        }
+    }
+
+    #[test]
+    fn known_series_are_found_without_allocation_and_limit_overflows() {
+        let mut reg = SeriesRegistry::new(2, 1);
+        let a = reg.lookup(r("s", "a", &["x"]));
+        assert!(matches!(a, Lookup::New(_)));
+        assert_eq!(reg.lookup(r("s", "a", &["x"])), Lookup::Known(a.id()));
+        let b = reg.lookup(r("s", "a", &["y"]));
+        assert!(matches!(b, Lookup::New(_)));
+        assert_ne!(a.id(), b.id());
+        assert_eq!(reg.lookup(r("s", "c", &["x"])), Lookup::Overflow(0));
+        assert!(reg.key(0).unwrap().overflow);
+        assert_eq!(reg.len(), 2);
+    }
+
+    #[test]
+    fn expiry_frees_slots_for_new_series() {
+        let mut reg = SeriesRegistry::new(1, 0);
+        let a = reg.lookup(r("s", "a", &[])).id();
+        reg.touch(a, 100, 50);
+        assert!(reg.expire(100, 1000).is_empty());
+        let gone = reg.expire(101, 1000);
+        assert_eq!(&*gone[0].span_name, "a");
+        assert!(matches!(reg.lookup(r("s", "b", &[])), Lookup::New(_)));
+    }
+
+    #[test]
+    fn a_series_with_open_windows_does_not_expire() {
+        let mut reg = SeriesRegistry::new(1, 0);
+        let a = reg.lookup(r("s", "a", &[])).id();
+        reg.touch(a, 100, 5000);
+        assert!(reg.expire(1000, 1000).is_empty());
+    }
+}

@@ -1,0 +1,121 @@
+//! `redwatch demo`: the engine with the default config plus the built-in workload generator
+//! feeding its own OTLP/gRPC receiver, and a live view of the busiest series.
+
+use crate::generate::{self, GenerateOptions, Workload};
+use crate::server::{Engine, StartOptions};
+use crate::view::{render, Headline};
+use anyhow::Context;
+use redwatch_engine::config::Config;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// How the demo runs.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Spans per second the generator sends.
+    pub rate: f64,
+    /// Stop after this long (None = until Ctrl-C).
+    pub duration: Option<Duration>,
+    /// Rows in the table.
+    pub top: usize,
+}
+
+/// Runs the demo until Ctrl-C (or `duration`).
+pub async fn run(cfg: Config, opts: DemoOptions) -> anyhow::Result<()> {
+    let engine = Engine::start(
+        &cfg,
+        StartOptions {
+            fall_back_to_ephemeral_ports: true,
+        },
+    )
+    .await?;
+    let grpc = *engine
+        .addrs
+        .get("otlp_grpc")
+        .context("the demo needs the OTLP gRPC receiver (receivers.otlp.grpc)")?;
+    let started = Instant::now();
+    let start_ns = redwatch_engine::time::wall_clock();
+    let cancel = CancellationToken::new();
+    let gen_cancel = cancel.clone();
+    let rate = opts.rate;
+    let generator = tokio::spawn(async move {
+        let mut workload = Workload::new(42, start_ns);
+        generate::run(
+            GenerateOptions {
+                endpoint: format!("http://{grpc}"),
+                rate,
+                duration: None,
+                seed: 42,
+            },
+            &mut workload,
+            gen_cancel,
+            |_| {},
+        )
+        .await
+    });
+    let schedule = Workload::new(0, start_ns);
+    let tty = std::io::stdout().is_terminal();
+    let every = if tty {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(5)
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_accepted = 0.0;
+    let mut last_at = Instant::now();
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut engine = engine;
+    let outcome: anyhow::Result<()> = loop {
+        tokio::select! {
+            _ = &mut ctrl_c => break Ok(()),
+            e = engine.failed() => break Err(e),
+            _ = tick.tick() => {}
+        }
+        if opts.duration.is_some_and(|d| started.elapsed() >= d) {
+            break Ok(());
+        }
+        let accepted = engine.registry.total("redwatch_spans_accepted_total");
+        let dt = last_at.elapsed().as_secs_f64().max(1e-3);
+        let sps = (accepted - last_accepted) / dt;
+        last_accepted = accepted;
+        last_at = Instant::now();
+        let head = Headline::read(&engine.registry, started.elapsed().as_secs_f64(), sps);
+        let now = redwatch_engine::time::wall_clock();
+        let mut notes: Vec<String> = vec![format!(
+            "OTLP gRPC {} | OTLP HTTP {} | Prometheus http://{}/metrics | Ctrl-C to stop",
+            grpc,
+            engine.addrs.get("otlp_http").map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
+            engine.addrs.get("prometheus").map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
+        )];
+        let active: Vec<String> = schedule
+            .active_incidents(now)
+            .iter()
+            .map(|i| format!("{} on {}", i.name, i.service))
+            .collect();
+        notes.push(if active.is_empty() {
+            "injected incidents: none right now (schedule: latency spike @90s, error burst @200s, traffic drop @320s, slow ramp @420s; repeats every 10 min)".to_string()
+        } else {
+            format!("injected incidents now: {}", active.join(", "))
+        });
+        let text = render(&head, &engine.view.top(opts.top), &notes);
+        let mut out = std::io::stdout().lock();
+        if tty {
+            let _ = write!(out, "\x1b[H\x1b[2J{text}");
+        } else {
+            let _ = writeln!(out, "{text}");
+        }
+        let _ = out.flush();
+    };
+    cancel.cancel();
+    let stats = generator.await.ok().and_then(|r| r.ok()).unwrap_or_default();
+    let accepted = engine.registry.total("redwatch_spans_accepted_total");
+    engine.shutdown().await;
+    println!(
+        "\nredwatch demo stopped: generator sent {} spans in {} requests ({} failed); engine accepted {}.",
+        stats.spans_sent, stats.requests, stats.failed_requests, accepted
+    );
+    outcome
+}

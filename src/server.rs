@@ -1,0 +1,184 @@
+//! Assembles a running engine from a config: pipeline, RED operator, receivers, exporters —
+//! and takes it down in stages (receivers → operators → exporters).
+
+use crate::view::LiveView;
+use anyhow::Context;
+use redwatch_connectors::otlp::decode::DecodeSettings;
+use redwatch_connectors::otlp::{grpc, http, ReceiverCore};
+use redwatch_connectors::prometheus::{self, PrometheusRed};
+use redwatch_engine::config::Config;
+use redwatch_engine::pipeline::{pipeline, IngestHandle, PipelineSettings};
+use redwatch_engine::telemetry::Registry;
+use redwatch_engine::time::TimePolicy;
+use redwatch_operators::red::{RedOperator, RedSink};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Options that are not part of the config file.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// When a configured port is taken, bind an ephemeral one instead (the demo does this so it
+    /// starts next to another redwatch).
+    pub fall_back_to_ephemeral_ports: bool,
+}
+
+/// A running engine.
+pub struct Engine {
+    /// Bound addresses by listener name (`otlp_grpc`, `otlp_http`, `prometheus`).
+    pub addrs: BTreeMap<&'static str, SocketAddr>,
+    pub registry: Arc<Registry>,
+    pub view: Arc<LiveView>,
+    pub prometheus: Arc<PrometheusRed>,
+    handle: Option<IngestHandle>,
+    receivers_cancel: CancellationToken,
+    receivers: Vec<JoinHandle<anyhow::Result<()>>>,
+    pipeline_cancel: CancellationToken,
+    pipeline: JoinHandle<()>,
+    exporters_cancel: CancellationToken,
+    exporters: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+async fn bind(name: &'static str, addr: SocketAddr, opts: &StartOptions) -> anyhow::Result<tokio::net::TcpListener> {
+    match redwatch_connectors::bind(name, addr).await {
+        Ok(l) => Ok(l),
+        Err(e) if opts.fall_back_to_ephemeral_ports && e.kind() == std::io::ErrorKind::AddrInUse => {
+            tracing::warn!("{name}: {addr} is in use, binding an ephemeral port instead");
+            Ok(redwatch_connectors::bind(name, SocketAddr::new(addr.ip(), 0)).await?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Engine {
+    /// Starts every configured component. The config must already be validated.
+    pub async fn start(cfg: &Config, opts: StartOptions) -> anyhow::Result<Engine> {
+        let registry = Registry::new();
+        registry
+            .gauge("redwatch_build_info", "redwatch version.", &[("version", env!("CARGO_PKG_VERSION"))])
+            .set(1.0);
+        let policy = Arc::new(TimePolicy::new(&cfg.windows));
+        let prom = PrometheusRed::new(cfg.red.buckets_ms.clone(), &cfg.red.dimensions);
+        let view = LiveView::new();
+        let sinks: Vec<Arc<dyn RedSink>> = vec![prom.clone(), view.clone()];
+        let red = RedOperator::new(cfg, sinks, &registry);
+        let (handle, pipe) = pipeline(
+            policy,
+            PipelineSettings::from_config(cfg),
+            vec![Box::new(red)],
+            registry.clone(),
+        );
+        let pipeline_cancel = CancellationToken::new();
+        let pipeline = tokio::spawn(pipe.run(pipeline_cancel.clone()));
+
+        let mut addrs = BTreeMap::new();
+        let exporters_cancel = CancellationToken::new();
+        let mut exporters = Vec::new();
+        if let Some(p) = &cfg.exporters.prometheus {
+            let l = bind("prometheus", p.endpoint, &opts).await?;
+            addrs.insert("prometheus", l.local_addr()?);
+            let (red, reg, c) = (prom.clone(), registry.clone(), exporters_cancel.clone());
+            exporters.push(tokio::spawn(async move {
+                prometheus::serve(l, red, reg, c).await.context("prometheus endpoint")
+            }));
+        }
+
+        let settings = DecodeSettings {
+            dim_keys: cfg.red.dimensions.iter().map(|d| d.name.clone()).collect(),
+        };
+        let receivers_cancel = CancellationToken::new();
+        let mut receivers = Vec::new();
+        if let Some(g) = &cfg.receivers.otlp.grpc {
+            let l = bind("otlp_grpc", g.endpoint, &opts).await?;
+            addrs.insert("otlp_grpc", l.local_addr()?);
+            let core = ReceiverCore::new("otlp_grpc", handle.clone(), settings.clone(), &registry).await;
+            let max = g.max_message_size.as_u64() as usize;
+            let c = receivers_cancel.clone();
+            receivers.push(tokio::spawn(async move {
+                grpc::serve(l, core, max, c).await.context("OTLP gRPC receiver")
+            }));
+        }
+        if let Some(h) = &cfg.receivers.otlp.http {
+            let l = bind("otlp_http", h.endpoint, &opts).await?;
+            addrs.insert("otlp_http", l.local_addr()?);
+            let core = ReceiverCore::new("otlp_http", handle.clone(), settings.clone(), &registry).await;
+            let max = h.max_body_size.as_u64() as usize;
+            let c = receivers_cancel.clone();
+            receivers.push(tokio::spawn(async move {
+                http::serve(l, core, max, c).await.context("OTLP HTTP receiver")
+            }));
+        }
+        Ok(Engine {
+            addrs,
+            registry,
+            view,
+            prometheus: prom,
+            handle: Some(handle),
+            receivers_cancel,
+            receivers,
+            pipeline_cancel,
+            pipeline,
+            exporters_cancel,
+            exporters,
+        })
+    }
+
+    /// A handle into the pipeline (tests use its barrier to wait for processing).
+    pub fn ingest_handle(&self) -> Option<&IngestHandle> {
+        self.handle.as_ref()
+    }
+
+    /// Resolves when a component task ends on its own (a listener failed).
+    pub async fn failed(&mut self) -> anyhow::Error {
+        let tasks = self.receivers.iter_mut().chain(self.exporters.iter_mut());
+        let (res, _, _) = futures_select_all(tasks).await;
+        match res {
+            Ok(Ok(())) => anyhow::anyhow!("a listener stopped unexpectedly"),
+            Ok(Err(e)) => e,
+            Err(e) => anyhow::anyhow!("a listener task panicked: {e}"),
+        }
+    }
+
+    /// Staged shutdown: stop receivers, drain the operators, then stop the exporters.
+    pub async fn shutdown(mut self) {
+        self.receivers_cancel.cancel();
+        for r in self.receivers.drain(..) {
+            if let Ok(Err(e)) = r.await {
+                tracing::warn!("receiver ended with an error: {e:#}");
+            }
+        }
+        self.handle = None;
+        self.pipeline_cancel.cancel();
+        let _ = (&mut self.pipeline).await;
+        self.exporters_cancel.cancel();
+        for e in self.exporters.drain(..) {
+            let _ = e.await;
+        }
+    }
+}
+
+/// Waits for the first of several join handles (pending forever when there are none).
+async fn futures_select_all<'a, T>(
+    tasks: impl Iterator<Item = &'a mut JoinHandle<T>>,
+) -> (Result<T, tokio::task::JoinError>, usize, ())
+where
+    T: 'a,
+{
+    let mut tasks: Vec<&'a mut JoinHandle<T>> = tasks.collect();
+    if tasks.is_empty() {
+        std::future::pending::<()>().await;
+    }
+    std::future::poll_fn(|cx| {
+        for (i, t) in tasks.iter_mut().enumerate() {
+            if let std::task::Poll::Ready(r) = std::pin::Pin::new(&mut **t).poll(cx) {
+                return std::task::Poll::Ready((r, i, ()));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+use std::future::Future;

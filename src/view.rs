@@ -1,0 +1,213 @@
+//! The live RED view of `redwatch demo`: keeps the latest result of every series of the primary
+//! window spec and renders the top series as a terminal table or a plain-text summary.
+
+use redwatch_engine::model::UnixNanos;
+use redwatch_engine::telemetry::Registry;
+use redwatch_operators::red::{RedRow, RedSink, SeriesKey};
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::{Arc, Mutex};
+
+/// One line of the view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewRow {
+    pub series: Arc<SeriesKey>,
+    pub window_start: UnixNanos,
+    pub is_final: bool,
+    pub rate_per_s: f64,
+    pub error_ratio: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+impl ViewRow {
+    fn from_row(r: &RedRow, now: UnixNanos) -> ViewRow {
+        // A provisional window's rate is over the part of it that has elapsed.
+        let secs = if r.is_final {
+            r.window_size_ns as f64 / 1e9
+        } else {
+            (now.saturating_sub(r.start).min(r.window_size_ns) as f64 / 1e9).max(1.0)
+        };
+        ViewRow {
+            series: r.series.clone(),
+            window_start: r.start,
+            is_final: r.is_final,
+            rate_per_s: r.total.total_calls() / secs,
+            error_ratio: r.error_ratio(),
+            p50_ms: r.total.quantile_ms(0.5).unwrap_or(0.0),
+            p99_ms: r.total.quantile_ms(0.99).unwrap_or(0.0),
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    finals: HashMap<Arc<SeriesKey>, ViewRow>,
+    provisional: HashMap<Arc<SeriesKey>, ViewRow>,
+}
+
+/// A [`RedSink`] that remembers the newest row per series.
+#[derive(Default)]
+pub struct LiveView {
+    state: Mutex<State>,
+}
+
+impl LiveView {
+    pub fn new() -> Arc<Self> {
+        Arc::new(LiveView::default())
+    }
+
+    /// The `n` busiest series: each series' newest final window, or its open window when no
+    /// window has closed yet.
+    pub fn top(&self, n: usize) -> Vec<ViewRow> {
+        let Ok(st) = self.state.lock() else {
+            return Vec::new();
+        };
+        let mut rows: Vec<ViewRow> = st.finals.values().cloned().collect();
+        for (k, p) in &st.provisional {
+            if !st.finals.contains_key(k) {
+                rows.push(p.clone());
+            }
+        }
+        rows.sort_by(|a, b| {
+            b.rate_per_s
+                .total_cmp(&a.rate_per_s)
+                .then_with(|| a.series.cmp(&b.series))
+        });
+        rows.truncate(n);
+        rows
+    }
+
+    /// Number of series with a closed window.
+    pub fn final_series(&self) -> usize {
+        self.state.lock().map(|s| s.finals.len()).unwrap_or(0)
+    }
+}
+
+impl RedSink for LiveView {
+    fn on_final(&self, rows: &[RedRow]) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        for r in rows.iter().filter(|r| r.primary) {
+            let newer = st
+                .finals
+                .get(&r.series)
+                .is_none_or(|old| old.window_start <= r.start);
+            if newer {
+                st.finals
+                    .insert(r.series.clone(), ViewRow::from_row(r, r.end));
+            }
+        }
+    }
+
+    fn on_provisional(&self, _size: u64, rows: &[RedRow]) {
+        let now = redwatch_engine::time::wall_clock();
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        if rows.first().is_some_and(|r| !r.primary) {
+            return;
+        }
+        st.provisional.clear();
+        for r in rows {
+            let v = ViewRow::from_row(r, now);
+            let keep = st
+                .provisional
+                .get(&r.series)
+                .is_none_or(|old| old.window_start < v.window_start);
+            if keep {
+                st.provisional.insert(r.series.clone(), v);
+            }
+        }
+    }
+
+    fn on_series_expired(&self, series: &[Arc<SeriesKey>]) {
+        if let Ok(mut st) = self.state.lock() {
+            for s in series {
+                st.finals.remove(s);
+                st.provisional.remove(s);
+            }
+        }
+    }
+}
+
+/// Engine-wide figures shown above the table.
+pub struct Headline {
+    pub uptime_s: f64,
+    pub accepted_spans: f64,
+    pub spans_per_s: f64,
+    pub rejected: f64,
+    pub late: f64,
+    pub active_series: f64,
+    pub watermark_lag_s: f64,
+}
+
+impl Headline {
+    pub fn read(registry: &Registry, uptime_s: f64, spans_per_s: f64) -> Headline {
+        Headline {
+            uptime_s,
+            accepted_spans: registry.total("redwatch_spans_accepted_total"),
+            spans_per_s,
+            rejected: registry.total("redwatch_spans_rejected_total")
+                + registry.total("redwatch_requests_rejected_total"),
+            late: registry.total("redwatch_late_dropped_total"),
+            active_series: registry.total("redwatch_red_active_series"),
+            watermark_lag_s: registry.total("redwatch_watermark_lag_seconds"),
+        }
+    }
+}
+
+fn fmt_window(ns: UnixNanos) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns as i64)
+        .format("%H:%M:%S")
+        .to_string()
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// Renders the headline and the table (no terminal escapes).
+pub fn render(h: &Headline, rows: &[ViewRow], notes: &[String]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "redwatch demo — up {:.0}s | accepted {:.0} spans ({:.0}/s) | rejected {:.0} | late {:.0} | series {:.0} | watermark lag {:.1}s",
+        h.uptime_s, h.accepted_spans, h.spans_per_s, h.rejected, h.late, h.active_series, h.watermark_lag_s
+    );
+    for n in notes {
+        let _ = writeln!(out, "{n}");
+    }
+    let _ = writeln!(
+        out,
+        "\n{:<14} {:<34} {:<9} {:>9} {:>7} {:>9} {:>9}  {:<8}",
+        "SERVICE", "OPERATION", "KIND", "RATE/s", "ERR%", "P50 ms", "P99 ms", "WINDOW"
+    );
+    for r in rows {
+        let kind = r.series.kind.as_label().trim_start_matches("SPAN_KIND_");
+        let _ = writeln!(
+            out,
+            "{:<14} {:<34} {:<9} {:>9.1} {:>7.2} {:>9.1} {:>9.1}  {}{}",
+            truncate(&r.series.service_name, 14),
+            truncate(&r.series.span_name, 34),
+            kind,
+            r.rate_per_s,
+            r.error_ratio * 100.0,
+            r.p50_ms,
+            r.p99_ms,
+            fmt_window(r.window_start),
+            if r.is_final { "" } else { " (open)" }
+        );
+    }
+    if rows.is_empty() {
+        out.push_str("(waiting for the first spans)\n");
+    }
+    out
+}

@@ -1,0 +1,54 @@
+"""Fixtures for the OpenTelemetry-SDK interop tests.
+
+`redwatch` starts a fresh `redwatch run` per test (ephemeral ports, 1 s windows) and stops it
+afterwards; when a test fails, the server's log is attached to the failure report.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from redwatch_process import DEFAULT_CONFIG, RedwatchProcess, RedwatchServer, redwatch_bin
+from span_workload import unique_service_names
+
+# Everything these tests talk to is on loopback; a proxy from the environment must not see it.
+for _var in ("NO_PROXY", "no_proxy"):
+    os.environ[_var] = ",".join(filter(None, [os.environ.get(_var), "127.0.0.1", "localhost", "::1"]))
+
+LISTENERS = ("otlp_grpc", "otlp_http", "prometheus")
+
+
+def pytest_report_header(config):
+    try:
+        return f"redwatch binary: {redwatch_bin()}"
+    except RuntimeError as err:
+        return f"redwatch binary: MISSING ({err})"
+
+
+@pytest.fixture
+def redwatch(tmp_path):
+    config_path = tmp_path / "redwatch.yaml"
+    config_path.write_text(DEFAULT_CONFIG)
+    process = RedwatchProcess(config_path, LISTENERS)
+    process.wait_until_listening()  # raises with the captured log, after stopping the process
+    try:
+        yield RedwatchServer(process)
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def service_names(request):
+    return unique_service_names(request.node.name)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed:
+        server = getattr(item, "funcargs", {}).get("redwatch")
+        if isinstance(server, RedwatchServer):
+            report.sections.append((f"redwatch server log ({report.when})", server.log_text()))
+    return report
