@@ -87,8 +87,16 @@ pub async fn run(cfg: Config, opts: DemoOptions) -> anyhow::Result<()> {
         let mut notes: Vec<String> = vec![format!(
             "OTLP gRPC {} | OTLP HTTP {} | Prometheus http://{}/metrics | Ctrl-C to stop",
             grpc,
-            engine.addrs.get("otlp_http").map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
-            engine.addrs.get("prometheus").map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
+            engine
+                .addrs
+                .get("otlp_http")
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "off".into()),
+            engine
+                .addrs
+                .get("prometheus")
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "off".into()),
         )];
         let active: Vec<String> = schedule
             .active_incidents(now)
@@ -110,7 +118,11 @@ pub async fn run(cfg: Config, opts: DemoOptions) -> anyhow::Result<()> {
         let _ = out.flush();
     };
     cancel.cancel();
-    let stats = generator.await.ok().and_then(|r| r.ok()).unwrap_or_default();
+    let stats = generator
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .unwrap_or_default();
     let accepted = engine.registry.total("redwatch_spans_accepted_total");
     engine.shutdown().await;
     println!(

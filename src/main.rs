@@ -11,7 +11,11 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "redwatch", version, about = "Event-time RED metrics, anomaly spans and SQL over live telemetry windows")]
+#[command(
+    name = "redwatch",
+    version,
+    about = "Event-time RED metrics, anomaly spans and SQL over live telemetry windows"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -89,7 +93,10 @@ fn load_config(args: &ConfigArgs) -> Result<Config, Failure> {
     let problems = cfg.validate();
     if !problems.is_empty() {
         let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
-        return Err(Failure::Usage(format!("config has problems:\n{}", list.join("\n"))));
+        return Err(Failure::Usage(format!(
+            "config has problems:\n{}",
+            list.join("\n")
+        )));
     }
     Ok(cfg)
 }
@@ -116,13 +123,14 @@ async fn wait_for_shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -136,7 +144,10 @@ async fn wait_for_shutdown_signal() {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Validate { cfg, print_defaults } => {
+        Command::Validate {
+            cfg,
+            print_defaults,
+        } => {
             if print_defaults {
                 let text = serde_yaml_ng::to_string(&Config::default())
                     .map_err(|e| Failure::Runtime(e.into()))?;
@@ -144,7 +155,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 return Ok(());
             }
             if cfg.config.is_none() {
-                return Err(Failure::Usage("validate needs --config FILE (or --print-defaults)".into()));
+                return Err(Failure::Usage(
+                    "validate needs --config FILE (or --print-defaults)".into(),
+                ));
             }
             load_config(&cfg)?;
             println!("config ok");
@@ -167,14 +180,32 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 result
             })
         }
-        Command::Demo { cfg, rate, duration, top } => {
+        Command::Demo {
+            cfg,
+            rate,
+            duration,
+            top,
+        } => {
             let cfg = load_config(&cfg)?;
             // The live view owns the terminal: only warnings go to stderr.
             init_logging("warn");
-            runtime()?.block_on(demo::run(cfg, DemoOptions { rate, duration, top }))
+            runtime()?
+                .block_on(demo::run(
+                    cfg,
+                    DemoOptions {
+                        rate,
+                        duration,
+                        top,
+                    },
+                ))
                 .map_err(Failure::Runtime)
         }
-        Command::Generate { otlp, rate, duration, seed } => {
+        Command::Generate {
+            otlp,
+            rate,
+            duration,
+            seed,
+        } => {
             init_logging("info");
             runtime()?.block_on(async {
                 let cancel = CancellationToken::new();
@@ -185,7 +216,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 });
                 let mut workload = Workload::new(seed, redwatch_engine::time::wall_clock());
                 let stats = generate::run(
-                    GenerateOptions { endpoint: otlp, rate, duration, seed },
+                    GenerateOptions {
+                        endpoint: otlp,
+                        rate,
+                        duration,
+                        seed,
+                    },
                     &mut workload,
                     cancel,
                     |_| {},

@@ -41,10 +41,16 @@ pub struct Engine {
     exporters: Vec<JoinHandle<anyhow::Result<()>>>,
 }
 
-async fn bind(name: &'static str, addr: SocketAddr, opts: &StartOptions) -> anyhow::Result<tokio::net::TcpListener> {
+async fn bind(
+    name: &'static str,
+    addr: SocketAddr,
+    opts: &StartOptions,
+) -> anyhow::Result<tokio::net::TcpListener> {
     match redwatch_connectors::bind(name, addr).await {
         Ok(l) => Ok(l),
-        Err(e) if opts.fall_back_to_ephemeral_ports && e.kind() == std::io::ErrorKind::AddrInUse => {
+        Err(e)
+            if opts.fall_back_to_ephemeral_ports && e.kind() == std::io::ErrorKind::AddrInUse =>
+        {
             tracing::warn!("{name}: {addr} is in use, binding an ephemeral port instead");
             Ok(redwatch_connectors::bind(name, SocketAddr::new(addr.ip(), 0)).await?)
         }
@@ -57,7 +63,11 @@ impl Engine {
     pub async fn start(cfg: &Config, opts: StartOptions) -> anyhow::Result<Engine> {
         let registry = Registry::new();
         registry
-            .gauge("redwatch_build_info", "redwatch version.", &[("version", env!("CARGO_PKG_VERSION"))])
+            .gauge(
+                "redwatch_build_info",
+                "redwatch version.",
+                &[("version", env!("CARGO_PKG_VERSION"))],
+            )
             .set(1.0);
         let policy = Arc::new(TimePolicy::new(&cfg.windows));
         let prom = PrometheusRed::new(cfg.red.buckets_ms.clone(), &cfg.red.dimensions);
@@ -81,7 +91,9 @@ impl Engine {
             addrs.insert("prometheus", l.local_addr()?);
             let (red, reg, c) = (prom.clone(), registry.clone(), exporters_cancel.clone());
             exporters.push(tokio::spawn(async move {
-                prometheus::serve(l, red, reg, c).await.context("prometheus endpoint")
+                prometheus::serve(l, red, reg, c)
+                    .await
+                    .context("prometheus endpoint")
             }));
         }
 
@@ -93,21 +105,27 @@ impl Engine {
         if let Some(g) = &cfg.receivers.otlp.grpc {
             let l = bind("otlp_grpc", g.endpoint, &opts).await?;
             addrs.insert("otlp_grpc", l.local_addr()?);
-            let core = ReceiverCore::new("otlp_grpc", handle.clone(), settings.clone(), &registry).await;
+            let core =
+                ReceiverCore::new("otlp_grpc", handle.clone(), settings.clone(), &registry).await;
             let max = g.max_message_size.as_u64() as usize;
             let c = receivers_cancel.clone();
             receivers.push(tokio::spawn(async move {
-                grpc::serve(l, core, max, c).await.context("OTLP gRPC receiver")
+                grpc::serve(l, core, max, c)
+                    .await
+                    .context("OTLP gRPC receiver")
             }));
         }
         if let Some(h) = &cfg.receivers.otlp.http {
             let l = bind("otlp_http", h.endpoint, &opts).await?;
             addrs.insert("otlp_http", l.local_addr()?);
-            let core = ReceiverCore::new("otlp_http", handle.clone(), settings.clone(), &registry).await;
+            let core =
+                ReceiverCore::new("otlp_http", handle.clone(), settings.clone(), &registry).await;
             let max = h.max_body_size.as_u64() as usize;
             let c = receivers_cancel.clone();
             receivers.push(tokio::spawn(async move {
-                http::serve(l, core, max, c).await.context("OTLP HTTP receiver")
+                http::serve(l, core, max, c)
+                    .await
+                    .context("OTLP HTTP receiver")
             }));
         }
         Ok(Engine {

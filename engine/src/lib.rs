@@ -3,6 +3,7 @@
 //! neither.
 
 pub mod config;
+pub mod fixtures;
 pub mod model;
 pub mod pipeline;
 pub mod telemetry;

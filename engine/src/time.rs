@@ -124,7 +124,13 @@ impl WatermarkTracker {
         }
     }
 
-    pub fn add_source(&mut self, id: SourceId, name: &str, holds_before_data: bool, now: UnixNanos) {
+    pub fn add_source(
+        &mut self,
+        id: SourceId,
+        name: &str,
+        holds_before_data: bool,
+        now: UnixNanos,
+    ) {
         let i = id.0 as usize;
         if self.sources.len() <= i {
             self.sources.resize(i + 1, None);

@@ -31,6 +31,8 @@ pub struct Entry<A> {
     pub total: A,
     /// What arrived since the window was last emitted (only once it has been emitted).
     pub pending: Option<A>,
+    /// Whether this key has been emitted for this window.
+    pub emitted: bool,
 }
 
 #[derive(Debug)]
@@ -45,8 +47,11 @@ struct Slot<K, A> {
 pub struct Emitted<'a, K, A> {
     pub start: UnixNanos,
     pub end: UnixNanos,
-    /// True on the window's first emission; false on a late re-emission.
+    /// True when this key's row is emitted for the first time in this window (also for a key
+    /// that first arrives late); false when a late update re-emits it.
     pub first: bool,
+    /// True during the window's own first emission (once per window).
+    pub window_first: bool,
     pub key: &'a K,
     /// The key's complete state in the window.
     pub total: &'a A,
@@ -97,7 +102,12 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
 
     /// Applies `f` to `key`'s state in the window of event time `ts` (and to its pending delta if
     /// that window was already emitted).
-    pub fn update(&mut self, ts: UnixNanos, key: &K, mut f: impl FnMut(&mut A)) -> Result<(), Late> {
+    pub fn update(
+        &mut self,
+        ts: UnixNanos,
+        key: &K,
+        mut f: impl FnMut(&mut A),
+    ) -> Result<(), Late> {
         let start = self.window_start(ts);
         if self.is_purged(start) {
             return Err(Late);
@@ -136,11 +146,13 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
                 let end = start + size;
                 if !slot.emitted {
                     slot.emitted = true;
-                    for (key, e) in slot.entries.iter() {
+                    for (key, e) in slot.entries.iter_mut() {
+                        e.emitted = true;
                         emit(Emitted {
                             start,
                             end,
                             first: true,
+                            window_first: true,
                             key,
                             total: &e.total,
                             delta: &e.total,
@@ -150,10 +162,13 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
                     slot.dirty = false;
                     for (key, e) in slot.entries.iter_mut() {
                         if let Some(p) = e.pending.take() {
+                            let first = !e.emitted;
+                            e.emitted = true;
                             emit(Emitted {
                                 start,
                                 end,
-                                first: false,
+                                first,
+                                window_first: false,
                                 key,
                                 total: &e.total,
                                 delta: &p,
@@ -203,9 +218,9 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
                         .values()
                         .map(|e| {
                             e.total.heap_bytes()
-                                + e.pending.as_ref().map_or(0, |p| {
-                                    std::mem::size_of::<A>() + p.heap_bytes()
-                                })
+                                + e.pending
+                                    .as_ref()
+                                    .map_or(0, |p| std::mem::size_of::<A>() + p.heap_bytes())
                         })
                         .sum::<usize>()
             })
@@ -234,7 +249,9 @@ mod tests {
 
     fn drain(s: &mut WindowStore<&'static str, Count>, wm: u64) -> Rows {
         let mut out = Vec::new();
-        s.advance(wm, |e| out.push((e.start, *e.key, e.first, e.total.0, e.delta.0)));
+        s.advance(wm, |e| {
+            out.push((e.start, *e.key, e.first, e.total.0, e.delta.0))
+        });
         out.sort();
         out
     }
@@ -251,6 +268,9 @@ mod tests {
         s.update(5, &"a", |c| c.0 += 1).unwrap();
         assert_eq!(drain(&mut s, 11), vec![(0, "a", false, 3, 1)]);
         assert_eq!(drain(&mut s, 12), vec![]);
+        // a key new to an emitted window: its first row, carrying everything it has.
+        s.update(6, &"c", |c| c.0 += 2).unwrap();
+        assert_eq!(drain(&mut s, 12), vec![(0, "c", true, 2, 2)]);
         assert_eq!(drain(&mut s, 20), vec![(10, "b", true, 1, 1)]);
         // window [0,10) purged at 10 + 20.
         assert_eq!(drain(&mut s, 30), vec![]);

@@ -50,8 +50,8 @@ pub async fn run(
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(10))
         .connect_lazy();
-    let mut client = TraceServiceClient::new(channel)
-        .send_compressed(tonic::codec::CompressionEncoding::Gzip);
+    let mut client =
+        TraceServiceClient::new(channel).send_compressed(tonic::codec::CompressionEncoding::Gzip);
     let tick = Duration::from_millis(100);
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

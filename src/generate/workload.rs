@@ -3,7 +3,9 @@
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::{
+    span, status, ResourceSpans, ScopeSpans, Span, Status,
+};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, LogNormal};
@@ -129,8 +131,22 @@ impl Workload {
         // 3 catalog ListProducts, 4 checkout PlaceOrder, 5 payment Charge, 6 cart GetCart,
         // 7 catalog GetProduct, 8 frontend POST /api/cart, 9 cart AddItem.
         let ops = vec![
-            op("frontend", "GET /", 8.0, 0.4, 0.001, vec![("oteldemo.CatalogService/ListProducts", 3)]),
-            op("frontend", "GET /api/products/{id}", 6.0, 0.5, 0.002, vec![("oteldemo.CatalogService/GetProduct", 7)]),
+            op(
+                "frontend",
+                "GET /",
+                8.0,
+                0.4,
+                0.001,
+                vec![("oteldemo.CatalogService/ListProducts", 3)],
+            ),
+            op(
+                "frontend",
+                "GET /api/products/{id}",
+                6.0,
+                0.5,
+                0.002,
+                vec![("oteldemo.CatalogService/GetProduct", 7)],
+            ),
             op(
                 "frontend",
                 "POST /api/checkout",
@@ -139,20 +155,65 @@ impl Workload {
                 0.003,
                 vec![("oteldemo.CheckoutService/PlaceOrder", 4)],
             ),
-            op("catalog", "oteldemo.CatalogService/ListProducts", 12.0, 0.6, 0.001, vec![]),
+            op(
+                "catalog",
+                "oteldemo.CatalogService/ListProducts",
+                12.0,
+                0.6,
+                0.001,
+                vec![],
+            ),
             op(
                 "checkout",
                 "oteldemo.CheckoutService/PlaceOrder",
                 35.0,
                 0.5,
                 0.005,
-                vec![("oteldemo.PaymentService/Charge", 5), ("oteldemo.CartService/GetCart", 6)],
+                vec![
+                    ("oteldemo.PaymentService/Charge", 5),
+                    ("oteldemo.CartService/GetCart", 6),
+                ],
             ),
-            op("payment", "oteldemo.PaymentService/Charge", 45.0, 0.45, 0.004, vec![]),
-            op("cart", "oteldemo.CartService/GetCart", 3.0, 0.5, 0.001, vec![]),
-            op("catalog", "oteldemo.CatalogService/GetProduct", 4.0, 0.5, 0.001, vec![]),
-            op("frontend", "POST /api/cart", 7.0, 0.4, 0.002, vec![("oteldemo.CartService/AddItem", 9)]),
-            op("cart", "oteldemo.CartService/AddItem", 5.0, 0.5, 0.002, vec![]),
+            op(
+                "payment",
+                "oteldemo.PaymentService/Charge",
+                45.0,
+                0.45,
+                0.004,
+                vec![],
+            ),
+            op(
+                "cart",
+                "oteldemo.CartService/GetCart",
+                3.0,
+                0.5,
+                0.001,
+                vec![],
+            ),
+            op(
+                "catalog",
+                "oteldemo.CatalogService/GetProduct",
+                4.0,
+                0.5,
+                0.001,
+                vec![],
+            ),
+            op(
+                "frontend",
+                "POST /api/cart",
+                7.0,
+                0.4,
+                0.002,
+                vec![("oteldemo.CartService/AddItem", 9)],
+            ),
+            op(
+                "cart",
+                "oteldemo.CartService/AddItem",
+                5.0,
+                0.5,
+                0.002,
+                vec![],
+            ),
         ];
         let entries = vec![
             Entry { op: 0, weight: 3.0 },
@@ -230,13 +291,21 @@ impl Workload {
     }
 
     fn reaches(&self, op: usize, service: &str) -> bool {
-        self.ops[op].service == service || self.ops[op].calls.iter().any(|(_, c)| self.reaches(*c, service))
+        self.ops[op].service == service
+            || self.ops[op]
+                .calls
+                .iter()
+                .any(|(_, c)| self.reaches(*c, service))
     }
 
     /// Builds one export request of about `spans` spans, all ending shortly before `now_ns`.
     pub fn request(&mut self, now_ns: u64, spans: usize) -> ExportTraceServiceRequest {
         let t = self.cycle_time(now_ns);
-        let weights: Vec<f64> = self.entries.iter().map(|e| self.entry_weight(e, t)).collect();
+        let weights: Vec<f64> = self
+            .entries
+            .iter()
+            .map(|e| self.entry_weight(e, t))
+            .collect();
         let total: f64 = weights.iter().sum();
         let mut by_service: BTreeMap<&'static str, Vec<Span>> = BTreeMap::new();
         let mut made = 0;
@@ -254,7 +323,15 @@ impl Workload {
             // Whole traces end within the last 300 ms.
             let end = now_ns - self.rng.random_range(0..300 * MS);
             let op = self.entries[entry].op;
-            made += self.emit(op, trace_id, None, end, span::SpanKind::Server, t, &mut by_service);
+            made += self.emit(
+                op,
+                trace_id,
+                None,
+                end,
+                span::SpanKind::Server,
+                t,
+                &mut by_service,
+            );
         }
         let resource_spans = by_service
             .into_iter()
@@ -312,11 +389,22 @@ impl Workload {
         for (client_name, callee) in calls.iter().rev() {
             let client_id: [u8; 8] = self.rng.random();
             let before = out.get(self.ops[*callee].service).map_or(0, |v| v.len());
-            let server_made = self.emit(*callee, trace_id, Some(client_id), child_end - MS / 2, span::SpanKind::Server, t, out);
+            let server_made = self.emit(
+                *callee,
+                trace_id,
+                Some(client_id),
+                child_end - MS / 2,
+                span::SpanKind::Server,
+                t,
+                out,
+            );
             made += server_made;
             let server_span = &out[self.ops[*callee].service][before];
             let server_start = server_span.start_time_unix_nano;
-            let server_failed = server_span.status.as_ref().is_some_and(|s| s.code == status::StatusCode::Error as i32);
+            let server_failed = server_span
+                .status
+                .as_ref()
+                .is_some_and(|s| s.code == status::StatusCode::Error as i32);
             failed_child |= server_failed;
             let client_start = server_start.saturating_sub(MS / 2);
             out.entry(service).or_default().push(Span {
@@ -327,8 +415,14 @@ impl Workload {
                 kind: span::SpanKind::Client as i32,
                 start_time_unix_nano: client_start,
                 end_time_unix_nano: child_end,
-                attributes: vec![kv("rpc.system", "grpc"), kv("server.address", self.ops[*callee].service)],
-                status: server_failed.then(|| Status { code: status::StatusCode::Error as i32, message: "downstream error".into() }),
+                attributes: vec![
+                    kv("rpc.system", "grpc"),
+                    kv("server.address", self.ops[*callee].service),
+                ],
+                status: server_failed.then(|| Status {
+                    code: status::StatusCode::Error as i32,
+                    message: "downstream error".into(),
+                }),
                 ..Default::default()
             });
             made += 1;
@@ -347,7 +441,9 @@ impl Workload {
             attributes.push(kv("http.route", route));
             attributes.push(KeyValue {
                 key: "http.response.status_code".into(),
-                value: Some(AnyValue { value: Some(any_value::Value::IntValue(if failed { 500 } else { 200 })) }),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::IntValue(if failed { 500 } else { 200 })),
+                }),
                 ..Default::default()
             });
         } else {
@@ -362,7 +458,10 @@ impl Workload {
             start_time_unix_nano: start,
             end_time_unix_nano: end,
             attributes,
-            status: failed.then(|| Status { code: status::StatusCode::Error as i32, message: "internal error".into() }),
+            status: failed.then(|| Status {
+                code: status::StatusCode::Error as i32,
+                message: "internal error".into(),
+            }),
             ..Default::default()
         });
         made
@@ -400,7 +499,9 @@ mod tests {
             let mut d: Vec<u64> = req
                 .resource_spans
                 .iter()
-                .filter(|r| r.resource.as_ref().unwrap().attributes[0].value == kv("", "payment").value)
+                .filter(|r| {
+                    r.resource.as_ref().unwrap().attributes[0].value == kv("", "payment").value
+                })
                 .flat_map(|r| &r.scope_spans)
                 .flat_map(|s| &s.spans)
                 .filter(|s| s.kind == span::SpanKind::Server as i32)

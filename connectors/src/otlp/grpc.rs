@@ -201,7 +201,9 @@ where
             "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
         };
         if req.uri().path() != expected {
-            return Box::pin(async { Ok(grpc_error_response(Code::Unimplemented, "no such method")) });
+            return Box::pin(async {
+                Ok(grpc_error_response(Code::Unimplemented, "no such method"))
+            });
         }
         let core = self.core.clone();
         let max = self.max_message_size;
@@ -241,9 +243,8 @@ fn count_transport_rejections(
     };
     core.reject_request(signal, reason);
     if status.code() == Code::OutOfRange {
-        let new = Status::resource_exhausted(format!(
-            "{msg} (receivers.otlp.grpc.max_message_size)"
-        ));
+        let new =
+            Status::resource_exhausted(format!("{msg} (receivers.otlp.grpc.max_message_size)"));
         let _ = new.add_header(resp.headers_mut());
     }
 }

@@ -77,7 +77,8 @@ fn media_type(headers: &HeaderMap) -> Option<Encoding> {
 pub fn gunzip_limited(data: &[u8], limit: usize) -> Result<Vec<u8>, GunzipError> {
     let mut out = Vec::with_capacity((data.len() * 4).min(limit));
     let mut dec = flate2::read::GzDecoder::new(data).take(limit as u64 + 1);
-    dec.read_to_end(&mut out).map_err(|e| GunzipError::Invalid(e.to_string()))?;
+    dec.read_to_end(&mut out)
+        .map_err(|e| GunzipError::Invalid(e.to_string()))?;
     if out.len() > limit {
         return Err(GunzipError::TooLarge);
     }
@@ -120,7 +121,11 @@ async fn read_body(st: &HttpState, headers: &HeaderMap, body: Body) -> Result<By
                     st.max_body
                 ),
             )),
-            Err(e) => Err(Refusal(StatusCode::BAD_REQUEST, "bad_encoding", e.to_string())),
+            Err(e) => Err(Refusal(
+                StatusCode::BAD_REQUEST,
+                "bad_encoding",
+                e.to_string(),
+            )),
         },
         Some(other) => Err(Refusal(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -226,12 +231,12 @@ fn success_response(enc: Encoding, signal: Signal, ack: Ack) -> Response {
 /// `google.rpc.Status` code for an HTTP status (gRPC code numbers).
 fn rpc_code(status: StatusCode) -> i32 {
     match status {
-        StatusCode::BAD_REQUEST => 3,                 // INVALID_ARGUMENT
-        StatusCode::PAYLOAD_TOO_LARGE => 8,           // RESOURCE_EXHAUSTED
-        StatusCode::TOO_MANY_REQUESTS => 8,           // RESOURCE_EXHAUSTED
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => 3,      // INVALID_ARGUMENT
-        StatusCode::SERVICE_UNAVAILABLE => 14,        // UNAVAILABLE
-        _ => 2,                                       // UNKNOWN
+        StatusCode::BAD_REQUEST => 3,            // INVALID_ARGUMENT
+        StatusCode::PAYLOAD_TOO_LARGE => 8,      // RESOURCE_EXHAUSTED
+        StatusCode::TOO_MANY_REQUESTS => 8,      // RESOURCE_EXHAUSTED
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => 3, // INVALID_ARGUMENT
+        StatusCode::SERVICE_UNAVAILABLE => 14,   // UNAVAILABLE
+        _ => 2,                                  // UNKNOWN
     }
 }
 
@@ -267,15 +272,24 @@ mod tests {
     fn gunzip_stops_at_the_limit() {
         let bomb = gz(&vec![0u8; 10 << 20]);
         assert!(bomb.len() < 64 << 10);
-        assert!(matches!(gunzip_limited(&bomb, 1 << 20), Err(GunzipError::TooLarge)));
+        assert!(matches!(
+            gunzip_limited(&bomb, 1 << 20),
+            Err(GunzipError::TooLarge)
+        ));
         assert_eq!(gunzip_limited(&gz(b"hello"), 5).unwrap(), b"hello");
-        assert!(matches!(gunzip_limited(b"not gzip", 100), Err(GunzipError::Invalid(_))));
+        assert!(matches!(
+            gunzip_limited(b"not gzip", 100),
+            Err(GunzipError::Invalid(_))
+        ));
     }
 
     #[test]
     fn media_types_are_parsed_with_parameters() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
         assert_eq!(media_type(&h), Some(Encoding::Json));
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         assert_eq!(media_type(&h), None);

@@ -202,7 +202,11 @@ impl ReceiverCore {
     }
 
     /// Decodes and queues one trace export request.
-    pub async fn export_traces(&self, body: bytes::Bytes, enc: Encoding) -> Result<Ack, IngestError> {
+    pub async fn export_traces(
+        &self,
+        body: bytes::Bytes,
+        enc: Encoding,
+    ) -> Result<Ack, IngestError> {
         let now = self.handle.now();
         let policy = self.handle.policy();
         self.spans.requests.inc();
@@ -242,7 +246,11 @@ impl ReceiverCore {
     }
 
     /// Decodes (and, until metric windows exist, only counts) one metrics export request.
-    pub async fn export_metrics(&self, body: bytes::Bytes, enc: Encoding) -> Result<Ack, IngestError> {
+    pub async fn export_metrics(
+        &self,
+        body: bytes::Bytes,
+        enc: Encoding,
+    ) -> Result<Ack, IngestError> {
         let now = self.handle.now();
         let policy = self.handle.policy();
         self.points.requests.inc();

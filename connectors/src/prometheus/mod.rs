@@ -64,7 +64,11 @@ impl PrometheusRed {
             for (s, t) in StatusCode::ALL.iter().zip(map[*k].iter()) {
                 if let Some(t) = t {
                     self.labels(&mut labels, k, *s);
-                    let _ = writeln!(out, "traces_span_metrics_calls_total{{{labels}}} {}", t.calls);
+                    let _ = writeln!(
+                        out,
+                        "traces_span_metrics_calls_total{{{labels}}} {}",
+                        t.calls
+                    );
                 }
             }
         }
@@ -139,7 +143,9 @@ impl RedSink for PrometheusRed {
         let nb = self.bounds.len();
         for row in rows.iter().filter(|r| r.primary) {
             let Some(delta) = &row.delta else { continue };
-            let entry = map.entry(row.series.clone()).or_insert_with(Default::default);
+            let entry = map
+                .entry(row.series.clone())
+                .or_insert_with(Default::default);
             for s in delta.statuses() {
                 let t = entry[s as usize].get_or_insert_with(|| StatusTotals {
                     buckets: vec![0.0; nb + 1],

@@ -39,14 +39,14 @@ impl Config {
         if w.size.is_zero() {
             bad("windows.size", "must be greater than 0".into());
         } else {
-            if w.size.as_millis() == 0 || w.size.as_nanos() % 1_000_000 != 0 {
+            if w.size.as_millis() == 0 || !w.size.as_nanos().is_multiple_of(1_000_000) {
                 bad(
                     "windows.size",
                     "must be a whole number of milliseconds".into(),
                 );
             }
             for (i, r) in w.rollups.iter().enumerate() {
-                if r.as_nanos() % w.size.as_nanos() != 0 || *r <= w.size {
+                if !r.as_nanos().is_multiple_of(w.size.as_nanos()) || *r <= w.size {
                     bad(
                         &format!("windows.rollups[{i}]"),
                         format!(
@@ -77,10 +77,9 @@ impl Config {
                 format!("at most {MAX_BUCKETS} bucket bounds are supported"),
             );
         }
-        if r
-            .buckets_ms
+        if r.buckets_ms
             .windows(2)
-            .any(|p| !(p[0] < p[1]) || !p[0].is_finite())
+            .any(|p| p[0] >= p[1] || p[0].is_nan())
             || r.buckets_ms.iter().any(|b| !b.is_finite() || *b <= 0.0)
         {
             bad(
@@ -90,7 +89,10 @@ impl Config {
         }
         for (i, d) in r.dimensions.iter().enumerate() {
             if d.name.is_empty() {
-                bad(&format!("red.dimensions[{i}].name"), "must not be empty".into());
+                bad(
+                    &format!("red.dimensions[{i}].name"),
+                    "must not be empty".into(),
+                );
             }
             if RESERVED_LABELS.contains(&d.label().as_str()) {
                 bad(
@@ -116,7 +118,10 @@ impl Config {
         }
         if let Some(h) = &o.http {
             if h.max_body_size.as_u64() == 0 {
-                bad("receivers.otlp.http.max_body_size", "must be greater than 0".into());
+                bad(
+                    "receivers.otlp.http.max_body_size",
+                    "must be greater than 0".into(),
+                );
             }
         }
         if self.limits.queue_capacity == 0 {

@@ -144,8 +144,8 @@ impl Default for RedConfig {
         Self {
             dimensions: Vec::new(),
             buckets_ms: vec![
-                2.0, 4.0, 6.0, 8.0, 10.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1000.0, 1400.0,
-                2000.0, 5000.0, 10000.0, 15000.0,
+                2.0, 4.0, 6.0, 8.0, 10.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1000.0, 1400.0, 2000.0,
+                5000.0, 10000.0, 15000.0,
             ],
             cardinality_limit: 10_000,
             series_expiry: Duration::from_secs(900),
@@ -170,7 +170,13 @@ impl Dimension {
         let mut s: String = self
             .name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         if s.starts_with(|c: char| c.is_ascii_digit()) {
             s.insert(0, '_');

@@ -190,7 +190,10 @@ mod tests {
             left.bucket_counts(StatusCode::Error, 3),
             vec![0.0, 2.0, 0.0, 0.0]
         );
-        assert_eq!(left.bucket_counts(StatusCode::Ok, 3), vec![0.0, 0.0, 0.0, 1.0]);
+        assert_eq!(
+            left.bucket_counts(StatusCode::Ok, 3),
+            vec![0.0, 0.0, 0.0, 1.0]
+        );
         assert_eq!(left.errors(), 2.0);
         assert_eq!(left.total_calls(), 4.5);
     }

@@ -29,7 +29,8 @@ pub struct RedRow {
     pub series: Arc<SeriesKey>,
     /// False for a provisional row of a window still open.
     pub is_final: bool,
-    /// True on a window's first final emission; false on a late re-emission or a provisional row.
+    /// True when this (window, series) row is emitted final for the first time; false on a late
+    /// re-emission or a provisional row.
     pub first: bool,
     /// Everything the window has for the series.
     pub total: RedAgg,

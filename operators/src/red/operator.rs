@@ -182,7 +182,7 @@ impl RedOperator {
                 // Cannot be late: a rollup window outlives every primary window inside it.
                 let _ = r.store.merge(e.start, e.key, e.delta);
             }
-            if e.first && last_first != Some(e.start) {
+            if e.window_first && last_first != Some(e.start) {
                 last_first = Some(e.start);
                 windows += 1;
             }
@@ -203,7 +203,7 @@ impl RedOperator {
             let size = r.store.size_ns();
             let label = r.label.clone();
             r.store.advance(wm, |e| {
-                if e.first && last_first != Some(e.start) {
+                if e.window_first && last_first != Some(e.start) {
                     last_first = Some(e.start);
                     windows += 1;
                 }
@@ -222,8 +222,8 @@ impl RedOperator {
 
     /// Publishes provisional rows of the open windows to the sinks.
     pub fn publish_provisional(&self) {
-        for (spec, primary) in std::iter::once((&self.primary, true))
-            .chain(self.rollups.iter().map(|r| (r, false)))
+        for (spec, primary) in
+            std::iter::once((&self.primary, true)).chain(self.rollups.iter().map(|r| (r, false)))
         {
             let mut rows = Vec::new();
             let size = spec.store.size_ns();

@@ -61,7 +61,13 @@ impl Hash for SeriesKey {
         for (slot, d) in dims.iter_mut().zip(self.dims.iter()) {
             *slot = d;
         }
-        Self::hash_parts(&self.service_name, &self.span_name, self.kind, &dims[..n], h);
+        Self::hash_parts(
+            &self.service_name,
+            &self.span_name,
+            self.kind,
+            &dims[..n],
+            h,
+        );
         self.overflow.hash(h);
     }
 }
@@ -214,7 +220,11 @@ impl SeriesRegistry {
 
     /// Forgets series idle since before `idle_before` (wall clock) whose windows are all purged
     /// (`last_event < purged_through`). Returns their keys.
-    pub fn expire(&mut self, idle_before: UnixNanos, purged_through: UnixNanos) -> Vec<Arc<SeriesKey>> {
+    pub fn expire(
+        &mut self,
+        idle_before: UnixNanos,
+        purged_through: UnixNanos,
+    ) -> Vec<Arc<SeriesKey>> {
         let mut gone = Vec::new();
         for (id, slot) in self.infos.iter_mut().enumerate() {
             if id as SeriesId == self.overflow_id {

@@ -254,7 +254,11 @@ mod tests {
         let v: Vec<_> = r.iter().collect();
         assert_eq!(
             v,
-            vec![("invalid_timestamp", 1), ("future_timestamp", 2), ("late", 3)]
+            vec![
+                ("invalid_timestamp", 1),
+                ("future_timestamp", 2),
+                ("late", 3)
+            ]
         );
     }
 }

@@ -104,7 +104,10 @@ mod tests {
         // th:fd70a4 ~= 1% kept (the spec's example table).
         let w = threshold_weight(b"fd70a4").unwrap();
         assert!((w - 100.0).abs() < 0.01, "{w}");
-        assert_eq!(threshold_weight(b"ffffffffffffff"), Some(MAX_ADJUSTED as f64));
+        assert_eq!(
+            threshold_weight(b"ffffffffffffff"),
+            Some(MAX_ADJUSTED as f64)
+        );
         // Padding: "8" and "80000000000000" are the same threshold.
         assert_eq!(threshold_weight(b"80000000000000"), Some(2.0));
     }
@@ -122,7 +125,10 @@ mod tests {
     fn tracestate_members_and_subkeys() {
         assert_eq!(tracestate_weight(b"ot=th:8"), Some(2.0));
         assert_eq!(tracestate_weight(b"ot=rv:abcdef01234567;th:c"), Some(4.0));
-        assert_eq!(tracestate_weight(b"vendor=x, ot=th:8;rv:1 ,other=y"), Some(2.0));
+        assert_eq!(
+            tracestate_weight(b"vendor=x, ot=th:8;rv:1 ,other=y"),
+            Some(2.0)
+        );
         assert_eq!(tracestate_weight(b"\tot=th:8\t"), Some(2.0));
         assert_eq!(tracestate_weight(b"vendor=th:8"), None);
         assert_eq!(tracestate_weight(b"ot=p:8"), None);
@@ -143,7 +149,10 @@ mod tests {
         assert_eq!(adjusted_count_weight(Some(Number::Int(0))), None);
         assert_eq!(adjusted_count_weight(Some(Number::Int(-3))), None);
         assert_eq!(adjusted_count_weight(Some(Number::Double(f64::NAN))), None);
-        assert_eq!(adjusted_count_weight(Some(Number::Double(f64::INFINITY))), None);
+        assert_eq!(
+            adjusted_count_weight(Some(Number::Double(f64::INFINITY))),
+            None
+        );
         assert_eq!(adjusted_count_weight(None), None);
         assert_eq!(probability_weight(Some(Number::Double(0.25))), Some(4.0));
         assert_eq!(probability_weight(Some(Number::Double(1.0))), Some(1.0));

@@ -95,7 +95,9 @@ pub(super) fn decode(
     let mut batch = SpanBatch::new(source, buf, n_dims as u16);
     let expected = count_spans(&data);
     batch.spans.reserve_exact(expected);
-    batch.dim_values.reserve_exact(expected.saturating_mul(n_dims));
+    batch
+        .dim_values
+        .reserve_exact(expected.saturating_mul(n_dims));
     let mut sc = Scanner {
         dim_keys: &settings.dim_keys[..n_dims],
         policy,
@@ -532,7 +534,9 @@ fn any_value(mut r: Reader<'_>, depth: u32) -> Result<Value, Fault> {
             }
             2 => Value::Bool(r.varint_field(wt, "AnyValue.bool_value")? != 0),
             3 => Value::Int(r.varint_field(wt, "AnyValue.int_value")? as i64),
-            4 => Value::Double(f64::from_bits(r.fixed64_field(wt, "AnyValue.double_value")?)),
+            4 => Value::Double(f64::from_bits(
+                r.fixed64_field(wt, "AnyValue.double_value")?,
+            )),
             5 => {
                 let (m, d) = r.message(wt, "AnyValue.array_value", depth)?;
                 array_value(m, d)?;

@@ -1,0 +1,97 @@
+//! Builders of decoded data for tests and benches (the one place such fixtures live).
+//!
+//! They produce the same [`SpanBatch`] a decoder would, with the strings in the batch arena.
+
+use crate::model::{
+    ResourceRecord, SourceId, SpanBatch, SpanKind, SpanRecord, StatusCode, UnixNanos,
+};
+use bytes::Bytes;
+
+/// A span described with owned values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanFixture {
+    /// `None` = the resource has no `service.name`.
+    pub service: Option<String>,
+    pub name: String,
+    pub kind: SpanKind,
+    pub status: StatusCode,
+    pub start: UnixNanos,
+    pub end: UnixNanos,
+    pub weight: f64,
+    /// Values of the configured dimensions (`None` = absent).
+    pub dims: Vec<Option<String>>,
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+}
+
+impl SpanFixture {
+    /// A server span of `service`/`name` lasting `duration_ms` and ending at `end`.
+    pub fn new(service: &str, name: &str, end: UnixNanos, duration_ms: f64) -> Self {
+        let dur = (duration_ms * 1e6).round() as u64;
+        SpanFixture {
+            service: Some(service.to_string()),
+            name: name.to_string(),
+            kind: SpanKind::Server,
+            status: StatusCode::Unset,
+            start: end.saturating_sub(dur),
+            end,
+            weight: 1.0,
+            dims: Vec::new(),
+            trace_id: [0; 16],
+            span_id: [0; 8],
+        }
+    }
+
+    pub fn status(mut self, s: StatusCode) -> Self {
+        self.status = s;
+        self
+    }
+
+    pub fn kind(mut self, k: SpanKind) -> Self {
+        self.kind = k;
+        self
+    }
+
+    pub fn weight(mut self, w: f64) -> Self {
+        self.weight = w;
+        self
+    }
+}
+
+/// Builds one batch holding `spans` (one resource per span), with `dims` values per span.
+pub fn span_batch(source: SourceId, dims: u16, spans: &[SpanFixture]) -> SpanBatch {
+    let mut b = SpanBatch::new(source, Bytes::new(), dims);
+    for s in spans {
+        let service_name = s
+            .service
+            .as_deref()
+            .map(|v| b.arena_str(v).expect("fixture string fits"));
+        let resource = b.resources.len() as u32;
+        b.resources.push(ResourceRecord { service_name });
+        let name = b.arena_str(&s.name).expect("fixture string fits");
+        let first_dim = b.dim_values.len() as u32;
+        for i in 0..dims as usize {
+            let v = s
+                .dims
+                .get(i)
+                .cloned()
+                .flatten()
+                .map(|v| b.arena_str(&v).expect("fixture string fits"));
+            b.dim_values.push(v);
+        }
+        b.spans.push(SpanRecord {
+            trace_id: s.trace_id,
+            span_id: s.span_id,
+            parent_span_id: [0; 8],
+            start: s.start,
+            end: s.end,
+            weight: s.weight,
+            name,
+            resource,
+            dims: first_dim,
+            kind: s.kind,
+            status: s.status,
+        });
+    }
+    b
+}
