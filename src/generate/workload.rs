@@ -331,7 +331,8 @@ impl Workload {
                 span::SpanKind::Server,
                 t,
                 &mut by_service,
-            );
+            )
+            .0;
         }
         let resource_spans = by_service
             .into_iter()
@@ -359,7 +360,8 @@ impl Workload {
         ExportTraceServiceRequest { resource_spans }
     }
 
-    /// Emits the server span of `op` (and its subtree) ending at `end`; returns spans made.
+    /// Emits the server span of `op` (and its subtree) ending at `end`; returns the spans made,
+    /// the server span's start and whether it failed.
     #[allow(clippy::too_many_arguments)]
     fn emit(
         &mut self,
@@ -370,7 +372,7 @@ impl Workload {
         kind: span::SpanKind,
         t: f64,
         out: &mut BTreeMap<&'static str, Vec<Span>>,
-    ) -> usize {
+    ) -> (usize, u64, bool) {
         let (service, name, median, sigma) = {
             let o = &self.ops[op];
             (o.service, o.name, o.median_ms, o.sigma)
@@ -388,8 +390,7 @@ impl Workload {
         let mut failed_child = false;
         for (client_name, callee) in calls.iter().rev() {
             let client_id: [u8; 8] = self.rng.random();
-            let before = out.get(self.ops[*callee].service).map_or(0, |v| v.len());
-            let server_made = self.emit(
+            let (server_made, server_start, server_failed) = self.emit(
                 *callee,
                 trace_id,
                 Some(client_id),
@@ -399,12 +400,6 @@ impl Workload {
                 out,
             );
             made += server_made;
-            let server_span = &out[self.ops[*callee].service][before];
-            let server_start = server_span.start_time_unix_nano;
-            let server_failed = server_span
-                .status
-                .as_ref()
-                .is_some_and(|s| s.code == status::StatusCode::Error as i32);
             failed_child |= server_failed;
             let client_start = server_start.saturating_sub(MS / 2);
             out.entry(service).or_default().push(Span {
@@ -464,7 +459,7 @@ impl Workload {
             }),
             ..Default::default()
         });
-        made
+        (made, start, failed)
     }
 }
 

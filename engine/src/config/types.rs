@@ -186,11 +186,19 @@ impl Dimension {
 }
 
 /// Result destinations.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExportersConfig {
     /// Prometheus exposition of RED and self-metrics; `null` disables it.
     pub prometheus: Option<PrometheusConfig>,
+}
+
+impl Default for ExportersConfig {
+    fn default() -> Self {
+        ExportersConfig {
+            prometheus: Some(PrometheusConfig::default()),
+        }
+    }
 }
 
 /// Prometheus `/metrics` endpoint.

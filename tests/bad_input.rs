@@ -1,0 +1,791 @@
+//! Bad input end to end (DESIGN.md "Errors"): every rejection gets a clear answer to the sender
+//! (gRPC status, HTTP code with a `google.rpc.Status` body in the request's encoding, or OTLP
+//! partial success), moves the right `redwatch_*_rejected_total{reason}` counter, and leaves the
+//! good data around it — before, after and, for partial success, inside the same request —
+//! counted exactly in `traces_span_metrics_calls_total`.
+//!
+//! Each test runs its own in-process engine on ephemeral ports (see `common::test_config`).
+
+mod common;
+
+use common::*;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use prost::Message;
+use std::time::Duration;
+use tonic::Code;
+
+const KIB: usize = 1024;
+
+/// The test config with receiver size limits (byte sizes parsed as a config file gives them).
+fn with_limits(max_grpc: usize, max_http: usize) -> redwatch_engine::config::Config {
+    let mut cfg = test_config();
+    if let Some(g) = cfg.receivers.otlp.grpc.as_mut() {
+        g.max_message_size = serde_json::from_value(serde_json::json!(max_grpc)).expect("size");
+    }
+    if let Some(h) = cfg.receivers.otlp.http.as_mut() {
+        h.max_body_size = serde_json::from_value(serde_json::json!(max_http)).expect("size");
+    }
+    cfg
+}
+
+/// A valid trace request of at least `min_bytes` encoded bytes (service `oversized`).
+fn big_request(min_bytes: usize) -> (ExportTraceServiceRequest, Vec<u8>) {
+    let n = min_bytes / 60 + 1;
+    let spans: Vec<SpanSpec> = (0..n)
+        .map(|i| SpanSpec::new(&format!("oversized operation number {i:08}")))
+        .collect();
+    let req = trace_request(Some("oversized"), &spans);
+    let bytes = req.encode_to_vec();
+    assert!(bytes.len() > min_bytes, "{} > {min_bytes}", bytes.len());
+    (req, bytes)
+}
+
+/// A valid request cut short inside its first `ResourceSpans`, so its framing is broken.
+fn truncated(full: &[u8]) -> Vec<u8> {
+    assert!(full.len() > 100, "the request should be long enough to cut");
+    full[..full.len() * 2 / 3].to_vec()
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. truncated protobuf
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_protobuf_over_grpc_is_invalid_argument() {
+    let e = start(&test_config()).await;
+    let mut exp = ExpectedCalls::default();
+    send_good(&e, &mut exp, "before").await;
+
+    let full = trace_request(Some("truncated"), &good_spans("bad")).encode_to_vec();
+    let res = grpc_raw(grpc_channel(&e).await, TRACE_EXPORT, truncated(&full), false).await;
+    assert_status(res, Code::InvalidArgument, &["malformed"]);
+    // The same bytes uncut go through the same raw path: the cut was the cause.
+    let spans = good_spans("raw whole");
+    let ok = grpc_raw(
+        grpc_channel(&e).await,
+        TRACE_EXPORT,
+        trace_request(Some(GOOD_SERVICE), &spans).encode_to_vec(),
+        false,
+    )
+    .await
+    .expect("the whole request is accepted");
+    let resp = ExportTraceServiceResponse::decode(ok).expect("an ExportTraceServiceResponse");
+    assert_eq!(rejected_spans(&resp), 0);
+    exp.add(Some(GOOD_SERVICE), &spans);
+
+    let m = scrape(&e).await;
+    assert_request_rejections(&m, &[("otlp_grpc", "spans", "malformed", 1.0)]);
+    assert_span_rejections(&m, &[]);
+
+    send_good(&e, &mut exp, "after").await;
+    assert_calls_exactly(&e, &exp).await;
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_protobuf_over_http_is_400() {
+    let e = start(&test_config()).await;
+    let mut exp = ExpectedCalls::default();
+    send_good(&e, &mut exp, "before").await;
+
+    let full = trace_request(Some("truncated"), &good_spans("bad")).encode_to_vec();
+    let r = http_post(&e, "/v1/traces", Some(CT_PROTOBUF), None, truncated(&full)).await;
+    assert_http_proto_error(&r, 400, Some(RPC_INVALID_ARGUMENT), &["malformed"]);
+
+    let m = scrape(&e).await;
+    assert_request_rejections(&m, &[("otlp_http", "spans", "malformed", 1.0)]);
+    assert_span_rejections(&m, &[]);
+
+    send_good(&e, &mut exp, "after").await;
+    assert_calls_exactly(&e, &exp).await;
+    e.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. invalid JSON
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_json_over_http_is_400() {
+    let e = start(&test_config()).await;
+    let mut exp = ExpectedCalls::default();
+    send_good(&e, &mut exp, "before").await;
+
+    let cases: [(&str, &[&str]); 3] = [
+        // Not JSON at all (cut mid-document): serde_json names line and column.
+        (r#"{"resourceSpans": [{"scopeSpans": ["#, &["json", "line", "column"]),
+        // JSON, but a span name that is a number.
+        (
+            r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":42,"endTimeUnixNano":"1"}]}]}]}"#,
+            &["json", "invalid type"],
+        ),
+        // JSON, but resourceSpans is an object instead of an array.
+        (r#"{"resourceSpans":{"scopeSpans":[]}}"#, &["json", "invalid type"]),
+    ];
+    for (body, needles) in cases {
+        let r = http_post(&e, "/v1/traces", Some(CT_JSON), None, body.as_bytes().to_vec()).await;
+        assert_http_json_error(&r, 400, Some(RPC_INVALID_ARGUMENT), needles);
+    }
+
+    // Good OTLP/JSON still goes through.
+    let spans = good_spans("after json");
+    let r = http_post(
+        &e,
+        "/v1/traces",
+        Some(CT_JSON),
+        None,
+        to_json(&trace_request(Some(GOOD_SERVICE), &spans)),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(json_partial_success(&r.json()).0, 0);
+    exp.add(Some(GOOD_SERVICE), &spans);
+
+    let m = scrape(&e).await;
+    assert_request_rejections(&m, &[("otlp_http", "spans", "invalid_json", 3.0)]);
+    assert_span_rejections(&m, &[]);
+
+    send_good(&e, &mut exp, "after").await;
+    assert_calls_exactly(&e, &exp).await;
+    e.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. wrong content type
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_content_type_over_http_is_415() {
+    let e = start(&test_config()).await;
+    let mut exp = ExpectedCalls::default();
+    send_good(&e, &mut exp, "before").await;
+
+    // A perfectly good protobuf body, labelled text/plain.
+    let body = trace_request(Some("wrong-type"), &good_spans("bad")).encode_to_vec();
+    let r = http_post(&e, "/v1/traces", Some("text/plain"), None, body.clone()).await;
+    assert_http_json_error(&r, 415, None, &["content-type", "text/plain"]);
+    // No Content-Type at all.
+    let r = http_post(&e, "/v1/traces", None, None, body).await;
+    assert_http_json_error(&r, 415, None, &["content-type"]);
+
+    let m = scrape(&e).await;
+    assert_request_rejections(&m, &[("otlp_http", "spans", "unsupported_media_type", 2.0)]);
+    assert_span_rejections(&m, &[]);
+
+    send_good(&e, &mut exp, "after").await;
+    assert_calls_exactly(&e, &exp).await;
+    e.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. oversized bodies
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_body_over_http_is_413() {
+    let e = start(&with_limits(16 << 20, 64 * KIB)).await;
+    let mut exp = ExpectedCalls::default();
+    send_good(&e, &mut exp, "before").await;
+
+    let (req, bytes) = big_request(100 * KIB);
+    let r = http_post(&e, "/v1/traces", Some(CT_PROTOBUF), None, bytes).await;
+    assert_http_proto_error(&r, 413, Some(RPC_RESOURCE_EXHAUSTED), &["max_body_size"]);
+    let json = to_json(&req);
+    assert!(json.len() > 64 * KIB);
+    let r = http_post(&e, "/v1/traces", Some(CT_JSON), None, json).await;
+    assert_http_json_error(&r, 413, Some(RPC_RESOURCE_EXHAUSTED), &["max_body_size"]);
+
+    let m = scrape(&e).await;
+    assert_request_rejections(&m, &[("otlp_http", "spans", "too_large", 2.0)]);
+
+    send_good(&e, &mut exp, "after").await;
+    assert_calls_exactly(&e, &exp).await;
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_message_over_grpc_is_resource_exhausted() {
+    let e = start(&with_limits(64 * KIB, 16 << 20)).await;
+    let mut exp = ExpectedCalls::default();
+    send_good(&e, &mut exp, "before").await;
+
+    let (req, _) = big_request(100 * KIB);
+    let res = grpc_export(&e, req).await;
+    assert_status(res, Code::ResourceExhausted, &["too large"]);
+
+    let m = scrape(&e).await;
+    assert_request_rejections(&m, &[("otlp_grpc", "spans", "too_large", 1.0)]);
+
+    send_good(&e, &mut exp, "after").await;
+    assert_calls_exactly(&e, &exp).await;
+    e.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. gzip bombs and broken gzip
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_bomb_and_bad_gzip_over_http() {
+    let e = start(&with_limits(16 << 20, 64 * KIB)).await;
+    let mut exp = ExpectedCalls::default();
+    send_good(&e, &mut exp, "before").await;
+
+    // 16 MiB of zeros squeeze into a few KiB: well under the limit on the wire, 256 times over
+    // it inflated.
+    let bomb = gzip(&vec![0u8; 16 << 20]);
+    assert!(bomb.len() < 64 * KIB, "bomb is {} bytes", bomb.len());
+    let r = http_post(&e, "/v1/traces", Some(CT_PROTOBUF), Some("gzip"), bomb.clone()).await;
+    assert_http_proto_error(&r, 413, Some(RPC_RESOURCE_EXHAUSTED), &["decompressed", "max_body_size"]);
+    let r = http_post(&e, "/v1/traces", Some(CT_JSON), Some("gzip"), bomb).await;
+    assert_http_json_error(&r, 413, Some(RPC_RESOURCE_EXHAUSTED), &["decompressed", "max_body_size"]);
+
+    // Not gzip at all, though labelled so.
+    let r = http_post(
+        &e,
+        "/v1/traces",
+        Some(CT_PROTOBUF),
+        Some("gzip"),
+        b"this is not gzip data".to_vec(),
+    )
+    .await;
+    assert_http_proto_error(&r, 400, Some(RPC_INVALID_ARGUMENT), &["gzip"]);
+    // gzip cut short.
+    let whole = gzip(&trace_request(Some("cut"), &good_spans("bad")).encode_to_vec());
+    let r = http_post(
+        &e,
+        "/v1/traces",
+        Some(CT_PROTOBUF),
+        Some("gzip"),
+        whole[..whole.len() / 2].to_vec(),
+    )
+    .await;
+    assert_http_proto_error(&r, 400, Some(RPC_INVALID_ARGUMENT), &["gzip"]);
+
+    // A properly gzipped good request is accepted, so the refusals above were about the bodies.
+    let spans = good_spans("gzipped");
+    let body = gzip(&trace_request(Some(GOOD_SERVICE), &spans).encode_to_vec());
+    let r = http_post(&e, "/v1/traces", Some(CT_PROTOBUF), Some("gzip"), body).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    exp.add(Some(GOOD_SERVICE), &spans);
+
+    let m = scrape(&e).await;
+    assert_request_rejections(
+        &m,
+        &[
+            ("otlp_http", "spans", "too_large", 2.0),
+            ("otlp_http", "spans", "bad_encoding", 2.0),
+        ],
+    );
+
+    send_good(&e, &mut exp, "after").await;
+    assert_calls_exactly(&e, &exp).await;
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_bomb_over_grpc_is_resource_exhausted() {
+    let e = start(&with_limits(64 * KIB, 16 << 20)).await;
+    let mut exp = ExpectedCalls::default();
+    send_good(&e, &mut exp, "before").await;
+
+    // The client gzips 16 MiB of zeros into a message of a few KiB.
+    let res = grpc_raw(grpc_channel(&e).await, TRACE_EXPORT, vec![0u8; 16 << 20], true).await;
+    assert_status(res, Code::ResourceExhausted, &["decompress"]);
+
+    // A gzip-compressed good message is accepted.
+    let spans = good_spans("gzipped");
+    let ok = grpc_raw(
+        grpc_channel(&e).await,
+        TRACE_EXPORT,
+        trace_request(Some(GOOD_SERVICE), &spans).encode_to_vec(),
+        true,
+    )
+    .await
+    .expect("a gzipped good message is accepted");
+    let resp = ExportTraceServiceResponse::decode(ok).expect("an ExportTraceServiceResponse");
+    assert_eq!(rejected_spans(&resp), 0);
+    exp.add(Some(GOOD_SERVICE), &spans);
+
+    let m = scrape(&e).await;
+    assert_request_rejections(&m, &[("otlp_grpc", "spans", "too_large", 1.0)]);
+
+    send_good(&e, &mut exp, "after").await;
+    assert_calls_exactly(&e, &exp).await;
+    e.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. missing service.name
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_service_name_counts_as_unknown_service() {
+    let e = start(&test_config()).await;
+    let mut exp = ExpectedCalls::default();
+    send_good(&e, &mut exp, "before").await;
+
+    // gRPC: a resource without service.name (3 spans) and no resource at all (2 spans).
+    let no_name = good_spans("no name")[..3].to_vec();
+    let no_resource = good_spans("no resource")[3..5].to_vec();
+    let mut rs_none = resource_spans(None, &no_resource);
+    rs_none.resource = None;
+    let req = ExportTraceServiceRequest {
+        resource_spans: vec![resource_spans(None, &no_name), rs_none],
+    };
+    let resp = grpc_export(&e, req).await.expect("accepted");
+    assert_eq!(rejected_spans(&resp), 0);
+    exp.add(None, &no_name);
+    exp.add(None, &no_resource);
+
+    // HTTP JSON: a resource without service.name (6 spans).
+    let json_spans = good_spans("json no name");
+    let r = http_post(
+        &e,
+        "/v1/traces",
+        Some(CT_JSON),
+        None,
+        to_json(&trace_request(None, &json_spans)),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(json_partial_success(&r.json()).0, 0);
+    exp.add(None, &json_spans);
+
+    let m = scrape(&e).await;
+    assert_eq!(
+        m.value("redwatch_spans_missing_service_name_total", &[]),
+        (no_name.len() + no_resource.len() + json_spans.len()) as f64
+    );
+    assert_request_rejections(&m, &[]);
+    assert_span_rejections(&m, &[]);
+
+    send_good(&e, &mut exp, "after").await;
+    assert_calls_exactly(&e, &exp).await;
+    e.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. invalid and future timestamps: partial success
+// ---------------------------------------------------------------------------------------------
+
+/// Good spans interleaved with two zero/inverted end times and one end time 2 h ahead.
+fn mixed_timestamps(phase: &str) -> (Vec<SpanSpec>, Vec<SpanSpec>) {
+    let good = good_spans(phase);
+    let now = now_ns();
+    let bad = vec![
+        SpanSpec::new(&format!("{phase} zero")).end(0),
+        // End 0 with a real start (set by `set_inverted_start`): inverted as well as zero.
+        SpanSpec::new(&format!("{phase} inverted")).end(0),
+        SpanSpec::new(&format!("{phase} future")).end(now + 2 * 3600 * 1_000_000_000),
+    ];
+    (good, bad)
+}
+
+fn interleave(good: &[SpanSpec], bad: &[SpanSpec]) -> Vec<SpanSpec> {
+    let mut all = Vec::new();
+    let mut b = bad.iter();
+    for g in good {
+        all.push(g.clone());
+        if let Some(x) = b.next() {
+            all.push(x.clone());
+        }
+    }
+    all.extend(b.cloned());
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_and_future_timestamps_get_partial_success() {
+    let e = start(&test_config()).await;
+    let mut exp = ExpectedCalls::default();
+    send_good(&e, &mut exp, "before").await;
+
+    // gRPC.
+    let (good, bad) = mixed_timestamps("grpc mixed");
+    let mut req = trace_request(Some(GOOD_SERVICE), &interleave(&good, &bad));
+    set_inverted_start(&mut req.resource_spans[0], "grpc mixed inverted");
+    let resp = grpc_export(&e, req).await.expect("partial success is OK");
+    let ps = resp.partial_success.expect("partial_success is set");
+    assert_eq!(ps.rejected_spans, bad.len() as i64);
+    assert!(!ps.error_message.is_empty(), "error_message explains the rejection");
+    exp.add(Some(GOOD_SERVICE), &good);
+
+    // HTTP JSON.
+    let (good, bad) = mixed_timestamps("json mixed");
+    let mut req = trace_request(Some(GOOD_SERVICE), &interleave(&good, &bad));
+    set_inverted_start(&mut req.resource_spans[0], "json mixed inverted");
+    let r = http_post(&e, "/v1/traces", Some(CT_JSON), None, to_json(&req)).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let (rejected, msg) = json_partial_success(&r.json());
+    assert_eq!(rejected, bad.len() as i64, "{:?}", r.json());
+    assert!(!msg.is_empty(), "errorMessage explains the rejection");
+    exp.add(Some(GOOD_SERVICE), &good);
+
+    let m = scrape(&e).await;
+    assert_span_rejections(
+        &m,
+        &[
+            ("otlp_grpc", "invalid_timestamp", 2.0),
+            ("otlp_grpc", "future_timestamp", 1.0),
+            ("otlp_http", "invalid_timestamp", 2.0),
+            ("otlp_http", "future_timestamp", 1.0),
+        ],
+    );
+    assert_request_rejections(&m, &[]);
+
+    send_good(&e, &mut exp, "after").await;
+    assert_calls_exactly(&e, &exp).await;
+    e.shutdown().await;
+}
+
+/// Gives the span named `name` a start of now (its end stays 0).
+fn set_inverted_start(rs: &mut ResourceSpans, name: &str) {
+    let span = rs.scope_spans[0]
+        .spans
+        .iter_mut()
+        .find(|s| s.name == name)
+        .expect("the inverted span is in the request");
+    span.start_time_unix_nano = now_ns();
+    assert_eq!(span.end_time_unix_nano, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. late data
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_for_purged_windows_are_rejected_as_late() {
+    let e = start(&test_config()).await;
+    let mut exp = ExpectedCalls::default();
+    send_good(&e, &mut exp, "before").await;
+    // Let the watermark advance past the good data: windows 10 minutes back are long purged.
+    wait_windows_final(&e).await;
+    let ten_min_ago = now_ns() - 600 * 1_000_000_000;
+
+    // gRPC: 2 late spans among good ones.
+    let good = good_spans("grpc with late");
+    let late: Vec<SpanSpec> = (0..2)
+        .map(|i| SpanSpec::new(&format!("grpc late {i}")).end(ten_min_ago))
+        .collect();
+    let resp = grpc_export(
+        &e,
+        trace_request(Some(GOOD_SERVICE), &interleave(&good, &late)),
+    )
+    .await
+    .expect("partial success is OK");
+    let ps = resp.partial_success.expect("partial_success is set");
+    assert_eq!(ps.rejected_spans, 2);
+    assert!(!ps.error_message.is_empty());
+    exp.add(Some(GOOD_SERVICE), &good);
+
+    // HTTP JSON: 3 late spans among good ones.
+    let good = good_spans("json with late");
+    let late: Vec<SpanSpec> = (0..3)
+        .map(|i| SpanSpec::new(&format!("json late {i}")).end(ten_min_ago))
+        .collect();
+    let r = http_post(
+        &e,
+        "/v1/traces",
+        Some(CT_JSON),
+        None,
+        to_json(&trace_request(Some(GOOD_SERVICE), &interleave(&good, &late))),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let (rejected, msg) = json_partial_success(&r.json());
+    assert_eq!(rejected, 3, "{:?}", r.json());
+    assert!(!msg.is_empty());
+    exp.add(Some(GOOD_SERVICE), &good);
+
+    let m = scrape(&e).await;
+    assert_span_rejections(&m, &[("otlp_grpc", "late", 2.0), ("otlp_http", "late", 3.0)]);
+    assert_eq!(m.value("redwatch_late_dropped_total", &[("signal", "spans")]), 5.0);
+    assert_request_rejections(&m, &[]);
+
+    send_good(&e, &mut exp, "after").await;
+    assert_calls_exactly(&e, &exp).await;
+    e.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. huge cardinality
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_cardinality_folds_into_the_overflow_series() {
+    const LIMIT: usize = 1000;
+    const REQUESTS: usize = 100;
+    const PER_REQUEST: usize = 1000;
+    const TOTAL: usize = REQUESTS * PER_REQUEST;
+    // Bound on the RED operator's state. Per (window, series) entry the state holds a fixed
+    // aggregate plus a sparse sketch and sparse buckets of one value — well under 2 KiB. At most
+    // LIMIT + 1 series exist, and an entry lives from its window's start until end + allowed
+    // lateness (1 s + 5 s), so about 7 windows hold entries at once: 1001 * 7 * 2 KiB ≈ 14 MiB
+    // even if every window saw every series. Unbounded growth (one entry per distinct span
+    // name: 100,000) would be far above it.
+    const STATE_BOUND: f64 = 16.0 * 1024.0 * 1024.0;
+
+    let mut cfg = test_config();
+    cfg.red.cardinality_limit = LIMIT;
+    let e = start(&cfg).await;
+    let channel = grpc_channel(&e).await;
+    let mut client =
+        opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::new(
+            channel,
+        );
+
+    let mut max_state = 0.0f64;
+    for r in 0..REQUESTS {
+        let spans: Vec<SpanSpec> = (0..PER_REQUEST)
+            .map(|i| SpanSpec::new(&format!("op-{:06}", r * PER_REQUEST + i)))
+            .collect();
+        let resp = client
+            .export(trace_request(Some("cardinality"), &spans))
+            .await
+            .unwrap_or_else(|s| panic!("request {r} refused: {s:?}"))
+            .into_inner();
+        assert_eq!(rejected_spans(&resp), 0, "request {r}");
+        if r % 10 == 9 {
+            barrier(&e).await;
+            let b = e
+                .registry
+                .value("redwatch_window_state_bytes", &[("operator", "red")]);
+            max_state = max_state.max(b);
+        }
+    }
+    wait_windows_final(&e).await;
+    let m = scrape(&e).await;
+    let calls = m.calls();
+    let overflow_key = |k: &String| k.contains("otel_metric_overflow=\"true\"");
+    let series = calls.keys().filter(|k| !overflow_key(k)).count();
+    let normal: f64 = calls.iter().filter(|(k, _)| !overflow_key(k)).map(|(_, v)| v).sum();
+    let overflow: f64 = calls.iter().filter(|(k, _)| overflow_key(k)).map(|(_, v)| v).sum();
+    println!(
+        "series {series}, normal calls {normal}, overflow calls {overflow}, max state bytes {max_state}"
+    );
+    assert!(series <= LIMIT, "{series} distinct series exported, limit {LIMIT}");
+    assert!(overflow > 0.0, "an otel_metric_overflow=\"true\" series carries the rest");
+    assert_eq!(normal + overflow, TOTAL as f64, "every span counted exactly once");
+    assert_eq!(overflow, (TOTAL - LIMIT) as f64, "overflow series calls");
+    assert_eq!(
+        m.value("redwatch_red_overflow_spans_total", &[]),
+        (TOTAL - LIMIT) as f64
+    );
+    let active = m.value("redwatch_red_active_series", &[]);
+    assert!(active <= LIMIT as f64, "redwatch_red_active_series = {active}");
+    let state = m.value("redwatch_window_state_bytes", &[("operator", "red")]);
+    max_state = max_state.max(state);
+    assert!(max_state > 0.0, "window state bytes are reported");
+    assert!(
+        max_state < STATE_BOUND,
+        "window state grew to {max_state} bytes (bound {STATE_BOUND})"
+    );
+    assert_request_rejections(&m, &[]);
+    assert_span_rejections(&m, &[]);
+    e.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10. backpressure
+// ---------------------------------------------------------------------------------------------
+
+/// What one flood request got.
+enum FloodOutcome {
+    Ok(Vec<SpanSpec>),
+    Refused,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn backpressure_answers_retryable_errors_and_loses_nothing_accepted() {
+    // Eight runtime threads on a possibly two-CPU machine: many receivers decode at once while
+    // one pipeline task consumes, so a one-slot queue with a 1 ms enqueue timeout overflows.
+    // Rounds repeat until both protocols have seen a refusal (the deadline turns "never" into a
+    // failure); the exactness assertions hold whatever the split between OK and refused.
+    const PER_ROUND: usize = 24;
+    const SPANS: usize = 2000;
+    let mut cfg = test_config();
+    cfg.limits.queue_capacity = 1;
+    cfg.limits.enqueue_timeout = Duration::from_millis(1);
+    let e = std::sync::Arc::new(start(&cfg).await);
+    let mut exp = ExpectedCalls::default();
+    barrier(&e).await;
+    send_good(&e, &mut exp, "before").await;
+
+    let mut channels = Vec::new();
+    for _ in 0..4 {
+        channels.push(grpc_channel(&e).await);
+    }
+    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+    let (mut grpc_refused, mut http_refused, mut rounds) = (0u64, 0u64, 0);
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while (grpc_refused == 0 || http_refused == 0) && std::time::Instant::now() < until {
+        rounds += 1;
+        let mut tasks = Vec::new();
+        for i in 0..PER_ROUND {
+            let spans: Vec<SpanSpec> = (0..SPANS)
+                .map(|j| SpanSpec::new(&format!("flood-{}", (i + j) % 64)))
+                .collect();
+            let body = trace_request(Some("flood"), &spans).encode_to_vec();
+            let channel = channels[i % channels.len()].clone();
+            tasks.push(tokio::spawn(async move {
+                let res = grpc_raw(channel, TRACE_EXPORT, body, false).await;
+                match res {
+                    Ok(b) => {
+                        let resp = ExportTraceServiceResponse::decode(b).expect("response");
+                        assert_eq!(rejected_spans(&resp), 0);
+                        (true, FloodOutcome::Ok(spans))
+                    }
+                    Err(st) => {
+                        assert_status(Err::<(), _>(st), Code::ResourceExhausted, &["queue"]);
+                        (true, FloodOutcome::Refused)
+                    }
+                }
+            }));
+            let spans: Vec<SpanSpec> = (0..SPANS)
+                .map(|j| SpanSpec::new(&format!("flood-{}", (i + j) % 64)))
+                .collect();
+            let body = trace_request(Some("flood"), &spans).encode_to_vec();
+            let (e2, http) = (e.clone(), http.clone());
+            tasks.push(tokio::spawn(async move {
+                let r = http_post_with(&http, &e2, "/v1/traces", Some(CT_PROTOBUF), None, body).await;
+                match r.status {
+                    200 => (false, FloodOutcome::Ok(spans)),
+                    429 => {
+                        let retry = r
+                            .headers
+                            .get(reqwest::header::RETRY_AFTER)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("");
+                        assert!(!retry.is_empty(), "429 carries Retry-After");
+                        assert_http_proto_error(&r, 429, Some(RPC_RESOURCE_EXHAUSTED), &["queue"]);
+                        (false, FloodOutcome::Refused)
+                    }
+                    _ => panic!("unexpected flood answer {r:?}"),
+                }
+            }));
+        }
+        for t in tasks {
+            let (is_grpc, outcome) = t.await.expect("flood task");
+            match outcome {
+                FloodOutcome::Ok(spans) => exp.add(Some("flood"), &spans),
+                FloodOutcome::Refused if is_grpc => grpc_refused += 1,
+                FloodOutcome::Refused => http_refused += 1,
+            }
+        }
+    }
+    println!("backpressure: {rounds} rounds, {grpc_refused} gRPC and {http_refused} HTTP refusals");
+    assert!(grpc_refused > 0, "no gRPC request saw RESOURCE_EXHAUSTED in {rounds} rounds");
+    assert!(http_refused > 0, "no HTTP request saw 429 in {rounds} rounds");
+
+    let m = scrape(&e).await;
+    assert_request_rejections(
+        &m,
+        &[
+            ("otlp_grpc", "spans", "backpressure", grpc_refused as f64),
+            ("otlp_http", "spans", "backpressure", http_refused as f64),
+        ],
+    );
+
+    // Once the queue has drained, a lone request fits again.
+    barrier(&e).await;
+    send_good(&e, &mut exp, "after").await;
+    assert_calls_exactly(&e, &exp).await;
+    match std::sync::Arc::try_unwrap(e) {
+        Ok(e) => e.shutdown().await,
+        Err(_) => panic!("engine still shared"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 11. unknown methods and paths
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_grpc_methods_and_http_routes_are_refused() {
+    let e = start(&test_config()).await;
+    let mut exp = ExpectedCalls::default();
+    send_good(&e, &mut exp, "before").await;
+    let body = trace_request(Some("unknown"), &good_spans("bad")).encode_to_vec();
+
+    let res = grpc_raw(
+        grpc_channel(&e).await,
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Push",
+        body.clone(),
+        false,
+    )
+    .await;
+    assert_status(res, Code::Unimplemented, &[]);
+    let res = grpc_raw(grpc_channel(&e).await, "/acme.Telemetry/Export", body.clone(), false).await;
+    assert_status(res, Code::Unimplemented, &[]);
+    let res = grpc_raw(
+        grpc_channel(&e).await,
+        "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+        body,
+        false,
+    )
+    .await;
+    assert_status(res, Code::Unimplemented, &[]);
+
+    let r = http_request(&e, reqwest::Method::GET, "/v1/traces").await;
+    assert_eq!(r.status, 405, "GET /v1/traces: {r:?}");
+    let allow = r
+        .headers
+        .get(reqwest::header::ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(allow.contains("POST"), "405 names the allowed method: Allow = {allow:?}");
+    let r = http_request(&e, reqwest::Method::POST, "/v1/logs").await;
+    assert_eq!(r.status, 404, "POST /v1/logs: {r:?}");
+    let r = http_request(&e, reqwest::Method::GET, "/nope").await;
+    assert_eq!(r.status, 404, "GET /nope: {r:?}");
+
+    // No OTLP request reached a receiver: nothing counted as a rejected export.
+    let m = scrape(&e).await;
+    assert_request_rejections(&m, &[]);
+    assert_span_rejections(&m, &[]);
+
+    send_good(&e, &mut exp, "after").await;
+    assert_calls_exactly(&e, &exp).await;
+    e.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 12. the metrics endpoint
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_metrics_over_grpc_is_invalid_argument() {
+    let e = start(&test_config()).await;
+    let mut exp = ExpectedCalls::default();
+    send_good(&e, &mut exp, "before").await;
+    let good_before = metrics_request("checkout", 4).encode_to_vec();
+    let ok = grpc_raw(grpc_channel(&e).await, METRICS_EXPORT, good_before, false)
+        .await
+        .expect("good metrics accepted");
+    assert_eq!(decode_metrics_response(&ok).partial_success, None);
+
+    let full = metrics_request("truncated", 20).encode_to_vec();
+    let res = grpc_raw(grpc_channel(&e).await, METRICS_EXPORT, truncated(&full), false).await;
+    assert_status(res, Code::InvalidArgument, &["malformed"]);
+
+    let good_after = metrics_request("checkout", 3).encode_to_vec();
+    let ok = grpc_raw(grpc_channel(&e).await, METRICS_EXPORT, good_after, false)
+        .await
+        .expect("good metrics accepted");
+    assert_eq!(decode_metrics_response(&ok).partial_success, None);
+
+    let m = scrape(&e).await;
+    assert_request_rejections(&m, &[("otlp_grpc", "metric_points", "malformed", 1.0)]);
+    assert_eq!(
+        m.value("redwatch_metric_points_accepted_total", &[("receiver", "otlp_grpc")]),
+        7.0
+    );
+
+    send_good(&e, &mut exp, "after").await;
+    assert_calls_exactly(&e, &exp).await;
+    e.shutdown().await;
+}
