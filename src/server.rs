@@ -11,6 +11,8 @@ use redwatch_engine::pipeline::{pipeline, IngestHandle, PipelineSettings};
 use redwatch_engine::telemetry::Registry;
 use redwatch_engine::time::TimePolicy;
 use redwatch_operators::red::{RedOperator, RedSink};
+use redwatch_queries::red::{RedTable, RedTableSettings};
+use redwatch_queries::session::{QueryEngine, QueryLimits};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +34,8 @@ pub struct Engine {
     pub registry: Arc<Registry>,
     pub view: Arc<LiveView>,
     pub prometheus: Arc<PrometheusRed>,
+    pub tables: Arc<redwatch_queries::Tables>,
+    pub queries: QueryEngine,
     handle: Option<IngestHandle>,
     receivers_cancel: CancellationToken,
     receivers: Vec<JoinHandle<anyhow::Result<()>>>,
@@ -72,7 +76,25 @@ impl Engine {
         let policy = Arc::new(TimePolicy::new(&cfg.windows));
         let prom = PrometheusRed::new(cfg.red.buckets_ms.clone(), &cfg.red.dimensions);
         let view = LiveView::new();
-        let sinks: Vec<Arc<dyn RedSink>> = vec![prom.clone(), view.clone()];
+        let red_table = RedTable::new(RedTableSettings {
+            dims: cfg.red.dimensions.iter().map(|d| d.name.clone()).collect(),
+            lateness_ns: cfg.windows.allowed_lateness.as_nanos() as u64,
+            retention_ns: cfg.sql.retention.as_nanos() as u64,
+            max_bytes: cfg.sql.max_table_bytes.as_u64() as usize,
+        });
+        let tables = Arc::new(redwatch_queries::Tables {
+            red: red_table.clone(),
+        });
+        let queries = QueryEngine::new(
+            tables.providers(),
+            QueryLimits {
+                timeout: cfg.sql.query_timeout,
+                memory_bytes: cfg.sql.memory_limit.as_u64() as usize,
+                max_rows: cfg.sql.max_result_rows,
+            },
+        )
+        .context("starting the query runtime")?;
+        let sinks: Vec<Arc<dyn RedSink>> = vec![prom.clone(), view.clone(), red_table];
         let red = RedOperator::new(cfg, sinks, &registry);
         let (handle, pipe) = pipeline(
             policy,
@@ -94,6 +116,26 @@ impl Engine {
                 prometheus::serve(l, red, reg, c)
                     .await
                     .context("prometheus endpoint")
+            }));
+        }
+
+        if let Some(addr) = cfg.sql.http_endpoint {
+            let l = bind("sql_http", addr, &opts).await?;
+            addrs.insert("sql_http", l.local_addr()?);
+            let ready_pipeline = handle.clone();
+            let ready: redwatch_queries::http::Readiness = Arc::new(move || {
+                if ready_pipeline.is_closed() {
+                    Err("the pipeline has stopped".into())
+                } else {
+                    Ok(())
+                }
+            });
+            let router = redwatch_queries::http::router(queries.clone(), ready, &registry);
+            let c = exporters_cancel.clone();
+            exporters.push(tokio::spawn(async move {
+                redwatch_queries::http::serve(l, router, c)
+                    .await
+                    .context("SQL HTTP API")
             }));
         }
 
@@ -133,6 +175,8 @@ impl Engine {
             registry,
             view,
             prometheus: prom,
+            tables,
+            queries,
             handle: Some(handle),
             receivers_cancel,
             receivers,

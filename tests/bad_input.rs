@@ -60,7 +60,13 @@ async fn truncated_protobuf_over_grpc_is_invalid_argument() {
     send_good(&e, &mut exp, "before").await;
 
     let full = trace_request(Some("truncated"), &good_spans("bad")).encode_to_vec();
-    let res = grpc_raw(grpc_channel(&e).await, TRACE_EXPORT, truncated(&full), false).await;
+    let res = grpc_raw(
+        grpc_channel(&e).await,
+        TRACE_EXPORT,
+        truncated(&full),
+        false,
+    )
+    .await;
     assert_status(res, Code::InvalidArgument, &["malformed"]);
     // The same bytes uncut go through the same raw path: the cut was the cause.
     let spans = good_spans("raw whole");
@@ -116,17 +122,30 @@ async fn invalid_json_over_http_is_400() {
 
     let cases: [(&str, &[&str]); 3] = [
         // Not JSON at all (cut mid-document): serde_json names line and column.
-        (r#"{"resourceSpans": [{"scopeSpans": ["#, &["json", "line", "column"]),
+        (
+            r#"{"resourceSpans": [{"scopeSpans": ["#,
+            &["json", "line", "column"],
+        ),
         // JSON, but a span name that is a number.
         (
             r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":42,"endTimeUnixNano":"1"}]}]}]}"#,
             &["json", "invalid type"],
         ),
         // JSON, but resourceSpans is an object instead of an array.
-        (r#"{"resourceSpans":{"scopeSpans":[]}}"#, &["json", "invalid type"]),
+        (
+            r#"{"resourceSpans":{"scopeSpans":[]}}"#,
+            &["json", "invalid type"],
+        ),
     ];
     for (body, needles) in cases {
-        let r = http_post(&e, "/v1/traces", Some(CT_JSON), None, body.as_bytes().to_vec()).await;
+        let r = http_post(
+            &e,
+            "/v1/traces",
+            Some(CT_JSON),
+            None,
+            body.as_bytes().to_vec(),
+        )
+        .await;
         assert_http_json_error(&r, 400, Some(RPC_INVALID_ARGUMENT), needles);
     }
 
@@ -238,10 +257,27 @@ async fn gzip_bomb_and_bad_gzip_over_http() {
     // it inflated.
     let bomb = gzip(&vec![0u8; 16 << 20]);
     assert!(bomb.len() < 64 * KIB, "bomb is {} bytes", bomb.len());
-    let r = http_post(&e, "/v1/traces", Some(CT_PROTOBUF), Some("gzip"), bomb.clone()).await;
-    assert_http_proto_error(&r, 413, Some(RPC_RESOURCE_EXHAUSTED), &["decompressed", "max_body_size"]);
+    let r = http_post(
+        &e,
+        "/v1/traces",
+        Some(CT_PROTOBUF),
+        Some("gzip"),
+        bomb.clone(),
+    )
+    .await;
+    assert_http_proto_error(
+        &r,
+        413,
+        Some(RPC_RESOURCE_EXHAUSTED),
+        &["decompressed", "max_body_size"],
+    );
     let r = http_post(&e, "/v1/traces", Some(CT_JSON), Some("gzip"), bomb).await;
-    assert_http_json_error(&r, 413, Some(RPC_RESOURCE_EXHAUSTED), &["decompressed", "max_body_size"]);
+    assert_http_json_error(
+        &r,
+        413,
+        Some(RPC_RESOURCE_EXHAUSTED),
+        &["decompressed", "max_body_size"],
+    );
 
     // Not gzip at all, though labelled so.
     let r = http_post(
@@ -293,7 +329,13 @@ async fn gzip_bomb_over_grpc_is_resource_exhausted() {
     send_good(&e, &mut exp, "before").await;
 
     // The client gzips 16 MiB of zeros into a message of a few KiB.
-    let res = grpc_raw(grpc_channel(&e).await, TRACE_EXPORT, vec![0u8; 16 << 20], true).await;
+    let res = grpc_raw(
+        grpc_channel(&e).await,
+        TRACE_EXPORT,
+        vec![0u8; 16 << 20],
+        true,
+    )
+    .await;
     assert_status(res, Code::ResourceExhausted, &["decompress"]);
 
     // A gzip-compressed good message is accepted.
@@ -411,7 +453,10 @@ async fn invalid_and_future_timestamps_get_partial_success() {
     let resp = grpc_export(&e, req).await.expect("partial success is OK");
     let ps = resp.partial_success.expect("partial_success is set");
     assert_eq!(ps.rejected_spans, bad.len() as i64);
-    assert!(!ps.error_message.is_empty(), "error_message explains the rejection");
+    assert!(
+        !ps.error_message.is_empty(),
+        "error_message explains the rejection"
+    );
     exp.add(Some(GOOD_SERVICE), &good);
 
     // HTTP JSON.
@@ -492,7 +537,10 @@ async fn spans_for_purged_windows_are_rejected_as_late() {
         "/v1/traces",
         Some(CT_JSON),
         None,
-        to_json(&trace_request(Some(GOOD_SERVICE), &interleave(&good, &late))),
+        to_json(&trace_request(
+            Some(GOOD_SERVICE),
+            &interleave(&good, &late),
+        )),
     )
     .await;
     assert_eq!(r.status, 200, "{r:?}");
@@ -502,8 +550,14 @@ async fn spans_for_purged_windows_are_rejected_as_late() {
     exp.add(Some(GOOD_SERVICE), &good);
 
     let m = scrape(&e).await;
-    assert_span_rejections(&m, &[("otlp_grpc", "late", 2.0), ("otlp_http", "late", 3.0)]);
-    assert_eq!(m.value("redwatch_late_dropped_total", &[("signal", "spans")]), 5.0);
+    assert_span_rejections(
+        &m,
+        &[("otlp_grpc", "late", 2.0), ("otlp_http", "late", 3.0)],
+    );
+    assert_eq!(
+        m.value("redwatch_late_dropped_total", &[("signal", "spans")]),
+        5.0
+    );
     assert_request_rejections(&m, &[]);
 
     send_good(&e, &mut exp, "after").await;
@@ -562,21 +616,42 @@ async fn huge_cardinality_folds_into_the_overflow_series() {
     let calls = m.calls();
     let overflow_key = |k: &String| k.contains("otel_metric_overflow=\"true\"");
     let series = calls.keys().filter(|k| !overflow_key(k)).count();
-    let normal: f64 = calls.iter().filter(|(k, _)| !overflow_key(k)).map(|(_, v)| v).sum();
-    let overflow: f64 = calls.iter().filter(|(k, _)| overflow_key(k)).map(|(_, v)| v).sum();
+    let normal: f64 = calls
+        .iter()
+        .filter(|(k, _)| !overflow_key(k))
+        .map(|(_, v)| v)
+        .sum();
+    let overflow: f64 = calls
+        .iter()
+        .filter(|(k, _)| overflow_key(k))
+        .map(|(_, v)| v)
+        .sum();
     println!(
         "series {series}, normal calls {normal}, overflow calls {overflow}, max state bytes {max_state}"
     );
-    assert!(series <= LIMIT, "{series} distinct series exported, limit {LIMIT}");
-    assert!(overflow > 0.0, "an otel_metric_overflow=\"true\" series carries the rest");
-    assert_eq!(normal + overflow, TOTAL as f64, "every span counted exactly once");
+    assert!(
+        series <= LIMIT,
+        "{series} distinct series exported, limit {LIMIT}"
+    );
+    assert!(
+        overflow > 0.0,
+        "an otel_metric_overflow=\"true\" series carries the rest"
+    );
+    assert_eq!(
+        normal + overflow,
+        TOTAL as f64,
+        "every span counted exactly once"
+    );
     assert_eq!(overflow, (TOTAL - LIMIT) as f64, "overflow series calls");
     assert_eq!(
         m.value("redwatch_red_overflow_spans_total", &[]),
         (TOTAL - LIMIT) as f64
     );
     let active = m.value("redwatch_red_active_series", &[]);
-    assert!(active <= LIMIT as f64, "redwatch_red_active_series = {active}");
+    assert!(
+        active <= LIMIT as f64,
+        "redwatch_red_active_series = {active}"
+    );
     let state = m.value("redwatch_window_state_bytes", &[("operator", "red")]);
     max_state = max_state.max(state);
     assert!(max_state > 0.0, "window state bytes are reported");
@@ -599,14 +674,53 @@ enum FloodOutcome {
     Refused,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+/// Spans per ballast batch: enough that the pipeline needs a long time (about a second in a
+/// debug build) to aggregate them, far longer than a flood request needs to reach the queue.
+const BALLAST_SPANS: usize = 300_000;
+
+/// Queues one big batch straight into the pipeline and waits until the operator task has
+/// taken it off the queue: from then until it has aggregated every span, the pipeline is
+/// "behind" and the one-slot queue fills with the first request that arrives. This makes a slow
+/// pipeline deterministic instead of hoping a flood outruns a fast one.
+async fn queue_ballast(e: &redwatch::server::Engine, exp: &mut ExpectedCalls) {
+    use redwatch_engine::fixtures::{span_batch, SpanFixture};
+    let handle = e.ingest_handle().expect("engine is running");
+    let source = handle.add_source("ballast", false).await;
+    let end = now_ns();
+    let names: Vec<String> = (0..100).map(|i| format!("ballast-{i}")).collect();
+    let fixtures: Vec<SpanFixture> = (0..BALLAST_SPANS)
+        .map(|i| SpanFixture::new("ballast", &names[i % names.len()], end, 7.0))
+        .collect();
+    let batch = span_batch(source, 0, &fixtures);
+    let spans: Vec<SpanSpec> = (0..BALLAST_SPANS)
+        .map(|i| SpanSpec::new(&names[i % names.len()]))
+        .collect();
+    exp.add(Some("ballast"), &spans);
+    // The queue is empty (every earlier request has been answered and a barrier has passed), so
+    // there is room; retry only in case a tick raced us for the slot.
+    let mut batch = Some(redwatch_engine::pipeline::Batch::Spans(batch));
+    wait_until(DEADLINE, "the ballast batch is queued", || {
+        let b = batch.take();
+        async {
+            match b {
+                Some(b) => handle.send(b).await.is_ok(),
+                None => true,
+            }
+        }
+    })
+    .await;
+    wait_until(
+        DEADLINE,
+        "the pipeline takes the ballast off the queue",
+        || async { handle.queue_depth() == 0 },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn backpressure_answers_retryable_errors_and_loses_nothing_accepted() {
-    // Eight runtime threads on a possibly two-CPU machine: many receivers decode at once while
-    // one pipeline task consumes, so a one-slot queue with a 1 ms enqueue timeout overflows.
-    // Rounds repeat until both protocols have seen a refusal (the deadline turns "never" into a
-    // failure); the exactness assertions hold whatever the split between OK and refused.
-    const PER_ROUND: usize = 24;
-    const SPANS: usize = 2000;
+    const PER_PROTOCOL: usize = 16;
+    const SPANS: usize = 20;
     let mut cfg = test_config();
     cfg.limits.queue_capacity = 1;
     cfg.limits.enqueue_timeout = Duration::from_millis(1);
@@ -619,21 +733,27 @@ async fn backpressure_answers_retryable_errors_and_loses_nothing_accepted() {
     for _ in 0..4 {
         channels.push(grpc_channel(&e).await);
     }
-    let http = reqwest::Client::builder().no_proxy().build().expect("client");
-    let (mut grpc_refused, mut http_refused, mut rounds) = (0u64, 0u64, 0);
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let (mut grpc_refused, mut http_refused, mut ok_requests, mut rounds) = (0u64, 0u64, 0u64, 0);
     let until = std::time::Instant::now() + Duration::from_secs(60);
+    // One round is normally enough; more only if a ballast was aggregated before the flood
+    // reached the queue (a much faster machine or build).
     while (grpc_refused == 0 || http_refused == 0) && std::time::Instant::now() < until {
         rounds += 1;
+        barrier(&e).await;
+        queue_ballast(&e, &mut exp).await;
         let mut tasks = Vec::new();
-        for i in 0..PER_ROUND {
+        for i in 0..PER_PROTOCOL {
             let spans: Vec<SpanSpec> = (0..SPANS)
-                .map(|j| SpanSpec::new(&format!("flood-{}", (i + j) % 64)))
+                .map(|j| SpanSpec::new(&format!("flood-{}", (i + j) % 8)))
                 .collect();
             let body = trace_request(Some("flood"), &spans).encode_to_vec();
             let channel = channels[i % channels.len()].clone();
             tasks.push(tokio::spawn(async move {
-                let res = grpc_raw(channel, TRACE_EXPORT, body, false).await;
-                match res {
+                match grpc_raw(channel, TRACE_EXPORT, body, false).await {
                     Ok(b) => {
                         let resp = ExportTraceServiceResponse::decode(b).expect("response");
                         assert_eq!(rejected_spans(&resp), 0);
@@ -646,12 +766,13 @@ async fn backpressure_answers_retryable_errors_and_loses_nothing_accepted() {
                 }
             }));
             let spans: Vec<SpanSpec> = (0..SPANS)
-                .map(|j| SpanSpec::new(&format!("flood-{}", (i + j) % 64)))
+                .map(|j| SpanSpec::new(&format!("flood-{}", (i + j) % 8)))
                 .collect();
             let body = trace_request(Some("flood"), &spans).encode_to_vec();
             let (e2, http) = (e.clone(), http.clone());
             tasks.push(tokio::spawn(async move {
-                let r = http_post_with(&http, &e2, "/v1/traces", Some(CT_PROTOBUF), None, body).await;
+                let r =
+                    http_post_with(&http, &e2, "/v1/traces", Some(CT_PROTOBUF), None, body).await;
                 match r.status {
                     200 => (false, FloodOutcome::Ok(spans)),
                     429 => {
@@ -671,15 +792,27 @@ async fn backpressure_answers_retryable_errors_and_loses_nothing_accepted() {
         for t in tasks {
             let (is_grpc, outcome) = t.await.expect("flood task");
             match outcome {
-                FloodOutcome::Ok(spans) => exp.add(Some("flood"), &spans),
+                FloodOutcome::Ok(spans) => {
+                    ok_requests += 1;
+                    exp.add(Some("flood"), &spans);
+                }
                 FloodOutcome::Refused if is_grpc => grpc_refused += 1,
                 FloodOutcome::Refused => http_refused += 1,
             }
         }
     }
-    println!("backpressure: {rounds} rounds, {grpc_refused} gRPC and {http_refused} HTTP refusals");
-    assert!(grpc_refused > 0, "no gRPC request saw RESOURCE_EXHAUSTED in {rounds} rounds");
-    assert!(http_refused > 0, "no HTTP request saw 429 in {rounds} rounds");
+    println!(
+        "backpressure: {rounds} rounds, {ok_requests} accepted, {grpc_refused} gRPC and \
+         {http_refused} HTTP refusals"
+    );
+    assert!(
+        grpc_refused > 0,
+        "no gRPC request saw RESOURCE_EXHAUSTED in {rounds} rounds"
+    );
+    assert!(
+        http_refused > 0,
+        "no HTTP request saw 429 in {rounds} rounds"
+    );
 
     let m = scrape(&e).await;
     assert_request_rejections(
@@ -719,7 +852,13 @@ async fn unknown_grpc_methods_and_http_routes_are_refused() {
     )
     .await;
     assert_status(res, Code::Unimplemented, &[]);
-    let res = grpc_raw(grpc_channel(&e).await, "/acme.Telemetry/Export", body.clone(), false).await;
+    let res = grpc_raw(
+        grpc_channel(&e).await,
+        "/acme.Telemetry/Export",
+        body.clone(),
+        false,
+    )
+    .await;
     assert_status(res, Code::Unimplemented, &[]);
     let res = grpc_raw(
         grpc_channel(&e).await,
@@ -737,7 +876,10 @@ async fn unknown_grpc_methods_and_http_routes_are_refused() {
         .get(reqwest::header::ALLOW)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    assert!(allow.contains("POST"), "405 names the allowed method: Allow = {allow:?}");
+    assert!(
+        allow.contains("POST"),
+        "405 names the allowed method: Allow = {allow:?}"
+    );
     let r = http_request(&e, reqwest::Method::POST, "/v1/logs").await;
     assert_eq!(r.status, 404, "POST /v1/logs: {r:?}");
     let r = http_request(&e, reqwest::Method::GET, "/nope").await;
@@ -769,7 +911,13 @@ async fn truncated_metrics_over_grpc_is_invalid_argument() {
     assert_eq!(decode_metrics_response(&ok).partial_success, None);
 
     let full = metrics_request("truncated", 20).encode_to_vec();
-    let res = grpc_raw(grpc_channel(&e).await, METRICS_EXPORT, truncated(&full), false).await;
+    let res = grpc_raw(
+        grpc_channel(&e).await,
+        METRICS_EXPORT,
+        truncated(&full),
+        false,
+    )
+    .await;
     assert_status(res, Code::InvalidArgument, &["malformed"]);
 
     let good_after = metrics_request("checkout", 3).encode_to_vec();
@@ -781,7 +929,10 @@ async fn truncated_metrics_over_grpc_is_invalid_argument() {
     let m = scrape(&e).await;
     assert_request_rejections(&m, &[("otlp_grpc", "metric_points", "malformed", 1.0)]);
     assert_eq!(
-        m.value("redwatch_metric_points_accepted_total", &[("receiver", "otlp_grpc")]),
+        m.value(
+            "redwatch_metric_points_accepted_total",
+            &[("receiver", "otlp_grpc")]
+        ),
         7.0
     );
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2329  # trap handlers and service hooks are called indirectly
 # The one test command: builds redwatch, runs the Rust test suite, then the interop tests that
 # drive the binary with real peers (the OpenTelemetry Python SDK; later a Kafka broker).
 #

@@ -145,6 +145,29 @@ pub fn generate(shape: &PayloadShape, requests: usize, now_ns: u64) -> PayloadSe
     set
 }
 
+/// The prost baseline's unit of work: decodes a request into the generated types and touches
+/// every span (duration sum, FNV-1a of the name, kind), as a prost-based server must at least.
+pub fn prost_decode_touch(buf: &[u8]) -> u64 {
+    let Ok(req) = ExportTraceServiceRequest::decode(buf) else {
+        return 0;
+    };
+    let mut acc = 0u64;
+    for s in req
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+    {
+        acc = acc.wrapping_add(s.end_time_unix_nano.wrapping_sub(s.start_time_unix_nano));
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for b in s.name.as_bytes() {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+        acc ^= h ^ s.kind as u64;
+    }
+    acc
+}
+
 // ---- the service catalogue --------------------------------------------------------------------
 
 /// What an operation does; decides span kind, scope, attributes and typical latency.
@@ -286,7 +309,9 @@ const SUBRESOURCES: [&str; 5] = ["lines", "state", "audit", "notes", "totals"];
 const VERBS: [&str; 10] = [
     "GET", "GET", "GET", "GET", "GET", "GET", "POST", "POST", "PUT", "DELETE",
 ];
-const CACHE_CMDS: [&str; 8] = ["GET", "SET", "HGET", "HSET", "MGET", "DEL", "EXPIRE", "INCR"];
+const CACHE_CMDS: [&str; 8] = [
+    "GET", "SET", "HGET", "HSET", "MGET", "DEL", "EXPIRE", "INCR",
+];
 const FUNCTIONS: [&str; 10] = [
     "validate",
     "toResponse",
@@ -300,7 +325,10 @@ const FUNCTIONS: [&str; 10] = [
     "convert",
 ];
 const FAILURES: [(&str, &str); 4] = [
-    ("java.net.SocketTimeoutException", "Read timed out after 5000 ms"),
+    (
+        "java.net.SocketTimeoutException",
+        "Read timed out after 5000 ms",
+    ),
     (
         "io.grpc.StatusRuntimeException",
         "UNAVAILABLE: upstream connect error or disconnect/reset before headers",
@@ -428,15 +456,26 @@ fn new_operation(rng: &mut SmallRng, family: Family, service: &str, all: &[Strin
         _ => format!("/internal/{res}/{}", one_of(rng, &SUBRESOURCES)),
     };
     let rpc_service = format!("shop.{}.v1.{}API", res, title(res));
-    let rpc_method = format!("{}{}", one_of(rng, &["Get", "List", "Put", "Watch"]), title(res));
+    let rpc_method = format!(
+        "{}{}",
+        one_of(rng, &["Get", "List", "Put", "Watch"]),
+        title(res)
+    );
     let (name, verb, target, detail, peer) = match family {
         Family::HttpServer | Family::HttpClient => {
             let verb = *one_of(rng, &VERBS);
-            let peer = if family == Family::HttpClient { peer } else { String::new() };
+            let peer = if family == Family::HttpClient {
+                peer
+            } else {
+                String::new()
+            };
             (format!("{verb} {route}"), verb, route, String::new(), peer)
         }
         Family::Sql => {
-            let verb = *one_of(rng, &["SELECT", "SELECT", "SELECT", "INSERT", "UPDATE", "DELETE"]);
+            let verb = *one_of(
+                rng,
+                &["SELECT", "SELECT", "SELECT", "INSERT", "UPDATE", "DELETE"],
+            );
             let stmt = match verb {
                 "SELECT" => format!(
                     "SELECT id, state, amount, updated_at FROM {res} WHERE account_id = $1 AND state <> 'archived' LIMIT 50"
@@ -447,7 +486,13 @@ fn new_operation(rng: &mut SmallRng, family: Family, service: &str, all: &[Strin
                 "UPDATE" => format!("UPDATE {res} SET state = $1, updated_at = now() WHERE id = $2"),
                 _ => format!("DELETE FROM {res} WHERE id = $1 AND account_id = $2"),
             };
-            (format!("{verb} shopdb.{res}"), verb, res.to_string(), stmt, String::new())
+            (
+                format!("{verb} shopdb.{res}"),
+                verb,
+                res.to_string(),
+                stmt,
+                String::new(),
+            )
         }
         Family::Cache => {
             let verb = *one_of(rng, &CACHE_CMDS);
@@ -456,18 +501,42 @@ fn new_operation(rng: &mut SmallRng, family: Family, service: &str, all: &[Strin
         }
         Family::Publish | Family::Receive => {
             let topic = format!("{res}.changed");
-            let verb = if family == Family::Publish { "publish" } else { "process" };
-            (format!("{verb} {topic}"), verb, topic, String::new(), String::new())
+            let verb = if family == Family::Publish {
+                "publish"
+            } else {
+                "process"
+            };
+            (
+                format!("{verb} {topic}"),
+                verb,
+                topic,
+                String::new(),
+                String::new(),
+            )
         }
         Family::RpcServer | Family::RpcClient => {
-            let peer = if family == Family::RpcClient { peer } else { String::new() };
+            let peer = if family == Family::RpcClient {
+                peer
+            } else {
+                String::new()
+            };
             let name = format!("{rpc_service}/{rpc_method}");
             (name, "", rpc_service, rpc_method, peer)
         }
         Family::Function => {
             let f = *one_of(rng, &FUNCTIONS);
-            let ns = format!("com.shop.{}.{}Handler", service.replace('-', ""), title(res));
-            (format!("{}Handler.{f}", title(res)), "", ns, f.to_string(), String::new())
+            let ns = format!(
+                "com.shop.{}.{}Handler",
+                service.replace('-', ""),
+                title(res)
+            );
+            (
+                format!("{}Handler.{f}", title(res)),
+                "",
+                ns,
+                f.to_string(),
+                String::new(),
+            )
         }
     };
     // Per-operation typical latency scattered around the family's; log-normal around it.
@@ -486,13 +555,28 @@ fn new_operation(rng: &mut SmallRng, family: Family, service: &str, all: &[Strin
     }
 }
 
-fn new_service(rng: &mut SmallRng, idx: usize, ops: usize, all: &[String], region: &str) -> Service {
+fn new_service(
+    rng: &mut SmallRng,
+    idx: usize,
+    ops: usize,
+    all: &[String],
+    region: &str,
+) -> Service {
     let name = all[idx].clone();
     let (lang, sdk_version) = SDKS[idx % SDKS.len()];
-    let version = format!("{}.{}.{}", rng.random_range(1..5), rng.random_range(0..30), rng.random_range(0..12));
+    let version = format!(
+        "{}.{}.{}",
+        rng.random_range(1..5),
+        rng.random_range(0..30),
+        rng.random_range(0..12)
+    );
     let instances = (0..3)
         .map(|_| {
-            let node = format!("ip-10-20-{}-{}.eu.compute.internal", rng.random_range(0..16), rng.random_range(1..255));
+            let node = format!(
+                "ip-10-20-{}-{}.eu.compute.internal",
+                rng.random_range(0..16),
+                rng.random_range(1..255)
+            );
             let pod = format!("{name}-{}-{}", hex_string(rng, 10), hex_string(rng, 5));
             let attributes = vec![
                 string_kv("service.name", name.clone()),
@@ -500,7 +584,12 @@ fn new_service(rng: &mut SmallRng, idx: usize, ops: usize, all: &[String], regio
                 string_kv("service.namespace", "shop"),
                 string_kv(
                     "service.instance.id",
-                    format!("{}-{}-{}", hex_string(rng, 8), hex_string(rng, 4), hex_string(rng, 12)),
+                    format!(
+                        "{}-{}-{}",
+                        hex_string(rng, 8),
+                        hex_string(rng, 4),
+                        hex_string(rng, 12)
+                    ),
                 ),
                 string_kv("host.name", pod.clone()),
                 string_kv("host.arch", "amd64"),
@@ -523,7 +612,12 @@ fn new_service(rng: &mut SmallRng, idx: usize, ops: usize, all: &[String], regio
                     attributes,
                     ..Default::default()
                 },
-                pod_ip: format!("10.{}.{}.{}", 64 + rng.random_range(0..8), rng.random_range(0..256), rng.random_range(1..255)),
+                pod_ip: format!(
+                    "10.{}.{}.{}",
+                    64 + rng.random_range(0..8),
+                    rng.random_range(0..256),
+                    rng.random_range(1..255)
+                ),
             }
         })
         .collect();
@@ -561,8 +655,12 @@ fn new_service(rng: &mut SmallRng, idx: usize, ops: usize, all: &[String], regio
         names.insert(op.name.clone());
         operations.push(op);
     }
-    let roots = (0..operations.len()).filter(|&i| operations[i].family.is_root()).collect();
-    let children = (0..operations.len()).filter(|&i| !operations[i].family.is_root()).collect();
+    let roots = (0..operations.len())
+        .filter(|&i| operations[i].family.is_root())
+        .collect();
+    let children = (0..operations.len())
+        .filter(|&i| !operations[i].family.is_root())
+        .collect();
     Service {
         name,
         instances,
@@ -585,7 +683,10 @@ impl Generator {
     fn new(shape: &PayloadShape) -> Self {
         let mut rng = SmallRng::seed_from_u64(shape.seed);
         let names = service_names(shape.services);
-        let region = *one_of(&mut rng, &["eu-west-1", "eu-central-1", "us-east-2", "ap-south-1"]);
+        let region = *one_of(
+            &mut rng,
+            &["eu-west-1", "eu-central-1", "us-east-2", "ap-south-1"],
+        );
         let services = (0..names.len())
             .map(|i| new_service(&mut rng, i, shape.ops_per_service, &names, region))
             .collect();
@@ -599,7 +700,9 @@ impl Generator {
 
     fn request(&mut self, now_ns: u64) -> ExportTraceServiceRequest {
         let total = self.shape.spans_per_request.max(1);
-        let parts = self.rng.random_range(1..=self.shape.max_resources.clamp(1, total));
+        let parts = self
+            .rng
+            .random_range(1..=self.shape.max_resources.clamp(1, total));
         // Split `total` spans into `parts` non-empty shares.
         let mut cuts: Vec<usize> = (1..total).collect();
         for i in 0..parts - 1 {
@@ -624,7 +727,9 @@ impl Generator {
         let mut by_scope: Vec<Vec<Span>> = vec![Vec::new(); SCOPES.len()];
         let mut made = 0;
         while made < spans {
-            let len = (1 + self.trace_len.sample(&mut self.rng) as usize).min(30).min(spans - made);
+            let len = (1 + self.trace_len.sample(&mut self.rng) as usize)
+                .min(30)
+                .min(spans - made);
             self.trace(svc, inst, len, now_ns, &mut by_scope);
             made += len;
         }
@@ -650,7 +755,14 @@ impl Generator {
     }
 
     /// One trace of `len` spans of service `svc`, appended to the buckets of their scopes.
-    fn trace(&mut self, svc: usize, inst: usize, len: usize, now_ns: u64, by_scope: &mut [Vec<Span>]) {
+    fn trace(
+        &mut self,
+        svc: usize,
+        inst: usize,
+        len: usize,
+        now_ns: u64,
+        by_scope: &mut [Vec<Span>],
+    ) {
         let rng = &mut self.rng;
         let service = &self.services[svc];
         let trace_id = random_id::<16>(rng);
@@ -662,11 +774,19 @@ impl Generator {
                 let end = now_ns - rng.random_range(0..=self.shape.spread_ns);
                 let dur = (op.latency.sample(rng) as u64).clamp(2_000, 30_000_000_000);
                 let remote = rng.random_bool(0.6);
-                let parent = if remote { random_id::<8>(rng) } else { Vec::new() };
+                let parent = if remote {
+                    random_id::<8>(rng)
+                } else {
+                    Vec::new()
+                };
                 (op, parent, end.saturating_sub(dur), end, remote)
             } else {
                 let op = &service.ops[*one_of(rng, &service.children)];
-                let p = if rng.random_bool(0.5) { 0 } else { rng.random_range(0..tree.len()) };
+                let p = if rng.random_bool(0.5) {
+                    0
+                } else {
+                    rng.random_range(0..tree.len())
+                };
                 let (pid, ps, pe) = &tree[p];
                 let room = (pe - ps).max(1_000);
                 let mut dur = op.latency.sample(rng) as u64;
@@ -695,7 +815,7 @@ impl Generator {
                             format!(
                                 "{ty}: {msg}\n\tat com.shop.{pkg}.{cls}.call({cls}.java:{line})\n\tat com.shop.{pkg}.Dispatcher.handle(Dispatcher.java:141)\n\tat org.springframework.web.servlet.FrameworkServlet.service(FrameworkServlet.java:885)",
                                 pkg = service.name.replace('-', ""),
-                                cls = title(one_of(rng, &RESOURCES)) + "Client",
+                                cls = title(*one_of(rng, &RESOURCES)) + "Client",
                                 line = rng.random_range(30..700),
                             ),
                         ),
@@ -756,7 +876,12 @@ impl Generator {
 }
 
 /// About 8 attributes of the operation's semantic-convention family.
-fn span_attributes(rng: &mut SmallRng, op: &Operation, inst: &Instance, failed: bool) -> Vec<KeyValue> {
+fn span_attributes(
+    rng: &mut SmallRng,
+    op: &Operation,
+    inst: &Instance,
+    failed: bool,
+) -> Vec<KeyValue> {
     match op.family {
         Family::HttpServer | Family::HttpClient => {
             let code = if failed {
@@ -778,7 +903,10 @@ fn span_attributes(rng: &mut SmallRng, op: &Operation, inst: &Instance, failed: 
                 v.push(string_kv("client.address", inst.pod_ip.clone()));
                 v.push(string_kv("server.address", "api.shop.example"));
             } else {
-                v.push(string_kv("server.address", format!("{}.shop-prod.svc", op.peer)));
+                v.push(string_kv(
+                    "server.address",
+                    format!("{}.shop-prod.svc", op.peer),
+                ));
                 v.push(int_kv("server.port", 8080));
                 v.push(string_kv("peer.service", op.peer.clone()));
             }
@@ -798,14 +926,22 @@ fn span_attributes(rng: &mut SmallRng, op: &Operation, inst: &Instance, failed: 
             string_kv("db.system", "redis"),
             string_kv(
                 "db.query.text",
-                format!("{} {}:{}", op.verb, op.target, rng.random_range(1..2_000_000)),
+                format!(
+                    "{} {}:{}",
+                    op.verb,
+                    op.target,
+                    rng.random_range(1..2_000_000)
+                ),
             ),
             string_kv("db.operation.name", op.verb),
             int_kv("db.namespace", 0),
             string_kv("server.address", "redis.shop-prod.svc"),
             int_kv("server.port", 6379),
             string_kv("network.transport", "tcp"),
-            string_kv("thread.name", format!("pool-3-thread-{}", rng.random_range(1..17))),
+            string_kv(
+                "thread.name",
+                format!("pool-3-thread-{}", rng.random_range(1..17)),
+            ),
         ],
         Family::Publish | Family::Receive => vec![
             string_kv("messaging.system", "kafka"),
@@ -815,7 +951,10 @@ fn span_attributes(rng: &mut SmallRng, op: &Operation, inst: &Instance, failed: 
                 "messaging.message.id",
                 format!("{}-{}", hex_string(rng, 8), hex_string(rng, 12)),
             ),
-            int_kv("messaging.destination.partition.id", rng.random_range(0..24)),
+            int_kv(
+                "messaging.destination.partition.id",
+                rng.random_range(0..24),
+            ),
             string_kv("messaging.consumer.group.name", "shop-workers"),
             int_kv("messaging.kafka.offset", rng.random_range(0..90_000_000)),
             int_kv("messaging.message.body.size", rng.random_range(200..6000)),
@@ -826,7 +965,11 @@ fn span_attributes(rng: &mut SmallRng, op: &Operation, inst: &Instance, failed: 
             string_kv("rpc.method", op.detail.clone()),
             int_kv(
                 "rpc.grpc.status_code",
-                if failed { *one_of(rng, &[4, 13, 14]) } else { 0 },
+                if failed {
+                    *one_of(rng, &[4, 13, 14])
+                } else {
+                    0
+                },
             ),
             string_kv(
                 "server.address",
@@ -850,7 +993,10 @@ fn span_attributes(rng: &mut SmallRng, op: &Operation, inst: &Instance, failed: 
             ),
             int_kv("thread.id", rng.random_range(1..256)),
             string_kv("thread.name", format!("worker-{}", rng.random_range(1..48))),
-            any_kv("app.cache_hit", any_value::Value::BoolValue(rng.random_bool(0.7))),
+            any_kv(
+                "app.cache_hit",
+                any_value::Value::BoolValue(rng.random_bool(0.7)),
+            ),
             any_kv("app.score", any_value::Value::DoubleValue(rng.random())),
         ],
     }

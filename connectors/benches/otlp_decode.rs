@@ -4,7 +4,9 @@
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{
+    any_value::Value, AnyValue, InstrumentationScope, KeyValue,
+};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span::Event, ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
@@ -59,7 +61,11 @@ fn request(resources: usize, per_resource: usize) -> ExportTraceServiceRequest {
                             trace_id: (0..16).map(|b| (b * 7 + i) as u8).collect(),
                             span_id: (0..8).map(|b| (b * 3 + i) as u8).collect(),
                             parent_span_id: if i % 3 == 0 { vec![] } else { vec![7; 8] },
-                            trace_state: if i % 4 == 0 { "ot=th:c".into() } else { String::new() },
+                            trace_state: if i % 4 == 0 {
+                                "ot=th:c".into()
+                            } else {
+                                String::new()
+                            },
                             flags: 0x301,
                             name: format!("GET {route}"),
                             kind: 2,
@@ -69,7 +75,10 @@ fn request(resources: usize, per_resource: usize) -> ExportTraceServiceRequest {
                                 str_kv("http.request.method", "GET"),
                                 str_kv("http.route", route),
                                 str_kv("url.path", &format!("{route}?page={i}")),
-                                kv("http.response.status_code", Value::IntValue(if i % 50 == 0 { 500 } else { 200 })),
+                                kv(
+                                    "http.response.status_code",
+                                    Value::IntValue(if i % 50 == 0 { 500 } else { 200 }),
+                                ),
                                 str_kv("server.address", "shop.example.com"),
                                 kv("server.port", Value::IntValue(443)),
                                 str_kv("network.protocol.version", "1.1"),
@@ -108,27 +117,41 @@ fn bench_decode(c: &mut Criterion) {
     let json = serde_json::to_vec(&req).expect("serializable");
     let policy = TimePolicy::new(&WindowsConfig::default());
     let settings = DecodeSettings {
-        dim_keys: vec!["http.response.status_code".into(), "deployment.environment".into()],
+        dim_keys: vec![
+            "http.response.status_code".into(),
+            "deployment.environment".into(),
+        ],
     };
-    let out = decode_traces_proto(buf.clone(), SourceId(0), &settings, &policy, NOW).expect("valid");
+    let out =
+        decode_traces_proto(buf.clone(), SourceId(0), &settings, &policy, NOW).expect("valid");
     assert_eq!(out.batch.len() as u64, spans);
 
     let mut g = c.benchmark_group("otlp_decode_traces");
     g.throughput(Throughput::Elements(spans));
     g.bench_function("scanner_no_dims", |b| {
         let s = DecodeSettings::default();
-        b.iter(|| decode_traces_proto(black_box(buf.clone()), SourceId(0), &s, &policy, NOW).map(|o| o.batch.len()))
+        b.iter(|| {
+            decode_traces_proto(black_box(buf.clone()), SourceId(0), &s, &policy, NOW)
+                .map(|o| o.batch.len())
+        })
     });
     g.bench_function("scanner_2_dims", |b| {
-        b.iter(|| decode_traces_proto(black_box(buf.clone()), SourceId(0), &settings, &policy, NOW).map(|o| o.batch.len()))
+        b.iter(|| {
+            decode_traces_proto(black_box(buf.clone()), SourceId(0), &settings, &policy, NOW)
+                .map(|o| o.batch.len())
+        })
     });
     g.bench_function("prost_decode", |b| {
-        b.iter(|| ExportTraceServiceRequest::decode(black_box(&buf[..])).map(|r| r.resource_spans.len()))
+        b.iter(|| {
+            ExportTraceServiceRequest::decode(black_box(&buf[..])).map(|r| r.resource_spans.len())
+        })
     });
     g.bench_function("json_2_dims", |b| {
         b.iter_batched(
             || json.clone(),
-            |j| decode_traces_json(&j, SourceId(0), &settings, &policy, NOW).map(|o| o.batch.len()),
+            |j: Vec<u8>| {
+                decode_traces_json(&j, SourceId(0), &settings, &policy, NOW).map(|o| o.batch.len())
+            },
             BatchSize::SmallInput,
         )
     });

@@ -156,6 +156,11 @@ impl IngestHandle {
         (self.clock)()
     }
 
+    /// Whether the operator task has stopped.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
     /// Batches waiting in the queue.
     pub fn queue_depth(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()

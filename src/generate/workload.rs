@@ -323,16 +323,17 @@ impl Workload {
             // Whole traces end within the last 300 ms.
             let end = now_ns - self.rng.random_range(0..300 * MS);
             let op = self.entries[entry].op;
-            made += self.emit(
-                op,
-                trace_id,
-                None,
-                end,
-                span::SpanKind::Server,
-                t,
-                &mut by_service,
-            )
-            .0;
+            made += self
+                .emit(
+                    op,
+                    trace_id,
+                    None,
+                    end,
+                    span::SpanKind::Server,
+                    t,
+                    &mut by_service,
+                )
+                .0;
         }
         let resource_spans = by_service
             .into_iter()

@@ -328,7 +328,10 @@ pub fn series_of(service: &str, s: &SpanSpec) -> SeriesLabels {
     l.insert("service_name".to_string(), service.to_string());
     l.insert("span_name".to_string(), s.name.clone());
     l.insert("span_kind".to_string(), s.kind.as_str_name().to_string());
-    l.insert("status_code".to_string(), s.status.as_str_name().to_string());
+    l.insert(
+        "status_code".to_string(),
+        s.status.as_str_name().to_string(),
+    );
     canonical(&l)
 }
 
@@ -470,7 +473,11 @@ pub async fn grpc_raw(
 
 /// Asserts a gRPC error has `code` and a message containing every one of `needles`
 /// (case-insensitive).
-pub fn assert_status(res: Result<impl std::fmt::Debug, tonic::Status>, code: tonic::Code, needles: &[&str]) {
+pub fn assert_status(
+    res: Result<impl std::fmt::Debug, tonic::Status>,
+    code: tonic::Code,
+    needles: &[&str],
+) {
     let st = match res {
         Ok(v) => panic!("expected gRPC {code:?}, got OK: {v:?}"),
         Err(st) => st,
@@ -544,7 +551,15 @@ pub async fn http_post(
     content_encoding: Option<&str>,
     body: Vec<u8>,
 ) -> HttpReply {
-    http_post_with(&http_client(), e, path, content_type, content_encoding, body).await
+    http_post_with(
+        &http_client(),
+        e,
+        path,
+        content_type,
+        content_encoding,
+        body,
+    )
+    .await
 }
 
 /// POSTs with a given client (to reuse connections under load).
@@ -619,7 +634,12 @@ pub fn assert_http_json_error(r: &HttpReply, status: u16, rpc_code: Option<i32>,
 }
 
 /// Asserts an OTLP/HTTP error answer whose body is a protobuf `google.rpc.Status`.
-pub fn assert_http_proto_error(r: &HttpReply, status: u16, rpc_code: Option<i32>, needles: &[&str]) {
+pub fn assert_http_proto_error(
+    r: &HttpReply,
+    status: u16,
+    rpc_code: Option<i32>,
+    needles: &[&str],
+) {
     assert_eq!(
         r.status,
         status,

@@ -10,14 +10,12 @@ import os
 
 import pytest
 
-from redwatch_process import DEFAULT_CONFIG, RedwatchProcess, RedwatchServer, redwatch_bin
+from redwatch_process import DEFAULT_CONFIG, LISTENERS, RedwatchProcess, RedwatchServer, redwatch_bin
 from span_workload import unique_service_names
 
 # Everything these tests talk to is on loopback; a proxy from the environment must not see it.
 for _var in ("NO_PROXY", "no_proxy"):
     os.environ[_var] = ",".join(filter(None, [os.environ.get(_var), "127.0.0.1", "localhost", "::1"]))
-
-LISTENERS = ("otlp_grpc", "otlp_http", "prometheus")
 
 
 def pytest_report_header(config):
@@ -36,7 +34,10 @@ def redwatch(tmp_path):
     try:
         yield RedwatchServer(process)
     finally:
-        process.stop()
+        code = process.stop()
+    # Contract: SIGTERM is a clean, staged shutdown with exit code 0.
+    if code != 0:
+        pytest.fail(f"redwatch exited with {code} after SIGTERM (expected 0)\n{process.log_text()}")
 
 
 @pytest.fixture

@@ -35,9 +35,7 @@ def assert_red_matches(server: RedwatchServer, spans: Sequence[ReadableSpan], re
         got = {r: sum_samples(samples, ACCEPTED, receiver=r) for r in RECEIVERS}
         return f'{ACCEPTED}{{receiver="{receiver}"}}: expected {len(spans)}, got {got}'
 
-    samples = wait_for(
-        server.metrics_url, accepted_ok, accepted_describe, relevant=lambda line: "redwatch_" in line
-    )
+    samples = wait_for(server.metrics_url, accepted_ok, accepted_describe, relevant=lambda line: "redwatch_" in line)
     others = [r for r in RECEIVERS if r != receiver]
     for other in others:
         assert sum_samples(samples, ACCEPTED, receiver=other) == 0, accepted_describe(samples)

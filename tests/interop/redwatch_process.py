@@ -22,6 +22,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _LISTENING = re.compile(r"listening\s+([a-z_]+)\s+(\S+)\s*$")
 
+# The listeners every interop server has (names from the `listening <name> <addr>` lines).
+LISTENERS = ("otlp_grpc", "otlp_http", "prometheus")
+
 START_DEADLINE_S = 30.0
 STOP_GRACE_S = 10.0
 
@@ -133,8 +136,7 @@ class RedwatchProcess:
             why = f"exited with code {code}" if code is not None else f"still running after {deadline_s:.0f}s"
             self.stop()
             raise RuntimeError(
-                f"redwatch did not log `listening <name> <addr>` for {missing} ({why}).\n"
-                f"{self.log_text()}"
+                f"redwatch did not log `listening <name> <addr>` for {missing} ({why}).\n{self.log_text()}"
             )
         return dict(self.addresses)
 

@@ -50,6 +50,7 @@ UNSET, OK, ERROR = StatusCode.UNSET, StatusCode.OK, StatusCode.ERROR
 
 # Trees of spans; a child ends together with its parent (same end time), so it is never older
 # than the spans sent before it. Several series get several spans in different buckets.
+# fmt: off
 WORKLOAD: tuple[SpanSpec, ...] = (
     _s("frontend", "GET /api/orders", SERVER, UNSET, 75 * MS,
        _s("frontend", "SELECT orders", CLIENT, UNSET, 6_500_000),
@@ -79,6 +80,7 @@ WORKLOAD: tuple[SpanSpec, ...] = (
     _s("backend", "POST /charge", SERVER, OK, 100 * MS),
     _s("backend", "POST /charge", SERVER, UNSET, 1234_567_891),
 )
+# fmt: on
 
 
 def count_spans(specs: Sequence[SpanSpec] = WORKLOAD) -> int:

@@ -53,7 +53,9 @@ def test_otlp_json_encoding_is_otlp_json(service_names):
     assert len(first["spanId"]) == 16 and int(first["spanId"], 16)
     assert isinstance(first["kind"], int)
     assert "startTimeUnixNano" in first and "endTimeUnixNano" in first
-    children = [s for rs in body["resourceSpans"] for ss in rs["scopeSpans"] for s in ss["spans"] if "parentSpanId" in s]
+    children = [
+        s for rs in body["resourceSpans"] for ss in rs["scopeSpans"] for s in ss["spans"] if "parentSpanId" in s
+    ]
     assert children and all(len(c["parentSpanId"]) == 16 for c in children)
     by_id = {s.context.span_id: s for s in spans}
     for child in children:
@@ -78,6 +80,8 @@ def test_http_json_red(redwatch, service_names, gzipped):
 
     assert resp.status_code == 200, f"POST {redwatch.http_traces_url} -> {resp.status_code}: {resp.text[:2000]}"
     assert resp.headers.get("Content-Type", "").startswith("application/json"), resp.headers
-    assert isinstance(resp.json(), dict), resp.text[:2000]
+    answer = resp.json()
+    assert isinstance(answer, dict), resp.text[:2000]
+    assert int(answer.get("partialSuccess", {}).get("rejectedSpans", 0)) == 0, answer
 
     assert_red_matches(redwatch, spans, receiver="otlp_http")

@@ -14,9 +14,7 @@ from span_workload import SdkClients, count_spans
 def test_sdk_grpc_exporter_red(redwatch, service_names, compression):
     clients = SdkClients.create(
         service_names,
-        lambda: OTLPSpanExporter(
-            endpoint=redwatch.grpc_endpoint, insecure=True, compression=compression, timeout=10
-        ),
+        lambda: OTLPSpanExporter(endpoint=redwatch.grpc_endpoint, insecure=True, compression=compression, timeout=10),
     )
     try:
         clients.emit()

@@ -54,7 +54,8 @@ def test_sdk_http_protobuf_exporter_red(redwatch, service_names, compression):
         assert status == 200, (status, body[:500])
         # OTLP/HTTP: the response uses the request's Content-Type and is an ExportTraceServiceResponse.
         assert response_headers.get("Content-Type", "").startswith("application/x-protobuf"), response_headers
-        ExportTraceServiceResponse.FromString(body)
+        answer = ExportTraceServiceResponse.FromString(body)
+        assert answer.partial_success.rejected_spans == 0, answer
         assert headers.get("Content-Type") == "application/x-protobuf", headers
         if compression is Compression.Gzip:
             assert headers.get("Content-Encoding") == "gzip", headers

@@ -124,6 +124,43 @@ impl Config {
                 );
             }
         }
+        let sq = &self.sql;
+        if sq.query_timeout.is_zero() {
+            bad("sql.query_timeout", "must be greater than 0".into());
+        }
+        if sq.memory_limit.as_u64() < 1 << 20 {
+            bad("sql.memory_limit", "must be at least 1MiB".into());
+        }
+        if sq.max_result_rows == 0 {
+            bad("sql.max_result_rows", "must be at least 1".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, q) in sq.continuous.iter().enumerate() {
+            let valid = !q.name.is_empty()
+                && q.name
+                    .starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && q.name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !valid {
+                bad(
+                    &format!("sql.continuous[{i}].name"),
+                    format!("`{}` must match [a-z_][a-z0-9_]*", q.name),
+                );
+            }
+            if !names.insert(q.name.as_str()) {
+                bad(
+                    &format!("sql.continuous[{i}].name"),
+                    format!("`{}` is used twice", q.name),
+                );
+            }
+            if q.query.trim().is_empty() {
+                bad(
+                    &format!("sql.continuous[{i}].query"),
+                    "must not be empty".into(),
+                );
+            }
+        }
         if self.limits.queue_capacity == 0 {
             bad("limits.queue_capacity", "must be at least 1".into());
         }

@@ -18,6 +18,8 @@ pub struct Config {
     pub red: RedConfig,
     /// Where results go.
     pub exporters: ExportersConfig,
+    /// SQL over the live tables (HTTP API, Flight SQL, continuous queries).
+    pub sql: SqlConfig,
     /// Resource bounds of the pipeline.
     pub limits: LimitsConfig,
 }
@@ -215,6 +217,64 @@ impl Default for PrometheusConfig {
             endpoint: SocketAddr::from(([127, 0, 0, 1], 9464)),
         }
     }
+}
+
+/// SQL over live windows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqlConfig {
+    /// HTTP API (`POST /api/v1/sql`) and `/healthz`, `/readyz`; `null` disables the listener.
+    pub http_endpoint: Option<SocketAddr>,
+    /// Arrow Flight SQL endpoint; `null` disables it.
+    pub flight_endpoint: Option<SocketAddr>,
+    /// A query running longer is cancelled (HTTP 408).
+    #[serde(with = "humantime_serde")]
+    pub query_timeout: Duration,
+    /// Memory one query may use for sorts, joins and aggregations (HTTP 413 beyond).
+    pub memory_limit: ByteSize,
+    /// How long closed windows stay queryable.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// Upper bound on the bytes the `red` table keeps; the oldest windows go first.
+    pub max_table_bytes: ByteSize,
+    /// Rows a query may return (HTTP 413 beyond; add a LIMIT or aggregate).
+    pub max_result_rows: usize,
+    /// Rows of the `spans` table (recent raw spans); the oldest go first.
+    pub spans_max_rows: usize,
+    /// Raw spans per second admitted to the `spans` table (errors first); the rest are only
+    /// aggregated.
+    pub spans_per_second: usize,
+    /// Named queries run on every closed primary window.
+    pub continuous: Vec<ContinuousQuery>,
+}
+
+impl Default for SqlConfig {
+    fn default() -> Self {
+        SqlConfig {
+            http_endpoint: Some(SocketAddr::from(([127, 0, 0, 1], 7070))),
+            flight_endpoint: Some(SocketAddr::from(([127, 0, 0, 1], 50051))),
+            query_timeout: Duration::from_secs(30),
+            memory_limit: ByteSize::mib(512),
+            retention: Duration::from_secs(6 * 3600),
+            max_table_bytes: ByteSize::gib(1),
+            max_result_rows: 100_000,
+            spans_max_rows: 100_000,
+            spans_per_second: 2_000,
+            continuous: Vec::new(),
+        }
+    }
+}
+
+/// A query run on every window close; its result rows go to `continuous_results` and to
+/// Prometheus as `redwatch_continuous_<name>` gauges (one per numeric column).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContinuousQuery {
+    /// Name: `[a-z_][a-z0-9_]*`.
+    pub name: String,
+    /// A read-only SELECT; `$window_start` and `$window_end` are replaced by the closed window's
+    /// bounds as timestamp literals.
+    pub query: String,
 }
 
 /// Resource bounds.

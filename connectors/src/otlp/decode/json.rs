@@ -35,5 +35,71 @@ pub(super) fn decode_metrics(
     now: UnixNanos,
 ) -> Result<MetricsDecodeOutcome, DecodeError> {
     let req: ExportMetricsServiceRequest = parse(body)?;
+    let data_missing = req
+        .resource_metrics
+        .iter()
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|sm| &sm.metrics)
+        .any(|m| m.data.is_none());
+    if data_missing {
+        find_swallowed_metric_data(body)?;
+    }
     Ok(super::metrics::count(&req, policy, now))
+}
+
+/// `Metric.data` is a `#[serde(flatten)] Option<_>` in opentelemetry-proto, and serde turns an
+/// invalid `gauge`/`sum`/... object there into `None` instead of an error — its points would
+/// vanish uncounted. When a metric came out without data, look at the raw metric objects again and
+/// report the first data member that does not parse. (Only on that rare path; costs nothing
+/// otherwise.)
+fn find_swallowed_metric_data(body: &[u8]) -> Result<(), DecodeError> {
+    use opentelemetry_proto::tonic::metrics::v1::{
+        ExponentialHistogram, Gauge, Histogram, Sum, Summary,
+    };
+    use serde_json::{Map, Value};
+
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Request {
+        #[serde(default)]
+        resource_metrics: Option<Vec<ResourceMetrics>>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct ResourceMetrics {
+        #[serde(default)]
+        scope_metrics: Option<Vec<ScopeMetrics>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ScopeMetrics {
+        #[serde(default)]
+        metrics: Option<Vec<Map<String, Value>>>,
+    }
+    fn check<T: serde::de::DeserializeOwned>(v: &Value) -> Result<(), serde_json::Error> {
+        T::deserialize(v).map(|_| ())
+    }
+
+    let raw: Request = parse(body)?;
+    for (i, rm) in raw.resource_metrics.iter().flatten().enumerate() {
+        for (j, sm) in rm.scope_metrics.iter().flatten().enumerate() {
+            for (k, m) in sm.metrics.iter().flatten().enumerate() {
+                for (key, v) in m.iter().filter(|(_, v)| !v.is_null()) {
+                    let r = match key.as_str() {
+                        "gauge" => check::<Gauge>(v),
+                        "sum" => check::<Sum>(v),
+                        "histogram" => check::<Histogram>(v),
+                        "exponentialHistogram" => check::<ExponentialHistogram>(v),
+                        "summary" => check::<Summary>(v),
+                        _ => Ok(()),
+                    };
+                    if let Err(e) = r {
+                        return Err(DecodeError::Json(format!(
+                            "resourceMetrics[{i}].scopeMetrics[{j}].metrics[{k}].{key}: {e}"
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -16,7 +16,13 @@ use prost::Message;
 use redwatch_engine::model::{SourceId, SpanKind, StatusCode};
 
 fn json(body: &str, dims: &[&str]) -> Result<TraceDecodeOutcome, DecodeError> {
-    decode_traces_json(body.as_bytes(), SourceId(1), &settings(dims), &policy(), NOW)
+    decode_traces_json(
+        body.as_bytes(),
+        SourceId(1),
+        &settings(dims),
+        &policy(),
+        NOW,
+    )
 }
 
 /// A one-span OTLP/JSON request; `span_fields` is spliced into the span object.
@@ -63,17 +69,27 @@ fn json_happy_path_with_hex_ids_and_string_timestamps() {
            "someUnknownField":{{"ignored":true}}"#,
         times(&format!("\"{start}\""), &format!("\"{end}\""))
     ));
-    let out = json(&body, &["http.method", "n", "m", "d", "d2", "b", "arr", "kv", "raw"]).unwrap();
+    let out = json(
+        &body,
+        &["http.method", "n", "m", "d", "d2", "b", "arr", "kv", "raw"],
+    )
+    .unwrap();
     let f = flatten(&out);
     assert_eq!(f.services, vec![Some("cart".into())]);
     assert_eq!(f.received, 1);
     let sp = &f.spans[0];
     assert_eq!(
         sp.trace_id,
-        [0x5b, 0x8e, 0xff, 0xf7, 0x98, 0x03, 0x81, 0x03, 0xd2, 0x69, 0xb6, 0x33, 0x81, 0x3f, 0xc6, 0x0c]
+        [
+            0x5b, 0x8e, 0xff, 0xf7, 0x98, 0x03, 0x81, 0x03, 0xd2, 0x69, 0xb6, 0x33, 0x81, 0x3f,
+            0xc6, 0x0c
+        ]
     );
     assert_eq!(sp.span_id, [0xee, 0xe1, 0x9b, 0x7e, 0xc3, 0xc1, 0xb1, 0x74]);
-    assert_eq!(sp.parent_span_id, [0xee, 0xe1, 0x9b, 0x7e, 0xc3, 0xc1, 0xb1, 0x73]);
+    assert_eq!(
+        sp.parent_span_id,
+        [0xee, 0xe1, 0x9b, 0x7e, 0xc3, 0xc1, 0xb1, 0x73]
+    );
     assert_eq!((sp.start, sp.end), (start, end));
     assert_eq!(sp.name, "GET /cart");
     assert_eq!(sp.kind, SpanKind::Server);
@@ -129,9 +145,15 @@ fn json_non_standard_forms_are_refused() {
     let end = format!("\"{}\"", NOW - SEC);
     for extra in [
         format!(r#"{}, "kind":"SPAN_KIND_SERVER""#, times(&end, &end)),
-        format!(r#"{}, "status":{{"code":"STATUS_CODE_ERROR"}}"#, times(&end, &end)),
+        format!(
+            r#"{}, "status":{{"code":"STATUS_CODE_ERROR"}}"#,
+            times(&end, &end)
+        ),
     ] {
-        assert!(matches!(json(&one_span(&extra), &[]), Err(DecodeError::Json(_))), "{extra}");
+        assert!(
+            matches!(json(&one_span(&extra), &[]), Err(DecodeError::Json(_))),
+            "{extra}"
+        );
     }
     let bad_id = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"not-hex"}]}]}]}"#;
     assert!(matches!(json(bad_id, &[]), Err(DecodeError::Json(_))));
@@ -268,7 +290,10 @@ fn malformed_metrics_are_refused() {
     let p = policy();
     let mut buf = all_types(&[NOW]).encode_to_vec();
     buf.truncate(buf.len() - 3);
-    assert!(matches!(decode_metrics_proto(&buf, &p, NOW), Err(DecodeError::Malformed(_))));
+    assert!(matches!(
+        decode_metrics_proto(&buf, &p, NOW),
+        Err(DecodeError::Malformed(_))
+    ));
     assert!(matches!(
         decode_metrics_json(b"{\"resourceMetrics\": {", &p, NOW),
         Err(DecodeError::Json(_))
@@ -292,4 +317,30 @@ fn metrics_json_standard_forms() {
     let out = decode_metrics_json(body.as_bytes(), &p, NOW).unwrap();
     assert_eq!((out.received, out.accepted), (6, 5));
     assert_eq!(out.rejected.invalid_timestamp, 1);
+}
+
+/// serde's `flatten` would turn invalid metric data into "no data"; the decoder reports it.
+#[test]
+fn invalid_metric_data_is_reported_not_dropped() {
+    let p = policy();
+    let t = NOW - SEC;
+    let body = format!(
+        r#"{{"resourceMetrics":[{{"scopeMetrics":[{{"metrics":[
+            {{"name":"ok","gauge":{{"dataPoints":[{{"timeUnixNano":"{t}","asDouble":1}}]}}}},
+            {{"name":"bad","histogram":{{"dataPoints":[{{"timeUnixNano":"{t}","count":"x"}}]}}}}
+        ]}}]}}]}}"#
+    );
+    match decode_metrics_json(body.as_bytes(), &p, NOW) {
+        Err(DecodeError::Json(m)) => {
+            assert!(
+                m.starts_with("resourceMetrics[0].scopeMetrics[0].metrics[1].histogram: "),
+                "{m}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // A metric without data (or with a null one) is fine: no points.
+    let body = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"a"},{"name":"b","gauge":null}]}]}]}"#;
+    let out = decode_metrics_json(body.as_bytes(), &p, NOW).unwrap();
+    assert_eq!(out.received, 0);
 }

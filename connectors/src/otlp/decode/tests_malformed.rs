@@ -5,9 +5,9 @@ use super::tests_fixtures::*;
 use super::{decode_traces_proto, DecodeError, DecodeSettings};
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use prost::Message;
 use proptest::collection::vec;
 use proptest::prelude::*;
+use prost::Message;
 use redwatch_engine::model::SourceId;
 
 fn dims() -> DecodeSettings {
@@ -29,10 +29,15 @@ fn differential(buf: &[u8]) -> Result<(), TestCaseError> {
         (Err(_), Err(_)) => {}
         (Ok(_), Err(DecodeError::Malformed(m))) => {
             // The one deliberate difference: groups (deprecated, never used by OTLP) are refused.
-            prop_assert!(m.contains("group wire type"), "scanner refused ({m}), prost accepted");
+            prop_assert!(
+                m.contains("group wire type"),
+                "scanner refused ({m}), prost accepted"
+            );
         }
         (Ok(_), Err(e)) => {
-            return Err(TestCaseError::fail(format!("scanner refused ({e}), prost accepted")))
+            return Err(TestCaseError::fail(format!(
+                "scanner refused ({e}), prost accepted"
+            )))
         }
         (Ok(req), Ok(out)) => {
             prop_assert_eq!(flatten(&out), reference(&req, &s, &p, NOW));

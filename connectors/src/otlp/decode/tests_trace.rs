@@ -460,7 +460,11 @@ fn framing_errors_are_malformed() {
         ("truncated varint", &[0x0a, 0x80]),
         ("length beyond", &[0x0a, 0x05, 0x00]),
         ("field number 0", &[0x02, 0x00]),
-        ("invalid wire type", &[0x0e]),
+        ("invalid wire type", &[0x16]),
+        (
+            "wrong wire type for ExportTraceServiceRequest.resource_spans",
+            &[0x0e],
+        ),
         ("group wire type", &[0x13, 0x14]),
         (
             "wrong wire type for ExportTraceServiceRequest.resource_spans",

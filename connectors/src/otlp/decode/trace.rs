@@ -11,7 +11,10 @@
 //! It must not aggregate or look at more than the fields listed in `SpanRecord`.
 
 use super::sampling::{self, Number};
-use super::wire::{enter, expect_wt, malformed, Fault, Reader, WT_LEN};
+use super::wire::{
+    check_utf8, enter, exact_varint, expect_wt, is_ascii, malformed, Fault, Reader, MAX_DEPTH,
+    WT_LEN,
+};
 use super::{DecodeError, DecodeSettings, Rejections, TraceDecodeOutcome};
 use bytes::Bytes;
 use redwatch_engine::model::{
@@ -23,24 +26,61 @@ use std::fmt::Write as _;
 
 const SERVICE_NAME: &[u8] = b"service.name";
 
-/// An attribute value as the decoder uses it (the last `AnyValue` oneof field seen).
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Value {
+/// What an attribute value is, as the decoder uses it (the last `AnyValue` oneof field seen).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Kind {
     /// No oneof field (an empty `AnyValue`, or none at all).
     Unset,
     /// Array, key-value list, bytes or string index: not usable as a dimension or a number.
     Other,
-    /// Absolute byte range of a UTF-8 string in the request.
-    Str(usize, usize),
-    Bool(bool),
-    Int(i64),
-    Double(f64),
+    /// `bits` = the string's address in the request, `len` its length.
+    Str,
+    /// `bits` = 0 or 1.
+    Bool,
+    /// `bits` = the i64's bits.
+    Int,
+    /// `bits` = the f64's bits.
+    Double,
+}
+
+/// An attribute value in 16 bytes, so it travels in registers (a Rust enum with a slice payload
+/// was copied through memory at odd offsets, stalling store forwarding on the hot path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Value {
+    kind: Kind,
+    /// Length of a `Str`.
+    len: u32,
+    bits: u64,
 }
 
 impl Value {
-    fn is_scalar(&self) -> bool {
-        !matches!(self, Value::Unset | Value::Other)
+    const UNSET: Value = Value::of(Kind::Unset, 0);
+    const OTHER: Value = Value::of(Kind::Other, 0);
+
+    const fn of(kind: Kind, bits: u64) -> Value {
+        Value { kind, len: 0, bits }
     }
+
+    fn string(s: &[u8]) -> Value {
+        Value {
+            kind: Kind::Str,
+            // The request is at most 4 GiB (checked upfront).
+            len: s.len() as u32,
+            bits: s.as_ptr() as u64,
+        }
+    }
+
+    fn is_scalar(&self) -> bool {
+        !matches!(self.kind, Kind::Unset | Kind::Other)
+    }
+}
+
+/// One `KeyValue`: its key and its value.
+#[derive(Debug, Clone, Copy)]
+struct Attr<'a> {
+    key: &'a [u8],
+    value: Value,
 }
 
 /// The first attribute found with a given key.
@@ -53,7 +93,7 @@ struct Slot {
 impl Slot {
     const EMPTY: Slot = Slot {
         found: false,
-        value: Value::Unset,
+        value: Value::UNSET,
     };
 
     #[inline(always)]
@@ -67,9 +107,9 @@ impl Slot {
     }
 
     fn number(&self) -> Option<Number> {
-        match self.value {
-            Value::Int(i) if self.found => Some(Number::Int(i)),
-            Value::Double(d) if self.found => Some(Number::Double(d)),
+        match self.value.kind {
+            Kind::Int if self.found => Some(Number::Int(self.value.bits as i64)),
+            Kind::Double if self.found => Some(Number::Double(f64::from_bits(self.value.bits))),
             _ => None,
         }
     }
@@ -77,8 +117,8 @@ impl Slot {
 
 fn str_fault(field: &'static str) -> impl Fn(StrError) -> Fault {
     move |e| match e {
-        StrError::InvalidUtf8 => Fault::InvalidUtf8 { field },
-        StrError::OutOfBounds => malformed("string beyond the 2 GiB limit of a batch", 0),
+        StrError::InvalidUtf8 => Fault::invalid_utf8(field),
+        StrError::OutOfBounds => malformed("string beyond the size limit of a batch", 0),
     }
 }
 
@@ -90,6 +130,11 @@ pub(super) fn decode(
     policy: &TimePolicy,
     now: UnixNanos,
 ) -> Result<TraceDecodeOutcome, DecodeError> {
+    if u32::try_from(buf.len()).is_err() {
+        return Err(DecodeError::Malformed(
+            "request larger than 4 GiB".to_string(),
+        ));
+    }
     let n_dims = settings.dim_keys.len().min(usize::from(u16::MAX));
     let data = buf.clone();
     let mut batch = SpanBatch::new(source, buf, n_dims as u16);
@@ -99,6 +144,7 @@ pub(super) fn decode(
         .dim_values
         .reserve_exact(expected.saturating_mul(n_dims));
     let mut sc = Scanner {
+        base: data.as_ptr() as usize,
         dim_keys: &settings.dim_keys[..n_dims],
         policy,
         now,
@@ -111,12 +157,13 @@ pub(super) fn decode(
         probability: Slot::EMPTY,
         ratio: Slot::EMPTY,
         fmt: String::new(),
-        bool_refs: [None; 2],
+        dim_cache: vec![None; n_dims],
         received: 0,
         rejected: Rejections::default(),
         missing_service: 0,
     };
-    sc.request(Reader::new(&data))?;
+    sc.request(Reader::new(&data))
+        .map_err(|f| f.into_error(&data))?;
     let message = super::span_rejection_message(&sc.rejected, policy);
     Ok(TraceDecodeOutcome {
         batch: sc.batch,
@@ -135,25 +182,25 @@ fn count_spans(data: &[u8]) -> usize {
         while r.has_more() {
             let (f, wt) = r.key()?;
             if f != 1 || wt != WT_LEN {
-                r.skip_value(wt)?;
+                r.skip(f, wt, 0)?;
                 continue;
             }
-            let range = r.len_delim()?;
-            let mut rs = r.sub(range);
+            let mut rs = Reader::new(r.len_delim()?);
             while rs.has_more() {
                 let (f, wt) = rs.key()?;
                 if f != 2 || wt != WT_LEN {
-                    rs.skip_value(wt)?;
+                    rs.skip(f, wt, 0)?;
                     continue;
                 }
-                let range = rs.len_delim()?;
-                let mut ss = rs.sub(range);
+                let mut ss = Reader::new(rs.len_delim()?);
                 while ss.has_more() {
                     let (f, wt) = ss.key()?;
                     if f == 2 && wt == WT_LEN {
                         *n += 1;
+                        ss.len_delim()?;
+                    } else {
+                        ss.skip(f, wt, 0)?;
                     }
-                    ss.skip_value(wt)?;
                 }
             }
         }
@@ -165,6 +212,8 @@ fn count_spans(data: &[u8]) -> usize {
 }
 
 struct Scanner<'s> {
+    /// Address of the request's first byte (strings are found by address, kept by offset).
+    base: usize,
     dim_keys: &'s [String],
     policy: &'s TimePolicy,
     now: UnixNanos,
@@ -181,8 +230,8 @@ struct Scanner<'s> {
     ratio: Slot,
     /// Scratch for formatting numbers.
     fmt: String,
-    /// Arena copies of "false" and "true", made on first use.
-    bool_refs: [Option<StrRef>; 2],
+    /// Per dimension, the last number or bool formatted into the arena and its reference.
+    dim_cache: Vec<Option<(Value, StrRef)>>,
     received: u64,
     rejected: Rejections,
     missing_service: u64,
@@ -197,7 +246,7 @@ impl Scanner<'_> {
                     let (m, d) = r.message(wt, "ExportTraceServiceRequest.resource_spans", 0)?;
                     self.resource_spans(m, d)?;
                 }
-                _ => r.skip(wt, 0)?,
+                _ => r.skip(f, wt, 0)?,
             }
         }
         Ok(())
@@ -224,18 +273,17 @@ impl Scanner<'_> {
                 3 => {
                     p.string(wt, "ResourceSpans.schema_url")?;
                 }
-                _ => p.skip(wt, depth)?,
+                _ => p.skip(f, wt, depth)?,
             }
         }
 
         let resource = u32::try_from(self.batch.resources.len())
             .map_err(|_| malformed("too many resources", r.pos()))?;
         let service_name = match self.res_service.value {
-            Value::Str(s, e) => Some(
-                self.batch
-                    .request_str(s, e - s)
-                    .map_err(str_fault("service.name"))?,
-            ),
+            v if v.kind == Kind::Str => {
+                let r = self.request_str(v.bits as usize, v.len as usize);
+                Some(r.map_err(str_fault("service.name"))?)
+            }
             _ => None,
         };
         self.batch.resources.push(ResourceRecord { service_name });
@@ -251,7 +299,7 @@ impl Scanner<'_> {
                 let (m, d) = p.message(wt, "ResourceSpans.scope_spans", depth)?;
                 self.scope_spans(m, d, resource, service_name.is_some())?;
             } else {
-                p.skip_value(wt)?;
+                p.skip_checked(wt)?;
             }
         }
         Ok(())
@@ -263,14 +311,14 @@ impl Scanner<'_> {
             match f {
                 1 => {
                     let (m, d) = r.message(wt, "Resource.attributes", depth)?;
-                    let ((ks, ke), v) = key_value(m, d)?;
-                    let key = &r.request()[ks..ke];
+                    let a = key_value(m, d)?;
+                    let key = a.key;
                     if key == SERVICE_NAME {
-                        self.res_service.offer(v);
+                        self.res_service.offer(a.value);
                     }
                     for (slot, dk) in self.res_dims.iter_mut().zip(self.dim_keys) {
                         if key == dk.as_bytes() {
-                            slot.offer(v);
+                            slot.offer(a.value);
                         }
                     }
                 }
@@ -281,7 +329,7 @@ impl Scanner<'_> {
                     let (m, d) = r.message(wt, "Resource.entity_refs", depth)?;
                     entity_ref(m, d)?;
                 }
-                _ => r.skip(wt, depth)?,
+                _ => r.skip(f, wt, depth)?,
             }
         }
         Ok(())
@@ -308,7 +356,7 @@ impl Scanner<'_> {
                 3 => {
                     r.string(wt, "ScopeSpans.schema_url")?;
                 }
-                _ => r.skip(wt, depth)?,
+                _ => r.skip(f, wt, depth)?,
             }
         }
         Ok(())
@@ -338,12 +386,12 @@ impl Scanner<'_> {
         resource: u32,
         has_service: bool,
     ) -> Result<(), Fault> {
-        let req = r.request();
         let mut trace_id: &[u8] = &[];
         let mut span_id: &[u8] = &[];
         let mut parent_span_id: &[u8] = &[];
-        let mut trace_state = (0, 0);
-        let mut name = (0, 0);
+        let mut trace_state: &[u8] = &[];
+        // Offsets of kept strings are taken from their addresses: a default must lie in the request.
+        let mut name: &[u8] = r.empty();
         let mut kind = 0i32;
         let mut start = 0u64;
         let mut end = 0u64;
@@ -360,14 +408,19 @@ impl Scanner<'_> {
                 2 => span_id = r.bytes_field(wt, "Span.span_id")?,
                 3 => trace_state = r.string(wt, "Span.trace_state")?,
                 4 => parent_span_id = r.bytes_field(wt, "Span.parent_span_id")?,
-                5 => name = r.string(wt, "Span.name")?,
+                5 => {
+                    // Only the last name is kept, and `request_str` validates it then; earlier
+                    // ones are validated here, since prost refuses any invalid occurrence.
+                    check_utf8(name, "Span.name")?;
+                    name = r.string_unchecked(wt, "Span.name")?;
+                }
                 6 => kind = r.varint_field(wt, "Span.kind")? as i32,
                 7 => start = r.fixed64_field(wt, "Span.start_time_unix_nano")?,
                 8 => end = r.fixed64_field(wt, "Span.end_time_unix_nano")?,
                 9 => {
                     let (m, d) = r.message(wt, "Span.attributes", depth)?;
-                    let ((ks, ke), v) = key_value(m, d)?;
-                    self.span_attribute(&req[ks..ke], v);
+                    let a = key_value(m, d)?;
+                    self.span_attribute(a.key, a.value);
                 }
                 10 => {
                     r.varint_field(wt, "Span.dropped_attributes_count")?;
@@ -396,50 +449,55 @@ impl Scanner<'_> {
                 16 => {
                     r.fixed32_field(wt, "Span.flags")?;
                 }
-                _ => r.skip(wt, depth)?,
+                _ => r.skip(f, wt, depth)?,
             }
         }
 
         self.received += 1;
-        if start == 0 || start > end {
-            self.rejected.invalid_timestamp += 1;
-            return Ok(());
-        }
-        match self.policy.check(end, self.now) {
-            TimeCheck::Ok => {}
-            TimeCheck::Invalid => {
-                self.rejected.invalid_timestamp += 1;
-                return Ok(());
-            }
-            TimeCheck::Future => {
-                self.rejected.future_timestamp += 1;
-                return Ok(());
-            }
-            TimeCheck::Late => {
-                self.rejected.late += 1;
-                return Ok(());
-            }
+        let check = if start == 0 || start > end {
+            TimeCheck::Invalid
+        } else {
+            self.policy.check(end, self.now)
+        };
+        let counter = match check {
+            TimeCheck::Ok => None,
+            TimeCheck::Invalid => Some(&mut self.rejected.invalid_timestamp),
+            TimeCheck::Future => Some(&mut self.rejected.future_timestamp),
+            TimeCheck::Late => Some(&mut self.rejected.late),
+        };
+        if let Some(counter) = counter {
+            *counter += 1;
+            return check_utf8(name, "Span.name");
         }
 
         let name = self
-            .batch
-            .request_str(name.0, name.1 - name.0)
+            .request_str(name.as_ptr() as usize, name.len())
             .map_err(str_fault("Span.name"))?;
         let dims = u32::try_from(self.batch.dim_values.len())
             .map_err(|_| malformed("too many dimension values", r.pos()))?;
         for i in 0..self.span_dims.len() {
             let slot = self.span_dims[i];
-            let v = if slot.found && slot.value.is_scalar() {
+            let v = if !slot.found || !slot.value.is_scalar() {
+                self.res_dim_refs[i]
+            } else if slot.value.kind == Kind::Str {
                 self.resolve(slot.value)?
             } else {
-                self.res_dim_refs[i]
+                // Numbers and bools repeat (status codes, ports): format each value once.
+                match self.dim_cache[i] {
+                    Some((v, r)) if v == slot.value => Some(r),
+                    _ => {
+                        let r = self.resolve(slot.value)?;
+                        self.dim_cache[i] = r.map(|r| (slot.value, r));
+                        r
+                    }
+                }
             };
             self.batch.dim_values.push(v);
         }
         let weight = sampling::adjusted_count_weight(self.adjusted_count.number())
             .or_else(|| sampling::probability_weight(self.probability.number()))
             .or_else(|| sampling::probability_weight(self.ratio.number()))
-            .or_else(|| sampling::tracestate_weight(&req[trace_state.0..trace_state.1]))
+            .or_else(|| sampling::tracestate_weight(trace_state))
             .unwrap_or(1.0);
         if !has_service {
             self.missing_service += 1;
@@ -460,35 +518,33 @@ impl Scanner<'_> {
         Ok(())
     }
 
+    /// A `StrRef` to `len` bytes at address `addr` of the request.
+    fn request_str(&self, addr: usize, len: usize) -> Result<StrRef, StrError> {
+        self.batch.request_str(addr - self.base, len)
+    }
+
     /// The string a dimension value stands for: request strings by reference, numbers and bools
     /// formatted into the batch arena.
     fn resolve(&mut self, v: Value) -> Result<Option<StrRef>, Fault> {
         let arena = str_fault("dimension value");
-        let r = match v {
-            Value::Unset | Value::Other => return Ok(None),
-            Value::Str(s, e) => self
-                .batch
-                .request_str(s, e - s)
-                .map_err(str_fault("AnyValue.string_value"))?,
-            Value::Bool(b) => match self.bool_refs[usize::from(b)] {
-                Some(r) => r,
-                None => {
-                    let r = self
-                        .batch
-                        .arena_str(if b { "true" } else { "false" })
-                        .map_err(arena)?;
-                    self.bool_refs[usize::from(b)] = Some(r);
-                    r
-                }
-            },
-            Value::Int(i) => {
+        let r = match v.kind {
+            Kind::Unset | Kind::Other => return Ok(None),
+            Kind::Str => {
+                let r = self.request_str(v.bits as usize, v.len as usize);
+                r.map_err(str_fault("AnyValue.string_value"))?
+            }
+            Kind::Bool => {
+                let b = if v.bits != 0 { "true" } else { "false" };
+                self.batch.arena_str(b).map_err(arena)?
+            }
+            Kind::Int => {
                 self.fmt.clear();
-                let _ = write!(self.fmt, "{i}");
+                let _ = write!(self.fmt, "{}", v.bits as i64);
                 self.batch.arena_str(&self.fmt).map_err(arena)?
             }
-            Value::Double(d) => {
+            Kind::Double => {
                 self.fmt.clear();
-                let _ = write!(self.fmt, "{d}");
+                let _ = write!(self.fmt, "{}", f64::from_bits(v.bits));
                 self.batch.arena_str(&self.fmt).map_err(arena)?
             }
         };
@@ -496,67 +552,103 @@ impl Scanner<'_> {
     }
 }
 
-/// `KeyValue`: its key's range (empty when absent) and the value as merged by prost.
+/// `KeyValue`: its key (empty when absent) and the value as merged by prost.
 #[inline]
-fn key_value(mut r: Reader<'_>, depth: u32) -> Result<((usize, usize), Value), Fault> {
-    let mut key = (0, 0);
-    let mut value = Value::Unset;
+fn key_value<'a>(r: Reader<'a>, depth: u32) -> Result<Attr<'a>, Fault> {
+    match key_value_fast(r.rest(), depth) {
+        Some(a) => Ok(a),
+        None => key_value_general(r, depth),
+    }
+}
+
+/// The layout SDKs write: `0a len key 12 len AnyValue`, where the value holds one scalar field and
+/// every length fits one byte, with ASCII strings. Anything else (or anything odd) returns None
+/// and takes the general path, which decides — the result is the same either way.
+#[inline(always)]
+fn key_value_fast(b: &[u8], depth: u32) -> Option<Attr<'_>> {
+    let [0x0a, klen, rest @ ..] = b else {
+        return None;
+    };
+    let (key, rest) = rest.split_at_checked(usize::from(*klen))?;
+    let [0x12, vlen, any @ ..] = rest else {
+        return None;
+    };
+    // One-byte lengths (< 0x80); the value ends the KeyValue; the value's depth is allowed.
+    if *klen >= 0x80 || usize::from(*vlen) != any.len() || depth >= MAX_DEPTH || !is_ascii(key) {
+        return None;
+    }
+    let value = match any {
+        [] => Value::UNSET,
+        [0x0a, slen, s @ ..] if usize::from(*slen) == s.len() && is_ascii(s) => Value::string(s),
+        [0x10, v @ ..] => Value::of(Kind::Bool, u64::from(exact_varint(v)? != 0)),
+        [0x18, v @ ..] => Value::of(Kind::Int, exact_varint(v)?),
+        [0x21, d @ ..] => Value::of(Kind::Double, u64::from_le_bytes(d.try_into().ok()?)),
+        _ => return None,
+    };
+    Some(Attr { key, value })
+}
+
+fn key_value_general<'a>(mut r: Reader<'a>, depth: u32) -> Result<Attr<'a>, Fault> {
+    let mut a = Attr {
+        key: r.empty(),
+        value: Value::UNSET,
+    };
     while r.has_more() {
         let (f, wt) = r.key()?;
         match f {
-            1 => key = r.string(wt, "KeyValue.key")?,
+            1 => a.key = r.string(wt, "KeyValue.key")?,
             2 => {
                 let (m, d) = r.message(wt, "KeyValue.value", depth)?;
                 // A repeated value merges into the first: only a set oneof replaces it.
                 let v = any_value(m, d)?;
-                if v != Value::Unset {
-                    value = v;
+                if v.kind != Kind::Unset {
+                    a.value = v;
                 }
             }
             3 => {
                 r.varint_field(wt, "KeyValue.key_strindex")?;
             }
-            _ => r.skip(wt, depth)?,
+            _ => r.skip(f, wt, depth)?,
         }
     }
-    Ok((key, value))
+    Ok(a)
 }
 
 /// `AnyValue`: the last oneof field wins; nested arrays and lists are validated, not kept.
+/// Inlined into its callers; the recursion goes through [`array_value`] and [`key_values`].
+#[inline(always)]
 fn any_value(mut r: Reader<'_>, depth: u32) -> Result<Value, Fault> {
-    let mut v = Value::Unset;
+    let mut v = Value::UNSET;
     while r.has_more() {
         let (f, wt) = r.key()?;
         v = match f {
-            1 => {
-                let (s, e) = r.string(wt, "AnyValue.string_value")?;
-                Value::Str(s, e)
-            }
-            2 => Value::Bool(r.varint_field(wt, "AnyValue.bool_value")? != 0),
-            3 => Value::Int(r.varint_field(wt, "AnyValue.int_value")? as i64),
-            4 => Value::Double(f64::from_bits(
-                r.fixed64_field(wt, "AnyValue.double_value")?,
-            )),
+            1 => Value::string(r.string(wt, "AnyValue.string_value")?),
+            2 => Value::of(
+                Kind::Bool,
+                u64::from(r.varint_field(wt, "AnyValue.bool_value")? != 0),
+            ),
+            3 => Value::of(Kind::Int, r.varint_field(wt, "AnyValue.int_value")?),
+            4 => Value::of(Kind::Double, r.fixed64_field(wt, "AnyValue.double_value")?),
             5 => {
                 let (m, d) = r.message(wt, "AnyValue.array_value", depth)?;
                 array_value(m, d)?;
-                Value::Other
+                Value::OTHER
             }
             6 => {
                 let (m, d) = r.message(wt, "AnyValue.kvlist_value", depth)?;
                 key_values(m, d, "KeyValueList.values")?;
-                Value::Other
+                Value::OTHER
             }
             7 => {
                 r.bytes_field(wt, "AnyValue.bytes_value")?;
-                Value::Other
+                Value::OTHER
             }
             8 => {
                 r.varint_field(wt, "AnyValue.string_value_strindex")?;
-                Value::Other
+                Value::OTHER
             }
             _ => {
-                r.skip(wt, depth)?;
+                r.skip(f, wt, depth)?;
                 continue;
             }
         };
@@ -564,6 +656,7 @@ fn any_value(mut r: Reader<'_>, depth: u32) -> Result<Value, Fault> {
     Ok(v)
 }
 
+#[inline(never)]
 fn array_value(mut r: Reader<'_>, depth: u32) -> Result<(), Fault> {
     while r.has_more() {
         let (f, wt) = r.key()?;
@@ -572,13 +665,14 @@ fn array_value(mut r: Reader<'_>, depth: u32) -> Result<(), Fault> {
                 let (m, d) = r.message(wt, "ArrayValue.values", depth)?;
                 any_value(m, d)?;
             }
-            _ => r.skip(wt, depth)?,
+            _ => r.skip(f, wt, depth)?,
         }
     }
     Ok(())
 }
 
 /// A message whose only known field is `repeated KeyValue` number 1 (`KeyValueList`).
+#[inline(never)]
 fn key_values(mut r: Reader<'_>, depth: u32, field: &'static str) -> Result<(), Fault> {
     while r.has_more() {
         let (f, wt) = r.key()?;
@@ -587,7 +681,7 @@ fn key_values(mut r: Reader<'_>, depth: u32, field: &'static str) -> Result<(), 
                 let (m, d) = r.message(wt, field, depth)?;
                 key_value(m, d)?;
             }
-            _ => r.skip(wt, depth)?,
+            _ => r.skip(f, wt, depth)?,
         }
     }
     Ok(())
@@ -601,7 +695,7 @@ fn entity_ref(mut r: Reader<'_>, depth: u32) -> Result<(), Fault> {
             2 => r.string(wt, "EntityRef.type").map(|_| ())?,
             3 => r.string(wt, "EntityRef.id_keys").map(|_| ())?,
             4 => r.string(wt, "EntityRef.description_keys").map(|_| ())?,
-            _ => r.skip(wt, depth)?,
+            _ => r.skip(f, wt, depth)?,
         }
     }
     Ok(())
@@ -620,7 +714,7 @@ fn scope(mut r: Reader<'_>, depth: u32) -> Result<(), Fault> {
             4 => r
                 .varint_field(wt, "InstrumentationScope.dropped_attributes_count")
                 .map(|_| ())?,
-            _ => r.skip(wt, depth)?,
+            _ => r.skip(f, wt, depth)?,
         }
     }
     Ok(())
@@ -639,7 +733,7 @@ fn event(mut r: Reader<'_>, depth: u32) -> Result<(), Fault> {
             4 => r
                 .varint_field(wt, "Event.dropped_attributes_count")
                 .map(|_| ())?,
-            _ => r.skip(wt, depth)?,
+            _ => r.skip(f, wt, depth)?,
         }
     }
     Ok(())
@@ -660,7 +754,7 @@ fn link(mut r: Reader<'_>, depth: u32) -> Result<(), Fault> {
                 .varint_field(wt, "Link.dropped_attributes_count")
                 .map(|_| ())?,
             6 => r.fixed32_field(wt, "Link.flags").map(|_| ())?,
-            _ => r.skip(wt, depth)?,
+            _ => r.skip(f, wt, depth)?,
         }
     }
     Ok(())
@@ -674,7 +768,7 @@ fn status_code(mut r: Reader<'_>, depth: u32) -> Result<Option<i32>, Fault> {
         match f {
             2 => r.string(wt, "Status.message").map(|_| ())?,
             3 => code = Some(r.varint_field(wt, "Status.code")? as i32),
-            _ => r.skip(wt, depth)?,
+            _ => r.skip(f, wt, depth)?,
         }
     }
     Ok(code)

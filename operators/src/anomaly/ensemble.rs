@@ -1,0 +1,465 @@
+//! The ensemble: every configured detector scores a window's value, their votes combine into one
+//! decision with a score and an expected range, and then every detector learns the value (at
+//! reduced weight when the window was anomalous).
+//!
+//! Decision rule (the defaults): after `warmup_windows`, a window is anomalous when
+//! - at least `min_votes` point detectors (robust_z, ewma, seasonal once warm) are past their
+//!   thresholds in the alarm direction, the departure from the expected value is at least
+//!   `min_relative_change` (ratios: `min_ratio_change`), and — once the seasonal profile has
+//!   seen a whole period — the seasonal z-score is at least `seasonal_veto_z` (what the
+//!   calendar predicts is not an anomaly); or
+//! - CUSUM alarms and the rolling median departs from the expected value by at least the
+//!   minimum change (CUSUM sums residuals against the calendar already; measuring the effect on
+//!   the median keeps slowly wandering noise and single noisy windows quiet).
+//!
+//! CUSUM runs on the seasonal residuals, so with the seasonal detector enabled it starts after
+//! one period (on a not yet deseasonalised series a daily ramp looks like a drift); with the
+//! seasonal detector disabled it runs on residuals against its own slow reference (an EWMA of
+//! ~100 windows) from the start.
+
+use super::detectors::{Cusum, Ewma, RobustZ, SignalKind, Verdict};
+use super::seasonal::{Seasonal, SeasonalParams};
+use redwatch_engine::config::{AnomalyConfig, Direction};
+use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
+
+/// Detector bits in [`Decision::votes`].
+pub const ROBUST_Z: u8 = 1;
+pub const EWMA: u8 = 2;
+pub const SEASONAL: u8 = 4;
+pub const CUSUM: u8 = 8;
+
+/// `anomaly.detector` for each combination of voting detectors.
+const DETECTOR_NAMES: [&str; 16] = [
+    "ensemble",
+    "robust_z",
+    "ewma",
+    "robust_z+ewma",
+    "seasonal",
+    "robust_z+seasonal",
+    "ewma+seasonal",
+    "robust_z+ewma+seasonal",
+    "cusum",
+    "robust_z+cusum",
+    "ewma+cusum",
+    "robust_z+ewma+cusum",
+    "seasonal+cusum",
+    "robust_z+seasonal+cusum",
+    "ewma+seasonal+cusum",
+    "robust_z+ewma+seasonal+cusum",
+];
+
+/// The name of a set of detector bits, e.g. `robust_z+seasonal`.
+pub fn detector_name(votes: u8) -> &'static str {
+    DETECTOR_NAMES[(votes & 15) as usize]
+}
+
+/// The detector parameters shared by every series, derived once from [`AnomalyConfig`].
+#[derive(Debug, Clone)]
+pub struct DetectorParams {
+    /// (threshold, baseline windows)
+    pub robust_z: Option<(f64, usize)>,
+    /// (threshold, alpha)
+    pub ewma: Option<(f64, f64)>,
+    pub seasonal: Option<SeasonalParams>,
+    /// (slack, threshold)
+    pub cusum: Option<(f64, f64)>,
+    pub min_votes: u32,
+    pub seasonal_veto_z: f64,
+    pub min_calls: f64,
+    pub warmup_windows: u32,
+    pub min_relative_change: f64,
+    pub min_ratio_change: f64,
+    /// Half-width of the expected range in robust standard deviations (Student-t with the
+    /// robust baseline's degrees of freedom).
+    pub range_q_t: f64,
+    /// The same for the seasonal and EWMA baselines (normal).
+    pub range_q_normal: f64,
+}
+
+/// EWMA smoothing used as CUSUM's reference when the EWMA detector itself is disabled.
+const REFERENCE_ALPHA: f64 = 0.05;
+
+impl DetectorParams {
+    pub fn new(cfg: &AnomalyConfig) -> Self {
+        let d = &cfg.detectors;
+        let conf = cfg.ensemble.expected_range_confidence.clamp(0.5, 0.999_999);
+        let p = 1.0 - (1.0 - conf) / 2.0;
+        let range_q_normal = Normal::standard().inverse_cdf(p);
+        let df = d.robust_z.baseline_windows.max(2) as f64 - 1.0;
+        let range_q_t = StudentsT::new(0.0, 1.0, df)
+            .map(|t| t.inverse_cdf(p))
+            .unwrap_or(range_q_normal);
+        let s = &d.seasonal;
+        let slot_ns = (s.slot.as_nanos() as u64).max(1);
+        let period_ns = (s.period.as_nanos() as u64).max(slot_ns);
+        DetectorParams {
+            robust_z: d
+                .robust_z
+                .enabled
+                .then_some((d.robust_z.threshold, d.robust_z.baseline_windows.max(4))),
+            ewma: d.ewma.enabled.then_some((d.ewma.threshold, d.ewma.alpha)),
+            seasonal: s.enabled.then_some(SeasonalParams {
+                period_ns,
+                slot_ns,
+                n_slots: (period_ns / slot_ns).clamp(1, 1 << 16) as usize,
+                threshold: s.threshold,
+                level_alpha: s.level_alpha,
+                slot_alpha: s.slot_alpha,
+            }),
+            cusum: d
+                .cusum
+                .enabled
+                .then_some((d.cusum.slack, d.cusum.threshold)),
+            min_votes: cfg.ensemble.min_votes.max(1) as u32,
+            seasonal_veto_z: cfg.ensemble.seasonal_veto_z,
+            min_calls: cfg.min_calls,
+            warmup_windows: cfg.warmup_windows.min(u32::MAX as usize) as u32,
+            min_relative_change: cfg.min_relative_change,
+            min_ratio_change: cfg.min_ratio_change,
+            range_q_t,
+            range_q_normal,
+        }
+    }
+}
+
+/// One window's value and its context.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation {
+    pub value: f64,
+    /// Window midpoint, Unix nanoseconds (the seasonal clock).
+    pub t_mid: u64,
+    /// Weighted calls in the window (noise models and guards).
+    pub calls: f64,
+    pub window_s: f64,
+}
+
+/// The ensemble's verdict on one window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decision {
+    pub anomalous: bool,
+    /// Largest directional z-score of the point detectors (≥ 0).
+    pub score: f64,
+    pub expected: f64,
+    pub expected_min: f64,
+    pub expected_max: f64,
+    /// Detector bits that voted for an alarm (also when the ensemble did not alarm).
+    pub votes: u8,
+}
+
+/// All detector state of one series and signal.
+#[derive(Debug, Clone)]
+pub struct SignalDetector {
+    robust: Option<RobustZ>,
+    ewma: Ewma,
+    seasonal: Option<Seasonal>,
+    cusum: Cusum,
+    n: u32,
+}
+
+/// z in the alarm direction (≥ 0 means "the way that alarms").
+fn directional(z: f64, dir: Direction) -> f64 {
+    match dir {
+        Direction::Up => z,
+        Direction::Down => -z,
+        Direction::Both => z.abs(),
+    }
+}
+
+impl SignalDetector {
+    pub fn new(p: &DetectorParams) -> Self {
+        SignalDetector {
+            robust: p.robust_z.map(|(_, b)| RobustZ::new(b)),
+            ewma: Ewma::default(),
+            seasonal: p.seasonal.as_ref().map(Seasonal::new),
+            cusum: Cusum::default(),
+            n: 0,
+        }
+    }
+
+    /// Windows learnt so far.
+    pub fn n(&self) -> u32 {
+        self.n
+    }
+
+    /// Scores the observation, decides, then learns it.
+    pub fn observe(
+        &mut self,
+        o: &Observation,
+        kind: SignalKind,
+        dir: Direction,
+        p: &DetectorParams,
+        scratch: &mut Vec<f32>,
+    ) -> Decision {
+        // Everything below works on the transformed scale (see `SignalKind::transform`).
+        let raw = o.value;
+        let x = kind.transform(raw);
+        let floor = |e: f64| kind.noise_floor(e, o.calls, o.window_s);
+        let rv: Option<Verdict> = self.robust.as_ref().and_then(|r| {
+            let (med, sd) = r.baseline(scratch)?;
+            Some(Verdict::new(x, med, sd.max(floor(med))))
+        });
+        let ev: Option<Verdict> = self
+            .ewma
+            .score(x, 0.0)
+            .map(|v| Verdict::new(x, v.expected, v.sd.max(floor(v.expected))));
+        let (sv, seasonal_warm) = match (&self.seasonal, &p.seasonal) {
+            (Some(s), Some(sp)) => {
+                let e = s.expected(o.t_mid, sp);
+                let v = e.and_then(|e| s.score(x, o.t_mid, floor(e), sp));
+                (v, s.warm(sp))
+            }
+            _ => (None, false),
+        };
+
+        // A rate whose expected count is below `min_calls` is too quiet for point tests (ten
+        // empty seconds of a 1 call/s series are not news); CUSUM still sees a lasting drop.
+        let quiet_rate = kind == SignalKind::Rate
+            && rv.or(ev).is_some_and(|v| kind.inverse(v.expected) * o.window_s < p.min_calls);
+        let mut votes = 0u8;
+        let mut score: f64 = 0.0;
+        if let (Some((thr, _)), Some(v), Some(r)) = (p.robust_z, rv, &self.robust) {
+            let z = directional(v.z, dir);
+            score = score.max(z);
+            if r.ready() && z >= thr {
+                votes |= ROBUST_Z;
+            }
+        }
+        if let (Some((thr, _)), Some(v)) = (p.ewma, ev) {
+            let z = directional(v.z, dir);
+            score = score.max(z);
+            if self.ewma.ready() && z >= thr {
+                votes |= EWMA;
+            }
+        }
+        let mut seasonal_z = None;
+        if let (Some(sp), Some(v)) = (&p.seasonal, sv) {
+            if seasonal_warm {
+                let z = directional(v.z, dir);
+                seasonal_z = Some(z);
+                score = score.max(z);
+                if z >= sp.threshold {
+                    votes |= SEASONAL;
+                }
+            }
+        }
+        if quiet_rate {
+            votes = 0;
+        }
+        let point_votes = votes.count_ones();
+        if let Some((slack, h)) = p.cusum {
+            let r = if p.seasonal.is_some() {
+                seasonal_warm.then_some(sv).flatten().map(|v| v.z)
+            } else {
+                self.cusum.reference_residual(x, floor(x))
+            };
+            if let Some(r) = r {
+                let sig = self.cusum.update(r, slack, h);
+                let fires = match dir {
+                    Direction::Up => sig > 0,
+                    Direction::Down => sig < 0,
+                    Direction::Both => sig != 0,
+                };
+                if fires {
+                    votes |= CUSUM;
+                }
+            }
+        }
+
+        // The primary baseline: the calendar once it knows a period, else the rolling median,
+        // else the EWMA.
+        let (primary, q) = match (seasonal_warm, sv, rv, ev) {
+            (true, Some(v), _, _) => (Some(v), p.range_q_normal),
+            (_, _, Some(v), _) if self.robust.as_ref().is_some_and(|r| r.ready()) => {
+                (Some(v), p.range_q_t)
+            }
+            (_, _, _, Some(v)) => (Some(v), p.range_q_normal),
+            _ => (None, p.range_q_normal),
+        };
+        let (expected, lo, hi) = match primary {
+            Some(v) => (
+                kind.inverse(v.expected),
+                kind.inverse(v.expected - q * v.sd),
+                kind.inverse(v.expected + q * v.sd),
+            ),
+            None => (raw, raw, raw),
+        };
+        let (lo, hi) = if kind.non_negative() {
+            (lo.max(0.0), hi.max(0.0))
+        } else {
+            (lo, hi)
+        };
+        // The effect-size guard is on the original scale: "10% slower", "1 point more errors".
+        let min_change = match kind {
+            SignalKind::Ratio => p.min_ratio_change,
+            _ => p.min_relative_change * expected.abs(),
+        };
+        let change = directional(raw - expected, dir);
+        let effect = change >= min_change;
+        // CUSUM fires on sustained moderate departures, so its effect is measured on the
+        // sustained part: the rolling median against the expected value (without the robust
+        // detector, twice the minimum change on the value itself).
+        let cusum_effect = match rv {
+            Some(v) if self.robust.as_ref().is_some_and(|r| r.ready()) => {
+                directional(kind.inverse(v.expected) - expected, dir) >= min_change
+            }
+            _ => change >= 2.0 * min_change,
+        };
+        // The veto guards point votes only: with the seasonal detector on, CUSUM already sums
+        // residuals against the calendar.
+        let vetoed = seasonal_z.is_some_and(|z| z < p.seasonal_veto_z);
+        let warm = self.n >= p.warmup_windows;
+        let anomalous = warm
+            && ((effect && point_votes >= p.min_votes && !vetoed)
+                || (cusum_effect && votes & CUSUM != 0));
+
+        // Learn. An anomalous window moves the baselines only by a clamped amount and never
+        // their spreads, so an incident is not learnt as normal at full speed.
+        if let (Some(r), Some((thr, _))) = (self.robust.as_mut(), p.robust_z) {
+            let v = match rv {
+                Some(v) if anomalous => x.clamp(v.expected - thr * v.sd, v.expected + thr * v.sd),
+                _ => x,
+            };
+            r.push(v);
+        }
+        let (ethr, ealpha) = p.ewma.unwrap_or((5.0, REFERENCE_ALPHA));
+        let ex = match ev {
+            Some(v) if self.ewma.ready() => {
+                x.clamp(v.expected - ethr * v.sd, v.expected + ethr * v.sd)
+            }
+            _ => x,
+        };
+        self.ewma.update(ex, ealpha, anomalous);
+        if let (Some(s), Some(sp)) = (self.seasonal.as_mut(), &p.seasonal) {
+            let sd = sv.map_or(0.0, |v| v.sd);
+            let window_ns = (o.window_s * 1e9) as u64;
+            s.update(x, o.t_mid, window_ns, sp, anomalous, sd);
+        }
+        self.n = self.n.saturating_add(1);
+
+        Decision {
+            anomalous,
+            score,
+            expected,
+            expected_min: lo,
+            expected_max: hi,
+            votes,
+        }
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.robust.as_ref().map_or(0, |r| r.heap_bytes())
+            + self.seasonal.as_ref().map_or(0, |s| s.heap_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const W: u64 = 10_000_000_000;
+
+    fn obs(i: u64, value: f64, calls: f64) -> Observation {
+        Observation {
+            value,
+            t_mid: i * W + W / 2,
+            calls,
+            window_s: 10.0,
+        }
+    }
+
+    fn run(p: &DetectorParams, kind: SignalKind, dir: Direction, xs: &[(f64, f64)]) -> Vec<Decision> {
+        let mut d = SignalDetector::new(p);
+        let mut s = Vec::new();
+        xs.iter()
+            .enumerate()
+            .map(|(i, &(x, c))| d.observe(&obs(i as u64, x, c), kind, dir, p, &mut s))
+            .collect()
+    }
+
+    fn wiggle(i: usize) -> f64 {
+        // Deterministic noise in [-1, 1].
+        ((i as f64 * 12.9898).sin() * 43758.5453).fract()
+    }
+
+    #[test]
+    fn latency_spike_alarms_after_warmup_only() {
+        let p = DetectorParams::new(&AnomalyConfig::default());
+        let mut xs: Vec<(f64, f64)> = (0..300).map(|i| (100.0 + 3.0 * wiggle(i), 500.0)).collect();
+        xs[30].0 = 400.0; // during warm-up
+        xs[200].0 = 400.0;
+        let d = run(&p, SignalKind::Latency, Direction::Up, &xs);
+        assert!(!d[30].anomalous);
+        assert!(d[200].anomalous, "{:?}", d[200]);
+        assert!(d[200].expected_min < 100.0 && d[200].expected_max > 100.0 && d[200].expected_max < 200.0);
+        assert!(d[200].votes & (ROBUST_Z | EWMA) == ROBUST_Z | EWMA);
+        let alarms = d.iter().filter(|d| d.anomalous).count();
+        assert_eq!(alarms, 1);
+    }
+
+    #[test]
+    fn direction_filters_alarms() {
+        let p = DetectorParams::new(&AnomalyConfig::default());
+        let mut xs: Vec<(f64, f64)> = (0..300).map(|i| (100.0 + 3.0 * wiggle(i), 500.0)).collect();
+        xs[200].0 = 10.0; // latency drop: good news, no alarm upward-only
+        assert!(run(&p, SignalKind::Latency, Direction::Up, &xs).iter().all(|d| !d.anomalous));
+        assert!(run(&p, SignalKind::Latency, Direction::Both, &xs)[200].anomalous);
+    }
+
+    #[test]
+    fn low_traffic_error_ratio_needs_big_effect() {
+        let p = DetectorParams::new(&AnomalyConfig::default());
+        // 30 calls a window, no errors, then one error: 3% is noise at this traffic.
+        let mut xs: Vec<(f64, f64)> = (0..300).map(|_| (0.0, 30.0)).collect();
+        xs[200].0 = 1.0 / 30.0;
+        xs[250].0 = 0.5;
+        let d = run(&p, SignalKind::Ratio, Direction::Up, &xs);
+        assert!(!d[200].anomalous, "{:?}", d[200]);
+        assert!(d[250].anomalous, "{:?}", d[250]);
+    }
+
+    #[test]
+    fn cusum_alone_with_seasonal_disabled_finds_a_small_shift() {
+        let mut cfg = AnomalyConfig::default();
+        cfg.detectors.seasonal.enabled = false;
+        let p = DetectorParams::new(&cfg);
+        let xs: Vec<(f64, f64)> = (0..600)
+            .map(|i| (100.0 + 5.0 * wiggle(i) + if i >= 400 { 12.0 } else { 0.0 }, 1000.0))
+            .collect();
+        let d = run(&p, SignalKind::Latency, Direction::Up, &xs);
+        assert!(d[..400].iter().all(|d| !d.anomalous));
+        let first = d.iter().position(|d| d.anomalous).unwrap();
+        assert!((400..440).contains(&first), "{first}");
+        assert!(d[first].votes & CUSUM != 0);
+    }
+
+    #[test]
+    fn names_cover_every_combination() {
+        assert_eq!(detector_name(ROBUST_Z | SEASONAL), "robust_z+seasonal");
+        assert_eq!(detector_name(CUSUM), "cusum");
+        assert_eq!(detector_name(0), "ensemble");
+    }
+
+    proptest! {
+        /// A constant series never alarms, whatever its level and traffic.
+        #[test]
+        fn constant_never_alarms(v in 0.0f64..1e6, calls in 0.0f64..1e5, n in 1usize..400) {
+            let p = DetectorParams::new(&AnomalyConfig::default());
+            let xs = vec![(v, calls); n];
+            for kind in [SignalKind::Rate, SignalKind::Latency, SignalKind::Generic] {
+                prop_assert!(run(&p, kind, Direction::Both, &xs).iter().all(|d| !d.anomalous));
+            }
+        }
+
+        /// Expected ranges are ordered and finite for any finite input.
+        #[test]
+        fn ranges_ordered(xs in proptest::collection::vec((-1e6f64..1e6, 0.0f64..1e4), 1..300)) {
+            let p = DetectorParams::new(&AnomalyConfig::default());
+            for d in run(&p, SignalKind::Generic, Direction::Both, &xs) {
+                prop_assert!(d.expected_min.is_finite() && d.expected_max.is_finite());
+                prop_assert!(d.expected_min <= d.expected_max);
+                prop_assert!(d.score >= 0.0);
+            }
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Anomaly detection on windowed series: per (series, signal) detectors with bounded state, an
+//! ensemble decision, incidents, and (through [`crate::forecast`]) trend predictions.
+//!
+//! [`AnomalyEngine`] is fed one value per closed window — from final primary RED rows
+//! ([`AnomalyEngine::observe_red`]) or any other windowed series
+//! ([`AnomalyEngine::observe_value`]) — and returns [`Anomaly`] and [`crate::forecast::Prediction`]
+//! records. It owns detector state only: it must not export, format or store results (the
+//! OTLP exporter, SQL tables and the demo view do that), and it never looks at raw spans.
+
+mod detectors;
+mod engine;
+mod ensemble;
+mod incident;
+mod seasonal;
+
+pub use detectors::{Cusum, Ewma, RobustZ, SignalKind, Verdict};
+pub use engine::AnomalyEngine;
+pub use ensemble::{detector_name, Decision, DetectorParams, Observation, SignalDetector};
+pub use incident::{incident_id, IncidentTracker};
+pub use seasonal::{Seasonal, SeasonalParams};
+
+use crate::red::SeriesKey;
+use std::sync::Arc;
+
+/// How bad an anomaly is (DESIGN.md: `anomaly.severity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Low = 0,
+    Medium = 1,
+    High = 2,
+    Critical = 3,
+}
+
+impl Severity {
+    /// The exported value: `low`, `medium`, `high`, `critical`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// Where the incident an anomaly belongs to stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IncidentState {
+    /// The first anomalous window of the incident.
+    Open,
+    /// A later anomalous window of the same incident.
+    Ongoing,
+    /// The incident ended: `resolve_after_windows` calm windows in a row. The record carries the
+    /// (calm) window that resolved it and the incident's peak severity.
+    Resolved,
+}
+
+impl IncidentState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            IncidentState::Open => "open",
+            IncidentState::Ongoing => "ongoing",
+            IncidentState::Resolved => "resolved",
+        }
+    }
+}
+
+/// One anomalous window of one series and signal (or the window that resolved an incident).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Anomaly {
+    /// `request_rate`, `error_ratio`, `latency_p50_ms`, `latency_p99_ms` or a metric name.
+    pub signal: Arc<str>,
+    pub series: Arc<SeriesKey>,
+    /// The window's value.
+    pub value: f64,
+    /// The range the ensemble expected (`anomaly.expected_range_confidence`, two-sided).
+    pub expected_min: f64,
+    pub expected_max: f64,
+    /// Peak severity of the incident so far.
+    pub severity: Severity,
+    /// Largest z-score (robust standard deviations) among the detectors, in the alarm direction.
+    pub score: f64,
+    /// The detectors that voted, e.g. `robust_z+ewma+seasonal` (`ensemble` when none did, as
+    /// on a resolving window).
+    pub detector: &'static str,
+    /// The window, Unix nanoseconds, half-open.
+    pub window_start: u64,
+    pub window_end: u64,
+    /// Stable id of the incident (the OTLP trace id of its spans).
+    pub incident_id: [u8; 16],
+    pub incident_state: IncidentState,
+}
+
+#[cfg(test)]
+mod tests;

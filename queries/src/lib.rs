@@ -1,0 +1,42 @@
+//! redwatch queries: live Arrow tables over the engine's results, served by DataFusion over HTTP
+//! (`POST /api/v1/sql`) and Arrow Flight SQL, plus the SQL functions of this domain.
+//!
+//! Tables are DataFusion `TableProvider`s over immutable record-batch partitions; a query takes a
+//! snapshot and never blocks the operators that append to them.
+
+pub mod format;
+pub mod http;
+pub mod red;
+pub mod schema;
+pub mod session;
+pub mod table;
+pub mod udf;
+
+use datafusion::catalog::TableProvider;
+use std::sync::Arc;
+use table::{EmptySource, LiveTable, PartitionSource};
+
+/// The live tables of one engine.
+pub struct Tables {
+    pub red: Arc<red::RedTable>,
+}
+
+impl Tables {
+    /// Every table as a DataFusion provider, by name (tables without a producer yet are empty).
+    pub fn providers(&self) -> Vec<(String, Arc<dyn TableProvider>)> {
+        schema::all()
+            .into_iter()
+            .map(|(name, schema)| {
+                let (source, time): (Arc<dyn PartitionSource>, &'static [&'static str]) = match name
+                {
+                    "red" => (self.red.clone(), &["window_start", "window_end"]),
+                    _ => (Arc::new(EmptySource), &[]),
+                };
+                (
+                    name.to_string(),
+                    Arc::new(LiveTable::new(schema, time, source)) as Arc<dyn TableProvider>,
+                )
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,177 @@
+//! Arrow schemas of the live tables (DESIGN.md "SQL tables"). Column names are a contract:
+//! dashboards and continuous queries depend on them.
+
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use std::sync::{Arc, LazyLock};
+
+/// `Timestamp(Millisecond, "UTC")`, the type of every window bound.
+pub fn ts_ms() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+/// `Timestamp(Nanosecond, "UTC")`, for raw event times.
+pub fn ts_ns() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+}
+
+/// `Map<Utf8, Utf8>` as the arrow MapBuilder builds it.
+pub fn string_map() -> DataType {
+    DataType::Map(
+        Arc::new(Field::new(
+            "entries",
+            DataType::Struct(Fields::from(vec![
+                Field::new("keys", DataType::Utf8, false),
+                Field::new("values", DataType::Utf8, true),
+            ])),
+            false,
+        )),
+        false,
+    )
+}
+
+fn f(name: &str, t: DataType, nullable: bool) -> Field {
+    Field::new(name, t, nullable)
+}
+
+/// `red`: one row per (window spec, window, service, operation, kind, dims).
+pub static RED: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        f("window_size", DataType::Utf8, false),
+        f("window_start", ts_ms(), false),
+        f("window_end", ts_ms(), false),
+        f("service_name", DataType::Utf8, false),
+        f("span_name", DataType::Utf8, false),
+        f("span_kind", DataType::Utf8, false),
+        f("dims", string_map(), false),
+        f("calls", DataType::Float64, false),
+        f("errors", DataType::Float64, false),
+        f("error_ratio", DataType::Float64, false),
+        f("rate_per_s", DataType::Float64, false),
+        f("duration_min_ms", DataType::Float64, true),
+        f("duration_avg_ms", DataType::Float64, true),
+        f("duration_max_ms", DataType::Float64, true),
+        f("p50_ms", DataType::Float64, true),
+        f("p90_ms", DataType::Float64, true),
+        f("p95_ms", DataType::Float64, true),
+        f("p99_ms", DataType::Float64, true),
+        f("duration_sketch", DataType::Binary, false),
+        f("is_final", DataType::Boolean, false),
+    ]))
+});
+
+/// `spans`: recent raw spans (bounded by rows and age).
+pub static SPANS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        f("end_time", ts_ns(), false),
+        f("start_time", ts_ns(), false),
+        f("service_name", DataType::Utf8, false),
+        f("span_name", DataType::Utf8, false),
+        f("span_kind", DataType::Utf8, false),
+        f("status_code", DataType::Utf8, false),
+        f("duration_ms", DataType::Float64, false),
+        f("weight", DataType::Float64, false),
+        f("trace_id", DataType::Utf8, false),
+        f("span_id", DataType::Utf8, false),
+        f("parent_span_id", DataType::Utf8, true),
+        f("dims", string_map(), false),
+    ]))
+});
+
+/// `metric_points`: windowed metric series (filled by the metric windowing operator).
+pub static METRIC_POINTS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        f("window_size", DataType::Utf8, false),
+        f("window_start", ts_ms(), false),
+        f("window_end", ts_ms(), false),
+        f("metric_name", DataType::Utf8, false),
+        f("metric_type", DataType::Utf8, false),
+        f("unit", DataType::Utf8, true),
+        f("service_name", DataType::Utf8, true),
+        f("attributes", string_map(), false),
+        f("count", DataType::Float64, true),
+        f("sum", DataType::Float64, true),
+        f("min", DataType::Float64, true),
+        f("max", DataType::Float64, true),
+        f("last", DataType::Float64, true),
+        f("avg", DataType::Float64, true),
+        f("is_final", DataType::Boolean, false),
+    ]))
+});
+
+/// `anomalies`.
+pub static ANOMALIES: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        f("window_start", ts_ms(), false),
+        f("window_end", ts_ms(), false),
+        f("signal", DataType::Utf8, false),
+        f("service_name", DataType::Utf8, false),
+        f("span_name", DataType::Utf8, false),
+        f("span_kind", DataType::Utf8, false),
+        f("value", DataType::Float64, false),
+        f("expected_min", DataType::Float64, false),
+        f("expected_max", DataType::Float64, false),
+        f("severity", DataType::Utf8, false),
+        f("score", DataType::Float64, false),
+        f("detector", DataType::Utf8, false),
+        f("incident_id", DataType::Utf8, false),
+        f("incident_state", DataType::Utf8, false),
+    ]))
+});
+
+/// `predictions`.
+pub static PREDICTIONS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        f("window_end", ts_ms(), false),
+        f("signal", DataType::Utf8, false),
+        f("service_name", DataType::Utf8, false),
+        f("span_name", DataType::Utf8, false),
+        f("value", DataType::Float64, false),
+        f("lower", DataType::Float64, false),
+        f("upper", DataType::Float64, false),
+        f("confidence", DataType::Float64, false),
+        f("horizon_ms", DataType::Int64, false),
+        f("method", DataType::Utf8, false),
+        f("trend_change", DataType::Boolean, false),
+        f("time_to_threshold_ms", DataType::Int64, true),
+    ]))
+});
+
+/// `service_graph`: edges between services per window.
+pub static SERVICE_GRAPH: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        f("window_size", DataType::Utf8, false),
+        f("window_start", ts_ms(), false),
+        f("window_end", ts_ms(), false),
+        f("client", DataType::Utf8, false),
+        f("server", DataType::Utf8, false),
+        f("connection_type", DataType::Utf8, false),
+        f("requests", DataType::Float64, false),
+        f("failed", DataType::Float64, false),
+        f("client_p99_ms", DataType::Float64, true),
+        f("server_p99_ms", DataType::Float64, true),
+        f("is_final", DataType::Boolean, false),
+    ]))
+});
+
+/// `continuous_results`: outputs of the configured continuous queries.
+pub static CONTINUOUS_RESULTS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        f("name", DataType::Utf8, false),
+        f("window_start", ts_ms(), false),
+        f("window_end", ts_ms(), false),
+        f("columns", DataType::Utf8, false),
+    ]))
+});
+
+/// Every table with its schema, in the order `SHOW TABLES` lists them.
+pub fn all() -> Vec<(&'static str, SchemaRef)> {
+    vec![
+        ("red", RED.clone()),
+        ("spans", SPANS.clone()),
+        ("metric_points", METRIC_POINTS.clone()),
+        ("anomalies", ANOMALIES.clone()),
+        ("predictions", PREDICTIONS.clone()),
+        ("service_graph", SERVICE_GRAPH.clone()),
+        ("continuous_results", CONTINUOUS_RESULTS.clone()),
+    ]
+}

@@ -1,0 +1,253 @@
+//! Running one SQL query: a fresh DataFusion session per query over the shared live tables, with
+//! its own memory pool, a timeout, a result-size cap and read-only SQL options. Queries execute
+//! on a dedicated runtime so a heavy query competes with ingest only for CPU, never for the
+//! ingest runtime's worker threads.
+
+use arrow::record_batch::RecordBatch;
+use datafusion::catalog::TableProvider;
+use datafusion::error::DataFusionError;
+use datafusion::execution::memory_pool::GreedyMemoryPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::sqlparser::parser::ParserError;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Why a query failed, with the HTTP status it maps to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    #[error("invalid SQL: {0}")]
+    InvalidSql(String),
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("read-only: {0}")]
+    ReadOnly(String),
+    #[error("query exceeded the timeout of {0:?} (sql.query_timeout)")]
+    Timeout(Duration),
+    #[error("query exceeded its memory limit (sql.memory_limit): {0}")]
+    MemoryLimit(String),
+    #[error("result has more than {0} rows (sql.max_result_rows): add a LIMIT or aggregate")]
+    ResultTooLarge(usize),
+    #[error("query failed: {0}")]
+    Failed(String),
+}
+
+impl QueryError {
+    /// Machine-readable code of the JSON error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            QueryError::InvalidSql(_) => "invalid_sql",
+            QueryError::InvalidQuery(_) => "invalid_query",
+            QueryError::ReadOnly(_) => "read_only",
+            QueryError::Timeout(_) => "timeout",
+            QueryError::MemoryLimit(_) => "memory_limit",
+            QueryError::ResultTooLarge(_) => "result_too_large",
+            QueryError::Failed(_) => "query_failed",
+        }
+    }
+
+    /// HTTP status of the error.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            QueryError::InvalidSql(_) | QueryError::InvalidQuery(_) | QueryError::ReadOnly(_) => {
+                400
+            }
+            QueryError::Timeout(_) => 408,
+            QueryError::MemoryLimit(_) | QueryError::ResultTooLarge(_) => 413,
+            QueryError::Failed(_) => 500,
+        }
+    }
+
+    fn from_df(e: DataFusionError) -> QueryError {
+        let root = e.find_root();
+        let msg = root.to_string();
+        match root {
+            DataFusionError::SQL(p, _) => match p.as_ref() {
+                ParserError::RecursionLimitExceeded => QueryError::InvalidSql("query nests too deeply".into()),
+                other => QueryError::InvalidSql(other.to_string()),
+            },
+            DataFusionError::ResourcesExhausted(m) => QueryError::MemoryLimit(m.clone()),
+            DataFusionError::Plan(m)
+                if m.contains("not supported") && (m.contains("DDL") || m.contains("DML") || m.contains("Statement")) =>
+            {
+                QueryError::ReadOnly(format!(
+                    "{m} — redwatch tables are live views; only SELECT (and EXPLAIN, SHOW) queries run"
+                ))
+            }
+            DataFusionError::Plan(_) | DataFusionError::SchemaError(..) | DataFusionError::NotImplemented(_) => {
+                QueryError::InvalidQuery(msg)
+            }
+            _ => QueryError::Failed(msg),
+        }
+    }
+}
+
+/// Limits applied to every query.
+#[derive(Debug, Clone)]
+pub struct QueryLimits {
+    pub timeout: Duration,
+    pub memory_bytes: usize,
+    pub max_rows: usize,
+}
+
+/// A query's result.
+#[derive(Debug, Clone)]
+pub struct QueryResult {
+    pub schema: arrow::datatypes::SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub elapsed: Duration,
+}
+
+impl QueryResult {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+}
+
+/// The live tables and how to query them.
+#[derive(Clone)]
+pub struct QueryEngine {
+    tables: Arc<Vec<(String, Arc<dyn TableProvider>)>>,
+    limits: QueryLimits,
+    runtime: tokio::runtime::Handle,
+}
+
+/// Starts the runtime queries execute on (owned by a thread that lives as long as the process).
+fn query_runtime() -> std::io::Result<tokio::runtime::Handle> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("redwatch-query")
+        .enable_all()
+        .build()?;
+    let handle = rt.handle().clone();
+    std::thread::Builder::new()
+        .name("redwatch-query-rt".into())
+        .spawn(move || rt.block_on(std::future::pending::<()>()))?;
+    Ok(handle)
+}
+
+impl QueryEngine {
+    pub fn new(
+        tables: Vec<(String, Arc<dyn TableProvider>)>,
+        limits: QueryLimits,
+    ) -> std::io::Result<Self> {
+        Ok(QueryEngine {
+            tables: Arc::new(tables),
+            limits,
+            runtime: query_runtime()?,
+        })
+    }
+
+    pub fn limits(&self) -> &QueryLimits {
+        &self.limits
+    }
+
+    /// A session with the tables and functions registered, read-only, with its own memory pool.
+    pub fn session(&self) -> Result<SessionContext, QueryError> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(GreedyMemoryPool::new(self.limits.memory_bytes)))
+            .build_arc()
+            .map_err(QueryError::from_df)?;
+        let config = SessionConfig::new()
+            .with_target_partitions(2)
+            .with_information_schema(true);
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        for (name, t) in self.tables.iter() {
+            ctx.register_table(name.as_str(), t.clone())
+                .map_err(QueryError::from_df)?;
+        }
+        ctx.register_udaf(crate::udf::quantile_merge());
+        Ok(ctx)
+    }
+
+    /// Refuses anything but queries before planning, with a clear message.
+    fn check_read_only(sql: &str) -> Result<(), QueryError> {
+        use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+        use datafusion::sql::sqlparser::ast::Statement;
+        let statements =
+            DFParser::parse_sql(sql).map_err(|e| QueryError::InvalidSql(e.to_string()))?;
+        if statements.len() != 1 {
+            return Err(QueryError::InvalidSql(format!(
+                "expected exactly one statement, got {}",
+                statements.len()
+            )));
+        }
+        let allowed = match &statements[0] {
+            DfStatement::Statement(s) => matches!(
+                s.as_ref(),
+                Statement::Query(_)
+                    | Statement::Explain { .. }
+                    | Statement::ExplainTable { .. }
+                    | Statement::ShowTables { .. }
+                    | Statement::ShowColumns { .. }
+                    | Statement::ShowFunctions { .. }
+                    | Statement::ShowVariable { .. }
+            ),
+            DfStatement::Explain(_) => true,
+            _ => false,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(QueryError::ReadOnly(
+                "only SELECT, EXPLAIN and SHOW run here: redwatch tables are live views (no DDL, DML or COPY)"
+                    .into(),
+            ))
+        }
+    }
+
+    /// Plans a query (read-only checks included) without running it; returns its schema.
+    pub async fn plan(
+        &self,
+        sql: &str,
+    ) -> Result<(SessionContext, datafusion::dataframe::DataFrame), QueryError> {
+        Self::check_read_only(sql)?;
+        let ctx = self.session()?;
+        let opts = datafusion::execution::context::SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let df = ctx
+            .sql_with_options(sql, opts)
+            .await
+            .map_err(QueryError::from_df)?;
+        Ok((ctx, df))
+    }
+
+    /// Runs one query to completion with the engine's limits.
+    pub async fn execute(&self, sql: &str) -> Result<QueryResult, QueryError> {
+        let sql = sql.to_string();
+        let this = self.clone();
+        let task = self.runtime.spawn(async move {
+            let started = Instant::now();
+            let limits = this.limits.clone();
+            let run = async {
+                let (_ctx, df) = this.plan(&sql).await?;
+                let schema = Arc::new(df.schema().as_arrow().clone());
+                let mut stream = df.execute_stream().await.map_err(QueryError::from_df)?;
+                let mut batches = Vec::new();
+                let mut rows = 0usize;
+                use futures::StreamExt;
+                while let Some(b) = stream.next().await {
+                    let b = b.map_err(QueryError::from_df)?;
+                    rows += b.num_rows();
+                    if rows > limits.max_rows {
+                        return Err(QueryError::ResultTooLarge(limits.max_rows));
+                    }
+                    batches.push(b);
+                }
+                Ok(QueryResult {
+                    schema,
+                    batches,
+                    elapsed: started.elapsed(),
+                })
+            };
+            match tokio::time::timeout(limits.timeout, run).await {
+                Ok(r) => r,
+                Err(_) => Err(QueryError::Timeout(limits.timeout)),
+            }
+        });
+        task.await
+            .map_err(|e| QueryError::Failed(format!("query task ended abnormally: {e}")))?
+    }
+}
