@@ -82,9 +82,20 @@ impl Engine {
             retention_ns: cfg.sql.retention.as_nanos() as u64,
             max_bytes: cfg.sql.max_table_bytes.as_u64() as usize,
         });
+        let spans_table = Arc::new(redwatch_queries::spans::SpansTable::default());
         let tables = Arc::new(redwatch_queries::Tables {
             red: red_table.clone(),
+            spans: spans_table.clone(),
         });
+        let spans_op = redwatch_queries::spans::SpansTableOperator::new(
+            spans_table,
+            redwatch_queries::spans::SpansTableSettings {
+                dims: cfg.red.dimensions.iter().map(|d| d.name.clone()).collect(),
+                max_rows: cfg.sql.spans_max_rows,
+                retention_ns: cfg.sql.retention.as_nanos() as u64,
+                per_second: cfg.sql.spans_per_second,
+            },
+        );
         let queries = QueryEngine::new(
             tables.providers(),
             QueryLimits {
@@ -99,7 +110,7 @@ impl Engine {
         let (handle, pipe) = pipeline(
             policy,
             PipelineSettings::from_config(cfg),
-            vec![Box::new(red)],
+            vec![Box::new(red), Box::new(spans_op)],
             registry.clone(),
         );
         let pipeline_cancel = CancellationToken::new();
@@ -136,6 +147,17 @@ impl Engine {
                 redwatch_queries::http::serve(l, router, c)
                     .await
                     .context("SQL HTTP API")
+            }));
+        }
+
+        if let Some(addr) = cfg.sql.flight_endpoint {
+            let l = bind("flight_sql", addr, &opts).await?;
+            addrs.insert("flight_sql", l.local_addr()?);
+            let (q, c) = (queries.clone(), exporters_cancel.clone());
+            exporters.push(tokio::spawn(async move {
+                redwatch_queries::flight::serve(l, q, c)
+                    .await
+                    .context("Flight SQL endpoint")
             }));
         }
 

@@ -674,41 +674,38 @@ enum FloodOutcome {
     Refused,
 }
 
-/// Spans per ballast batch: enough that the pipeline needs a long time (about a second in a
-/// debug build) to aggregate them, far longer than a flood request needs to reach the queue.
+/// Spans per ballast batch: enough that the pipeline needs a long time to aggregate them (a few
+/// hundred ms in a debug build, measured), far longer than the flood below needs to reach the
+/// queue (tens of ms).
 const BALLAST_SPANS: usize = 300_000;
 
 /// Queues one big batch straight into the pipeline and waits until the operator task has
 /// taken it off the queue: from then until it has aggregated every span, the pipeline is
 /// "behind" and the one-slot queue fills with the first request that arrives. This makes a slow
-/// pipeline deterministic instead of hoping a flood outruns a fast one.
-async fn queue_ballast(e: &redwatch::server::Engine, exp: &mut ExpectedCalls) {
+/// pipeline deterministic instead of hoping a flood outruns a fast one (it does not: a free
+/// flood of 48 concurrent 2000-span requests never filled the queue in 97 rounds, because
+/// decoding is slower than aggregating). The queue must be empty (after a barrier).
+async fn queue_ballast(
+    e: &redwatch::server::Engine,
+    source: redwatch_engine::model::SourceId,
+    exp: &mut ExpectedCalls,
+) {
     use redwatch_engine::fixtures::{span_batch, SpanFixture};
     let handle = e.ingest_handle().expect("engine is running");
-    let source = handle.add_source("ballast", false).await;
     let end = now_ns();
     let names: Vec<String> = (0..100).map(|i| format!("ballast-{i}")).collect();
     let fixtures: Vec<SpanFixture> = (0..BALLAST_SPANS)
         .map(|i| SpanFixture::new("ballast", &names[i % names.len()], end, 7.0))
         .collect();
     let batch = span_batch(source, 0, &fixtures);
-    let spans: Vec<SpanSpec> = (0..BALLAST_SPANS)
-        .map(|i| SpanSpec::new(&names[i % names.len()]))
-        .collect();
-    exp.add(Some("ballast"), &spans);
-    // The queue is empty (every earlier request has been answered and a barrier has passed), so
-    // there is room; retry only in case a tick raced us for the slot.
-    let mut batch = Some(redwatch_engine::pipeline::Batch::Spans(batch));
-    wait_until(DEADLINE, "the ballast batch is queued", || {
-        let b = batch.take();
-        async {
-            match b {
-                Some(b) => handle.send(b).await.is_ok(),
-                None => true,
-            }
-        }
-    })
-    .await;
+    handle
+        .send(redwatch_engine::pipeline::Batch::Spans(batch))
+        .await
+        .expect("an empty queue has room for the ballast");
+    for name in &names {
+        let n = BALLAST_SPANS / names.len();
+        exp.add_n(Some("ballast"), &SpanSpec::new(name), n as f64);
+    }
     wait_until(
         DEADLINE,
         "the pipeline takes the ballast off the queue",
@@ -725,6 +722,11 @@ async fn backpressure_answers_retryable_errors_and_loses_nothing_accepted() {
     cfg.limits.queue_capacity = 1;
     cfg.limits.enqueue_timeout = Duration::from_millis(1);
     let e = std::sync::Arc::new(start(&cfg).await);
+    let ballast = e
+        .ingest_handle()
+        .expect("engine is running")
+        .add_source("ballast", false)
+        .await;
     let mut exp = ExpectedCalls::default();
     barrier(&e).await;
     send_good(&e, &mut exp, "before").await;
@@ -744,7 +746,7 @@ async fn backpressure_answers_retryable_errors_and_loses_nothing_accepted() {
     while (grpc_refused == 0 || http_refused == 0) && std::time::Instant::now() < until {
         rounds += 1;
         barrier(&e).await;
-        queue_ballast(&e, &mut exp).await;
+        queue_ballast(&e, ballast, &mut exp).await;
         let mut tasks = Vec::new();
         for i in 0..PER_PROTOCOL {
             let spans: Vec<SpanSpec> = (0..SPANS)

@@ -3,9 +3,11 @@
 //! One folder per operator family (`red/` today; metric windows, service graph, detectors and
 //! forecasters join as they are built). [`registry`] lists them explicitly.
 
+pub mod anomaly;
+pub mod forecast;
 pub mod red;
 
 /// The operator families this build provides, by name (for `--help` texts and status pages).
 pub fn registry() -> &'static [&'static str] {
-    &["red"]
+    &["red", "anomaly", "forecast"]
 }

@@ -4,11 +4,14 @@
 //! Tables are DataFusion `TableProvider`s over immutable record-batch partitions; a query takes a
 //! snapshot and never blocks the operators that append to them.
 
+pub mod flight;
 pub mod format;
 pub mod http;
 pub mod red;
 pub mod schema;
+pub mod continuous;
 pub mod session;
+pub mod spans;
 pub mod table;
 pub mod udf;
 
@@ -19,6 +22,7 @@ use table::{EmptySource, LiveTable, PartitionSource};
 /// The live tables of one engine.
 pub struct Tables {
     pub red: Arc<red::RedTable>,
+    pub spans: Arc<spans::SpansTable>,
 }
 
 impl Tables {
@@ -30,6 +34,7 @@ impl Tables {
                 let (source, time): (Arc<dyn PartitionSource>, &'static [&'static str]) = match name
                 {
                     "red" => (self.red.clone(), &["window_start", "window_end"]),
+                    "spans" => (self.spans.clone(), &["end_time"]),
                     _ => (Arc::new(EmptySource), &[]),
                 };
                 (

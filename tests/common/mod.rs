@@ -348,6 +348,12 @@ impl ExpectedCalls {
         }
     }
 
+    /// Records `n` accepted spans like `s` under `service`.
+    pub fn add_n(&mut self, service: Option<&str>, s: &SpanSpec, n: f64) {
+        let svc = service.unwrap_or("unknown_service");
+        *self.0.entry(series_of(svc, s)).or_default() += n;
+    }
+
     pub fn total(&self) -> f64 {
         self.0.values().sum()
     }

@@ -305,7 +305,12 @@ fn check_signals(out: &mut Vec<(String, String)>, path: &str, signals: &[String]
             push(out, path, &format!("signals[{i}]"), "must not be empty");
         }
         if signals[..i].contains(s) {
-            push(out, path, &format!("signals[{i}]"), format!("`{s}` is listed twice"));
+            push(
+                out,
+                path,
+                &format!("signals[{i}]"),
+                format!("`{s}` is listed twice"),
+            );
         }
     }
 }
@@ -320,13 +325,28 @@ impl AnomalyConfig {
             push(&mut out, path, "min_calls", "must be a finite number ≥ 0");
         }
         if self.resolve_after_windows == 0 {
-            push(&mut out, path, "resolve_after_windows", "must be at least 1");
+            push(
+                &mut out,
+                path,
+                "resolve_after_windows",
+                "must be at least 1",
+            );
         }
         if !(self.min_relative_change.is_finite() && self.min_relative_change >= 0.0) {
-            push(&mut out, path, "min_relative_change", "must be a finite number ≥ 0");
+            push(
+                &mut out,
+                path,
+                "min_relative_change",
+                "must be a finite number ≥ 0",
+            );
         }
         if !(self.min_ratio_change.is_finite() && self.min_ratio_change >= 0.0) {
-            push(&mut out, path, "min_ratio_change", "must be a finite number ≥ 0");
+            push(
+                &mut out,
+                path,
+                "min_ratio_change",
+                "must be a finite number ≥ 0",
+            );
         }
         let e = &self.ensemble;
         let ep = format!("{path}.ensemble");
@@ -334,10 +354,20 @@ impl AnomalyConfig {
             push(&mut out, &ep, "min_votes", "must be 1, 2 or 3");
         }
         if !(e.seasonal_veto_z.is_finite() && e.seasonal_veto_z >= 0.0) {
-            push(&mut out, &ep, "seasonal_veto_z", "must be a finite number ≥ 0");
+            push(
+                &mut out,
+                &ep,
+                "seasonal_veto_z",
+                "must be a finite number ≥ 0",
+            );
         }
         if !(e.expected_range_confidence > 0.0 && e.expected_range_confidence < 1.0) {
-            push(&mut out, &ep, "expected_range_confidence", "must be in (0, 1)");
+            push(
+                &mut out,
+                &ep,
+                "expected_range_confidence",
+                "must be in (0, 1)",
+            );
         }
         let d = &self.detectors;
         let rp = format!("{path}.detectors.robust_z");
@@ -407,13 +437,28 @@ impl ForecastConfig {
         if self.every_windows == 0 {
             push(&mut out, path, "every_windows", "must be at least 1");
         }
-        check_positive(&mut out, path, "trend_change_ratio", self.trend_change_ratio);
+        check_positive(
+            &mut out,
+            path,
+            "trend_change_ratio",
+            self.trend_change_ratio,
+        );
         for (i, t) in self.thresholds.iter().enumerate() {
             if t.signal.is_empty() {
-                push(&mut out, path, &format!("thresholds[{i}].signal"), "must not be empty");
+                push(
+                    &mut out,
+                    path,
+                    &format!("thresholds[{i}].signal"),
+                    "must not be empty",
+                );
             }
             if !t.value.is_finite() {
-                push(&mut out, path, &format!("thresholds[{i}].value"), "must be finite");
+                push(
+                    &mut out,
+                    path,
+                    &format!("thresholds[{i}].value"),
+                    "must be finite",
+                );
             }
             if t.direction == Direction::Both {
                 push(
@@ -468,12 +513,17 @@ mod tests {
         a.resolve_after_windows = 0;
         a.signals.push("error_ratio".into());
         let p: Vec<String> = a.validate("anomaly").into_iter().map(|(p, _)| p).collect();
-        assert!(p.contains(&"anomaly.detectors.seasonal.period".to_string()), "{p:?}");
+        assert!(
+            p.contains(&"anomaly.detectors.seasonal.period".to_string()),
+            "{p:?}"
+        );
         assert!(p.contains(&"anomaly.detectors.ewma.alpha".to_string()));
         assert!(p.contains(&"anomaly.resolve_after_windows".to_string()));
         assert!(p.contains(&"anomaly.signals[4]".to_string()));
-        let mut f = ForecastConfig::default();
-        f.confidence = 1.0;
+        let mut f = ForecastConfig {
+            confidence: 1.0,
+            ..Default::default()
+        };
         f.thresholds.push(ThresholdConfig {
             signal: String::new(),
             value: f64::NAN,

@@ -4,8 +4,11 @@
 //! `validate()`. It must not build anything: turning a config into a running pipeline is the
 //! binary's job. Loading (file + env overrides + `--set`) lives in [`load`].
 
+mod anomaly;
 mod load;
 mod types;
+
+pub use anomaly::*;
 
 pub use load::{apply_override, load, parse_yaml_with_overrides, LoadError};
 pub use types::*;
@@ -160,6 +163,14 @@ impl Config {
                     "must not be empty".into(),
                 );
             }
+        }
+        for (path, message) in self
+            .anomaly
+            .validate("anomaly")
+            .into_iter()
+            .chain(self.forecast.validate("forecast"))
+        {
+            bad(&path, message);
         }
         if self.limits.queue_capacity == 0 {
             bad("limits.queue_capacity", "must be at least 1".into());

@@ -20,6 +20,10 @@ pub struct Config {
     pub exporters: ExportersConfig,
     /// SQL over the live tables (HTTP API, Flight SQL, continuous queries).
     pub sql: SqlConfig,
+    /// Anomaly detection on every closed window of every RED series.
+    pub anomaly: super::AnomalyConfig,
+    /// Trend prediction per RED series.
+    pub forecast: super::ForecastConfig,
     /// Resource bounds of the pipeline.
     pub limits: LimitsConfig,
 }

@@ -266,25 +266,38 @@ impl Cusum {
     }
 
     /// Standardised residual of `x` against the own reference (None while it has too little
-    /// history), then learns `x` (clipped to ±3 sd; `floor` bounds the sd from below).
-    pub fn reference_residual(&mut self, x: f64, floor: f64) -> Option<f64> {
+    /// history), then learns `x`: clipped to ±3 sd, at a tenth of the rate while a shift is
+    /// suspected (either sum past `threshold / 2`), and outliers (> 2.5 sd) leave the variance
+    /// alone — otherwise the reference would chase the very shift CUSUM is summing up.
+    pub fn reference_residual(&mut self, x: f64, floor: f64, threshold: f64) -> Option<f64> {
         let mean = self.ref_mean as f64;
         let sd = (self.ref_var as f64).sqrt().max(floor).max(1e-12);
         let r = (self.ref_n >= 30).then_some((x - mean) / sd);
         if self.ref_n == 0 {
             self.ref_mean = x as f32;
         } else {
-            let a = CUSUM_REF_ALPHA.max(1.0 / (self.ref_n as f64 + 1.0));
-            let d = if self.ref_n >= 30 {
-                (x - mean).clamp(-3.0 * sd, 3.0 * sd)
+            let mut a = CUSUM_REF_ALPHA.max(1.0 / (self.ref_n as f64 + 1.0));
+            let d = x - mean;
+            let (d, learn_var) = if self.ref_n >= 30 {
+                if self.statistic() > threshold / 2.0 {
+                    a *= 0.1;
+                }
+                (d.clamp(-3.0 * sd, 3.0 * sd), d.abs() <= 2.5 * sd)
             } else {
-                x - mean
+                (d, true)
             };
             self.ref_mean = (mean + a * d) as f32;
-            self.ref_var = ((1.0 - a) * (self.ref_var as f64 + a * d * d)) as f32;
+            if learn_var {
+                self.ref_var = ((1.0 - a) * (self.ref_var as f64 + a * d * d)) as f32;
+            }
         }
         self.ref_n = self.ref_n.saturating_add(1);
         r
+    }
+
+    /// The own reference's mean, once it has history.
+    pub fn reference_mean(&self) -> Option<f64> {
+        (self.ref_n >= 30).then_some(self.ref_mean as f64)
     }
 
     /// The larger of the two sums, in standard deviations.
@@ -354,7 +367,12 @@ mod tests {
         // Error ratio 0 over 100 calls: one error (sqrt(0.01) = 0.1) is 2 sd, not significant.
         let f = SignalKind::Ratio.noise_floor(0.0, 100.0, 10.0);
         assert!((f - 0.05).abs() < 1e-9);
-        for k in [SignalKind::Rate, SignalKind::Ratio, SignalKind::Latency, SignalKind::Generic] {
+        for k in [
+            SignalKind::Rate,
+            SignalKind::Ratio,
+            SignalKind::Latency,
+            SignalKind::Generic,
+        ] {
             for x in [0.01, 0.25, 1.0] {
                 assert!((k.inverse(k.transform(x)) - x).abs() < 1e-9);
             }

@@ -9,7 +9,7 @@
 //! alarms (with the missing windows' own times).
 
 use super::ensemble::{detector_name, DetectorParams, Observation, SignalDetector};
-use super::incident::{incident_id, IncidentTracker};
+use super::incident::{incident_id, IncidentStep, IncidentTracker};
 use super::{Anomaly, SignalKind};
 use crate::forecast::{steps_to_threshold, ForecastParams, Forecaster, Prediction};
 use crate::red::{RedRow, SeriesKey};
@@ -51,9 +51,9 @@ const RED: [&str; 4] = [
     "latency_p99_ms",
 ];
 
-/// Per-series, per-signal anomaly detection and forecasting.
+/// What the engine derived from its config, shared by all series.
 #[derive(Debug)]
-pub struct AnomalyEngine {
+struct Settings {
     detect_enabled: bool,
     forecast_enabled: bool,
     params: DetectorParams,
@@ -61,12 +61,20 @@ pub struct AnomalyEngine {
     resolve_after: u32,
     every_windows: u32,
     trend_change_ratio: f64,
+}
+
+/// Per-series, per-signal anomaly detection and forecasting.
+#[derive(Debug)]
+pub struct AnomalyEngine {
+    settings: Settings,
     signals: Vec<SignalSpec>,
     /// Index in `signals` of each RED signal, if configured.
     red_index: [Option<u16>; 4],
     series: HashMap<Arc<SeriesKey>, Vec<SignalState>>,
     scratch: Vec<f32>,
 }
+
+type Out = (Vec<Anomaly>, Vec<Prediction>);
 
 impl AnomalyEngine {
     /// An engine for `cfg` (detection) and `fcfg` (forecasting). Signals are the union of both
@@ -112,13 +120,15 @@ impl AnomalyEngine {
                 .map(|i| i as u16);
         }
         AnomalyEngine {
-            detect_enabled: cfg.enabled,
-            forecast_enabled: fcfg.enabled,
-            params: DetectorParams::new(cfg),
-            fparams: ForecastParams::new(fcfg),
-            resolve_after: cfg.resolve_after_windows.max(1) as u32,
-            every_windows: fcfg.every_windows.max(1) as u32,
-            trend_change_ratio: fcfg.trend_change_ratio,
+            settings: Settings {
+                detect_enabled: cfg.enabled,
+                forecast_enabled: fcfg.enabled,
+                params: DetectorParams::new(cfg),
+                fparams: ForecastParams::new(fcfg),
+                resolve_after: cfg.resolve_after_windows.max(1) as u32,
+                every_windows: fcfg.every_windows.max(1) as u32,
+                trend_change_ratio: fcfg.trend_change_ratio,
+            },
             signals,
             red_index,
             series: HashMap::new(),
@@ -129,9 +139,10 @@ impl AnomalyEngine {
     /// Observes a RED row: its `request_rate`, `error_ratio`, `latency_p50_ms` and
     /// `latency_p99_ms`, as configured. Only final, primary, first emissions count; anything
     /// else returns nothing and changes nothing.
-    pub fn observe_red(&mut self, row: &RedRow) -> (Vec<super::Anomaly>, Vec<Prediction>) {
+    pub fn observe_red(&mut self, row: &RedRow) -> (Vec<Anomaly>, Vec<Prediction>) {
         let mut out = (Vec::new(), Vec::new());
-        if !row.is_final || !row.primary || !row.first {
+        if !row.is_final || !row.primary || !row.first || self.red_index.iter().all(Option::is_none)
+        {
             return out;
         }
         let calls = row.total.total_calls();
@@ -141,9 +152,25 @@ impl AnomalyEngine {
             row.total.quantile_ms(0.5),
             row.total.quantile_ms(0.99),
         ];
+        let states = states_of(&mut self.series, &row.series);
         for (idx, value) in self.red_index.into_iter().zip(values) {
             if let (Some(sig), Some(v)) = (idx, value) {
-                self.observe_indexed(sig, &row.series, row.start, row.end, v, calls, &mut out);
+                let w = Step {
+                    start: row.start,
+                    end: row.end,
+                    value: v,
+                    calls,
+                };
+                observe(
+                    states,
+                    &self.signals,
+                    sig,
+                    &row.series,
+                    w,
+                    &self.settings,
+                    &mut self.scratch,
+                    &mut out,
+                );
             }
         }
         out
@@ -163,176 +190,25 @@ impl AnomalyEngine {
     ) -> (Vec<Anomaly>, Vec<Prediction>) {
         let mut out = (Vec::new(), Vec::new());
         if let Some(sig) = self.signals.iter().position(|s| &*s.name == signal) {
-            self.observe_indexed(
+            let states = states_of(&mut self.series, series);
+            let w = Step {
+                start: window_start,
+                end: window_end,
+                value,
+                calls: weight_calls,
+            };
+            observe(
+                states,
+                &self.signals,
                 sig as u16,
                 series,
-                window_start,
-                window_end,
-                value,
-                weight_calls,
+                w,
+                &self.settings,
+                &mut self.scratch,
                 &mut out,
             );
         }
         out
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn observe_indexed(
-        &mut self,
-        sig: u16,
-        series: &Arc<SeriesKey>,
-        start: u64,
-        end: u64,
-        value: f64,
-        calls: f64,
-        out: &mut (Vec<Anomaly>, Vec<Prediction>),
-    ) {
-        if end <= start || !value.is_finite() {
-            return;
-        }
-        let states = match self.series.get_mut(&**series) {
-            Some(s) => s,
-            None => self.series.entry(series.clone()).or_default(),
-        };
-        let pos = match states.iter().position(|s| s.signal == sig) {
-            Some(p) => p,
-            None => {
-                let spec = &self.signals[sig as usize];
-                states.push(SignalState {
-                    signal: sig,
-                    last_end: 0,
-                    detector: (self.detect_enabled && spec.detect)
-                        .then(|| SignalDetector::new(&self.params)),
-                    incident: IncidentTracker::default(),
-                    forecaster: (self.forecast_enabled && spec.forecast)
-                        .then(|| Forecaster::new(&self.fparams)),
-                    since_prediction: 0,
-                });
-                states.len() - 1
-            }
-        };
-        let last_end = states[pos].last_end;
-        if end <= last_end {
-            return;
-        }
-        let width = end - start;
-        if self.signals[sig as usize].kind == SignalKind::Rate && last_end > 0 && start > last_end {
-            let missing = (start - last_end) / width;
-            if missing <= MAX_GAP_FILL && (start - last_end) % width == 0 {
-                for k in 0..missing {
-                    let s = last_end + k * width;
-                    let step = Step {
-                        start: s,
-                        end: s + width,
-                        value: 0.0,
-                        calls: 0.0,
-                    };
-                    self.step(sig, pos, series, step, out);
-                }
-            }
-        }
-        let step = Step {
-            start,
-            end,
-            value,
-            calls,
-        };
-        self.step(sig, pos, series, step, out);
-    }
-
-    /// One window of one (series, signal) whose state sits at `pos`.
-    fn step(
-        &mut self,
-        sig: u16,
-        pos: usize,
-        series: &Arc<SeriesKey>,
-        w: Step,
-        out: &mut (Vec<Anomaly>, Vec<Prediction>),
-    ) {
-        let spec = &self.signals[sig as usize];
-        let Some(states) = self.series.get_mut(&**series) else {
-            return;
-        };
-        let st = &mut states[pos];
-        st.last_end = w.end;
-        if spec.kind.needs_traffic() && w.calls < self.params.min_calls {
-            return;
-        }
-        let width = w.end - w.start;
-        if let Some(det) = st.detector.as_mut() {
-            let o = Observation {
-                value: w.value,
-                t_mid: w.start + width / 2,
-                calls: w.calls,
-                window_s: width as f64 / 1e9,
-            };
-            let d = det.observe(
-                &o,
-                spec.kind,
-                spec.direction,
-                &self.params,
-                &mut self.scratch,
-            );
-            let anomaly = |step: super::incident::IncidentStep, votes: u8| Anomaly {
-                signal: spec.name.clone(),
-                series: series.clone(),
-                value: w.value,
-                expected_min: d.expected_min,
-                expected_max: d.expected_max,
-                severity: step.severity,
-                score: d.score,
-                detector: detector_name(votes),
-                window_start: w.start,
-                window_end: w.end,
-                incident_id: step.id,
-                incident_state: step.state,
-            };
-            if d.anomalous {
-                let step = st
-                    .incident
-                    .anomalous(d.score, || incident_id(series, &spec.name, w.start));
-                out.0.push(anomaly(step, d.votes));
-            } else if let Some(step) = st.incident.calm(self.resolve_after) {
-                out.0.push(anomaly(step, 0));
-            }
-        }
-        if let Some(f) = st.forecaster.as_mut() {
-            f.observe(w.value);
-            st.since_prediction += 1;
-            let steps = self.fparams.horizon_ns.div_ceil(width).max(1);
-            if let Some(fc) = f.predict(steps, &self.fparams) {
-                let ttt = spec.threshold.and_then(|(thr, up)| {
-                    steps_to_threshold(fc.level_now, w.value, fc.slope, thr, up, steps)
-                });
-                if st.since_prediction >= self.every_windows || ttt.is_some() {
-                    st.since_prediction = 0;
-                    let base = fc.level_now.abs().max(1e-9);
-                    let window_ms = width as f64 / 1e6;
-                    out.1.push(Prediction {
-                        signal: spec.name.clone(),
-                        series: series.clone(),
-                        value: if spec.kind.non_negative() {
-                            fc.value.max(0.0)
-                        } else {
-                            fc.value
-                        },
-                        lower: if spec.kind.non_negative() {
-                            fc.lower.max(0.0)
-                        } else {
-                            fc.lower
-                        },
-                        upper: fc.upper,
-                        confidence: self.fparams.confidence,
-                        horizon_ms: self.fparams.horizon_ns / 1_000_000,
-                        method: fc.method,
-                        trend_change: (fc.value - fc.level_now).abs() / base
-                            > self.trend_change_ratio,
-                        time_to_threshold_ms: ttt.map(|k| (k * window_ms).round() as u64),
-                        window_end: w.end,
-                    });
-                }
-            }
-        }
     }
 
     /// Series with state.
@@ -348,7 +224,8 @@ impl AnomalyEngine {
     /// Approximate bytes of all detector and forecaster state (excluding the series keys,
     /// which the RED operator owns and shares).
     pub fn state_bytes(&self) -> usize {
-        let per_entry = std::mem::size_of::<Arc<SeriesKey>>() + std::mem::size_of::<Vec<SignalState>>() + 8;
+        let per_entry =
+            std::mem::size_of::<Arc<SeriesKey>>() + std::mem::size_of::<Vec<SignalState>>() + 8;
         self.series
             .values()
             .map(|v| {
@@ -379,6 +256,159 @@ impl AnomalyEngine {
         self.series
             .retain(|_, v| v.iter().any(|s| s.last_end > window_end));
         before - self.series.len()
+    }
+}
+
+/// The signal states of `series`, created empty on first sight: one lookup per row.
+fn states_of<'a>(
+    map: &'a mut HashMap<Arc<SeriesKey>, Vec<SignalState>>,
+    series: &Arc<SeriesKey>,
+) -> &'a mut Vec<SignalState> {
+    // An `Arc` clone (one atomic increment) is cheaper than a second lookup.
+    map.entry(series.clone()).or_default()
+}
+
+/// One window of one signal of a series: gap fill (rates), then [`step`].
+#[allow(clippy::too_many_arguments)]
+fn observe(
+    states: &mut Vec<SignalState>,
+    signals: &[SignalSpec],
+    sig: u16,
+    series: &Arc<SeriesKey>,
+    w: Step,
+    set: &Settings,
+    scratch: &mut Vec<f32>,
+    out: &mut Out,
+) {
+    if w.end <= w.start || !w.value.is_finite() {
+        return;
+    }
+    let spec = &signals[sig as usize];
+    let pos = match states.iter().position(|s| s.signal == sig) {
+        Some(p) => p,
+        None => {
+            states.push(SignalState {
+                signal: sig,
+                last_end: 0,
+                detector: (set.detect_enabled && spec.detect)
+                    .then(|| SignalDetector::new(&set.params)),
+                incident: IncidentTracker::default(),
+                forecaster: (set.forecast_enabled && spec.forecast)
+                    .then(|| Forecaster::new(&set.fparams)),
+                since_prediction: 0,
+            });
+            states.len() - 1
+        }
+    };
+    let st = &mut states[pos];
+    let last_end = st.last_end;
+    if w.end <= last_end {
+        return;
+    }
+    let width = w.end - w.start;
+    if spec.kind == SignalKind::Rate && last_end > 0 && w.start > last_end {
+        let missing = (w.start - last_end) / width;
+        if missing <= MAX_GAP_FILL && (w.start - last_end).is_multiple_of(width) {
+            for k in 0..missing {
+                let s = last_end + k * width;
+                let empty = Step {
+                    start: s,
+                    end: s + width,
+                    value: 0.0,
+                    calls: 0.0,
+                };
+                step(st, spec, series, empty, set, scratch, out);
+            }
+        }
+    }
+    step(st, spec, series, w, set, scratch, out);
+}
+
+/// One window of one (series, signal): detection, incidents, forecasting.
+fn step(
+    st: &mut SignalState,
+    spec: &SignalSpec,
+    series: &Arc<SeriesKey>,
+    w: Step,
+    set: &Settings,
+    scratch: &mut Vec<f32>,
+    out: &mut Out,
+) {
+    st.last_end = w.end;
+    if spec.kind.needs_traffic() && w.calls < set.params.min_calls {
+        return;
+    }
+    let width = w.end - w.start;
+    if let Some(det) = st.detector.as_mut() {
+        let o = Observation {
+            value: w.value,
+            t_mid: w.start + width / 2,
+            calls: w.calls,
+            window_s: width as f64 / 1e9,
+        };
+        let d = det.observe(&o, spec.kind, spec.direction, &set.params, scratch);
+        let anomaly = |step: IncidentStep, votes: u8| Anomaly {
+            signal: spec.name.clone(),
+            series: series.clone(),
+            value: w.value,
+            expected_min: d.expected_min,
+            expected_max: d.expected_max,
+            severity: step.severity,
+            score: d.score,
+            detector: detector_name(votes),
+            window_start: w.start,
+            window_end: w.end,
+            incident_id: step.id,
+            incident_state: step.state,
+        };
+        if d.anomalous {
+            let step = st
+                .incident
+                .anomalous(d.score, || incident_id(series, &spec.name, w.start));
+            out.0.push(anomaly(step, d.votes));
+        } else if let Some(step) = st.incident.calm(set.resolve_after) {
+            out.0.push(anomaly(step, 0));
+        }
+    }
+    if let Some(f) = st.forecaster.as_mut() {
+        let fp = &set.fparams;
+        f.observe(w.value, fp.confidence);
+        st.since_prediction += 1;
+        let steps = fp.horizon_ns.div_ceil(width).max(1);
+        // Forecasting costs a pass over the history: only when it may be emitted.
+        let due = st.since_prediction >= set.every_windows || spec.threshold.is_some();
+        let Some(fc) = due.then(|| f.predict(steps, fp)).flatten() else {
+            return;
+        };
+        let ttt = spec.threshold.and_then(|(thr, up)| {
+            steps_to_threshold(fc.level_now, w.value, fc.slope, thr, up, steps)
+        });
+        if st.since_prediction < set.every_windows && ttt.is_none() {
+            return;
+        }
+        st.since_prediction = 0;
+        let clamp = |v: f64| {
+            if spec.kind.non_negative() {
+                v.max(0.0)
+            } else {
+                v
+            }
+        };
+        let window_ms = width as f64 / 1e6;
+        out.1.push(Prediction {
+            signal: spec.name.clone(),
+            series: series.clone(),
+            value: clamp(fc.value),
+            lower: clamp(fc.lower),
+            upper: fc.upper,
+            confidence: fp.confidence,
+            horizon_ms: fp.horizon_ns / 1_000_000,
+            method: fc.method,
+            trend_change: (fc.value - fc.level_now).abs() / fc.level_now.abs().max(1e-9)
+                > set.trend_change_ratio,
+            time_to_threshold_ms: ttt.map(|k| (k * window_ms).round() as u64),
+            window_end: w.end,
+        });
     }
 }
 

@@ -8,9 +8,9 @@
 //!   `min_relative_change` (ratios: `min_ratio_change`), and — once the seasonal profile has
 //!   seen a whole period — the seasonal z-score is at least `seasonal_veto_z` (what the
 //!   calendar predicts is not an anomaly); or
-//! - CUSUM alarms and the rolling median departs from the expected value by at least the
-//!   minimum change (CUSUM sums residuals against the calendar already; measuring the effect on
-//!   the median keeps slowly wandering noise and single noisy windows quiet).
+//! - CUSUM alarms and the EWMA mean departs from CUSUM's reference by at least the minimum
+//!   change (CUSUM sums residuals against the calendar already; measuring the effect on a
+//!   smoothed value keeps slowly wandering noise and single noisy windows quiet).
 //!
 //! CUSUM runs on the seasonal residuals, so with the seasonal detector enabled it starts after
 //! one period (on a not yet deseasonalised series a daily ramp looks like a drift); with the
@@ -214,7 +214,9 @@ impl SignalDetector {
         // A rate whose expected count is below `min_calls` is too quiet for point tests (ten
         // empty seconds of a 1 call/s series are not news); CUSUM still sees a lasting drop.
         let quiet_rate = kind == SignalKind::Rate
-            && rv.or(ev).is_some_and(|v| kind.inverse(v.expected) * o.window_s < p.min_calls);
+            && rv
+                .or(ev)
+                .is_some_and(|v| kind.inverse(v.expected) * o.window_s < p.min_calls);
         let mut votes = 0u8;
         let mut score: f64 = 0.0;
         if let (Some((thr, _)), Some(v), Some(r)) = (p.robust_z, rv, &self.robust) {
@@ -250,7 +252,7 @@ impl SignalDetector {
             let r = if p.seasonal.is_some() {
                 seasonal_warm.then_some(sv).flatten().map(|v| v.z)
             } else {
-                self.cusum.reference_residual(x, floor(x))
+                self.cusum.reference_residual(x, floor(x), h)
             };
             if let Some(r) = r {
                 let sig = self.cusum.update(r, slack, h);
@@ -296,13 +298,18 @@ impl SignalDetector {
         let change = directional(raw - expected, dir);
         let effect = change >= min_change;
         // CUSUM fires on sustained moderate departures, so its effect is measured on the
-        // sustained part: the rolling median against the expected value (without the robust
-        // detector, twice the minimum change on the value itself).
-        let cusum_effect = match rv {
-            Some(v) if self.robust.as_ref().is_some_and(|r| r.ready()) => {
-                directional(kind.inverse(v.expected) - expected, dir) >= min_change
+        // sustained part: the EWMA mean (~20 windows) against CUSUM's reference (the calendar,
+        // or its own slow mean).
+        let reference = if p.seasonal.is_some() {
+            Some(expected)
+        } else {
+            self.cusum.reference_mean().map(|m| kind.inverse(m))
+        };
+        let cusum_effect = match (ev, reference) {
+            (Some(v), Some(r)) if self.ewma.ready() => {
+                directional(kind.inverse(v.expected) - r, dir) >= min_change
             }
-            _ => change >= 2.0 * min_change,
+            _ => false,
         };
         // The veto guards point votes only: with the seasonal detector on, CUSUM already sums
         // residuals against the calendar.
@@ -368,7 +375,12 @@ mod tests {
         }
     }
 
-    fn run(p: &DetectorParams, kind: SignalKind, dir: Direction, xs: &[(f64, f64)]) -> Vec<Decision> {
+    fn run(
+        p: &DetectorParams,
+        kind: SignalKind,
+        dir: Direction,
+        xs: &[(f64, f64)],
+    ) -> Vec<Decision> {
         let mut d = SignalDetector::new(p);
         let mut s = Vec::new();
         xs.iter()
@@ -391,7 +403,11 @@ mod tests {
         let d = run(&p, SignalKind::Latency, Direction::Up, &xs);
         assert!(!d[30].anomalous);
         assert!(d[200].anomalous, "{:?}", d[200]);
-        assert!(d[200].expected_min < 100.0 && d[200].expected_max > 100.0 && d[200].expected_max < 200.0);
+        assert!(
+            d[200].expected_min < 100.0
+                && d[200].expected_max > 100.0
+                && d[200].expected_max < 200.0
+        );
         assert!(d[200].votes & (ROBUST_Z | EWMA) == ROBUST_Z | EWMA);
         let alarms = d.iter().filter(|d| d.anomalous).count();
         assert_eq!(alarms, 1);
@@ -402,7 +418,9 @@ mod tests {
         let p = DetectorParams::new(&AnomalyConfig::default());
         let mut xs: Vec<(f64, f64)> = (0..300).map(|i| (100.0 + 3.0 * wiggle(i), 500.0)).collect();
         xs[200].0 = 10.0; // latency drop: good news, no alarm upward-only
-        assert!(run(&p, SignalKind::Latency, Direction::Up, &xs).iter().all(|d| !d.anomalous));
+        assert!(run(&p, SignalKind::Latency, Direction::Up, &xs)
+            .iter()
+            .all(|d| !d.anomalous));
         assert!(run(&p, SignalKind::Latency, Direction::Both, &xs)[200].anomalous);
     }
 
@@ -424,7 +442,12 @@ mod tests {
         cfg.detectors.seasonal.enabled = false;
         let p = DetectorParams::new(&cfg);
         let xs: Vec<(f64, f64)> = (0..600)
-            .map(|i| (100.0 + 5.0 * wiggle(i) + if i >= 400 { 12.0 } else { 0.0 }, 1000.0))
+            .map(|i| {
+                (
+                    100.0 + 8.0 * wiggle(i) + if i >= 400 { 15.0 } else { 0.0 },
+                    1000.0,
+                )
+            })
             .collect();
         let d = run(&p, SignalKind::Latency, Direction::Up, &xs);
         assert!(d[..400].iter().all(|d| !d.anomalous));

@@ -181,7 +181,10 @@ mod tests {
         assert_eq!(t.calm(3), None);
         assert_eq!(t.calm(3), None);
         let b = t.anomalous(30.0, || [9; 16]);
-        assert_eq!((b.id, b.state, b.severity), ([7; 16], IncidentState::Ongoing, Severity::Critical));
+        assert_eq!(
+            (b.id, b.state, b.severity),
+            ([7; 16], IncidentState::Ongoing, Severity::Critical)
+        );
         // Severity never drops within an incident.
         let c = t.anomalous(5.0, || [9; 16]);
         assert_eq!(c.severity, Severity::Critical);
@@ -198,7 +201,10 @@ mod tests {
         assert_eq!(Severity::from_score_and_duration(5.0, 1), Severity::Low);
         assert_eq!(Severity::from_score_and_duration(5.0, 6), Severity::Medium);
         assert_eq!(Severity::from_score_and_duration(5.0, 30), Severity::High);
-        assert_eq!(Severity::from_score_and_duration(13.0, 30), Severity::Critical);
+        assert_eq!(
+            Severity::from_score_and_duration(13.0, 30),
+            Severity::Critical
+        );
         assert_eq!(Severity::from_score_and_duration(8.0, 1), Severity::Medium);
     }
 

@@ -48,7 +48,7 @@ pub struct Seasonal {
 }
 
 fn encode_spread(v: f64) -> u16 {
-    if !(v > 0.0) {
+    if v.is_nan() || v <= 0.0 {
         return 1;
     }
     ((v.log2() + 64.0) * 512.0).round().clamp(1.0, 65535.0) as u16
@@ -84,7 +84,11 @@ impl Seasonal {
     /// The two slots around `t` and the weight of the second.
     fn slots_at(t: u64, p: &SeasonalParams) -> (usize, usize, f64) {
         let pos = (t % p.period_ns) as f64 / p.slot_ns as f64 - 0.5;
-        let pos = if pos < 0.0 { pos + p.n_slots as f64 } else { pos };
+        let pos = if pos < 0.0 {
+            pos + p.n_slots as f64
+        } else {
+            pos
+        };
         let i0 = (pos.floor() as usize) % p.n_slots;
         let i1 = (i0 + 1) % p.n_slots;
         (i0, i1, pos - pos.floor())
@@ -168,7 +172,13 @@ impl Seasonal {
         let learn_spread = profile.is_some() && !anomalous;
         let (off, _) = profile.unwrap_or((0.0, None));
         let limit = p.threshold * sd;
-        let clamp = |r: f64| if warm && sd > 0.0 { r.clamp(-limit, limit) } else { r };
+        let clamp = |r: f64| {
+            if warm && sd > 0.0 {
+                r.clamp(-limit, limit)
+            } else {
+                r
+            }
+        };
         if warm {
             let rate = if anomalous { 0.1 } else { 1.0 };
             self.level += rate * p.level_alpha * clamp(x - self.level - off);
@@ -253,7 +263,12 @@ mod tests {
         let mut worst: f64 = 0.0;
         let mut t = 0;
         while t < days * 1440 * MIN {
-            let x = curve(t) + if (t / step) % 2 == 0 { 2.0 } else { -2.0 };
+            let x = curve(t)
+                + if (t / step).is_multiple_of(2) {
+                    2.0
+                } else {
+                    -2.0
+                };
             let v = s.score(x, t, 0.5, &p);
             if t >= (days - 1) * 1440 * MIN {
                 assert!(s.warm(&p));
@@ -299,7 +314,14 @@ mod tests {
         let mut s = Seasonal::new(&p);
         let mut t = 0;
         while !s.warm(&p) {
-            s.update(10.0 + if (t / W) % 2 == 0 { 1.0 } else { -1.0 }, t, W, &p, false, 1.0);
+            s.update(
+                10.0 + if (t / W).is_multiple_of(2) { 1.0 } else { -1.0 },
+                t,
+                W,
+                &p,
+                false,
+                1.0,
+            );
             t += W;
         }
         let (offsets, level, spread) = (s.offset.clone(), s.level, s.global_spread);

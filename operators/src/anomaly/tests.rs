@@ -54,11 +54,18 @@ fn latency_incident_opens_continues_and_resolves() {
     let s = key("GET /cart");
     let mut all = Vec::new();
     for i in 0..400u64 {
-        let ms = if (300..310).contains(&i) { 900.0 } else { 100.0 + 4.0 * jitter(i) };
+        let ms = if (300..310).contains(&i) {
+            900.0
+        } else {
+            100.0 + 4.0 * jitter(i)
+        };
         let (a, _) = e.observe_red(&row(&s, i, 200, 0, ms));
         all.extend(a);
     }
-    let lat: Vec<&Anomaly> = all.iter().filter(|a| &*a.signal == "latency_p99_ms").collect();
+    let lat: Vec<&Anomaly> = all
+        .iter()
+        .filter(|a| &*a.signal == "latency_p99_ms")
+        .collect();
     assert!(!lat.is_empty(), "{all:?}");
     assert_eq!(lat[0].incident_state, IncidentState::Open);
     assert_eq!(lat[0].window_start, 300 * W);
@@ -67,10 +74,15 @@ fn latency_incident_opens_continues_and_resolves() {
     let last = lat.last().unwrap();
     assert_eq!(last.incident_state, IncidentState::Resolved);
     assert_eq!(last.window_start, (310 + 2) * W);
-    assert!(lat[1..lat.len() - 1].iter().all(|a| a.incident_state == IncidentState::Ongoing));
+    assert!(lat[1..lat.len() - 1]
+        .iter()
+        .all(|a| a.incident_state == IncidentState::Ongoing));
     assert!(last.severity >= Severity::High);
     // No other signal alarmed: rate and error ratio did not change.
-    assert!(all.iter().all(|a| a.signal.starts_with("latency_")), "{all:?}");
+    assert!(
+        all.iter().all(|a| a.signal.starts_with("latency_")),
+        "{all:?}"
+    );
 }
 
 #[test]
@@ -91,7 +103,10 @@ fn late_provisional_and_rollup_rows_change_nothing() {
     r.primary = false;
     assert_eq!(e.observe_red(&r), (vec![], vec![]));
     // An old window is ignored, too.
-    assert_eq!(e.observe_red(&row(&s, 50, 100, 100, 5000.0)), (vec![], vec![]));
+    assert_eq!(
+        e.observe_red(&row(&s, 50, 100, 100, 5000.0)),
+        (vec![], vec![])
+    );
     assert_eq!(e.state_bytes(), bytes);
     assert_eq!(e.series_count(), 1);
 }
@@ -120,7 +135,10 @@ fn low_traffic_latency_is_not_judged() {
         // 5 calls a window; latency all over the place.
         let ms = if i % 7 == 0 { 2000.0 } else { 20.0 };
         let (a, _) = e.observe_red(&row(&s, i, 5, (i % 2) as u32, ms));
-        n += a.iter().filter(|a| !a.signal.starts_with("request")).count();
+        n += a
+            .iter()
+            .filter(|a| !a.signal.starts_with("request"))
+            .count();
     }
     assert_eq!(n, 0);
 }
@@ -143,7 +161,10 @@ fn predictions_with_trend_and_threshold() {
         let (_, p) = e.observe_red(&row(&s, i, 100, 0, 100.0 + i as f64));
         preds.extend(p);
     }
-    let lat: Vec<&Prediction> = preds.iter().filter(|p| &*p.signal == "latency_p99_ms").collect();
+    let lat: Vec<&Prediction> = preds
+        .iter()
+        .filter(|p| &*p.signal == "latency_p99_ms")
+        .collect();
     assert!(!lat.is_empty());
     let p = lat.last().unwrap();
     assert_eq!(p.horizon_ms, 300_000);
@@ -153,9 +174,14 @@ fn predictions_with_trend_and_threshold() {
     let ttt = p.time_to_threshold_ms.expect("threshold crossing");
     assert!(ttt <= 60_000, "{ttt}");
     // Early on (p99 ~ 150 at window 50) the crossing is beyond the horizon.
-    assert!(lat.iter().any(|p| p.window_end <= 60 * W && p.time_to_threshold_ms.is_none()));
+    assert!(lat
+        .iter()
+        .any(|p| p.window_end <= 60 * W && p.time_to_threshold_ms.is_none()));
     // Flat request rate: predictions every 6 windows, no trend change.
-    let rate: Vec<&Prediction> = preds.iter().filter(|p| &*p.signal == "request_rate").collect();
+    let rate: Vec<&Prediction> = preds
+        .iter()
+        .filter(|p| &*p.signal == "request_rate")
+        .collect();
     assert!(rate.len() >= 20 && rate.iter().all(|p| !p.trend_change));
 }
 

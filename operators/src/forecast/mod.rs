@@ -117,8 +117,20 @@ pub struct Forecaster {
     err_holt: f32,
     /// The linear trend's one-step forecast for the next window (NaN = none).
     next_linear: f32,
+    /// Online calibration of the interval width: a factor nudged up when one of this series'
+    /// own earlier intervals missed and down when it covered, so that the miss rate settles
+    /// at `1 - confidence` (distribution-free: correlated noise and curvature the models
+    /// ignore are absorbed here).
+    calibration: f32,
+    /// The earlier forecast being checked: value, half-width, windows until its target.
+    pending_value: f32,
+    pending_half_width: f32,
+    pending_left: u32,
     n: u32,
 }
+
+/// Step of the interval calibration.
+const CALIBRATION_STEP: f64 = 0.05;
 
 /// An OLS line over the ring: fitted value and slope at the newest point, residual sd, n, and
 /// the pieces of the prediction variance.
@@ -152,8 +164,35 @@ impl Forecaster {
             err_linear: 0.0,
             err_holt: 0.0,
             next_linear: f32::NAN,
+            calibration: 1.0,
+            pending_value: 0.0,
+            pending_half_width: 0.0,
+            pending_left: 0,
             n: 0,
         }
+    }
+
+    /// The current interval calibration factor.
+    pub fn calibration(&self) -> f64 {
+        self.calibration as f64
+    }
+
+    /// Scores the pending forecast against `x` when its target window has come.
+    fn check_pending(&mut self, x: f64, confidence: f64) {
+        if self.pending_left == 0 {
+            return;
+        }
+        self.pending_left -= 1;
+        if self.pending_left > 0 {
+            return;
+        }
+        let miss = (x - self.pending_value as f64).abs() > self.pending_half_width as f64;
+        let factor = if miss {
+            1.0 + CALIBRATION_STEP * confidence
+        } else {
+            1.0 - CALIBRATION_STEP * (1.0 - confidence)
+        };
+        self.calibration = ((self.calibration as f64 * factor).clamp(0.5, 5.0)) as f32;
     }
 
     /// Windows observed.
@@ -161,36 +200,52 @@ impl Forecaster {
         self.n
     }
 
-    fn value(&self, i: usize) -> f64 {
-        // i = 0 is the oldest value held.
+    /// The values held, oldest first, as the ring's two halves.
+    fn halves(&self) -> (&[f32], &[f32]) {
         let cap = self.ring.len();
-        let start = (self.head as usize + cap - self.len as usize) % cap;
-        self.ring[(start + i) % cap] as f64
+        let len = self.len as usize;
+        let start = (self.head as usize + cap - len) % cap;
+        if start + len <= cap {
+            (&self.ring[start..start + len], &[])
+        } else {
+            (&self.ring[start..], &self.ring[..start + len - cap])
+        }
     }
 
-    fn fit(&self) -> Option<LineFit> {
+    /// Values held, oldest first.
+    fn values(&self) -> impl Iterator<Item = f64> + '_ {
+        let (a, b) = self.halves();
+        a.iter().chain(b).map(|&v| v as f64)
+    }
+
+    /// Slope and intercept only (x = 0 for the oldest value): one pass.
+    fn line(&self) -> Option<(f64, f64)> {
         let n = self.len as usize;
         if n < 3 {
             return None;
         }
         let nf = n as f64;
         let mean_x = (nf - 1.0) / 2.0;
-        let mut mean_y = 0.0;
-        for i in 0..n {
-            mean_y += self.value(i);
+        let (mut sy, mut sxy) = (0.0, 0.0);
+        for (i, y) in self.values().enumerate() {
+            sy += y;
+            sxy += (i as f64 - mean_x) * y;
         }
-        mean_y /= nf;
-        let (mut sxy, mut sxx) = (0.0, 0.0);
-        for i in 0..n {
-            let dx = i as f64 - mean_x;
-            sxy += dx * (self.value(i) - mean_y);
-            sxx += dx * dx;
-        }
+        // Σ(x - x̄)² over 0..n-1.
+        let sxx = nf * (nf * nf - 1.0) / 12.0;
         let slope = sxy / sxx;
-        let intercept = mean_y - slope * mean_x;
+        Some((slope, sy / nf - slope * mean_x))
+    }
+
+    fn fit(&self) -> Option<LineFit> {
+        let (slope, intercept) = self.line()?;
+        let n = self.len as usize;
+        let nf = n as f64;
+        let mean_x = (nf - 1.0) / 2.0;
+        let sxx = nf * (nf * nf - 1.0) / 12.0;
         let (mut sse, mut lag1, mut prev) = (0.0, 0.0, None::<f64>);
-        for i in 0..n {
-            let r = self.value(i) - (intercept + slope * i as f64);
+        for (i, y) in self.values().enumerate() {
+            let r = y - (intercept + slope * i as f64);
             sse += r * r;
             if let Some(p) = prev {
                 lag1 += p * r;
@@ -214,11 +269,13 @@ impl Forecaster {
         })
     }
 
-    /// Learns the value of the newest window.
-    pub fn observe(&mut self, x: f64) {
+    /// Learns the value of the newest window (`confidence`: the interval's nominal coverage,
+    /// for the calibration).
+    pub fn observe(&mut self, x: f64, confidence: f64) {
         if !x.is_finite() {
             return;
         }
+        self.check_pending(x, confidence);
         // One-step errors of both methods, before they learn x.
         if self.n >= 2 {
             let holt_next = self.holt_level + self.holt_trend;
@@ -250,8 +307,8 @@ impl Forecaster {
         self.head = (self.head + 1) % cap;
         self.len = (self.len + 1).min(cap);
         self.n = self.n.saturating_add(1);
-        self.next_linear = match self.fit() {
-            Some(f) => f.at(f.n as f64) as f32,
+        self.next_linear = match self.line() {
+            Some((slope, intercept)) => (intercept + slope * self.len as f64) as f32,
             None => f32::NAN,
         };
     }
@@ -265,8 +322,25 @@ impl Forecaster {
         }
     }
 
-    /// A forecast `steps` windows ahead with the chosen method, once enough history is in.
-    pub fn predict(&self, steps: u64, p: &ForecastParams) -> Option<Forecast> {
+    /// A forecast `steps` windows ahead with the chosen method, once enough history is in; the
+    /// interval is widened or narrowed by the calibration, and the forecast is remembered for
+    /// checking if none is pending.
+    pub fn predict(&mut self, steps: u64, p: &ForecastParams) -> Option<Forecast> {
+        let mut fc = self.predict_raw(steps, p)?;
+        let c = self.calibration as f64;
+        let half = |d: f64| d * c;
+        fc.lower = fc.value - half(fc.value - fc.lower);
+        fc.upper = fc.value + half(fc.upper - fc.value);
+        if self.pending_left == 0 {
+            self.pending_value = fc.value as f32;
+            self.pending_half_width = (fc.upper - fc.value) as f32;
+            self.pending_left = steps.clamp(1, u32::MAX as u64) as u32;
+        }
+        Some(fc)
+    }
+
+    /// The forecast of the chosen method without calibration.
+    fn predict_raw(&self, steps: u64, p: &ForecastParams) -> Option<Forecast> {
         if (self.len as usize) < p.min_history() {
             return None;
         }
@@ -298,7 +372,8 @@ impl Forecaster {
                 // Var of the h-step error: σ²[1 + Σ_{j=1}^{h-1} α²(1 + jβ)²].
                 let (a, b) = (HOLT_ALPHA, HOLT_BETA);
                 let k = h - 1.0;
-                let sum = a * a * (k + b * k * (k + 1.0) + b * b * k * (k + 1.0) * (2.0 * k + 1.0) / 6.0);
+                let sum =
+                    a * a * (k + b * k * (k + 1.0) + b * b * k * (k + 1.0) * (2.0 * k + 1.0) / 6.0);
                 let se = (self.holt_sq_err * (1.0 + sum)).sqrt();
                 Some(Forecast {
                     value,
@@ -333,7 +408,13 @@ pub fn steps_to_threshold(
     upwards: bool,
     steps: u64,
 ) -> Option<f64> {
-    let beyond = |v: f64| if upwards { v >= threshold } else { v <= threshold };
+    let beyond = |v: f64| {
+        if upwards {
+            v >= threshold
+        } else {
+            v <= threshold
+        }
+    };
     if beyond(latest) {
         return Some(0.0);
     }
@@ -364,7 +445,7 @@ mod tests {
         let p = params(30);
         let mut f = Forecaster::new(&p);
         for i in 0..50 {
-            f.observe(10.0 + 2.0 * i as f64);
+            f.observe(10.0 + 2.0 * i as f64, 0.95);
         }
         let fc = f.predict(30, &p).unwrap();
         // Last value is at i = 49: 108; 30 steps on: 168.
@@ -385,8 +466,10 @@ mod tests {
             .collect();
         let mut f = Forecaster::new(&p);
         for (i, &x) in series.iter().enumerate() {
-            f.observe(x);
-            if let (Some(fc), Some(&actual)) = (f.predict(steps, &p), series.get(i + steps as usize)) {
+            f.observe(x, 0.95);
+            if let (Some(fc), Some(&actual)) =
+                (f.predict(steps, &p), series.get(i + steps as usize))
+            {
                 total += 1;
                 if actual >= fc.lower && actual <= fc.upper {
                     hit += 1;
@@ -404,7 +487,7 @@ mod tests {
         // Slope changes sign: the 120-window line lags, Holt follows.
         for i in 0..400 {
             let x = if i < 300 { i as f64 } else { 600.0 - i as f64 };
-            f.observe(x);
+            f.observe(x, 0.95);
         }
         assert_eq!(f.best_method(), METHOD_HOLT);
         let fc = f.predict(10, &p).unwrap();
@@ -413,10 +496,19 @@ mod tests {
 
     #[test]
     fn threshold_crossing() {
-        assert_eq!(steps_to_threshold(100.0, 100.0, 2.0, 120.0, true, 30), Some(10.0));
+        assert_eq!(
+            steps_to_threshold(100.0, 100.0, 2.0, 120.0, true, 30),
+            Some(10.0)
+        );
         assert_eq!(steps_to_threshold(100.0, 100.0, 2.0, 200.0, true, 30), None);
-        assert_eq!(steps_to_threshold(100.0, 130.0, -1.0, 120.0, true, 30), Some(0.0));
-        assert_eq!(steps_to_threshold(100.0, 100.0, -1.0, 90.0, false, 30), Some(10.0));
+        assert_eq!(
+            steps_to_threshold(100.0, 130.0, -1.0, 120.0, true, 30),
+            Some(0.0)
+        );
+        assert_eq!(
+            steps_to_threshold(100.0, 100.0, -1.0, 90.0, false, 30),
+            Some(10.0)
+        );
         assert_eq!(steps_to_threshold(100.0, 100.0, 1.0, 90.0, false, 30), None);
     }
 
@@ -427,7 +519,7 @@ mod tests {
             let p = params(32);
             let mut f = Forecaster::new(&p);
             for &x in &xs {
-                f.observe(x);
+                f.observe(x, 0.95);
                 if let Some(fc) = f.predict(steps, &p) {
                     prop_assert!(fc.value.is_finite() && fc.lower.is_finite() && fc.upper.is_finite());
                     prop_assert!(fc.lower <= fc.value + 1e-6 && fc.value <= fc.upper + 1e-6, "{:?}", fc);

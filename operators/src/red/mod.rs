@@ -10,7 +10,7 @@ mod series;
 pub mod sketch;
 
 pub use aggregate::{Buckets, RedAgg};
-pub use operator::RedOperator;
+pub use operator::{RedOperator, UNKNOWN_SERVICE};
 pub use series::{Lookup, SeriesId, SeriesKey, SeriesRef, SeriesRegistry};
 
 use redwatch_engine::model::UnixNanos;

@@ -7,6 +7,7 @@
 //! share one set of semantics. Metrics are only counted for now. Decoders never queue, count
 //! self-metrics or aggregate — the receiver does that.
 
+mod common;
 mod json;
 mod metrics;
 mod sampling;

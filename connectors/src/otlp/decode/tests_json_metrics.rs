@@ -159,6 +159,34 @@ fn json_non_standard_forms_are_refused() {
     assert!(matches!(json(bad_id, &[]), Err(DecodeError::Json(_))));
 }
 
+/// Forms the general protobuf JSON mapping allows but opentelemetry-proto 0.33's serde types
+/// refuse: doubles as strings ("NaN", "Infinity", "1.5"), 32-bit integers as strings, and `null`
+/// for a repeated field. The OTLP/JSON spec does not require them and SDK exporters do not write
+/// them (NaN attribute values aside). Pinned here so a dependency update that accepts them is
+/// noticed.
+#[test]
+fn json_forms_the_serde_types_refuse() {
+    let end = format!("\"{}\"", NOW - SEC);
+    let t = times(&end, &end);
+    for extra in [
+        format!(r#"{t}, "attributes":[{{"key":"d","value":{{"doubleValue":"NaN"}}}}]"#),
+        format!(r#"{t}, "attributes":[{{"key":"d","value":{{"doubleValue":"1.5"}}}}]"#),
+        format!(r#"{t}, "droppedAttributesCount":"3""#),
+        format!(r#"{t}, "kind":"2""#),
+        format!(r#"{t}, "attributes":null"#),
+    ] {
+        assert!(
+            matches!(json(&one_span(&extra), &[]), Err(DecodeError::Json(_))),
+            "{extra}"
+        );
+    }
+    // snake_case member names are unknown fields, ignored (here: the span has no start time).
+    let body = one_span(&format!(
+        r#""start_time_unix_nano":"1", "endTimeUnixNano":{end}"#
+    ));
+    assert_eq!(json(&body, &[]).unwrap().rejected.invalid_timestamp, 1);
+}
+
 #[test]
 fn bad_json_is_reported_with_line_and_column() {
     match json("{\"resourceSpans\": [\n  {,}]}", &[]) {

@@ -541,3 +541,26 @@ fn nesting_limit_matches_prost() {
     }
     assert!(saw_ok && saw_err);
 }
+
+#[test]
+fn long_and_non_ascii_attributes_match_the_reference() {
+    let long_key = "k".repeat(200);
+    let long_val = "v".repeat(300);
+    let req = request(vec![resource_spans(
+        Some(vec![kv_str("service.name", &"s".repeat(130))]),
+        vec![span(
+            &"n".repeat(1000),
+            vec![
+                kv_str(&long_key, &long_val),
+                kv_str("dim.a", "ünïcödé"),
+                kv("dim.b", Some(Value::IntValue(i64::MIN))),
+            ],
+        )],
+    )]);
+    let s = settings(&[&long_key, "dim.a", "dim.b"]);
+    check_against_reference(&req, &s);
+    let f = flatten(&decode(&req, &s));
+    assert_eq!(f.spans[0].dims[0].as_deref(), Some(long_val.as_str()));
+    assert_eq!(f.spans[0].dims[1].as_deref(), Some("ünïcödé"));
+    assert_eq!(f.spans[0].dims[2].as_deref(), Some("-9223372036854775808"));
+}

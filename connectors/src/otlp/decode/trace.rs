@@ -10,11 +10,9 @@
 //! values merge as prost merges them, and attribute lookups take the FIRST attribute with the key.
 //! It must not aggregate or look at more than the fields listed in `SpanRecord`.
 
-use super::sampling::{self, Number};
-use super::wire::{
-    check_utf8, enter, exact_varint, expect_wt, is_ascii, malformed, Fault, Reader, MAX_DEPTH,
-    WT_LEN,
-};
+use super::common::{entity_ref, key_value, scope, Kind, Slot, Value};
+use super::sampling;
+use super::wire::{check_utf8, enter, expect_wt, malformed, Fault, Reader, WT_LEN};
 use super::{DecodeError, DecodeSettings, Rejections, TraceDecodeOutcome};
 use bytes::Bytes;
 use redwatch_engine::model::{
@@ -25,95 +23,6 @@ use redwatch_engine::time::{TimeCheck, TimePolicy};
 use std::fmt::Write as _;
 
 const SERVICE_NAME: &[u8] = b"service.name";
-
-/// What an attribute value is, as the decoder uses it (the last `AnyValue` oneof field seen).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-enum Kind {
-    /// No oneof field (an empty `AnyValue`, or none at all).
-    Unset,
-    /// Array, key-value list, bytes or string index: not usable as a dimension or a number.
-    Other,
-    /// `bits` = the string's address in the request, `len` its length.
-    Str,
-    /// `bits` = 0 or 1.
-    Bool,
-    /// `bits` = the i64's bits.
-    Int,
-    /// `bits` = the f64's bits.
-    Double,
-}
-
-/// An attribute value in 16 bytes, so it travels in registers (a Rust enum with a slice payload
-/// was copied through memory at odd offsets, stalling store forwarding on the hot path).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Value {
-    kind: Kind,
-    /// Length of a `Str`.
-    len: u32,
-    bits: u64,
-}
-
-impl Value {
-    const UNSET: Value = Value::of(Kind::Unset, 0);
-    const OTHER: Value = Value::of(Kind::Other, 0);
-
-    const fn of(kind: Kind, bits: u64) -> Value {
-        Value { kind, len: 0, bits }
-    }
-
-    fn string(s: &[u8]) -> Value {
-        Value {
-            kind: Kind::Str,
-            // The request is at most 4 GiB (checked upfront).
-            len: s.len() as u32,
-            bits: s.as_ptr() as u64,
-        }
-    }
-
-    fn is_scalar(&self) -> bool {
-        !matches!(self.kind, Kind::Unset | Kind::Other)
-    }
-}
-
-/// One `KeyValue`: its key and its value.
-#[derive(Debug, Clone, Copy)]
-struct Attr<'a> {
-    key: &'a [u8],
-    value: Value,
-}
-
-/// The first attribute found with a given key.
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    found: bool,
-    value: Value,
-}
-
-impl Slot {
-    const EMPTY: Slot = Slot {
-        found: false,
-        value: Value::UNSET,
-    };
-
-    #[inline(always)]
-    fn offer(&mut self, v: Value) {
-        if !self.found {
-            *self = Slot {
-                found: true,
-                value: v,
-            };
-        }
-    }
-
-    fn number(&self) -> Option<Number> {
-        match self.value.kind {
-            Kind::Int if self.found => Some(Number::Int(self.value.bits as i64)),
-            Kind::Double if self.found => Some(Number::Double(f64::from_bits(self.value.bits))),
-            _ => None,
-        }
-    }
-}
 
 fn str_fault(field: &'static str) -> impl Fn(StrError) -> Fault {
     move |e| match e {
@@ -138,7 +47,9 @@ pub(super) fn decode(
     let n_dims = settings.dim_keys.len().min(usize::from(u16::MAX));
     let data = buf.clone();
     let mut batch = SpanBatch::new(source, buf, n_dims as u16);
-    let expected = count_spans(&data);
+    // An acceptable span takes at least 20 bytes (key, length, start and end): the cap keeps a
+    // request of empty spans from reserving 40 times its size.
+    let expected = count_spans(&data).min(data.len() / 20);
     batch.spans.reserve_exact(expected);
     batch
         .dim_values
@@ -550,174 +461,6 @@ impl Scanner<'_> {
         };
         Ok(Some(r))
     }
-}
-
-/// `KeyValue`: its key (empty when absent) and the value as merged by prost.
-#[inline]
-fn key_value<'a>(r: Reader<'a>, depth: u32) -> Result<Attr<'a>, Fault> {
-    match key_value_fast(r.rest(), depth) {
-        Some(a) => Ok(a),
-        None => key_value_general(r, depth),
-    }
-}
-
-/// The layout SDKs write: `0a len key 12 len AnyValue`, where the value holds one scalar field and
-/// every length fits one byte, with ASCII strings. Anything else (or anything odd) returns None
-/// and takes the general path, which decides — the result is the same either way.
-#[inline(always)]
-fn key_value_fast(b: &[u8], depth: u32) -> Option<Attr<'_>> {
-    let [0x0a, klen, rest @ ..] = b else {
-        return None;
-    };
-    let (key, rest) = rest.split_at_checked(usize::from(*klen))?;
-    let [0x12, vlen, any @ ..] = rest else {
-        return None;
-    };
-    // One-byte lengths (< 0x80); the value ends the KeyValue; the value's depth is allowed.
-    if *klen >= 0x80 || usize::from(*vlen) != any.len() || depth >= MAX_DEPTH || !is_ascii(key) {
-        return None;
-    }
-    let value = match any {
-        [] => Value::UNSET,
-        [0x0a, slen, s @ ..] if usize::from(*slen) == s.len() && is_ascii(s) => Value::string(s),
-        [0x10, v @ ..] => Value::of(Kind::Bool, u64::from(exact_varint(v)? != 0)),
-        [0x18, v @ ..] => Value::of(Kind::Int, exact_varint(v)?),
-        [0x21, d @ ..] => Value::of(Kind::Double, u64::from_le_bytes(d.try_into().ok()?)),
-        _ => return None,
-    };
-    Some(Attr { key, value })
-}
-
-fn key_value_general<'a>(mut r: Reader<'a>, depth: u32) -> Result<Attr<'a>, Fault> {
-    let mut a = Attr {
-        key: r.empty(),
-        value: Value::UNSET,
-    };
-    while r.has_more() {
-        let (f, wt) = r.key()?;
-        match f {
-            1 => a.key = r.string(wt, "KeyValue.key")?,
-            2 => {
-                let (m, d) = r.message(wt, "KeyValue.value", depth)?;
-                // A repeated value merges into the first: only a set oneof replaces it.
-                let v = any_value(m, d)?;
-                if v.kind != Kind::Unset {
-                    a.value = v;
-                }
-            }
-            3 => {
-                r.varint_field(wt, "KeyValue.key_strindex")?;
-            }
-            _ => r.skip(f, wt, depth)?,
-        }
-    }
-    Ok(a)
-}
-
-/// `AnyValue`: the last oneof field wins; nested arrays and lists are validated, not kept.
-/// Inlined into its callers; the recursion goes through [`array_value`] and [`key_values`].
-#[inline(always)]
-fn any_value(mut r: Reader<'_>, depth: u32) -> Result<Value, Fault> {
-    let mut v = Value::UNSET;
-    while r.has_more() {
-        let (f, wt) = r.key()?;
-        v = match f {
-            1 => Value::string(r.string(wt, "AnyValue.string_value")?),
-            2 => Value::of(
-                Kind::Bool,
-                u64::from(r.varint_field(wt, "AnyValue.bool_value")? != 0),
-            ),
-            3 => Value::of(Kind::Int, r.varint_field(wt, "AnyValue.int_value")?),
-            4 => Value::of(Kind::Double, r.fixed64_field(wt, "AnyValue.double_value")?),
-            5 => {
-                let (m, d) = r.message(wt, "AnyValue.array_value", depth)?;
-                array_value(m, d)?;
-                Value::OTHER
-            }
-            6 => {
-                let (m, d) = r.message(wt, "AnyValue.kvlist_value", depth)?;
-                key_values(m, d, "KeyValueList.values")?;
-                Value::OTHER
-            }
-            7 => {
-                r.bytes_field(wt, "AnyValue.bytes_value")?;
-                Value::OTHER
-            }
-            8 => {
-                r.varint_field(wt, "AnyValue.string_value_strindex")?;
-                Value::OTHER
-            }
-            _ => {
-                r.skip(f, wt, depth)?;
-                continue;
-            }
-        };
-    }
-    Ok(v)
-}
-
-#[inline(never)]
-fn array_value(mut r: Reader<'_>, depth: u32) -> Result<(), Fault> {
-    while r.has_more() {
-        let (f, wt) = r.key()?;
-        match f {
-            1 => {
-                let (m, d) = r.message(wt, "ArrayValue.values", depth)?;
-                any_value(m, d)?;
-            }
-            _ => r.skip(f, wt, depth)?,
-        }
-    }
-    Ok(())
-}
-
-/// A message whose only known field is `repeated KeyValue` number 1 (`KeyValueList`).
-#[inline(never)]
-fn key_values(mut r: Reader<'_>, depth: u32, field: &'static str) -> Result<(), Fault> {
-    while r.has_more() {
-        let (f, wt) = r.key()?;
-        match f {
-            1 => {
-                let (m, d) = r.message(wt, field, depth)?;
-                key_value(m, d)?;
-            }
-            _ => r.skip(f, wt, depth)?,
-        }
-    }
-    Ok(())
-}
-
-fn entity_ref(mut r: Reader<'_>, depth: u32) -> Result<(), Fault> {
-    while r.has_more() {
-        let (f, wt) = r.key()?;
-        match f {
-            1 => r.string(wt, "EntityRef.schema_url").map(|_| ())?,
-            2 => r.string(wt, "EntityRef.type").map(|_| ())?,
-            3 => r.string(wt, "EntityRef.id_keys").map(|_| ())?,
-            4 => r.string(wt, "EntityRef.description_keys").map(|_| ())?,
-            _ => r.skip(f, wt, depth)?,
-        }
-    }
-    Ok(())
-}
-
-fn scope(mut r: Reader<'_>, depth: u32) -> Result<(), Fault> {
-    while r.has_more() {
-        let (f, wt) = r.key()?;
-        match f {
-            1 => r.string(wt, "InstrumentationScope.name").map(|_| ())?,
-            2 => r.string(wt, "InstrumentationScope.version").map(|_| ())?,
-            3 => {
-                let (m, d) = r.message(wt, "InstrumentationScope.attributes", depth)?;
-                key_value(m, d)?;
-            }
-            4 => r
-                .varint_field(wt, "InstrumentationScope.dropped_attributes_count")
-                .map(|_| ())?,
-            _ => r.skip(f, wt, depth)?,
-        }
-    }
-    Ok(())
 }
 
 fn event(mut r: Reader<'_>, depth: u32) -> Result<(), Fault> {
