@@ -8,8 +8,9 @@
 # and lateness: otlpbench's data spans the 5 minutes before generation and is replayed), then
 # execs redwatch, so the listening process run_vs_rotel.sh measures is redwatch itself.
 # A sidecar pinned to $SCRAPE_CORE (default 1, the client core) copies /metrics once a second to
-# $REDWATCH_METRICS_OUT (default <tmpdir>/metrics.txt, printed on stderr), so that
-# `redwatch_late_dropped_total` and `redwatch_spans_accepted_total` can be checked after the run.
+# $REDWATCH_METRICS_DIR/metrics-<redwatch pid>.txt (default dir: the temp dir holding the config;
+# the path is printed on stderr), so that `redwatch_late_dropped_total` and
+# `redwatch_spans_accepted_total` can be checked after the run.
 # Env: REDWATCH_BIN (default: target/release/redwatch of this checkout).
 set -euo pipefail
 
@@ -17,7 +18,8 @@ ADDR=${1:?usage: $0 HOST:PORT}
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 BIN=${REDWATCH_BIN:-$HERE/../target/release/redwatch}
 DIR="$(mktemp -d "${TMPDIR:-/tmp}/otlpbench-redwatch.XXXXXX")"
-OUT=${REDWATCH_METRICS_OUT:-$DIR/metrics.txt}
+mkdir -p "${REDWATCH_METRICS_DIR:=$DIR}"
+OUT="$REDWATCH_METRICS_DIR/metrics-$$.txt"
 
 cat > "$DIR/config.yaml" <<EOF
 receivers:

@@ -4,4 +4,5 @@
 pub mod demo;
 pub mod generate;
 pub mod server;
+pub mod sql_cli;
 pub mod view;

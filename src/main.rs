@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use redwatch::demo::{self, DemoOptions};
 use redwatch::generate::{self, GenerateOptions, Workload};
 use redwatch::server::{Engine, StartOptions};
+use redwatch::sql_cli::{self, OutputFormat, SqlCliError, SqlOptions};
 use redwatch_engine::config::{self, Config};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,6 +67,17 @@ enum Command {
         /// Random seed.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+    },
+    /// Run one SQL query against a running server, or open an interactive SQL shell.
+    Sql {
+        /// The query; without one, an interactive shell opens (statements end with `;`).
+        query: Option<String>,
+        /// Base URL of the server's SQL HTTP API.
+        #[arg(long, default_value = "http://127.0.0.1:7070")]
+        url: String,
+        /// How results are printed.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
     },
     /// Check a config file and print every problem with its path.
     Validate {
@@ -162,6 +174,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             load_config(&cfg)?;
             println!("config ok");
             Ok(())
+        }
+        Command::Sql { query, url, format } => {
+            sql_cli::run(SqlOptions { query, url, format }).map_err(|e| match e {
+                SqlCliError::Usage(m) => Failure::Usage(m),
+                SqlCliError::Runtime(m) => Failure::Runtime(anyhow::anyhow!(m)),
+            })
         }
         Command::Run { cfg } => {
             let cfg = load_config(&cfg)?;

@@ -86,6 +86,7 @@ impl Engine {
         let tables = Arc::new(redwatch_queries::Tables {
             red: red_table.clone(),
             spans: spans_table.clone(),
+            continuous: Arc::new(redwatch_queries::continuous::ContinuousResults::default()),
         });
         let spans_op = redwatch_queries::spans::SpansTableOperator::new(
             spans_table,
@@ -105,7 +106,17 @@ impl Engine {
             },
         )
         .context("starting the query runtime")?;
-        let sinks: Vec<Arc<dyn RedSink>> = vec![prom.clone(), view.clone(), red_table];
+        let exporters_cancel = CancellationToken::new();
+        let mut sinks: Vec<Arc<dyn RedSink>> = vec![prom.clone(), view.clone(), red_table];
+        if !cfg.sql.continuous.is_empty() {
+            sinks.push(redwatch_queries::continuous::start(
+                cfg.sql.continuous.clone(),
+                queries.clone(),
+                tables.continuous.clone(),
+                registry.clone(),
+                exporters_cancel.clone(),
+            ));
+        }
         let red = RedOperator::new(cfg, sinks, &registry);
         let (handle, pipe) = pipeline(
             policy,
@@ -117,7 +128,6 @@ impl Engine {
         let pipeline = tokio::spawn(pipe.run(pipeline_cancel.clone()));
 
         let mut addrs = BTreeMap::new();
-        let exporters_cancel = CancellationToken::new();
         let mut exporters = Vec::new();
         if let Some(p) = &cfg.exporters.prometheus {
             let l = bind("prometheus", p.endpoint, &opts).await?;

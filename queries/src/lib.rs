@@ -23,6 +23,7 @@ use table::{EmptySource, LiveTable, PartitionSource};
 pub struct Tables {
     pub red: Arc<red::RedTable>,
     pub spans: Arc<spans::SpansTable>,
+    pub continuous: Arc<continuous::ContinuousResults>,
 }
 
 impl Tables {
@@ -35,6 +36,7 @@ impl Tables {
                 {
                     "red" => (self.red.clone(), &["window_start", "window_end"]),
                     "spans" => (self.spans.clone(), &["end_time"]),
+                    "continuous_results" => (self.continuous.clone(), &["window_start", "window_end"]),
                     _ => (Arc::new(EmptySource), &[]),
                 };
                 (

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Runs every benchmark BENCHMARKS.md reports, on this machine, and keeps the raw outputs.
+#
+#   benches/run_e2e.sh [--reps N] [--secs S] [--no-criterion] [--no-state] [--no-rotel]
+#
+# Steps (each writes <step>.txt into $OUT, default target/bench-results/<UTC time>/):
+#   1. cargo build --release --bin redwatch
+#   2. criterion: cargo bench --bench decode_aggregate        (pinned to core 0)
+#   3. throughput, uncompressed: cargo bench --bench otlp_load -- --secs S   ×N
+#   4. throughput, gzip:         cargo bench --bench otlp_load -- --secs S --gzip   ×N
+#   5. state per series:         cargo bench --bench otlp_load -- --mode state
+#   6. redwatch vs rotel vs prost: otlpbench's run_vs_rotel.sh with benches/otlpbench_redwatch.sh
+# Then prints the RESULT lines. The machine should be otherwise idle: every figure is a share of
+# one pinned core, and the tables flag other load on the server core.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+REPS=${REPS:-3}
+SECS=${SECS:-15}
+OTLPBENCH=${OTLPBENCH:-/work/shared/tools/otlpbench}
+CRITERION=1 STATE=1 ROTEL=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --reps) REPS=$2; shift 2 ;;
+    --secs) SECS=$2; shift 2 ;;
+    --no-criterion) CRITERION=0; shift ;;
+    --no-state) STATE=0; shift ;;
+    --no-rotel) ROTEL=0; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//; /^set -euo/d'; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+OUT=${OUT:-$ROOT/target/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$OUT"
+log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+cd "$ROOT"
+
+log "building the release binary"
+cargo build --release --bin redwatch 2>&1 | tail -1
+export REDWATCH_BIN="$ROOT/target/release/redwatch"
+cargo bench --no-run --bench decode_aggregate --bench otlp_load 2>&1 | tail -1
+
+if [ "$CRITERION" = 1 ]; then
+  log "criterion decode_aggregate (core 0)"
+  taskset -c 0 cargo bench --bench decode_aggregate 2>&1 | tee "$OUT/criterion.txt" | grep -E 'thrpt|^[a-z_]+/' >&2
+fi
+for rep in $(seq 1 "$REPS"); do
+  log "otlp_load throughput, uncompressed, rep $rep"
+  cargo bench --bench otlp_load -- --secs "$SECS" > "$OUT/throughput-rep$rep.txt"
+  grep '^RESULT' "$OUT/throughput-rep$rep.txt" >&2
+done
+for rep in $(seq 1 "$REPS"); do
+  log "otlp_load throughput, gzip, rep $rep"
+  cargo bench --bench otlp_load -- --secs "$SECS" --gzip > "$OUT/gzip-rep$rep.txt"
+  grep '^RESULT' "$OUT/gzip-rep$rep.txt" >&2
+done
+if [ "$STATE" = 1 ]; then
+  log "otlp_load state per series (about 2 minutes)"
+  cargo bench --bench otlp_load -- --mode state > "$OUT/state.txt"
+  grep '^RESULT' "$OUT/state.txt" >&2
+fi
+if [ "$ROTEL" = 1 ]; then
+  log "otlpbench run_vs_rotel.sh with redwatch"
+  REDWATCH_METRICS_DIR="$OUT/vs-rotel-metrics" \
+    "$OTLPBENCH/run_vs_rotel.sh" --reps "$REPS" --secs "$SECS" \
+    "redwatch=$HERE/otlpbench_redwatch.sh {addr}" 2>&1 | tee "$OUT/vs-rotel.txt" | grep -E '^\||^#' >&2
+  grep -E '^redwatch_(late_dropped|spans_accepted)_total' "$OUT"/vs-rotel-metrics/*.txt >&2 || true
+fi
+log "outputs in $OUT"
+grep -h '^RESULT' "$OUT"/*.txt || true
