@@ -175,12 +175,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
             println!("config ok");
             Ok(())
         }
-        Command::Sql { query, url, format } => {
-            sql_cli::run(SqlOptions { query, url, format }).map_err(|e| match e {
+        Command::Sql { query, url, format } => sql_cli::run(SqlOptions { query, url, format })
+            .map_err(|e| match e {
                 SqlCliError::Usage(m) => Failure::Usage(m),
                 SqlCliError::Runtime(m) => Failure::Runtime(anyhow::anyhow!(m)),
-            })
-        }
+            }),
         Command::Run { cfg } => {
             let cfg = load_config(&cfg)?;
             init_logging("info");

@@ -343,10 +343,9 @@ fn meta_command(cmd: &str, format: &mut OutputFormat) -> MetaCommand {
     match (words.next(), words.next()) {
         (Some("q"), _) => MetaCommand::Quit,
         (Some("?" | "h" | "help"), _) => MetaCommand::Continue(HELP.to_string()),
-        (Some("format"), None) => MetaCommand::Continue(format!(
-            "format: {}",
-            format!("{format:?}").to_lowercase()
-        )),
+        (Some("format"), None) => {
+            MetaCommand::Continue(format!("format: {}", format!("{format:?}").to_lowercase()))
+        }
         (Some("format"), Some(f)) => match OutputFormat::parse(f) {
             Some(f) => {
                 *format = f;
@@ -440,7 +439,9 @@ mod tests {
     #[test]
     fn statements_end_at_semicolons_outside_quotes_and_comments() {
         let mut b = StatementBuffer::default();
-        assert!(b.push_line("SELECT 'a;b' AS \"x;y\", -- not; here").is_empty());
+        assert!(b
+            .push_line("SELECT 'a;b' AS \"x;y\", -- not; here")
+            .is_empty());
         assert!(!b.is_empty());
         assert_eq!(
             b.push_line("  1 /* ; */ FROM red; SELECT 2;"),

@@ -37,7 +37,12 @@ impl PartitionSource for ContinuousResults {
     fn snapshot(&self, filter: &PruneFilter) -> Vec<RecordBatch> {
         self.parts
             .lock()
-            .map(|p| p.iter().filter(|x| filter.may_match(x)).map(|x| x.batch.clone()).collect())
+            .map(|p| {
+                p.iter()
+                    .filter(|x| filter.may_match(x))
+                    .map(|x| x.batch.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -94,7 +99,8 @@ pub struct ContinuousTrigger {
 impl RedSink for ContinuousTrigger {
     fn on_final(&self, rows: &[RedRow]) {
         for r in rows.iter().filter(|r| r.primary && r.first) {
-            if r.start > self.last.load(Ordering::Relaxed) || self.last.load(Ordering::Relaxed) == 0 {
+            if r.start > self.last.load(Ordering::Relaxed) || self.last.load(Ordering::Relaxed) == 0
+            {
                 self.last.store(r.start.max(1), Ordering::Relaxed);
                 if self.tx.try_send((r.start, r.end)).is_err() {
                     self.skipped.inc();
@@ -154,7 +160,8 @@ pub fn start(
                 &[("query", &q.name), ("outcome", "error")],
             );
             // Gauge family names must be 'static; there is one per configured query.
-            let family: &'static str = Box::leak(format!("redwatch_continuous_{}", q.name).into_boxed_str());
+            let family: &'static str =
+                Box::leak(format!("redwatch_continuous_{}", q.name).into_boxed_str());
             (q, ok, failed, family)
         })
         .collect();
@@ -209,7 +216,12 @@ fn rows_as_json(b: &RecordBatch) -> Vec<String> {
 fn export_gauges(registry: &Registry, family: &'static str, b: &RecordBatch, series: &mut usize) {
     let schema = b.schema();
     let label_cols: Vec<usize> = (0..b.num_columns())
-        .filter(|i| matches!(schema.field(*i).data_type(), DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8))
+        .filter(|i| {
+            matches!(
+                schema.field(*i).data_type(),
+                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+            )
+        })
         .collect();
     for row in 0..b.num_rows() {
         let mut labels: Vec<(&'static str, String)> = Vec::new();
@@ -246,7 +258,11 @@ fn export_gauges(registry: &Registry, family: &'static str, b: &RecordBatch, ser
                 *series += 1;
             }
             registry
-                .gauge(family, "Result of a continuous query (sql.continuous), per numeric column.", &l)
+                .gauge(
+                    family,
+                    "Result of a continuous query (sql.continuous), per numeric column.",
+                    &l,
+                )
                 .set(col.value(row));
         }
     }

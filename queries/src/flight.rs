@@ -45,7 +45,7 @@ type DoGetStream = <FlightSql as FlightService>::DoGetStream;
 /// The gRPC status of a query error: the client's fault (bad SQL, unknown column, a write)
 /// → `INVALID_ARGUMENT`, timeout → `DEADLINE_EXCEEDED`, a limit → `RESOURCE_EXHAUSTED`.
 pub fn status_of(e: &QueryError) -> Status {
-    let message = format!("{}: {e}", e.code());
+    let message = format!("[{}] {e}", e.code());
     match e {
         QueryError::InvalidSql(_) | QueryError::InvalidQuery(_) | QueryError::ReadOnly(_) => {
             Status::invalid_argument(message)

@@ -4,12 +4,12 @@
 //! Tables are DataFusion `TableProvider`s over immutable record-batch partitions; a query takes a
 //! snapshot and never blocks the operators that append to them.
 
+pub mod continuous;
 pub mod flight;
 pub mod format;
 pub mod http;
 pub mod red;
 pub mod schema;
-pub mod continuous;
 pub mod session;
 pub mod spans;
 pub mod table;
@@ -36,7 +36,9 @@ impl Tables {
                 {
                     "red" => (self.red.clone(), &["window_start", "window_end"]),
                     "spans" => (self.spans.clone(), &["end_time"]),
-                    "continuous_results" => (self.continuous.clone(), &["window_start", "window_end"]),
+                    "continuous_results" => {
+                        (self.continuous.clone(), &["window_start", "window_end"])
+                    }
                     _ => (Arc::new(EmptySource), &[]),
                 };
                 (

@@ -199,8 +199,16 @@ impl SpansTableOperator {
         b.services = Some(match b.services.take() {
             None => (service.to_string(), service.to_string()),
             Some((lo, hi)) => (
-                if service < lo.as_str() { service.to_string() } else { lo },
-                if service > hi.as_str() { service.to_string() } else { hi },
+                if service < lo.as_str() {
+                    service.to_string()
+                } else {
+                    lo
+                },
+                if service > hi.as_str() {
+                    service.to_string()
+                } else {
+                    hi
+                },
             ),
         });
     }
@@ -293,19 +301,33 @@ mod tests {
             },
         );
         let now = 1_700_000_000_000_000_000u64;
-        let mut spans: Vec<SpanFixture> = (0..4).map(|i| SpanFixture::new("s", &format!("ok{i}"), now, 1.0)).collect();
+        let mut spans: Vec<SpanFixture> = (0..4)
+            .map(|i| SpanFixture::new("s", &format!("ok{i}"), now, 1.0))
+            .collect();
         spans.push(SpanFixture::new("s", "bad", now, 1.0).status(StatusCode::Error));
         let reg = Registry::new();
-        let mut ctx = OpContext { now, watermark: 0, metrics: &reg };
+        let mut ctx = OpContext {
+            now,
+            watermark: 0,
+            metrics: &reg,
+        };
         op.process_batch(&Batch::Spans(span_batch(SourceId(0), 0, &spans)), &mut ctx);
         op.flush(now);
         // 1 error + 2 admitted.
         assert_eq!(table.rows(), 3);
         let rows = table.snapshot(&PruneFilter::default());
-        let names = rows[0].column(3).as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+        let names = rows[0]
+            .column(3)
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .unwrap();
         assert_eq!(names.value(0), "bad");
         // next second: 3 more rows, bounded to 5 by dropping the oldest partition.
-        let mut ctx = OpContext { now: now + 1_000_000_000, watermark: 0, metrics: &reg };
+        let mut ctx = OpContext {
+            now: now + 1_000_000_000,
+            watermark: 0,
+            metrics: &reg,
+        };
         op.process_batch(&Batch::Spans(span_batch(SourceId(0), 0, &spans)), &mut ctx);
         op.flush(now + 1_000_000_000);
         assert_eq!(table.rows(), 3);

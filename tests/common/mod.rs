@@ -75,6 +75,8 @@ pub fn test_config() -> Config {
         .as_mut()
         .expect("Prometheus exporter on by default")
         .endpoint = any;
+    cfg.sql.http_endpoint = Some(any);
+    cfg.sql.flight_endpoint = None;
     cfg.windows.size = WINDOW;
     cfg.windows.rollups = Vec::new();
     cfg.windows.max_out_of_orderness = Duration::ZERO;

@@ -38,6 +38,7 @@ receivers:
 windows: { size: 1s, rollups: [], max_out_of_orderness: 0s, allowed_lateness: 5s, idle_timeout: 1s }
 exporters:
   prometheus: { endpoint: 127.0.0.1:0 }
+sql: { http_endpoint: 127.0.0.1:0, flight_endpoint: 127.0.0.1:0 }
 """
 
 
