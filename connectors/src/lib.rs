@@ -3,6 +3,7 @@
 //! Connectors translate protocols; they never aggregate.
 
 pub mod otlp;
+pub mod otlp_exporter;
 pub mod prometheus;
 
 use std::net::SocketAddr;

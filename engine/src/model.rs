@@ -189,7 +189,10 @@ impl SpanBatch {
         if len >= ARENA_BIT as usize || end > u32::MAX as usize {
             return Err(StrError::OutOfBounds);
         }
-        std::str::from_utf8(bytes).map_err(|_| StrError::InvalidUtf8)?;
+        // Names are nearly always ASCII; `is_ascii` is a word-at-a-time check.
+        if !bytes.is_ascii() {
+            std::str::from_utf8(bytes).map_err(|_| StrError::InvalidUtf8)?;
+        }
         Ok(StrRef {
             start: start as u32,
             len: len as u32,

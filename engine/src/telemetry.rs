@@ -177,6 +177,15 @@ impl Registry {
             .unwrap_or(0.0)
     }
 
+    /// Whether `name{labels}` is registered.
+    pub fn contains(&self, name: &str, labels: &[(&str, &str)]) -> bool {
+        self.families.get(name).is_some_and(|fam| {
+            fam.series.iter().any(|(l, _)| {
+                l.len() == labels.len() && l.iter().zip(labels).all(|(a, b)| a.0 == b.0 && a.1 == b.1)
+            })
+        })
+    }
+
     /// Sum of `name` over all label sets.
     pub fn total(&self, name: &str) -> f64 {
         self.families

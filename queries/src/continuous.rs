@@ -250,7 +250,7 @@ fn export_gauges(registry: &Registry, family: &'static str, b: &RecordBatch, ser
             }
             let mut l: Vec<(&'static str, &str)> = vec![("column", f.name().as_str())];
             l.extend(labels.iter().map(|(k, v)| (*k, v.as_str())));
-            let known = registry.value(family, &l) != 0.0;
+            let known = registry.contains(family, &l);
             if !known && *series >= MAX_SERIES_PER_QUERY {
                 continue;
             }

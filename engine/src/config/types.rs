@@ -34,6 +34,61 @@ pub struct Config {
 pub struct ReceiversConfig {
     /// The OTLP receivers (gRPC and HTTP).
     pub otlp: OtlpReceiverConfig,
+    /// Consume OTLP export requests from Kafka topics; absent = no Kafka source. Needs the
+    /// `kafka` cargo feature (on by default).
+    pub kafka: Option<KafkaReceiverConfig>,
+}
+
+/// How a Kafka message's value is encoded: one OTLP export request per message, as the
+/// OpenTelemetry Collector's kafka exporter writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaEncoding {
+    /// Protobuf `Export*ServiceRequest`.
+    #[default]
+    OtlpProto,
+    /// OTLP/JSON `Export*ServiceRequest`.
+    OtlpJson,
+}
+
+/// The Kafka source (DESIGN.md, "Kafka"): each assigned partition is one event-time source;
+/// offsets are committed only up to messages whose windows have all been purged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaReceiverConfig {
+    /// Bootstrap brokers, `host:port`.
+    pub brokers: Vec<String>,
+    /// Topic carrying `ExportTraceServiceRequest` messages.
+    pub traces_topic: String,
+    /// Topic carrying `ExportMetricsServiceRequest` messages (counted like OTLP metrics);
+    /// `null` = not subscribed.
+    pub metrics_topic: Option<String>,
+    /// Consumer group; instances in one group split the partitions.
+    pub group_id: String,
+    /// `client.id` reported to the brokers.
+    pub client_id: String,
+    /// Encoding of the message values.
+    pub encoding: KafkaEncoding,
+    /// Undecodable messages are copied here (with the reason in a header); `null` = only counted.
+    pub dead_letter_topic: Option<String>,
+    /// Extra librdkafka properties passed through as they are (security, tuning), e.g.
+    /// `security.protocol: SASL_SSL`. They override redwatch's own settings.
+    pub librdkafka: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for KafkaReceiverConfig {
+    fn default() -> Self {
+        Self {
+            brokers: vec!["127.0.0.1:9092".to_string()],
+            traces_topic: "otlp_spans".to_string(),
+            metrics_topic: Some("otlp_metrics".to_string()),
+            group_id: "redwatch".to_string(),
+            client_id: "redwatch".to_string(),
+            encoding: KafkaEncoding::OtlpProto,
+            dead_letter_topic: None,
+            librdkafka: std::collections::BTreeMap::new(),
+        }
+    }
 }
 
 /// OTLP receivers. Set a protocol to `null` to disable it.
@@ -197,12 +252,172 @@ impl Dimension {
 pub struct ExportersConfig {
     /// Prometheus exposition of RED and self-metrics; `null` disables it.
     pub prometheus: Option<PrometheusConfig>,
+    /// OTLP export of anomaly and prediction spans (and RED metrics); absent = no OTLP export.
+    pub otlp: Option<OtlpExporterConfig>,
 }
 
 impl Default for ExportersConfig {
     fn default() -> Self {
         ExportersConfig {
             prometheus: Some(PrometheusConfig::default()),
+            otlp: None,
+        }
+    }
+}
+
+/// OTLP exporter (to Jaeger, a Collector or any OTLP backend).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpExporterConfig {
+    /// Base URL of the receiver, e.g. `http://127.0.0.1:14317` (gRPC) or `http://host:4318`
+    /// (HTTP; `/v1/traces` is appended).
+    pub endpoint: String,
+    /// `grpc` or `http/protobuf`.
+    pub protocol: OtlpProtocol,
+    /// Extra headers (gRPC metadata) sent with every export, e.g. an authorization token.
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// `gzip` or `none`.
+    pub compression: OtlpCompression,
+    /// How records are grouped into export requests.
+    pub batch: OtlpBatchConfig,
+    /// Records that may wait for export; beyond it new ones are dropped and counted
+    /// (`redwatch_export_dropped_total`), the operators never wait.
+    pub queue_size: usize,
+    /// Retries of retryable failures (gRPC UNAVAILABLE, RESOURCE_EXHAUSTED, …; HTTP 429, 502,
+    /// 503, 504, connection errors), exponential backoff with jitter.
+    pub retry: OtlpRetryConfig,
+    /// Aggregation temporality of exported RED metrics: `delta` or `cumulative`.
+    pub temporality: OtlpTemporality,
+}
+
+impl Default for OtlpExporterConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: "http://127.0.0.1:14317".to_string(),
+            protocol: OtlpProtocol::Grpc,
+            headers: std::collections::BTreeMap::new(),
+            compression: OtlpCompression::Gzip,
+            batch: OtlpBatchConfig::default(),
+            queue_size: 10_000,
+            retry: OtlpRetryConfig::default(),
+            temporality: OtlpTemporality::Delta,
+        }
+    }
+}
+
+impl OtlpExporterConfig {
+    /// Every problem of this section, as (dotted path, message); `path` is where the section
+    /// sits (`exporters.otlp`). Pure.
+    pub fn validate(&self, path: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut bad = |key: &str, msg: &str| out.push((format!("{path}.{key}"), msg.to_string()));
+        if !(self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://"))
+            || self.endpoint.len() <= "https://".len()
+        {
+            bad("endpoint", "must be an http:// or https:// URL");
+        }
+        if self.batch.max_size == 0 {
+            bad("batch.max_size", "must be at least 1");
+        }
+        if self.batch.timeout.is_zero() {
+            bad("batch.timeout", "must be greater than 0");
+        }
+        if self.queue_size == 0 {
+            bad("queue_size", "must be at least 1");
+        }
+        if self.retry.initial_interval.is_zero() {
+            bad("retry.initial_interval", "must be greater than 0");
+        }
+        if self.retry.max_interval < self.retry.initial_interval {
+            bad("retry.max_interval", "must be at least retry.initial_interval");
+        }
+        for k in self.headers.keys() {
+            let valid = !k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if !valid {
+                bad(&format!("headers.{k}"), "is not a valid header name");
+            }
+        }
+        out
+    }
+}
+
+/// OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum OtlpProtocol {
+    /// OTLP/gRPC (`TraceService/Export`).
+    #[default]
+    #[serde(rename = "grpc")]
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies (`POST /v1/traces`).
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+}
+
+/// Request compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OtlpCompression {
+    /// gzip.
+    #[default]
+    Gzip,
+    /// Uncompressed.
+    None,
+}
+
+/// Aggregation temporality of exported sums and histograms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OtlpTemporality {
+    /// Each point carries one window's delta.
+    #[default]
+    Delta,
+    /// Each point carries the running total since start.
+    Cumulative,
+}
+
+/// Batching of the OTLP exporter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpBatchConfig {
+    /// Records (spans) per export request at most.
+    pub max_size: usize,
+    /// A partial batch is sent after waiting this long.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for OtlpBatchConfig {
+    fn default() -> Self {
+        Self {
+            max_size: 512,
+            timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Retry policy of the OTLP exporter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpRetryConfig {
+    /// Wait before the first retry; doubled after each failure (with jitter).
+    #[serde(with = "humantime_serde")]
+    pub initial_interval: Duration,
+    /// Longest wait between two attempts.
+    #[serde(with = "humantime_serde")]
+    pub max_interval: Duration,
+    /// A batch still failing after this long is dropped and counted.
+    #[serde(with = "humantime_serde")]
+    pub max_elapsed_time: Duration,
+}
+
+impl Default for OtlpRetryConfig {
+    fn default() -> Self {
+        Self {
+            initial_interval: Duration::from_secs(1),
+            max_interval: Duration::from_secs(30),
+            max_elapsed_time: Duration::from_secs(300),
         }
     }
 }
