@@ -20,6 +20,40 @@ struct Spec {
     emitted: Arc<Counter>,
 }
 
+impl Spec {
+    /// Advances this spec's windows to `wm`, handing each emitted entry to `also` and the final
+    /// rows to the sinks.
+    fn advance(
+        &mut self,
+        wm: UnixNanos,
+        primary: bool,
+        series: &SeriesRegistry,
+        sinks: &[Arc<dyn RedSink>],
+        mut also: impl FnMut(&Emitted<'_, SeriesId, RedAgg>),
+    ) {
+        let mut rows = Vec::new();
+        let mut windows = 0u64;
+        let mut last_first = None;
+        let (label, size) = (self.label.clone(), self.store.size_ns());
+        self.store.advance(wm, |e| {
+            also(&e);
+            if e.window_first && last_first != Some(e.start) {
+                last_first = Some(e.start);
+                windows += 1;
+            }
+            if let Some(row) = final_row(&label, size, primary, series, &e) {
+                rows.push(row);
+            }
+        });
+        self.emitted.add(windows);
+        if !rows.is_empty() {
+            for s in sinks {
+                s.on_final(&rows);
+            }
+        }
+    }
+}
+
 struct Counters {
     late: Arc<Counter>,
     overflow_spans: Arc<Counter>,
@@ -173,50 +207,15 @@ impl RedOperator {
             sinks,
             ..
         } = self;
-        let mut rows = Vec::new();
-        let mut windows = 0u64;
-        let mut last_first = None;
-        let (label, size) = (primary.label.clone(), primary.store.size_ns());
-        primary.store.advance(wm, |e| {
+        // The primary spec's deltas feed the rollups before those advance themselves.
+        primary.advance(wm, true, series, sinks, |e| {
             for r in rollups.iter_mut() {
                 // Cannot be late: a rollup window outlives every primary window inside it.
                 let _ = r.store.merge(e.start, e.key, e.delta);
             }
-            if e.window_first && last_first != Some(e.start) {
-                last_first = Some(e.start);
-                windows += 1;
-            }
-            if let Some(row) = final_row(&label, size, true, series, &e) {
-                rows.push(row);
-            }
         });
-        primary.emitted.add(windows);
-        if !rows.is_empty() {
-            for s in sinks.iter() {
-                s.on_final(&rows);
-            }
-        }
         for r in rollups.iter_mut() {
-            let mut rows = Vec::new();
-            let mut windows = 0u64;
-            let mut last_first = None;
-            let size = r.store.size_ns();
-            let label = r.label.clone();
-            r.store.advance(wm, |e| {
-                if e.window_first && last_first != Some(e.start) {
-                    last_first = Some(e.start);
-                    windows += 1;
-                }
-                if let Some(row) = final_row(&label, size, false, series, &e) {
-                    rows.push(row);
-                }
-            });
-            r.emitted.add(windows);
-            if !rows.is_empty() {
-                for s in sinks.iter() {
-                    s.on_final(&rows);
-                }
-            }
+            r.advance(wm, false, series, sinks, |_| {});
         }
     }
 
