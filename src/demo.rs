@@ -108,7 +108,8 @@ pub async fn run(cfg: Config, opts: DemoOptions) -> anyhow::Result<()> {
         } else {
             format!("injected incidents now: {}", active.join(", "))
         });
-        let text = render(&head, &engine.view.top(opts.top), &notes);
+        let mut text = render(&head, &engine.view.top(opts.top), &notes);
+        text.push_str(&engine.view.render_anomalies(5));
         let mut out = std::io::stdout().lock();
         if tty {
             let _ = write!(out, "\x1b[H\x1b[2J{text}");

@@ -1,6 +1,7 @@
 //! The `redwatch` application: engine assembly, the demo, the workload generator and the live
 //! view. `main.rs` holds only the command line.
 
+pub mod anomaly_sink;
 pub mod demo;
 pub mod generate;
 pub mod server;

@@ -131,25 +131,24 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| Failure::Runtime(e.into()))
 }
 
-async fn wait_for_shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Resolves on SIGTERM or Ctrl-C. The handlers are installed when this is called, so call it
+/// before binding listeners: a signal that arrives right after the `listening` lines must find
+/// them in place rather than kill the process.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            if let Some(mut term) = term {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
                 }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+                return;
+            }
         }
-    }
-    #[cfg(not(unix))]
-    {
         let _ = ctrl_c.await;
     }
 }
@@ -184,12 +183,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let cfg = load_config(&cfg)?;
             init_logging("info");
             runtime()?.block_on(async {
+                let signal = shutdown_signal();
                 let mut engine = Engine::start(&cfg, StartOptions::default())
                     .await
                     .map_err(Failure::Runtime)?;
                 tracing::info!("redwatch {} running", env!("CARGO_PKG_VERSION"));
                 let result = tokio::select! {
-                    _ = wait_for_shutdown_signal() => Ok(()),
+                    _ = signal => Ok(()),
                     e = engine.failed() => Err(Failure::Runtime(e)),
                 };
                 tracing::info!("shutting down: receivers, then operators, then exporters");
@@ -227,8 +227,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             runtime()?.block_on(async {
                 let cancel = CancellationToken::new();
                 let c = cancel.clone();
+                let signal = shutdown_signal();
                 tokio::spawn(async move {
-                    wait_for_shutdown_signal().await;
+                    signal.await;
                     c.cancel();
                 });
                 let mut workload = Workload::new(seed, redwatch_engine::time::wall_clock());

@@ -83,10 +83,16 @@ impl Engine {
             max_bytes: cfg.sql.max_table_bytes.as_u64() as usize,
         });
         let spans_table = Arc::new(redwatch_queries::spans::SpansTable::default());
+        let signal_tables = redwatch_queries::anomalies::SignalTableSettings {
+            retention_ns: cfg.sql.retention.as_nanos() as u64,
+            ..Default::default()
+        };
         let tables = Arc::new(redwatch_queries::Tables {
             red: red_table.clone(),
             spans: spans_table.clone(),
             continuous: Arc::new(redwatch_queries::continuous::ContinuousResults::default()),
+            anomalies: redwatch_queries::anomalies::AnomaliesTable::new(signal_tables),
+            predictions: redwatch_queries::anomalies::PredictionsTable::new(signal_tables),
         });
         let spans_op = redwatch_queries::spans::SpansTableOperator::new(
             spans_table,
@@ -117,6 +123,42 @@ impl Engine {
                 exporters_cancel.clone(),
             ));
         }
+        // ---- anomaly detection, prediction and OTLP export (issue 6) ----
+        let mut otlp_task = None;
+        let otlp_exporter = match &cfg.exporters.otlp {
+            Some(o) => {
+                let problems = o.validate("exporters.otlp");
+                if !problems.is_empty() {
+                    let list: Vec<String> =
+                        problems.iter().map(|(p, m)| format!("{p}: {m}")).collect();
+                    anyhow::bail!("invalid config: {}", list.join("; "));
+                }
+                let (h, task) = redwatch_connectors::otlp_exporter::start(
+                    o,
+                    &registry,
+                    exporters_cancel.clone(),
+                )
+                .context("OTLP exporter")?;
+                otlp_task = Some(tokio::spawn(async move {
+                    task.await;
+                    Ok(())
+                }));
+                Some(h)
+            }
+            None => None,
+        };
+        if cfg.anomaly.enabled || cfg.forecast.enabled {
+            let sink = crate::anomaly_sink::AnomalySink::new(
+                cfg,
+                otlp_exporter,
+                tables.anomalies.clone(),
+                tables.predictions.clone(),
+                registry.clone(),
+            );
+            view.set_anomaly_board(sink.board());
+            sinks.push(sink);
+        }
+        // ---- end of issue 6 block ----
         let red = RedOperator::new(cfg, sinks, &registry);
         let (handle, pipe) = pipeline(
             policy,
@@ -129,6 +171,7 @@ impl Engine {
 
         let mut addrs = BTreeMap::new();
         let mut exporters = Vec::new();
+        exporters.extend(otlp_task); // the OTLP exporter (issue 6 block above)
         if let Some(p) = &cfg.exporters.prometheus {
             let l = bind("prometheus", p.endpoint, &opts).await?;
             addrs.insert("prometheus", l.local_addr()?);
@@ -202,6 +245,30 @@ impl Engine {
                     .context("OTLP HTTP receiver")
             }));
         }
+        // ---- Kafka source (issue 4) -------------------------------------------------------
+        #[cfg(feature = "kafka")]
+        if let Some(k) = &cfg.receivers.kafka {
+            let (_kafka_source, task) = redwatch_connectors::kafka::KafkaSource::start(
+                k,
+                handle.clone(),
+                settings.clone(),
+                registry.clone(),
+                receivers_cancel.clone(),
+            )
+            .context("starting the Kafka source")?;
+            // TODO(lead): `_kafka_source.ready()` belongs in `/readyz`.
+            receivers.push(tokio::spawn(async move {
+                task.await
+                    .map_err(|e| anyhow::anyhow!("Kafka source task failed: {e}"))
+            }));
+        }
+        #[cfg(not(feature = "kafka"))]
+        if cfg.receivers.kafka.is_some() {
+            anyhow::bail!(
+                "receivers.kafka is set but this redwatch was built without the `kafka` feature"
+            );
+        }
+        // ---- end Kafka source --------------------------------------------------------------
         Ok(Engine {
             addrs,
             registry,

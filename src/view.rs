@@ -1,6 +1,7 @@
 //! The live RED view of `redwatch demo`: keeps the latest result of every series of the primary
 //! window spec and renders the top series as a terminal table or a plain-text summary.
 
+use crate::anomaly_sink::AnomalyBoard;
 use redwatch_engine::model::UnixNanos;
 use redwatch_engine::telemetry::Registry;
 use redwatch_operators::red::{RedRow, RedSink, SeriesKey};
@@ -50,6 +51,8 @@ struct State {
 #[derive(Default)]
 pub struct LiveView {
     state: Mutex<State>,
+    /// Open incidents and forecasts, when anomaly detection runs.
+    anomaly_board: std::sync::OnceLock<Arc<AnomalyBoard>>,
 }
 
 impl LiveView {
@@ -76,6 +79,19 @@ impl LiveView {
         });
         rows.truncate(n);
         rows
+    }
+
+    /// Shows `board`'s open anomalies and forecasts (set once, by the engine).
+    pub fn set_anomaly_board(&self, board: Arc<AnomalyBoard>) {
+        let _ = self.anomaly_board.set(board);
+    }
+
+    /// The open-anomalies and forecasts section ("" when detection is off).
+    pub fn render_anomalies(&self, n: usize) -> String {
+        self.anomaly_board
+            .get()
+            .map(|b| render_anomalies(b, n))
+            .unwrap_or_default()
     }
 
     /// Number of series with a closed window.
@@ -208,6 +224,57 @@ pub fn render(h: &Headline, rows: &[ViewRow], notes: &[String]) -> String {
     }
     if rows.is_empty() {
         out.push_str("(waiting for the first spans)\n");
+    }
+    out
+}
+
+/// Renders the open anomalies (worst first) and notable forecasts, at most `n` lines each.
+pub fn render_anomalies(board: &AnomalyBoard, n: usize) -> String {
+    let mut out = String::new();
+    let open = board.open(n);
+    let _ = writeln!(out, "\nOPEN ANOMALIES ({})", board.open_count());
+    if open.is_empty() {
+        out.push_str("  none\n");
+    }
+    for a in &open {
+        let _ = writeln!(
+            out,
+            "  {:<8} {:<14} {:<30} {:<15} value {:>9.2} expected {:.2}–{:.2}  score {:.1}  {} since {}",
+            a.severity.as_str(),
+            truncate(&a.series.service_name, 14),
+            truncate(&a.series.span_name, 30),
+            a.signal,
+            a.value,
+            a.expected_min,
+            a.expected_max,
+            a.score,
+            a.incident_state.as_str(),
+            fmt_window(a.window_start)
+        );
+    }
+    let fc = board.notable_forecasts(n);
+    let _ = writeln!(out, "FORECASTS (trend changes, threshold crossings)");
+    if fc.is_empty() {
+        out.push_str("  none\n");
+    }
+    for p in &fc {
+        let ttt = p
+            .time_to_threshold_ms
+            .map(|t| format!("  threshold in {:.0}s", t as f64 / 1000.0))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {:<14} {:<30} {:<15} → {:>9.2} [{:.2}, {:.2}] in {:.0}s ({}){}",
+            truncate(&p.series.service_name, 14),
+            truncate(&p.series.span_name, 30),
+            p.signal,
+            p.value,
+            p.lower,
+            p.upper,
+            p.horizon_ms as f64 / 1000.0,
+            p.method,
+            ttt
+        );
     }
     out
 }

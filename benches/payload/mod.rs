@@ -815,7 +815,7 @@ impl Generator {
                             format!(
                                 "{ty}: {msg}\n\tat com.shop.{pkg}.{cls}.call({cls}.java:{line})\n\tat com.shop.{pkg}.Dispatcher.handle(Dispatcher.java:141)\n\tat org.springframework.web.servlet.FrameworkServlet.service(FrameworkServlet.java:885)",
                                 pkg = service.name.replace('-', ""),
-                                cls = title(*one_of(rng, &RESOURCES)) + "Client",
+                                cls = title(one_of::<&str>(rng, &RESOURCES)) + "Client",
                                 line = rng.random_range(30..700),
                             ),
                         ),

@@ -2,6 +2,8 @@
 //! `otlp/` (gRPC and HTTP receivers, decoders), `prometheus/` (the `/metrics` endpoint).
 //! Connectors translate protocols; they never aggregate.
 
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod otlp;
 pub mod otlp_exporter;
 pub mod prometheus;

@@ -4,6 +4,7 @@
 //! Tables are DataFusion `TableProvider`s over immutable record-batch partitions; a query takes a
 //! snapshot and never blocks the operators that append to them.
 
+pub mod anomalies;
 pub mod continuous;
 pub mod flight;
 pub mod format;
@@ -24,6 +25,8 @@ pub struct Tables {
     pub red: Arc<red::RedTable>,
     pub spans: Arc<spans::SpansTable>,
     pub continuous: Arc<continuous::ContinuousResults>,
+    pub anomalies: Arc<anomalies::AnomaliesTable>,
+    pub predictions: Arc<anomalies::PredictionsTable>,
 }
 
 impl Tables {
@@ -36,6 +39,8 @@ impl Tables {
                 {
                     "red" => (self.red.clone(), &["window_start", "window_end"]),
                     "spans" => (self.spans.clone(), &["end_time"]),
+                    "anomalies" => (self.anomalies.clone(), &["window_start", "window_end"]),
+                    "predictions" => (self.predictions.clone(), &["window_end"]),
                     "continuous_results" => {
                         (self.continuous.clone(), &["window_start", "window_end"])
                     }

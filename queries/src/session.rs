@@ -148,9 +148,13 @@ impl QueryEngine {
             .with_memory_pool(Arc::new(GreedyMemoryPool::new(self.limits.memory_bytes)))
             .build_arc()
             .map_err(QueryError::from_df)?;
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_target_partitions(2)
             .with_information_schema(true);
+        // DataFusion reserves this much up front for merging sorted runs; a fixed 10 MiB would
+        // make every ORDER BY fail under a small per-query memory limit.
+        config.options_mut().execution.sort_spill_reservation_bytes =
+            (self.limits.memory_bytes / 8).min(10 << 20);
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         for (name, t) in self.tables.iter() {
             ctx.register_table(name.as_str(), t.clone())
@@ -247,7 +251,18 @@ impl QueryEngine {
                 Err(_) => Err(QueryError::Timeout(limits.timeout)),
             }
         });
-        task.await
-            .map_err(|e| QueryError::Failed(format!("query task ended abnormally: {e}")))?
+        // The timeout above only fires when the query yields; a CPU-bound operator that does not
+        // is cut off here, on the caller's runtime: the client gets its 408 on time and the task
+        // is aborted at its next yield point.
+        let grace = self.limits.timeout + Duration::from_millis(250);
+        let abort = task.abort_handle();
+        match tokio::time::timeout(grace, task).await {
+            Ok(joined) => joined
+                .map_err(|e| QueryError::Failed(format!("query task ended abnormally: {e}")))?,
+            Err(_) => {
+                abort.abort();
+                Err(QueryError::Timeout(self.limits.timeout))
+            }
+        }
     }
 }

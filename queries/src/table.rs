@@ -128,16 +128,16 @@ impl PruneFilter {
                     }
                 }
             }
-            Expr::InList(l) if !l.negated => {
-                if column_name(&l.expr).as_deref() == Some("service_name") {
-                    let vals: Option<Vec<String>> = l
-                        .list
-                        .iter()
-                        .map(|e| literal(e).and_then(|v| string(&v)))
-                        .collect();
-                    if let Some(v) = vals {
-                        self.services = Some(v);
-                    }
+            Expr::InList(l)
+                if !l.negated && column_name(&l.expr).as_deref() == Some("service_name") =>
+            {
+                let vals: Option<Vec<String>> = l
+                    .list
+                    .iter()
+                    .map(|e| literal(e).and_then(|v| string(&v)))
+                    .collect();
+                if let Some(v) = vals {
+                    self.services = Some(v);
                 }
             }
             _ => {}

@@ -82,7 +82,10 @@ fn parse(path: &Path, text: &str) -> Result<Vec<Case>, String> {
                 while end < lines.len() && is_table_line(lines[end]) {
                     end += 1;
                 }
-                let table = lines[start..end].iter().map(|l| l[3..].to_string()).collect();
+                let table = lines[start..end]
+                    .iter()
+                    .map(|l| l[3..].to_string())
+                    .collect();
                 expected = Some(Expected::Table(table));
                 table_lines = Some((start, end));
                 i = end;
@@ -94,7 +97,10 @@ fn parse(path: &Path, text: &str) -> Result<Vec<Case>, String> {
                 i += 1;
             } else {
                 if expected.is_some() {
-                    return Err(format!("{}: SQL after the expected block of case {name}", at(i)));
+                    return Err(format!(
+                        "{}: SQL after the expected block of case {name}",
+                        at(i)
+                    ));
                 }
                 sql.push_str(l);
                 sql.push('\n');
@@ -211,9 +217,10 @@ fn sql_case_files() {
                     got.join("\n"),
                     case.sql
                 )),
-                (Expected::Table(_), Err(e)) => {
-                    failures.push(format!("{place}: query failed: {e}\n--- query\n{}", case.sql))
-                }
+                (Expected::Table(_), Err(e)) => failures.push(format!(
+                    "{place}: query failed: {e}\n--- query\n{}",
+                    case.sql
+                )),
                 (Expected::Error(want), Err(e)) if e.contains(want.as_str()) => {}
                 (Expected::Error(want), Err(e)) => failures.push(format!(
                     "{place}: error message `{e}` does not contain `{want}`"

@@ -261,7 +261,8 @@ impl Worker {
                 }
             }
             if Instant::now() >= until {
-                let lost: u64 = chunk.iter().chain(left.by_ref()).map(span_count).sum();
+                let lost: u64 = chunk.iter().map(span_count).sum::<u64>()
+                    + left.by_ref().map(|rs| span_count(&rs)).sum::<u64>();
                 self.metrics.failed("shutdown", lost);
                 return;
             }
@@ -305,7 +306,9 @@ impl Worker {
                     let rejected = (rejected.max(0) as u64).min(n);
                     self.metrics.sent.add(n - rejected);
                     if rejected > 0 {
-                        tracing::warn!("OTLP export: the destination rejected {rejected} of {n} spans");
+                        tracing::warn!(
+                            "OTLP export: the destination rejected {rejected} of {n} spans"
+                        );
                         self.metrics.failed("rejected", rejected);
                     }
                     return Sent::Done;

@@ -181,10 +181,7 @@ impl Transport {
                     let mut e = GzEncoder::new(Vec::new(), flate2::Compression::fast());
                     e.write_all(&body)
                         .and_then(|_| e.finish())
-                        .map(|b| {
-                            rb.header(reqwest::header::CONTENT_ENCODING, "gzip")
-                                .body(b)
-                        })
+                        .map(|b| rb.header(reqwest::header::CONTENT_ENCODING, "gzip").body(b))
                         .map_err(|e| SendError::BadAnswer(format!("gzip: {e}")))?
                 } else {
                     rb.body(body)

@@ -329,7 +329,10 @@ impl OtlpExporterConfig {
             bad("retry.initial_interval", "must be greater than 0");
         }
         if self.retry.max_interval < self.retry.initial_interval {
-            bad("retry.max_interval", "must be at least retry.initial_interval");
+            bad(
+                "retry.max_interval",
+                "must be at least retry.initial_interval",
+            );
         }
         for k in self.headers.keys() {
             let valid = !k.is_empty()

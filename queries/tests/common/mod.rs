@@ -6,6 +6,7 @@
 //! helpers that build an engine over it. Must not: assert anything (the tests do).
 #![allow(dead_code)] // each test binary uses part of it
 
+use datafusion::catalog::TableProvider;
 use redwatch_engine::config::{Config, Dimension};
 use redwatch_engine::fixtures::{span_batch, SpanFixture};
 use redwatch_engine::telemetry::Registry;
@@ -69,24 +70,88 @@ pub fn window_spans(w: u64) -> Vec<SpanFixture> {
     for k in 0..3 + w % 3 {
         let status = if k == 0 && w == 7 { Error } else { Unset };
         let d = 10.0 * (k + 1) as f64;
-        out.push(span(Some("frontend"), "GET /", Server, status, at(s + 1, k * 100), d, Some("GET")));
+        out.push(span(
+            Some("frontend"),
+            "GET /",
+            Server,
+            status,
+            at(s + 1, k * 100),
+            d,
+            Some("GET"),
+        ));
     }
-    out.push(span(Some("cart"), "GET /cart", Server, Unset, at(s + 2, 0), 4.0, Some("GET")));
-    out.push(span(Some("cart"), "GET /cart", Server, Unset, at(s + 2, 500), 8.0, Some("GET")));
+    out.push(span(
+        Some("cart"),
+        "GET /cart",
+        Server,
+        Unset,
+        at(s + 2, 0),
+        4.0,
+        Some("GET"),
+    ));
+    out.push(span(
+        Some("cart"),
+        "GET /cart",
+        Server,
+        Unset,
+        at(s + 2, 500),
+        8.0,
+        Some("GET"),
+    ));
     if w == 3 || w == 4 {
-        out.push(span(Some("cart"), "GET /cart", Server, Error, at(s + 4, 0), 400.0, Some("GET")));
+        out.push(span(
+            Some("cart"),
+            "GET /cart",
+            Server,
+            Error,
+            at(s + 4, 0),
+            400.0,
+            Some("GET"),
+        ));
     }
     if w % 2 == 0 {
-        let f = span(Some("cart"), "POST /cart", Server, Ok, at(s + 5, 0), 25.0, Some("POST"));
+        let f = span(
+            Some("cart"),
+            "POST /cart",
+            Server,
+            Ok,
+            at(s + 5, 0),
+            25.0,
+            Some("POST"),
+        );
         out.push(if w == 10 { f.weight(4.0) } else { f });
     }
     let d = 100.0 + 10.0 * w as f64;
-    out.push(span(Some("checkout"), "POST /checkout", Server, Unset, at(s + 6, 0), d, Some("POST")));
+    out.push(span(
+        Some("checkout"),
+        "POST /checkout",
+        Server,
+        Unset,
+        at(s + 6, 0),
+        d,
+        Some("POST"),
+    ));
     let status = if w % 4 == 0 { Error } else { Unset };
-    out.push(span(Some("checkout"), "POST /checkout", Server, status, at(s + 7, 0), 300.0, Some("POST")));
+    out.push(span(
+        Some("checkout"),
+        "POST /checkout",
+        Server,
+        status,
+        at(s + 7, 0),
+        300.0,
+        Some("POST"),
+    ));
     let status = if w == 11 { Error } else { Unset };
     let d = 200.0 + 10.0 * w as f64;
-    out.push(span(Some("checkout"), "charge", Client, status, at(s + 8, 0), d, None));
+    out.push(span(
+        Some("checkout"),
+        "charge",
+        Client,
+        status,
+        at(s + 8, 0),
+        d,
+        None,
+    ));
     if w == 0 {
         out.push(span(None, "ping", Internal, Unset, at(s + 9, 0), 1.0, None));
     }
@@ -113,9 +178,25 @@ pub fn after_watermark_spans() -> Vec<SpanFixture> {
     )];
     for k in 0..3u64 {
         let d = 10.0 * (k + 1) as f64;
-        out.push(span(Some("frontend"), "GET /", Server, Unset, at(121 + k, 0), d, Some("GET")));
+        out.push(span(
+            Some("frontend"),
+            "GET /",
+            Server,
+            Unset,
+            at(121 + k, 0),
+            d,
+            Some("GET"),
+        ));
     }
-    out.push(span(Some("checkout"), "POST /checkout", Server, Unset, at(124, 0), 50.0, Some("POST")));
+    out.push(span(
+        Some("checkout"),
+        "POST /checkout",
+        Server,
+        Unset,
+        at(124, 0),
+        50.0,
+        Some("POST"),
+    ));
     out
 }
 
@@ -172,13 +253,20 @@ pub fn limits() -> QueryLimits {
     }
 }
 
-/// A query engine over every live table, `red` being `table` (the others empty).
-pub fn engine(table: Arc<RedTable>, limits: QueryLimits) -> QueryEngine {
-    // Only `red` has data here; the other producers' tables stay empty.
-    let tables = Tables {
+/// Every live table as a provider, `red` being `table`; the other producers' tables are empty
+/// (the one place that spells out `Tables`' fields).
+pub fn providers(table: Arc<RedTable>) -> Vec<(String, Arc<dyn TableProvider>)> {
+    Tables {
         red: table,
         spans: Default::default(),
         continuous: Default::default(),
-    };
-    QueryEngine::new(tables.providers(), limits).expect("query runtime starts")
+        anomalies: Default::default(),
+        predictions: Default::default(),
+    }
+    .providers()
+}
+
+/// A query engine over every live table, `red` being `table` (the others empty).
+pub fn engine(table: Arc<RedTable>, limits: QueryLimits) -> QueryEngine {
+    QueryEngine::new(providers(table), limits).expect("query runtime starts")
 }

@@ -5,34 +5,168 @@
 -- rowsort
 SHOW TABLES;
 -- expected:
+-- +---------------+--------------------+--------------------+------------+
+-- | table_catalog | table_schema       | table_name         | table_type |
+-- +---------------+--------------------+--------------------+------------+
+-- | datafusion    | information_schema | columns            | VIEW       |
+-- | datafusion    | information_schema | df_settings        | VIEW       |
+-- | datafusion    | information_schema | parameters         | VIEW       |
+-- | datafusion    | information_schema | routines           | VIEW       |
+-- | datafusion    | information_schema | schemata           | VIEW       |
+-- | datafusion    | information_schema | tables             | VIEW       |
+-- | datafusion    | information_schema | views              | VIEW       |
+-- | datafusion    | public             | anomalies          | BASE TABLE |
+-- | datafusion    | public             | continuous_results | BASE TABLE |
+-- | datafusion    | public             | metric_points      | BASE TABLE |
+-- | datafusion    | public             | predictions        | BASE TABLE |
+-- | datafusion    | public             | red                | BASE TABLE |
+-- | datafusion    | public             | service_graph      | BASE TABLE |
+-- | datafusion    | public             | spans              | BASE TABLE |
+-- +---------------+--------------------+--------------------+------------+
 
 -- case: describe_red
 DESCRIBE red;
 -- expected:
+-- +-----------------+----------------------------------------------------------------------------------+-------------+
+-- | column_name     | data_type                                                                        | is_nullable |
+-- +-----------------+----------------------------------------------------------------------------------+-------------+
+-- | window_size     | Utf8                                                                             | NO          |
+-- | window_start    | Timestamp(ms, "UTC")                                                             | NO          |
+-- | window_end      | Timestamp(ms, "UTC")                                                             | NO          |
+-- | service_name    | Utf8                                                                             | NO          |
+-- | span_name       | Utf8                                                                             | NO          |
+-- | span_kind       | Utf8                                                                             | NO          |
+-- | dims            | Map("entries": non-null Struct("keys": non-null Utf8, "values": Utf8), unsorted) | NO          |
+-- | calls           | Float64                                                                          | NO          |
+-- | errors          | Float64                                                                          | NO          |
+-- | error_ratio     | Float64                                                                          | NO          |
+-- | rate_per_s      | Float64                                                                          | NO          |
+-- | duration_min_ms | Float64                                                                          | YES         |
+-- | duration_avg_ms | Float64                                                                          | YES         |
+-- | duration_max_ms | Float64                                                                          | YES         |
+-- | p50_ms          | Float64                                                                          | YES         |
+-- | p90_ms          | Float64                                                                          | YES         |
+-- | p95_ms          | Float64                                                                          | YES         |
+-- | p99_ms          | Float64                                                                          | YES         |
+-- | duration_sketch | Binary                                                                           | NO          |
+-- | is_final        | Boolean                                                                          | NO          |
+-- +-----------------+----------------------------------------------------------------------------------+-------------+
 
 -- case: describe_spans
 DESCRIBE spans;
 -- expected:
+-- +----------------+----------------------------------------------------------------------------------+-------------+
+-- | column_name    | data_type                                                                        | is_nullable |
+-- +----------------+----------------------------------------------------------------------------------+-------------+
+-- | end_time       | Timestamp(ns, "UTC")                                                             | NO          |
+-- | start_time     | Timestamp(ns, "UTC")                                                             | NO          |
+-- | service_name   | Utf8                                                                             | NO          |
+-- | span_name      | Utf8                                                                             | NO          |
+-- | span_kind      | Utf8                                                                             | NO          |
+-- | status_code    | Utf8                                                                             | NO          |
+-- | duration_ms    | Float64                                                                          | NO          |
+-- | weight         | Float64                                                                          | NO          |
+-- | trace_id       | Utf8                                                                             | NO          |
+-- | span_id        | Utf8                                                                             | NO          |
+-- | parent_span_id | Utf8                                                                             | YES         |
+-- | dims           | Map("entries": non-null Struct("keys": non-null Utf8, "values": Utf8), unsorted) | NO          |
+-- +----------------+----------------------------------------------------------------------------------+-------------+
 
 -- case: describe_metric_points
 DESCRIBE metric_points;
 -- expected:
+-- +--------------+----------------------------------------------------------------------------------+-------------+
+-- | column_name  | data_type                                                                        | is_nullable |
+-- +--------------+----------------------------------------------------------------------------------+-------------+
+-- | window_size  | Utf8                                                                             | NO          |
+-- | window_start | Timestamp(ms, "UTC")                                                             | NO          |
+-- | window_end   | Timestamp(ms, "UTC")                                                             | NO          |
+-- | metric_name  | Utf8                                                                             | NO          |
+-- | metric_type  | Utf8                                                                             | NO          |
+-- | unit         | Utf8                                                                             | YES         |
+-- | service_name | Utf8                                                                             | YES         |
+-- | attributes   | Map("entries": non-null Struct("keys": non-null Utf8, "values": Utf8), unsorted) | NO          |
+-- | count        | Float64                                                                          | YES         |
+-- | sum          | Float64                                                                          | YES         |
+-- | min          | Float64                                                                          | YES         |
+-- | max          | Float64                                                                          | YES         |
+-- | last         | Float64                                                                          | YES         |
+-- | avg          | Float64                                                                          | YES         |
+-- | is_final     | Boolean                                                                          | NO          |
+-- +--------------+----------------------------------------------------------------------------------+-------------+
 
 -- case: describe_anomalies
 DESCRIBE anomalies;
 -- expected:
+-- +----------------+----------------------+-------------+
+-- | column_name    | data_type            | is_nullable |
+-- +----------------+----------------------+-------------+
+-- | window_start   | Timestamp(ms, "UTC") | NO          |
+-- | window_end     | Timestamp(ms, "UTC") | NO          |
+-- | signal         | Utf8                 | NO          |
+-- | service_name   | Utf8                 | NO          |
+-- | span_name      | Utf8                 | NO          |
+-- | span_kind      | Utf8                 | NO          |
+-- | value          | Float64              | NO          |
+-- | expected_min   | Float64              | NO          |
+-- | expected_max   | Float64              | NO          |
+-- | severity       | Utf8                 | NO          |
+-- | score          | Float64              | NO          |
+-- | detector       | Utf8                 | NO          |
+-- | incident_id    | Utf8                 | NO          |
+-- | incident_state | Utf8                 | NO          |
+-- +----------------+----------------------+-------------+
 
 -- case: describe_predictions
 DESCRIBE predictions;
 -- expected:
+-- +----------------------+----------------------+-------------+
+-- | column_name          | data_type            | is_nullable |
+-- +----------------------+----------------------+-------------+
+-- | window_end           | Timestamp(ms, "UTC") | NO          |
+-- | signal               | Utf8                 | NO          |
+-- | service_name         | Utf8                 | NO          |
+-- | span_name            | Utf8                 | NO          |
+-- | value                | Float64              | NO          |
+-- | lower                | Float64              | NO          |
+-- | upper                | Float64              | NO          |
+-- | confidence           | Float64              | NO          |
+-- | horizon_ms           | Int64                | NO          |
+-- | method               | Utf8                 | NO          |
+-- | trend_change         | Boolean              | NO          |
+-- | time_to_threshold_ms | Int64                | YES         |
+-- +----------------------+----------------------+-------------+
 
 -- case: describe_service_graph
 DESCRIBE service_graph;
 -- expected:
+-- +-----------------+----------------------+-------------+
+-- | column_name     | data_type            | is_nullable |
+-- +-----------------+----------------------+-------------+
+-- | window_size     | Utf8                 | NO          |
+-- | window_start    | Timestamp(ms, "UTC") | NO          |
+-- | window_end      | Timestamp(ms, "UTC") | NO          |
+-- | client          | Utf8                 | NO          |
+-- | server          | Utf8                 | NO          |
+-- | connection_type | Utf8                 | NO          |
+-- | requests        | Float64              | NO          |
+-- | failed          | Float64              | NO          |
+-- | client_p99_ms   | Float64              | YES         |
+-- | server_p99_ms   | Float64              | YES         |
+-- | is_final        | Boolean              | NO          |
+-- +-----------------+----------------------+-------------+
 
 -- case: describe_continuous_results
 DESCRIBE continuous_results;
 -- expected:
+-- +--------------+----------------------+-------------+
+-- | column_name  | data_type            | is_nullable |
+-- +--------------+----------------------+-------------+
+-- | name         | Utf8                 | NO          |
+-- | window_start | Timestamp(ms, "UTC") | NO          |
+-- | window_end   | Timestamp(ms, "UTC") | NO          |
+-- | columns      | Utf8                 | NO          |
+-- +--------------+----------------------+-------------+
 
 -- case: empty_tables_have_no_rows
 SELECT 'anomalies' AS t, count(*) AS n FROM anomalies
@@ -43,12 +177,31 @@ UNION ALL SELECT 'service_graph', count(*) FROM service_graph
 UNION ALL SELECT 'spans', count(*) FROM spans
 ORDER BY t;
 -- expected:
+-- +--------------------+---+
+-- | t                  | n |
+-- +--------------------+---+
+-- | anomalies          | 0 |
+-- | continuous_results | 0 |
+-- | metric_points      | 0 |
+-- | predictions        | 0 |
+-- | service_graph      | 0 |
+-- | spans              | 0 |
+-- +--------------------+---+
 
 -- case: empty_table_select_keeps_columns
 SELECT window_start, signal, service_name, severity, score FROM anomalies ORDER BY window_start;
 -- expected:
+-- +--------------+--------+--------------+----------+-------+
+-- | window_start | signal | service_name | severity | score |
+-- +--------------+--------+--------------+----------+-------+
+-- +--------------+--------+--------------+----------+-------+
 
 -- case: empty_table_aggregate
 -- An aggregate over an empty table is one row of NULLs (and 0 for count).
 SELECT count(*) AS n, max(duration_ms) AS max_ms, min(end_time) AS first_end FROM spans;
 -- expected:
+-- +---+--------+-----------+
+-- | n | max_ms | first_end |
+-- +---+--------+-----------+
+-- | 0 |        |           |
+-- +---+--------+-----------+

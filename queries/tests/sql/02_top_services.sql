@@ -21,6 +21,12 @@ GROUP BY service_name
 ORDER BY p99_ms DESC, service_name
 LIMIT 2;
 -- expected:
+-- +--------------+--------------------+-------+--------------------+
+-- | service_name | p99_ms             | calls | error_ratio        |
+-- +--------------+--------------------+-------+--------------------+
+-- | cart         | 399.4743972413664  | 9.0   | 0.2222222222222222 |
+-- | checkout     | 301.91343652187516 | 9.0   | 0.1111111111111111 |
+-- +--------------+--------------------+-------+--------------------+
 
 -- case: top_operations_by_p99_final_only
 -- Per operation, final windows only, over the whole final range: the late 900 ms span makes
@@ -35,3 +41,13 @@ WHERE window_size = '10s' AND is_final
 GROUP BY service_name, span_name
 ORDER BY p99_ms DESC, service_name, span_name;
 -- expected:
+-- +-----------------+----------------+--------------------+--------+-------+
+-- | service_name    | span_name      | p99_ms             | max_ms | calls |
+-- +-----------------+----------------+--------------------+--------+-------+
+-- | cart            | GET /cart      | 399.4743972413664  | 400.0  | 26.0  |
+-- | checkout        | POST /checkout | 301.91343652187516 | 900.0  | 25.0  |
+-- | checkout        | charge         | 301.91343652187516 | 310.0  | 12.0  |
+-- | frontend        | GET /          | 49.90296094906653  | 50.0   | 48.0  |
+-- | cart            | POST /cart     | 24.78049876990332  | 25.0   | 9.0   |
+-- | unknown_service | ping           | 0.9900000000000001 | 1.0    | 1.0   |
+-- +-----------------+----------------+--------------------+--------+-------+

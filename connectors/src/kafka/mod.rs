@@ -1,0 +1,90 @@
+//! The Kafka source (DESIGN.md, "Kafka"): OTLP export requests consumed from Kafka topics.
+//!
+//! Owns the consumer, the per-partition event-time sources, backpressure (pausing partitions),
+//! offset commits that wait for purged windows, bad-message accounting and the dead-letter copy.
+//! It decodes with the OTLP decoders and never aggregates.
+
+mod offsets;
+mod source;
+
+pub use offsets::{commit_metadata, parse_commit_metadata, CommitTracker};
+/// The rdkafka crate this source is built with (tests and tools use it to produce and administer).
+pub use rdkafka;
+pub use source::{KafkaSource, KafkaSourceHandle};
+
+use rdkafka::ClientConfig;
+use redwatch_engine::config::KafkaReceiverConfig;
+
+/// Rejection reasons of `redwatch_kafka_messages_rejected_total{reason}`.
+pub const MESSAGE_REJECT_REASONS: &[&str] = &["malformed", "invalid_utf8", "invalid_json", "empty"];
+
+/// What went wrong starting the Kafka source.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSourceError {
+    /// The config cannot work (no brokers, an empty topic name); retrying will not help.
+    #[error("{0}")]
+    Config(String),
+    /// librdkafka refused the client config or the subscription; retrying will not help.
+    #[error("kafka client: {0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+}
+
+/// The librdkafka consumer config for `cfg`: manual commits, earliest offset for a new group,
+/// then `cfg.librdkafka` on top.
+pub fn consumer_config(cfg: &KafkaReceiverConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", cfg.brokers.join(","))
+        .set("group.id", &cfg.group_id)
+        .set("client.id", &cfg.client_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false");
+    for (k, v) in &cfg.librdkafka {
+        c.set(k, v);
+    }
+    c
+}
+
+/// The librdkafka producer config (dead-letter topic) for `cfg`.
+pub fn producer_config(cfg: &KafkaReceiverConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", cfg.brokers.join(","))
+        .set("client.id", &cfg.client_id);
+    for (k, v) in &cfg.librdkafka {
+        // Consumer-only properties would make the producer refuse to start.
+        if !matches!(
+            k.as_str(),
+            "group.id" | "enable.auto.commit" | "auto.offset.reset" | "session.timeout.ms"
+        ) {
+            c.set(k, v);
+        }
+    }
+    c
+}
+
+/// Checks what serde cannot: every problem, with its path.
+pub fn validate(cfg: &KafkaReceiverConfig) -> Result<(), KafkaSourceError> {
+    let mut problems = Vec::new();
+    if cfg.brokers.is_empty() || cfg.brokers.iter().any(|b| b.trim().is_empty()) {
+        problems.push("receivers.kafka.brokers: list at least one host:port".to_string());
+    }
+    if cfg.traces_topic.trim().is_empty() {
+        problems.push("receivers.kafka.traces_topic: must not be empty".to_string());
+    }
+    if cfg
+        .metrics_topic
+        .as_deref()
+        .is_some_and(|t| t.trim().is_empty())
+    {
+        problems.push("receivers.kafka.metrics_topic: must not be empty (use null)".to_string());
+    }
+    if cfg.group_id.trim().is_empty() {
+        problems.push("receivers.kafka.group_id: must not be empty".to_string());
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(KafkaSourceError::Config(problems.join("; ")))
+    }
+}

@@ -1,0 +1,775 @@
+//! The consume loop: one blocking thread that polls the consumer, decodes, queues batches on the
+//! pipeline, pauses partitions under backpressure, commits offsets and checks the brokers.
+
+use super::offsets::{commit_metadata, parse_commit_metadata, CommitTracker};
+use super::{consumer_config, producer_config, KafkaSourceError, MESSAGE_REJECT_REASONS};
+use crate::otlp::decode::{self, DecodeSettings, TraceDecodeOutcome};
+use crate::otlp::decode_error_reason;
+use bytes::Bytes;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use redwatch_engine::config::{KafkaEncoding, KafkaReceiverConfig};
+use redwatch_engine::model::{SourceId, UnixNanos};
+use redwatch_engine::pipeline::{Backpressure, Batch, IngestHandle};
+use redwatch_engine::telemetry::{Counter, Gauge, Registry};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+const RECEIVER: &str = "kafka";
+const POLL: Duration = Duration::from_millis(100);
+/// How often offsets are committed, the brokers checked and the lag measured.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+const BROKER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest time the watermark is held for a group join that assigns nothing.
+const JOIN_HOLD_MAX: Duration = Duration::from_secs(300);
+
+/// Shared between the consume loop and whoever asks whether the source is healthy.
+#[derive(Debug)]
+struct Health {
+    /// `None` = connected; otherwise why not.
+    problem: Mutex<Option<String>>,
+}
+
+impl Health {
+    fn set(&self, p: Option<String>) {
+        if let Ok(mut g) = self.problem.lock() {
+            if *g != p {
+                match &p {
+                    Some(m) => tracing::warn!("kafka source not ready: {m}"),
+                    None => tracing::info!("kafka source connected"),
+                }
+                *g = p;
+            }
+        }
+    }
+}
+
+/// A running Kafka source, as seen from the outside (readiness).
+#[derive(Debug, Clone)]
+pub struct KafkaSourceHandle {
+    health: Arc<Health>,
+}
+
+impl KafkaSourceHandle {
+    /// `Ok` while the brokers answer; otherwise why not (for `/readyz`).
+    pub fn ready(&self) -> Result<(), String> {
+        match self.health.problem.lock() {
+            Ok(g) => match &*g {
+                None => Ok(()),
+                Some(p) => Err(p.clone()),
+            },
+            Err(_) => Err("kafka source state is poisoned".to_string()),
+        }
+    }
+}
+
+/// Rebalance events, handed from librdkafka's callback to the loop.
+#[derive(Debug)]
+enum Assignment {
+    Assigned(Vec<(String, i32)>),
+    Revoked(Vec<(String, i32)>),
+}
+
+struct SourceContext {
+    events: Mutex<Vec<Assignment>>,
+    health: Arc<Health>,
+}
+
+impl ClientContext for SourceContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        use rdkafka::types::RDKafkaErrorCode;
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.health
+                .set(Some(format!("all Kafka brokers are down: {reason}")));
+        } else {
+            tracing::warn!("kafka: {error}: {reason}");
+        }
+    }
+}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            if let Ok(mut ev) = self.events.lock() {
+                ev.push(Assignment::Revoked(partitions(tpl)));
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                if let Ok(mut ev) = self.events.lock() {
+                    ev.push(Assignment::Assigned(partitions(tpl)));
+                }
+            }
+            Rebalance::Error(e) => tracing::warn!("kafka rebalance failed: {e}"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+/// Counters of the source (labels: receiver `kafka`).
+struct Counters {
+    messages: Arc<Counter>,
+    rejected: Vec<(&'static str, Arc<Counter>)>,
+    dead_lettered: Arc<Counter>,
+    spans_received: Arc<Counter>,
+    spans_accepted: Arc<Counter>,
+    spans_rejected: Vec<(&'static str, Arc<Counter>)>,
+    points_received: Arc<Counter>,
+    points_accepted: Arc<Counter>,
+    late: Arc<Counter>,
+    replay_skipped: Arc<Counter>,
+    missing_service: Arc<Counter>,
+    paused: Arc<Counter>,
+    commits: Arc<Counter>,
+}
+
+impl Counters {
+    fn new(reg: &Registry) -> Self {
+        let r = [("receiver", RECEIVER)];
+        Counters {
+            messages: reg.counter(
+                "redwatch_kafka_messages_total",
+                "Kafka messages consumed.",
+                &[],
+            ),
+            rejected: MESSAGE_REJECT_REASONS
+                .iter()
+                .map(|reason| {
+                    (
+                        *reason,
+                        reg.counter(
+                            "redwatch_kafka_messages_rejected_total",
+                            "Kafka messages that could not be decoded, per reason (skipped).",
+                            &[("reason", reason)],
+                        ),
+                    )
+                })
+                .collect(),
+            dead_lettered: reg.counter(
+                "redwatch_kafka_dead_lettered_total",
+                "Rejected Kafka messages copied to the dead-letter topic.",
+                &[],
+            ),
+            spans_received: reg.counter(
+                "redwatch_spans_received_total",
+                "Spans received, per receiver.",
+                &r,
+            ),
+            spans_accepted: reg.counter(
+                "redwatch_spans_accepted_total",
+                "Spans accepted into the pipeline, per receiver.",
+                &r,
+            ),
+            spans_rejected: crate::otlp::ITEM_REJECT_REASONS
+                .iter()
+                .map(|reason| {
+                    (
+                        *reason,
+                        reg.counter(
+                            "redwatch_spans_rejected_total",
+                            "Spans refused individually (partial success), per receiver and reason.",
+                            &[("receiver", RECEIVER), ("reason", reason)],
+                        ),
+                    )
+                })
+                .collect(),
+            points_received: reg.counter(
+                "redwatch_metric_points_received_total",
+                "Metric data points received, per receiver.",
+                &r,
+            ),
+            points_accepted: reg.counter(
+                "redwatch_metric_points_accepted_total",
+                "Metric data points accepted, per receiver.",
+                &r,
+            ),
+            late: reg.counter(
+                "redwatch_late_dropped_total",
+                "Items dropped because their window was already purged.",
+                &[("signal", "spans")],
+            ),
+            replay_skipped: reg.counter(
+                "redwatch_kafka_replay_skipped_total",
+                "Replayed spans skipped after a restart because their window was already final and purged.",
+                &[],
+            ),
+            missing_service: reg.counter(
+                "redwatch_spans_missing_service_name_total",
+                "Spans whose resource has no service.name (counted as unknown_service).",
+                &[],
+            ),
+            paused: reg.counter(
+                "redwatch_kafka_partition_pauses_total",
+                "Times a partition was paused because the pipeline queue was full.",
+                &[],
+            ),
+            commits: reg.counter(
+                "redwatch_kafka_commits_total",
+                "Offset commits (only for messages whose windows are purged).",
+                &[],
+            ),
+        }
+    }
+
+    fn reject(&self, reason: &str) {
+        if let Some((_, c)) = self.rejected.iter().find(|(r, _)| *r == reason) {
+            c.inc();
+        }
+    }
+}
+
+/// One assigned traces partition.
+struct PartitionState {
+    source: SourceId,
+    /// Spans in windows purged through this time were final before a restart: skipped.
+    purged_through: UnixNanos,
+    /// Decoded batches waiting for room in the pipeline (the partition is paused meanwhile).
+    waiting: VecDeque<(i64, Batch)>,
+    paused: bool,
+    /// Next offset expected; anything below is a re-delivery and is ignored.
+    next_offset: Option<i64>,
+    tracker: CommitTracker,
+    last_committed: Option<i64>,
+    lag: Arc<Gauge>,
+}
+
+/// The Kafka source: build it with [`KafkaSource::start`].
+pub struct KafkaSource;
+
+impl KafkaSource {
+    /// Creates the consumer, subscribes, and runs the consume loop on a blocking thread until
+    /// `cancel`; then commits what is committable and leaves the group.
+    pub fn start(
+        cfg: &KafkaReceiverConfig,
+        handle: IngestHandle,
+        settings: DecodeSettings,
+        registry: Arc<Registry>,
+        cancel: CancellationToken,
+    ) -> Result<(KafkaSourceHandle, tokio::task::JoinHandle<()>), KafkaSourceError> {
+        super::validate(cfg)?;
+        let health = Arc::new(Health {
+            problem: Mutex::new(Some("not connected to Kafka yet".to_string())),
+        });
+        let ctx = SourceContext {
+            events: Mutex::new(Vec::new()),
+            health: health.clone(),
+        };
+        let consumer: BaseConsumer<SourceContext> =
+            consumer_config(cfg).create_with_context(ctx)?;
+        let mut topics = vec![cfg.traces_topic.as_str()];
+        if let Some(m) = &cfg.metrics_topic {
+            topics.push(m.as_str());
+        }
+        consumer.subscribe(&topics)?;
+        let dead_letter = match &cfg.dead_letter_topic {
+            Some(t) => {
+                let p: ThreadedProducer<DefaultProducerContext> = producer_config(cfg).create()?;
+                Some((p, t.clone()))
+            }
+            None => None,
+        };
+        let rt = tokio::runtime::Handle::current();
+        let mut run = Loop {
+            consumer,
+            traces_topic: cfg.traces_topic.clone(),
+            encoding: cfg.encoding,
+            handle,
+            settings,
+            counters: Counters::new(&registry),
+            registry,
+            partitions: HashMap::new(),
+            dead_letter,
+            health: health.clone(),
+            rt,
+            joining: None,
+        };
+        let task = tokio::task::spawn_blocking(move || run.run(cancel));
+        Ok((KafkaSourceHandle { health }, task))
+    }
+}
+
+struct Loop {
+    consumer: BaseConsumer<SourceContext>,
+    traces_topic: String,
+    encoding: KafkaEncoding,
+    handle: IngestHandle,
+    settings: DecodeSettings,
+    counters: Counters,
+    registry: Arc<Registry>,
+    partitions: HashMap<i32, PartitionState>,
+    dead_letter: Option<(ThreadedProducer<DefaultProducerContext>, String)>,
+    health: Arc<Health>,
+    rt: tokio::runtime::Handle,
+    joining: Option<JoinHold>,
+}
+
+/// While the group (re)joins, a placeholder source holds the watermark so that the backlog of
+/// the partitions about to be assigned is not late (DESIGN.md, "Time semantics"). A source that
+/// has no data goes idle after `idle_timeout`, so the placeholder is renewed before that.
+struct JoinHold {
+    source: SourceId,
+    renewed: Instant,
+    since: Instant,
+}
+
+impl Loop {
+    fn hold_for_join(&mut self) {
+        if self.joining.is_none() {
+            let name = format!("kafka:{}:joining", self.traces_topic);
+            let source = self.rt.block_on(self.handle.add_source(&name, true));
+            let now = Instant::now();
+            self.joining = Some(JoinHold {
+                source,
+                renewed: now,
+                since: now,
+            });
+        }
+    }
+
+    fn release_join_hold(&mut self) {
+        if let Some(j) = self.joining.take() {
+            self.rt.block_on(self.handle.remove_source(j.source));
+        }
+    }
+
+    fn renew_join_hold(&mut self) {
+        let idle = Duration::from_nanos(self.handle.policy().idle_timeout_ns);
+        let every = (idle / 2).max(Duration::from_millis(100));
+        let Some(j) = &self.joining else { return };
+        if j.since.elapsed() >= JOIN_HOLD_MAX.max(idle) {
+            tracing::warn!(
+                "kafka: no partition of {} assigned after {JOIN_HOLD_MAX:?}; not holding the watermark any longer",
+                self.traces_topic
+            );
+            self.release_join_hold();
+            return;
+        }
+        if j.renewed.elapsed() < every {
+            return;
+        }
+        let (old, since) = (j.source, j.since);
+        let name = format!("kafka:{}:joining", self.traces_topic);
+        let source = self.rt.block_on(self.handle.add_source(&name, true));
+        self.rt.block_on(self.handle.remove_source(old));
+        self.joining = Some(JoinHold {
+            source,
+            renewed: Instant::now(),
+            since,
+        });
+    }
+
+    fn run(&mut self, cancel: CancellationToken) {
+        let mut last_housekeeping = Instant::now() - HOUSEKEEPING;
+        self.hold_for_join();
+        while !cancel.is_cancelled() && !self.handle.is_closed() {
+            let polled = match self.consumer.poll(POLL) {
+                Some(Ok(m)) => Some(Ok((
+                    m.topic().to_string(),
+                    m.partition(),
+                    m.offset(),
+                    m.payload().map(Bytes::copy_from_slice),
+                ))),
+                Some(Err(e)) => Some(Err(e)),
+                None => None,
+            };
+            self.apply_rebalances();
+            match polled {
+                Some(Ok((topic, partition, offset, payload))) => {
+                    self.counters.messages.inc();
+                    if topic == self.traces_topic {
+                        self.on_traces(partition, offset, payload);
+                    } else {
+                        self.on_metrics(&topic, partition, offset, payload);
+                    }
+                }
+                Some(Err(e)) => tracing::warn!("kafka consume error: {e}"),
+                None => {}
+            }
+            self.retry_waiting();
+            self.renew_join_hold();
+            if last_housekeeping.elapsed() >= HOUSEKEEPING {
+                last_housekeeping = Instant::now();
+                self.commit(CommitMode::Async);
+                self.check_brokers();
+            }
+        }
+        self.commit(CommitMode::Sync);
+        self.release_join_hold();
+        let ids: Vec<SourceId> = self.partitions.values().map(|p| p.source).collect();
+        for id in ids {
+            self.rt.block_on(self.handle.remove_source(id));
+        }
+        self.consumer.unsubscribe();
+    }
+
+    fn apply_rebalances(&mut self) {
+        let events = match self.consumer.context().events.lock() {
+            Ok(mut ev) => std::mem::take(&mut *ev),
+            Err(_) => return,
+        };
+        for ev in events {
+            match ev {
+                Assignment::Assigned(ps) => {
+                    for (topic, p) in ps {
+                        if topic == self.traces_topic {
+                            self.assign(p);
+                        }
+                    }
+                    if !self.partitions.is_empty() {
+                        self.release_join_hold();
+                    }
+                }
+                Assignment::Revoked(ps) => {
+                    // Commit what is committable while the partitions are still ours, and hold
+                    // the watermark until the group has settled again.
+                    self.commit(CommitMode::Sync);
+                    self.hold_for_join();
+                    for (topic, p) in ps {
+                        if topic != self.traces_topic {
+                            continue;
+                        }
+                        if let Some(st) = self.partitions.remove(&p) {
+                            self.rt.block_on(self.handle.remove_source(st.source));
+                            st.lag.set(0.0);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Registers a traces partition as an event-time source and reads its purged-through time.
+    fn assign(&mut self, partition: i32) {
+        if self.partitions.contains_key(&partition) {
+            return;
+        }
+        let name = format!("kafka:{}:{}", self.traces_topic, partition);
+        let source = self.rt.block_on(self.handle.add_source(&name, true));
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.traces_topic, partition);
+        let (purged_through, committed) = match self.consumer.committed_offsets(tpl, BROKER_TIMEOUT)
+        {
+            Ok(c) => c
+                .find_partition(&self.traces_topic, partition)
+                .map(|e| {
+                    let off = match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    };
+                    (parse_commit_metadata(e.metadata()), off)
+                })
+                .unwrap_or((0, None)),
+            Err(e) => {
+                tracing::warn!("kafka: cannot read committed offset of {name}: {e}");
+                (0, None)
+            }
+        };
+        tracing::info!(
+            "kafka: assigned {name} (committed offset {committed:?}, purged through {purged_through} ns)"
+        );
+        let p = partition.to_string();
+        let lag = self.registry.gauge(
+            "redwatch_kafka_lag",
+            "Messages between the consumed position and the partition's high watermark.",
+            &[
+                ("topic", self.traces_topic.as_str()),
+                ("partition", p.as_str()),
+            ],
+        );
+        self.partitions.insert(
+            partition,
+            PartitionState {
+                source,
+                purged_through,
+                waiting: VecDeque::new(),
+                paused: false,
+                next_offset: committed,
+                tracker: CommitTracker::default(),
+                last_committed: committed,
+                lag,
+            },
+        );
+    }
+
+    fn on_traces(&mut self, partition: i32, offset: i64, payload: Option<Bytes>) {
+        if !self.partitions.contains_key(&partition) {
+            // The assignment callback normally comes first; be safe if it did not.
+            self.assign(partition);
+        }
+        let Some(st) = self.partitions.get_mut(&partition) else {
+            return;
+        };
+        // While paused the partition was rewound to its first unsent message: anything still
+        // arriving is fetched again after the resume. Below `next_offset` is a re-delivery.
+        if st.paused || st.next_offset.is_some_and(|n| offset < n) {
+            return;
+        }
+        st.next_offset = Some(offset + 1);
+        let (source, purged_through) = (st.source, st.purged_through);
+        let body = payload.unwrap_or_default();
+        if body.is_empty() {
+            self.reject(partition, offset, "empty", &body);
+            return;
+        }
+        let now = self.handle.now();
+        let policy = self.handle.policy().clone();
+        let decoded = match self.encoding {
+            KafkaEncoding::OtlpProto => {
+                decode::decode_traces_proto(body.clone(), source, &self.settings, &policy, now)
+            }
+            KafkaEncoding::OtlpJson => {
+                decode::decode_traces_json(&body, source, &self.settings, &policy, now)
+            }
+        };
+        let mut out: TraceDecodeOutcome = match decoded {
+            Ok(o) => o,
+            Err(e) => {
+                self.reject(partition, offset, decode_error_reason(&e), &body);
+                return;
+            }
+        };
+        if purged_through > 0 {
+            let before = out.batch.spans.len();
+            out.batch.spans.retain(|s| {
+                let end = policy.window_start(s.end).saturating_add(policy.window_ns);
+                !policy.is_purged(end, purged_through)
+            });
+            self.counters
+                .replay_skipped
+                .add((before - out.batch.spans.len()) as u64);
+        }
+        let c = &self.counters;
+        c.spans_received.add(out.received);
+        c.spans_accepted.add(out.batch.len() as u64);
+        for (reason, n) in out.rejected.iter() {
+            if let Some((_, ctr)) = c.spans_rejected.iter().find(|(r, _)| *r == reason) {
+                ctr.add(n);
+            }
+        }
+        c.late.add(out.rejected.late);
+        c.missing_service.add(out.spans_missing_service_name);
+        let Some(st) = self.partitions.get_mut(&partition) else {
+            return;
+        };
+        st.waiting.push_back((offset, Batch::Spans(out.batch)));
+        self.drain(partition);
+    }
+
+    /// Sends a partition's waiting batches in order; pauses it when the pipeline is full.
+    fn drain(&mut self, partition: i32) {
+        let policy = self.handle.policy().clone();
+        loop {
+            let Some(st) = self.partitions.get_mut(&partition) else {
+                return;
+            };
+            let Some((offset, batch)) = st.waiting.pop_front() else {
+                break;
+            };
+            let max_ts = batch.max_event_time().unwrap_or(0);
+            let empty = match &batch {
+                Batch::Spans(b) => b.is_empty(),
+            };
+            if empty {
+                st.tracker.record(offset, 0, &policy);
+                continue;
+            }
+            match self.rt.block_on(self.handle.send(batch)) {
+                Ok(()) => st.tracker.record(offset, max_ts, &policy),
+                Err(Backpressure::QueueFull) => {
+                    // The batch went with the error; the message is consumed again after the
+                    // rewind, when there is room.
+                    self.rewind(partition, offset);
+                    return;
+                }
+                Err(Backpressure::Closed) => return,
+            }
+        }
+        let Some(st) = self.partitions.get_mut(&partition) else {
+            return;
+        };
+        if st.paused {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&self.traces_topic, partition);
+            match self.consumer.resume(&tpl) {
+                Ok(()) => st.paused = false,
+                Err(e) => tracing::warn!("kafka: cannot resume partition {partition}: {e}"),
+            }
+        }
+    }
+
+    /// Backpressure: pause the partition and rewind it to `offset`, so the message is consumed
+    /// again once there is room (nothing is dropped, nothing buffered without bound).
+    fn rewind(&mut self, partition: i32, offset: i64) {
+        let Some(st) = self.partitions.get_mut(&partition) else {
+            return;
+        };
+        st.waiting.clear();
+        st.next_offset = Some(offset);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.traces_topic, partition);
+        if !st.paused {
+            if let Err(e) = self.consumer.pause(&tpl) {
+                tracing::warn!("kafka: cannot pause partition {partition}: {e}");
+            }
+            st.paused = true;
+            self.counters.paused.inc();
+        }
+        if let Err(e) = self.consumer.seek(
+            &self.traces_topic,
+            partition,
+            Offset::Offset(offset),
+            BROKER_TIMEOUT,
+        ) {
+            tracing::warn!("kafka: cannot rewind partition {partition} to {offset}: {e}");
+        }
+    }
+
+    /// Resumes paused partitions once the pipeline queue has room again.
+    fn retry_waiting(&mut self) {
+        if self.handle.queue_depth() > 0 {
+            return;
+        }
+        let paused: Vec<i32> = self
+            .partitions
+            .iter()
+            .filter(|(_, s)| s.paused)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in paused {
+            self.drain(p);
+        }
+    }
+
+    fn on_metrics(&mut self, topic: &str, partition: i32, offset: i64, payload: Option<Bytes>) {
+        let body = payload.unwrap_or_default();
+        if body.is_empty() {
+            self.reject(partition, offset, "empty", &body);
+        } else {
+            let now = self.handle.now();
+            let policy = self.handle.policy().clone();
+            let decoded = match self.encoding {
+                KafkaEncoding::OtlpProto => decode::decode_metrics_proto(&body, &policy, now),
+                KafkaEncoding::OtlpJson => decode::decode_metrics_json(&body, &policy, now),
+            };
+            match decoded {
+                Ok(o) => {
+                    self.counters.points_received.add(o.received);
+                    self.counters.points_accepted.add(o.accepted);
+                }
+                Err(e) => self.reject(partition, offset, decode_error_reason(&e), &body),
+            }
+        }
+        // Metric points feed no windows yet: their offsets are committable at once.
+        let mut tpl = TopicPartitionList::new();
+        if tpl
+            .add_partition_offset(topic, partition, Offset::Offset(offset + 1))
+            .is_ok()
+        {
+            let _ = self.consumer.commit(&tpl, CommitMode::Async);
+        }
+    }
+
+    fn reject(&mut self, partition: i32, offset: i64, reason: &'static str, body: &Bytes) {
+        self.counters.reject(reason);
+        tracing::debug!("kafka: rejected message {partition}@{offset}: {reason}");
+        if let Some(st) = self.partitions.get_mut(&partition) {
+            let policy = self.handle.policy().clone();
+            if st.waiting.is_empty() {
+                st.tracker.record(offset, 0, &policy);
+            } else {
+                st.waiting.push_back((
+                    offset,
+                    Batch::Spans(redwatch_engine::model::SpanBatch::new(
+                        st.source,
+                        Bytes::new(),
+                        0,
+                    )),
+                ));
+            }
+        }
+        if let Some((producer, topic)) = &self.dead_letter {
+            let key = format!("{}:{partition}:{offset}", self.traces_topic);
+            let headers = OwnedHeaders::new().insert(Header {
+                key: "redwatch.reject_reason",
+                value: Some(reason),
+            });
+            let rec = BaseRecord::to(topic)
+                .key(&key)
+                .payload(body.as_ref())
+                .headers(headers);
+            match producer.send(rec) {
+                Ok(()) => self.counters.dead_lettered.inc(),
+                Err((e, _)) => tracing::warn!("kafka: cannot copy to the dead-letter topic: {e}"),
+            }
+        }
+    }
+
+    /// Commits, per partition, the offsets whose windows are all purged, with the purged-through
+    /// time in the metadata.
+    fn commit(&mut self, mode: CommitMode) {
+        let policy = self.handle.policy().clone();
+        let wm = policy.watermark();
+        let mut tpl = TopicPartitionList::new();
+        let mut any = false;
+        for (p, st) in self.partitions.iter_mut() {
+            let Some(off) = st.tracker.advance(wm, &policy) else {
+                continue;
+            };
+            if st.last_committed.is_some_and(|c| c >= off) {
+                continue;
+            }
+            let mut e = tpl.add_partition(&self.traces_topic, *p);
+            if e.set_offset(Offset::Offset(off)).is_err() {
+                continue;
+            }
+            e.set_metadata(commit_metadata(wm));
+            st.last_committed = Some(off);
+            any = true;
+        }
+        if any {
+            match self.consumer.commit(&tpl, mode) {
+                Ok(()) => self.counters.commits.inc(),
+                Err(e) => tracing::warn!("kafka: offset commit failed (retried later): {e}"),
+            }
+        }
+    }
+
+    /// Checks the brokers answer and updates the lag gauges.
+    fn check_brokers(&mut self) {
+        match self
+            .consumer
+            .fetch_metadata(Some(&self.traces_topic), BROKER_TIMEOUT)
+        {
+            Ok(_) => self.health.set(None),
+            Err(e) => {
+                self.health
+                    .set(Some(format!("Kafka brokers do not answer: {e}")));
+                return;
+            }
+        }
+        for (p, st) in self.partitions.iter() {
+            let Some(pos) = st.next_offset else { continue };
+            // The broker's high watermark can be wrong (tansu); never report a negative lag.
+            if let Ok((_, high)) =
+                self.consumer
+                    .fetch_watermarks(&self.traces_topic, *p, BROKER_TIMEOUT)
+            {
+                st.lag.set(high.saturating_sub(pos).max(0) as f64);
+            }
+        }
+    }
+}

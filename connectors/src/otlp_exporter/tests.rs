@@ -1,0 +1,271 @@
+use super::*;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::trace::v1::{ScopeSpans, Span};
+use redwatch_engine::config::{OtlpProtocol, OtlpRetryConfig};
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+/// What the fake backend answers next: `Ok(rejected)` or an error code.
+type Answer = Result<i64, tonic::Code>;
+
+#[derive(Default)]
+struct Backend {
+    script: Mutex<VecDeque<Answer>>,
+    got: Mutex<Vec<(ExportTraceServiceRequest, Option<String>)>>,
+}
+
+#[derive(Clone)]
+struct Svc(Arc<Backend>);
+
+#[tonic::async_trait]
+impl TraceService for Svc {
+    async fn export(
+        &self,
+        r: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let answer = self.0.script.lock().unwrap().pop_front().unwrap_or(Ok(0));
+        let token = r
+            .metadata()
+            .get("x-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        match answer {
+            Ok(rejected) => {
+                self.0.got.lock().unwrap().push((r.into_inner(), token));
+                Ok(tonic::Response::new(ExportTraceServiceResponse {
+                    partial_success: (rejected > 0).then(|| ExportTracePartialSuccess {
+                        rejected_spans: rejected,
+                        error_message: "no".into(),
+                    }),
+                }))
+            }
+            Err(code) => Err(tonic::Status::new(code, "scripted failure")),
+        }
+    }
+}
+
+async fn backend(script: Vec<Answer>) -> (Arc<Backend>, String) {
+    let b = Arc::new(Backend {
+        script: Mutex::new(script.into()),
+        ..Default::default()
+    });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let svc = TraceServiceServer::new(Svc(b.clone())).accept_compressed(CompressionEncoding::Gzip);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(l)),
+    );
+    (b, format!("http://{addr}"))
+}
+
+use tonic::codec::CompressionEncoding;
+
+fn cfg(endpoint: &str) -> OtlpExporterConfig {
+    OtlpExporterConfig {
+        endpoint: endpoint.to_string(),
+        batch: redwatch_engine::config::OtlpBatchConfig {
+            max_size: 2,
+            timeout: Duration::from_millis(50),
+        },
+        retry: OtlpRetryConfig {
+            initial_interval: Duration::from_millis(10),
+            max_interval: Duration::from_millis(40),
+            max_elapsed_time: Duration::from_secs(5),
+        },
+        headers: [("x-token".to_string(), "secret".to_string())].into(),
+        ..Default::default()
+    }
+}
+
+fn rs(name: &str) -> ResourceSpans {
+    ResourceSpans {
+        scope_spans: vec![ScopeSpans {
+            spans: vec![Span {
+                name: name.to_string(),
+                trace_id: vec![1; 16],
+                span_id: vec![2; 8],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+async fn wait(what: &str, mut cond: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < until, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn grpc_batches_merge_resources_and_send_headers() {
+    let (b, url) = backend(vec![]).await;
+    let reg = Registry::new();
+    let cancel = CancellationToken::new();
+    let (h, task) = start(&cfg(&url), &reg, cancel.clone()).unwrap();
+    let task = tokio::spawn(task);
+    for i in 0..5 {
+        assert!(h.export_spans(rs(&format!("s{i}"))));
+    }
+    let sent = || reg.value("redwatch_export_sent_total", &LABELS);
+    wait("5 spans sent", || sent() == 5.0).await;
+    let got = b.got.lock().unwrap();
+    // max_size 2: batches of 2, 2 and 1 (the last after the timeout); one resource each.
+    let sizes: Vec<usize> = got
+        .iter()
+        .map(|(r, _)| {
+            assert_eq!(r.resource_spans.len(), 1);
+            r.resource_spans[0].scope_spans[0].spans.len()
+        })
+        .collect();
+    assert_eq!(sizes, vec![2, 2, 1]);
+    assert!(got.iter().all(|(_, t)| t.as_deref() == Some("secret")));
+    drop(got);
+    cancel.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn grpc_retries_retryable_codes_and_counts_partial_success() {
+    let (b, url) = backend(vec![
+        Err(tonic::Code::Unavailable),
+        Err(tonic::Code::ResourceExhausted),
+        Ok(1),
+        Err(tonic::Code::InvalidArgument),
+    ])
+    .await;
+    let reg = Registry::new();
+    let cancel = CancellationToken::new();
+    let (h, task) = start(&cfg(&url), &reg, cancel.clone()).unwrap();
+    let task = tokio::spawn(task);
+    h.export_spans(rs("a"));
+    h.export_spans(rs("b"));
+    let v = |n: &str, l: &[(&str, &str)]| reg.value(n, l);
+    wait("the first batch is accepted", || {
+        v("redwatch_export_sent_total", &LABELS) == 1.0
+    })
+    .await;
+    assert_eq!(v("redwatch_export_retries_total", &LABELS), 2.0);
+    let rejected = [LABELS[0], LABELS[1], ("reason", "rejected")];
+    assert_eq!(v("redwatch_export_failed_total", &rejected), 1.0);
+    // INVALID_ARGUMENT is permanent: counted, not retried.
+    h.export_spans(rs("c"));
+    h.export_spans(rs("d"));
+    let permanent = [LABELS[0], LABELS[1], ("reason", "permanent")];
+    wait("the permanent failure is counted", || {
+        v("redwatch_export_failed_total", &permanent) == 2.0
+    })
+    .await;
+    assert_eq!(v("redwatch_export_retries_total", &LABELS), 2.0);
+    assert_eq!(b.got.lock().unwrap().len(), 1);
+    cancel.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn full_queue_drops_and_counts_without_blocking() {
+    let reg = Registry::new();
+    let mut c = cfg("http://127.0.0.1:9");
+    c.queue_size = 3;
+    let (h, task) = start(&c, &reg, CancellationToken::new()).unwrap();
+    // The worker is not running: nothing drains the queue.
+    let queued = (0..5)
+        .filter(|i| h.export_spans(rs(&i.to_string())))
+        .count();
+    assert_eq!(queued, 3);
+    assert_eq!(reg.value("redwatch_export_dropped_total", &LABELS), 2.0);
+    assert_eq!(reg.value("redwatch_export_queue_depth", &LABELS), 3.0);
+    drop(task);
+}
+
+#[tokio::test]
+async fn unreachable_destination_gives_up_after_max_elapsed_time() {
+    let reg = Registry::new();
+    // A port nobody listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut c = cfg(&format!("http://127.0.0.1:{port}"));
+    c.retry.max_elapsed_time = Duration::from_millis(200);
+    let cancel = CancellationToken::new();
+    let (h, task) = start(&c, &reg, cancel.clone()).unwrap();
+    let task = tokio::spawn(task);
+    h.export_spans(rs("a"));
+    let exhausted = [LABELS[0], LABELS[1], ("reason", "retries_exhausted")];
+    wait("the batch is given up", || {
+        reg.value("redwatch_export_failed_total", &exhausted) == 1.0
+    })
+    .await;
+    assert!(reg.value("redwatch_export_retries_total", &LABELS) >= 1.0);
+    cancel.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn http_protobuf_posts_gzip_and_retries_503() {
+    use axum::routing::post;
+    let hits = Arc::new(Mutex::new(Vec::<(Option<String>, usize)>::new()));
+    let h2 = hits.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        post(move |headers: http::HeaderMap, body: bytes::Bytes| {
+            let hits = h2.clone();
+            async move {
+                let enc = headers
+                    .get("content-encoding")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let mut g = hits.lock().unwrap();
+                g.push((enc, body.len()));
+                if g.len() == 1 {
+                    (http::StatusCode::SERVICE_UNAVAILABLE, Vec::new())
+                } else {
+                    (http::StatusCode::OK, Vec::new())
+                }
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await });
+    let reg = Registry::new();
+    let mut c = cfg(&format!("http://{addr}"));
+    c.protocol = OtlpProtocol::HttpProtobuf;
+    let cancel = CancellationToken::new();
+    let (h, task) = start(&c, &reg, cancel.clone()).unwrap();
+    let task = tokio::spawn(task);
+    h.export_spans(rs("a"));
+    wait("the span is sent", || {
+        reg.value("redwatch_export_sent_total", &LABELS) == 1.0
+    })
+    .await;
+    let g = hits.lock().unwrap();
+    assert_eq!(g.len(), 2);
+    assert!(g
+        .iter()
+        .all(|(e, n)| e.as_deref() == Some("gzip") && *n > 0));
+    drop(g);
+    cancel.cancel();
+    task.await.unwrap();
+}
+
+#[test]
+fn jitter_stays_within_half_and_one_and_a_half() {
+    let mut s = seed();
+    for _ in 0..1000 {
+        let d = jitter(Duration::from_millis(100), &mut s);
+        assert!(d >= Duration::from_millis(50) && d <= Duration::from_millis(150));
+    }
+}

@@ -1,0 +1,609 @@
+//! Dashboard queries over a live `red` table: 10k series × 360 windows (1 h of 10 s windows,
+//! plus the 1 m rollup rows), fed directly through the `RedTable` sink, queried with the
+//! `QueryEngine` — alone and while a background thread keeps ingesting. Also the ingest rate of
+//! the table with and without concurrent queries, and its memory per row.
+//!
+//! `cargo bench -p redwatch-queries --bench dashboard` (no criterion: it prints a report).
+//! Knobs: `DASHBOARD_SERIES` (10000), `DASHBOARD_WINDOWS` (360), `DASHBOARD_RUNS` per query
+//! (40, and at most `DASHBOARD_QUERY_BUDGET_S` = 20 s per query), `DASHBOARD_INGEST_S` (15).
+//!
+//! Method (see BENCHMARKS.md, "SQL over live windows"):
+//! - The table is filled window by window like the RED operator does: one `on_final` call with
+//!   every series' row of a 10 s window, one per 1 m rollup every 6 windows. Aggregates are drawn
+//!   from a pool of 256 realistic ones (20–60 spans each, lognormal latency, ~1 % errors).
+//! - "Ingest" = what the pipeline asks of the table per 10 s window: `on_final` (10k rows), the
+//!   rollup `on_final` every 6th window, and one `on_provisional` (10k rows of the next, open
+//!   window). The ingest rate is primary rows per second of time spent inside those calls, with
+//!   the writer running back to back (full speed). Windows older than 1 h are dropped
+//!   (retention), so the table stays at 360 windows.
+//! - Query times are end-to-end `QueryEngine::execute` (plan, snapshot, execute, collect).
+//!   Query literals are relative to the newest window (what `now()` would give).
+
+use redwatch_engine::model::{SpanKind, StatusCode, UnixNanos};
+use redwatch_operators::red::{Buckets, RedAgg, RedRow, RedSink, SeriesKey};
+use redwatch_queries::red::{RedTable, RedTableSettings};
+use redwatch_queries::session::{QueryEngine, QueryLimits};
+use redwatch_queries::Tables;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const SEC: u64 = 1_000_000_000;
+const WINDOW_NS: u64 = 10 * SEC;
+const ROLLUP_NS: u64 = 60 * SEC;
+/// 2026-01-01T00:00:00Z.
+const BASE: UnixNanos = 1_767_225_600 * SEC;
+const POOL: usize = 256;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// SplitMix64: deterministic, dependency-free.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn normal(&mut self) -> f64 {
+        let (u1, u2) = (self.unit().max(1e-12), self.unit());
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+}
+
+/// Realistic per-window aggregates to draw rows from.
+fn agg_pool() -> Vec<RedAgg> {
+    let buckets = Buckets::new(vec![
+        2.0, 4.0, 6.0, 8.0, 10.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1000.0, 1400.0, 2000.0, 5000.0,
+        10000.0, 15000.0,
+    ]);
+    let mut rng = Rng(42);
+    (0..POOL)
+        .map(|i| {
+            let mut a = RedAgg::default();
+            let median = [2.0, 8.0, 25.0, 80.0, 300.0][i % 5];
+            let n = 20 + (rng.next() % 41);
+            for _ in 0..n {
+                let ms = median * (0.7 * rng.normal()).exp();
+                let status = if rng.unit() < 0.01 {
+                    StatusCode::Error
+                } else {
+                    StatusCode::Unset
+                };
+                a.add(status, ms, buckets.index(ms), 1.0);
+            }
+            a
+        })
+        .collect()
+}
+
+fn series(n: usize) -> Vec<Arc<SeriesKey>> {
+    let ops = 50;
+    (0..n)
+        .map(|i| {
+            Arc::new(SeriesKey {
+                service_name: Arc::from(format!("svc-{:03}", i / ops)),
+                span_name: Arc::from(format!("op-{:02}", i % ops)),
+                kind: SpanKind::Server,
+                dims: vec![Arc::from(if i % 3 == 0 { "POST" } else { "GET" })].into_boxed_slice(),
+                overflow: false,
+            })
+        })
+        .collect()
+}
+
+/// Rows of one window of one spec, every series.
+fn rows(
+    keys: &[Arc<SeriesKey>],
+    pool: &[RedAgg],
+    label: &Arc<str>,
+    size_ns: u64,
+    start: UnixNanos,
+    is_final: bool,
+) -> Vec<RedRow> {
+    let w = start / size_ns;
+    keys.iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let agg = &pool[(i as u64 * 31 + w * 17) as usize % pool.len()];
+            RedRow {
+                window_size: label.clone(),
+                window_size_ns: size_ns,
+                primary: size_ns == WINDOW_NS,
+                start,
+                end: start + size_ns,
+                series: k.clone(),
+                is_final,
+                first: is_final,
+                total: agg.clone(),
+                delta: is_final.then(|| agg.clone()),
+            }
+        })
+        .collect()
+}
+
+/// Feeds the table like the pipeline does, one 10 s window per step.
+struct Feeder {
+    table: Arc<RedTable>,
+    keys: Vec<Arc<SeriesKey>>,
+    pool: Vec<RedAgg>,
+    primary: Arc<str>,
+    rollup: Arc<str>,
+    next_window: u64,
+    /// Newest final window end, for the queries' time literals.
+    newest_end: Arc<AtomicU64>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct StepCost {
+    primary_rows: u64,
+    final_ns: u64,
+    rollup_ns: u64,
+    provisional_ns: u64,
+}
+
+impl StepCost {
+    fn add(&mut self, o: StepCost) {
+        self.primary_rows += o.primary_rows;
+        self.final_ns += o.final_ns;
+        self.rollup_ns += o.rollup_ns;
+        self.provisional_ns += o.provisional_ns;
+    }
+
+    fn total_ns(&self) -> u64 {
+        self.final_ns + self.rollup_ns + self.provisional_ns
+    }
+
+    /// Primary rows per second of time spent in the sink.
+    fn rate(&self) -> f64 {
+        self.primary_rows as f64 / (self.total_ns() as f64 / 1e9)
+    }
+}
+
+impl Feeder {
+    /// Emits window `next_window` as final (and its minute when it closes); with `provisional`,
+    /// also publishes the next window's provisional rows.
+    fn step(&mut self, provisional: bool) -> (StepCost, Vec<Duration>) {
+        let w = self.next_window;
+        self.next_window += 1;
+        let start = BASE + w * WINDOW_NS;
+        let mut cost = StepCost::default();
+        let mut calls = Vec::new();
+        let r = rows(
+            &self.keys,
+            &self.pool,
+            &self.primary,
+            WINDOW_NS,
+            start,
+            true,
+        );
+        let t = Instant::now();
+        self.table.on_final(&r);
+        let d = t.elapsed();
+        calls.push(d);
+        cost.final_ns = d.as_nanos() as u64;
+        cost.primary_rows = r.len() as u64;
+        drop(r);
+        let end = start + WINDOW_NS;
+        if end % ROLLUP_NS == 0 {
+            let r = rows(
+                &self.keys,
+                &self.pool,
+                &self.rollup,
+                ROLLUP_NS,
+                end - ROLLUP_NS,
+                true,
+            );
+            let t = Instant::now();
+            self.table.on_final(&r);
+            let d = t.elapsed();
+            calls.push(d);
+            cost.rollup_ns = d.as_nanos() as u64;
+        }
+        if provisional {
+            let r = rows(&self.keys, &self.pool, &self.primary, WINDOW_NS, end, false);
+            let t = Instant::now();
+            self.table.on_provisional(WINDOW_NS, &r);
+            let d = t.elapsed();
+            calls.push(d);
+            cost.provisional_ns = d.as_nanos() as u64;
+        }
+        self.newest_end.store(end, Ordering::SeqCst);
+        (cost, calls)
+    }
+}
+
+fn rss_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<usize>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+fn ts(ns: UnixNanos) -> String {
+    let secs = (ns / SEC) as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "TIMESTAMP '{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z'",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+struct Query {
+    name: &'static str,
+    sql: fn(UnixNanos) -> String,
+}
+
+fn queries() -> Vec<Query> {
+    vec![
+        Query {
+            name: "top-10 services by p99, last 5 min (quantile_merge)",
+            sql: |now| {
+                format!(
+                    "SELECT service_name, quantile_merge(duration_sketch, 0.99) AS p99 FROM red \
+                     WHERE window_size = '10s' AND window_start >= {} \
+                     GROUP BY service_name ORDER BY p99 DESC LIMIT 10",
+                    ts(now - 300 * SEC)
+                )
+            },
+        },
+        Query {
+            name: "error ratio per operation, 1 h of 10 s windows",
+            sql: |now| {
+                format!(
+                    "SELECT service_name, span_name, sum(errors) / sum(calls) AS error_ratio FROM red \
+                     WHERE window_size = '10s' AND window_start >= {} \
+                     GROUP BY service_name, span_name ORDER BY error_ratio DESC, service_name, span_name LIMIT 20",
+                    ts(now - 3600 * SEC)
+                )
+            },
+        },
+        Query {
+            name: "error ratio per operation, 1 h of 1 m rollups",
+            sql: |now| {
+                format!(
+                    "SELECT service_name, span_name, sum(errors) / sum(calls) AS error_ratio FROM red \
+                     WHERE window_size = '1m' AND window_start >= {} \
+                     GROUP BY service_name, span_name ORDER BY error_ratio DESC, service_name, span_name LIMIT 20",
+                    ts(now - 3600 * SEC)
+                )
+            },
+        },
+        Query {
+            name: "p50/p99 per service, last 15 min (quantile_merge)",
+            sql: |now| {
+                format!(
+                    "SELECT service_name, quantile_merge(duration_sketch, 0.5) AS p50, \
+                     quantile_merge(duration_sketch, 0.99) AS p99, sum(calls) AS calls FROM red \
+                     WHERE window_size = '10s' AND window_start >= {} \
+                     GROUP BY service_name ORDER BY service_name",
+                    ts(now - 900 * SEC)
+                )
+            },
+        },
+        Query {
+            name: "one series' time series, 1 h (calls, errors, p99)",
+            sql: |now| {
+                format!(
+                    "SELECT window_start, calls, error_ratio, p99_ms FROM red \
+                     WHERE window_size = '10s' AND service_name = 'svc-007' AND span_name = 'op-07' \
+                     AND window_start >= {} ORDER BY window_start",
+                    ts(now - 3600 * SEC)
+                )
+            },
+        },
+    ]
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    // Nearest rank.
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1e3)
+}
+
+struct Latencies {
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+    runs: usize,
+    rows: usize,
+}
+
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    engine: &QueryEngine,
+    q: &Query,
+    newest: &AtomicU64,
+    runs: usize,
+    budget: Duration,
+) -> Latencies {
+    let mut times = Vec::new();
+    let mut rows = 0;
+    let started = Instant::now();
+    // One warm-up run (caches the unsealed windows' batches, as a previous refresh would).
+    let _ = rt.block_on(engine.execute(&(q.sql)(newest.load(Ordering::SeqCst))));
+    while times.len() < runs && (times.len() < 5 || started.elapsed() < budget) {
+        let sql = (q.sql)(newest.load(Ordering::SeqCst));
+        let t = Instant::now();
+        match rt.block_on(engine.execute(&sql)) {
+            Ok(r) => rows = r.num_rows(),
+            Err(e) => panic!("{}: {e}\n{sql}", q.name),
+        }
+        times.push(t.elapsed());
+    }
+    times.sort();
+    Latencies {
+        p50: percentile(&times, 0.5),
+        p99: percentile(&times, 0.99),
+        max: *times.last().unwrap_or(&Duration::ZERO),
+        runs: times.len(),
+        rows,
+    }
+}
+
+/// Runs the feeder back to back on its own thread until `stop`; returns its cost and call times.
+fn spawn_writer(
+    feeder: Arc<Mutex<Feeder>>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(StepCost, Vec<Duration>, Duration)> {
+    std::thread::spawn(move || {
+        let mut cost = StepCost::default();
+        let mut calls = Vec::new();
+        let started = Instant::now();
+        let mut f = feeder.lock().expect("feeder");
+        while !stop.load(Ordering::SeqCst) {
+            let (c, d) = f.step(true);
+            cost.add(c);
+            calls.extend(d);
+        }
+        (cost, calls, started.elapsed())
+    })
+}
+
+fn main() {
+    let n_series = env_usize("DASHBOARD_SERIES", 10_000);
+    let n_windows = env_usize("DASHBOARD_WINDOWS", 360) as u64;
+    let runs = env_usize("DASHBOARD_RUNS", 40);
+    let budget = Duration::from_secs(env_usize("DASHBOARD_QUERY_BUDGET_S", 20) as u64);
+    let ingest_for = Duration::from_secs(env_usize("DASHBOARD_INGEST_S", 15) as u64);
+    println!("# dashboard bench: {n_series} series × {n_windows} windows of 10 s (+ 1 m rollups)");
+
+    let table = RedTable::new(RedTableSettings {
+        dims: vec!["http.request.method".into()],
+        lateness_ns: 30 * SEC,
+        retention_ns: n_windows * WINDOW_NS,
+        max_bytes: usize::MAX,
+    });
+    let newest = Arc::new(AtomicU64::new(BASE));
+    let feeder = Arc::new(Mutex::new(Feeder {
+        table: table.clone(),
+        keys: series(n_series),
+        pool: agg_pool(),
+        primary: Arc::from("10s"),
+        rollup: Arc::from("1m"),
+        next_window: 0,
+        newest_end: newest.clone(),
+    }));
+
+    // Fill.
+    let rss0 = rss_bytes();
+    let t = Instant::now();
+    let mut fill = StepCost::default();
+    {
+        let mut f = feeder.lock().expect("feeder");
+        for w in 0..n_windows {
+            let last = w + 1 == n_windows;
+            fill.add(f.step(last).0);
+        }
+    }
+    let fill_wall = t.elapsed();
+    let rss1 = rss_bytes();
+    let tables = Tables {
+        red: table.clone(),
+        spans: Default::default(),
+        continuous: Default::default(),
+        anomalies: Default::default(),
+        predictions: Default::default(),
+    };
+    let engine = QueryEngine::new(
+        tables.providers(),
+        QueryLimits {
+            timeout: Duration::from_secs(60),
+            memory_bytes: 2 << 30,
+            max_rows: 1_000_000,
+        },
+    )
+    .expect("query runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let count = |sql: &str| -> f64 {
+        let r = rt.block_on(engine.execute(sql)).expect("count query");
+        let b = &r.batches[0];
+        arrow::util::display::array_value_to_string(b.column(0), 0)
+            .expect("value")
+            .parse()
+            .expect("number")
+    };
+    let total_rows = count("SELECT count(*) FROM red");
+    let sealed_rows = total_rows
+        - count(&format!(
+            "SELECT count(*) FROM red WHERE NOT is_final OR window_end >= {}",
+            ts(newest.load(Ordering::SeqCst) - 30 * SEC)
+        ));
+    let sealed_bytes = table.sealed_bytes();
+    let sketch_bytes = count("SELECT avg(octet_length(duration_sketch)) FROM red");
+    println!("\n## Fill");
+    println!(
+        "- {} rows ({} final windows held); filled in {:.1} s wall, {:.1} s inside the sink \
+         ({:.0} primary rows/s)",
+        total_rows,
+        table.window_count(),
+        fill_wall.as_secs_f64(),
+        fill.total_ns() as f64 / 1e9,
+        fill.rate()
+    );
+    println!(
+        "- sealed batches: {:.1} MiB for {:.0} rows = {:.0} B/row (Arrow buffers); process RSS \
+         grew {:.1} MiB = {:.0} B/row (all rows, allocator and unsealed state included)",
+        sealed_bytes as f64 / (1 << 20) as f64,
+        sealed_rows,
+        sealed_bytes as f64 / sealed_rows.max(1.0),
+        (rss1.saturating_sub(rss0)) as f64 / (1 << 20) as f64,
+        (rss1.saturating_sub(rss0)) as f64 / total_rows.max(1.0)
+    );
+    println!("- duration_sketch values average {sketch_bytes:.0} B");
+
+    // Ingest alone.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(feeder.clone(), stop.clone());
+    let deadline = Instant::now() + ingest_for;
+    while Instant::now() < deadline {
+        std::thread::park_timeout(deadline - Instant::now());
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (alone, mut alone_calls, alone_wall) = writer.join().expect("writer");
+    alone_calls.sort();
+
+    // Queries alone.
+    let qs = queries();
+    println!("\n## Query latency, no ingest (ms; end-to-end QueryEngine::execute)");
+    println!("| query | rows | runs | p50 | p99 | max |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let mut quiet = Vec::new();
+    for q in &qs {
+        let l = measure(&rt, &engine, q, &newest, runs, budget);
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            q.name,
+            l.rows,
+            l.runs,
+            ms(l.p50),
+            ms(l.p99),
+            ms(l.max)
+        );
+        quiet.push(l);
+    }
+
+    // Queries while ingesting at full speed.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(feeder.clone(), stop.clone());
+    println!("\n## Query latency while a writer ingests back to back (ms)");
+    println!("| query | rows | runs | p50 | p99 | max | p99 vs no ingest |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (q, base) in qs.iter().zip(&quiet) {
+        let l = measure(&rt, &engine, q, &newest, runs, budget);
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {:.2}× |",
+            q.name,
+            l.rows,
+            l.runs,
+            ms(l.p50),
+            ms(l.p99),
+            ms(l.max),
+            l.p99.as_secs_f64() / base.p99.as_secs_f64().max(1e-9)
+        );
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (busy, mut busy_calls, busy_wall) = writer.join().expect("writer");
+    busy_calls.sort();
+
+    // A dashboard's refresh cadence: the five panels every 2 s, while ingesting.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(feeder.clone(), stop.clone());
+    let deadline = Instant::now() + ingest_for;
+    let mut refreshes = 0;
+    while Instant::now() < deadline {
+        let next = Instant::now() + Duration::from_secs(2);
+        for q in &qs {
+            let sql = (q.sql)(newest.load(Ordering::SeqCst));
+            rt.block_on(engine.execute(&sql)).expect("dashboard query");
+        }
+        refreshes += 1;
+        while Instant::now() < next {
+            std::thread::park_timeout(next - Instant::now());
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (paced, mut paced_calls, paced_wall) = writer.join().expect("writer");
+    paced_calls.sort();
+
+    println!("\n## Ingest into the red table (primary rows/s of time inside the sink calls)");
+    println!(
+        "| condition | windows | wall s | rows/s | vs alone | sink call p50 ms | p99 ms | max ms |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (name, c, calls, wall) in [
+        ("alone", &alone, &alone_calls, alone_wall),
+        (
+            "queries back to back (1 client)",
+            &busy,
+            &busy_calls,
+            busy_wall,
+        ),
+        (
+            "dashboard: 5 panels every 2 s",
+            &paced,
+            &paced_calls,
+            paced_wall,
+        ),
+    ] {
+        println!(
+            "| {name} | {} | {:.1} | {:.0} | {:.2} | {} | {} | {} |",
+            c.primary_rows / n_series.max(1) as u64,
+            wall.as_secs_f64(),
+            c.rate(),
+            c.rate() / alone.rate(),
+            ms(percentile(calls, 0.5)),
+            ms(percentile(calls, 0.99)),
+            ms(*calls.last().unwrap_or(&Duration::ZERO)),
+        );
+    }
+    println!(
+        "\nsink time split (alone): on_final {:.0} %, rollup on_final {:.0} %, on_provisional {:.0} %; \
+         {refreshes} dashboard refreshes",
+        alone.final_ns as f64 * 100.0 / alone.total_ns() as f64,
+        alone.rollup_ns as f64 * 100.0 / alone.total_ns() as f64,
+        alone.provisional_ns as f64 * 100.0 / alone.total_ns() as f64,
+    );
+    println!(
+        "wall-clock throughput (windows/s incl. building the rows): alone {:.2}, back-to-back queries {:.2}, dashboard {:.2}",
+        alone.primary_rows as f64 / n_series as f64 / alone_wall.as_secs_f64(),
+        busy.primary_rows as f64 / n_series as f64 / busy_wall.as_secs_f64(),
+        paced.primary_rows as f64 / n_series as f64 / paced_wall.as_secs_f64(),
+    );
+}

@@ -1,0 +1,510 @@
+//! OTLP export of anomaly and prediction spans, end to end in one process: a load of spans into
+//! the engine's OTLP/gRPC receiver, anomaly detection on the closed windows, and a tonic
+//! `TraceService` receiver in the test standing in for Jaeger.
+//!
+//! The load replays history fast (event times from the past, in order, so the watermark follows
+//! them and windows close as it goes), then keeps a steady real-time load so no source goes
+//! idle and no replayed window becomes late. Waits are conditions with deadlines.
+
+mod common;
+
+use common::*;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use redwatch::server::Engine;
+use redwatch_engine::config::{Config, OtlpExporterConfig};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const SEC: u64 = 1_000_000_000;
+
+/// The engine's watermark follows wall clock until data arrives (every source starts idle), so
+/// the replayed history is late data: accepted while within `allowed_lateness`.
+const REPLAY_LATENESS: Duration = Duration::from_secs(120);
+
+// ---------------------------------------------------------------------------------------------
+// The receiver (stand-in for Jaeger)
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Default)]
+struct Received(Arc<Mutex<Vec<(Vec<(String, String)>, Span)>>>);
+
+impl Received {
+    /// Received spans named `name`, with their resource attributes.
+    fn named(&self, name: &str) -> Vec<(Vec<(String, String)>, Span)> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, s)| s.name == name)
+            .cloned()
+            .collect()
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Received {
+    async fn export(
+        &self,
+        r: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut got = self.0.lock().unwrap();
+        for rs in r.into_inner().resource_spans {
+            let res: Vec<(String, String)> = rs
+                .resource
+                .iter()
+                .flat_map(|r| r.attributes.iter())
+                .map(|kv| {
+                    (
+                        kv.key.clone(),
+                        show(kv.value.as_ref().and_then(|v| v.value.as_ref())),
+                    )
+                })
+                .collect();
+            for ss in rs.scope_spans {
+                for s in ss.spans {
+                    got.push((res.clone(), s));
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+/// A running receiver that can be stopped and started again on the same port.
+struct Receiver {
+    addr: SocketAddr,
+    got: Received,
+    stop: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        let mut r = Receiver {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            got: Received::default(),
+            stop: None,
+        };
+        r.up().await;
+        r
+    }
+
+    async fn up(&mut self) {
+        let l = tokio::net::TcpListener::bind(self.addr)
+            .await
+            .expect("bind the test receiver");
+        self.addr = l.local_addr().unwrap();
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        let svc = TraceServiceServer::new(self.got.clone())
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+        let task = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(l),
+                    c.cancelled_owned(),
+                )
+                .await;
+        });
+        self.stop = Some((cancel, task));
+    }
+
+    async fn down(&mut self) {
+        if let Some((c, t)) = self.stop.take() {
+            c.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+fn show(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::StringValue(s)) => s.clone(),
+        Some(Value::DoubleValue(d)) => d.to_string(),
+        Some(Value::IntValue(i)) => i.to_string(),
+        Some(Value::BoolValue(b)) => b.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn attrs(s: &Span) -> BTreeMap<String, String> {
+    s.attributes
+        .iter()
+        .map(|kv| {
+            (
+                kv.key.clone(),
+                show(kv.value.as_ref().and_then(|v| v.value.as_ref())),
+            )
+        })
+        .collect()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The load
+// ---------------------------------------------------------------------------------------------
+
+/// Sends `calls` spans per window and series, window after window from `first_window_s` (Unix
+/// seconds): as fast as possible while behind the wall clock, then one window a second.
+/// `latency_ms(window_index, i)` gives each span's duration.
+struct Load {
+    stop: Arc<AtomicBool>,
+    windows: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    fn start(
+        e: &Engine,
+        services: &'static [&'static str],
+        first_window_s: u64,
+        calls: usize,
+        latency_ms: impl Fn(u64, usize) -> u64 + Send + 'static,
+    ) -> Load {
+        let addr = e.addrs["otlp_grpc"];
+        let stop = Arc::new(AtomicBool::new(false));
+        let windows = Arc::new(AtomicU64::new(0));
+        let (s, w) = (stop.clone(), windows.clone());
+        let task = tokio::spawn(async move {
+            let ch = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+                .expect("connect to the engine");
+            let mut client = TraceServiceClient::new(ch);
+            let mut k = 0u64;
+            while !s.load(Ordering::Relaxed) {
+                let start = (first_window_s + k) * SEC;
+                // Never send a window that has not begun yet; in real time, send a window's
+                // spans just after it ends so the next one closes it.
+                let ready_at = start + SEC;
+                let now = now_ns();
+                if ready_at > now {
+                    tokio::time::sleep(Duration::from_nanos(ready_at - now)).await;
+                }
+                for svc in services {
+                    let spans: Vec<SpanSpec> = (0..calls)
+                        .map(|i| {
+                            let end = start + (i as u64 * (SEC - 1)) / calls as u64;
+                            SpanSpec::new("GET /pay")
+                                .duration_ms(latency_ms(k, i))
+                                .end(end)
+                        })
+                        .collect();
+                    let r = client.export(trace_request(Some(svc), &spans)).await;
+                    assert!(r.is_ok(), "engine refused the load: {r:?}");
+                }
+                k += 1;
+                w.store(k, Ordering::Relaxed);
+            }
+        });
+        Load {
+            stop,
+            windows,
+            task,
+        }
+    }
+
+    /// Windows sent so far.
+    fn windows(&self) -> u64 {
+        self.windows.load(Ordering::Relaxed)
+    }
+
+    async fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("the load task ends cleanly");
+    }
+}
+
+/// A deterministic value in [0, 1).
+fn noise(k: u64, i: usize) -> f64 {
+    (((k * 131 + i as u64 * 17) as f64 * 12.9898).sin() * 43758.5453)
+        .fract()
+        .abs()
+}
+
+fn exporter_cfg(url: &str, queue_size: usize) -> OtlpExporterConfig {
+    let mut o = OtlpExporterConfig {
+        endpoint: url.to_string(),
+        queue_size,
+        ..Default::default()
+    };
+    o.batch.timeout = Duration::from_millis(100);
+    o.retry.initial_interval = Duration::from_millis(100);
+    o.retry.max_interval = Duration::from_millis(400);
+    o.retry.max_elapsed_time = Duration::from_secs(120);
+    o
+}
+
+fn export_value(e: &Engine, name: &str) -> f64 {
+    e.registry
+        .value(name, &[("exporter", "otlp"), ("signal", "traces")])
+}
+
+/// Every export failure, over all reasons.
+fn export_failed(e: &Engine) -> f64 {
+    e.registry.total("redwatch_export_failed_total")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_spike_becomes_anomaly_spans_grouped_by_incident() {
+    let recv = Receiver::start().await;
+    let mut cfg: Config = test_config();
+    cfg.exporters.otlp = Some(exporter_cfg(&recv.url(), 10_000));
+    cfg.anomaly.warmup_windows = 20;
+    cfg.anomaly.detectors.robust_z.baseline_windows = 20;
+    cfg.forecast.enabled = false;
+    cfg.windows.allowed_lateness = REPLAY_LATENESS;
+    let e = start(&cfg).await;
+
+    // 45 windows of history: 30 normal calls of ~20 ms, windows 30..35 at ~600 ms.
+    const SPIKE: std::ops::Range<u64> = 30..35;
+    let first = now_ns() / SEC - 45;
+    let load = Load::start(&e, &["payments"], first, 40, |k, i| {
+        let base = if SPIKE.contains(&k) { 600.0 } else { 20.0 };
+        (base * (1.0 + 0.2 * noise(k, i))) as u64
+    });
+
+    let got = recv.got.clone();
+    for _ in 0..25 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let v: Vec<_> = got.named("anomaly_detected").iter().map(|(_, s)| { let a = attrs(s); (s.start_time_unix_nano / SEC - first, a["anomaly.signal"].clone(), a["anomaly.value"].clone(), a["anomaly.expected_max"].clone(), a["anomaly.incident_state"].clone()) }).collect();
+        eprintln!("DEBUG late {} windows {} anomalies_total {} sent {} {:?}", e.registry.total("redwatch_late_dropped_total"), load.windows(), e.registry.total("redwatch_anomalies_total"), export_value(&e, "redwatch_export_sent_total"), v);
+    }
+    wait_until(
+        Duration::from_secs(60),
+        "anomaly spans of the spike arrive",
+        || {
+            let got = got.clone();
+            async move {
+                got.named("anomaly_detected").iter().any(|(_, s)| {
+                    attrs(s).get("anomaly.signal").map(String::as_str) == Some("latency_p99_ms")
+                        && s.start_time_unix_nano == (first + SPIKE.end - 1) * SEC
+                })
+            }
+        },
+    )
+    .await;
+    load.stop().await;
+
+    let spans = recv.got.named("anomaly_detected");
+    let mut incidents: BTreeMap<String, Vec<&Span>> = BTreeMap::new();
+    for (res, s) in &spans {
+        assert!(
+            res.contains(&("service.name".to_string(), "redwatch".to_string())),
+            "resource of an anomaly span: {res:?}"
+        );
+        let a = attrs(s);
+        for k in [
+            "anomaly.signal",
+            "anomaly.value",
+            "anomaly.expected_min",
+            "anomaly.expected_max",
+            "anomaly.severity",
+            "anomaly.score",
+            "anomaly.detector",
+            "anomaly.incident_id",
+            "service.name.observed",
+            "span.name.observed",
+        ] {
+            assert!(a.contains_key(k), "anomaly span lacks {k}: {a:?}");
+        }
+        assert_eq!(a["service.name.observed"], "payments");
+        assert_eq!(a["span.name.observed"], "GET /pay");
+        assert_eq!(s.kind, 1, "kind INTERNAL");
+        assert_eq!(
+            s.end_time_unix_nano - s.start_time_unix_nano,
+            SEC,
+            "one window"
+        );
+        let event = s
+            .events
+            .iter()
+            .find(|ev| ev.name == "anomaly_alert")
+            .expect("an anomaly_alert event");
+        assert_eq!(event.attributes.len(), s.attributes.len());
+        let sev = a["anomaly.severity"].as_str();
+        let code = s.status.as_ref().map_or(0, |st| st.code);
+        assert_eq!(
+            code == 2,
+            sev == "high" || sev == "critical",
+            "status for {sev}"
+        );
+        // One incident = one trace: the trace id is the incident id.
+        assert_eq!(hex(&s.trace_id), a["anomaly.incident_id"]);
+        incidents
+            .entry(a["anomaly.incident_id"].clone())
+            .or_default()
+            .push(s);
+    }
+    let p99: Vec<&Span> = spans
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| attrs(s)["anomaly.signal"] == "latency_p99_ms")
+        .collect();
+    assert!(
+        p99.len() >= 2,
+        "the 5-window spike should give several p99 spans: {p99:?}"
+    );
+    for s in &p99 {
+        let start_s = s.start_time_unix_nano / SEC - first;
+        assert!(
+            SPIKE.contains(&start_s),
+            "p99 anomaly outside the spike: window {start_s}"
+        );
+        let a = attrs(s);
+        let v: f64 = a["anomaly.value"].parse().unwrap();
+        let max: f64 = a["anomaly.expected_max"].parse().unwrap();
+        assert!(v > max, "value {v} above the expected range (max {max})");
+    }
+    let first_p99 = p99.iter().min_by_key(|s| s.start_time_unix_nano).unwrap();
+    assert_eq!(first_p99.start_time_unix_nano, (first + SPIKE.start) * SEC);
+    let group = &incidents[&attrs(first_p99)["anomaly.incident_id"]];
+    assert_eq!(
+        group.len(),
+        p99.len(),
+        "all p99 spans of the spike form one incident"
+    );
+    assert!(group.iter().all(|s| s.trace_id == first_p99.trace_id));
+    // The first window is the root; the others hang off it.
+    for s in group.iter().filter(|s| s.span_id != first_p99.span_id) {
+        assert_eq!(s.parent_span_id, first_p99.span_id);
+    }
+    assert!(
+        e.registry.total("redwatch_anomalies_total") >= p99.len() as f64,
+        "redwatch_anomalies_total counts the anomalies"
+    );
+    assert_eq!(export_failed(&e), 0.0);
+    assert_eq!(export_value(&e, "redwatch_export_dropped_total"), 0.0);
+
+    // The anomalies table has them too.
+    let rows = e
+        .queries
+        .execute(
+            "SELECT incident_id FROM anomalies WHERE signal = 'latency_p99_ms' \
+             AND service_name = 'payments' AND incident_state <> 'resolved'",
+        )
+        .await
+        .expect("the anomalies table answers");
+    assert_eq!(rows.num_rows(), p99.len());
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exporter_outage_retries_bounds_the_queue_and_recovers() {
+    // Above the 12 prediction spans one window close enqueues at once.
+    const QUEUE: usize = 30;
+    let mut recv = Receiver::start().await;
+    let mut cfg: Config = test_config();
+    cfg.exporters.otlp = Some(exporter_cfg(&recv.url(), QUEUE));
+    // Only predictions (a steady 4 spans per series and window), no anomalies: the exported
+    // spans are exactly `redwatch_predictions_total`.
+    cfg.anomaly.enabled = false;
+    cfg.forecast.history_windows = 8;
+    cfg.forecast.every_windows = 1;
+    cfg.windows.allowed_lateness = REPLAY_LATENESS;
+    let e = start(&cfg).await;
+    let first = now_ns() / SEC - 12;
+    let load = Load::start(&e, &["a", "b", "c"], first, 25, |k, i| {
+        (20.0 * (1.0 + 0.2 * noise(k, i))) as u64
+    });
+    let sent = |e: &Engine| export_value(e, "redwatch_export_sent_total");
+    let dropped = |e: &Engine| export_value(e, "redwatch_export_dropped_total");
+    let retries = |e: &Engine| export_value(e, "redwatch_export_retries_total");
+    let depth = |e: &Engine| export_value(e, "redwatch_export_queue_depth");
+
+    wait_until(
+        Duration::from_secs(40),
+        "predictions reach the receiver",
+        || async { sent(&e) >= 24.0 },
+    )
+    .await;
+    assert_eq!(dropped(&e), 0.0);
+    assert!(!recv.got.named("metric_prediction").is_empty());
+
+    // Outage.
+    recv.down().await;
+    let produced_before = e.registry.total("redwatch_predictions_total");
+    let sent_before = sent(&e);
+    wait_until(
+        Duration::from_secs(40),
+        "the queue overflows while the receiver is down",
+        || async {
+            assert!(depth(&e) <= QUEUE as f64, "the queue stays bounded");
+            dropped(&e) > 0.0 && retries(&e) >= 2.0
+        },
+    )
+    .await;
+    let sent_during = sent(&e);
+    assert!(
+        sent_during - sent_before <= 12.0,
+        "nothing (beyond an in-flight batch) is sent while down"
+    );
+
+    // Recovery.
+    recv.up().await;
+    wait_until(
+        Duration::from_secs(40),
+        "the queued spans are delivered",
+        || async { sent(&e) >= sent_during + QUEUE as f64 },
+    )
+    .await;
+    let after_recovery = sent(&e);
+    let produced_until_drained = e.registry.total("redwatch_predictions_total") - produced_before;
+    let windows = load.windows();
+    wait_until(
+        Duration::from_secs(40),
+        "new predictions flow again",
+        || async { load.windows() >= windows + 2 && sent(&e) > after_recovery },
+    )
+    .await;
+    load.stop().await;
+
+    // Accounting: every prediction span was sent, dropped or given up on — and drops only
+    // happened beyond the queue bound.
+    wait_until(
+        DEADLINE,
+        "the exporter is idle and every span is accounted for",
+        || async {
+            let total = e.registry.total("redwatch_predictions_total");
+            depth(&e) == 0.0 && sent(&e) + dropped(&e) + export_failed(&e) == total
+        },
+    )
+    .await;
+    assert_eq!(export_failed(&e), 0.0, "nothing given up on");
+    let d = dropped(&e);
+    assert!(
+        d <= produced_until_drained - QUEUE as f64,
+        "drops ({d}) only beyond the queue bound ({produced_until_drained} produced from the \
+         outage until the queue drained)"
+    );
+    assert_eq!(
+        recv.got.named("metric_prediction").len() as f64,
+        sent(&e),
+        "the receiver got every span counted as sent"
+    );
+    e.shutdown().await;
+}
