@@ -887,9 +887,16 @@ async fn unknown_grpc_methods_and_http_routes_are_refused() {
     let r = http_request(&e, reqwest::Method::GET, "/nope").await;
     assert_eq!(r.status, 404, "GET /nope: {r:?}");
 
-    // No OTLP request reached a receiver: nothing counted as a rejected export.
+    // HTTP requests for no export endpoint are counted (signal "none"). Unknown gRPC methods are
+    // answered UNIMPLEMENTED by tonic's router before a receiver sees them.
     let m = scrape(&e).await;
-    assert_request_rejections(&m, &[]);
+    assert_request_rejections(
+        &m,
+        &[
+            ("otlp_http", "none", "method_not_allowed", 1.0),
+            ("otlp_http", "none", "not_found", 2.0),
+        ],
+    );
     assert_span_rejections(&m, &[]);
 
     send_good(&e, &mut exp, "after").await;

@@ -34,9 +34,29 @@ struct HttpState {
 
 /// The OTLP/HTTP routes.
 pub fn router(core: Arc<ReceiverCore>, max_body: usize) -> Router {
+    let (nf, na) = (core.clone(), core.clone());
     Router::new()
         .route("/v1/traces", post(traces))
         .route("/v1/metrics", post(metrics))
+        .fallback(move || async move {
+            nf.reject_unrouted("not_found");
+            error_response(
+                Encoding::Json,
+                StatusCode::NOT_FOUND,
+                "no such endpoint: OTLP/HTTP accepts POST /v1/traces and POST /v1/metrics",
+            )
+        })
+        .method_not_allowed_fallback(move || async move {
+            na.reject_unrouted("method_not_allowed");
+            let mut r = error_response(
+                Encoding::Json,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "OTLP/HTTP export endpoints accept POST only",
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            r
+        })
         .with_state(HttpState { core, max_body })
 }
 
@@ -236,6 +256,7 @@ fn rpc_code(status: StatusCode) -> i32 {
         StatusCode::TOO_MANY_REQUESTS => 8,      // RESOURCE_EXHAUSTED
         StatusCode::UNSUPPORTED_MEDIA_TYPE => 3, // INVALID_ARGUMENT
         StatusCode::SERVICE_UNAVAILABLE => 14,   // UNAVAILABLE
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => 12, // UNIMPLEMENTED
         _ => 2,                                  // UNKNOWN
     }
 }

@@ -42,6 +42,9 @@ pub const REQUEST_REJECT_REASONS: &[&str] = &[
     "backpressure",
 ];
 
+/// Rejections of requests that name no export endpoint (label `signal="none"`).
+pub const UNROUTED_REASONS: &[&str] = &["not_found", "method_not_allowed", "unimplemented"];
+
 /// Item-level rejection reasons.
 pub const ITEM_REJECT_REASONS: &[&str] = &["invalid_timestamp", "future_timestamp", "late"];
 
@@ -149,6 +152,7 @@ pub struct ReceiverCore {
     points: SignalCounters,
     late: Arc<Counter>,
     missing_service: Arc<Counter>,
+    unrouted: Vec<(&'static str, Arc<Counter>)>,
 }
 
 /// Encoding of a request body.
@@ -182,6 +186,19 @@ impl ReceiverCore {
                 "Spans whose resource has no service.name (counted as unknown_service).",
                 &[],
             ),
+            unrouted: UNROUTED_REASONS
+                .iter()
+                .map(|r| {
+                    (
+                        *r,
+                        registry.counter(
+                            "redwatch_requests_rejected_total",
+                            "Export requests refused whole, per receiver, signal and reason.",
+                            &[("receiver", name), ("signal", "none"), ("reason", r)],
+                        ),
+                    )
+                })
+                .collect(),
             handle,
             settings,
         })
@@ -199,6 +216,13 @@ impl ReceiverCore {
         };
         c.requests.inc();
         c.reject_request(reason);
+    }
+
+    /// Counts a request for a path or method that is not an OTLP export.
+    pub fn reject_unrouted(&self, reason: &'static str) {
+        if let Some((_, c)) = self.unrouted.iter().find(|(r, _)| *r == reason) {
+            c.inc();
+        }
     }
 
     /// Decodes and queues one trace export request.
