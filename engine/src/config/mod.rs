@@ -169,6 +169,12 @@ impl Config {
             .validate("anomaly")
             .into_iter()
             .chain(self.forecast.validate("forecast"))
+            .chain(
+                self.exporters
+                    .otlp
+                    .iter()
+                    .flat_map(|o| o.validate("exporters.otlp")),
+            )
         {
             bad(&path, message);
         }
