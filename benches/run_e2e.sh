@@ -4,14 +4,16 @@
 #   benches/run_e2e.sh [--reps N] [--secs S] [--no-criterion] [--no-state] [--no-rotel]
 #
 # Steps (each writes <step>.txt into $OUT, default target/bench-results/<UTC time>/):
-#   1. cargo build --release --bin redwatch
-#   2. criterion: cargo bench --bench decode_aggregate        (pinned to core 0)
-#   3. throughput, uncompressed: cargo bench --bench otlp_load -- --secs S   ×N
-#   4. throughput, gzip:         cargo bench --bench otlp_load -- --secs S --gzip   ×N
-#   5. state per series:         cargo bench --bench otlp_load -- --mode state
+#   1. cargo build --release --bin redwatch, cargo bench --no-run; the three binaries are copied
+#      to $OUT/bin so that edits in the checkout cannot change them mid-run
+#   2. criterion: decode_aggregate --bench                    (pinned to core 0)
+#   3. throughput, uncompressed: otlp_load --secs S           ×N  (= cargo bench --bench otlp_load -- --secs S)
+#   4. throughput, gzip:         otlp_load --secs S --gzip    ×N
+#   5. state per series:         otlp_load --mode state
 #   6. redwatch vs rotel vs prost: otlpbench's run_vs_rotel.sh with benches/otlpbench_redwatch.sh
-# Then prints the RESULT lines. The machine should be otherwise idle: every figure is a share of
-# one pinned core, and the tables flag other load on the server core.
+# Then prints the RESULT lines. Every figure is a share of one pinned core, so before each step
+# the script waits (up to QUIET_WAIT s, default 900) for both cores to be under 10% busy; the
+# tables also flag other load on the server core.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -57,32 +59,44 @@ wait_quiet() {
 }
 cd "$ROOT"
 
-log "building the release binary"
+log "building the release binary and the benches"
 cargo build --release --bin redwatch 2>&1 | tail -1
-export REDWATCH_BIN="$ROOT/target/release/redwatch"
-cargo bench --no-run --bench decode_aggregate --bench otlp_load 2>&1 | tail -1
+# Snapshot the binaries: other work in this checkout cannot change them between steps.
+mkdir -p "$OUT/bin"
+cp "$ROOT/target/release/redwatch" "$OUT/bin/redwatch"
+for b in decode_aggregate otlp_load; do
+  exe=$(cargo bench --no-run --bench "$b" --message-format=json 2>/dev/null \
+    | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | grep "/$b-" | tail -1)
+  [ -x "$exe" ] || { echo "could not build bench $b" >&2; exit 1; }
+  cp "$exe" "$OUT/bin/$b"
+done
+export REDWATCH_BIN="$OUT/bin/redwatch"
+{ echo "commit $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- . 2>/dev/null || echo ' + uncommitted changes')"
+  echo "date $(date -u '+%Y-%m-%d %H:%M UTC')"; echo "rustc $(rustc --version)"
+  echo "cpu $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//') x $(nproc --all)"
+  echo "kernel $(uname -r)"; } | tee "$OUT/machine.txt" >&2
 
 if [ "$CRITERION" = 1 ]; then
   wait_quiet
   log "criterion decode_aggregate (core 0)"
-  taskset -c 0 cargo bench --bench decode_aggregate 2>&1 | tee "$OUT/criterion.txt" | grep -E 'thrpt|^[a-z_]+/' >&2
+  taskset -c 0 "$OUT/bin/decode_aggregate" --bench 2>&1 | tee "$OUT/criterion.txt" | grep -E 'thrpt|^[a-z_]+/' >&2
 fi
 for rep in $(seq 1 "$REPS"); do
   wait_quiet
   log "otlp_load throughput, uncompressed, rep $rep"
-  cargo bench --bench otlp_load -- --secs "$SECS" > "$OUT/throughput-rep$rep.txt"
+  "$OUT/bin/otlp_load" --secs "$SECS" > "$OUT/throughput-rep$rep.txt"
   grep '^RESULT' "$OUT/throughput-rep$rep.txt" >&2
 done
 for rep in $(seq 1 "$REPS"); do
   wait_quiet
   log "otlp_load throughput, gzip, rep $rep"
-  cargo bench --bench otlp_load -- --secs "$SECS" --gzip > "$OUT/gzip-rep$rep.txt"
+  "$OUT/bin/otlp_load" --secs "$SECS" --gzip > "$OUT/gzip-rep$rep.txt"
   grep '^RESULT' "$OUT/gzip-rep$rep.txt" >&2
 done
 if [ "$STATE" = 1 ]; then
   wait_quiet
   log "otlp_load state per series (about 2 minutes)"
-  cargo bench --bench otlp_load -- --mode state > "$OUT/state.txt"
+  "$OUT/bin/otlp_load" --mode state > "$OUT/state.txt"
   grep '^RESULT' "$OUT/state.txt" >&2
 fi
 if [ "$ROTEL" = 1 ]; then

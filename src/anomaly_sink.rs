@@ -10,7 +10,7 @@
 
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::span::{Event, SpanKind};
+use opentelemetry_proto::tonic::trace::v1::span::{Event, Link, SpanKind};
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use redwatch_connectors::otlp_exporter::OtlpExportHandle;
@@ -18,7 +18,7 @@ use redwatch_engine::config::Config;
 use redwatch_engine::telemetry::{Counter, Registry};
 use redwatch_operators::anomaly::{Anomaly, AnomalyEngine, IncidentState, Severity};
 use redwatch_operators::forecast::Prediction;
-use redwatch_operators::red::{RedRow, RedSink, SeriesKey};
+use redwatch_operators::red::{Exemplars, RedRow, RedSink, SeriesKey};
 use redwatch_queries::anomalies::{hex, AnomaliesTable, PredictionsTable};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -218,8 +218,9 @@ impl AnomalySink {
         }
     }
 
-    /// The `anomaly_detected` span of one anomalous window.
-    pub fn anomaly_span(&self, a: &Anomaly) -> Span {
+    /// The `anomaly_detected` span of one anomalous window, linked to the window's exemplar
+    /// spans (slowest, slowest failed) when known.
+    pub fn anomaly_span(&self, a: &Anomaly, exemplars: Option<&Exemplars>) -> Span {
         let mut attrs = vec![
             kv_str("anomaly.signal", &a.signal),
             kv_f64("anomaly.value", a.value),
@@ -241,7 +242,27 @@ impl AnomalySink {
             (span_id(&a.incident_id, a.window_start), root.to_vec())
         };
         let error = a.severity >= Severity::High;
+        let mut links: Vec<Link> = Vec::new();
+        if let Some(x) = exemplars {
+            for (kind, e) in [("slowest", x.slowest), ("failed", x.failed)] {
+                let Some(e) = e else { continue };
+                if let Some(l) = links.iter_mut().find(|l| l.span_id == e.span_id) {
+                    l.attributes.push(kv_str("exemplar.kind", kind));
+                    continue;
+                }
+                links.push(Link {
+                    trace_id: e.trace_id.to_vec(),
+                    span_id: e.span_id.to_vec(),
+                    attributes: vec![
+                        kv_str("exemplar.kind", kind),
+                        kv_f64("exemplar.duration_ms", e.duration_ms),
+                    ],
+                    ..Default::default()
+                });
+            }
+        }
         Span {
+            links,
             trace_id: a.incident_id.to_vec(),
             span_id: id.to_vec(),
             parent_span_id: parent,
@@ -343,6 +364,8 @@ impl AnomalySink {
 impl RedSink for AnomalySink {
     fn on_final(&self, rows: &[RedRow]) {
         let mut anomalies = Vec::new();
+        // The exemplars of each anomaly's window (None for gap-filled windows without a row).
+        let mut exemplars: Vec<Option<Exemplars>> = Vec::new();
         let mut predictions: Vec<(Prediction, u64)> = Vec::new();
         {
             let Ok(mut engine) = self.engine.lock() else {
@@ -350,6 +373,9 @@ impl RedSink for AnomalySink {
             };
             for r in rows.iter().filter(|r| r.primary && r.first && r.is_final) {
                 let (a, p) = engine.observe_red(r);
+                for x in &a {
+                    exemplars.push((x.window_start == r.start).then_some(r.total.exemplars));
+                }
                 anomalies.extend(a);
                 predictions.extend(p.into_iter().map(|p| (p, r.window_size_ns)));
             }
@@ -363,8 +389,9 @@ impl RedSink for AnomalySink {
         self.predictions_total.add(predictions.len() as u64);
         let mut spans: Vec<Span> = anomalies
             .iter()
-            .filter(|a| a.incident_state != IncidentState::Resolved)
-            .map(|a| self.anomaly_span(a))
+            .zip(&exemplars)
+            .filter(|(a, _)| a.incident_state != IncidentState::Resolved)
+            .map(|(a, x)| self.anomaly_span(a, x.as_ref()))
             .collect();
         spans.extend(predictions.iter().map(|(p, w)| self.prediction_span(p, *w)));
         self.export(spans);
@@ -495,16 +522,26 @@ mod tests {
     #[test]
     fn anomaly_spans_of_one_incident_share_the_trace_and_hang_off_the_first() {
         let s = sink();
-        let open = s.anomaly_span(&anomaly(
-            IncidentState::Open,
-            1_000_000_000,
-            Severity::Medium,
-        ));
-        let next = s.anomaly_span(&anomaly(
-            IncidentState::Ongoing,
-            2_000_000_000,
-            Severity::High,
-        ));
+        let mut ex = Exemplars::default();
+        let e = |id: u8, ms: f64| redwatch_operators::red::Exemplar {
+            trace_id: [id; 16],
+            span_id: [id; 8],
+            duration_ms: ms,
+        };
+        ex.offer(redwatch_engine::model::StatusCode::Error, e(1, 900.0));
+        ex.offer(redwatch_engine::model::StatusCode::Unset, e(2, 50.0));
+        let open = s.anomaly_span(
+            &anomaly(IncidentState::Open, 1_000_000_000, Severity::Medium),
+            Some(&ex),
+        );
+        assert_eq!(open.links.len(), 1, "slowest and failed are the same span");
+        assert_eq!(open.links[0].trace_id, vec![1; 16]);
+        assert_eq!(open.links[0].attributes.len(), 3);
+        let next = s.anomaly_span(
+            &anomaly(IncidentState::Ongoing, 2_000_000_000, Severity::High),
+            None,
+        );
+        assert!(next.links.is_empty());
         assert_eq!(open.trace_id, vec![9; 16]);
         assert_eq!(next.trace_id, open.trace_id);
         assert!(open.parent_span_id.is_empty());
@@ -571,7 +608,7 @@ mod tests {
         assert_eq!(sp.trace_id.len(), 16);
         assert_eq!(sp.span_id.len(), 8);
         let board = s.board();
-        board.record(&[a.clone()], &[p]);
+        board.record(std::slice::from_ref(&a), &[p]);
         assert_eq!(board.open_count(), 1);
         assert_eq!(board.notable_forecasts(5).len(), 1);
         board.record(&[anomaly(IncidentState::Resolved, 5, Severity::Low)], &[]);

@@ -19,6 +19,9 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+type ReadinessCheck = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
+type ReadinessChecks = Arc<std::sync::Mutex<Vec<ReadinessCheck>>>;
+
 /// Options that are not part of the config file.
 #[derive(Debug, Clone, Default)]
 pub struct StartOptions {
@@ -166,6 +169,15 @@ impl Engine {
             vec![Box::new(red), Box::new(spans_op)],
             registry.clone(),
         );
+        // ---- Kafka source, part 1 of 2 (issue 4): hold the watermark from the first tick -----
+        #[cfg(feature = "kafka")]
+        let kafka_hold = match &cfg.receivers.kafka {
+            Some(k) => {
+                Some(redwatch_connectors::kafka::KafkaSource::hold_watermark(k, &handle).await)
+            }
+            None => None,
+        };
+        // ---- end Kafka source, part 1 ----------------------------------------------------------
         let pipeline_cancel = CancellationToken::new();
         let pipeline = tokio::spawn(pipe.run(pipeline_cancel.clone()));
 
@@ -183,16 +195,22 @@ impl Engine {
             }));
         }
 
+        // Components that can make the engine not ready (a Kafka source without brokers) add a
+        // check here; `/readyz` answers 503 with the first failing check's reason.
+        let readiness_checks: ReadinessChecks = Arc::default();
         if let Some(addr) = cfg.sql.http_endpoint {
             let l = bind("sql_http", addr, &opts).await?;
             addrs.insert("sql_http", l.local_addr()?);
             let ready_pipeline = handle.clone();
+            let checks = readiness_checks.clone();
             let ready: redwatch_queries::http::Readiness = Arc::new(move || {
                 if ready_pipeline.is_closed() {
-                    Err("the pipeline has stopped".into())
-                } else {
-                    Ok(())
+                    return Err("the pipeline has stopped".into());
                 }
+                let checks = checks
+                    .lock()
+                    .map_err(|_| "readiness state poisoned".to_string())?;
+                checks.iter().try_for_each(|c| c())
             });
             let router = redwatch_queries::http::router(queries.clone(), ready, &registry);
             let c = exporters_cancel.clone();
@@ -245,18 +263,23 @@ impl Engine {
                     .context("OTLP HTTP receiver")
             }));
         }
-        // ---- Kafka source (issue 4) -------------------------------------------------------
+        // ---- Kafka source, part 2 of 2 (issue 4) ---------------------------------------------
         #[cfg(feature = "kafka")]
         if let Some(k) = &cfg.receivers.kafka {
-            let (_kafka_source, task) = redwatch_connectors::kafka::KafkaSource::start(
+            let (kafka_source, task) = redwatch_connectors::kafka::KafkaSource::start(
                 k,
                 handle.clone(),
                 settings.clone(),
                 registry.clone(),
                 receivers_cancel.clone(),
+                kafka_hold,
             )
             .context("starting the Kafka source")?;
-            // TODO(lead): `_kafka_source.ready()` belongs in `/readyz`.
+            if let Ok(mut checks) = readiness_checks.lock() {
+                checks.push(Box::new(move || {
+                    kafka_source.ready().map_err(|e| format!("kafka: {e}"))
+                }));
+            }
             receivers.push(tokio::spawn(async move {
                 task.await
                     .map_err(|e| anyhow::anyhow!("Kafka source task failed: {e}"))
@@ -268,7 +291,7 @@ impl Engine {
                 "receivers.kafka is set but this redwatch was built without the `kafka` feature"
             );
         }
-        // ---- end Kafka source --------------------------------------------------------------
+        // ---- end Kafka source, part 2 ----------------------------------------------------------
         Ok(Engine {
             addrs,
             registry,

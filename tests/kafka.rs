@@ -236,3 +236,209 @@ async fn garbage_messages_are_rejected_and_the_partition_keeps_flowing() {
     .await;
     e.shutdown().await;
 }
+
+/// The purged-through time travels in the commit metadata and, for brokers that drop metadata
+/// (tansu 0.6 does), as the committed offset of a member-less shadow group: the broker must give
+/// back a nanosecond timestamp committed as an offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purged_through_time_round_trips_through_the_broker() {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+    let topic = unique("otlp_spans_meta");
+    create_topic(&topic, 1).await;
+    let p = producer();
+    produce(&p, &topic, 0, b"x").await;
+    let group = unique("meta_group");
+    let purged_through = now_ns() as i64;
+    let (t, g) = (topic.clone(), group.clone());
+    let (offset, metadata) = tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("group.id", &g)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        let mut e = tpl.add_partition(&t, 0);
+        e.set_offset(Offset::Offset(purged_through))
+            .expect("offset");
+        e.set_metadata(redwatch_connectors::kafka::commit_metadata(1234));
+        c.commit(&tpl, CommitMode::Sync).expect("commit");
+        let mut q = TopicPartitionList::new();
+        q.add_partition(&t, 0);
+        let r = c
+            .committed_offsets(q, Duration::from_secs(10))
+            .expect("committed offsets");
+        let e = r.find_partition(&t, 0).expect("partition in answer");
+        (e.offset(), e.metadata().to_string())
+    })
+    .await
+    .expect("consumer thread");
+    assert_eq!(offset, rdkafka::Offset::Offset(purged_through));
+    // Real Kafka keeps the metadata; tansu 0.6 returns it empty (then the shadow group is used).
+    let md = redwatch_connectors::kafka::parse_commit_metadata(&metadata);
+    assert!(
+        md == 1234 || md == 0,
+        "unexpected commit metadata {metadata:?}"
+    );
+}
+
+/// With no broker to talk to, the source keeps running and says why it is not ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_brokers_make_the_source_not_ready() {
+    use redwatch_connectors::kafka::KafkaSource;
+    use redwatch_engine::pipeline::{pipeline, PipelineSettings};
+    use redwatch_engine::telemetry::Registry;
+    use redwatch_engine::time::TimePolicy;
+    let cfg = test_config();
+    let registry = Registry::new();
+    let (handle, pipe) = pipeline(
+        std::sync::Arc::new(TimePolicy::new(&cfg.windows)),
+        PipelineSettings::from_config(&cfg),
+        Vec::new(),
+        registry.clone(),
+    );
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let pipe_task = tokio::spawn(pipe.run(cancel.clone()));
+    let kcfg = KafkaReceiverConfig {
+        // Nothing listens on port 1.
+        brokers: vec!["127.0.0.1:1".to_string()],
+        group_id: unique("unreachable"),
+        ..Default::default()
+    };
+    let (source, task) = KafkaSource::start(
+        &kcfg,
+        handle.clone(),
+        Default::default(),
+        registry,
+        cancel.clone(),
+        None,
+    )
+    .expect("the source starts without a broker");
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    let why = loop {
+        if let Err(why) = source.ready() {
+            if !why.contains("not connected to Kafka yet") {
+                break why;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the source did not report the brokers as down"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(why.to_lowercase().contains("broker"), "reason: {why}");
+    assert!(!task.is_finished(), "the source keeps running");
+    cancel.cancel();
+    task.await.expect("source stops");
+    drop(handle);
+    pipe_task.await.expect("pipeline stops");
+}
+
+/// Queues one big batch straight into the pipeline and waits until the operator task has taken
+/// it off the queue: while it aggregates, the one-slot queue fills (see tests/bad_input.rs).
+async fn queue_ballast(
+    e: &Engine,
+    source: redwatch_engine::model::SourceId,
+    exp: &mut ExpectedCalls,
+) {
+    use redwatch_engine::fixtures::{span_batch, SpanFixture};
+    const BALLAST_SPANS: usize = 300_000;
+    let handle = e.ingest_handle().expect("engine is running");
+    let end = now_ns();
+    let names: Vec<String> = (0..100).map(|i| format!("ballast-{i}")).collect();
+    let fixtures: Vec<SpanFixture> = (0..BALLAST_SPANS)
+        .map(|i| SpanFixture::new("ballast", &names[i % names.len()], end, 7.0))
+        .collect();
+    let batch = span_batch(source, 0, &fixtures);
+    handle
+        .send(redwatch_engine::pipeline::Batch::Spans(batch))
+        .await
+        .expect("an empty queue has room for the ballast");
+    for name in &names {
+        exp.add_n(
+            Some("ballast"),
+            &SpanSpec::new(name),
+            (BALLAST_SPANS / names.len()) as f64,
+        );
+    }
+    wait_until(
+        DEADLINE,
+        "the pipeline takes the ballast off the queue",
+        || async { handle.queue_depth() == 0 },
+    )
+    .await;
+}
+
+/// A full pipeline queue pauses the partition and rewinds it; nothing is dropped or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_pipeline_pauses_the_partition_and_loses_nothing() {
+    let topic = unique("otlp_spans_backpressure");
+    create_topic(&topic, 1).await;
+    let mut cfg = kafka_config(&topic, KafkaEncoding::OtlpProto);
+    cfg.limits.queue_capacity = 1;
+    cfg.limits.enqueue_timeout = Duration::from_millis(1);
+    let e = start(&cfg).await;
+    wait_assigned(&e, &topic, 1).await;
+    let ballast = e
+        .ingest_handle()
+        .expect("engine is running")
+        .add_source("ballast", false)
+        .await;
+    let mut exp = ExpectedCalls::default();
+    let p = producer();
+    let mut produced = 0u64;
+    let mut kafka_spans = 0.0;
+    let until = std::time::Instant::now() + KAFKA_DEADLINE;
+    let mut round = 0;
+    while e.registry.total("redwatch_kafka_partition_pauses_total") == 0.0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the partition was never paused in {round} rounds"
+        );
+        round += 1;
+        // Wait until the consumer has caught up, so the burst meets a busy pipeline.
+        wait_consumed(&e, produced).await;
+        barrier(&e).await;
+        let mut round_exp = ExpectedCalls::default();
+        let reqs = known_requests(&format!("round {round}"), 30, &mut round_exp);
+        kafka_spans += round_exp.total();
+        for (k, v) in round_exp.0 {
+            *exp.0.entry(k).or_default() += v;
+        }
+        let payloads: Vec<Vec<u8>> = reqs.iter().map(|r| r.encode_to_vec()).collect();
+        queue_ballast(&e, ballast, &mut exp).await;
+        let mut tasks = Vec::new();
+        for payload in payloads {
+            let (p, t) = (p.clone(), topic.clone());
+            tasks.push(tokio::spawn(
+                async move { produce(&p, &t, 0, &payload).await },
+            ));
+        }
+        for t in tasks {
+            t.await.expect("producer task");
+        }
+        produced += reqs.len() as u64;
+    }
+    // Messages consumed again after a rewind count twice in `redwatch_kafka_messages_total`;
+    // wait on the spans instead.
+    wait_until(
+        KAFKA_DEADLINE,
+        "every produced span is accepted",
+        || async {
+            e.registry
+                .value("redwatch_spans_accepted_total", &[("receiver", "kafka")])
+                >= kafka_spans
+        },
+    )
+    .await;
+    assert_calls_exactly(&e, &exp).await;
+    assert_eq!(
+        e.registry
+            .value("redwatch_spans_accepted_total", &[("receiver", "kafka")]),
+        kafka_spans,
+        "spans of rewound messages are accepted once"
+    );
+    e.shutdown().await;
+}

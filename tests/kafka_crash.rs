@@ -26,12 +26,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const DEADLINE: Duration = Duration::from_secs(150);
+const DEADLINE: Duration = Duration::from_secs(180);
 const SECOND: u64 = 1_000_000_000;
 const PARTITIONS: i32 = 2;
 const MESSAGES: usize = 120;
 const KILL_AFTER: usize = 60;
 const PRODUCE_EVERY: Duration = Duration::from_millis(125);
+const DOWNTIME: Duration = Duration::from_secs(4);
 
 fn brokers() -> String {
     std::env::var("REDWATCH_KAFKA_BROKERS").unwrap_or_else(|_| {
@@ -206,7 +207,8 @@ async fn sigkill_mid_stream_neither_loses_nor_double_counts_windows() {
         format!(
             "receivers:\n  otlp:\n    grpc: {{ endpoint: 127.0.0.1:0 }}\n    http: {{ endpoint: 127.0.0.1:0 }}\n  \
              kafka:\n    brokers: ['{}']\n    traces_topic: {topic}\n    metrics_topic: null\n    \
-             group_id: {topic}_group\nwindows:\n  size: 1s\n  rollups: []\n  max_out_of_orderness: 0s\n  \
+             group_id: {topic}_group\n    \
+             librdkafka: {{ session.timeout.ms: '6000', heartbeat.interval.ms: '1000' }}\nwindows:\n  size: 1s\n  rollups: []\n  max_out_of_orderness: 0s\n  \
              allowed_lateness: 2s\n  idle_timeout: 5s\nexporters:\n  prometheus: {{ endpoint: 127.0.0.1:0 }}\n\
              sql:\n  http_endpoint: 127.0.0.1:0\n  flight_endpoint: null\n",
             brokers()
@@ -278,6 +280,8 @@ async fn sigkill_mid_stream_neither_loses_nor_double_counts_windows() {
     );
     let first = calls_per_window(&before);
 
+    // Stay down longer than window + allowed lateness: a restart must not turn the backlog late.
+    tokio::time::sleep(DOWNTIME).await;
     let mut run2 = Redwatch::spawn(&config);
     let addr2 = run2.prometheus_addr().await;
     produce.await.expect("producer finished");
@@ -294,9 +298,10 @@ async fn sigkill_mid_stream_neither_loses_nor_double_counts_windows() {
     let until = Instant::now() + DEADLINE;
     let after = loop {
         if let Some(s) = scrape(&addr2).await {
-            let lag_s = s.sum("redwatch_watermark_lag_seconds");
-            let watermark = now_ns().saturating_sub((lag_s * SECOND as f64) as u64);
-            if lag_s > 0.0 && watermark > last_end + 3 * SECOND {
+            let lag_s = s.get("redwatch_watermark_lag_seconds", &[]);
+            let watermark =
+                lag_s.map(|l| now_ns().saturating_sub((l.max(0.0) * SECOND as f64) as u64));
+            if watermark.is_some_and(|w| w > last_end + 3 * SECOND) {
                 break s;
             }
         }
@@ -329,6 +334,12 @@ async fn sigkill_mid_stream_neither_loses_nor_double_counts_windows() {
     assert!(
         diff.is_empty(),
         "final windows differ from the truth after the crash:\n{diff}\nsecond run log:\n{}",
+        run2.log_text()
+    );
+    assert_eq!(
+        after.sum("redwatch_late_dropped_total"),
+        0.0,
+        "the second run dropped replayed spans as late:\n{}",
         run2.log_text()
     );
     eprintln!(

@@ -37,12 +37,15 @@ const REPLAY_LATENESS: Duration = Duration::from_secs(120);
 // The receiver (stand-in for Jaeger)
 // ---------------------------------------------------------------------------------------------
 
+/// Resource attributes (key, value as text) and a received span.
+type ReceivedSpan = (Vec<(String, String)>, Span);
+
 #[derive(Clone, Default)]
-struct Received(Arc<Mutex<Vec<(Vec<(String, String)>, Span)>>>);
+struct Received(Arc<Mutex<Vec<ReceivedSpan>>>);
 
 impl Received {
     /// Received spans named `name`, with their resource attributes.
-    fn named(&self, name: &str) -> Vec<(Vec<(String, String)>, Span)> {
+    fn named(&self, name: &str) -> Vec<ReceivedSpan> {
         self.0
             .lock()
             .unwrap()
@@ -144,8 +147,11 @@ fn show(v: Option<&Value>) -> String {
 }
 
 fn attrs(s: &Span) -> BTreeMap<String, String> {
-    s.attributes
-        .iter()
+    attrs_of(&s.attributes)
+}
+
+fn attrs_of(kvs: &[opentelemetry_proto::tonic::common::v1::KeyValue]) -> BTreeMap<String, String> {
+    kvs.iter()
         .map(|kv| {
             (
                 kv.key.clone(),
@@ -374,6 +380,18 @@ async fn latency_spike_becomes_anomaly_spans_grouped_by_incident() {
         let v: f64 = a["anomaly.value"].parse().unwrap();
         let max: f64 = a["anomaly.expected_max"].parse().unwrap();
         assert!(v > max, "value {v} above the expected range (max {max})");
+        // Linked to the window's slowest span (no failed spans in this load).
+        assert_eq!(s.links.len(), 1, "one exemplar link: {:?}", s.links);
+        let l = &s.links[0];
+        assert_eq!((l.trace_id.len(), l.span_id.len()), (16, 8));
+        assert_ne!(l.span_id, vec![0; 8]);
+        let la = attrs_of(&l.attributes);
+        assert_eq!(la["exemplar.kind"], "slowest");
+        let slowest: f64 = la["exemplar.duration_ms"].parse().unwrap();
+        assert!(
+            slowest >= v * 0.99,
+            "the slowest span ({slowest} ms) is at least the p99 ({v})"
+        );
     }
     let first_p99 = p99.iter().min_by_key(|s| s.start_time_unix_nano).unwrap();
     assert_eq!(first_p99.start_time_unix_nano, (first + SPIKE.start) * SEC);

@@ -181,7 +181,8 @@ impl Registry {
     pub fn contains(&self, name: &str, labels: &[(&str, &str)]) -> bool {
         self.families.get(name).is_some_and(|fam| {
             fam.series.iter().any(|(l, _)| {
-                l.len() == labels.len() && l.iter().zip(labels).all(|(a, b)| a.0 == b.0 && a.1 == b.1)
+                l.len() == labels.len()
+                    && l.iter().zip(labels).all(|(a, b)| a.0 == b.0 && a.1 == b.1)
             })
         })
     }

@@ -198,7 +198,7 @@ impl Feeder {
         cost.primary_rows = r.len() as u64;
         drop(r);
         let end = start + WINDOW_NS;
-        if end % ROLLUP_NS == 0 {
+        if end.is_multiple_of(ROLLUP_NS) {
             let r = rows(
                 &self.keys,
                 &self.pool,

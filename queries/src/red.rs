@@ -254,6 +254,18 @@ impl RedSink for RedTable {
         let Ok(mut st) = self.state.lock() else {
             return;
         };
+        // Windows that just became final leave the provisional snapshot at once, so a query
+        // never sees one window both as final and as provisional rows.
+        let mut closed: HashMap<u64, UnixNanos> = HashMap::new();
+        for r in rows {
+            let e = closed.entry(r.window_size_ns).or_insert(r.start);
+            *e = (*e).max(r.start);
+        }
+        for (size, through) in closed {
+            if let Some(p) = st.provisional.get_mut(&size) {
+                drop_windows_through(p, through);
+            }
+        }
         for r in rows {
             st.newest_end = st.newest_end.max(r.end);
             let key = (r.window_size_ns, r.start);
@@ -324,6 +336,29 @@ impl RedSink for RedTable {
     }
 }
 
+/// Removes the rows of windows starting at or before `through` from a provisional partition.
+fn drop_windows_through(p: &mut Partition, through: UnixNanos) {
+    use arrow::array::{Array, BooleanArray, TimestampMillisecondArray};
+    let through_ms = (through / 1_000_000) as i64;
+    let Some(starts) = p
+        .batch
+        .column(1)
+        .as_any()
+        .downcast_ref::<TimestampMillisecondArray>()
+    else {
+        return;
+    };
+    if (0..starts.len()).all(|i| starts.value(i) > through_ms) {
+        return;
+    }
+    let keep: BooleanArray = (0..starts.len())
+        .map(|i| Some(starts.value(i) > through_ms))
+        .collect();
+    if let Ok(b) = arrow::compute::filter_record_batch(&p.batch, &keep) {
+        p.batch = b;
+    }
+}
+
 impl PartitionSource for RedTable {
     fn snapshot(&self, filter: &PruneFilter) -> Vec<RecordBatch> {
         let Ok(mut st) = self.state.lock() else {
@@ -360,5 +395,48 @@ impl PartitionSource for RedTable {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redwatch_engine::config::Config;
+    use redwatch_engine::fixtures::{span_batch, SpanFixture};
+    use redwatch_engine::model::SourceId;
+    use redwatch_engine::telemetry::Registry;
+    use redwatch_operators::red::RedOperator;
+
+    #[test]
+    fn a_window_is_never_both_final_and_provisional() {
+        let table = RedTable::new(RedTableSettings {
+            dims: vec![],
+            lateness_ns: 5_000_000_000,
+            retention_ns: u64::MAX,
+            max_bytes: usize::MAX,
+        });
+        let mut cfg = Config::default();
+        cfg.windows.rollups = vec![];
+        let reg = Registry::new();
+        let mut op = RedOperator::new(&cfg, vec![table.clone()], &reg);
+        let t0 = 1_700_000_000_000_000_000u64;
+        op.process_spans(
+            &span_batch(SourceId(0), 0, &[SpanFixture::new("s", "x", t0 + 1, 1.0)]),
+            t0,
+        );
+        op.publish_provisional();
+        let rows = |t: &RedTable| -> usize {
+            t.snapshot(&PruneFilter::default())
+                .iter()
+                .map(|b| b.num_rows())
+                .sum()
+        };
+        assert_eq!(rows(&table), 1);
+        op.advance(t0 + 20_000_000_000);
+        assert_eq!(
+            rows(&table),
+            1,
+            "the final row replaced the provisional one"
+        );
     }
 }

@@ -160,7 +160,7 @@ fn a_long_query_does_not_block_ingest() {
     // keeps both query worker threads busy for as long as the firehose flows.
     let sql = "SELECT count(*) AS n, sum(CASE WHEN (f.x + length(r.service_name)) % 3 = 0 THEN 1 ELSE 0 END) AS hits \
                FROM red r CROSS JOIN firehose f";
-    let result: Arc<(Mutex<Option<Result<(u64, u64), String>>>, Condvar)> = Default::default();
+    let result: Arc<QueryOutcome> = Default::default();
     let query_thread = {
         let (engine, result) = (engine.clone(), result.clone());
         std::thread::spawn(move || {
@@ -296,3 +296,6 @@ fn a_long_query_does_not_block_ingest() {
         "the table holds {w} of the ≥ {target} windows written"
     );
 }
+
+/// The long query's result (rows, writes seen while it ran), published with a condvar.
+type QueryOutcome = (Mutex<Option<Result<(u64, u64), String>>>, Condvar);

@@ -10,7 +10,7 @@ mod source;
 pub use offsets::{commit_metadata, parse_commit_metadata, CommitTracker};
 /// The rdkafka crate this source is built with (tests and tools use it to produce and administer).
 pub use rdkafka;
-pub use source::{KafkaSource, KafkaSourceHandle};
+pub use source::{KafkaSource, KafkaSourceHandle, StartupHold};
 
 use rdkafka::ClientConfig;
 use redwatch_engine::config::KafkaReceiverConfig;
@@ -44,6 +44,12 @@ pub fn consumer_config(cfg: &KafkaReceiverConfig) -> ClientConfig {
         c.set(k, v);
     }
     c
+}
+
+/// The member-less consumer group whose committed offsets hold each partition's purged-through
+/// time, for brokers that drop commit metadata.
+pub fn shadow_group(cfg: &KafkaReceiverConfig) -> String {
+    format!("{}.redwatch-purged-through", cfg.group_id)
 }
 
 /// The librdkafka producer config (dead-letter topic) for `cfg`.

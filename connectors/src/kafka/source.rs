@@ -237,8 +237,9 @@ struct PartitionState {
     source: SourceId,
     /// Spans in windows purged through this time were final before a restart: skipped.
     purged_through: UnixNanos,
-    /// Decoded batches waiting for room in the pipeline (the partition is paused meanwhile).
-    waiting: VecDeque<(i64, Batch)>,
+    /// Messages waiting for room in the pipeline, in offset order (the partition is paused
+    /// meanwhile; at most what librdkafka had already fetched).
+    waiting: VecDeque<(i64, Bytes)>,
     paused: bool,
     /// Next offset expected; anything below is a re-delivery and is ignored.
     next_offset: Option<i64>,
@@ -250,7 +251,19 @@ struct PartitionState {
 /// The Kafka source: build it with [`KafkaSource::start`].
 pub struct KafkaSource;
 
+/// The watermark hold registered before the pipeline runs (see [`KafkaSource::hold_watermark`]).
+#[derive(Debug)]
+pub struct StartupHold(SourceId);
+
 impl KafkaSource {
+    /// Registers the source that holds the watermark until the first partitions are assigned.
+    /// Call it before the pipeline task starts: otherwise its first tick, with no source holding,
+    /// moves the watermark to the wall clock and the backlog of the partitions is late.
+    pub async fn hold_watermark(cfg: &KafkaReceiverConfig, handle: &IngestHandle) -> StartupHold {
+        let name = format!("kafka:{}:joining", cfg.traces_topic);
+        StartupHold(handle.add_source(&name, true).await)
+    }
+
     /// Creates the consumer, subscribes, and runs the consume loop on a blocking thread until
     /// `cancel`; then commits what is committable and leaves the group.
     pub fn start(
@@ -259,6 +272,7 @@ impl KafkaSource {
         settings: DecodeSettings,
         registry: Arc<Registry>,
         cancel: CancellationToken,
+        hold: Option<StartupHold>,
     ) -> Result<(KafkaSourceHandle, tokio::task::JoinHandle<()>), KafkaSourceError> {
         super::validate(cfg)?;
         let health = Arc::new(Health {
@@ -282,6 +296,11 @@ impl KafkaSource {
             }
             None => None,
         };
+        let shadow: BaseConsumer = {
+            let mut c = consumer_config(cfg);
+            c.set("group.id", super::shadow_group(cfg));
+            c.create()?
+        };
         let rt = tokio::runtime::Handle::current();
         let mut run = Loop {
             consumer,
@@ -295,7 +314,15 @@ impl KafkaSource {
             dead_letter,
             health: health.clone(),
             rt,
-            joining: None,
+            joining: hold.map(|h| {
+                let now = Instant::now();
+                JoinHold {
+                    source: h.0,
+                    renewed: now,
+                    since: now,
+                }
+            }),
+            shadow,
         };
         let task = tokio::task::spawn_blocking(move || run.run(cancel));
         Ok((KafkaSourceHandle { health }, task))
@@ -315,6 +342,9 @@ struct Loop {
     health: Arc<Health>,
     rt: tokio::runtime::Handle,
     joining: Option<JoinHold>,
+    /// A member-less group whose committed "offset" per partition is the purged-through time
+    /// (DESIGN.md keeps it in the commit metadata; some brokers drop that).
+    shadow: BaseConsumer,
 }
 
 /// While the group (re)joins, a placeholder source holds the watermark so that the backlog of
@@ -478,6 +508,11 @@ impl Loop {
                 (0, None)
             }
         };
+        let purged_through = if purged_through == 0 && committed.is_some() {
+            self.shadow_purged_through(partition)
+        } else {
+            purged_through
+        };
         tracing::info!(
             "kafka: assigned {name} (committed offset {committed:?}, purged through {purged_through} ns)"
         );
@@ -513,17 +548,32 @@ impl Loop {
         let Some(st) = self.partitions.get_mut(&partition) else {
             return;
         };
-        // While paused the partition was rewound to its first unsent message: anything still
-        // arriving is fetched again after the resume. Below `next_offset` is a re-delivery.
-        if st.paused || st.next_offset.is_some_and(|n| offset < n) {
+        // Below `next_offset` is a re-delivery.
+        if st.next_offset.is_some_and(|n| offset < n) {
             return;
         }
         st.next_offset = Some(offset + 1);
-        let (source, purged_through) = (st.source, st.purged_through);
         let body = payload.unwrap_or_default();
-        if body.is_empty() {
-            self.reject(partition, offset, "empty", &body);
+        if !st.waiting.is_empty() {
+            // Keep the partition's order: behind what waits for room.
+            st.waiting.push_back((offset, body));
             return;
+        }
+        if self.process(partition, offset, &body).is_err() {
+            self.wait_for_room(partition, offset, body);
+        }
+    }
+
+    /// Decodes one traces message and queues its spans; `Err` = the pipeline is full (nothing was
+    /// counted or recorded: the message is processed again later).
+    fn process(&mut self, partition: i32, offset: i64, body: &Bytes) -> Result<(), Backpressure> {
+        let Some(st) = self.partitions.get(&partition) else {
+            return Ok(());
+        };
+        let (source, purged_through) = (st.source, st.purged_through);
+        if body.is_empty() {
+            self.reject(true, partition, offset, "empty", body);
+            return Ok(());
         }
         let now = self.handle.now();
         let policy = self.handle.policy().clone();
@@ -532,29 +582,43 @@ impl Loop {
                 decode::decode_traces_proto(body.clone(), source, &self.settings, &policy, now)
             }
             KafkaEncoding::OtlpJson => {
-                decode::decode_traces_json(&body, source, &self.settings, &policy, now)
+                decode::decode_traces_json(body, source, &self.settings, &policy, now)
             }
         };
         let mut out: TraceDecodeOutcome = match decoded {
             Ok(o) => o,
             Err(e) => {
-                self.reject(partition, offset, decode_error_reason(&e), &body);
-                return;
+                self.reject(true, partition, offset, decode_error_reason(&e), body);
+                return Ok(());
             }
         };
+        let mut skipped = 0;
         if purged_through > 0 {
             let before = out.batch.spans.len();
             out.batch.spans.retain(|s| {
                 let end = policy.window_start(s.end).saturating_add(policy.window_ns);
                 !policy.is_purged(end, purged_through)
             });
-            self.counters
-                .replay_skipped
-                .add((before - out.batch.spans.len()) as u64);
+            skipped = (before - out.batch.spans.len()) as u64;
+        }
+        let accepted = out.batch.len() as u64;
+        let max_ts = out.batch.max_event_time().unwrap_or(0);
+        if accepted > 0 {
+            match self.rt.block_on(self.handle.send(Batch::Spans(out.batch))) {
+                Ok(()) => {}
+                Err(Backpressure::QueueFull) => return Err(Backpressure::QueueFull),
+                // Shutting down: the offset is not recorded, so it is not committed either.
+                Err(Backpressure::Closed) => return Ok(()),
+            }
+        }
+        if let Some(st) = self.partitions.get_mut(&partition) {
+            st.tracker
+                .record(offset, if accepted > 0 { max_ts } else { 0 }, &policy);
         }
         let c = &self.counters;
+        c.replay_skipped.add(skipped);
         c.spans_received.add(out.received);
-        c.spans_accepted.add(out.batch.len() as u64);
+        c.spans_accepted.add(accepted);
         for (reason, n) in out.rejected.iter() {
             if let Some((_, ctr)) = c.spans_rejected.iter().find(|(r, _)| *r == reason) {
                 ctr.add(n);
@@ -562,102 +626,71 @@ impl Loop {
         }
         c.late.add(out.rejected.late);
         c.missing_service.add(out.spans_missing_service_name);
-        let Some(st) = self.partitions.get_mut(&partition) else {
-            return;
-        };
-        st.waiting.push_back((offset, Batch::Spans(out.batch)));
-        self.drain(partition);
+        Ok(())
     }
 
-    /// Sends a partition's waiting batches in order; pauses it when the pipeline is full.
-    fn drain(&mut self, partition: i32) {
-        let policy = self.handle.policy().clone();
-        loop {
-            let Some(st) = self.partitions.get_mut(&partition) else {
-                return;
-            };
-            let Some((offset, batch)) = st.waiting.pop_front() else {
-                break;
-            };
-            let max_ts = batch.max_event_time().unwrap_or(0);
-            let empty = match &batch {
-                Batch::Spans(b) => b.is_empty(),
-            };
-            if empty {
-                st.tracker.record(offset, 0, &policy);
-                continue;
-            }
-            match self.rt.block_on(self.handle.send(batch)) {
-                Ok(()) => st.tracker.record(offset, max_ts, &policy),
-                Err(Backpressure::QueueFull) => {
-                    // The batch went with the error; the message is consumed again after the
-                    // rewind, when there is room.
-                    self.rewind(partition, offset);
-                    return;
-                }
-                Err(Backpressure::Closed) => return,
-            }
-        }
+    /// Backpressure: keep the message (its payload is reference-counted, not copied) and pause
+    /// the partition; messages librdkafka had already fetched queue up behind it, and nothing
+    /// more is fetched until the queue has drained.
+    fn wait_for_room(&mut self, partition: i32, offset: i64, body: Bytes) {
         let Some(st) = self.partitions.get_mut(&partition) else {
             return;
         };
-        if st.paused {
+        st.waiting.push_front((offset, body));
+        if !st.paused {
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition(&self.traces_topic, partition);
-            match self.consumer.resume(&tpl) {
-                Ok(()) => st.paused = false,
-                Err(e) => tracing::warn!("kafka: cannot resume partition {partition}: {e}"),
-            }
-        }
-    }
-
-    /// Backpressure: pause the partition and rewind it to `offset`, so the message is consumed
-    /// again once there is room (nothing is dropped, nothing buffered without bound).
-    fn rewind(&mut self, partition: i32, offset: i64) {
-        let Some(st) = self.partitions.get_mut(&partition) else {
-            return;
-        };
-        st.waiting.clear();
-        st.next_offset = Some(offset);
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&self.traces_topic, partition);
-        if !st.paused {
             if let Err(e) = self.consumer.pause(&tpl) {
                 tracing::warn!("kafka: cannot pause partition {partition}: {e}");
             }
             st.paused = true;
             self.counters.paused.inc();
         }
-        if let Err(e) = self.consumer.seek(
-            &self.traces_topic,
-            partition,
-            Offset::Offset(offset),
-            BROKER_TIMEOUT,
-        ) {
-            tracing::warn!("kafka: cannot rewind partition {partition} to {offset}: {e}");
-        }
     }
 
-    /// Resumes paused partitions once the pipeline queue has room again.
+    /// Processes waiting messages in order while the pipeline has room; resumes drained
+    /// partitions.
     fn retry_waiting(&mut self) {
-        if self.handle.queue_depth() > 0 {
-            return;
-        }
-        let paused: Vec<i32> = self
+        let waiting: Vec<i32> = self
             .partitions
             .iter()
-            .filter(|(_, s)| s.paused)
+            .filter(|(_, s)| s.paused || !s.waiting.is_empty())
             .map(|(p, _)| *p)
             .collect();
-        for p in paused {
-            self.drain(p);
+        for p in waiting {
+            loop {
+                let Some((offset, body)) = self
+                    .partitions
+                    .get_mut(&p)
+                    .and_then(|s| s.waiting.pop_front())
+                else {
+                    break;
+                };
+                if self.process(p, offset, &body).is_err() {
+                    if let Some(st) = self.partitions.get_mut(&p) {
+                        st.waiting.push_front((offset, body));
+                    }
+                    return;
+                }
+            }
+            let Some(st) = self.partitions.get_mut(&p) else {
+                continue;
+            };
+            if st.paused {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(&self.traces_topic, p);
+                match self.consumer.resume(&tpl) {
+                    Ok(()) => st.paused = false,
+                    Err(e) => tracing::warn!("kafka: cannot resume partition {p}: {e}"),
+                }
+            }
         }
     }
 
     fn on_metrics(&mut self, topic: &str, partition: i32, offset: i64, payload: Option<Bytes>) {
         let body = payload.unwrap_or_default();
         if body.is_empty() {
-            self.reject(partition, offset, "empty", &body);
+            self.reject(false, partition, offset, "empty", &body);
         } else {
             let now = self.handle.now();
             let policy = self.handle.policy().clone();
@@ -670,7 +703,7 @@ impl Loop {
                     self.counters.points_received.add(o.received);
                     self.counters.points_accepted.add(o.accepted);
                 }
-                Err(e) => self.reject(partition, offset, decode_error_reason(&e), &body),
+                Err(e) => self.reject(false, partition, offset, decode_error_reason(&e), &body),
             }
         }
         // Metric points feed no windows yet: their offsets are committable at once.
@@ -683,22 +716,22 @@ impl Loop {
         }
     }
 
-    fn reject(&mut self, partition: i32, offset: i64, reason: &'static str, body: &Bytes) {
+    /// Counts (and dead-letters) an undecodable message; a traces message's offset is recorded as
+    /// feeding no window.
+    fn reject(
+        &mut self,
+        traces: bool,
+        partition: i32,
+        offset: i64,
+        reason: &'static str,
+        body: &Bytes,
+    ) {
         self.counters.reject(reason);
         tracing::debug!("kafka: rejected message {partition}@{offset}: {reason}");
-        if let Some(st) = self.partitions.get_mut(&partition) {
-            let policy = self.handle.policy().clone();
-            if st.waiting.is_empty() {
+        if traces {
+            if let Some(st) = self.partitions.get_mut(&partition) {
+                let policy = self.handle.policy().clone();
                 st.tracker.record(offset, 0, &policy);
-            } else {
-                st.waiting.push_back((
-                    offset,
-                    Batch::Spans(redwatch_engine::model::SpanBatch::new(
-                        st.source,
-                        Bytes::new(),
-                        0,
-                    )),
-                ));
             }
         }
         if let Some((producer, topic)) = &self.dead_letter {
@@ -741,9 +774,50 @@ impl Loop {
             any = true;
         }
         if any {
+            // The shadow group first: the time it holds must never be older than the one that
+            // belongs to the committed offsets (an older one would let replay double-count).
+            let mut shadow = TopicPartitionList::new();
+            for e in tpl.elements() {
+                let _ = shadow.add_partition_offset(
+                    e.topic(),
+                    e.partition(),
+                    Offset::Offset(wm.min(i64::MAX as u64) as i64),
+                );
+            }
+            if let Err(e) = self.shadow.commit(&shadow, CommitMode::Sync) {
+                tracing::warn!("kafka: cannot record the purged-through time (retried later): {e}");
+                for e in tpl.elements() {
+                    if let Some(st) = self.partitions.get_mut(&e.partition()) {
+                        st.last_committed = None;
+                    }
+                }
+                return;
+            }
             match self.consumer.commit(&tpl, mode) {
                 Ok(()) => self.counters.commits.inc(),
                 Err(e) => tracing::warn!("kafka: offset commit failed (retried later): {e}"),
+            }
+        }
+    }
+
+    /// The purged-through time kept as the shadow group's offset (for brokers that drop commit
+    /// metadata, like tansu 0.6); 0 when there is none.
+    fn shadow_purged_through(&self, partition: i32) -> UnixNanos {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.traces_topic, partition);
+        match self.shadow.committed_offsets(tpl, BROKER_TIMEOUT) {
+            Ok(c) => match c
+                .find_partition(&self.traces_topic, partition)
+                .map(|e| e.offset())
+            {
+                Some(Offset::Offset(o)) if o > 0 => o as UnixNanos,
+                _ => 0,
+            },
+            Err(e) => {
+                tracing::warn!(
+                    "kafka: cannot read the purged-through time of partition {partition}: {e}"
+                );
+                0
             }
         }
     }

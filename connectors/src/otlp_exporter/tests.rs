@@ -119,7 +119,7 @@ async fn grpc_batches_merge_resources_and_send_headers() {
     }
     let sent = || reg.value("redwatch_export_sent_total", &LABELS);
     wait("5 spans sent", || sent() == 5.0).await;
-    let got = b.got.lock().unwrap();
+    let got = b.got.lock().unwrap().clone();
     // max_size 2: batches of 2, 2 and 1 (the last after the timeout); one resource each.
     let sizes: Vec<usize> = got
         .iter()
@@ -130,7 +130,6 @@ async fn grpc_batches_merge_resources_and_send_headers() {
         .collect();
     assert_eq!(sizes, vec![2, 2, 1]);
     assert!(got.iter().all(|(_, t)| t.as_deref() == Some("secret")));
-    drop(got);
     cancel.cancel();
     task.await.unwrap();
 }
@@ -251,12 +250,11 @@ async fn http_protobuf_posts_gzip_and_retries_503() {
         reg.value("redwatch_export_sent_total", &LABELS) == 1.0
     })
     .await;
-    let g = hits.lock().unwrap();
+    let g = hits.lock().unwrap().clone();
     assert_eq!(g.len(), 2);
     assert!(g
         .iter()
         .all(|(e, n)| e.as_deref() == Some("gzip") && *n > 0));
-    drop(g);
     cancel.cancel();
     task.await.unwrap();
 }

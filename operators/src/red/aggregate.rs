@@ -48,9 +48,90 @@ pub struct RedAgg {
     buckets: Vec<(u16, f64)>,
     /// Durations, all statuses together.
     pub sketch: QuantileSketch,
+    /// A few spans worth looking at (the anomaly spans link to them).
+    pub exemplars: Exemplars,
+}
+
+/// One span of a window: its ids and duration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Exemplar {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub duration_ms: f64,
+}
+
+impl Exemplar {
+    /// Whether `self` should replace `old` as "the slowest": longer, or as long with larger ids,
+    /// so the choice does not depend on the order spans or partial aggregates arrive in.
+    fn beats(&self, old: &Option<Exemplar>) -> bool {
+        match old {
+            None => true,
+            Some(o) => match self.duration_ms.total_cmp(&o.duration_ms) {
+                std::cmp::Ordering::Greater => true,
+                std::cmp::Ordering::Less => false,
+                std::cmp::Ordering::Equal => {
+                    (self.trace_id, self.span_id) > (o.trace_id, o.span_id)
+                }
+            },
+        }
+    }
+}
+
+/// A fixed-size exemplar set per series and window: the slowest span and the slowest failed
+/// one (48 bytes each, no allocation).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Exemplars {
+    pub slowest: Option<Exemplar>,
+    pub failed: Option<Exemplar>,
+}
+
+impl Exemplars {
+    /// Considers one span.
+    pub fn offer(&mut self, status: StatusCode, e: Exemplar) {
+        if e.beats(&self.slowest) {
+            self.slowest = Some(e);
+        }
+        if status == StatusCode::Error && e.beats(&self.failed) {
+            self.failed = Some(e);
+        }
+    }
+
+    fn merge(&mut self, o: &Exemplars) {
+        if let Some(e) = o.slowest {
+            if e.beats(&self.slowest) {
+                self.slowest = Some(e);
+            }
+        }
+        if let Some(e) = o.failed {
+            if e.beats(&self.failed) {
+                self.failed = Some(e);
+            }
+        }
+    }
 }
 
 impl RedAgg {
+    /// Adds one span and offers it as an exemplar.
+    pub fn add_span(
+        &mut self,
+        status: StatusCode,
+        duration_ms: f64,
+        bucket: usize,
+        weight: f64,
+        trace_id: &[u8; 16],
+        span_id: &[u8; 8],
+    ) {
+        self.add(status, duration_ms, bucket, weight);
+        self.exemplars.offer(
+            status,
+            Exemplar {
+                trace_id: *trace_id,
+                span_id: *span_id,
+                duration_ms,
+            },
+        );
+    }
+
     /// Adds one span.
     pub fn add(&mut self, status: StatusCode, duration_ms: f64, bucket: usize, weight: f64) {
         let s = status as usize;
@@ -136,6 +217,7 @@ impl WindowAggregate for RedAgg {
             self.add_bucket(code, w);
         }
         self.sketch.merge(&o.sketch);
+        self.exemplars.merge(&o.exemplars);
     }
 
     fn heap_bytes(&self) -> usize {
@@ -196,5 +278,35 @@ mod tests {
         );
         assert_eq!(left.errors(), 2.0);
         assert_eq!(left.total_calls(), 4.5);
+    }
+
+    #[test]
+    fn exemplars_keep_the_slowest_and_slowest_failed_whatever_the_order() {
+        let spans = [
+            (StatusCode::Unset, 5.0, 1u8),
+            (StatusCode::Error, 30.0, 2),
+            (StatusCode::Ok, 90.0, 3),
+            (StatusCode::Error, 7.0, 4),
+            (StatusCode::Unset, 90.0, 5),
+        ];
+        let add = |a: &mut RedAgg, (s, d, id): (StatusCode, f64, u8)| {
+            a.add_span(s, d, 0, 1.0, &[id; 16], &[id; 8])
+        };
+        let mut forward = RedAgg::default();
+        let mut left = RedAgg::default();
+        let mut right = RedAgg::default();
+        for (i, sp) in spans.iter().enumerate() {
+            add(&mut forward, *sp);
+            add(if i % 2 == 0 { &mut right } else { &mut left }, *sp);
+        }
+        left.merge(&right);
+        assert_eq!(left.exemplars, forward.exemplars);
+        let e = forward.exemplars;
+        // Two spans of 90 ms: the tie goes to the larger ids, in any order.
+        assert_eq!(e.slowest.map(|x| x.span_id), Some([5; 8]));
+        assert_eq!(
+            e.failed.map(|x| (x.span_id, x.duration_ms)),
+            Some(([2; 8], 30.0))
+        );
     }
 }

@@ -9,7 +9,7 @@ mod operator;
 mod series;
 pub mod sketch;
 
-pub use aggregate::{Buckets, RedAgg};
+pub use aggregate::{Buckets, Exemplar, Exemplars, RedAgg};
 pub use operator::{RedOperator, UNKNOWN_SERVICE};
 pub use series::{Lookup, SeriesId, SeriesKey, SeriesRef, SeriesRegistry};
 

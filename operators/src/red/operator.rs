@@ -187,11 +187,10 @@ impl RedOperator {
             let ms = span.duration_ms();
             let bucket = self.buckets.index(ms);
             let (status, weight) = (span.status, span.weight);
-            match self
-                .primary
-                .store
-                .update(span.end, &id, |a| a.add(status, ms, bucket, weight))
-            {
+            let (trace_id, span_id) = (&span.trace_id, &span.span_id);
+            match self.primary.store.update(span.end, &id, |a| {
+                a.add_span(status, ms, bucket, weight, trace_id, span_id)
+            }) {
                 Ok(()) => self.series.touch(id, now, span.end),
                 Err(_) => self.counters.late.inc(),
             }

@@ -109,7 +109,7 @@ pub fn window_spans(w: u64) -> Vec<SpanFixture> {
             Some("GET"),
         ));
     }
-    if w % 2 == 0 {
+    if w.is_multiple_of(2) {
         let f = span(
             Some("cart"),
             "POST /cart",
@@ -131,7 +131,7 @@ pub fn window_spans(w: u64) -> Vec<SpanFixture> {
         d,
         Some("POST"),
     ));
-    let status = if w % 4 == 0 { Error } else { Unset };
+    let status = if w.is_multiple_of(4) { Error } else { Unset };
     out.push(span(
         Some("checkout"),
         "POST /checkout",

@@ -1,0 +1,218 @@
+"""Latency incident -> redwatch anomaly detection -> `anomaly_detected` spans at an independent
+OTLP/gRPC receiver (otlp_receiver.py: opentelemetry-proto + grpcio, no redwatch code).
+
+Load comes from the OpenTelemetry Python SDK (spans with explicit start/end times, exported with
+the SDK's OTLP/gRPC exporter): 45 one-second windows of history replayed fast — accepted as late
+data within `allowed_lateness` — with a latency spike in windows 30..34, then a steady real-time
+load until the receiver has what the test waits for. Checks the span contract of DESIGN.md
+("Anomaly and prediction signals"): names, kind, window times, status, every attribute, the
+`anomaly_alert` event, and one trace per incident.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+
+import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from otlp_receiver import OtlpReceiver, attributes
+from redwatch_process import LISTENERS, RedwatchProcess, RedwatchServer
+
+SEC = 1_000_000_000
+MS = 1_000_000
+HISTORY_WINDOWS = 45
+SPIKE = range(30, 35)
+CALLS = 40
+DEADLINE_S = 90.0
+
+ANOMALY_ATTRIBUTES = (
+    "anomaly.signal",
+    "anomaly.value",
+    "anomaly.expected_min",
+    "anomaly.expected_max",
+    "anomaly.severity",
+    "anomaly.score",
+    "anomaly.detector",
+    "anomaly.incident_id",
+    "service.name.observed",
+    "span.name.observed",
+)
+
+
+def config(receiver_endpoint: str) -> str:
+    return f"""\
+receivers:
+  otlp:
+    grpc: {{ endpoint: 127.0.0.1:0 }}
+    http: {{ endpoint: 127.0.0.1:0 }}
+windows: {{ size: 1s, rollups: [], max_out_of_orderness: 0s, allowed_lateness: 120s, idle_timeout: 1s }}
+exporters:
+  prometheus: {{ endpoint: 127.0.0.1:0 }}
+  otlp:
+    endpoint: {receiver_endpoint}
+    protocol: grpc
+    compression: gzip
+    batch: {{ max_size: 512, timeout: 100ms }}
+    retry: {{ initial_interval: 100ms, max_interval: 1s, max_elapsed_time: 1m }}
+sql: {{ http_endpoint: 127.0.0.1:0, flight_endpoint: null }}
+anomaly:
+  warmup_windows: 20
+  detectors: {{ robust_z: {{ baseline_windows: 20 }} }}
+forecast: {{ enabled: false }}
+"""
+
+
+@pytest.fixture
+def receiver():
+    r = OtlpReceiver().start()
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
+@pytest.fixture
+def redwatch_exporting(tmp_path, receiver):
+    path = tmp_path / "redwatch.yaml"
+    path.write_text(config(receiver.endpoint))
+    process = RedwatchProcess(path, LISTENERS)
+    process.wait_until_listening()
+    try:
+        yield RedwatchServer(process)
+    finally:
+        code = process.stop()
+    if code != 0:
+        pytest.fail(f"redwatch exited with {code} after SIGTERM (expected 0)\n{process.log_text()}")
+
+
+def noise(k: int, i: int) -> float:
+    return abs(math.modf(math.sin((k * 131 + i * 17) * 12.9898) * 43758.5453)[0])
+
+
+class SdkLoad:
+    """One service's SERVER spans, one window at a time, made and exported by the SDK."""
+
+    def __init__(self, grpc_endpoint: str, service: str, first_window_s: int):
+        self.memory = InMemorySpanExporter()
+        self.provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        self.provider.add_span_processor(SimpleSpanProcessor(self.memory))
+        self.tracer = self.provider.get_tracer("redwatch-interop")
+        self.exporter = OTLPSpanExporter(endpoint=grpc_endpoint, insecure=True, timeout=10)
+        self.first = first_window_s
+        self.k = 0
+        # (trace id, span id) -> duration in ms of every span sent, to check exemplar links.
+        self.sent_ids: dict[tuple[bytes, bytes], float] = {}
+
+    def latency_ms(self, k: int, i: int) -> float:
+        base = 600.0 if k in SPIKE else 20.0
+        return base * (1.0 + 0.2 * noise(k, i))
+
+    def send_window(self) -> None:
+        start = (self.first + self.k) * SEC
+        for i in range(CALLS):
+            end = start + i * (SEC - 1) // CALLS
+            span = self.tracer.start_span(
+                "GET /pay", kind=SpanKind.SERVER, start_time=end - int(self.latency_ms(self.k, i) * MS)
+            )
+            span.end(end_time=end)
+        spans = self.memory.get_finished_spans()
+        self.memory.clear()
+        for s in spans:
+            self.sent_ids[(s.context.trace_id.to_bytes(16, "big"), s.context.span_id.to_bytes(8, "big"))] = (
+                s.end_time - s.start_time
+            ) / MS
+        assert self.exporter.export(spans) == SpanExportResult.SUCCESS, f"window {self.k} refused"
+        self.k += 1
+
+    def catch_up(self) -> None:
+        """Sends every window that has ended by now."""
+        while (self.first + self.k + 1) * SEC <= time.time_ns():
+            self.send_window()
+
+    def shutdown(self) -> None:
+        self.exporter.shutdown()
+        self.provider.shutdown()
+
+
+def test_latency_spike_arrives_as_anomaly_spans(redwatch_exporting, receiver):
+    service = f"payments-{uuid.uuid4().hex[:8]}"
+    first = time.time_ns() // SEC - HISTORY_WINDOWS
+    load = SdkLoad(redwatch_exporting.grpc_endpoint, service, first)
+    last_spike_start = (first + SPIKE[-1]) * SEC
+
+    def p99_spans(spans):
+        return [
+            s
+            for s in spans
+            if s.span.name == "anomaly_detected"
+            and s.attributes.get("anomaly.signal") == "latency_p99_ms"
+            and s.attributes.get("service.name.observed") == service
+        ]
+
+    try:
+        receiver.wait_for(
+            lambda spans: any(s.span.start_time_unix_nano == last_spike_start for s in p99_spans(spans)),
+            DEADLINE_S,
+            "the p99 anomaly spans of the whole spike arrive",
+            tick=load.catch_up,
+        )
+    finally:
+        load.shutdown()
+
+    anomalies = [s for s in receiver.spans("anomaly_detected") if s.attributes.get("service.name.observed") == service]
+    assert anomalies
+    incidents: dict[str, list] = {}
+    for r in anomalies:
+        s, a = r.span, r.attributes
+        assert r.resource.get("service.name") == "redwatch", r.resource
+        missing = [k for k in ANOMALY_ATTRIBUTES if k not in a]
+        assert not missing, f"anomaly span lacks {missing}: {a}"
+        assert a["span.name.observed"] == "GET /pay"
+        assert a["anomaly.severity"] in ("low", "medium", "high", "critical")
+        assert isinstance(a["anomaly.value"], float) and isinstance(a["anomaly.score"], float)
+        assert s.kind == 1, "SPAN_KIND_INTERNAL"
+        assert s.end_time_unix_nano - s.start_time_unix_nano == SEC, "start/end = the 1 s window"
+        window = s.start_time_unix_nano // SEC - first
+        assert window in SPIKE, f"anomaly outside the spike (window {window}): {a}"
+        error = a["anomaly.severity"] in ("high", "critical")
+        assert (s.status.code == 2) == error, f"status {s.status.code} for severity {a['anomaly.severity']}"
+        events = [e for e in s.events if e.name == "anomaly_alert"]
+        assert len(events) == 1
+        assert attributes(events[0].attributes) == a, "the event carries the same fields"
+        # One incident = one trace: the trace id is the incident id.
+        assert s.trace_id.hex() == a["anomaly.incident_id"]
+        assert len(s.span_id) == 8 and s.span_id != bytes(8)
+        incidents.setdefault(a["anomaly.incident_id"], []).append(s)
+
+    p99 = p99_spans(anomalies)
+    assert len(p99) == len(SPIKE), f"one p99 span per spike window: {[x.span.start_time_unix_nano for x in p99]}"
+    for r in p99:
+        assert r.attributes["anomaly.value"] > r.attributes["anomaly.expected_max"]
+        # Linked to the window's slowest span, one the SDK really sent (no failed spans here).
+        links = list(r.span.links)
+        assert len(links) == 1, links
+        link_attrs = attributes(links[0].attributes)
+        assert link_attrs["exemplar.kind"] == "slowest"
+        sent = load.sent_ids.get((links[0].trace_id, links[0].span_id))
+        assert sent is not None, "the link points at a span the SDK exported"
+        assert abs(sent - link_attrs["exemplar.duration_ms"]) < 1e-6
+        assert sent >= r.attributes["anomaly.value"] * 0.99, "the slowest span is at least the p99"
+    ids = {r.attributes["anomaly.incident_id"] for r in p99}
+    assert len(ids) == 1, f"the spike is one p99 incident, got {ids}"
+    group = incidents[ids.pop()]
+    root = min(group, key=lambda s: s.start_time_unix_nano)
+    assert root.start_time_unix_nano == (first + SPIKE[0]) * SEC
+    assert not root.parent_span_id, "the incident's first window is the root span"
+    for s in group:
+        assert s.trace_id == root.trace_id
+        if s is not root:
+            assert s.parent_span_id == root.span_id
+    assert len({s.span_id for s in group}) == len(group), "span ids are unique within the trace"
