@@ -258,6 +258,8 @@ fn ts(ns: UnixNanos) -> String {
 struct Query {
     name: &'static str,
     sql: fn(UnixNanos) -> String,
+    /// A dashboard panel (else a diagnostic that splits a panel's cost).
+    panel: bool,
 }
 
 fn queries() -> Vec<Query> {
@@ -272,6 +274,7 @@ fn queries() -> Vec<Query> {
                     ts(now - 300 * SEC)
                 )
             },
+            panel: true,
         },
         Query {
             name: "error ratio per operation, 1 h of 10 s windows",
@@ -283,6 +286,7 @@ fn queries() -> Vec<Query> {
                     ts(now - 3600 * SEC)
                 )
             },
+            panel: true,
         },
         Query {
             name: "error ratio per operation, 1 h of 1 m rollups",
@@ -294,6 +298,7 @@ fn queries() -> Vec<Query> {
                     ts(now - 3600 * SEC)
                 )
             },
+            panel: true,
         },
         Query {
             name: "p50/p99 per service, last 15 min (quantile_merge)",
@@ -306,6 +311,7 @@ fn queries() -> Vec<Query> {
                     ts(now - 900 * SEC)
                 )
             },
+            panel: true,
         },
         Query {
             name: "one series' time series, 1 h (calls, errors, p99)",
@@ -317,6 +323,32 @@ fn queries() -> Vec<Query> {
                     ts(now - 3600 * SEC)
                 )
             },
+            panel: true,
+        },
+        Query {
+            name: "(diagnostic) same rows as p50/p99 per service 15 min, no sketches",
+            sql: |now| {
+                format!(
+                    "SELECT service_name, sum(calls) AS calls, max(p99_ms) AS worst FROM red \
+                     WHERE window_size = '10s' AND window_start >= {} \
+                     GROUP BY service_name ORDER BY service_name",
+                    ts(now - 900 * SEC)
+                )
+            },
+            panel: false,
+        },
+        Query {
+            name: "(diagnostic) p50/p99 per service, 15 min of 1 m rollups",
+            sql: |now| {
+                format!(
+                    "SELECT service_name, quantile_merge(duration_sketch, 0.5) AS p50, \
+                     quantile_merge(duration_sketch, 0.99) AS p99, sum(calls) AS calls FROM red \
+                     WHERE window_size = '1m' AND window_start >= {} \
+                     GROUP BY service_name ORDER BY service_name",
+                    ts(now - 900 * SEC)
+                )
+            },
+            panel: false,
         },
     ]
 }
@@ -466,7 +498,15 @@ fn main() {
             ts(newest.load(Ordering::SeqCst) - 30 * SEC)
         ));
     let sealed_bytes = table.sealed_bytes();
-    let sketch_bytes = count("SELECT avg(octet_length(duration_sketch)) FROM red");
+    // Rows draw their aggregate uniformly from the pool: its average is the rows' average.
+    let sketch_bytes = {
+        let f = feeder.lock().expect("feeder");
+        f.pool
+            .iter()
+            .map(|a| a.sketch.to_bytes().len())
+            .sum::<usize>() as f64
+            / f.pool.len() as f64
+    };
     println!("\n## Fill");
     println!(
         "- {} rows ({} final windows held); filled in {:.1} s wall, {:.1} s inside the sink \
@@ -487,6 +527,28 @@ fn main() {
         (rss1.saturating_sub(rss0)) as f64 / total_rows.max(1.0)
     );
     println!("- duration_sketch values average {sketch_bytes:.0} B");
+    // How long a query's snapshot holds the table lock (the writer waits that long at most).
+    {
+        use redwatch_queries::table::{PartitionSource, PruneFilter};
+        let all = PruneFilter::default();
+        let _ = table.snapshot(&all);
+        let t = Instant::now();
+        let n = table.snapshot(&all).len();
+        let cached = t.elapsed();
+        let mut rebuilt = Duration::ZERO;
+        for _ in 0..5 {
+            feeder.lock().expect("feeder").step(true);
+            let t = Instant::now();
+            let _ = table.snapshot(&all);
+            rebuilt = rebuilt.max(t.elapsed());
+        }
+        println!(
+            "- snapshot of the whole table ({n} batches) under the table lock: {} ms with every \
+             batch cached; up to {} ms right after an on_final (rebuilds the unsealed windows' batches)",
+            ms(cached),
+            ms(rebuilt)
+        );
+    }
 
     // Ingest alone.
     let stop = Arc::new(AtomicBool::new(false));
@@ -549,7 +611,7 @@ fn main() {
     let mut refreshes = 0;
     while Instant::now() < deadline {
         let next = Instant::now() + Duration::from_secs(2);
-        for q in &qs {
+        for q in qs.iter().filter(|q| q.panel) {
             let sql = (q.sql)(newest.load(Ordering::SeqCst));
             rt.block_on(engine.execute(&sql)).expect("dashboard query");
         }
@@ -561,6 +623,38 @@ fn main() {
     stop.store(true, Ordering::SeqCst);
     let (paced, mut paced_calls, paced_wall) = writer.join().expect("writer");
     paced_calls.sort();
+
+    // Control: the same CPU competition as a query runtime's two busy workers, no queries.
+    let stop = Arc::new(AtomicBool::new(false));
+    let spin_stop = Arc::new(AtomicBool::new(false));
+    let spinners: Vec<_> = (0..2)
+        .map(|_| {
+            let spin_stop = spin_stop.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !spin_stop.load(Ordering::Relaxed) {
+                    for i in 0..10_000u64 {
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(i),
+                        );
+                    }
+                }
+                x
+            })
+        })
+        .collect();
+    let writer = spawn_writer(feeder.clone(), stop.clone());
+    let deadline = Instant::now() + ingest_for;
+    while Instant::now() < deadline {
+        std::thread::park_timeout(deadline - Instant::now());
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (spun, mut spun_calls, spun_wall) = writer.join().expect("writer");
+    spun_calls.sort();
+    spin_stop.store(true, Ordering::Relaxed);
+    for s in spinners {
+        let _ = s.join();
+    }
 
     println!("\n## Ingest into the red table (primary rows/s of time inside the sink calls)");
     println!(
@@ -580,6 +674,12 @@ fn main() {
             &paced,
             &paced_calls,
             paced_wall,
+        ),
+        (
+            "control: 2 spinning threads, no queries",
+            &spun,
+            &spun_calls,
+            spun_wall,
         ),
     ] {
         println!(
