@@ -121,6 +121,7 @@ fn bench_decode(c: &mut Criterion) {
             "http.response.status_code".into(),
             "deployment.environment".into(),
         ],
+        ..Default::default()
     };
     let out =
         decode_traces_proto(buf.clone(), SourceId(0), &settings, &policy, NOW).expect("valid");

@@ -1,9 +1,10 @@
 //! Messages of `opentelemetry.proto.common.v1` as the trace scanner reads them: attributes
-//! (`KeyValue`, `AnyValue`, arrays and lists), instrumentation scopes and entity references.
+//! (`KeyValue`, `AnyValue`, arrays and lists), instrumentation scopes, resources and entity
+//! references.
 //!
 //! Owns the attribute value form the scanner keeps ([`Value`]) and the first-match lookup slot
 //! ([`Slot`]); everything else here is only validated (framing, UTF-8, depth), as prost would, and
-//! then dropped. Knows nothing about spans or resources.
+//! then dropped. Knows nothing about spans or metrics.
 
 use super::sampling::Number;
 use super::wire::{exact_varint, is_ascii, Fault, Reader, MAX_DEPTH};
@@ -246,19 +247,68 @@ pub(super) fn entity_ref(mut r: Reader<'_>, depth: u32) -> Result<(), Fault> {
     Ok(())
 }
 
-pub(super) fn scope(mut r: Reader<'_>, depth: u32) -> Result<(), Fault> {
+pub(super) fn scope(r: Reader<'_>, depth: u32) -> Result<(), Fault> {
+    scope_attributes(r, depth, |_| {})
+}
+
+/// `InstrumentationScope`, validated, handing each attribute to `on_attr` (in order).
+pub(super) fn scope_attributes<'a>(
+    r: Reader<'a>,
+    depth: u32,
+    on_attr: impl FnMut(Attr<'a>),
+) -> Result<(), Fault> {
+    let (mut name, mut version): (&[u8], &[u8]) = (&[], &[]);
+    scope_parts(r, depth, &mut name, &mut version, on_attr)
+}
+
+/// `InstrumentationScope`, validated: name and version kept (last occurrence wins), each
+/// attribute handed to `on_attr` (in order).
+pub(super) fn scope_parts<'a>(
+    mut r: Reader<'a>,
+    depth: u32,
+    name: &mut &'a [u8],
+    version: &mut &'a [u8],
+    mut on_attr: impl FnMut(Attr<'a>),
+) -> Result<(), Fault> {
     while r.has_more() {
         let (f, wt) = r.key()?;
         match f {
-            1 => r.string(wt, "InstrumentationScope.name").map(|_| ())?,
-            2 => r.string(wt, "InstrumentationScope.version").map(|_| ())?,
+            1 => *name = r.string(wt, "InstrumentationScope.name")?,
+            2 => *version = r.string(wt, "InstrumentationScope.version")?,
             3 => {
                 let (m, d) = r.message(wt, "InstrumentationScope.attributes", depth)?;
-                key_value(m, d)?;
+                on_attr(key_value(m, d)?);
             }
             4 => r
                 .varint_field(wt, "InstrumentationScope.dropped_attributes_count")
                 .map(|_| ())?,
+            _ => r.skip(f, wt, depth)?,
+        }
+    }
+    Ok(())
+}
+
+/// `Resource` (`opentelemetry.proto.resource.v1`), validated, handing each attribute to
+/// `on_attr` (in order).
+pub(super) fn resource_attributes<'a>(
+    mut r: Reader<'a>,
+    depth: u32,
+    mut on_attr: impl FnMut(Attr<'a>),
+) -> Result<(), Fault> {
+    while r.has_more() {
+        let (f, wt) = r.key()?;
+        match f {
+            1 => {
+                let (m, d) = r.message(wt, "Resource.attributes", depth)?;
+                on_attr(key_value(m, d)?);
+            }
+            2 => {
+                r.varint_field(wt, "Resource.dropped_attributes_count")?;
+            }
+            3 => {
+                let (m, d) = r.message(wt, "Resource.entity_refs", depth)?;
+                entity_ref(m, d)?;
+            }
             _ => r.skip(f, wt, depth)?,
         }
     }

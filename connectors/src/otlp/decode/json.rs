@@ -1,8 +1,9 @@
 //! OTLP/JSON: parsed with the opentelemetry-proto serde types, then handled by the protobuf paths.
 //!
 //! Traces are re-encoded to protobuf and scanned by [`super::trace`], so JSON and protobuf share
-//! one set of semantics (at the cost of one encode; JSON is the slow path anyway). This module
-//! must not grow its own interpretation of spans.
+//! one set of semantics (at the cost of one encode; JSON is the slow path anyway). Metrics go
+//! through [`super::metrics_prost`], the oracle the metrics scanner is tested against. This
+//! module must not grow its own interpretation of spans or points.
 
 use super::{DecodeError, DecodeSettings, MetricsDecodeOutcome, TraceDecodeOutcome};
 use bytes::Bytes;
@@ -31,6 +32,7 @@ pub(super) fn decode_traces(
 
 pub(super) fn decode_metrics(
     body: &[u8],
+    source: SourceId,
     policy: &TimePolicy,
     now: UnixNanos,
 ) -> Result<MetricsDecodeOutcome, DecodeError> {
@@ -44,7 +46,7 @@ pub(super) fn decode_metrics(
     if data_missing {
         find_swallowed_metric_data(body)?;
     }
-    Ok(super::metrics::count(&req, policy, now))
+    super::metrics_prost::to_batch(&req, source, policy, now)
 }
 
 /// `Metric.data` is a `#[serde(flatten)] Option<_>` in opentelemetry-proto, and serde turns an

@@ -4,12 +4,15 @@
 //! spans) plus the per-item rejection counts and the partial-success message the receiver sends
 //! back. Traces take the zero-copy scanner in [`trace`]; OTLP/JSON is parsed with the
 //! opentelemetry-proto serde types, re-encoded and run through the same scanner, so both encodings
-//! share one set of semantics. Metrics are only counted for now. Decoders never queue, count
+//! share one set of semantics. Metrics take the scanner in [`metrics_wire`] (JSON: the serde types
+//! converted by [`metrics_prost`], the scanner's oracle) into a [`MetricBatch`]. Decoders never queue, count
 //! self-metrics or aggregate — the receiver does that.
 
 mod common;
 mod json;
 mod metrics;
+mod metrics_prost;
+mod metrics_wire;
 mod sampling;
 mod trace;
 mod wire;
@@ -21,18 +24,41 @@ mod tests_json_metrics;
 #[cfg(test)]
 mod tests_malformed;
 #[cfg(test)]
+mod tests_metrics;
+#[cfg(test)]
 mod tests_trace;
 
 use bytes::Bytes;
+use redwatch_engine::config::{Config, DimensionSource};
+use redwatch_engine::metric_model::MetricBatch;
 use redwatch_engine::model::{SourceId, SpanBatch, UnixNanos};
 use redwatch_engine::time::TimePolicy;
 
 /// What the decoder needs from config.
 #[derive(Debug, Clone, Default)]
 pub struct DecodeSettings {
-    /// Attribute keys of the configured RED dimensions, in order. For each span, the value is
-    /// looked up in the span's attributes first, then its resource's attributes; absent -> None.
+    /// Attribute keys of the configured dimensions, in order (RED's, then the service graph's).
+    /// For each span, the value is looked up where `dim_sources` says; absent -> None.
     pub dim_keys: Vec<String>,
+    /// Where each key is read from; a missing entry means [`DimensionSource::Any`]: the span's
+    /// attributes, then its instrumentation scope's, then its resource's.
+    pub dim_sources: Vec<DimensionSource>,
+}
+
+impl DecodeSettings {
+    /// The dimensions of a config ([`Config::decode_dimensions`]).
+    pub fn from_config(cfg: &Config) -> DecodeSettings {
+        let dims = cfg.decode_dimensions();
+        DecodeSettings {
+            dim_keys: dims.iter().map(|d| d.name.clone()).collect(),
+            dim_sources: dims.iter().map(|d| d.source).collect(),
+        }
+    }
+
+    /// The source of dimension `i`.
+    pub fn source(&self, i: usize) -> DimensionSource {
+        self.dim_sources.get(i).copied().unwrap_or_default()
+    }
 }
 
 /// Per-item rejections inside an otherwise valid request.
@@ -78,9 +104,11 @@ pub struct TraceDecodeOutcome {
     pub message: Option<String>,
 }
 
-/// A decoded (counted) metrics export request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A decoded metrics export request.
+#[derive(Debug, Clone)]
 pub struct MetricsDecodeOutcome {
+    /// The accepted points that carry a value.
+    pub batch: MetricBatch,
     /// Data points in the request, over all metric types.
     pub received: u64,
     pub accepted: u64,
@@ -126,22 +154,42 @@ pub fn decode_traces_json(
     json::decode_traces(body, source, settings, policy, now)
 }
 
-/// Decodes a protobuf `ExportMetricsServiceRequest` and counts its data points.
+/// Decodes a protobuf `ExportMetricsServiceRequest`. The batch keeps `buf` and refers to
+/// strings in it.
 pub fn decode_metrics_proto(
-    buf: &[u8],
+    buf: Bytes,
+    source: SourceId,
     policy: &TimePolicy,
     now: UnixNanos,
 ) -> Result<MetricsDecodeOutcome, DecodeError> {
-    metrics::decode_proto(buf, policy, now)
+    metrics_wire::decode(buf, source, policy, now)
 }
 
-/// Decodes an OTLP/JSON `ExportMetricsServiceRequest` and counts its data points.
-pub fn decode_metrics_json(
-    body: &[u8],
+/// Decodes a protobuf `ExportMetricsServiceRequest` with prost and converts it (the scanner's
+/// test oracle; also for benchmarks).
+pub fn decode_metrics_prost(
+    buf: &[u8],
+    source: SourceId,
     policy: &TimePolicy,
     now: UnixNanos,
 ) -> Result<MetricsDecodeOutcome, DecodeError> {
-    json::decode_metrics(body, policy, now)
+    use prost::Message;
+    let req =
+        opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest::decode(
+            buf,
+        )
+        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    metrics_prost::to_batch(&req, source, policy, now)
+}
+
+/// Decodes an OTLP/JSON `ExportMetricsServiceRequest`.
+pub fn decode_metrics_json(
+    body: &[u8],
+    source: SourceId,
+    policy: &TimePolicy,
+    now: UnixNanos,
+) -> Result<MetricsDecodeOutcome, DecodeError> {
+    json::decode_metrics(body, source, policy, now)
 }
 
 /// The partial-success message for rejected spans.

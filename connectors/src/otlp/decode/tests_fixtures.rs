@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
 use proptest::collection::vec;
 use proptest::prelude::*;
-use redwatch_engine::config::WindowsConfig;
+use redwatch_engine::config::{DimensionSource, WindowsConfig};
 use redwatch_engine::model::{SpanKind, StatusCode};
 use redwatch_engine::time::{TimeCheck, TimePolicy};
 
@@ -29,6 +29,15 @@ pub(crate) fn policy() -> TimePolicy {
 pub(crate) fn settings(keys: &[&str]) -> DecodeSettings {
     DecodeSettings {
         dim_keys: keys.iter().map(|k| k.to_string()).collect(),
+        dim_sources: Vec::new(),
+    }
+}
+
+/// Settings whose dimensions read from the given sources.
+pub(crate) fn settings_from(dims: &[(&str, DimensionSource)]) -> DecodeSettings {
+    DecodeSettings {
+        dim_keys: dims.iter().map(|(k, _)| k.to_string()).collect(),
+        dim_sources: dims.iter().map(|(_, s)| *s).collect(),
     }
 }
 
@@ -242,7 +251,11 @@ pub(crate) fn reference(
                 _ => None,
             });
         out.services.push(service.clone());
-        for sp in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
+        let spans = rs.scope_spans.iter().flat_map(|ss| {
+            let scope = ss.scope.as_ref().map_or(&[][..], |s| &s.attributes[..]);
+            ss.spans.iter().map(move |sp| (scope, sp))
+        });
+        for (scope_attrs, sp) in spans {
             out.received += 1;
             let (start, end) = (sp.start_time_unix_nano, sp.end_time_unix_nano);
             if start == 0 || start > end {
@@ -279,7 +292,15 @@ pub(crate) fn reference(
                 dims: settings
                     .dim_keys
                     .iter()
-                    .map(|k| lookup(&sp.attributes, k).or_else(|| lookup(&res.attributes, k)))
+                    .enumerate()
+                    .map(|(i, k)| match settings.source(i) {
+                        DimensionSource::Any => lookup(&sp.attributes, k)
+                            .or_else(|| lookup(scope_attrs, k))
+                            .or_else(|| lookup(&res.attributes, k)),
+                        DimensionSource::Span => lookup(&sp.attributes, k),
+                        DimensionSource::Scope => lookup(scope_attrs, k),
+                        DimensionSource::Resource => lookup(&res.attributes, k),
+                    })
                     .collect(),
                 kind: SpanKind::from_i32(sp.kind),
                 status: StatusCode::from_i32(sp.status.as_ref().map_or(0, |s| s.code)),

@@ -286,31 +286,38 @@ fn all_types(ts: &[u64]) -> ExportMetricsServiceRequest {
 fn metrics_points_of_every_type_are_counted() {
     let p = policy();
     let req = all_types(&[NOW - SEC, NOW - 2 * SEC]);
-    let out = decode_metrics_proto(&req.encode_to_vec(), &p, NOW).unwrap();
+    let out = decode_metrics_proto(req.encode_to_vec().into(), SourceId(1), &p, NOW).unwrap();
     assert_eq!((out.received, out.accepted), (10, 10));
     assert_eq!(out.rejected, Rejections::default());
     assert_eq!(out.message, None);
 
-    // Per type, one zero and one future point; old points are not "late" for metrics (yet).
-    let req = all_types(&[0, NOW + 2 * 3600 * SEC, NOW - 10_000 * SEC]);
-    let out = decode_metrics_proto(&req.encode_to_vec(), &p, NOW).unwrap();
-    assert_eq!((out.received, out.accepted), (15, 5));
+    // Per type, one zero, one future and one late point (its window was purged: the fixture's
+    // watermark is at NOW - 60 s) and one good one.
+    let req = all_types(&[0, NOW + 2 * 3600 * SEC, NOW - 10_000 * SEC, NOW - SEC]);
+    let out = decode_metrics_proto(req.encode_to_vec().into(), SourceId(1), &p, NOW).unwrap();
+    assert_eq!((out.received, out.accepted), (20, 5));
     assert_eq!(
         out.rejected,
         Rejections {
             invalid_timestamp: 5,
             future_timestamp: 5,
-            late: 0
+            late: 5
         }
     );
     assert_eq!(
         out.message.as_deref(),
-        Some("10 data points rejected: 5 with a zero timestamp, 5 more than 1h0m0s ahead of the wall clock")
+        Some("15 data points rejected: 5 with a zero timestamp, 5 more than 1h0m0s ahead of the wall clock, 5 too late (their window closed more than 30s before the watermark)")
     );
 
     // The JSON path counts the same.
     let body = serde_json::to_vec(&req).unwrap();
-    assert_eq!(decode_metrics_json(&body, &p, NOW).unwrap(), out);
+    let j = decode_metrics_json(&body, SourceId(1), &p, NOW).unwrap();
+    assert_eq!(
+        (j.received, j.accepted, j.rejected, j.message),
+        (out.received, out.accepted, out.rejected, out.message)
+    );
+    assert_eq!(j.batch.len(), out.batch.len());
+    assert_eq!(out.batch.len(), 5);
 }
 
 #[test]
@@ -319,11 +326,11 @@ fn malformed_metrics_are_refused() {
     let mut buf = all_types(&[NOW]).encode_to_vec();
     buf.truncate(buf.len() - 3);
     assert!(matches!(
-        decode_metrics_proto(&buf, &p, NOW),
+        decode_metrics_proto(buf.into(), SourceId(1), &p, NOW),
         Err(DecodeError::Malformed(_))
     ));
     assert!(matches!(
-        decode_metrics_json(b"{\"resourceMetrics\": {", &p, NOW),
+        decode_metrics_json(b"{\"resourceMetrics\": {", SourceId(1), &p, NOW),
         Err(DecodeError::Json(_))
     ));
 }
@@ -342,7 +349,7 @@ fn metrics_json_standard_forms() {
             {{"name":"q","summary":{{"dataPoints":[{{"timeUnixNano":"0","count":"1","sum":1.0,"quantileValues":[{{"quantile":0.5,"value":1.0}}]}}]}}}}
           ]}}]}}]}}"#
     );
-    let out = decode_metrics_json(body.as_bytes(), &p, NOW).unwrap();
+    let out = decode_metrics_json(body.as_bytes(), SourceId(1), &p, NOW).unwrap();
     assert_eq!((out.received, out.accepted), (6, 5));
     assert_eq!(out.rejected.invalid_timestamp, 1);
 }
@@ -358,7 +365,7 @@ fn invalid_metric_data_is_reported_not_dropped() {
             {{"name":"bad","histogram":{{"dataPoints":[{{"timeUnixNano":"{t}","count":"x"}}]}}}}
         ]}}]}}]}}"#
     );
-    match decode_metrics_json(body.as_bytes(), &p, NOW) {
+    match decode_metrics_json(body.as_bytes(), SourceId(1), &p, NOW) {
         Err(DecodeError::Json(m)) => {
             assert!(
                 m.starts_with("resourceMetrics[0].scopeMetrics[0].metrics[1].histogram: "),
@@ -369,6 +376,6 @@ fn invalid_metric_data_is_reported_not_dropped() {
     }
     // A metric without data (or with a null one) is fine: no points.
     let body = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"a"},{"name":"b","gauge":null}]}]}]}"#;
-    let out = decode_metrics_json(body.as_bytes(), &p, NOW).unwrap();
+    let out = decode_metrics_json(body.as_bytes(), SourceId(1), &p, NOW).unwrap();
     assert_eq!(out.received, 0);
 }

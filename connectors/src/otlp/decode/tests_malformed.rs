@@ -8,18 +8,33 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use prost::Message;
+use redwatch_engine::config::DimensionSource;
 use redwatch_engine::model::SourceId;
 
-fn dims() -> DecodeSettings {
-    settings(&["dim.a", "service.name"])
+/// Dimensions read from any attributes (each `ScopeSpans` read in two passes), and dimensions
+/// that never read the scope (one pass).
+fn dims() -> [DecodeSettings; 2] {
+    [
+        settings(&["dim.a", "service.name"]),
+        settings_from(&[
+            ("dim.a", DimensionSource::Span),
+            ("dim.b", DimensionSource::Resource),
+        ]),
+    ]
 }
 
 /// Decodes `buf` with both prost and the scanner and checks they agree.
 fn differential(buf: &[u8]) -> Result<(), TestCaseError> {
-    let s = dims();
+    for s in dims() {
+        differential_with(buf, &s)?;
+    }
+    Ok(())
+}
+
+fn differential_with(buf: &[u8], s: &DecodeSettings) -> Result<(), TestCaseError> {
     let p = policy();
     let theirs = ExportTraceServiceRequest::decode(buf);
-    let ours = decode_traces_proto(Bytes::copy_from_slice(buf), SourceId(0), &s, &p, NOW);
+    let ours = decode_traces_proto(Bytes::copy_from_slice(buf), SourceId(0), s, &p, NOW);
     match (theirs, ours) {
         (Err(e), Ok(_)) => {
             return Err(TestCaseError::fail(format!(
@@ -40,7 +55,7 @@ fn differential(buf: &[u8]) -> Result<(), TestCaseError> {
             )))
         }
         (Ok(req), Ok(out)) => {
-            prop_assert_eq!(flatten(&out), reference(&req, &s, &p, NOW));
+            prop_assert_eq!(flatten(&out), reference(&req, s, &p, NOW));
         }
     }
     Ok(())

@@ -10,6 +10,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use proptest::prelude::*;
 use prost::Message;
+use redwatch_engine::config::DimensionSource;
 use redwatch_engine::model::{SourceId, SpanKind, StatusCode};
 
 fn decode(req: &ExportTraceServiceRequest, settings: &DecodeSettings) -> TraceDecodeOutcome {
@@ -53,7 +54,94 @@ proptest! {
     fn scanner_matches_reference(req in any_request()) {
         check_against_reference(&req, &settings(&["dim.a", "dim.b", "service.name", "sampling.ratio"]));
         check_against_reference(&req, &settings(&[]));
+        check_against_reference(&req, &settings_from(&[
+            ("dim.a", DimensionSource::Span),
+            ("dim.a", DimensionSource::Scope),
+            ("dim.b", DimensionSource::Resource),
+            ("dim.b", DimensionSource::Any),
+        ]));
     }
+}
+
+#[test]
+fn dimension_sources_pick_span_scope_or_resource_attributes() {
+    use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+    let rs = ResourceSpans {
+        resource: Some(Resource {
+            attributes: vec![
+                kv_str("service.name", "checkout"),
+                kv_str("deployment.environment", "prod"),
+                kv_str("tier", "from-resource"),
+            ],
+            ..Default::default()
+        }),
+        scope_spans: vec![ScopeSpans {
+            scope: Some(InstrumentationScope {
+                name: "lib".into(),
+                attributes: vec![kv_str("tier", "from-scope"), kv_str("lib.kind", "http")],
+                ..Default::default()
+            }),
+            spans: vec![span(
+                "GET /",
+                vec![kv_str("http.method", "GET"), kv_str("tier", "from-span")],
+            )],
+            schema_url: String::new(),
+        }],
+        schema_url: String::new(),
+    };
+    let s = settings_from(&[
+        ("http.method", DimensionSource::Any),
+        ("deployment.environment", DimensionSource::Resource),
+        ("deployment.environment", DimensionSource::Span),
+        ("tier", DimensionSource::Any),
+        ("tier", DimensionSource::Scope),
+        ("tier", DimensionSource::Resource),
+        ("lib.kind", DimensionSource::Any),
+        ("absent", DimensionSource::Any),
+    ]);
+    let req = request(vec![rs.clone()]);
+    let flat = flatten(&decode(&req, &s));
+    let want: Vec<Option<String>> = [
+        Some("GET"),
+        Some("prod"),
+        None,
+        Some("from-span"),
+        Some("from-scope"),
+        Some("from-resource"),
+        Some("http"),
+        None,
+    ]
+    .iter()
+    .map(|v| v.map(str::to_string))
+    .collect();
+    assert_eq!(flat.spans[0].dims, want);
+    assert_eq!(flat, reference(&req, &s, &policy(), NOW));
+
+    // The scope may follow the spans on the wire: still applied to them.
+    let ss = &rs.scope_spans[0];
+    let mut ss_bytes = ScopeSpans {
+        scope: None,
+        ..ss.clone()
+    }
+    .encode_to_vec();
+    ss_bytes.push(0x0a);
+    ss.scope
+        .as_ref()
+        .unwrap()
+        .encode_length_delimited(&mut ss_bytes)
+        .unwrap();
+    let mut rs_bytes = wrap(0x12, ss_bytes);
+    rs_bytes.push(0x0a);
+    rs.resource
+        .as_ref()
+        .unwrap()
+        .encode_length_delimited(&mut rs_bytes)
+        .unwrap();
+    let buf = wrap(0x0a, rs_bytes);
+    let flat2 = flatten(&decode_bytes(buf.clone(), &s).unwrap());
+    assert_eq!(flat2.spans[0].dims, want);
+    let parsed = ExportTraceServiceRequest::decode(&buf[..]).unwrap();
+    assert_eq!(flat2, reference(&parsed, &s, &policy(), NOW));
 }
 
 #[test]

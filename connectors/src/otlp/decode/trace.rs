@@ -10,11 +10,14 @@
 //! values merge as prost merges them, and attribute lookups take the FIRST attribute with the key.
 //! It must not aggregate or look at more than the fields listed in `SpanRecord`.
 
-use super::common::{entity_ref, key_value, scope, Kind, Slot, Value};
+use super::common::{key_value, resource_attributes, scope, scope_attributes, Kind, Slot, Value};
 use super::sampling;
-use super::wire::{check_utf8, enter, expect_wt, malformed, Fault, Reader, WT_LEN};
+use super::wire::{
+    check_utf8, container_children, container_header, malformed, Container, Fault, Reader, WT_LEN,
+};
 use super::{DecodeError, DecodeSettings, Rejections, TraceDecodeOutcome};
 use bytes::Bytes;
+use redwatch_engine::config::DimensionSource;
 use redwatch_engine::model::{
     ResourceRecord, SourceId, SpanBatch, SpanKind, SpanRecord, StatusCode, StrError, StrRef,
     UnixNanos,
@@ -54,9 +57,14 @@ pub(super) fn decode(
     batch
         .dim_values
         .reserve_exact(expected.saturating_mul(n_dims));
+    let dim_sources: Vec<DimensionSource> = (0..n_dims).map(|i| settings.source(i)).collect();
     let mut sc = Scanner {
         base: data.as_ptr() as usize,
         dim_keys: &settings.dim_keys[..n_dims],
+        need_scope: dim_sources.iter().any(|s| s.reads_scope()),
+        dim_sources,
+        scope_dims: vec![Slot::EMPTY; n_dims],
+        scope_dim_refs: vec![None; n_dims],
         policy,
         now,
         batch,
@@ -126,6 +134,14 @@ struct Scanner<'s> {
     /// Address of the request's first byte (strings are found by address, kept by offset).
     base: usize,
     dim_keys: &'s [String],
+    /// Where each dimension is read from.
+    dim_sources: Vec<DimensionSource>,
+    /// Whether any dimension may come from the instrumentation scope (then each `ScopeSpans` is
+    /// read in two passes, since its scope may follow its spans).
+    need_scope: bool,
+    /// Lookups in the current scope's attributes, and their values resolved once per scope.
+    scope_dims: Vec<Slot>,
+    scope_dim_refs: Vec<Option<StrRef>>,
     policy: &'s TimePolicy,
     now: UnixNanos,
     batch: SpanBatch,
@@ -148,6 +164,18 @@ struct Scanner<'s> {
     missing_service: u64,
 }
 
+const RESOURCE_SPANS: Container = Container {
+    header: "ResourceSpans.resource",
+    children: "ResourceSpans.scope_spans",
+    schema_url: "ResourceSpans.schema_url",
+};
+
+const SCOPE_SPANS: Container = Container {
+    header: "ScopeSpans.scope",
+    children: "ScopeSpans.spans",
+    schema_url: "ScopeSpans.schema_url",
+};
+
 impl Scanner<'_> {
     fn request(&mut self, mut r: Reader<'_>) -> Result<(), Fault> {
         while r.has_more() {
@@ -168,25 +196,7 @@ impl Scanner<'_> {
         // of this level.
         self.res_service = Slot::EMPTY;
         self.res_dims.fill(Slot::EMPTY);
-        let mut p = r;
-        while p.has_more() {
-            let (f, wt) = p.key()?;
-            match f {
-                1 => {
-                    let (m, d) = p.message(wt, "ResourceSpans.resource", depth)?;
-                    self.resource(m, d)?;
-                }
-                2 => {
-                    expect_wt(wt, WT_LEN, "ResourceSpans.scope_spans", p.pos())?;
-                    enter(depth, p.pos())?;
-                    p.len_delim()?;
-                }
-                3 => {
-                    p.string(wt, "ResourceSpans.schema_url")?;
-                }
-                _ => p.skip(f, wt, depth)?,
-            }
-        }
+        container_header(r, depth, &RESOURCE_SPANS, |m, d| self.resource(m, d))?;
 
         let resource = u32::try_from(self.batch.resources.len())
             .map_err(|_| malformed("too many resources", r.pos()))?;
@@ -203,47 +213,24 @@ impl Scanner<'_> {
         }
 
         // Pass 2: the spans (everything else was checked in pass 1).
-        let mut p = r;
-        while p.has_more() {
-            let (f, wt) = p.key()?;
-            if f == 2 {
-                let (m, d) = p.message(wt, "ResourceSpans.scope_spans", depth)?;
-                self.scope_spans(m, d, resource, service_name.is_some())?;
-            } else {
-                p.skip_checked(wt)?;
-            }
-        }
-        Ok(())
+        container_children(r, depth, &RESOURCE_SPANS, |m, d| {
+            self.scope_spans(m, d, resource, service_name.is_some())
+        })
     }
 
-    fn resource(&mut self, mut r: Reader<'_>, depth: u32) -> Result<(), Fault> {
-        while r.has_more() {
-            let (f, wt) = r.key()?;
-            match f {
-                1 => {
-                    let (m, d) = r.message(wt, "Resource.attributes", depth)?;
-                    let a = key_value(m, d)?;
-                    let key = a.key;
-                    if key == SERVICE_NAME {
-                        self.res_service.offer(a.value);
-                    }
-                    for (slot, dk) in self.res_dims.iter_mut().zip(self.dim_keys) {
-                        if key == dk.as_bytes() {
-                            slot.offer(a.value);
-                        }
-                    }
-                }
-                2 => {
-                    r.varint_field(wt, "Resource.dropped_attributes_count")?;
-                }
-                3 => {
-                    let (m, d) = r.message(wt, "Resource.entity_refs", depth)?;
-                    entity_ref(m, d)?;
-                }
-                _ => r.skip(f, wt, depth)?,
+    fn resource(&mut self, r: Reader<'_>, depth: u32) -> Result<(), Fault> {
+        let (service, dims, keys) = (&mut self.res_service, &mut self.res_dims, self.dim_keys);
+        resource_attributes(r, depth, |a| {
+            let key = a.key;
+            if key == SERVICE_NAME {
+                service.offer(a.value);
             }
-        }
-        Ok(())
+            for (slot, dk) in dims.iter_mut().zip(keys) {
+                if key == dk.as_bytes() {
+                    slot.offer(a.value);
+                }
+            }
+        })
     }
 
     fn scope_spans(
@@ -253,6 +240,9 @@ impl Scanner<'_> {
         resource: u32,
         has_service: bool,
     ) -> Result<(), Fault> {
+        if self.need_scope {
+            return self.scope_spans_two_pass(r, depth, resource, has_service);
+        }
         while r.has_more() {
             let (f, wt) = r.key()?;
             match f {
@@ -271,6 +261,38 @@ impl Scanner<'_> {
             }
         }
         Ok(())
+    }
+
+    /// `ScopeSpans` when dimensions read scope attributes: pass 1 reads the scope (wherever it
+    /// is) and checks the framing of this level, pass 2 the spans.
+    fn scope_spans_two_pass(
+        &mut self,
+        r: Reader<'_>,
+        depth: u32,
+        resource: u32,
+        has_service: bool,
+    ) -> Result<(), Fault> {
+        self.scope_dims.fill(Slot::EMPTY);
+        let (slots, keys) = (&mut self.scope_dims, self.dim_keys);
+        container_header(r, depth, &SCOPE_SPANS, |m, d| {
+            scope_attributes(m, d, |a| {
+                for (slot, dk) in slots.iter_mut().zip(keys) {
+                    if a.key == dk.as_bytes() {
+                        slot.offer(a.value);
+                    }
+                }
+            })
+        })?;
+        for i in 0..self.scope_dims.len() {
+            self.scope_dim_refs[i] = if self.dim_sources[i].reads_scope() {
+                self.resolve(self.scope_dims[i].value)?
+            } else {
+                None
+            };
+        }
+        container_children(r, depth, &SCOPE_SPANS, |m, d| {
+            self.span(m, d, resource, has_service)
+        })
     }
 
     #[inline]
@@ -388,8 +410,15 @@ impl Scanner<'_> {
             .map_err(|_| malformed("too many dimension values", r.pos()))?;
         for i in 0..self.span_dims.len() {
             let slot = self.span_dims[i];
-            let v = if !slot.found || !slot.value.is_scalar() {
-                self.res_dim_refs[i]
+            let source = self.dim_sources[i];
+            let from_span = matches!(source, DimensionSource::Any | DimensionSource::Span);
+            let v = if !from_span || !slot.found || !slot.value.is_scalar() {
+                match source {
+                    DimensionSource::Any => self.scope_dim_refs[i].or(self.res_dim_refs[i]),
+                    DimensionSource::Span => None,
+                    DimensionSource::Resource => self.res_dim_refs[i],
+                    DimensionSource::Scope => self.scope_dim_refs[i],
+                }
             } else if slot.value.kind == Kind::Str {
                 self.resolve(slot.value)?
             } else {

@@ -406,6 +406,65 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The field names of a container message (`ResourceSpans`, `ScopeMetrics`, ...): field 1 its
+/// header message, field 2 its repeated children, field 3 its `schema_url`.
+pub(crate) struct Container {
+    pub header: &'static str,
+    pub children: &'static str,
+    pub schema_url: &'static str,
+}
+
+/// Pass 1 over a container: hands the header message(s) to `header`, checks the framing of the
+/// children without reading them, validates `schema_url` and skips unknown fields.
+#[inline]
+pub(crate) fn container_header<'a>(
+    mut p: Reader<'a>,
+    depth: u32,
+    names: &Container,
+    mut header: impl FnMut(Reader<'a>, u32) -> Result<(), Fault>,
+) -> Result<(), Fault> {
+    while p.has_more() {
+        let (f, wt) = p.key()?;
+        match f {
+            1 => {
+                let (m, d) = p.message(wt, names.header, depth)?;
+                header(m, d)?;
+            }
+            2 => {
+                expect_wt(wt, WT_LEN, names.children, p.pos())?;
+                enter(depth, p.pos())?;
+                p.len_delim()?;
+            }
+            3 => {
+                p.string(wt, names.schema_url)?;
+            }
+            _ => p.skip(f, wt, depth)?,
+        }
+    }
+    Ok(())
+}
+
+/// Pass 2 over a container already checked by [`container_header`]: hands each child message
+/// to `child`.
+#[inline]
+pub(crate) fn container_children<'a>(
+    mut p: Reader<'a>,
+    depth: u32,
+    names: &Container,
+    mut child: impl FnMut(Reader<'a>, u32) -> Result<(), Fault>,
+) -> Result<(), Fault> {
+    while p.has_more() {
+        let (f, wt) = p.key()?;
+        if f == 2 {
+            let (m, d) = p.message(wt, names.children, depth)?;
+            child(m, d)?;
+        } else {
+            p.skip_checked(wt)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
