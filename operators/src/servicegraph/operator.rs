@@ -1,0 +1,441 @@
+//! The service graph operator: spans in, paired edges per event-time window out.
+
+use super::aggregate::EdgeAgg;
+use super::store::{Half, PendingStore, Upsert};
+use super::{ConnectionType, EdgeKey, EdgeRow, ServiceGraphSink, Unpaired};
+use crate::common::{
+    due, Activity, WindowSpec, WindowSpecs, PROVISIONAL_EVERY_NS, SERIES_EXPIRY_EVERY_NS,
+};
+use crate::red::UNKNOWN_SERVICE;
+use hashbrown::{HashMap, HashSet};
+use redwatch_engine::config::{Config, Dimension, MAX_DIMENSIONS};
+use redwatch_engine::model::{SpanBatch, SpanKind, StatusCode, UnixNanos};
+use redwatch_engine::pipeline::{Batch, OpContext, Operator, StateStats};
+use redwatch_engine::telemetry::{Counter, Gauge, Registry};
+use redwatch_engine::window::WindowStore;
+use std::sync::Arc;
+
+/// Longest pause between two scans for expired half edges.
+const MAX_EXPIRY_SCAN_EVERY_NS: u64 = 1_000_000_000;
+/// Distinct service names kept interned at most (the set is rebuilt past it).
+const MAX_INTERNED: usize = 100_000;
+
+/// An expired half: its service, whether it is the client, the connection type, its dims.
+type ExpiredHalf = (Arc<str>, bool, ConnectionType, Box<[Arc<str>]>);
+
+struct Counters {
+    late: Arc<Counter>,
+    dropped: Arc<Counter>,
+    root_spans: Arc<Counter>,
+    paired: Arc<Counter>,
+    expired: Arc<Counter>,
+    overflow: Arc<Counter>,
+    pending: Arc<Gauge>,
+    edges: Arc<Gauge>,
+}
+
+/// Pairs client and server spans into service graph edges.
+pub struct ServiceGraphOperator {
+    /// The primary window only (no rollups).
+    windows: WindowSpecs<Arc<EdgeKey>, EdgeAgg>,
+    pending: PendingStore,
+    /// Edge series known, for the cardinality limit and expiry.
+    series: HashMap<Arc<EdgeKey>, Activity>,
+    overflow_key: Arc<EdgeKey>,
+    cardinality_limit: usize,
+    series_expiry_ns: u64,
+    lateness_ns: u64,
+    /// Unpaired spans since the sinks were last told.
+    unpaired: HashMap<Arc<EdgeKey>, u64>,
+    services: HashSet<Arc<str>>,
+    empty: Arc<str>,
+    bounds: Vec<f64>,
+    /// `service_graph.dimensions`: where their values sit among the batch's dimensions, and
+    /// their defaults.
+    dims: Vec<Dimension>,
+    dims_offset: usize,
+    sinks: Vec<Arc<dyn ServiceGraphSink>>,
+    expiry_every_ns: u64,
+    last_expiry_scan: UnixNanos,
+    last_provisional: UnixNanos,
+    last_series_expiry: UnixNanos,
+    counters: Counters,
+}
+
+impl ServiceGraphOperator {
+    pub fn new(cfg: &Config, sinks: Vec<Arc<dyn ServiceGraphSink>>, registry: &Registry) -> Self {
+        let sg = &cfg.service_graph;
+        let lateness = cfg.windows.allowed_lateness.as_nanos() as u64;
+        let size = (cfg.windows.size.as_nanos() as u64).max(1);
+        let wait = (sg.wait.as_nanos() as u64).max(1);
+        let dims: Vec<Dimension> = sg.dimensions.iter().take(MAX_DIMENSIONS).cloned().collect();
+        let c = |name: &'static str, help: &'static str| registry.counter(name, help, &[]);
+        ServiceGraphOperator {
+            windows: WindowSpecs {
+                primary: WindowSpec::new(WindowStore::new(size, lateness), None),
+                rollups: Vec::new(),
+            },
+            pending: PendingStore::new(sg.max_items, wait),
+            series: HashMap::new(),
+            overflow_key: Arc::new(EdgeKey::overflow(dims.len())),
+            cardinality_limit: sg.cardinality_limit.max(1),
+            series_expiry_ns: sg.series_expiry.as_nanos() as u64,
+            lateness_ns: lateness,
+            unpaired: HashMap::new(),
+            services: HashSet::new(),
+            empty: Arc::from(""),
+            bounds: sg.buckets_s.clone(),
+            dims_offset: cfg.red.dimensions.len().min(MAX_DIMENSIONS),
+            dims,
+            sinks,
+            expiry_every_ns: (wait / 4).clamp(1, MAX_EXPIRY_SCAN_EVERY_NS),
+            last_expiry_scan: 0,
+            last_provisional: 0,
+            last_series_expiry: 0,
+            counters: Counters {
+                late: registry.counter(
+                    "redwatch_late_dropped_total",
+                    "Items dropped because their window was already purged.",
+                    &[("signal", "service_graph")],
+                ),
+                dropped: c(
+                    "redwatch_service_graph_dropped_spans_total",
+                    "Client/server spans dropped because service_graph.max_items edges were waiting.",
+                ),
+                root_spans: c(
+                    "redwatch_service_graph_root_spans_total",
+                    "Server/consumer spans without a parent: no client can pair with them.",
+                ),
+                paired: c(
+                    "redwatch_service_graph_edges_paired_total",
+                    "Client and server spans paired into an edge.",
+                ),
+                expired: c(
+                    "redwatch_service_graph_edges_expired_total",
+                    "Half edges that waited service_graph.wait without finding their partner.",
+                ),
+                overflow: c(
+                    "redwatch_service_graph_overflow_requests_total",
+                    "Requests counted in the overflow edge because service_graph.cardinality_limit was reached.",
+                ),
+                pending: registry.gauge(
+                    "redwatch_service_graph_pending_edges",
+                    "Half edges waiting for their partner.",
+                    &[],
+                ),
+                edges: registry.gauge(
+                    "redwatch_service_graph_active_edges",
+                    "Edge series currently tracked (the overflow edge not counted).",
+                    &[],
+                ),
+            },
+        }
+    }
+
+    /// The latency bucket bounds (seconds).
+    pub fn bounds(&self) -> &[f64] {
+        &self.bounds
+    }
+
+    /// Half edges waiting for their partner.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.services.get(s) {
+            return a.clone();
+        }
+        if self.services.len() >= MAX_INTERNED {
+            self.services.clear();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.services.insert(a.clone());
+        a
+    }
+
+    /// Offers the client/server spans of one batch for pairing (at wall clock `now`).
+    pub fn process_spans(&mut self, batch: &SpanBatch, now: UnixNanos) {
+        for span in &batch.spans {
+            let (is_client, ct) = match span.kind {
+                SpanKind::Client => (true, ConnectionType::Direct),
+                SpanKind::Producer => (true, ConnectionType::MessagingSystem),
+                SpanKind::Server => (false, ConnectionType::Direct),
+                SpanKind::Consumer => (false, ConnectionType::MessagingSystem),
+                _ => continue,
+            };
+            let key_span = if is_client {
+                span.span_id
+            } else {
+                span.parent_span_id
+            };
+            if key_span == [0; 8] {
+                if !is_client {
+                    self.counters.root_spans.inc();
+                }
+                continue;
+            }
+            if span.trace_id == [0; 16] {
+                continue;
+            }
+            let service = match batch.service_of(span) {
+                Some(r) => self.intern(batch.str(r)),
+                None => self.intern(UNKNOWN_SERVICE),
+            };
+            let values = batch.dims_of(span);
+            let dims: Box<[Arc<str>]> = self
+                .dims
+                .iter()
+                .enumerate()
+                .map(
+                    |(i, d)| match values.get(self.dims_offset + i).copied().flatten() {
+                        Some(r) => Arc::from(batch.str(r)),
+                        None => Arc::from(d.default.as_deref().unwrap_or("")),
+                    },
+                )
+                .collect();
+            let half = Half {
+                service,
+                end: span.end,
+                duration_s: span.duration_ns() as f64 / 1e9,
+                weight: span.weight,
+                failed: span.status == StatusCode::Error,
+                dims,
+            };
+            match self
+                .pending
+                .upsert(span.trace_id, key_span, is_client, ct, half, now)
+            {
+                Upsert::Paired {
+                    client,
+                    server,
+                    connection_type,
+                } => self.complete(client, server, connection_type, now),
+                Upsert::Waiting => {}
+                Upsert::Dropped => self.counters.dropped.inc(),
+            }
+        }
+    }
+
+    fn series_key(&mut self, key: EdgeKey, now: UnixNanos, event: UnixNanos) -> Arc<EdgeKey> {
+        if let Some((k, info)) = self.series.get_key_value_mut(&key) {
+            info.touch(now, event);
+            return k.clone();
+        }
+        if self.series.len() >= self.cardinality_limit {
+            self.counters.overflow.inc();
+            return self.overflow_key.clone();
+        }
+        let k = Arc::new(key);
+        self.series.insert(
+            k.clone(),
+            Activity {
+                last_seen: now,
+                last_event: event,
+            },
+        );
+        k
+    }
+
+    fn complete(&mut self, client: Half, server: Half, ct: ConnectionType, now: UnixNanos) {
+        self.counters.paired.inc();
+        let event = client.end.max(server.end);
+        let dims: Box<[Arc<str>]> = client
+            .dims
+            .iter()
+            .chain(server.dims.iter())
+            .cloned()
+            .collect();
+        let key = self.series_key(
+            EdgeKey {
+                client: client.service,
+                server: server.service,
+                connection_type: ct,
+                dims,
+                overflow: false,
+            },
+            now,
+            event,
+        );
+        let bucket = |s: f64| self.bounds.partition_point(|b| *b < s);
+        let buckets = (bucket(client.duration_s), bucket(server.duration_s));
+        let failed = client.failed || server.failed;
+        let (cs, ss, w) = (client.duration_s, server.duration_s, client.weight);
+        if self
+            .windows
+            .primary
+            .store
+            .update(event, &key, |a| a.add(cs, ss, buckets, failed, w))
+            .is_err()
+        {
+            self.counters.late.inc();
+        }
+    }
+
+    /// Expires half edges whose wait ended by `now` and tells the sinks about them.
+    pub fn expire_pending(&mut self, now: UnixNanos) {
+        let mut expired: Vec<ExpiredHalf> = Vec::new();
+        let n = self.pending.expire(now, |h, is_client, ct| {
+            expired.push((h.service.clone(), is_client, ct, h.dims.clone()));
+        });
+        self.counters.expired.add(n as u64);
+        if expired.is_empty() {
+            return;
+        }
+        let n_dims = self.dims.len();
+        for (service, is_client, ct, dims) in expired {
+            let empty = self.empty.clone();
+            let blank = || vec![self.empty.clone(); n_dims];
+            let all_dims: Box<[Arc<str>]> = if is_client {
+                dims.iter().cloned().chain(blank()).collect()
+            } else {
+                blank().into_iter().chain(dims.iter().cloned()).collect()
+            };
+            let (c, s) = if is_client {
+                (service, empty)
+            } else {
+                (empty, service)
+            };
+            let key = EdgeKey {
+                client: c,
+                server: s,
+                connection_type: ct,
+                dims: all_dims,
+                overflow: false,
+            };
+            let key = if self.unpaired.contains_key(&key)
+                || self.unpaired.len() < self.cardinality_limit
+            {
+                Arc::new(key)
+            } else {
+                self.overflow_key.clone()
+            };
+            *self.unpaired.entry(key).or_insert(0) += 1;
+        }
+        let list: Vec<Unpaired> = self
+            .unpaired
+            .drain()
+            .map(|(edge, spans)| Unpaired { edge, spans })
+            .collect();
+        for s in &self.sinks {
+            s.on_unpaired(&list);
+        }
+    }
+
+    /// Moves the windows to watermark `wm`, emitting final rows to the sinks.
+    pub fn advance(&mut self, wm: UnixNanos) {
+        let sinks = &self.sinks;
+        self.windows.advance(
+            wm,
+            |spec, e| {
+                Some(EdgeRow {
+                    window_size: spec.label.clone(),
+                    window_size_ns: spec.size_ns,
+                    start: e.start,
+                    end: e.end,
+                    edge: e.key.clone(),
+                    is_final: true,
+                    total: e.total.clone(),
+                    delta: Some(e.delta.clone()),
+                })
+            },
+            |rows| {
+                for s in sinks {
+                    s.on_final(rows);
+                }
+            },
+        );
+    }
+
+    /// Publishes provisional rows of the open windows to the sinks.
+    pub fn publish_provisional(&self) {
+        self.windows.provisional(
+            |spec, start, end, key, agg| {
+                Some(EdgeRow {
+                    window_size: spec.label.clone(),
+                    window_size_ns: spec.size_ns,
+                    start,
+                    end,
+                    edge: key.clone(),
+                    is_final: false,
+                    total: agg.clone(),
+                    delta: None,
+                })
+            },
+            |size, rows| {
+                for s in &self.sinks {
+                    s.on_provisional(size, rows);
+                }
+            },
+        );
+    }
+
+    pub(super) fn expire_series(&mut self, now: UnixNanos, wm: UnixNanos) {
+        let idle_before = now.saturating_sub(self.series_expiry_ns);
+        let purged_through = self.windows.purged_through(wm, self.lateness_ns);
+        let mut gone = Vec::new();
+        self.series.retain(|k, i| {
+            let keep = !i.expired(idle_before, purged_through);
+            if !keep {
+                gone.push(k.clone());
+            }
+            keep
+        });
+        if !gone.is_empty() {
+            for s in &self.sinks {
+                s.on_series_expired(&gone);
+            }
+        }
+    }
+}
+
+impl Operator for ServiceGraphOperator {
+    fn name(&self) -> &'static str {
+        "service_graph"
+    }
+
+    fn process_batch(&mut self, batch: &Batch, ctx: &mut OpContext<'_>) {
+        match batch {
+            Batch::Spans(b) => self.process_spans(b, ctx.now),
+            Batch::Metrics(_) => {}
+        }
+    }
+
+    fn on_watermark(&mut self, ctx: &mut OpContext<'_>) {
+        self.advance(ctx.watermark);
+    }
+
+    fn on_tick(&mut self, ctx: &mut OpContext<'_>) {
+        if due(&mut self.last_expiry_scan, ctx.now, self.expiry_every_ns) {
+            self.expire_pending(ctx.now);
+        }
+        if due(&mut self.last_provisional, ctx.now, PROVISIONAL_EVERY_NS) {
+            self.publish_provisional();
+        }
+        if due(
+            &mut self.last_series_expiry,
+            ctx.now,
+            SERIES_EXPIRY_EVERY_NS,
+        ) {
+            self.expire_series(ctx.now, ctx.watermark);
+        }
+        self.counters.pending.set(self.pending.len() as f64);
+        self.counters.edges.set(self.series.len() as f64);
+    }
+
+    fn snapshot(&self) -> StateStats {
+        let mut s = StateStats {
+            series: self.series.len(),
+            windows: 0,
+            entries: self.pending.len(),
+            bytes: self.pending.state_bytes()
+                + self
+                    .series
+                    .keys()
+                    .map(|k| k.heap_bytes() + std::mem::size_of::<(Arc<EdgeKey>, Activity)>())
+                    .sum::<usize>(),
+        };
+        self.windows.add_stats(&mut s);
+        s
+    }
+}
