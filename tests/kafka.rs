@@ -313,6 +313,7 @@ async fn unreachable_brokers_make_the_source_not_ready() {
         registry,
         cancel.clone(),
         None,
+        None,
     )
     .expect("the source starts without a broker");
     let until = std::time::Instant::now() + Duration::from_secs(30);

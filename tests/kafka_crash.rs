@@ -8,149 +8,34 @@
 //! The first run is scraped right before the kill: a window emitted after that scrape cannot have
 //! been purged (and its offsets committed) within the same millisecond, so the second run
 //! re-emits it in full.
+//!
+//! The same run also writes to the Kafka sink (`exporters.kafka`); after the restart, the latest
+//! record per key on the sink topic, read by an independent consumer, must equal the truth too:
+//! that is the durable result DESIGN.md promises.
 
 #![cfg(feature = "kafka")]
 
 mod common;
+mod kafka_support;
 
-use common::{parse_exposition, trace_request, Scrape, SpanSpec, GOOD_SERVICE};
+use common::{trace_request, Scrape, SpanSpec, GOOD_SERVICE};
+use kafka_support::{brokers, create_topic, now_ns, scrape, Redwatch, SECOND};
 use prost::Message;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use redwatch_connectors::kafka::rdkafka;
+use redwatch_engine::config::KafkaEncoding;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(180);
-const SECOND: u64 = 1_000_000_000;
 const PARTITIONS: i32 = 2;
 const MESSAGES: usize = 120;
 const KILL_AFTER: usize = 60;
 const PRODUCE_EVERY: Duration = Duration::from_millis(125);
 const DOWNTIME: Duration = Duration::from_secs(4);
-
-fn brokers() -> String {
-    std::env::var("REDWATCH_KAFKA_BROKERS").unwrap_or_else(|_| {
-        panic!(
-            "REDWATCH_KAFKA_BROKERS is not set: this test needs a Kafka broker. \
-             tests/run-all.sh starts one (tansu) and sets it."
-        )
-    })
-}
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_nanos() as u64
-}
-
-async fn create_topic(name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .expect("admin client");
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
-    for r in admin
-        .create_topics([&topic], &opts)
-        .await
-        .unwrap_or_else(|e| panic!("creating topic {name}: {e}"))
-    {
-        r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
-    }
-}
-
-/// A `redwatch run` child whose output is collected by a reader thread.
-struct Redwatch {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Redwatch {
-    fn spawn(config: &std::path::Path) -> Redwatch {
-        let bin = std::env::var("REDWATCH_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_redwatch").to_string());
-        let mut child = Command::new(bin)
-            .args(["run", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("redwatch starts");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        for out in [
-            child
-                .stdout
-                .take()
-                .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|e| Box::new(e) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    if let Ok(mut l) = log.lock() {
-                        l.push(line);
-                    }
-                }
-            });
-        }
-        Redwatch { child, log }
-    }
-
-    fn log_text(&self) -> String {
-        self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
-    }
-
-    /// Waits for the `listening prometheus <addr>` line.
-    async fn prometheus_addr(&mut self) -> String {
-        let until = Instant::now() + Duration::from_secs(60);
-        loop {
-            let found = self.log.lock().ok().and_then(|l| {
-                l.iter().find_map(|line| {
-                    let i = line.find("listening prometheus ")?;
-                    Some(line[i + "listening prometheus ".len()..].trim().to_string())
-                })
-            });
-            if let Some(a) = found {
-                return a;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("redwatch exited with {status}:\n{}", self.log_text());
-            }
-            assert!(
-                Instant::now() < until,
-                "redwatch did not log its Prometheus address:\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Redwatch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn scrape(addr: &str) -> Option<Scrape> {
-    let r = reqwest::get(format!("http://{addr}/metrics")).await.ok()?;
-    Some(parse_exposition(&r.text().await.ok()?))
-}
+const SINK_PARTITIONS: i32 = 2;
 
 /// Final calls per window name (`w<second>`), summed over the window's series.
 fn calls_per_window(s: &Scrape) -> BTreeMap<String, f64> {
@@ -199,6 +84,8 @@ fn window_name(end: u64) -> String {
 async fn sigkill_mid_stream_neither_loses_nor_double_counts_windows() {
     let topic = format!("otlp_spans_crash_{}_{}", std::process::id(), now_ns());
     create_topic(&topic, PARTITIONS).await;
+    let sink_topic = format!("{topic}_red");
+    create_topic(&sink_topic, SINK_PARTITIONS).await;
     let dir = std::env::temp_dir().join(format!("redwatch-kafka-crash-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let config = dir.join("redwatch.yaml");
@@ -209,15 +96,17 @@ async fn sigkill_mid_stream_neither_loses_nor_double_counts_windows() {
              kafka:\n    brokers: ['{}']\n    traces_topic: {topic}\n    metrics_topic: null\n    \
              group_id: {topic}_group\n    \
              librdkafka: {{ session.timeout.ms: '6000', heartbeat.interval.ms: '1000' }}\nwindows:\n  size: 1s\n  rollups: []\n  max_out_of_orderness: 0s\n  \
-             allowed_lateness: 2s\n  idle_timeout: 5s\nexporters:\n  prometheus: {{ endpoint: 127.0.0.1:0 }}\n\
+             allowed_lateness: 2s\n  idle_timeout: 5s\nexporters:\n  prometheus: {{ endpoint: 127.0.0.1:0 }}\n  \
+             kafka:\n    brokers: ['{}']\n    metrics_topic: {sink_topic}\n    spans_topic: null\n\
              sql:\n  http_endpoint: 127.0.0.1:0\n  flight_endpoint: null\n",
+            brokers(),
             brokers()
         ),
     )
     .expect("config written");
 
     let mut run1 = Redwatch::spawn(&config);
-    let addr1 = run1.prometheus_addr().await;
+    let addr1 = run1.addr("prometheus").await;
     wait_assigned(&mut run1, &addr1, &topic).await;
 
     // Every message: three spans ending now and one ending 1.2 s ago (a late update of the
@@ -283,7 +172,7 @@ async fn sigkill_mid_stream_neither_loses_nor_double_counts_windows() {
     // Stay down longer than window + allowed lateness: a restart must not turn the backlog late.
     tokio::time::sleep(DOWNTIME).await;
     let mut run2 = Redwatch::spawn(&config);
-    let addr2 = run2.prometheus_addr().await;
+    let addr2 = run2.addr("prometheus").await;
     produce.await.expect("producer finished");
     let truth = truth.lock().expect("truth").clone();
 
@@ -340,6 +229,30 @@ async fn sigkill_mid_stream_neither_loses_nor_double_counts_windows() {
         after.sum("redwatch_late_dropped_total"),
         0.0,
         "the second run dropped replayed spans as late:\n{}",
+        run2.log_text()
+    );
+
+    // The sink topic: latest record per key, summed per window name, equals the truth.
+    let per_window = |records: &[kafka_support::Record]| {
+        let mut m: BTreeMap<String, f64> = BTreeMap::new();
+        for ((_, name, _, _), v) in kafka_support::sink_calls(KafkaEncoding::OtlpProto, records) {
+            *m.entry(name).or_default() += v;
+        }
+        m
+    };
+    let (b, t, want) = (brokers(), sink_topic.clone(), truth.clone());
+    let records = tokio::task::spawn_blocking(move || {
+        kafka_support::read_topic(&b, &t, SINK_PARTITIONS, DEADLINE, |r| per_window(r) == want)
+    })
+    .await
+    .expect("sink reader");
+    let sink = per_window(&records);
+    let d = kafka_support::diff(&truth, &sink);
+    assert!(
+        d.is_empty(),
+        "the sink topic's latest record per key differs from the truth after the crash \
+         ({} records):\n{d}\nsecond run log:\n{}",
+        records.len(),
         run2.log_text()
     );
     eprintln!(

@@ -2,21 +2,32 @@
 //!
 //! Owns the consumer, the per-partition event-time sources, backpressure (pausing partitions),
 //! offset commits that wait for purged windows, bad-message accounting and the dead-letter copy.
-//! It decodes with the OTLP decoders and never aggregates.
+//! It decodes with the OTLP decoders and never aggregates. The Kafka sink (`sink.rs`,
+//! `records.rs`) writes final RED windows and anomaly / prediction spans back to Kafka.
 
 mod offsets;
+mod rebalance;
+pub mod records;
+mod sink;
 mod source;
 
 pub use offsets::{commit_metadata, parse_commit_metadata, CommitTracker};
 /// The rdkafka crate this source is built with (tests and tools use it to produce and administer).
 pub use rdkafka;
+pub use sink::{sink_producer_config, KafkaSink, KafkaSinkError, SinkProgress};
 pub use source::{KafkaSource, KafkaSourceHandle, StartupHold};
 
 use rdkafka::ClientConfig;
 use redwatch_engine::config::KafkaReceiverConfig;
 
 /// Rejection reasons of `redwatch_kafka_messages_rejected_total{reason}`.
-pub const MESSAGE_REJECT_REASONS: &[&str] = &["malformed", "invalid_utf8", "invalid_json", "empty"];
+pub const MESSAGE_REJECT_REASONS: &[&str] = &[
+    "malformed",
+    "invalid_utf8",
+    "invalid_json",
+    "empty",
+    "backpressure",
+];
 
 /// What went wrong starting the Kafka source.
 #[derive(Debug, thiserror::Error)]
@@ -69,25 +80,14 @@ pub fn producer_config(cfg: &KafkaReceiverConfig) -> ClientConfig {
     c
 }
 
-/// Checks what serde cannot: every problem, with its path.
+/// Checks what serde cannot: every problem, with its path (the same checks
+/// `Config::validate` runs on `receivers.kafka`).
 pub fn validate(cfg: &KafkaReceiverConfig) -> Result<(), KafkaSourceError> {
-    let mut problems = Vec::new();
-    if cfg.brokers.is_empty() || cfg.brokers.iter().any(|b| b.trim().is_empty()) {
-        problems.push("receivers.kafka.brokers: list at least one host:port".to_string());
-    }
-    if cfg.traces_topic.trim().is_empty() {
-        problems.push("receivers.kafka.traces_topic: must not be empty".to_string());
-    }
-    if cfg
-        .metrics_topic
-        .as_deref()
-        .is_some_and(|t| t.trim().is_empty())
-    {
-        problems.push("receivers.kafka.metrics_topic: must not be empty (use null)".to_string());
-    }
-    if cfg.group_id.trim().is_empty() {
-        problems.push("receivers.kafka.group_id: must not be empty".to_string());
-    }
+    let problems: Vec<String> = cfg
+        .validate("receivers.kafka")
+        .into_iter()
+        .map(|(p, m)| format!("{p}: {m}"))
+        .collect();
     if problems.is_empty() {
         Ok(())
     } else {

@@ -2,14 +2,16 @@
 //! pipeline, pauses partitions under backpressure, commits offsets and checks the brokers.
 
 use super::offsets::{commit_metadata, parse_commit_metadata, CommitTracker};
+use super::rebalance::{Assignment, Health, RevokeCommits, SourceContext};
+use super::sink::SinkProgress;
 use super::{consumer_config, producer_config, KafkaSourceError, MESSAGE_REJECT_REASONS};
 use crate::otlp::decode::{self, DecodeSettings, TraceDecodeOutcome};
 use crate::otlp::decode_error_reason;
 use bytes::Bytes;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use redwatch_engine::config::{KafkaEncoding, KafkaReceiverConfig};
 use redwatch_engine::model::{SourceId, UnixNanos};
 use redwatch_engine::pipeline::{Backpressure, Batch, IngestHandle};
@@ -24,29 +26,10 @@ const POLL: Duration = Duration::from_millis(100);
 /// How often offsets are committed, the brokers checked and the lag measured.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 const BROKER_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the offsets a revoke would commit are brought up to date.
+const REVOKE_CANDIDATES: Duration = Duration::from_millis(100);
 /// Longest time the watermark is held for a group join that assigns nothing.
 const JOIN_HOLD_MAX: Duration = Duration::from_secs(300);
-
-/// Shared between the consume loop and whoever asks whether the source is healthy.
-#[derive(Debug)]
-struct Health {
-    /// `None` = connected; otherwise why not.
-    problem: Mutex<Option<String>>,
-}
-
-impl Health {
-    fn set(&self, p: Option<String>) {
-        if let Ok(mut g) = self.problem.lock() {
-            if *g != p {
-                match &p {
-                    Some(m) => tracing::warn!("kafka source not ready: {m}"),
-                    None => tracing::info!("kafka source connected"),
-                }
-                *g = p;
-            }
-        }
-    }
-}
 
 /// A running Kafka source, as seen from the outside (readiness).
 #[derive(Debug, Clone)]
@@ -63,59 +46,6 @@ impl KafkaSourceHandle {
                 Some(p) => Err(p.clone()),
             },
             Err(_) => Err("kafka source state is poisoned".to_string()),
-        }
-    }
-}
-
-/// Rebalance events, handed from librdkafka's callback to the loop.
-#[derive(Debug)]
-enum Assignment {
-    Assigned(Vec<(String, i32)>),
-    Revoked(Vec<(String, i32)>),
-}
-
-struct SourceContext {
-    events: Mutex<Vec<Assignment>>,
-    health: Arc<Health>,
-}
-
-impl ClientContext for SourceContext {
-    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        use rdkafka::types::RDKafkaErrorCode;
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-            self.health
-                .set(Some(format!("all Kafka brokers are down: {reason}")));
-        } else {
-            tracing::warn!("kafka: {error}: {reason}");
-        }
-    }
-}
-
-fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
-    tpl.elements()
-        .iter()
-        .map(|e| (e.topic().to_string(), e.partition()))
-        .collect()
-}
-
-impl ConsumerContext for SourceContext {
-    fn pre_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            if let Ok(mut ev) = self.events.lock() {
-                ev.push(Assignment::Revoked(partitions(tpl)));
-            }
-        }
-    }
-
-    fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                if let Ok(mut ev) = self.events.lock() {
-                    ev.push(Assignment::Assigned(partitions(tpl)));
-                }
-            }
-            Rebalance::Error(e) => tracing::warn!("kafka rebalance failed: {e}"),
-            Rebalance::Revoke(_) => {}
         }
     }
 }
@@ -246,6 +176,8 @@ struct PartitionState {
     tracker: CommitTracker,
     last_committed: Option<i64>,
     lag: Arc<Gauge>,
+    /// 1 while the partition is assigned here, 0 after it was revoked.
+    assigned: Arc<Gauge>,
 }
 
 /// The Kafka source: build it with [`KafkaSource::start`].
@@ -265,7 +197,8 @@ impl KafkaSource {
     }
 
     /// Creates the consumer, subscribes, and runs the consume loop on a blocking thread until
-    /// `cancel`; then commits what is committable and leaves the group.
+    /// `cancel`; then commits what is committable and leaves the group. With `sink` (the Kafka
+    /// sink's progress), offsets are committed only once the windows they fed were delivered.
     pub fn start(
         cfg: &KafkaReceiverConfig,
         handle: IngestHandle,
@@ -273,14 +206,23 @@ impl KafkaSource {
         registry: Arc<Registry>,
         cancel: CancellationToken,
         hold: Option<StartupHold>,
+        sink: Option<Arc<SinkProgress>>,
     ) -> Result<(KafkaSourceHandle, tokio::task::JoinHandle<()>), KafkaSourceError> {
         super::validate(cfg)?;
         let health = Arc::new(Health {
             problem: Mutex::new(Some("not connected to Kafka yet".to_string())),
         });
+        let shadow: BaseConsumer = {
+            let mut c = consumer_config(cfg);
+            c.set("group.id", super::shadow_group(cfg));
+            c.create()?
+        };
         let ctx = SourceContext {
             events: Mutex::new(Vec::new()),
             health: health.clone(),
+            traces_topic: cfg.traces_topic.clone(),
+            revoke: Mutex::new(RevokeCommits::default()),
+            shadow,
         };
         let consumer: BaseConsumer<SourceContext> =
             consumer_config(cfg).create_with_context(ctx)?;
@@ -295,11 +237,6 @@ impl KafkaSource {
                 Some((p, t.clone()))
             }
             None => None,
-        };
-        let shadow: BaseConsumer = {
-            let mut c = consumer_config(cfg);
-            c.set("group.id", super::shadow_group(cfg));
-            c.create()?
         };
         let rt = tokio::runtime::Handle::current();
         let mut run = Loop {
@@ -322,7 +259,9 @@ impl KafkaSource {
                     since: now,
                 }
             }),
-            shadow,
+            sink,
+            gated: None,
+            revoked: HashMap::new(),
         };
         let task = tokio::task::spawn_blocking(move || run.run(cancel));
         Ok((KafkaSourceHandle { health }, task))
@@ -342,9 +281,14 @@ struct Loop {
     health: Arc<Health>,
     rt: tokio::runtime::Handle,
     joining: Option<JoinHold>,
-    /// A member-less group whose committed "offset" per partition is the purged-through time
-    /// (DESIGN.md keeps it in the commit metadata; some brokers drop that).
-    shadow: BaseConsumer,
+    /// State of partitions revoked from this member, kept in case they come back (a group
+    /// rejoin after a broker outage revokes and re-assigns everything): their messages already
+    /// sit in open windows and must not be consumed a second time.
+    revoked: HashMap<i32, PartitionState>,
+    /// The Kafka sink's delivery progress, when there is a sink.
+    sink: Option<Arc<SinkProgress>>,
+    /// A watermark waiting for the sink: (watermark, sink mark taken right after it).
+    gated: Option<(UnixNanos, u64)>,
 }
 
 /// While the group (re)joins, a placeholder source holds the watermark so that the backlog of
@@ -404,6 +348,7 @@ impl Loop {
 
     fn run(&mut self, cancel: CancellationToken) {
         let mut last_housekeeping = Instant::now() - HOUSEKEEPING;
+        let mut last_candidates = Instant::now();
         self.hold_for_join();
         while !cancel.is_cancelled() && !self.handle.is_closed() {
             let polled = match self.consumer.poll(POLL) {
@@ -431,11 +376,18 @@ impl Loop {
             }
             self.retry_waiting();
             self.renew_join_hold();
+            if last_candidates.elapsed() >= REVOKE_CANDIDATES {
+                last_candidates = Instant::now();
+                self.publish_revoke_candidates();
+            }
             if last_housekeeping.elapsed() >= HOUSEKEEPING {
                 last_housekeeping = Instant::now();
                 self.commit(CommitMode::Async);
                 self.check_brokers();
             }
+        }
+        if let Ok(mut r) = self.consumer.context().revoke.lock() {
+            r.shutting_down = true;
         }
         self.commit(CommitMode::Sync);
         self.release_join_hold();
@@ -464,17 +416,26 @@ impl Loop {
                     }
                 }
                 Assignment::Revoked(ps) => {
-                    // Commit what is committable while the partitions are still ours, and hold
-                    // the watermark until the group has settled again.
-                    self.commit(CommitMode::Sync);
+                    // The revoke callback committed what was committable while the partitions
+                    // were still ours (see `rebalance`); hold the watermark until the group has
+                    // settled again.
+                    let committed = match self.consumer.context().revoke.lock() {
+                        Ok(mut r) => std::mem::take(&mut r.committed),
+                        Err(_) => HashMap::new(),
+                    };
                     self.hold_for_join();
                     for (topic, p) in ps {
                         if topic != self.traces_topic {
                             continue;
                         }
-                        if let Some(st) = self.partitions.remove(&p) {
+                        if let Some(mut st) = self.partitions.remove(&p) {
                             self.rt.block_on(self.handle.remove_source(st.source));
                             st.lag.set(0.0);
+                            st.assigned.set(0.0);
+                            if let Some(off) = committed.get(&p) {
+                                st.last_committed = Some(*off);
+                            }
+                            self.revoked.insert(p, st);
                         }
                     }
                 }
@@ -513,6 +474,34 @@ impl Loop {
         } else {
             purged_through
         };
+        if let Some(mut old) = self.revoked.remove(&partition) {
+            // Back to this member with nobody having committed past us in between: what we
+            // consumed is still in our open windows, so carry on from where we were (messages
+            // librdkafka delivers again below `next_offset` are ignored).
+            if committed.unwrap_or(-1) <= old.last_committed.unwrap_or(-1) {
+                tracing::info!(
+                    "kafka: {name} is back (committed offset {committed:?}); continuing at offset {:?}",
+                    old.next_offset
+                );
+                old.source = source;
+                old.assigned.set(1.0);
+                old.paused = false;
+                if !old.waiting.is_empty() {
+                    let mut tpl = TopicPartitionList::new();
+                    tpl.add_partition(&self.traces_topic, partition);
+                    if self.consumer.pause(&tpl).is_ok() {
+                        old.paused = true;
+                    }
+                }
+                self.partitions.insert(partition, old);
+                return;
+            }
+            tracing::info!(
+                "kafka: {name} was consumed elsewhere since it was revoked (committed offset \
+                 {committed:?}, ours {:?}); starting over from the committed offset",
+                old.last_committed
+            );
+        }
         tracing::info!(
             "kafka: assigned {name} (committed offset {committed:?}, purged through {purged_through} ns)"
         );
@@ -525,6 +514,15 @@ impl Loop {
                 ("partition", p.as_str()),
             ],
         );
+        let assigned = self.registry.gauge(
+            "redwatch_kafka_partition_assigned",
+            "1 while the partition is assigned to this instance, 0 after it was revoked.",
+            &[
+                ("topic", self.traces_topic.as_str()),
+                ("partition", p.as_str()),
+            ],
+        );
+        assigned.set(1.0);
         self.partitions.insert(
             partition,
             PartitionState {
@@ -536,6 +534,7 @@ impl Loop {
                 tracker: CommitTracker::default(),
                 last_committed: committed,
                 lag,
+                assigned,
             },
         );
     }
@@ -615,6 +614,7 @@ impl Loop {
             st.tracker
                 .record(offset, if accepted > 0 { max_ts } else { 0 }, &policy);
         }
+        self.counted(partition, offset);
         let c = &self.counters;
         c.replay_skipped.add(skipped);
         c.spans_received.add(out.received);
@@ -694,19 +694,32 @@ impl Loop {
         } else {
             let now = self.handle.now();
             let policy = self.handle.policy().clone();
+            // Metric points do not move event time (no source of their own) and are windowed
+            // best-effort: a full queue drops the message (counted as backpressure).
+            let source = SourceId(u32::MAX);
             let decoded = match self.encoding {
-                KafkaEncoding::OtlpProto => decode::decode_metrics_proto(&body, &policy, now),
-                KafkaEncoding::OtlpJson => decode::decode_metrics_json(&body, &policy, now),
+                KafkaEncoding::OtlpProto => {
+                    decode::decode_metrics_proto(body.clone(), source, &policy, now)
+                }
+                KafkaEncoding::OtlpJson => decode::decode_metrics_json(&body, source, &policy, now),
             };
             match decoded {
                 Ok(o) => {
                     self.counters.points_received.add(o.received);
                     self.counters.points_accepted.add(o.accepted);
+                    if !o.batch.is_empty()
+                        && self
+                            .rt
+                            .block_on(self.handle.send(Batch::Metrics(Box::new(o.batch))))
+                            .is_err()
+                    {
+                        self.reject(false, partition, offset, "backpressure", &body);
+                    }
                 }
                 Err(e) => self.reject(false, partition, offset, decode_error_reason(&e), &body),
             }
         }
-        // Metric points feed no windows yet: their offsets are committable at once.
+        // Metric offsets are committable at once (see above).
         let mut tpl = TopicPartitionList::new();
         if tpl
             .add_partition_offset(topic, partition, Offset::Offset(offset + 1))
@@ -733,6 +746,7 @@ impl Loop {
                 let policy = self.handle.policy().clone();
                 st.tracker.record(offset, 0, &policy);
             }
+            self.counted(partition, offset);
         }
         if let Some((producer, topic)) = &self.dead_letter {
             let key = format!("{}:{partition}:{offset}", self.traces_topic);
@@ -753,9 +767,66 @@ impl Loop {
 
     /// Commits, per partition, the offsets whose windows are all purged, with the purged-through
     /// time in the metadata.
+    /// The watermark whose purged windows have all reached the sink (the published one when
+    /// there is no sink). Windows purged at a watermark were emitted, and handed to the sink,
+    /// before the pipeline published it; so a sink mark taken after reading the watermark
+    /// covers them.
+    fn committable_watermark(
+        &mut self,
+        policy: &redwatch_engine::time::TimePolicy,
+    ) -> Option<UnixNanos> {
+        let wm = policy.watermark();
+        let Some(sink) = &self.sink else {
+            return Some(wm);
+        };
+        let mark = sink.mark();
+        if sink.passed(mark) {
+            self.gated = None;
+            return Some(wm);
+        }
+        let usable = match self.gated {
+            Some((w, m)) if sink.passed(m) => Some(w),
+            _ => None,
+        };
+        if usable.is_some() || self.gated.is_none() {
+            self.gated = Some((wm, mark));
+        }
+        usable
+    }
+
+    /// A traces message is in the pipeline (or rejected): a live rebalance hands the partition
+    /// over after it. Messages still waiting for room are not: the next owner takes them.
+    fn counted(&self, partition: i32, offset: i64) {
+        if let Ok(mut r) = self.consumer.context().revoke.lock() {
+            r.consumed.insert(partition, offset + 1);
+        }
+    }
+
+    /// Brings the offsets the revoke callback would commit up to date.
+    fn publish_revoke_candidates(&mut self) {
+        let policy = self.handle.policy().clone();
+        let Some(wm) = self.committable_watermark(&policy) else {
+            return;
+        };
+        let mut offsets = HashMap::new();
+        for (p, st) in self.partitions.iter_mut() {
+            if let Some(off) = st.tracker.advance(wm, &policy) {
+                if st.last_committed.is_none_or(|c| off > c) {
+                    offsets.insert(*p, off);
+                }
+            }
+        }
+        if let Ok(mut r) = self.consumer.context().revoke.lock() {
+            r.wm = wm;
+            r.offsets = offsets;
+        }
+    }
+
     fn commit(&mut self, mode: CommitMode) {
         let policy = self.handle.policy().clone();
-        let wm = policy.watermark();
+        let Some(wm) = self.committable_watermark(&policy) else {
+            return;
+        };
         let mut tpl = TopicPartitionList::new();
         let mut any = false;
         for (p, st) in self.partitions.iter_mut() {
@@ -784,7 +855,12 @@ impl Loop {
                     Offset::Offset(wm.min(i64::MAX as u64) as i64),
                 );
             }
-            if let Err(e) = self.shadow.commit(&shadow, CommitMode::Sync) {
+            if let Err(e) = self
+                .consumer
+                .context()
+                .shadow
+                .commit(&shadow, CommitMode::Sync)
+            {
                 tracing::warn!("kafka: cannot record the purged-through time (retried later): {e}");
                 for e in tpl.elements() {
                     if let Some(st) = self.partitions.get_mut(&e.partition()) {
@@ -797,6 +873,18 @@ impl Loop {
                 Ok(()) => self.counters.commits.inc(),
                 Err(e) => tracing::warn!("kafka: offset commit failed (retried later): {e}"),
             }
+            // A revoke must never commit an older offset than this one.
+            if let Ok(mut r) = self.consumer.context().revoke.lock() {
+                let parts = &self.partitions;
+                let newer = |p: &i32, off: &mut i64| {
+                    parts
+                        .get(p)
+                        .and_then(|st| st.last_committed)
+                        .is_none_or(|c| *off > c)
+                };
+                r.offsets.retain(newer);
+                r.consumed.retain(newer);
+            }
         }
     }
 
@@ -805,7 +893,12 @@ impl Loop {
     fn shadow_purged_through(&self, partition: i32) -> UnixNanos {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&self.traces_topic, partition);
-        match self.shadow.committed_offsets(tpl, BROKER_TIMEOUT) {
+        match self
+            .consumer
+            .context()
+            .shadow
+            .committed_offsets(tpl, BROKER_TIMEOUT)
+        {
             Ok(c) => match c
                 .find_partition(&self.traces_topic, partition)
                 .map(|e| e.offset())

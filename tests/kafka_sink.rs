@@ -1,0 +1,220 @@
+//! The Kafka sink (`exporters.kafka`) against a real broker (tansu, started by
+//! tests/run-all.sh; see TESTING.md): known spans in through the Kafka source, the RED topic read
+//! back by an independent consumer, decoded, and compared exactly per window, series and status;
+//! keys and partitions as DESIGN.md ("Kafka") specifies.
+
+#![cfg(feature = "kafka")]
+
+mod common;
+mod kafka_support;
+
+use common::{good_spans, test_config, trace_request, ExpectedCalls, GOOD_SERVICE};
+use kafka_support::*;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::metrics::v1::metric;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message as _;
+use redwatch_connectors::kafka::records::partition_for;
+use redwatch_connectors::kafka::KafkaSink;
+use redwatch_engine::config::{Config, KafkaEncoding, KafkaExporterConfig, KafkaReceiverConfig};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const SINK_PARTITIONS: i32 = 3;
+const DEADLINE: Duration = Duration::from_secs(120);
+
+fn sink_config(source_topic: &str, metrics_topic: &str, encoding: KafkaEncoding) -> Config {
+    let mut cfg = test_config();
+    cfg.receivers.kafka = Some(KafkaReceiverConfig {
+        brokers: vec![brokers()],
+        traces_topic: source_topic.to_string(),
+        metrics_topic: None,
+        group_id: unique("redwatch_sink_test"),
+        ..Default::default()
+    });
+    cfg.exporters.kafka = Some(KafkaExporterConfig {
+        brokers: vec![brokers()],
+        metrics_topic: Some(metrics_topic.to_string()),
+        spans_topic: None,
+        encoding,
+        ..Default::default()
+    });
+    cfg
+}
+
+async fn red_windows_reach_the_sink_topic_exactly(encoding: KafkaEncoding) {
+    let source = unique("otlp_spans_sink_src");
+    let red = unique("redwatch_red_sink");
+    create_topic(&source, 2).await;
+    create_topic(&red, SINK_PARTITIONS).await;
+    let e = common::start(&sink_config(&source, &red, encoding)).await;
+    let prom = e.addrs["prometheus"].to_string();
+    wait_assigned_among(
+        std::slice::from_ref(&prom),
+        &source,
+        2,
+        DEADLINE,
+        String::new,
+    )
+    .await;
+
+    // The same series in every message, messages spread over a few windows.
+    let mut truth: BTreeMap<WindowSeries, f64> = BTreeMap::new();
+    let mut exp = ExpectedCalls::default();
+    let p = producer_on(&brokers());
+    for i in 0..10 {
+        let spans = good_spans("sink");
+        for s in &spans {
+            let start = s.end / SECOND * SECOND;
+            *truth
+                .entry((
+                    start,
+                    s.name.clone(),
+                    s.kind.as_str_name().to_string(),
+                    s.status.as_str_name().to_string(),
+                ))
+                .or_default() += 1.0;
+        }
+        exp.add(Some(GOOD_SERVICE), &spans);
+        let payload = trace_request(Some(GOOD_SERVICE), &spans).encode_to_vec();
+        produce(&p, &source, i % 2, &payload).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    common::wait_until(DEADLINE, "the 10 messages are consumed", || async {
+        e.registry.total("redwatch_kafka_messages_total") >= 10.0
+    })
+    .await;
+    // Every window final on /metrics first: the sink writes the same final windows.
+    common::assert_calls_exactly(&e, &exp).await;
+
+    let (b, t) = (brokers(), red.clone());
+    let want = truth.clone();
+    let records = tokio::task::spawn_blocking(move || {
+        read_topic(&b, &t, SINK_PARTITIONS, DEADLINE, |r| {
+            sink_calls(encoding, r) == want
+        })
+    })
+    .await
+    .expect("reader thread");
+    let got = sink_calls(encoding, &records);
+    let d = diff(&truth, &got);
+    assert!(
+        d.is_empty(),
+        "RED windows on the sink topic differ from the truth ({} records):\n{d}",
+        records.len()
+    );
+
+    // Keys: <window_size>|<window_start>|<service>|<span name>|<kind>; one series, one partition.
+    let mut partition_of_series: BTreeMap<String, i32> = BTreeMap::new();
+    for r in &records {
+        let req = decode_metrics(encoding, &r.payload);
+        let calls = calls_in(&req);
+        let ((start, name, kind, _), _, ws) = calls.first().expect("a record has data points");
+        let series = format!("{GOOD_SERVICE}|{name}|{kind}");
+        assert_eq!(r.key, format!("{ws}|{start}|{series}"), "key of {req:?}");
+        assert_eq!(ws, "1s");
+        assert_eq!(
+            r.partition,
+            partition_for(r.key.as_bytes(), SINK_PARTITIONS),
+            "key {} is in the partition its series hashes to",
+            r.key
+        );
+        let p = *partition_of_series
+            .entry(series.clone())
+            .or_insert(r.partition);
+        assert_eq!(p, r.partition, "series {series} is spread over partitions");
+        let metrics = &req.resource_metrics[0].scope_metrics[0].metrics;
+        let duration = metrics
+            .iter()
+            .find(|m| m.name == "traces.span.metrics.duration")
+            .expect("the duration histogram is written next to the calls");
+        assert_eq!(duration.unit, "ms");
+        let Some(metric::Data::Histogram(h)) = &duration.data else {
+            panic!("duration is a histogram: {duration:?}")
+        };
+        let n: u64 = h.data_points.iter().map(|d| d.count).sum();
+        let c: f64 = calls.iter().map(|(_, v, _)| v).sum();
+        assert_eq!(
+            n as f64, c,
+            "histogram counts agree with calls in {}",
+            r.key
+        );
+    }
+    assert!(
+        partition_of_series.len() >= 3,
+        "several series were written: {partition_of_series:?}"
+    );
+    assert_eq!(
+        e.registry
+            .total("redwatch_kafka_sink_delivery_failed_total"),
+        0.0
+    );
+    assert_eq!(e.registry.total("redwatch_kafka_sink_dropped_total"), 0.0);
+    e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn red_windows_are_written_as_otlp_proto_keyed_by_window_and_series() {
+    red_windows_reach_the_sink_topic_exactly(KafkaEncoding::OtlpProto).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn red_windows_are_written_as_otlp_json() {
+    red_windows_reach_the_sink_topic_exactly(KafkaEncoding::OtlpJson).await;
+}
+
+/// Anomaly and prediction spans go out as `ExportTraceServiceRequest`s keyed by trace id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signal_spans_are_written_as_trace_requests_keyed_by_trace_id() {
+    let topic = unique("redwatch_signals");
+    create_topic(&topic, 2).await;
+    let mut cfg = Config::default();
+    cfg.exporters.kafka = Some(KafkaExporterConfig {
+        brokers: vec![brokers()],
+        metrics_topic: None,
+        spans_topic: Some(topic.clone()),
+        ..Default::default()
+    });
+    let registry = redwatch_engine::telemetry::Registry::new();
+    let sink = KafkaSink::new(&cfg, &registry).expect("sink starts");
+    let span = |id: u8| Span {
+        trace_id: vec![id; 16],
+        span_id: vec![id; 8],
+        name: "anomaly_detected".into(),
+        start_time_unix_nano: 1,
+        end_time_unix_nano: 2,
+        ..Default::default()
+    };
+    for id in [1u8, 2, 3] {
+        assert!(sink.export_spans(ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![span(id)],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }));
+    }
+    let s2 = sink.clone();
+    tokio::task::spawn_blocking(move || s2.flush(Duration::from_secs(30)))
+        .await
+        .expect("flush");
+    let (b, t) = (brokers(), topic.clone());
+    let records =
+        tokio::task::spawn_blocking(move || read_topic(&b, &t, 2, DEADLINE, |r| r.len() >= 3))
+            .await
+            .expect("reader thread");
+    assert_eq!(records.len(), 3, "{records:?}");
+    for r in &records {
+        let req = ExportTraceServiceRequest::decode(r.payload.as_slice())
+            .expect("an ExportTraceServiceRequest");
+        let s = &req.resource_spans[0].scope_spans[0].spans[0];
+        let hex: String = s.trace_id.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(r.key, hex);
+        assert_eq!(s.name, "anomaly_detected");
+    }
+    assert_eq!(
+        registry.value("redwatch_kafka_sink_records_total", &[("kind", "spans")]),
+        3.0
+    );
+    assert_eq!(registry.total("redwatch_kafka_sink_delivered_total"), 3.0);
+}
