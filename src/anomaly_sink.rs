@@ -23,10 +23,15 @@ use redwatch_queries::anomalies::{hex, AnomaliesTable, PredictionsTable};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+// Metric series (issue 7 item 5): `impl MetricSink for AnomalySink`.
+mod metric_series;
+
 /// Name of the anomaly span.
 pub const ANOMALY_SPAN: &str = "anomaly_detected";
 /// Name of the anomaly span's event.
 pub const ANOMALY_EVENT: &str = "anomaly_alert";
+/// Name of the event of the span that marks an incident resolved.
+pub const RESOLVED_EVENT: &str = "anomaly_resolved";
 /// Name of the prediction span.
 pub const PREDICTION_SPAN: &str = "metric_prediction";
 /// Name of the prediction span's event when a trend change is predicted.
@@ -119,10 +124,14 @@ impl AnomalyBoard {
     }
 }
 
+/// A second destination of anomaly and prediction spans (the Kafka sink).
+pub type SpanOutput = Box<dyn Fn(ResourceSpans) + Send + Sync>;
+
 /// The [`RedSink`] running anomaly detection and forecasting.
 pub struct AnomalySink {
     engine: Mutex<AnomalyEngine>,
     exporter: Option<OtlpExportHandle>,
+    also: std::sync::OnceLock<SpanOutput>,
     anomalies: Arc<AnomaliesTable>,
     predictions: Arc<PredictionsTable>,
     board: Arc<AnomalyBoard>,
@@ -151,6 +160,7 @@ impl AnomalySink {
         Arc::new(AnomalySink {
             engine: Mutex::new(AnomalyEngine::new(&cfg.anomaly, &cfg.forecast)),
             exporter,
+            also: std::sync::OnceLock::new(),
             anomalies,
             predictions,
             board: Arc::new(AnomalyBoard::default()),
@@ -187,14 +197,21 @@ impl AnomalySink {
             .inc();
     }
 
+    /// Sends the spans to a second output too (the Kafka sink); set once, before the pipeline
+    /// runs.
+    pub fn also_export_to(&self, output: SpanOutput) {
+        let _ = self.also.set(output);
+    }
+
     fn export(&self, spans: Vec<Span>) {
-        let Some(x) = &self.exporter else {
+        let also = self.also.get();
+        if self.exporter.is_none() && also.is_none() {
             return;
-        };
+        }
         // One span per queued record: `queue_size` counts spans, and the exporter merges the
         // shared resource back into one per request.
         for s in spans {
-            x.export_spans(ResourceSpans {
+            let rs = ResourceSpans {
                 resource: Some(self.resource.clone()),
                 scope_spans: vec![ScopeSpans {
                     scope: Some(self.scope.clone()),
@@ -202,7 +219,13 @@ impl AnomalySink {
                     ..Default::default()
                 }],
                 ..Default::default()
-            });
+            };
+            if let Some(a) = also {
+                a(rs.clone());
+            }
+            if let Some(x) = &self.exporter {
+                x.export_spans(rs);
+            }
         }
     }
 
@@ -232,18 +255,32 @@ impl AnomalySink {
             kv_str("anomaly.incident_id", &hex(&a.incident_id)),
             kv_str("anomaly.incident_state", a.incident_state.as_str()),
         ];
+        let resolved = a.incident_state == IncidentState::Resolved;
+        if resolved {
+            // The final span of an incident: how long it lasted (first anomalous window's start
+            // to the last one's end) and how many windows were anomalous.
+            attrs.push(kv_i64(
+                "anomaly.incident_duration_ms",
+                (a.incident_duration_ns / 1_000_000).min(i64::MAX as u64) as i64,
+            ));
+            attrs.push(kv_i64(
+                "anomaly.incident_windows",
+                a.incident_windows as i64,
+            ));
+        }
         self.series_attrs(&a.series, &mut attrs);
         // One incident = one trace: the trace id is the incident id; its first window is the
-        // root span and later windows are its children.
+        // root span and later windows are its children, the resolving (calm) window last.
         let root = span_id(&a.incident_id, u64::MAX);
         let (id, parent) = if a.incident_state == IncidentState::Open {
             (root, Vec::new())
         } else {
             (span_id(&a.incident_id, a.window_start), root.to_vec())
         };
-        let error = a.severity >= Severity::High;
+        // A resolved incident is over: its final span is not an error whatever its peak.
+        let error = a.severity >= Severity::High && !resolved;
         let mut links: Vec<Link> = Vec::new();
-        if let Some(x) = exemplars {
+        if let Some(x) = exemplars.filter(|_| !resolved) {
             for (kind, e) in [("slowest", x.slowest), ("failed", x.failed)] {
                 let Some(e) = e else { continue };
                 if let Some(l) = links.iter_mut().find(|l| l.span_id == e.span_id) {
@@ -272,7 +309,12 @@ impl AnomalySink {
             end_time_unix_nano: a.window_end,
             events: vec![Event {
                 time_unix_nano: a.window_end,
-                name: ANOMALY_EVENT.to_string(),
+                name: if resolved {
+                    RESOLVED_EVENT
+                } else {
+                    ANOMALY_EVENT
+                }
+                .to_string(),
                 attributes: attrs.clone(),
                 ..Default::default()
             }],
@@ -280,6 +322,8 @@ impl AnomalySink {
             status: Some(Status {
                 code: if error {
                     StatusCode::Error as i32
+                } else if resolved {
+                    StatusCode::Ok as i32
                 } else {
                     StatusCode::Unset as i32
                 },
@@ -387,10 +431,10 @@ impl RedSink for AnomalySink {
             self.count_anomaly(a);
         }
         self.predictions_total.add(predictions.len() as u64);
+        // Every record becomes a span, the resolving one too (it closes the incident's trace).
         let mut spans: Vec<Span> = anomalies
             .iter()
             .zip(&exemplars)
-            .filter(|(a, _)| a.incident_state != IncidentState::Resolved)
             .map(|(a, x)| self.anomaly_span(a, x.as_ref()))
             .collect();
         spans.extend(predictions.iter().map(|(p, w)| self.prediction_span(p, *w)));
@@ -509,6 +553,9 @@ mod tests {
             window_end: start + 1_000_000_000,
             incident_id: [9; 16],
             incident_state: state,
+            incident_start: 1_000_000_000,
+            incident_duration_ns: start,
+            incident_windows: 2,
         }
     }
 
@@ -575,6 +622,51 @@ mod tests {
             attr(&open.attributes, "anomaly.incident_id"),
             Some(&any_value::Value::StringValue("09".repeat(16)))
         );
+    }
+
+    #[test]
+    fn resolved_incident_ends_its_trace_with_a_resolved_span() {
+        let s = sink();
+        let open = s.anomaly_span(
+            &anomaly(IncidentState::Open, 1_000_000_000, Severity::High),
+            None,
+        );
+        let mut ex = Exemplars::default();
+        ex.offer(
+            redwatch_engine::model::StatusCode::Unset,
+            redwatch_operators::red::Exemplar {
+                trace_id: [3; 16],
+                span_id: [3; 8],
+                duration_ms: 5.0,
+            },
+        );
+        let r = s.anomaly_span(
+            &anomaly(IncidentState::Resolved, 5_000_000_000, Severity::Critical),
+            Some(&ex),
+        );
+        assert_eq!(r.name, ANOMALY_SPAN);
+        assert_eq!(r.trace_id, open.trace_id);
+        assert_eq!(r.parent_span_id, open.span_id);
+        assert_ne!(r.span_id, open.span_id);
+        assert!(
+            r.links.is_empty(),
+            "a calm window's exemplars are not the incident's"
+        );
+        assert_eq!(r.status.as_ref().unwrap().code, StatusCode::Ok as i32);
+        assert_eq!(
+            attr(&r.attributes, "anomaly.incident_state"),
+            Some(&any_value::Value::StringValue("resolved".into()))
+        );
+        assert_eq!(
+            attr(&r.attributes, "anomaly.incident_duration_ms"),
+            Some(&any_value::Value::IntValue(5_000))
+        );
+        assert_eq!(
+            attr(&r.attributes, "anomaly.incident_windows"),
+            Some(&any_value::Value::IntValue(2))
+        );
+        assert_eq!(r.events[0].name, RESOLVED_EVENT);
+        assert!(attr(&open.attributes, "anomaly.incident_duration_ms").is_none());
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! OTLP export of anomaly and prediction spans, end to end in one process: a load of spans into
-//! the engine's OTLP/gRPC receiver, anomaly detection on the closed windows, and a tonic
-//! `TraceService` receiver in the test standing in for Jaeger.
+//! OTLP export of anomaly and prediction spans (and RED metrics), end to end in one process: a
+//! load of spans into the engine's OTLP/gRPC receiver, anomaly detection on the closed windows,
+//! and a tonic `TraceService` + `MetricsService` receiver in the test standing in for Jaeger / a
+//! Collector.
 //!
 //! The load replays history fast (event times from the past, in order, accepted as late data
 //! within `allowed_lateness`), then keeps a steady real-time load, so detectors warm up in
@@ -9,6 +10,12 @@
 mod common;
 
 use common::*;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -42,6 +49,49 @@ type ReceivedSpan = (Vec<(String, String)>, Span);
 
 #[derive(Clone, Default)]
 struct Received(Arc<Mutex<Vec<ReceivedSpan>>>);
+
+/// Received RED metric points: (metric name, service_name attribute, value or count).
+#[derive(Clone, Default)]
+struct ReceivedMetrics(Arc<Mutex<Vec<(String, String, f64)>>>);
+
+#[tonic::async_trait]
+impl MetricsService for ReceivedMetrics {
+    async fn export(
+        &self,
+        r: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
+        let mut got = self.0.lock().unwrap();
+        let svc = |a: &[opentelemetry_proto::tonic::common::v1::KeyValue]| {
+            attrs_of(a).get("service.name").cloned().unwrap_or_default()
+        };
+        for rm in r.into_inner().resource_metrics {
+            for sm in rm.scope_metrics {
+                for m in sm.metrics {
+                    match m.data {
+                        Some(Data::Sum(x)) => {
+                            for p in x.data_points {
+                                let v = match p.value {
+                                    Some(number_data_point::Value::AsDouble(d)) => d,
+                                    Some(number_data_point::Value::AsInt(i)) => i as f64,
+                                    None => 0.0,
+                                };
+                                got.push((m.name.clone(), svc(&p.attributes), v));
+                            }
+                        }
+                        Some(Data::Histogram(x)) => {
+                            for p in x.data_points {
+                                got.push((m.name.clone(), svc(&p.attributes), p.count as f64));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
 
 impl Received {
     /// Received spans named `name`, with their resource attributes.
@@ -89,6 +139,7 @@ impl TraceService for Received {
 struct Receiver {
     addr: SocketAddr,
     got: Received,
+    metrics: ReceivedMetrics,
     stop: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
 }
 
@@ -97,6 +148,7 @@ impl Receiver {
         let mut r = Receiver {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             got: Received::default(),
+            metrics: ReceivedMetrics::default(),
             stop: None,
         };
         r.up().await;
@@ -112,9 +164,12 @@ impl Receiver {
         let c = cancel.clone();
         let svc = TraceServiceServer::new(self.got.clone())
             .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+        let msvc = MetricsServiceServer::new(self.metrics.clone())
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
         let task = tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
                 .add_service(svc)
+                .add_service(msvc)
                 .serve_with_incoming_shutdown(
                     tonic::transport::server::TcpIncoming::from(l),
                     c.cancelled_owned(),
@@ -311,7 +366,11 @@ async fn latency_spike_becomes_anomaly_spans_grouped_by_incident() {
     .await;
     load.stop().await;
 
-    let spans = recv.got.named("anomaly_detected");
+    let all_spans = recv.got.named("anomaly_detected");
+    // The span that resolves an incident (its trace's last) is checked on its own below.
+    let (resolved, spans): (Vec<_>, Vec<_>) = all_spans.into_iter().partition(|(_, s)| {
+        attrs(s).get("anomaly.incident_state").map(String::as_str) == Some("resolved")
+    });
     let mut incidents: BTreeMap<String, Vec<&Span>> = BTreeMap::new();
     for (res, s) in &spans {
         assert!(
@@ -406,10 +465,45 @@ async fn latency_spike_becomes_anomaly_spans_grouped_by_incident() {
     for s in group.iter().filter(|s| s.span_id != first_p99.span_id) {
         assert_eq!(s.parent_span_id, first_p99.span_id);
     }
+    for (_, r) in &resolved {
+        let a = attrs(r);
+        let Some(g) = incidents.get(&a["anomaly.incident_id"]) else {
+            continue;
+        };
+        let root = g.iter().min_by_key(|s| s.start_time_unix_nano).unwrap();
+        assert_eq!(r.trace_id, root.trace_id);
+        assert_eq!(r.parent_span_id, root.span_id);
+        assert!(r.start_time_unix_nano > g.iter().map(|s| s.start_time_unix_nano).max().unwrap());
+        assert_eq!(r.status.as_ref().map_or(0, |st| st.code), 1, "status OK");
+        let d: u64 = a["anomaly.incident_duration_ms"].parse().unwrap();
+        assert!(
+            d >= 1_000 * g.len() as u64,
+            "duration {d} ms of {} windows",
+            g.len()
+        );
+        assert!(r.events.iter().any(|ev| ev.name == "anomaly_resolved"));
+    }
     assert!(
         e.registry.total("redwatch_anomalies_total") >= p99.len() as f64,
         "redwatch_anomalies_total counts the anomalies"
     );
+    // RED metrics reach the same destination (exact values: tests/interop/test_red_metrics_otlp.py).
+    let red_calls = || -> f64 {
+        recv.metrics
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, svc, _)| n == "traces.span.metrics.calls" && svc == "payments")
+            .map(|(_, _, v)| v)
+            .sum()
+    };
+    wait_until(
+        Duration::from_secs(20),
+        "RED calls points of the closed windows arrive",
+        || async { red_calls() >= 40.0 * 35.0 },
+    )
+    .await;
     assert_eq!(export_failed(&e), 0.0);
     assert_eq!(export_value(&e, "redwatch_export_dropped_total"), 0.0);
 

@@ -1,8 +1,10 @@
-"""An independent OTLP/gRPC trace receiver: the stand-in for Jaeger in the interop tests.
+"""An independent OTLP/gRPC trace and metrics receiver: the stand-in for Jaeger / a Collector in
+the interop tests.
 
 Built only from the `opentelemetry-proto` and `grpcio` Python packages — no redwatch code — so
 what it accepts is what any OTLP backend would accept. It answers every `TraceService/Export`
-with success and keeps the decoded spans (with their resource attributes) for assertions.
+and `MetricsService/Export` with success and keeps the decoded spans and metric data points
+(with their resource attributes) for assertions.
 
 Use it in-process (`OtlpReceiver().start()`), or run it alone to watch redwatch's output:
 
@@ -18,6 +20,7 @@ from concurrent import futures
 from dataclasses import dataclass
 
 import grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
@@ -46,6 +49,33 @@ class ReceivedSpan:
         return attributes(self.span.attributes)
 
 
+@dataclass
+class ReceivedPoint:
+    """One metric data point with its metric's name, unit, type and temporality."""
+
+    resource: dict
+    scope: str
+    name: str
+    unit: str
+    kind: str  # the Metric `data` oneof: "sum", "histogram", "gauge", ...
+    temporality: int  # AggregationTemporality: 1 = DELTA, 2 = CUMULATIVE (0 for gauges)
+    monotonic: bool
+    point: object  # NumberDataPoint or HistogramDataPoint
+
+    @property
+    def attributes(self) -> dict:
+        return attributes(self.point.attributes)
+
+
+class _MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
+    def __init__(self, receiver: OtlpReceiver):
+        self._receiver = receiver
+
+    def Export(self, request, context):  # noqa: N802 (gRPC method name)
+        self._receiver._add_metrics(request)
+        return metrics_service_pb2.ExportMetricsServiceResponse()
+
+
 class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
     def __init__(self, receiver: OtlpReceiver):
         self._receiver = receiver
@@ -56,15 +86,19 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
 
 
 class OtlpReceiver:
-    """A gRPC server on 127.0.0.1 (port 0 = ephemeral) that records every received span."""
+    """A gRPC server on 127.0.0.1 (port 0 = ephemeral) that records every received span and
+    metric data point."""
 
     def __init__(self, port: int = 0, on_span=None):
         self._spans: list[ReceivedSpan] = []
+        self._points: list[ReceivedPoint] = []
+        self.metric_requests = 0
         self._cond = threading.Condition()
         self._on_span = on_span
         self.requests = 0
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(self), self._server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_MetricsService(self), self._server)
         self.port = self._server.add_insecure_port(f"127.0.0.1:{port}")
         if self.port == 0:
             raise RuntimeError(f"cannot bind the OTLP receiver on 127.0.0.1:{port}")
@@ -94,6 +128,43 @@ class OtlpReceiver:
         if self._on_span:
             for r in received:
                 self._on_span(r)
+
+    def _add_metrics(self, request) -> None:
+        received = []
+        for rm in request.resource_metrics:
+            res = attributes(rm.resource.attributes)
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    kind = m.WhichOneof("data")
+                    if kind is None:
+                        continue
+                    data = getattr(m, kind)
+                    temporality = getattr(data, "aggregation_temporality", 0)
+                    monotonic = getattr(data, "is_monotonic", False)
+                    for p in data.data_points:
+                        received.append(ReceivedPoint(res, sm.scope.name, m.name, m.unit, kind, temporality, monotonic, p))
+        with self._cond:
+            self.metric_requests += 1
+            self._points.extend(received)
+            self._cond.notify_all()
+
+    def points(self, name: str | None = None) -> list[ReceivedPoint]:
+        with self._cond:
+            return [p for p in self._points if name is None or p.name == name]
+
+    def wait_for_points(self, predicate, deadline_s: float, what: str, tick=None) -> list[ReceivedPoint]:
+        """Like `wait_for`, over the received metric data points."""
+        until = time.monotonic() + deadline_s
+        while True:
+            points = self.points()
+            if predicate(points):
+                return points
+            if time.monotonic() >= until:
+                raise AssertionError(f"timed out after {deadline_s:.0f}s waiting until {what}; received {len(points)} points")
+            if tick:
+                tick()
+            with self._cond:
+                self._cond.wait(timeout=0.2)
 
     def spans(self, name: str | None = None) -> list[ReceivedSpan]:
         with self._cond:

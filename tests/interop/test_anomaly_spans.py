@@ -16,6 +16,7 @@ import time
 import uuid
 
 import pytest
+import requests
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -157,17 +158,23 @@ def test_latency_spike_arrives_as_anomaly_spans(redwatch_exporting, receiver):
             and s.attributes.get("service.name.observed") == service
         ]
 
+    def resolved(r) -> bool:
+        return r.attributes.get("anomaly.incident_state") == "resolved"
+
     try:
         receiver.wait_for(
-            lambda spans: any(s.span.start_time_unix_nano == last_spike_start for s in p99_spans(spans)),
+            lambda spans: any(s.span.start_time_unix_nano == last_spike_start for s in p99_spans(spans))
+            and any(resolved(s) for s in p99_spans(spans)),
             DEADLINE_S,
-            "the p99 anomaly spans of the whole spike arrive",
+            "the p99 anomaly spans of the whole spike and the incident's resolved span arrive",
             tick=load.catch_up,
         )
     finally:
         load.shutdown()
 
-    anomalies = [s for s in receiver.spans("anomaly_detected") if s.attributes.get("service.name.observed") == service]
+    everything = [s for s in receiver.spans("anomaly_detected") if s.attributes.get("service.name.observed") == service]
+    resolved_spans = [s for s in everything if resolved(s)]
+    anomalies = [s for s in everything if not resolved(s)]
     assert anomalies
     incidents: dict[str, list] = {}
     for r in anomalies:
@@ -193,6 +200,7 @@ def test_latency_spike_arrives_as_anomaly_spans(redwatch_exporting, receiver):
         incidents.setdefault(a["anomaly.incident_id"], []).append(s)
 
     p99 = p99_spans(anomalies)
+    p99 = [r for r in p99 if not resolved(r)]
     assert len(p99) == len(SPIKE), f"one p99 span per spike window: {[x.span.start_time_unix_nano for x in p99]}"
     for r in p99:
         assert r.attributes["anomaly.value"] > r.attributes["anomaly.expected_max"]
@@ -216,3 +224,39 @@ def test_latency_spike_arrives_as_anomaly_spans(redwatch_exporting, receiver):
         if s is not root:
             assert s.parent_span_id == root.span_id
     assert len({s.span_id for s in group}) == len(group), "span ids are unique within the trace"
+
+    # The incident resolves after `resolve_after_windows` (3) calm windows: one final span in
+    # the same trace, a child of the root, status OK, with how long the incident lasted.
+    final = [r for r in resolved_spans if r.attributes["anomaly.incident_id"] == root.trace_id.hex()]
+    assert len(final) == 1, [r.attributes for r in resolved_spans]
+    f = final[0]
+    fa = f.attributes
+    missing = [k for k in ANOMALY_ATTRIBUTES if k not in fa]
+    assert not missing, f"the resolved span lacks {missing}: {fa}"
+    assert f.span.name == "anomaly_detected" and f.span.trace_id == root.trace_id
+    assert f.span.parent_span_id == root.span_id
+    assert f.span.span_id not in {s.span_id for s in group}
+    assert f.span.start_time_unix_nano == (first + SPIKE[-1] + 3) * SEC, "the third calm window resolves it"
+    assert f.span.status.code == 1, "STATUS_CODE_OK: the incident is over"
+    assert fa["anomaly.incident_duration_ms"] == len(SPIKE) * 1000
+    assert fa["anomaly.incident_windows"] == len(SPIKE)
+    assert fa["anomaly.severity"] == max(
+        (r.attributes["anomaly.severity"] for r in p99), key=["low", "medium", "high", "critical"].index
+    ), "the resolved span carries the incident's peak severity"
+    assert [e.name for e in f.span.events] == ["anomaly_resolved"]
+    assert not f.span.links
+
+    # The anomalies table shows the incident's states, the resolving row with its duration.
+    url = f"http://{redwatch_exporting.process.addresses['sql_http']}/api/v1/sql"
+    query = (
+        "SELECT incident_state, incident_duration_ms, incident_windows FROM anomalies "
+        f"WHERE incident_id = '{root.trace_id.hex()}' ORDER BY window_start"
+    )
+    http = requests.Session()
+    http.trust_env = False  # no proxy for 127.0.0.1
+    resp = http.post(url, json={"query": query, "format": "json"}, timeout=30)
+    assert resp.status_code == 200, resp.text[:2000]
+    rows = resp.json()["rows"]
+    assert [r["incident_state"] for r in rows] == ["open"] + ["ongoing"] * (len(SPIKE) - 1) + ["resolved"], rows
+    assert rows[-1]["incident_duration_ms"] == len(SPIKE) * 1000
+    assert rows[-1]["incident_windows"] == len(SPIKE)

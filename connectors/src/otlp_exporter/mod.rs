@@ -1,20 +1,24 @@
-//! OTLP exporter: sends the spans redwatch derives (anomalies, predictions) to an OTLP backend
-//! (Jaeger, a Collector) over gRPC or HTTP/protobuf.
+//! OTLP exporter: sends the spans redwatch derives (anomalies, predictions) and its RED metrics
+//! to an OTLP backend (Jaeger, a Collector) over gRPC or HTTP/protobuf.
 //!
-//! Owns a bounded queue, batching, retries with backoff and its self-metrics. Producers (the
-//! operator task) only ever `try_send`: when the queue is full the record is dropped and counted,
-//! so a slow or absent backend never stalls the pipeline. It must not build or interpret the
-//! records it carries — that is the producers' job.
+//! Owns a bounded queue per signal (traces, metrics), batching, retries with backoff and its
+//! self-metrics. Producers (the operator task) only ever `try_send`: when a queue is full the
+//! record is dropped and counted, so a slow or absent backend never stalls the pipeline. It must
+//! not build or interpret the records it carries — that is the producers' job ([`red_metrics`]
+//! builds the RED metric points).
 //!
-//! Self-metrics (`exporter="otlp"`, `signal="traces"`): `redwatch_export_sent_total` (spans
-//! accepted by the backend), `redwatch_export_failed_total{reason}` (spans given up on:
-//! `rejected` by partial success, `retries_exhausted`, `permanent`, `shutdown`),
+//! Self-metrics (`exporter="otlp"`, `signal="traces"|"metrics"`): `redwatch_export_sent_total`
+//! (spans / data points accepted by the backend), `redwatch_export_failed_total{reason}` (given
+//! up on: `rejected` by partial success, `retries_exhausted`, `permanent`, `shutdown`),
 //! `redwatch_export_dropped_total` (queue full), `redwatch_export_retries_total` (attempts that
 //! will be retried) and `redwatch_export_queue_depth`.
 
+pub mod red_metrics;
 mod transport;
 
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::metrics::v1::{metric, ResourceMetrics};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use redwatch_engine::config::OtlpExporterConfig;
 use redwatch_engine::telemetry::{Counter, Gauge, Registry};
@@ -23,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-pub use transport::{SendError, Transport};
+pub use transport::{Request, SendError, Transport};
 
 /// Longest time the exporter keeps flushing after cancellation.
 pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
@@ -50,34 +54,38 @@ struct Metrics {
     retries: Arc<Counter>,
     depth: Arc<Gauge>,
     registry: Arc<Registry>,
+    labels: [(&'static str, &'static str); 2],
 }
 
 const LABELS: [(&str, &str); 2] = [("exporter", "otlp"), ("signal", "traces")];
+/// The labels of the metrics queue's self-metrics.
+pub const METRICS_LABELS: [(&str, &str); 2] = [("exporter", "otlp"), ("signal", "metrics")];
 
 impl Metrics {
-    fn new(registry: &Arc<Registry>) -> Self {
+    fn new(registry: &Arc<Registry>, labels: [(&'static str, &'static str); 2]) -> Self {
         Metrics {
             sent: registry.counter(
                 "redwatch_export_sent_total",
                 "Records accepted by the export destination.",
-                &LABELS,
+                &labels,
             ),
             dropped: registry.counter(
                 "redwatch_export_dropped_total",
                 "Records dropped because the export queue was full.",
-                &LABELS,
+                &labels,
             ),
             retries: registry.counter(
                 "redwatch_export_retries_total",
                 "Export attempts that failed and will be retried.",
-                &LABELS,
+                &labels,
             ),
             depth: registry.gauge(
                 "redwatch_export_queue_depth",
                 "Records waiting in the export queue.",
-                &LABELS,
+                &labels,
             ),
             registry: registry.clone(),
+            labels,
         }
     }
 
@@ -86,26 +94,57 @@ impl Metrics {
             .counter(
                 "redwatch_export_failed_total",
                 "Records the exporter gave up on, by reason.",
-                &[LABELS[0], LABELS[1], ("reason", reason)],
+                &[self.labels[0], self.labels[1], ("reason", reason)],
             )
             .add(n);
     }
 }
 
-/// The producer side: cheap to clone, never blocks.
+/// One kind of record the exporter carries: its queue items and how a batch of them becomes
+/// one export request.
+pub trait Signal: Send + 'static {
+    /// Spans or data points in the item (what `max_size`, drops and failures count).
+    fn count(&self) -> u64;
+    /// The export request of a batch (items with the same resource and scope merged).
+    fn request(batch: Vec<Self>) -> Request
+    where
+        Self: Sized;
+}
+
+impl Signal for ResourceSpans {
+    fn count(&self) -> u64 {
+        span_count(self)
+    }
+    fn request(batch: Vec<Self>) -> Request {
+        Request::Traces(ExportTraceServiceRequest {
+            resource_spans: merge(batch),
+        })
+    }
+}
+
+impl Signal for ResourceMetrics {
+    fn count(&self) -> u64 {
+        point_count(self)
+    }
+    fn request(batch: Vec<Self>) -> Request {
+        Request::Metrics(ExportMetricsServiceRequest {
+            resource_metrics: merge_metrics(batch),
+        })
+    }
+}
+
+/// The producer side of one signal's queue.
 #[derive(Debug, Clone)]
-pub struct OtlpExportHandle {
-    tx: mpsc::Sender<ResourceSpans>,
+struct Queue<S> {
+    tx: mpsc::Sender<S>,
     metrics: Metrics,
     capacity: usize,
 }
 
-impl OtlpExportHandle {
-    /// Queues `spans` for export; when the queue is full (or the exporter stopped) they are
-    /// dropped and counted. Returns whether they were queued.
-    pub fn export_spans(&self, spans: ResourceSpans) -> bool {
-        let n = span_count(&spans);
-        match self.tx.try_send(spans) {
+impl<S: Signal> Queue<S> {
+    fn push(&self, item: S) -> bool {
+        let n = item.count();
+        match self.tx.try_send(item) {
             Ok(()) => {
                 self.metrics
                     .depth
@@ -120,11 +159,48 @@ impl OtlpExportHandle {
     }
 }
 
+/// The producer side: cheap to clone, never blocks.
+#[derive(Debug, Clone)]
+pub struct OtlpExportHandle {
+    spans: Queue<ResourceSpans>,
+    metrics: Queue<ResourceMetrics>,
+}
+
+impl OtlpExportHandle {
+    /// Queues `spans` for export; when the queue is full (or the exporter stopped) they are
+    /// dropped and counted. Returns whether they were queued.
+    pub fn export_spans(&self, spans: ResourceSpans) -> bool {
+        self.spans.push(spans)
+    }
+
+    /// Queues metric points for export (their own queue of `queue_size` items, batched by data
+    /// points); when the queue is full they are dropped and counted.
+    pub fn export_metrics(&self, metrics: ResourceMetrics) -> bool {
+        self.metrics.push(metrics)
+    }
+}
+
 fn span_count(rs: &ResourceSpans) -> u64 {
     rs.scope_spans.iter().map(|s| s.spans.len() as u64).sum()
 }
 
-/// Builds the exporter: the handle producers enqueue to, and the task that drains the queue
+/// Data points in `rm`.
+pub fn point_count(rm: &ResourceMetrics) -> u64 {
+    rm.scope_metrics
+        .iter()
+        .flat_map(|s| s.metrics.iter())
+        .map(|m| match &m.data {
+            Some(metric::Data::Sum(x)) => x.data_points.len() as u64,
+            Some(metric::Data::Gauge(x)) => x.data_points.len() as u64,
+            Some(metric::Data::Histogram(x)) => x.data_points.len() as u64,
+            Some(metric::Data::ExponentialHistogram(x)) => x.data_points.len() as u64,
+            Some(metric::Data::Summary(x)) => x.data_points.len() as u64,
+            None => 0,
+        })
+        .sum()
+}
+
+/// Builds the exporter: the handle producers enqueue to, and the task that drains the queues
 /// (run it until `cancel`; it then flushes what is queued for at most [`SHUTDOWN_FLUSH`]).
 pub fn start(
     cfg: &OtlpExporterConfig,
@@ -142,12 +218,35 @@ pub fn start_with(
     registry: &Arc<Registry>,
     cancel: CancellationToken,
 ) -> (OtlpExportHandle, impl Future<Output = ()> + Send + 'static) {
+    let (spans, traces_worker) = queue::<ResourceSpans>(
+        cfg,
+        transport.clone(),
+        Metrics::new(registry, LABELS),
+        cancel.clone(),
+    );
+    let (metrics, metrics_worker) = queue::<ResourceMetrics>(
+        cfg,
+        transport,
+        Metrics::new(registry, METRICS_LABELS),
+        cancel,
+    );
+    let handle = OtlpExportHandle { spans, metrics };
+    (handle, async move {
+        tokio::join!(traces_worker.run(), metrics_worker.run());
+    })
+}
+
+fn queue<S: Signal>(
+    cfg: &OtlpExporterConfig,
+    transport: Transport,
+    metrics: Metrics,
+    cancel: CancellationToken,
+) -> (Queue<S>, Worker<S>) {
     let capacity = cfg.queue_size.max(1);
     let (tx, rx) = mpsc::channel(capacity);
-    let metrics = Metrics::new(registry);
     // Register the failure family up front, so it is visible before the first failure.
     metrics.failed("retries_exhausted", 0);
-    let handle = OtlpExportHandle {
+    let q = Queue {
         tx,
         metrics: metrics.clone(),
         capacity,
@@ -166,8 +265,9 @@ pub fn start_with(
         },
         cancel,
         seed: seed(),
+        warned_permanent: false,
     };
-    (handle, worker.run())
+    (q, worker)
 }
 
 /// Exponential backoff bounds.
@@ -178,8 +278,8 @@ struct Backoff {
     max_elapsed: Duration,
 }
 
-struct Worker {
-    rx: mpsc::Receiver<ResourceSpans>,
+struct Worker<S> {
+    rx: mpsc::Receiver<S>,
     transport: Transport,
     metrics: Metrics,
     capacity: usize,
@@ -188,6 +288,9 @@ struct Worker {
     backoff: Backoff,
     cancel: CancellationToken,
     seed: u64,
+    /// A permanent failure was logged at warn level (later ones go to debug: a destination
+    /// without a metrics service would otherwise log every batch).
+    warned_permanent: bool,
 }
 
 /// Whether a send ended normally or was cut short by shutdown.
@@ -197,10 +300,18 @@ enum Sent {
     Interrupted,
 }
 
-impl Worker {
+impl<S: Signal> Worker<S> {
+    fn what(&self) -> &'static str {
+        if self.metrics.labels[1].1 == "metrics" {
+            "data points"
+        } else {
+            "spans"
+        }
+    }
+
     async fn run(mut self) {
-        let mut batch: Vec<ResourceSpans> = Vec::new();
-        let mut spans = 0usize;
+        let mut batch: Vec<S> = Vec::new();
+        let mut records = 0usize;
         let mut deadline: Option<tokio::time::Instant> = None;
         loop {
             let timer = async {
@@ -215,12 +326,12 @@ impl Worker {
                 item = self.rx.recv() => {
                     let Some(item) = item else { break };
                     self.update_depth();
-                    spans += span_count(&item) as usize;
+                    records += item.count() as usize;
                     batch.push(item);
                     deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.batch_timeout);
-                    if spans >= self.max_batch {
+                    if records >= self.max_batch {
                         deadline = None;
-                        spans = 0;
+                        records = 0;
                         if self.send(std::mem::take(&mut batch), None).await == Sent::Interrupted {
                             break;
                         }
@@ -228,7 +339,7 @@ impl Worker {
                 }
                 _ = timer => {
                     deadline = None;
-                    spans = 0;
+                    records = 0;
                     if self.send(std::mem::take(&mut batch), None).await == Sent::Interrupted {
                         break;
                     }
@@ -240,7 +351,7 @@ impl Worker {
 
     /// Sends what is batched and queued, for at most [`SHUTDOWN_FLUSH`]; what is left is
     /// counted as failed (`shutdown`).
-    async fn flush_on_shutdown(&mut self, mut batch: Vec<ResourceSpans>) {
+    async fn flush_on_shutdown(&mut self, mut batch: Vec<S>) {
         self.rx.close();
         let until = Instant::now() + SHUTDOWN_FLUSH;
         while let Ok(item) = self.rx.try_recv() {
@@ -253,16 +364,16 @@ impl Worker {
             let mut n = 0usize;
             while n < self.max_batch {
                 match left.next() {
-                    Some(rs) => {
-                        n += span_count(&rs) as usize;
-                        chunk.push(rs);
+                    Some(item) => {
+                        n += item.count() as usize;
+                        chunk.push(item);
                     }
                     None => break,
                 }
             }
             if Instant::now() >= until {
-                let lost: u64 = chunk.iter().map(span_count).sum::<u64>()
-                    + left.by_ref().map(|rs| span_count(&rs)).sum::<u64>();
+                let lost: u64 = chunk.iter().map(S::count).sum::<u64>()
+                    + left.by_ref().map(|item| item.count()).sum::<u64>();
                 self.metrics.failed("shutdown", lost);
                 return;
             }
@@ -277,14 +388,13 @@ impl Worker {
 
     /// Sends one batch, retrying retryable failures with backoff until it is accepted, fails
     /// permanently, runs out of `max_elapsed_time` or `until` passes.
-    async fn send(&mut self, batch: Vec<ResourceSpans>, until: Option<Instant>) -> Sent {
+    async fn send(&mut self, batch: Vec<S>, until: Option<Instant>) -> Sent {
         if batch.is_empty() {
             return Sent::Done;
         }
-        let n: u64 = batch.iter().map(span_count).sum();
-        let req = ExportTraceServiceRequest {
-            resource_spans: merge(batch),
-        };
+        let n: u64 = batch.iter().map(S::count).sum();
+        let what = self.what();
+        let req = S::request(batch);
         let started = Instant::now();
         let mut interval = self.backoff.initial;
         loop {
@@ -307,7 +417,7 @@ impl Worker {
                     self.metrics.sent.add(n - rejected);
                     if rejected > 0 {
                         tracing::warn!(
-                            "OTLP export: the destination rejected {rejected} of {n} spans"
+                            "OTLP export: the destination rejected {rejected} of {n} {what}"
                         );
                         self.metrics.failed("rejected", rejected);
                     }
@@ -322,7 +432,7 @@ impl Worker {
                     let out_of_time = elapsed + wait > self.backoff.max_elapsed
                         || until.is_some_and(|u| Instant::now() + wait > u);
                     if out_of_time {
-                        tracing::warn!("OTLP export of {n} spans failed, giving up: {e}");
+                        tracing::warn!("OTLP export of {n} {what} failed, giving up: {e}");
                         self.metrics.failed("retries_exhausted", n);
                         return Sent::Done;
                     }
@@ -342,7 +452,14 @@ impl Worker {
                     interval = (interval * 2).min(self.backoff.max);
                 }
                 Err(e) => {
-                    tracing::warn!("OTLP export of {n} spans failed permanently: {e}");
+                    if self.warned_permanent {
+                        tracing::debug!("OTLP export of {n} {what} failed permanently: {e}");
+                    } else {
+                        self.warned_permanent = true;
+                        tracing::warn!(
+                            "OTLP export of {n} {what} failed permanently (further permanent failures are counted in redwatch_export_failed_total and logged at debug level): {e}"
+                        );
+                    }
                     self.metrics.failed("permanent", n);
                     return Sent::Done;
                 }
@@ -350,7 +467,7 @@ impl Worker {
         }
     }
 
-    async fn retry_once_on_shutdown(&mut self, req: ExportTraceServiceRequest, n: u64) -> Sent {
+    async fn retry_once_on_shutdown(&mut self, req: Request, n: u64) -> Sent {
         match tokio::time::timeout(SHUTDOWN_FLUSH, self.transport.send(&req)).await {
             Ok(Ok(rejected)) => {
                 let rejected = (rejected.max(0) as u64).min(n);
@@ -361,6 +478,69 @@ impl Worker {
         }
         Sent::Interrupted
     }
+}
+
+/// Adds `m` to `metrics`: its points join a metric of the same name, unit and shape (sum or
+/// histogram with the same temporality), else it is appended.
+fn merge_metric(
+    metrics: &mut Vec<opentelemetry_proto::tonic::metrics::v1::Metric>,
+    m: opentelemetry_proto::tonic::metrics::v1::Metric,
+) {
+    use metric::Data;
+    let same = |o: &opentelemetry_proto::tonic::metrics::v1::Metric| {
+        o.name == m.name
+            && o.unit == m.unit
+            && match (&o.data, &m.data) {
+                (Some(Data::Sum(a)), Some(Data::Sum(b))) => {
+                    a.aggregation_temporality == b.aggregation_temporality
+                        && a.is_monotonic == b.is_monotonic
+                }
+                (Some(Data::Histogram(a)), Some(Data::Histogram(b))) => {
+                    a.aggregation_temporality == b.aggregation_temporality
+                }
+                _ => false,
+            }
+    };
+    let Some(o) = metrics.iter_mut().find(|o| same(o)) else {
+        metrics.push(m);
+        return;
+    };
+    match (&mut o.data, m.data) {
+        (Some(Data::Sum(a)), Some(Data::Sum(b))) => a.data_points.extend(b.data_points),
+        (Some(Data::Histogram(a)), Some(Data::Histogram(b))) => a.data_points.extend(b.data_points),
+        _ => {}
+    }
+}
+
+/// Merges batch items with the same resource and scope, so a request carries each resource
+/// and scope once, and each metric once per scope.
+fn merge_metrics(batch: Vec<ResourceMetrics>) -> Vec<ResourceMetrics> {
+    let mut out: Vec<ResourceMetrics> = Vec::new();
+    for rm in batch {
+        match out
+            .iter_mut()
+            .find(|o| o.resource == rm.resource && o.schema_url == rm.schema_url)
+        {
+            Some(o) => {
+                for sm in rm.scope_metrics {
+                    match o
+                        .scope_metrics
+                        .iter_mut()
+                        .find(|x| x.scope == sm.scope && x.schema_url == sm.schema_url)
+                    {
+                        Some(x) => {
+                            for m in sm.metrics {
+                                merge_metric(&mut x.metrics, m);
+                            }
+                        }
+                        None => o.scope_metrics.push(sm),
+                    }
+                }
+            }
+            None => out.push(rm),
+        }
+    }
+    out
 }
 
 /// Merges batch items with the same resource and scope, so a request carries each resource

@@ -267,3 +267,263 @@ fn jitter_stays_within_half_and_one_and_a_half() {
         assert!(d >= Duration::from_millis(50) && d <= Duration::from_millis(150));
     }
 }
+
+// ---- metrics: the second queue and the RED metrics sink ----------------------------------------
+
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric::Data, number_data_point, AggregationTemporality,
+};
+use redwatch_engine::config::OtlpTemporality;
+use redwatch_engine::model::{SpanKind, StatusCode};
+use redwatch_operators::red::{RedAgg, RedRow, RedSink, SeriesKey};
+
+#[derive(Clone, Default)]
+struct MetricsBackend(Arc<Mutex<Vec<ExportMetricsServiceRequest>>>);
+
+#[tonic::async_trait]
+impl MetricsService for MetricsBackend {
+    async fn export(
+        &self,
+        r: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.0.lock().unwrap().push(r.into_inner());
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+async fn metrics_backend() -> (MetricsBackend, String) {
+    let b = MetricsBackend::default();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let svc = MetricsServiceServer::new(b.clone()).accept_compressed(CompressionEncoding::Gzip);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(l)),
+    );
+    (b, format!("http://{addr}"))
+}
+
+const BOUNDS: [f64; 3] = [2.0, 4.0, 10.0];
+const SEC: u64 = 1_000_000_000;
+
+fn red_row(series: &Arc<SeriesKey>, w: u64, spans: &[(StatusCode, f64)], first: bool) -> RedRow {
+    let b = redwatch_operators::red::Buckets::new(BOUNDS.to_vec());
+    let mut agg = RedAgg::default();
+    for &(s, ms) in spans {
+        agg.add(s, ms, b.index(ms), 1.0);
+    }
+    RedRow {
+        window_size: Arc::from("1s"),
+        window_size_ns: SEC,
+        primary: true,
+        start: w * SEC,
+        end: (w + 1) * SEC,
+        series: series.clone(),
+        is_final: true,
+        first,
+        total: agg.clone(),
+        delta: Some(agg),
+    }
+}
+
+/// (status label, start, time, calls, bucket counts, temporality) of every received point pair.
+type Got = Vec<(String, u64, u64, f64, Vec<u64>, i32)>;
+
+fn received(b: &MetricsBackend) -> Got {
+    let mut calls = Vec::new();
+    let mut hist = Vec::new();
+    for req in b.0.lock().unwrap().iter() {
+        for rm in &req.resource_metrics {
+            for sm in &rm.scope_metrics {
+                for m in &sm.metrics {
+                    match &m.data {
+                        Some(Data::Sum(s)) => {
+                            assert_eq!(m.name, red_metrics::CALLS);
+                            assert!(s.is_monotonic);
+                            for p in &s.data_points {
+                                let v = match p.value {
+                                    Some(number_data_point::Value::AsDouble(v)) => v,
+                                    Some(number_data_point::Value::AsInt(i)) => i as f64,
+                                    None => f64::NAN,
+                                };
+                                calls.push((
+                                    p.start_time_unix_nano,
+                                    p.time_unix_nano,
+                                    v,
+                                    s.aggregation_temporality,
+                                    p.attributes.clone(),
+                                ));
+                            }
+                        }
+                        Some(Data::Histogram(h)) => {
+                            assert_eq!(
+                                (m.name.as_str(), m.unit.as_str()),
+                                (red_metrics::DURATION, "ms")
+                            );
+                            for p in &h.data_points {
+                                assert_eq!(p.explicit_bounds, BOUNDS.to_vec());
+                                assert_eq!(p.count, p.bucket_counts.iter().sum::<u64>());
+                                hist.push(p.bucket_counts.clone());
+                            }
+                        }
+                        other => panic!("unexpected metric {other:?}"),
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(
+        calls.len(),
+        hist.len(),
+        "one histogram point per calls point"
+    );
+    calls
+        .into_iter()
+        .zip(hist)
+        .map(|((start, time, v, t, attrs), h)| {
+            let status = attrs
+                .iter()
+                .find(|kv| kv.key == "status.code")
+                .and_then(|kv| kv.value.as_ref())
+                .and_then(|v| v.value.clone());
+            let status = match status {
+                Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => s,
+                _ => String::new(),
+            };
+            (status, start, time, v, h, t)
+        })
+        .collect()
+}
+
+async fn red_metrics_run(temporality: OtlpTemporality) -> Got {
+    let (b, url) = metrics_backend().await;
+    let reg = Registry::new();
+    let cancel = CancellationToken::new();
+    let mut c = cfg(&url);
+    c.batch.max_size = 512;
+    let (h, task) = start(&c, &reg, cancel.clone()).unwrap();
+    let task = tokio::spawn(task);
+    let sink = red_metrics::OtlpRedMetrics::new(h, temporality, BOUNDS.to_vec(), &[], 512);
+    let k = Arc::new(SeriesKey {
+        service_name: "cart".into(),
+        span_name: "GET /cart".into(),
+        kind: SpanKind::Server,
+        dims: Box::new([]),
+        overflow: false,
+    });
+    let u = StatusCode::Unset;
+    // Window 10: three spans (one on a bound, one past the last bound) and an error; window 11:
+    // one span; then a late update of window 10 with one more span.
+    sink.on_final(&[red_row(
+        &k,
+        10,
+        &[(u, 1.0), (u, 4.0), (u, 50.0), (StatusCode::Error, 3.0)],
+        true,
+    )]);
+    sink.on_final(&[red_row(&k, 11, &[(u, 5.0)], true)]);
+    sink.on_final(&[red_row(&k, 10, &[(u, 3.0)], false)]);
+    // Provisional and rollup rows never reach OTLP.
+    let mut prov = red_row(&k, 12, &[(u, 1.0)], false);
+    prov.is_final = false;
+    prov.delta = None;
+    let mut rollup = red_row(&k, 12, &[(u, 1.0)], true);
+    rollup.primary = false;
+    sink.on_final(&[prov, rollup]);
+    let sent = || reg.value("redwatch_export_sent_total", &METRICS_LABELS);
+    wait("8 points sent", || sent() == 8.0).await;
+    assert_eq!(
+        sink.series_count(),
+        usize::from(temporality == OtlpTemporality::Cumulative)
+    );
+    cancel.cancel();
+    task.await.unwrap();
+    received(&b)
+}
+
+#[tokio::test]
+async fn red_metrics_delta_points_carry_each_emission() {
+    let got = red_metrics_run(OtlpTemporality::Delta).await;
+    let d = AggregationTemporality::Delta as i32;
+    let unset = "STATUS_CODE_UNSET".to_string();
+    assert_eq!(
+        got,
+        vec![
+            (unset.clone(), 10 * SEC, 11 * SEC, 3.0, vec![1, 1, 0, 1], d),
+            (
+                "STATUS_CODE_ERROR".to_string(),
+                10 * SEC,
+                11 * SEC,
+                1.0,
+                vec![0, 1, 0, 0],
+                d
+            ),
+            (unset.clone(), 11 * SEC, 12 * SEC, 1.0, vec![0, 0, 1, 0], d),
+            // The late update: only its own delta, over the same window.
+            (unset, 10 * SEC, 11 * SEC, 1.0, vec![0, 1, 0, 0], d),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn red_metrics_cumulative_points_grow_from_a_fixed_start() {
+    let got = red_metrics_run(OtlpTemporality::Cumulative).await;
+    let c = AggregationTemporality::Cumulative as i32;
+    let unset = "STATUS_CODE_UNSET".to_string();
+    assert_eq!(
+        got,
+        vec![
+            (unset.clone(), 10 * SEC, 11 * SEC, 3.0, vec![1, 1, 0, 1], c),
+            (
+                "STATUS_CODE_ERROR".to_string(),
+                10 * SEC,
+                11 * SEC,
+                1.0,
+                vec![0, 1, 0, 0],
+                c
+            ),
+            (unset.clone(), 10 * SEC, 12 * SEC, 4.0, vec![1, 1, 1, 1], c),
+            // The late update of window 10 grows the totals; time does not go back.
+            (
+                unset,
+                10 * SEC,
+                12 * SEC + 1_000_000,
+                5.0,
+                vec![1, 2, 1, 1],
+                c
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn metrics_queue_full_drops_and_counts_data_points() {
+    let reg = Registry::new();
+    let mut c = cfg("http://127.0.0.1:9");
+    c.queue_size = 1;
+    let (h, task) = start(&c, &reg, CancellationToken::new()).unwrap();
+    let sink =
+        red_metrics::OtlpRedMetrics::new(h, OtlpTemporality::Delta, BOUNDS.to_vec(), &[], 512);
+    let k = Arc::new(SeriesKey {
+        service_name: "a".into(),
+        span_name: "b".into(),
+        kind: SpanKind::Client,
+        dims: Box::new([]),
+        overflow: false,
+    });
+    // Nothing drains the queue: the second record (2 data points) is dropped and counted.
+    sink.on_final(&[red_row(&k, 1, &[(StatusCode::Unset, 1.0)], true)]);
+    sink.on_final(&[red_row(&k, 2, &[(StatusCode::Unset, 1.0)], true)]);
+    assert_eq!(
+        reg.value("redwatch_export_dropped_total", &METRICS_LABELS),
+        2.0
+    );
+    assert_eq!(reg.value("redwatch_export_dropped_total", &LABELS), 0.0);
+    drop(task);
+}

@@ -1,9 +1,14 @@
-//! The wire side of the OTLP exporter: one export request over gRPC (tonic `TraceServiceClient`)
-//! or HTTP/protobuf (`POST /v1/traces`), and the classification of failures into retryable or
-//! not (OTLP specification, "Failures" / "Retryable response codes").
+//! The wire side of the OTLP exporter: one export request over gRPC (tonic `TraceServiceClient`
+//! / `MetricsServiceClient` on one channel) or HTTP/protobuf (`POST /v1/traces`,
+//! `POST /v1/metrics`), and the classification of failures into retryable or not (OTLP
+//! specification, "Failures" / "Retryable response codes").
 
 use super::ExportError;
 use flate2::write::GzEncoder;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -71,16 +76,27 @@ impl SendError {
     }
 }
 
+/// One export request.
+#[derive(Debug, Clone)]
+pub enum Request {
+    Traces(ExportTraceServiceRequest),
+    Metrics(ExportMetricsServiceRequest),
+}
+
 /// How export requests travel.
 #[derive(Debug, Clone)]
 pub enum Transport {
     Grpc {
-        client: TraceServiceClient<Channel>,
+        client: Box<TraceServiceClient<Channel>>,
+        metrics: Box<MetricsServiceClient<Channel>>,
         metadata: MetadataMap,
     },
     Http {
         client: reqwest::Client,
+        /// `…/v1/traces`
         url: String,
+        /// `…/v1/metrics`
+        metrics_url: String,
         headers: reqwest::header::HeaderMap,
         gzip: bool,
     },
@@ -102,13 +118,18 @@ impl Transport {
                     .connect_timeout(CONNECT_TIMEOUT)
                     .timeout(REQUEST_TIMEOUT)
                     .connect_lazy();
-                let mut client = TraceServiceClient::new(channel)
+                let mut client = TraceServiceClient::new(channel.clone())
+                    .max_decoding_message_size(4 << 20)
+                    .max_encoding_message_size(usize::MAX);
+                let mut metrics = MetricsServiceClient::new(channel)
                     .max_decoding_message_size(4 << 20)
                     .max_encoding_message_size(usize::MAX);
                 if cfg.compression == OtlpCompression::Gzip {
                     client = client.send_compressed(CompressionEncoding::Gzip);
+                    metrics = metrics.send_compressed(CompressionEncoding::Gzip);
                 }
                 client = client.accept_compressed(CompressionEncoding::Gzip);
+                metrics = metrics.accept_compressed(CompressionEncoding::Gzip);
                 let mut metadata = MetadataMap::new();
                 for (k, v) in &cfg.headers {
                     let key = AsciiMetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
@@ -117,14 +138,19 @@ impl Transport {
                         .map_err(|e| ExportError::InvalidHeader(k.clone(), e.to_string()))?;
                     metadata.insert(key, value);
                 }
-                Ok(Transport::Grpc { client, metadata })
+                Ok(Transport::Grpc {
+                    client: Box::new(client),
+                    metrics: Box::new(metrics),
+                    metadata,
+                })
             }
             OtlpProtocol::HttpProtobuf => {
-                let url = if endpoint.ends_with("/v1/traces") {
-                    endpoint
-                } else {
-                    format!("{endpoint}/v1/traces")
-                };
+                let base = endpoint
+                    .strip_suffix("/v1/traces")
+                    .unwrap_or(&endpoint)
+                    .to_string();
+                let url = format!("{base}/v1/traces");
+                let metrics_url = format!("{base}/v1/metrics");
                 reqwest::Url::parse(&url).map_err(|e| bad(e.to_string()))?;
                 let mut headers = reqwest::header::HeaderMap::new();
                 for (k, v) in &cfg.headers {
@@ -143,6 +169,7 @@ impl Transport {
                 Ok(Transport::Http {
                     client,
                     url,
+                    metrics_url,
                     headers,
                     gzip: cfg.compression == OtlpCompression::Gzip,
                 })
@@ -150,69 +177,98 @@ impl Transport {
         }
     }
 
-    /// Sends one request; on success returns the spans the destination rejected
-    /// (`partial_success.rejected_spans`).
-    pub async fn send(&mut self, req: &ExportTraceServiceRequest) -> Result<i64, SendError> {
-        let resp = match self {
-            Transport::Grpc { client, metadata } => {
-                let mut r = tonic::Request::new(req.clone());
-                *r.metadata_mut() = metadata.clone();
-                client
-                    .export(r)
-                    .await
-                    .map_err(|s| SendError::Grpc {
-                        code: s.code(),
-                        message: s.message().to_string(),
-                    })?
-                    .into_inner()
-            }
+    /// Sends one request; on success returns the spans or data points the destination rejected
+    /// (`partial_success.rejected_spans` / `rejected_data_points`).
+    pub async fn send(&mut self, req: &Request) -> Result<i64, SendError> {
+        let grpc = |s: tonic::Status| SendError::Grpc {
+            code: s.code(),
+            message: s.message().to_string(),
+        };
+        match self {
+            Transport::Grpc {
+                client,
+                metrics,
+                metadata,
+            } => match req {
+                Request::Traces(r) => {
+                    let mut r = tonic::Request::new(r.clone());
+                    *r.metadata_mut() = metadata.clone();
+                    let resp = client.export(r).await.map_err(grpc)?.into_inner();
+                    Ok(resp.partial_success.map_or(0, |p| p.rejected_spans))
+                }
+                Request::Metrics(r) => {
+                    let mut r = tonic::Request::new(r.clone());
+                    *r.metadata_mut() = metadata.clone();
+                    let resp = metrics.export(r).await.map_err(grpc)?.into_inner();
+                    Ok(resp.partial_success.map_or(0, |p| p.rejected_data_points))
+                }
+            },
             Transport::Http {
                 client,
                 url,
+                metrics_url,
                 headers,
                 gzip,
             } => {
-                let body = req.encode_to_vec();
-                let mut rb = client
-                    .post(url.as_str())
-                    .headers(headers.clone())
-                    .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf");
-                rb = if *gzip {
-                    let mut e = GzEncoder::new(Vec::new(), flate2::Compression::fast());
-                    e.write_all(&body)
-                        .and_then(|_| e.finish())
-                        .map(|b| rb.header(reqwest::header::CONTENT_ENCODING, "gzip").body(b))
-                        .map_err(|e| SendError::BadAnswer(format!("gzip: {e}")))?
-                } else {
-                    rb.body(body)
+                let (target, body) = match req {
+                    Request::Traces(r) => (url.as_str(), r.encode_to_vec()),
+                    Request::Metrics(r) => (metrics_url.as_str(), r.encode_to_vec()),
                 };
-                let r = rb
-                    .send()
-                    .await
-                    .map_err(|e| SendError::Connection(e.to_string()))?;
-                let status = r.status().as_u16();
-                let retry_after = r
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
-                let bytes = r
-                    .bytes()
-                    .await
-                    .map_err(|e| SendError::Connection(e.to_string()))?;
-                if !(200..300).contains(&status) {
-                    return Err(SendError::Http {
-                        status,
-                        message: String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
-                            .into_owned(),
-                        retry_after,
-                    });
+                let bytes = post(client, target, headers, *gzip, body).await?;
+                match req {
+                    Request::Traces(_) => ExportTraceServiceResponse::decode(bytes.as_ref())
+                        .map(|r| r.partial_success.map_or(0, |p| p.rejected_spans)),
+                    Request::Metrics(_) => ExportMetricsServiceResponse::decode(bytes.as_ref())
+                        .map(|r| r.partial_success.map_or(0, |p| p.rejected_data_points)),
                 }
-                ExportTraceServiceResponse::decode(bytes.as_ref())
-                    .map_err(|e| SendError::BadAnswer(e.to_string()))?
+                .map_err(|e| SendError::BadAnswer(e.to_string()))
             }
-        };
-        Ok(resp.partial_success.map_or(0, |p| p.rejected_spans))
+        }
     }
+}
+
+/// POSTs one protobuf body; the answer's body on a 2xx status.
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &reqwest::header::HeaderMap,
+    gzip: bool,
+    body: Vec<u8>,
+) -> Result<bytes::Bytes, SendError> {
+    let mut rb = client
+        .post(url)
+        .headers(headers.clone())
+        .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf");
+    rb = if gzip {
+        let mut e = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(&body)
+            .and_then(|_| e.finish())
+            .map(|b| rb.header(reqwest::header::CONTENT_ENCODING, "gzip").body(b))
+            .map_err(|e| SendError::BadAnswer(format!("gzip: {e}")))?
+    } else {
+        rb.body(body)
+    };
+    let r = rb
+        .send()
+        .await
+        .map_err(|e| SendError::Connection(e.to_string()))?;
+    let status = r.status().as_u16();
+    let retry_after = r
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let bytes = r
+        .bytes()
+        .await
+        .map_err(|e| SendError::Connection(e.to_string()))?;
+    if !(200..300).contains(&status) {
+        return Err(SendError::Http {
+            status,
+            message: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
+            retry_after,
+        });
+    }
+    Ok(bytes)
 }

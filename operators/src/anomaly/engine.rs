@@ -360,11 +360,14 @@ fn step(
             window_end: w.end,
             incident_id: step.id,
             incident_state: step.state,
+            incident_start: step.started,
+            incident_duration_ns: step.duration_ns,
+            incident_windows: step.windows,
         };
         if d.anomalous {
-            let step = st
-                .incident
-                .anomalous(d.score, || incident_id(series, &spec.name, w.start));
+            let step = st.incident.anomalous_at(d.score, w.start, w.end, || {
+                incident_id(series, &spec.name, w.start)
+            });
             out.0.push(anomaly(step, d.votes));
         } else if let Some(step) = st.incident.calm(set.resolve_after) {
             out.0.push(anomaly(step, 0));

@@ -19,6 +19,10 @@ pub struct IncidentTracker {
     calm: u32,
     /// Highest severity reached.
     peak: u8,
+    /// Start of the incident's first anomalous window (Unix ns).
+    started: u64,
+    /// End of its latest anomalous window.
+    last_end: u64,
 }
 
 /// What one window did to the incident.
@@ -27,6 +31,12 @@ pub struct IncidentStep {
     pub id: [u8; 16],
     pub state: IncidentState,
     pub severity: Severity,
+    /// Start of the incident's first anomalous window.
+    pub started: u64,
+    /// From `started` to the end of the incident's latest anomalous window (ns).
+    pub duration_ns: u64,
+    /// Anomalous windows in the incident so far.
+    pub windows: u32,
 }
 
 impl IncidentTracker {
@@ -39,25 +49,47 @@ impl IncidentTracker {
         self.anomalous
     }
 
-    /// An anomalous window with ensemble score `score`: opens or continues the incident.
+    /// An anomalous window with ensemble score `score`: opens or continues the incident
+    /// (without window times: duration 0).
     pub fn anomalous(&mut self, score: f64, new_id: impl FnOnce() -> [u8; 16]) -> IncidentStep {
+        self.anomalous_at(score, 0, 0, new_id)
+    }
+
+    /// An anomalous window `[start, end)` with ensemble score `score`: opens or continues the
+    /// incident.
+    pub fn anomalous_at(
+        &mut self,
+        score: f64,
+        start: u64,
+        end: u64,
+        new_id: impl FnOnce() -> [u8; 16],
+    ) -> IncidentStep {
         let state = if self.is_open() {
             IncidentState::Ongoing
         } else {
             *self = IncidentTracker {
                 id: new_id(),
+                started: start,
                 ..Default::default()
             };
             IncidentState::Open
         };
         self.anomalous = self.anomalous.saturating_add(1);
         self.calm = 0;
+        self.last_end = self.last_end.max(end);
         let sev = Severity::from_score_and_duration(score, self.anomalous);
         self.peak = self.peak.max(sev as u8);
+        self.step(state)
+    }
+
+    fn step(&self, state: IncidentState) -> IncidentStep {
         IncidentStep {
             id: self.id,
             state,
             severity: Severity::from_u8(self.peak),
+            started: self.started,
+            duration_ns: self.last_end.saturating_sub(self.started),
+            windows: self.anomalous,
         }
     }
 
@@ -70,11 +102,7 @@ impl IncidentTracker {
         if self.calm < resolve_after {
             return None;
         }
-        let step = IncidentStep {
-            id: self.id,
-            state: IncidentState::Resolved,
-            severity: Severity::from_u8(self.peak),
-        };
+        let step = self.step(IncidentState::Resolved);
         *self = IncidentTracker::default();
         Some(step)
     }

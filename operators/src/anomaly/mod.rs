@@ -11,12 +11,14 @@ mod detectors;
 mod engine;
 mod ensemble;
 mod incident;
+mod ring;
 mod seasonal;
 
 pub use detectors::{Cusum, Ewma, RobustZ, SignalKind, Verdict};
 pub use engine::AnomalyEngine;
 pub use ensemble::{detector_name, Decision, DetectorParams, Observation, SignalDetector};
 pub use incident::{incident_id, IncidentTracker};
+pub use ring::Ring16;
 pub use seasonal::{Seasonal, SeasonalParams};
 
 use crate::red::SeriesKey;
@@ -89,6 +91,13 @@ pub struct Anomaly {
     /// Stable id of the incident (the OTLP trace id of its spans).
     pub incident_id: [u8; 16],
     pub incident_state: IncidentState,
+    /// Start of the incident's first anomalous window (Unix ns).
+    pub incident_start: u64,
+    /// From `incident_start` to the end of the incident's latest anomalous window (ns): on a
+    /// resolved record, how long the incident lasted.
+    pub incident_duration_ns: u64,
+    /// Anomalous windows in the incident so far.
+    pub incident_windows: u32,
 }
 
 #[cfg(test)]

@@ -74,6 +74,14 @@ fn latency_incident_opens_continues_and_resolves() {
     let last = lat.last().unwrap();
     assert_eq!(last.incident_state, IncidentState::Resolved);
     assert_eq!(last.window_start, (310 + 2) * W);
+    // The resolving record says how long the incident lasted: windows 300..310.
+    assert_eq!(last.incident_start, 300 * W);
+    assert_eq!(last.incident_duration_ns, 10 * W);
+    assert_eq!(last.incident_windows, 10);
+    assert_eq!(
+        (lat[0].incident_duration_ns, lat[0].incident_windows),
+        (W, 1)
+    );
     assert!(lat[1..lat.len() - 1]
         .iter()
         .all(|a| a.incident_state == IncidentState::Ongoing));
@@ -195,8 +203,8 @@ fn state_is_bounded_and_expires() {
         }
     }
     let per_series = e.state_bytes() / e.series_count();
-    // Four signals with a daily profile each: well under 16 KiB.
-    assert!(per_series < 12 * 1024, "{per_series}");
+    // Four signals with a daily profile each (first period: with its visit counts).
+    assert!(per_series < 6 * 1024, "{per_series}");
     assert_eq!(e.signal_count(), 40);
     assert_eq!(e.expire(&keys[..3]), 3);
     assert_eq!(e.series_count(), 7);
@@ -221,4 +229,24 @@ fn disabled_sections_do_nothing() {
         let (a, p) = e.observe_red(&row(&s, i, 100, if i > 250 { 100 } else { 0 }, 10.0));
         assert!(a.is_empty() && p.is_empty());
     }
+}
+
+#[test]
+fn steady_state_per_series_is_compact() {
+    // One day and a bit of 5-minute windows: the seasonal profiles are warm (first-period visit
+    // counts freed), rings full. Default config: 4 RED signals, detectors and forecasters.
+    const W5: u64 = 300_000_000_000;
+    let mut e = AnomalyEngine::new(&AnomalyConfig::default(), &ForecastConfig::default());
+    let s = key("GET /compact");
+    for i in 0..(288 + 72) as u64 {
+        let mut r = row(&s, i, 200, 1, 40.0 + 5.0 * jitter(i));
+        r.start = i * W5;
+        r.end = (i + 1) * W5;
+        r.window_size_ns = W5;
+        e.observe_red(&r);
+    }
+    let bytes = e.state_bytes();
+    println!("steady state: {bytes} bytes per RED series (4 signals)");
+    // 4 × (daily profile 576 + two 60-value half-precision rings 240 + ~300 of scalars).
+    assert!(bytes <= 4700, "{bytes}");
 }

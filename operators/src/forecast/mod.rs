@@ -2,10 +2,11 @@
 //! Student-t prediction interval) and Holt's double exponential smoothing, the one with the
 //! smaller recent one-step error speaking for the series.
 //!
-//! Owns the per-series forecasting state (one `f32` ring of `history_windows` values plus a few
-//! numbers) and the arithmetic; it does not decide when to emit, which signals to follow or how
+//! Owns the per-series forecasting state (one half-precision ring of `history_windows` values
+//! plus a few numbers) and the arithmetic; it does not decide when to emit, which signals to follow or how
 //! thresholds are configured — that is [`crate::anomaly::AnomalyEngine`]'s job.
 
+use crate::anomaly::Ring16;
 use crate::red::SeriesKey;
 use redwatch_engine::config::ForecastConfig;
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
@@ -105,9 +106,7 @@ pub struct Forecast {
 /// The forecasting state of one series and signal.
 #[derive(Debug, Clone)]
 pub struct Forecaster {
-    ring: Box<[f32]>,
-    len: u32,
-    head: u32,
+    ring: Ring16,
     holt_level: f64,
     holt_trend: f64,
     /// EWMA of squared one-step errors of Holt (its interval's variance).
@@ -155,9 +154,7 @@ impl LineFit {
 impl Forecaster {
     pub fn new(p: &ForecastParams) -> Self {
         Forecaster {
-            ring: vec![0.0; p.history].into_boxed_slice(),
-            len: 0,
-            head: 0,
+            ring: Ring16::new(p.history),
             holt_level: 0.0,
             holt_trend: 0.0,
             holt_sq_err: 0.0,
@@ -200,27 +197,14 @@ impl Forecaster {
         self.n
     }
 
-    /// The values held, oldest first, as the ring's two halves.
-    fn halves(&self) -> (&[f32], &[f32]) {
-        let cap = self.ring.len();
-        let len = self.len as usize;
-        let start = (self.head as usize + cap - len) % cap;
-        if start + len <= cap {
-            (&self.ring[start..start + len], &[])
-        } else {
-            (&self.ring[start..], &self.ring[..start + len - cap])
-        }
-    }
-
     /// Values held, oldest first.
     fn values(&self) -> impl Iterator<Item = f64> + '_ {
-        let (a, b) = self.halves();
-        a.iter().chain(b).map(|&v| v as f64)
+        self.ring.iter()
     }
 
     /// Slope and intercept only (x = 0 for the oldest value): one pass.
     fn line(&self) -> Option<(f64, f64)> {
-        let n = self.len as usize;
+        let n = self.ring.len();
         if n < 3 {
             return None;
         }
@@ -239,7 +223,7 @@ impl Forecaster {
 
     fn fit(&self) -> Option<LineFit> {
         let (slope, intercept) = self.line()?;
-        let n = self.len as usize;
+        let n = self.ring.len();
         let nf = n as f64;
         let mean_x = (nf - 1.0) / 2.0;
         let sxx = nf * (nf * nf - 1.0) / 12.0;
@@ -302,13 +286,10 @@ impl Forecaster {
                 HOLT_BETA * (self.holt_level - prev) + (1.0 - HOLT_BETA) * self.holt_trend;
         }
         // Ring and the linear trend's next one-step forecast.
-        let cap = self.ring.len() as u32;
-        self.ring[self.head as usize] = x as f32;
-        self.head = (self.head + 1) % cap;
-        self.len = (self.len + 1).min(cap);
+        self.ring.push(x);
         self.n = self.n.saturating_add(1);
         self.next_linear = match self.line() {
-            Some((slope, intercept)) => (intercept + slope * self.len as f64) as f32,
+            Some((slope, intercept)) => (intercept + slope * self.ring.len() as f64) as f32,
             None => f32::NAN,
         };
     }
@@ -341,7 +322,7 @@ impl Forecaster {
 
     /// The forecast of the chosen method without calibration.
     fn predict_raw(&self, steps: u64, p: &ForecastParams) -> Option<Forecast> {
-        if (self.len as usize) < p.min_history() {
+        if (self.ring.len()) < p.min_history() {
             return None;
         }
         let h = steps.max(1) as f64;
@@ -388,7 +369,7 @@ impl Forecaster {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.ring.len() * std::mem::size_of::<f32>()
+        self.ring.heap_bytes()
     }
 }
 
