@@ -431,7 +431,12 @@ fn main() {
     let runs = env_usize("DASHBOARD_RUNS", 40);
     let budget = Duration::from_secs(env_usize("DASHBOARD_QUERY_BUDGET_S", 20) as u64);
     let ingest_for = Duration::from_secs(env_usize("DASHBOARD_INGEST_S", 15) as u64);
+    let query_threads = redwatch_queries::session::query_threads();
     println!("# dashboard bench: {n_series} series × {n_windows} windows of 10 s (+ 1 m rollups)");
+    println!(
+        "query runtime: {query_threads} worker thread(s) of {} available",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
 
     let table = RedTable::new(RedTableSettings {
         dims: vec!["http.request.method".into()],
@@ -624,10 +629,10 @@ fn main() {
     let (paced, mut paced_calls, paced_wall) = writer.join().expect("writer");
     paced_calls.sort();
 
-    // Control: the same CPU competition as a query runtime's two busy workers, no queries.
+    // Control: the same CPU competition as the query runtime's busy workers, no queries.
     let stop = Arc::new(AtomicBool::new(false));
     let spin_stop = Arc::new(AtomicBool::new(false));
-    let spinners: Vec<_> = (0..2)
+    let spinners: Vec<_> = (0..query_threads)
         .map(|_| {
             let spin_stop = spin_stop.clone();
             std::thread::spawn(move || {
@@ -676,7 +681,7 @@ fn main() {
             paced_wall,
         ),
         (
-            "control: 2 spinning threads, no queries",
+            "control: spinning threads (as many as query workers), no queries",
             &spun,
             &spun_calls,
             spun_wall,

@@ -154,6 +154,9 @@ impl AnomaliesTable {
         let mut detector = StringBuilder::new();
         let mut incident = StringBuilder::new();
         let mut state = StringBuilder::new();
+        let mut inc_start = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+        let mut inc_ms = Int64Builder::with_capacity(n);
+        let mut inc_windows = Int64Builder::with_capacity(n);
         for a in records {
             start.append_value(ms(a.window_start));
             end.append_value(ms(a.window_end));
@@ -169,6 +172,9 @@ impl AnomaliesTable {
             detector.append_value(a.detector);
             incident.append_value(hex(&a.incident_id));
             state.append_value(a.incident_state.as_str());
+            inc_start.append_value(ms(a.incident_start));
+            inc_ms.append_value(ms(a.incident_duration_ns));
+            inc_windows.append_value(a.incident_windows as i64);
         }
         let cols: Vec<ArrayRef> = vec![
             Arc::new(start.finish()),
@@ -185,6 +191,9 @@ impl AnomaliesTable {
             Arc::new(detector.finish()),
             Arc::new(incident.finish()),
             Arc::new(state.finish()),
+            Arc::new(inc_start.finish()),
+            Arc::new(inc_ms.finish()),
+            Arc::new(inc_windows.finish()),
         ];
         let Ok(batch) = RecordBatch::try_new(schema::ANOMALIES.clone(), cols) else {
             return;
@@ -331,6 +340,9 @@ mod tests {
             window_end: (start_s + 10) * 1_000_000_000,
             incident_id: [7; 16],
             incident_state: IncidentState::Open,
+            incident_start: start_s * 1_000_000_000,
+            incident_duration_ns: 10 * 1_000_000_000,
+            incident_windows: 1,
         }
     }
 

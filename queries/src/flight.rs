@@ -8,6 +8,7 @@
 //! listings come from DataFusion's `information_schema`. Anything that writes (DoPut updates,
 //! ingestion, transactions) is refused: redwatch tables are live views of the engine's windows.
 
+use crate::metrics::QueryMetrics;
 use crate::session::{QueryEngine, QueryError, QueryResult};
 use arrow::array::{Array, StringArray};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
@@ -80,10 +81,13 @@ fn sql_of(bytes: &[u8], what: &str) -> Result<String, Status> {
 pub struct FlightSql {
     engine: QueryEngine,
     info: Arc<SqlInfoData>,
+    /// The same SQL self-metrics as the HTTP API's: a statement (or prepared statement) counts
+    /// once, when it runs or when planning it fails; catalog listings are not counted.
+    metrics: Arc<QueryMetrics>,
 }
 
 impl FlightSql {
-    pub fn new(engine: QueryEngine) -> Result<Self, Status> {
+    pub fn new(engine: QueryEngine, metrics: Arc<QueryMetrics>) -> Result<Self, Status> {
         let mut b = SqlInfoDataBuilder::new();
         b.append(SqlInfo::FlightSqlServerName, "redwatch");
         b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
@@ -110,13 +114,22 @@ impl FlightSql {
         Ok(FlightSql {
             engine,
             info: Arc::new(info),
+            metrics,
         })
     }
 
-    /// Plans `sql` (read-only checks included) and returns its result schema.
-    async fn schema_of(&self, sql: &str) -> Result<Schema, Status> {
-        let (_ctx, df) = self.engine.plan(sql).await.map_err(|e| status_of(&e))?;
-        Ok(df.schema().as_arrow().clone())
+    /// Plans a client's statement (read-only checks included) and returns its result schema;
+    /// a statement that cannot be planned counts as a query received and failed (the client
+    /// never gets to run it).
+    async fn statement_schema(&self, sql: &str) -> Result<Schema, Status> {
+        match self.engine.plan(sql).await {
+            Ok((_ctx, df)) => Ok(df.schema().as_arrow().clone()),
+            Err(e) => {
+                self.metrics.received();
+                self.metrics.failed(e.code());
+                Err(status_of(&e))
+            }
+        }
     }
 
     /// Runs `sql` with the engine's limits.
@@ -124,10 +137,19 @@ impl FlightSql {
         self.engine.execute(sql).await.map_err(|e| status_of(&e))
     }
 
-    /// Runs `sql` and streams its result.
+    /// Runs a client's statement (counted in the SQL metrics) and streams its result.
     async fn stream_query(&self, sql: &str) -> Result<Response<DoGetStream>, Status> {
-        let r = self.run(sql).await?;
-        Ok(stream_batches(r.schema, r.batches))
+        self.metrics.received();
+        match self.engine.execute(sql).await {
+            Ok(r) => {
+                self.metrics.succeeded(r.elapsed);
+                Ok(stream_batches(r.schema, r.batches))
+            }
+            Err(e) => {
+                self.metrics.failed(e.code());
+                Err(status_of(&e))
+            }
+        }
     }
 
     /// Rows of an `information_schema` query, every column as text (NULL = "").
@@ -237,7 +259,7 @@ impl FlightSqlService for FlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = self.schema_of(&query.query).await?;
+        let schema = self.statement_schema(&query.query).await?;
         let ticket = TicketStatementQuery {
             statement_handle: Bytes::from(query.query.into_bytes()),
         };
@@ -260,7 +282,7 @@ impl FlightSqlService for FlightSql {
         query: ActionCreatePreparedStatementRequest,
         _request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let schema = self.schema_of(&query.query).await?;
+        let schema = self.statement_schema(&query.query).await?;
         let IpcMessage(dataset_schema) =
             SchemaAsIpc::new(&schema, &arrow::ipc::writer::IpcWriteOptions::default())
                 .try_into()
@@ -278,7 +300,7 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let sql = sql_of(&cmd.prepared_statement_handle, "prepared statement handle")?;
-        let schema = self.schema_of(&sql).await?;
+        let schema = self.statement_schema(&sql).await?;
         flight_info(&schema, cmd, request.into_inner())
     }
 
@@ -529,9 +551,10 @@ impl FlightSqlService for FlightSql {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     engine: QueryEngine,
+    metrics: Arc<QueryMetrics>,
     cancel: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
-    let service = match FlightSql::new(engine) {
+    let service = match FlightSql::new(engine, metrics) {
         Ok(s) => s,
         Err(status) => {
             // Only a bug in the static SqlInfo table gets here; keep the engine up without it.

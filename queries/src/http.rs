@@ -1,6 +1,7 @@
 //! The SQL HTTP API on `sql.http_endpoint`: `POST /api/v1/sql`, plus `/healthz` and `/readyz`.
 
 use crate::format::{encode, Format};
+use crate::metrics::QueryMetrics;
 use crate::session::{QueryEngine, QueryError};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -18,9 +19,7 @@ pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 struct ApiState {
     engine: QueryEngine,
     ready: Readiness,
-    queries: Arc<redwatch_engine::telemetry::Counter>,
-    failures: Arc<dyn Fn(&'static str) + Send + Sync>,
-    latency_sum: Arc<redwatch_engine::telemetry::Gauge>,
+    metrics: Arc<QueryMetrics>,
 }
 
 #[derive(serde::Deserialize)]
@@ -42,11 +41,11 @@ fn error(status: u16, code: &str, message: &str) -> Response {
 }
 
 async fn sql(State(st): State<ApiState>, body: Bytes) -> Response {
-    st.queries.inc();
+    st.metrics.received();
     let req: SqlRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
-            (st.failures)("bad_request");
+            st.metrics.failed("bad_request");
             return error(
                 400,
                 "bad_request",
@@ -58,20 +57,19 @@ async fn sql(State(st): State<ApiState>, body: Bytes) -> Response {
     };
     match st.engine.execute(&req.query).await {
         Ok(r) => {
-            st.latency_sum
-                .set(st.latency_sum.get() + r.elapsed.as_secs_f64());
+            st.metrics.succeeded(r.elapsed);
             match encode(&r, req.format) {
                 Ok(bytes) => {
                     ([(header::CONTENT_TYPE, req.format.content_type())], bytes).into_response()
                 }
                 Err(e) => {
-                    (st.failures)("encode");
+                    st.metrics.failed("encode");
                     error(500, "encode_failed", &e.to_string())
                 }
             }
         }
         Err(e) => {
-            (st.failures)(e.code());
+            st.metrics.failed(e.code());
             error(e.http_status(), e.code(), &e.to_string())
         }
     }
@@ -98,47 +96,10 @@ pub fn router(
     ready: Readiness,
     registry: &redwatch_engine::telemetry::Registry,
 ) -> Router {
-    let failures: Vec<(&'static str, Arc<redwatch_engine::telemetry::Counter>)> = [
-        "bad_request",
-        "invalid_sql",
-        "invalid_query",
-        "read_only",
-        "timeout",
-        "memory_limit",
-        "result_too_large",
-        "query_failed",
-        "encode",
-    ]
-    .iter()
-    .map(|c| {
-        (
-            *c,
-            registry.counter(
-                "redwatch_sql_queries_failed_total",
-                "SQL queries that failed, by error code.",
-                &[("code", c)],
-            ),
-        )
-    })
-    .collect();
     let st = ApiState {
         engine,
         ready,
-        queries: registry.counter(
-            "redwatch_sql_queries_total",
-            "SQL queries received over HTTP.",
-            &[],
-        ),
-        failures: Arc::new(move |code| {
-            if let Some((_, c)) = failures.iter().find(|(n, _)| *n == code) {
-                c.inc();
-            }
-        }),
-        latency_sum: registry.gauge(
-            "redwatch_sql_query_seconds_sum",
-            "Total seconds spent executing successful SQL queries.",
-            &[],
-        ),
+        metrics: QueryMetrics::new(registry),
     };
     Router::new()
         .route("/api/v1/sql", post(sql))

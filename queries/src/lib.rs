@@ -9,8 +9,11 @@ pub mod continuous;
 pub mod flight;
 pub mod format;
 pub mod http;
+pub mod metric_points;
+pub mod metrics;
 pub mod red;
 pub mod schema;
+pub mod service_graph;
 pub mod session;
 pub mod spans;
 pub mod table;
@@ -19,6 +22,13 @@ pub mod udf;
 use datafusion::catalog::TableProvider;
 use std::sync::Arc;
 use table::{EmptySource, LiveTable, PartitionSource};
+
+/// An optional table's producer: `(name, source, prunable time columns)`.
+pub type ExtraTable = (
+    &'static str,
+    Arc<dyn PartitionSource>,
+    &'static [&'static str],
+);
 
 /// The live tables of one engine.
 pub struct Tables {
@@ -32,6 +42,12 @@ pub struct Tables {
 impl Tables {
     /// Every table as a DataFusion provider, by name (tables without a producer yet are empty).
     pub fn providers(&self) -> Vec<(String, Arc<dyn TableProvider>)> {
+        self.providers_with(Vec::new())
+    }
+
+    /// [`providers`](Self::providers), with the tables whose producers are optional supplied
+    /// as `(name, source, time columns)` (e.g. `service_graph` when the operator runs).
+    pub fn providers_with(&self, extra: Vec<ExtraTable>) -> Vec<(String, Arc<dyn TableProvider>)> {
         schema::all()
             .into_iter()
             .map(|(name, schema)| {
@@ -44,7 +60,10 @@ impl Tables {
                     "continuous_results" => {
                         (self.continuous.clone(), &["window_start", "window_end"])
                     }
-                    _ => (Arc::new(EmptySource), &[]),
+                    _ => match extra.iter().find(|(n, _, _)| *n == name) {
+                        Some((_, source, time)) => (source.clone(), *time),
+                        None => (Arc::new(EmptySource), &[]),
+                    },
                 };
                 (
                     name.to_string(),

@@ -4,6 +4,15 @@
 //! A window's rows can change until `allowed_lateness` after its end (late re-emissions replace
 //! a series' row), so an open-for-updates window keeps its rows and rebuilds its record batch on
 //! demand; once no update can come it is sealed: only the batch is kept.
+//!
+//! Pruning: a window's batch holds one window spec (`window_size`) and its rows sorted by
+//! series, i.e. by service first, so besides the time ranges every batch knows its
+//! `window_size` and is indexed in chunks of about [`CHUNK_ROWS`] rows with their service range:
+//! `window_size = '1m'` skips every 10 s batch and `service_name = 'x'` (or `IN (…)`) scans only
+//! the chunks that can hold `x` (zero-copy slices of the batch).
+//!
+//! Bytes: a sealed batch is built with exact buffer capacities (value lengths are summed first),
+//! so `sealed_bytes` (what `sql.max_table_bytes` caps) is the memory the batches hold.
 
 use crate::schema;
 use crate::table::{Partition, PartitionSource, PruneFilter};
@@ -16,6 +25,87 @@ use redwatch_engine::model::UnixNanos;
 use redwatch_operators::red::{RedRow, RedSink, SeriesKey};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+
+/// Rows per service-pruning chunk (a chunk ends at the first service change past this many).
+pub const CHUNK_ROWS: usize = 1024;
+
+/// Rows `offset..offset + len` of a batch, holding services `first..=last`.
+#[derive(Debug, Clone)]
+struct Chunk {
+    offset: usize,
+    len: usize,
+    first: Arc<str>,
+    last: Arc<str>,
+}
+
+/// A batch of the `red` table with what pruning needs.
+#[derive(Debug, Clone)]
+struct RedPartition {
+    part: Partition,
+    window_size: Arc<str>,
+    /// Service-ordered chunks covering the batch (empty: no index, scan it whole).
+    chunks: Arc<[Chunk]>,
+}
+
+impl RedPartition {
+    fn bytes(&self) -> usize {
+        self.part.bytes()
+    }
+
+    fn num_rows(&self) -> usize {
+        self.part.batch.num_rows()
+    }
+
+    /// The parts of the batch that may match `filter` (zero-copy slices), appended to `out`.
+    fn select(&self, filter: &PruneFilter, out: &mut Vec<RecordBatch>) {
+        if self.num_rows() == 0
+            || !filter.may_match(&self.part)
+            || !filter.window_size_may_match(&self.window_size)
+        {
+            return;
+        }
+        if filter.services.is_none() || self.chunks.is_empty() {
+            out.push(self.part.batch.clone());
+            return;
+        }
+        // Adjacent matching chunks become one slice.
+        let mut run: Option<(usize, usize)> = None;
+        for c in self.chunks.iter() {
+            if filter.services_may_match(&c.first, &c.last) {
+                run = match run {
+                    Some((start, end)) if end == c.offset => Some((start, c.offset + c.len)),
+                    Some((start, end)) => {
+                        out.push(self.part.batch.slice(start, end - start));
+                        Some((c.offset, c.offset + c.len))
+                    }
+                    None => Some((c.offset, c.offset + c.len)),
+                };
+            }
+        }
+        if let Some((start, end)) = run {
+            out.push(self.part.batch.slice(start, end - start));
+        }
+    }
+}
+
+/// Splits rows sorted by series (service first) into chunks of about `CHUNK_ROWS`.
+fn chunks_of(rows: &[(&SeriesKey, &RowValues)], base: usize, out: &mut Vec<Chunk>) {
+    let mut start = 0;
+    while start < rows.len() {
+        let mut end = (start + CHUNK_ROWS).min(rows.len());
+        // Keep a service in one chunk.
+        while end < rows.len() && rows[end].0.service_name == rows[end - 1].0.service_name {
+            end += 1;
+        }
+        out.push(Chunk {
+            offset: base + start,
+            len: end - start,
+            first: rows[start].0.service_name.clone(),
+            last: rows[end - 1].0.service_name.clone(),
+        });
+        start = end;
+    }
+}
 
 /// The values of one row, computed once at emission.
 #[derive(Debug, Clone)]
@@ -52,7 +142,7 @@ struct Window {
     size_ns: u64,
     start: UnixNanos,
     rows: BTreeMap<Arc<SeriesKey>, RowValues>,
-    cached: Option<Partition>,
+    cached: Option<RedPartition>,
 }
 
 #[derive(Debug, Default)]
@@ -60,10 +150,10 @@ struct State {
     /// Final windows by (window size, start).
     windows: BTreeMap<(u64, UnixNanos), Window>,
     /// Sealed windows: only their batch remains.
-    sealed: BTreeMap<(u64, UnixNanos), Partition>,
+    sealed: BTreeMap<(u64, UnixNanos), RedPartition>,
     sealed_bytes: usize,
     /// Provisional rows per window size.
-    provisional: HashMap<u64, Partition>,
+    provisional: HashMap<u64, RedPartition>,
     newest_end: UnixNanos,
 }
 
@@ -108,36 +198,62 @@ impl RedTable {
         self.state.lock().map(|s| s.sealed_bytes).unwrap_or(0)
     }
 
+    /// The record batch of one window's rows (sorted by series), every buffer allocated with
+    /// its exact size so that the batch's memory size is what it holds.
     fn build(
         &self,
-        label: &str,
+        label: &Arc<str>,
         size_ns: u64,
         start: UnixNanos,
         rows: &[(&SeriesKey, &RowValues)],
         is_final: bool,
-    ) -> Partition {
+    ) -> RedPartition {
         let n = rows.len();
-        let mut window_size = StringBuilder::with_capacity(n, n * 4);
+        let kind_of = |k: &SeriesKey| if k.overflow { "" } else { k.kind.as_label() };
+        let mut lens = [0usize; 6]; // service, span, kind, dim keys, dim values, sketch
+        let mut entries = 0;
+        for (k, v) in rows {
+            lens[0] += k.service_name.len();
+            lens[1] += k.span_name.len();
+            lens[2] += kind_of(k).len();
+            for (name, val) in self.settings.dims.iter().zip(k.dims.iter()) {
+                lens[3] += name.len();
+                lens[4] += val.len();
+                entries += 1;
+            }
+            if k.overflow {
+                lens[3] += "otel_metric_overflow".len();
+                lens[4] += "true".len();
+                entries += 1;
+            }
+            lens[5] += v.sketch.len();
+        }
+        let mut window_size = StringBuilder::with_capacity(n, n * label.len());
         let mut ws = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
         let mut we = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
-        let mut service = StringBuilder::with_capacity(n, n * 16);
-        let mut span = StringBuilder::with_capacity(n, n * 24);
-        let mut kind = StringBuilder::with_capacity(n, n * 16);
-        let mut dims = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+        let mut service = StringBuilder::with_capacity(n, lens[0]);
+        let mut span = StringBuilder::with_capacity(n, lens[1]);
+        let mut kind = StringBuilder::with_capacity(n, lens[2]);
+        let mut dims = MapBuilder::with_capacity(
+            None,
+            StringBuilder::with_capacity(entries, lens[3]),
+            StringBuilder::with_capacity(entries, lens[4]),
+            n,
+        );
         let mut f64s: Vec<Float64Builder> =
             (0..11).map(|_| Float64Builder::with_capacity(n)).collect();
-        let mut sketch = BinaryBuilder::with_capacity(n, n * 300);
+        let mut sketch = BinaryBuilder::with_capacity(n, lens[5]);
         let mut fin = BooleanBuilder::with_capacity(n);
         let secs = size_ns as f64 / 1e9;
         let start_ms = (start / 1_000_000) as i64;
         let end_ms = ((start + size_ns) / 1_000_000) as i64;
         for (k, v) in rows {
-            window_size.append_value(label);
+            window_size.append_value(&**label);
             ws.append_value(start_ms);
             we.append_value(end_ms);
             service.append_value(&*k.service_name);
             span.append_value(&*k.span_name);
-            kind.append_value(if k.overflow { "" } else { k.kind.as_label() });
+            kind.append_value(kind_of(k));
             for (name, val) in self.settings.dims.iter().zip(k.dims.iter()) {
                 dims.keys().append_value(name);
                 dims.values().append_value(&**val);
@@ -197,14 +313,20 @@ impl RedTable {
         };
         let s = start as i128;
         let e = (start + size_ns) as i128;
-        Partition {
-            batch,
-            time_ranges: vec![("window_start", s, s), ("window_end", e, e)],
-            service_range,
+        let mut chunks = Vec::new();
+        chunks_of(rows, 0, &mut chunks);
+        RedPartition {
+            part: Partition {
+                batch,
+                time_ranges: vec![("window_start", s, s), ("window_end", e, e)],
+                service_range,
+            },
+            window_size: label.clone(),
+            chunks: chunks.into(),
         }
     }
 
-    fn build_window(&self, w: &Window) -> Partition {
+    fn build_window(&self, w: &Window) -> RedPartition {
         let rows: Vec<(&SeriesKey, &RowValues)> = w.rows.iter().map(|(k, v)| (&**k, v)).collect();
         self.build(&w.label, w.size_ns, w.start, &rows, true)
     }
@@ -293,6 +415,9 @@ impl RedSink for RedTable {
         let values: Vec<(RowValues, &RedRow)> =
             sorted.iter().map(|r| (RowValues::of(r), *r)).collect();
         let mut batches = Vec::new();
+        let mut chunks = Vec::new();
+        let mut offset = 0;
+        let mut label: Option<Arc<str>> = None;
         let mut ranges = (i128::MAX, i128::MIN);
         let mut i = 0;
         while i < values.len() {
@@ -303,32 +428,38 @@ impl RedSink for RedTable {
                 .map_or(values.len(), |p| i + p);
             let chunk: Vec<(&SeriesKey, &RowValues)> =
                 values[i..j].iter().map(|(v, r)| (&*r.series, v)).collect();
-            let label = values[i].1.window_size.clone();
-            let p = self.build(&label, window_size_ns, start, &chunk, false);
+            let l = label.get_or_insert_with(|| values[i].1.window_size.clone());
+            let p = self.build(l, window_size_ns, start, &chunk, false);
             ranges.0 = ranges.0.min(start as i128);
             ranges.1 = ranges.1.max(start as i128);
-            batches.push(p.batch);
+            chunks_of(&chunk, offset, &mut chunks);
+            offset += chunk.len();
+            batches.push(p.part.batch);
             i = j;
         }
         let batch = match arrow::compute::concat_batches(&schema::RED, &batches) {
             Ok(b) => b,
             Err(_) => return,
         };
-        let part = Partition {
-            batch,
-            time_ranges: if values.is_empty() {
-                Vec::new()
-            } else {
-                vec![
-                    ("window_start", ranges.0, ranges.1),
-                    (
-                        "window_end",
-                        ranges.0 + window_size_ns as i128,
-                        ranges.1 + window_size_ns as i128,
-                    ),
-                ]
+        let part = RedPartition {
+            part: Partition {
+                batch,
+                time_ranges: if values.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![
+                        ("window_start", ranges.0, ranges.1),
+                        (
+                            "window_end",
+                            ranges.0 + window_size_ns as i128,
+                            ranges.1 + window_size_ns as i128,
+                        ),
+                    ]
+                },
+                service_range: None,
             },
-            service_range: None,
+            window_size: label.unwrap_or_else(|| Arc::from("")),
+            chunks: chunks.into(),
         };
         if let Ok(mut st) = self.state.lock() {
             st.provisional.insert(window_size_ns, part);
@@ -337,10 +468,11 @@ impl RedSink for RedTable {
 }
 
 /// Removes the rows of windows starting at or before `through` from a provisional partition.
-fn drop_windows_through(p: &mut Partition, through: UnixNanos) {
+fn drop_windows_through(p: &mut RedPartition, through: UnixNanos) {
     use arrow::array::{Array, BooleanArray, TimestampMillisecondArray};
     let through_ms = (through / 1_000_000) as i64;
     let Some(starts) = p
+        .part
         .batch
         .column(1)
         .as_any()
@@ -348,14 +480,31 @@ fn drop_windows_through(p: &mut Partition, through: UnixNanos) {
     else {
         return;
     };
-    if (0..starts.len()).all(|i| starts.value(i) > through_ms) {
+    let n = starts.len();
+    // Rows are sorted by window start: the closed windows are a prefix.
+    let dropped = (0..n)
+        .position(|i| starts.value(i) > through_ms)
+        .unwrap_or(n);
+    if dropped == 0 {
         return;
     }
-    let keep: BooleanArray = (0..starts.len())
-        .map(|i| Some(starts.value(i) > through_ms))
-        .collect();
-    if let Ok(b) = arrow::compute::filter_record_batch(&p.batch, &keep) {
-        p.batch = b;
+    if (dropped..n).all(|i| starts.value(i) > through_ms) {
+        p.part.batch = p.part.batch.slice(dropped, n - dropped);
+        p.chunks = p
+            .chunks
+            .iter()
+            .filter(|c| c.offset >= dropped)
+            .map(|c| Chunk {
+                offset: c.offset - dropped,
+                ..c.clone()
+            })
+            .collect();
+        return;
+    }
+    let keep: BooleanArray = (0..n).map(|i| Some(starts.value(i) > through_ms)).collect();
+    if let Ok(b) = arrow::compute::filter_record_batch(&p.part.batch, &keep) {
+        p.part.batch = b;
+        p.chunks = Arc::from([]);
     }
 }
 
@@ -366,9 +515,7 @@ impl PartitionSource for RedTable {
         };
         let mut out = Vec::new();
         for p in st.sealed.values() {
-            if filter.may_match(p) && p.batch.num_rows() > 0 {
-                out.push(p.batch.clone());
-            }
+            p.select(filter, &mut out);
         }
         let keys: Vec<(u64, UnixNanos)> = st.windows.keys().copied().collect();
         for k in keys {
@@ -385,14 +532,10 @@ impl PartitionSource for RedTable {
                     p
                 }
             };
-            if filter.may_match(&p) && p.batch.num_rows() > 0 {
-                out.push(p.batch);
-            }
+            p.select(filter, &mut out);
         }
         for p in st.provisional.values() {
-            if p.batch.num_rows() > 0 && filter.may_match(p) {
-                out.push(p.batch.clone());
-            }
+            p.select(filter, &mut out);
         }
         out
     }

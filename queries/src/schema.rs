@@ -94,9 +94,27 @@ pub static METRIC_POINTS: LazyLock<SchemaRef> = LazyLock::new(|| {
         f("max", DataType::Float64, true),
         f("last", DataType::Float64, true),
         f("avg", DataType::Float64, true),
+        // Histograms: explicit bucket bounds and counts (counts has one more entry: +Inf).
+        f("bucket_bounds", list(DataType::Float64), true),
+        f("bucket_counts", list(DataType::UInt64), true),
+        // Exponential histograms, merged at a common scale.
+        f("exp_scale", DataType::Int32, true),
+        f("exp_zero_count", DataType::UInt64, true),
+        f("exp_positive_offset", DataType::Int32, true),
+        f("exp_positive_counts", list(DataType::UInt64), true),
+        f("exp_negative_offset", DataType::Int32, true),
+        f("exp_negative_counts", list(DataType::UInt64), true),
+        // Summaries: the newest point's quantiles and their values.
+        f("quantiles", list(DataType::Float64), true),
+        f("quantile_values", list(DataType::Float64), true),
         f("is_final", DataType::Boolean, false),
     ]))
 });
+
+/// `List<t>` as arrow's `ListBuilder` builds it (nullable items named `item`).
+pub fn list(t: DataType) -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(t, true)))
+}
 
 /// `anomalies`.
 pub static ANOMALIES: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -115,6 +133,11 @@ pub static ANOMALIES: LazyLock<SchemaRef> = LazyLock::new(|| {
         f("detector", DataType::Utf8, false),
         f("incident_id", DataType::Utf8, false),
         f("incident_state", DataType::Utf8, false),
+        // The incident so far: its first window's start, its length up to its latest
+        // anomalous window (on a `resolved` row: how long it lasted), anomalous windows.
+        f("incident_start", ts_ms(), false),
+        f("incident_duration_ms", DataType::Int64, false),
+        f("incident_windows", DataType::Int64, false),
     ]))
 });
 
@@ -136,7 +159,8 @@ pub static PREDICTIONS: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
-/// `service_graph`: edges between services per window.
+/// `service_graph`: edges between services per window (`dims` holds `client_<dim>` and
+/// `server_<dim>` of `service_graph.dimensions`).
 pub static SERVICE_GRAPH: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
         f("window_size", DataType::Utf8, false),
@@ -145,6 +169,7 @@ pub static SERVICE_GRAPH: LazyLock<SchemaRef> = LazyLock::new(|| {
         f("client", DataType::Utf8, false),
         f("server", DataType::Utf8, false),
         f("connection_type", DataType::Utf8, false),
+        f("dims", string_map(), false),
         f("requests", DataType::Float64, false),
         f("failed", DataType::Float64, false),
         f("client_p99_ms", DataType::Float64, true),

@@ -112,10 +112,20 @@ pub struct QueryEngine {
     runtime: tokio::runtime::Handle,
 }
 
+/// Worker threads of the query runtime (and DataFusion's target partitions): one core fewer
+/// than the machine has, at least one, so the ingest pipeline keeps a core whatever the query
+/// load.
+pub fn query_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .saturating_sub(1)
+        .max(1)
+}
+
 /// Starts the runtime queries execute on (owned by a thread that lives as long as the process).
 fn query_runtime() -> std::io::Result<tokio::runtime::Handle> {
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(query_threads())
         .thread_name("redwatch-query")
         .enable_all()
         .build()?;
@@ -149,7 +159,7 @@ impl QueryEngine {
             .build_arc()
             .map_err(QueryError::from_df)?;
         let mut config = SessionConfig::new()
-            .with_target_partitions(2)
+            .with_target_partitions(query_threads())
             .with_information_schema(true);
         // DataFusion reserves this much up front for merging sorted runs; a fixed 10 MiB would
         // make every ORDER BY fail under a small per-query memory limit.

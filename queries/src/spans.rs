@@ -246,7 +246,9 @@ impl Operator for SpansTableOperator {
     }
 
     fn process_batch(&mut self, batch: &Batch, ctx: &mut OpContext<'_>) {
-        let Batch::Spans(b) = batch;
+        let Batch::Spans(b) = batch else {
+            return;
+        };
         let second = ctx.now / 1_000_000_000;
         if second != self.second {
             self.second = second;

@@ -50,6 +50,8 @@ pub struct PruneFilter {
     pub time: Vec<(String, Operator, i128)>,
     /// `service_name` must be one of these (None = unconstrained).
     pub services: Option<Vec<String>>,
+    /// `window_size` must be one of these (None = unconstrained).
+    pub window_sizes: Option<Vec<String>>,
 }
 
 impl PruneFilter {
@@ -70,12 +72,41 @@ impl PruneFilter {
                 }
             }
         }
-        if let (Some(wanted), Some((lo, hi))) = (&self.services, &p.service_range) {
-            if !wanted.iter().any(|s| s >= lo && s <= hi) {
+        if let Some((lo, hi)) = &p.service_range {
+            if !self.services_may_match(lo, hi) {
                 return false;
             }
         }
         true
+    }
+
+    /// Whether rows whose `service_name` lies in `lo..=hi` may match.
+    pub fn services_may_match(&self, lo: &str, hi: &str) -> bool {
+        match &self.services {
+            Some(wanted) => wanted.iter().any(|s| s.as_str() >= lo && s.as_str() <= hi),
+            None => true,
+        }
+    }
+
+    /// Whether rows of window spec `label` (`window_size`) may match.
+    pub fn window_size_may_match(&self, label: &str) -> bool {
+        match &self.window_sizes {
+            Some(wanted) => wanted.iter().any(|s| s == label),
+            None => true,
+        }
+    }
+
+    /// Narrows the allowed values of a string column (AND of constraints: intersection).
+    fn restrict(&mut self, column: &str, values: Vec<String>) {
+        let slot = match column {
+            "service_name" => &mut self.services,
+            "window_size" => &mut self.window_sizes,
+            _ => return,
+        };
+        *slot = Some(match slot.take() {
+            Some(old) => old.into_iter().filter(|v| values.contains(v)).collect(),
+            None => values,
+        });
     }
 
     /// Extracts prunable constraints from pushed-down filters; anything else is ignored (the
@@ -96,6 +127,13 @@ impl PruneFilter {
                     self.add(right, time_columns);
                     return;
                 }
+                if *op == Operator::Or {
+                    // `c = 'a' OR c = 'b'` (how DataFusion rewrites a short IN list).
+                    if let Some((col, values)) = string_set(e) {
+                        self.restrict(&col, values);
+                    }
+                    return;
+                }
                 let (col, lit, op) = match (column_name(left), literal(right)) {
                     (Some(c), Some(l)) => (c, l, *op),
                     _ => match (literal(left), column_name(right)) {
@@ -110,9 +148,9 @@ impl PruneFilter {
                     if let Some(ns) = timestamp_ns(&lit) {
                         self.time.push((col, op, ns));
                     }
-                } else if col == "service_name" && op == Operator::Eq {
+                } else if op == Operator::Eq {
                     if let Some(s) = string(&lit) {
-                        self.services = Some(vec![s]);
+                        self.restrict(&col, vec![s]);
                     }
                 }
             }
@@ -128,20 +166,49 @@ impl PruneFilter {
                     }
                 }
             }
-            Expr::InList(l)
-                if !l.negated && column_name(&l.expr).as_deref() == Some("service_name") =>
-            {
-                let vals: Option<Vec<String>> = l
-                    .list
-                    .iter()
-                    .map(|e| literal(e).and_then(|v| string(&v)))
-                    .collect();
-                if let Some(v) = vals {
-                    self.services = Some(v);
+            Expr::InList(_) => {
+                if let Some((col, values)) = string_set(e) {
+                    self.restrict(&col, values);
                 }
             }
             _ => {}
         }
+    }
+}
+
+/// `(column, values)` when `e` says the string column is one of the values: `c = 'x'`,
+/// `c IN ('x', …)`, or an OR of those on the same column.
+fn string_set(e: &Expr) -> Option<(String, Vec<String>)> {
+    match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
+            Operator::Eq => {
+                let (c, l) = match (column_name(left), literal(right)) {
+                    (Some(c), Some(l)) => (c, l),
+                    _ => (column_name(right)?, literal(left)?),
+                };
+                Some((c, vec![string(&l)?]))
+            }
+            Operator::Or => {
+                let (c1, mut v1) = string_set(left)?;
+                let (c2, v2) = string_set(right)?;
+                if c1 != c2 {
+                    return None;
+                }
+                v1.extend(v2);
+                Some((c1, v1))
+            }
+            _ => None,
+        },
+        Expr::InList(l) if !l.negated => {
+            let col = column_name(&l.expr)?;
+            let values = l
+                .list
+                .iter()
+                .map(|e| literal(e).and_then(|v| string(&v)))
+                .collect::<Option<Vec<String>>>()?;
+            Some((col, values))
+        }
+        _ => None,
     }
 }
 
@@ -314,6 +381,43 @@ mod tests {
         );
         assert!(f.may_match(&part(0, 10_000, ("a", "z"))));
         assert!(!f.may_match(&part(10_000, 20_000, ("a", "z"))));
+    }
+
+    #[test]
+    fn string_columns_prune_on_equality_in_lists_and_ors() {
+        let tc = &["window_start", "window_end"];
+        let f = PruneFilter::from_exprs(
+            &[
+                col("window_size").eq(lit("1m")),
+                col("service_name")
+                    .eq(lit("a"))
+                    .or(col("service_name").eq(lit("c"))),
+            ],
+            tc,
+        );
+        assert_eq!(f.window_sizes, Some(vec!["1m".to_string()]));
+        assert_eq!(f.services, Some(vec!["a".to_string(), "c".to_string()]));
+        assert!(f.window_size_may_match("1m") && !f.window_size_may_match("10s"));
+        assert!(f.services_may_match("a", "b") && !f.services_may_match("b", "bz"));
+        // AND narrows to the intersection.
+        let f = PruneFilter::from_exprs(
+            &[
+                col("service_name").in_list(vec![lit("a"), lit("b")], false),
+                col("service_name").eq(lit("b")),
+            ],
+            tc,
+        );
+        assert_eq!(f.services, Some(vec!["b".to_string()]));
+        // An OR across columns, a negated list or a non-literal constrains nothing.
+        for e in [
+            col("service_name")
+                .eq(lit("a"))
+                .or(col("window_size").eq(lit("1m"))),
+            col("service_name").in_list(vec![lit("a")], true),
+            col("service_name").eq(col("span_name")),
+        ] {
+            assert_eq!(PruneFilter::from_exprs(&[e], tc), PruneFilter::default());
+        }
     }
 
     #[test]

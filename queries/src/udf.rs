@@ -3,16 +3,24 @@
 //! `quantile_merge(duration_sketch, q)` merges the quantile sketches of the rows it aggregates and
 //! returns their q-quantile — so p99 over many windows or services is computed correctly instead
 //! of averaging per-row p99s.
+//!
+//! Sketches are merged straight from their encoding into one accumulator sketch per group
+//! ([`QuantileSketch::merge_encoded`]): no sketch is decoded per row. With GROUP BY, a
+//! [`GroupsAccumulator`] keeps every group's sketch in one vector and reads the batch's binary
+//! column in place (DataFusion's per-group `Accumulator` adapter would copy each group's rows).
 
-use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, Float64Array};
-use arrow::datatypes::{DataType, Field, FieldRef};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, BinaryBuilder, BooleanArray, Float64Array,
+};
+use arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type};
 use datafusion::common::{exec_err, ScalarValue};
 use datafusion::error::Result;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Signature, TypeSignature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature,
+    TypeSignature, Volatility,
 };
-use redwatch_operators::red::sketch::QuantileSketch;
+use redwatch_operators::red::sketch::{QuantileSketch, SketchError};
 use std::sync::Arc;
 
 /// `quantile_merge(sketch BINARY, q DOUBLE) -> DOUBLE`.
@@ -63,8 +71,72 @@ impl AggregateUDFImpl for QuantileMerge {
             Arc::new(Field::new("q", DataType::Float64, true)),
         ])
     }
+
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        _args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(MergeGroups::default()))
+    }
 }
 
+/// The sketch column and the quantile column of an update (or of a state).
+fn arguments<'a>(values: &'a [ArrayRef], what: &str) -> Result<(&'a BinaryArray, Quantiles<'a>)> {
+    let Some(sketches) = values.first().and_then(|a| a.as_binary_opt::<i32>()) else {
+        return exec_err!("quantile_merge: {what} must be a sketch column (BINARY)");
+    };
+    let qs = match values.get(1) {
+        Some(q) => match q.data_type() {
+            DataType::Float64 => Quantiles::Float(q.as_primitive::<Float64Type>()),
+            DataType::Int64 => Quantiles::Int(q.as_primitive::<Int64Type>()),
+            other => return exec_err!("quantile_merge: q must be a number, got {other}"),
+        },
+        None => {
+            return exec_err!(
+                "quantile_merge: needs a quantile, e.g. quantile_merge(duration_sketch, 0.99)"
+            )
+        }
+    };
+    Ok((sketches, qs))
+}
+
+/// The q argument, read row by row without copying.
+#[derive(Clone, Copy)]
+enum Quantiles<'a> {
+    Float(&'a arrow::array::PrimitiveArray<Float64Type>),
+    Int(&'a arrow::array::PrimitiveArray<Int64Type>),
+}
+
+impl Quantiles<'_> {
+    #[inline]
+    fn get(&self, i: usize) -> Option<f64> {
+        match self {
+            Quantiles::Float(a) => a.is_valid(i).then(|| a.value(i)),
+            Quantiles::Int(a) => a.is_valid(i).then(|| a.value(i) as f64),
+        }
+    }
+}
+
+fn bad_sketch(e: SketchError) -> datafusion::error::DataFusionError {
+    datafusion::error::DataFusionError::Execution(format!(
+        "quantile_merge: not a redwatch duration sketch: {e}"
+    ))
+}
+
+/// The q-quantile of a merged sketch (q defaults to 0.5 when every q was NULL).
+fn quantile_of(sketch: &QuantileSketch, q: Option<f64>) -> Result<Option<f64>> {
+    let q = q.unwrap_or(0.5);
+    if !(0.0..=1.0).contains(&q) {
+        return exec_err!("quantile_merge: q must be between 0 and 1, got {q}");
+    }
+    Ok(sketch.quantile(q))
+}
+
+/// Without GROUP BY: one sketch.
 #[derive(Debug, Default)]
 struct MergeAccumulator {
     sketch: QuantileSketch,
@@ -72,29 +144,16 @@ struct MergeAccumulator {
 }
 
 impl MergeAccumulator {
-    fn absorb(&mut self, sketches: &BinaryArray, qs: &ArrayRef) -> Result<()> {
-        let qs: Vec<Option<f64>> = match qs.data_type() {
-            DataType::Float64 => qs
-                .as_primitive::<arrow::datatypes::Float64Type>()
-                .iter()
-                .collect(),
-            DataType::Int64 => qs
-                .as_primitive::<arrow::datatypes::Int64Type>()
-                .iter()
-                .map(|v| v.map(|x| x as f64))
-                .collect(),
-            other => return exec_err!("quantile_merge: q must be a number, got {other}"),
-        };
-        for (i, q) in qs.into_iter().enumerate() {
+    fn absorb(&mut self, values: &[ArrayRef], what: &str) -> Result<()> {
+        let (sketches, qs) = arguments(values, what)?;
+        for i in 0..sketches.len() {
             if self.q.is_none() {
-                self.q = q;
+                self.q = qs.get(i);
             }
-            if sketches.is_null(i) {
-                continue;
-            }
-            match QuantileSketch::decode(sketches.value(i)) {
-                Ok(s) => self.sketch.merge(&s),
-                Err(e) => return exec_err!("quantile_merge: not a redwatch duration sketch: {e}"),
+            if sketches.is_valid(i) {
+                self.sketch
+                    .merge_encoded(sketches.value(i))
+                    .map_err(bad_sketch)?;
             }
         }
         Ok(())
@@ -103,23 +162,11 @@ impl MergeAccumulator {
 
 impl Accumulator for MergeAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let Some(sketches) = values.first().and_then(|a| a.as_binary_opt::<i32>()) else {
-            return exec_err!("quantile_merge: first argument must be a sketch column (BINARY)");
-        };
-        let Some(qs) = values.get(1) else {
-            return exec_err!(
-                "quantile_merge: needs a quantile, e.g. quantile_merge(duration_sketch, 0.99)"
-            );
-        };
-        self.absorb(sketches, qs)
+        self.absorb(values, "the first argument")
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        let q = self.q.unwrap_or(0.5);
-        if !(0.0..=1.0).contains(&q) {
-            return exec_err!("quantile_merge: q must be between 0 and 1, got {q}");
-        }
-        Ok(ScalarValue::Float64(self.sketch.quantile(q)))
+        Ok(ScalarValue::Float64(quantile_of(&self.sketch, self.q)?))
     }
 
     fn size(&self) -> usize {
@@ -134,13 +181,150 @@ impl Accumulator for MergeAccumulator {
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let Some(sketches) = states.first().and_then(|a| a.as_binary_opt::<i32>()) else {
-            return exec_err!("quantile_merge: bad intermediate state");
-        };
-        let q = states
-            .get(1)
-            .cloned()
-            .unwrap_or_else(|| Arc::new(Float64Array::from(vec![None::<f64>; sketches.len()])));
-        self.absorb(sketches, &q)
+        self.absorb(states, "the intermediate state")
+    }
+}
+
+/// With GROUP BY: a sketch and a q per group index.
+#[derive(Debug, Default)]
+struct MergeGroups {
+    sketches: Vec<QuantileSketch>,
+    qs: Vec<Option<f64>>,
+    /// Sum of the sketches' `heap_bytes`, kept up to date (`size` must not be O(groups)).
+    heap: usize,
+}
+
+impl MergeGroups {
+    fn absorb(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+        what: &str,
+    ) -> Result<()> {
+        let (sketches, qs) = arguments(values, what)?;
+        if sketches.len() != group_indices.len() {
+            return exec_err!(
+                "quantile_merge: {} group indices for {} rows",
+                group_indices.len(),
+                sketches.len()
+            );
+        }
+        if self.sketches.len() < total_num_groups {
+            self.sketches
+                .resize_with(total_num_groups, QuantileSketch::default);
+            self.qs.resize(total_num_groups, None);
+        }
+        for (i, &g) in group_indices.iter().enumerate() {
+            if opt_filter.is_some_and(|f| !f.is_valid(i) || !f.value(i)) {
+                continue;
+            }
+            let (Some(sketch), Some(q)) = (self.sketches.get_mut(g), self.qs.get_mut(g)) else {
+                return exec_err!("quantile_merge: group index {g} out of range");
+            };
+            if q.is_none() {
+                *q = qs.get(i);
+            }
+            if sketches.is_valid(i) {
+                let before = sketch.heap_bytes();
+                sketch
+                    .merge_encoded(sketches.value(i))
+                    .map_err(bad_sketch)?;
+                self.heap = (self.heap + sketch.heap_bytes()).saturating_sub(before);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the groups to emit (renumbering the rest) and returns them.
+    fn take(&mut self, emit_to: EmitTo) -> (Vec<QuantileSketch>, Vec<Option<f64>>) {
+        let sketches = emit_to.take_needed(&mut self.sketches);
+        let qs = emit_to.take_needed(&mut self.qs);
+        let taken: usize = sketches.iter().map(QuantileSketch::heap_bytes).sum();
+        self.heap = self.heap.saturating_sub(taken);
+        (sketches, qs)
+    }
+}
+
+impl GroupsAccumulator for MergeGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.absorb(
+            values,
+            group_indices,
+            opt_filter,
+            total_num_groups,
+            "the first argument",
+        )
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let (sketches, qs) = self.take(emit_to);
+        let out = sketches
+            .iter()
+            .zip(qs)
+            .map(|(s, q)| quantile_of(s, q))
+            .collect::<Result<Float64Array>>()?;
+        Ok(Arc::new(out))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let (sketches, qs) = self.take(emit_to);
+        let mut bytes = BinaryBuilder::with_capacity(sketches.len(), sketches.len() * 64);
+        let mut buf = Vec::new();
+        for s in &sketches {
+            buf.clear();
+            s.encode(&mut buf);
+            bytes.append_value(&buf);
+        }
+        Ok(vec![
+            Arc::new(bytes.finish()),
+            Arc::new(Float64Array::from(qs)),
+        ])
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.absorb(
+            values,
+            group_indices,
+            None,
+            total_num_groups,
+            "the intermediate state",
+        )
+    }
+
+    /// Each row as its own group: its sketch is already an encoded state.
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        let (sketches, qs) = arguments(values, "the first argument")?;
+        let keep = |i: usize| opt_filter.is_none_or(|f| f.is_valid(i) && f.value(i));
+        let sketch_state: BinaryArray = (0..sketches.len())
+            .map(|i| (keep(i) && sketches.is_valid(i)).then(|| sketches.value(i)))
+            .collect();
+        let q_state: Float64Array = (0..sketches.len())
+            .map(|i| keep(i).then(|| qs.get(i)).flatten())
+            .collect();
+        Ok(vec![Arc::new(sketch_state), Arc::new(q_state)])
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self)
+            + self.sketches.capacity() * std::mem::size_of::<QuantileSketch>()
+            + self.qs.capacity() * std::mem::size_of::<Option<f64>>()
+            + self.heap
     }
 }

@@ -209,6 +209,7 @@ pub fn config() -> Config {
     cfg.red.dimensions = vec![Dimension {
         name: DIM.to_string(),
         default: None,
+        source: Default::default(),
     }];
     cfg
 }

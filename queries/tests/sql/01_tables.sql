@@ -75,47 +75,60 @@ DESCRIBE spans;
 -- case: describe_metric_points
 DESCRIBE metric_points;
 -- expected:
--- +--------------+----------------------------------------------------------------------------------+-------------+
--- | column_name  | data_type                                                                        | is_nullable |
--- +--------------+----------------------------------------------------------------------------------+-------------+
--- | window_size  | Utf8                                                                             | NO          |
--- | window_start | Timestamp(ms, "UTC")                                                             | NO          |
--- | window_end   | Timestamp(ms, "UTC")                                                             | NO          |
--- | metric_name  | Utf8                                                                             | NO          |
--- | metric_type  | Utf8                                                                             | NO          |
--- | unit         | Utf8                                                                             | YES         |
--- | service_name | Utf8                                                                             | YES         |
--- | attributes   | Map("entries": non-null Struct("keys": non-null Utf8, "values": Utf8), unsorted) | NO          |
--- | count        | Float64                                                                          | YES         |
--- | sum          | Float64                                                                          | YES         |
--- | min          | Float64                                                                          | YES         |
--- | max          | Float64                                                                          | YES         |
--- | last         | Float64                                                                          | YES         |
--- | avg          | Float64                                                                          | YES         |
--- | is_final     | Boolean                                                                          | NO          |
--- +--------------+----------------------------------------------------------------------------------+-------------+
+-- +---------------------+----------------------------------------------------------------------------------+-------------+
+-- | column_name         | data_type                                                                        | is_nullable |
+-- +---------------------+----------------------------------------------------------------------------------+-------------+
+-- | window_size         | Utf8                                                                             | NO          |
+-- | window_start        | Timestamp(ms, "UTC")                                                             | NO          |
+-- | window_end          | Timestamp(ms, "UTC")                                                             | NO          |
+-- | metric_name         | Utf8                                                                             | NO          |
+-- | metric_type         | Utf8                                                                             | NO          |
+-- | unit                | Utf8                                                                             | YES         |
+-- | service_name        | Utf8                                                                             | YES         |
+-- | attributes          | Map("entries": non-null Struct("keys": non-null Utf8, "values": Utf8), unsorted) | NO          |
+-- | count               | Float64                                                                          | YES         |
+-- | sum                 | Float64                                                                          | YES         |
+-- | min                 | Float64                                                                          | YES         |
+-- | max                 | Float64                                                                          | YES         |
+-- | last                | Float64                                                                          | YES         |
+-- | avg                 | Float64                                                                          | YES         |
+-- | bucket_bounds       | List(Float64)                                                                    | YES         |
+-- | bucket_counts       | List(UInt64)                                                                     | YES         |
+-- | exp_scale           | Int32                                                                            | YES         |
+-- | exp_zero_count      | UInt64                                                                           | YES         |
+-- | exp_positive_offset | Int32                                                                            | YES         |
+-- | exp_positive_counts | List(UInt64)                                                                     | YES         |
+-- | exp_negative_offset | Int32                                                                            | YES         |
+-- | exp_negative_counts | List(UInt64)                                                                     | YES         |
+-- | quantiles           | List(Float64)                                                                    | YES         |
+-- | quantile_values     | List(Float64)                                                                    | YES         |
+-- | is_final            | Boolean                                                                          | NO          |
+-- +---------------------+----------------------------------------------------------------------------------+-------------+
 
 -- case: describe_anomalies
 DESCRIBE anomalies;
 -- expected:
--- +----------------+----------------------+-------------+
--- | column_name    | data_type            | is_nullable |
--- +----------------+----------------------+-------------+
--- | window_start   | Timestamp(ms, "UTC") | NO          |
--- | window_end     | Timestamp(ms, "UTC") | NO          |
--- | signal         | Utf8                 | NO          |
--- | service_name   | Utf8                 | NO          |
--- | span_name      | Utf8                 | NO          |
--- | span_kind      | Utf8                 | NO          |
--- | value          | Float64              | NO          |
--- | expected_min   | Float64              | NO          |
--- | expected_max   | Float64              | NO          |
--- | severity       | Utf8                 | NO          |
--- | score          | Float64              | NO          |
--- | detector       | Utf8                 | NO          |
--- | incident_id    | Utf8                 | NO          |
--- | incident_state | Utf8                 | NO          |
--- +----------------+----------------------+-------------+
+-- +----------------------+----------------------+-------------+
+-- | column_name          | data_type            | is_nullable |
+-- +----------------------+----------------------+-------------+
+-- | window_start         | Timestamp(ms, "UTC") | NO          |
+-- | window_end           | Timestamp(ms, "UTC") | NO          |
+-- | signal               | Utf8                 | NO          |
+-- | service_name         | Utf8                 | NO          |
+-- | span_name            | Utf8                 | NO          |
+-- | span_kind            | Utf8                 | NO          |
+-- | value                | Float64              | NO          |
+-- | expected_min         | Float64              | NO          |
+-- | expected_max         | Float64              | NO          |
+-- | severity             | Utf8                 | NO          |
+-- | score                | Float64              | NO          |
+-- | detector             | Utf8                 | NO          |
+-- | incident_id          | Utf8                 | NO          |
+-- | incident_state       | Utf8                 | NO          |
+-- | incident_start       | Timestamp(ms, "UTC") | NO          |
+-- | incident_duration_ms | Int64                | NO          |
+-- | incident_windows     | Int64                | NO          |
+-- +----------------------+----------------------+-------------+
 
 -- case: describe_predictions
 DESCRIBE predictions;
@@ -140,21 +153,22 @@ DESCRIBE predictions;
 -- case: describe_service_graph
 DESCRIBE service_graph;
 -- expected:
--- +-----------------+----------------------+-------------+
--- | column_name     | data_type            | is_nullable |
--- +-----------------+----------------------+-------------+
--- | window_size     | Utf8                 | NO          |
--- | window_start    | Timestamp(ms, "UTC") | NO          |
--- | window_end      | Timestamp(ms, "UTC") | NO          |
--- | client          | Utf8                 | NO          |
--- | server          | Utf8                 | NO          |
--- | connection_type | Utf8                 | NO          |
--- | requests        | Float64              | NO          |
--- | failed          | Float64              | NO          |
--- | client_p99_ms   | Float64              | YES         |
--- | server_p99_ms   | Float64              | YES         |
--- | is_final        | Boolean              | NO          |
--- +-----------------+----------------------+-------------+
+-- +-----------------+----------------------------------------------------------------------------------+-------------+
+-- | column_name     | data_type                                                                        | is_nullable |
+-- +-----------------+----------------------------------------------------------------------------------+-------------+
+-- | window_size     | Utf8                                                                             | NO          |
+-- | window_start    | Timestamp(ms, "UTC")                                                             | NO          |
+-- | window_end      | Timestamp(ms, "UTC")                                                             | NO          |
+-- | client          | Utf8                                                                             | NO          |
+-- | server          | Utf8                                                                             | NO          |
+-- | connection_type | Utf8                                                                             | NO          |
+-- | dims            | Map("entries": non-null Struct("keys": non-null Utf8, "values": Utf8), unsorted) | NO          |
+-- | requests        | Float64                                                                          | NO          |
+-- | failed          | Float64                                                                          | NO          |
+-- | client_p99_ms   | Float64                                                                          | YES         |
+-- | server_p99_ms   | Float64                                                                          | YES         |
+-- | is_final        | Boolean                                                                          | NO          |
+-- +-----------------+----------------------------------------------------------------------------------+-------------+
 
 -- case: describe_continuous_results
 DESCRIBE continuous_results;
