@@ -18,7 +18,9 @@
 //! with default window settings for longer than one window-plus-lateness period, sampling
 //! `redwatch_window_state_bytes{operator="red"}` per active series every 5 s.
 //!
-//! `--phase profile --iters N` runs only the scanner + RED aggregation loop (for callgrind/perf).
+//! `--phase profile --iters N` runs only the scanner + RED aggregation loop (for callgrind/perf;
+//! `--decode-only` leaves out the aggregation, `--now-ns T` fixes the clock: see
+//! `benches/callgrind.sh`).
 
 #[path = "load/blast.rs"]
 mod blast;
@@ -107,6 +109,13 @@ struct Args {
     /// Profile phase: passes over the payloads.
     #[arg(long, default_value_t = 40)]
     iters: usize,
+    /// Profile phase: decode only, no RED aggregation.
+    #[arg(long)]
+    decode_only: bool,
+    /// Profile phase: this clock (ns since the epoch) instead of the wall clock, so that
+    /// instruction counts repeat exactly (`benches/callgrind.sh`).
+    #[arg(long)]
+    now_ns: Option<u64>,
     #[arg(long, value_enum, default_value = "orchestrate", hide = true)]
     phase: Phase,
     /// Passed by `cargo bench`; ignored.
@@ -237,7 +246,12 @@ fn baseline(args: &Args) -> anyhow::Result<()> {
 /// The scanner + RED loop alone, for `valgrind --tool=callgrind
 /// --toggle-collect='*profile_loop*'` or `perf record`.
 #[inline(never)]
-fn profile_loop(set: &payload::PayloadSet, iters: usize, now: u64, op: &mut RedOperator) -> usize {
+fn profile_loop(
+    set: &payload::PayloadSet,
+    iters: usize,
+    now: u64,
+    mut op: Option<&mut RedOperator>,
+) -> usize {
     let cfg = red_config(Duration::from_secs(3600));
     let policy = TimePolicy::new(&cfg.windows);
     let settings = DecodeSettings::default();
@@ -248,7 +262,9 @@ fn profile_loop(set: &payload::PayloadSet, iters: usize, now: u64, op: &mut RedO
                 decode_traces_proto(p.bytes.clone(), SourceId(0), &settings, &policy, now)
             {
                 spans += o.batch.len();
-                op.process_spans(&o.batch, now);
+                if let Some(op) = op.as_deref_mut() {
+                    op.process_spans(&o.batch, now);
+                }
             }
         }
     }
@@ -257,7 +273,7 @@ fn profile_loop(set: &payload::PayloadSet, iters: usize, now: u64, op: &mut RedO
 
 fn profile(args: &Args) -> anyhow::Result<()> {
     let plan = args.plan();
-    let now = wall_clock();
+    let now = args.now_ns.unwrap_or_else(wall_clock);
     let set = payload::generate(&plan.shape, plan.requests, now);
     let registry = Registry::new();
     let mut op = RedOperator::new(
@@ -280,7 +296,12 @@ fn profile(args: &Args) -> anyhow::Result<()> {
         op.process_spans(&o.batch, now);
     }
     let t0 = Instant::now();
-    let spans = profile_loop(&set, args.iters, now, &mut op);
+    let spans = profile_loop(
+        &set,
+        args.iters,
+        now,
+        (!args.decode_only).then_some(&mut op),
+    );
     let dt = t0.elapsed().as_secs_f64();
     println!(
         "RESULT profile spans={spans} secs={dt:.3} spans_per_s={:.0} bytes_per_span={:.1}",
@@ -810,6 +831,7 @@ fn load(args: &Args, plan: &Plan, server: &Server) -> anyhow::Result<RunFigures>
         request_timeout: Duration::from_secs(10),
         rate: plan.rate,
         gzip: args.gzip,
+        fresh_durations: args.mode == Mode::State,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

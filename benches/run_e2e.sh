@@ -60,14 +60,14 @@ wait_quiet() {
 cd "$ROOT"
 
 log "building the release binary and the benches"
-cargo build --release --bin redwatch 2>&1 | tail -1
+cargo build --release --bin redwatch > "$OUT/build.txt" 2>&1 || { tail -30 "$OUT/build.txt" >&2; exit 1; }
 # Snapshot the binaries: other work in this checkout cannot change them between steps.
 mkdir -p "$OUT/bin"
 cp "$ROOT/target/release/redwatch" "$OUT/bin/redwatch"
 for b in decode_aggregate otlp_load; do
-  exe=$(cargo bench --no-run --bench "$b" --message-format=json 2>/dev/null \
+  exe=$(cargo bench --no-run --bench "$b" --message-format=json 2>>"$OUT/build.txt" \
     | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | grep "/$b-" | tail -1)
-  [ -x "$exe" ] || { echo "could not build bench $b" >&2; exit 1; }
+  [ -x "$exe" ] || { tail -30 "$OUT/build.txt" >&2; echo "could not build bench $b" >&2; exit 1; }
   cp "$exe" "$OUT/bin/$b"
 done
 export REDWATCH_BIN="$OUT/bin/redwatch"

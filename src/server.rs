@@ -106,8 +106,54 @@ impl Engine {
                 per_second: cfg.sql.spans_per_second,
             },
         );
+        // ---- service graph (issue 7): operator, Prometheus families, `service_graph` table ----
+        let mut extra_tables: Vec<redwatch_queries::ExtraTable> = Vec::new();
+        let mut service_graph_op = None;
+        if cfg.service_graph.enabled {
+            let sg = &cfg.service_graph;
+            let table = redwatch_queries::service_graph::ServiceGraphTable::new(
+                redwatch_queries::service_graph::ServiceGraphTableSettings {
+                    dims: sg.dimensions.iter().map(|d| d.name.clone()).collect(),
+                    retention_ns: cfg.sql.retention.as_nanos() as u64,
+                    max_rows: (cfg.sql.max_table_bytes.as_u64() / 256).max(1000) as usize,
+                },
+            );
+            let prom_sg = prometheus::PrometheusServiceGraph::new(
+                sg.buckets_s.clone(),
+                &sg.dimensions,
+                sg.cardinality_limit,
+            );
+            prom.add_section(prom_sg.clone());
+            extra_tables.push((
+                "service_graph",
+                table.clone(),
+                &["window_start", "window_end"],
+            ));
+            let sg_sinks: Vec<Arc<dyn redwatch_operators::servicegraph::ServiceGraphSink>> =
+                vec![prom_sg, table];
+            service_graph_op = Some(redwatch_operators::servicegraph::ServiceGraphOperator::new(
+                cfg, sg_sinks, &registry,
+            ));
+        }
+        // ---- end service graph ----
+        // ---- metric windowing (issue 7): MetricsOperator -> `metric_points` table ----------
+        let metric_points = redwatch_queries::metric_points::MetricPointsTable::new(
+            redwatch_queries::metric_points::MetricPointsSettings {
+                lateness_ns: cfg.windows.allowed_lateness.as_nanos() as u64,
+                retention_ns: cfg.sql.retention.as_nanos() as u64,
+                max_bytes: cfg.sql.max_table_bytes.as_u64() as usize,
+            },
+        );
+        extra_tables.push((
+            "metric_points",
+            metric_points.clone(),
+            &["window_start", "window_end"],
+        ));
+        let mut metric_sinks: Vec<Arc<dyn redwatch_operators::metrics::MetricSink>> =
+            vec![metric_points];
+        // ---- end metric windowing (the operator joins the pipeline below) ----
         let queries = QueryEngine::new(
-            tables.providers(),
+            tables.providers_with(extra_tables),
             QueryLimits {
                 timeout: cfg.sql.query_timeout,
                 memory_bytes: cfg.sql.memory_limit.as_u64() as usize,
@@ -126,6 +172,24 @@ impl Engine {
                 exporters_cancel.clone(),
             ));
         }
+        // ---- Kafka sink (issue 4): final RED windows and anomaly/prediction spans ----------
+        #[cfg(feature = "kafka")]
+        let kafka_sink = match &cfg.exporters.kafka {
+            Some(_) => {
+                let k = redwatch_connectors::kafka::KafkaSink::new(cfg, &registry)
+                    .context("starting the Kafka sink")?;
+                sinks.push(k.clone());
+                Some(k)
+            }
+            None => None,
+        };
+        #[cfg(not(feature = "kafka"))]
+        if cfg.exporters.kafka.is_some() {
+            anyhow::bail!(
+                "exporters.kafka is set but this redwatch was built without the `kafka` feature"
+            );
+        }
+        // ---- end Kafka sink ------------------------------------------------------------------
         // ---- anomaly detection, prediction and OTLP export (issue 6) ----
         let mut otlp_task = None;
         let otlp_exporter = match &cfg.exporters.otlp {
@@ -146,6 +210,18 @@ impl Engine {
                     task.await;
                     Ok(())
                 }));
+                // RED metrics over OTLP (`traces.span.metrics.*`, exporters.otlp.temporality).
+                if o.red_metrics {
+                    sinks.push(
+                        redwatch_connectors::otlp_exporter::red_metrics::OtlpRedMetrics::new(
+                            h.clone(),
+                            o.temporality,
+                            cfg.red.buckets_ms.clone(),
+                            &cfg.red.dimensions,
+                            o.batch.max_size,
+                        ),
+                    );
+                }
                 Some(h)
             }
             None => None,
@@ -159,6 +235,14 @@ impl Engine {
                 registry.clone(),
             );
             view.set_anomaly_board(sink.board());
+            metric_sinks.push(sink.clone()); // anomalies on metric series (issue 7 item 5)
+            #[cfg(feature = "kafka")]
+            if let Some(k) = &kafka_sink {
+                let k = k.clone();
+                sink.also_export_to(Box::new(move |rs| {
+                    k.export_spans(rs);
+                }));
+            }
             sinks.push(sink);
         }
         // ---- end of issue 6 block ----
@@ -166,7 +250,21 @@ impl Engine {
         let (handle, pipe) = pipeline(
             policy,
             PipelineSettings::from_config(cfg),
-            vec![Box::new(red), Box::new(spans_op)],
+            {
+                let mut ops: Vec<Box<dyn redwatch_engine::pipeline::Operator>> =
+                    vec![Box::new(red), Box::new(spans_op)];
+                // The service graph (issue 7 block above).
+                if let Some(op) = service_graph_op {
+                    ops.push(Box::new(op));
+                }
+                // Metric windowing (issue 7 block above).
+                ops.push(Box::new(redwatch_operators::metrics::MetricsOperator::new(
+                    cfg,
+                    std::mem::take(&mut metric_sinks),
+                    &registry,
+                )));
+                ops
+            },
             registry.clone(),
         );
         // ---- Kafka source, part 1 of 2 (issue 4): hold the watermark from the first tick -----
@@ -184,6 +282,19 @@ impl Engine {
         let mut addrs = BTreeMap::new();
         let mut exporters = Vec::new();
         exporters.extend(otlp_task); // the OTLP exporter (issue 6 block above)
+        #[cfg(feature = "kafka")]
+        if let Some(k) = &kafka_sink {
+            // Exporters stop after the operators drained: deliver what they emitted last.
+            let (k, c) = (k.clone(), exporters_cancel.clone());
+            exporters.push(tokio::spawn(async move {
+                c.cancelled().await;
+                let _ = tokio::task::spawn_blocking(move || {
+                    k.flush(std::time::Duration::from_secs(10))
+                })
+                .await;
+                Ok(())
+            }));
+        }
         if let Some(p) = &cfg.exporters.prometheus {
             let l = bind("prometheus", p.endpoint, &opts).await?;
             addrs.insert("prometheus", l.local_addr()?);
@@ -225,16 +336,15 @@ impl Engine {
             let l = bind("flight_sql", addr, &opts).await?;
             addrs.insert("flight_sql", l.local_addr()?);
             let (q, c) = (queries.clone(), exporters_cancel.clone());
+            let m = redwatch_queries::metrics::QueryMetrics::new(&registry);
             exporters.push(tokio::spawn(async move {
-                redwatch_queries::flight::serve(l, q, c)
+                redwatch_queries::flight::serve(l, q, m, c)
                     .await
                     .context("Flight SQL endpoint")
             }));
         }
 
-        let settings = DecodeSettings {
-            dim_keys: cfg.red.dimensions.iter().map(|d| d.name.clone()).collect(),
-        };
+        let settings = DecodeSettings::from_config(cfg);
         let receivers_cancel = CancellationToken::new();
         let mut receivers = Vec::new();
         if let Some(g) = &cfg.receivers.otlp.grpc {
@@ -273,6 +383,7 @@ impl Engine {
                 registry.clone(),
                 receivers_cancel.clone(),
                 kafka_hold,
+                kafka_sink.as_ref().map(|s| s.progress()),
             )
             .context("starting the Kafka source")?;
             if let Ok(mut checks) = readiness_checks.lock() {

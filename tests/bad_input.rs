@@ -949,3 +949,75 @@ async fn truncated_metrics_over_grpc_is_invalid_argument() {
     assert_calls_exactly(&e, &exp).await;
     e.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_metrics_over_http_are_400_with_a_reason() {
+    let e = start(&test_config()).await;
+    let mut exp = ExpectedCalls::default();
+    send_good(&e, &mut exp, "before").await;
+
+    // Truncated protobuf.
+    let full = metrics_request("truncated", 20).encode_to_vec();
+    let r = http_post(&e, "/v1/metrics", Some(CT_PROTOBUF), None, truncated(&full)).await;
+    assert_http_proto_error(&r, 400, Some(RPC_INVALID_ARGUMENT), &["malformed"]);
+    // A metric name that is not UTF-8.
+    let mut bad = metrics_request("utf8", 1).encode_to_vec();
+    let at = bad
+        .windows(6)
+        .position(|w| w == b"system")
+        .expect("metric name in the request");
+    bad[at] = 0xff;
+    let r = http_post(&e, "/v1/metrics", Some(CT_PROTOBUF), None, bad).await;
+    assert_http_proto_error(
+        &r,
+        400,
+        Some(RPC_INVALID_ARGUMENT),
+        &["utf-8", "Metric.name"],
+    );
+    // Invalid OTLP/JSON: cut mid-document, and a histogram count that is not a number.
+    for (body, needles) in [
+        (
+            r#"{"resourceMetrics": [{"scopeMetrics": ["#,
+            &["json", "line"][..],
+        ),
+        (
+            r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"h","histogram":{"dataPoints":[{"timeUnixNano":"1","count":"x"}]}}]}]}]}"#,
+            &["json", "histogram"][..],
+        ),
+    ] {
+        let r = http_post(
+            &e,
+            "/v1/metrics",
+            Some(CT_JSON),
+            None,
+            body.as_bytes().to_vec(),
+        )
+        .await;
+        assert_http_json_error(&r, 400, Some(RPC_INVALID_ARGUMENT), needles);
+    }
+    // Good metrics still go through.
+    let good = metrics_request("checkout", 5).encode_to_vec();
+    let r = http_post(&e, "/v1/metrics", Some(CT_PROTOBUF), None, good).await;
+    assert_eq!(r.status, 200, "{r:?}");
+
+    let m = scrape(&e).await;
+    assert_request_rejections(
+        &m,
+        &[
+            ("otlp_http", "metric_points", "malformed", 1.0),
+            ("otlp_http", "metric_points", "invalid_utf8", 1.0),
+            ("otlp_http", "metric_points", "invalid_json", 2.0),
+        ],
+    );
+    assert_eq!(
+        m.value(
+            "redwatch_metric_points_accepted_total",
+            &[("receiver", "otlp_http")]
+        ),
+        5.0
+    );
+
+    send_good(&e, &mut exp, "after").await;
+    assert_calls_exactly(&e, &exp).await;
+    e.shutdown().await;
+}

@@ -356,6 +356,8 @@ async fn red_rows_are_exact_over_every_format_and_flight_sql() {
     assert_eq!(series_of_batches(&http_batches), exp);
 
     // Flight SQL: a statement and a prepared statement return the same rows as HTTP.
+    let queries_before = e.registry.value("redwatch_sql_queries_total", &[]);
+    let seconds_before = e.registry.value("redwatch_sql_query_seconds_sum", &[]);
     let mut fc = flight_client(&e).await;
     fc.handshake("", "")
         .await
@@ -382,6 +384,13 @@ async fn red_rows_are_exact_over_every_format_and_flight_sql() {
     let prepared_batches = fetch(&mut fc, info).await.expect("fetch prepared");
     assert_eq!(series_of_batches(&prepared_batches), exp);
     prepared.close().await.expect("close prepared");
+    // Both count in the same SQL self-metrics as HTTP queries (once each).
+    assert_eq!(
+        e.registry.value("redwatch_sql_queries_total", &[]) - queries_before,
+        2.0,
+        "Flight SQL statements are counted in redwatch_sql_queries_total"
+    );
+    assert!(e.registry.value("redwatch_sql_query_seconds_sum", &[]) > seconds_before);
 
     // Server metadata: SqlInfo and the table list from information_schema.
     let info = fc
@@ -513,6 +522,14 @@ async fn errors_are_clear_and_leave_the_server_and_ingest_running() {
     ];
     let mut fc = flight_client(&e).await;
     for (i, (query, status, code, needles)) in cases.iter().enumerate() {
+        let failed = |e: &Engine| {
+            e.registry
+                .value("redwatch_sql_queries_failed_total", &[("code", code)])
+        };
+        let (queries_before, failed_before) = (
+            e.registry.value("redwatch_sql_queries_total", &[]),
+            failed(&e),
+        );
         let r = sql(&e, query, "json").await;
         assert_sql_error(&r, *status, code, needles);
 
@@ -529,6 +546,17 @@ async fn errors_are_clear_and_leave_the_server_and_ingest_running() {
         );
         assert_eq!(got, want, "{query} over Flight SQL: {msg}");
         assert!(msg.contains(code), "{query}: {msg:?} names {code}");
+        // Both failures are counted, in the same metrics.
+        assert_eq!(
+            e.registry.value("redwatch_sql_queries_total", &[]) - queries_before,
+            2.0,
+            "{query}: one HTTP and one Flight SQL query"
+        );
+        assert_eq!(
+            failed(&e) - failed_before,
+            2.0,
+            "{query}: failures by code {code}"
+        );
 
         // The server still answers...
         assert_eq!(sql_rows(&e, "SELECT 1 AS one").await[0]["one"], 1);

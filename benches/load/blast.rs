@@ -39,6 +39,9 @@ pub struct BlastPlan {
     /// Spans per second over all workers; 0 = as fast as the server answers.
     pub rate: f64,
     pub gzip: bool,
+    /// Scale each span's duration by a fresh pseudo-random factor per request (state mode: a
+    /// cycled payload set would otherwise show each series the same ~20 durations forever).
+    pub fresh_durations: bool,
 }
 
 /// What one phase saw, by completion time.
@@ -242,7 +245,11 @@ impl Worker {
             let res = match &*self.bodies {
                 Bodies::Shifted { set } => {
                     let delta = redwatch_engine::time::wall_clock().saturating_sub(generated_at);
-                    let body = set.payloads[i].shifted(delta);
+                    let body = if self.plan.fresh_durations {
+                        set.payloads[i].shifted_fresh_durations(delta, k)
+                    } else {
+                        set.payloads[i].shifted(delta)
+                    };
                     match tokio::time::timeout(self.plan.request_timeout, async {
                         grpc.ready()
                             .await

@@ -65,6 +65,8 @@ pub struct Payload {
     pub spans: usize,
     /// Byte offsets of every fixed64 timestamp (span start/end, event time).
     time_fields: Vec<u32>,
+    /// Byte offsets of each span's (start, end) timestamps.
+    span_times: Vec<(u32, u32)>,
 }
 
 impl Payload {
@@ -77,6 +79,32 @@ impl Payload {
             le.copy_from_slice(&b[at..at + 8]);
             let t = u64::from_le_bytes(le).wrapping_add(delta_ns);
             b[at..at + 8].copy_from_slice(&t.to_le_bytes());
+        }
+        b.freeze()
+    }
+
+    /// Like [`Self::shifted`], and every span's duration scaled by a factor in [0.5, 2) drawn
+    /// from `(salt, span index)`: a load that cycles through the payloads still gives each
+    /// series a fresh spread of durations (what a quantile sketch's size depends on).
+    pub fn shifted_fresh_durations(&self, delta_ns: u64, salt: u64) -> Bytes {
+        let mut b = BytesMut::from(&self.shifted(delta_ns)[..]);
+        let read = |b: &BytesMut, at: u32| {
+            let at = at as usize;
+            u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+        };
+        for (i, &(start_at, end_at)) in self.span_times.iter().enumerate() {
+            let (start, end) = (read(&b, start_at), read(&b, end_at));
+            // splitmix64 of (salt, i): cheap and well spread.
+            let mut z = salt
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .wrapping_add(i as u64);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            let factor = 0.5 + 1.5 * (z >> 11) as f64 / (1u64 << 53) as f64;
+            let duration = (end.saturating_sub(start) as f64 * factor) as u64;
+            let at = start_at as usize;
+            b[at..at + 8].copy_from_slice(&end.saturating_sub(duration).to_le_bytes());
         }
         b.freeze()
     }
@@ -136,10 +164,13 @@ pub fn generate(shape: &PayloadShape, requests: usize, now_ns: u64) -> PayloadSe
         );
         set.spans += spans;
         set.bytes += bytes.len();
+        let span_times = span_time_offsets(&bytes);
+        assert_eq!(span_times.len(), spans);
         set.payloads.push(Payload {
             bytes,
             spans,
             time_fields,
+            span_times,
         });
     }
     set
@@ -1043,6 +1074,38 @@ fn for_each_field(buf: &[u8], from: usize, to: usize, f: &mut dyn FnMut(u64, u64
         f(field, wire, start, end);
         pos = end;
     }
+}
+
+/// Offsets of every span's `start_time_unix_nano` (7) and `end_time_unix_nano` (8).
+fn span_time_offsets(buf: &[u8]) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    // ExportTraceServiceRequest.resource_spans = 1, ResourceSpans.scope_spans = 2,
+    // ScopeSpans.spans = 2.
+    for_each_field(buf, 0, buf.len(), &mut |f, w, s, e| {
+        if (f, w) != (1, 2) {
+            return;
+        }
+        for_each_field(buf, s, e, &mut |f, w, s, e| {
+            if (f, w) != (2, 2) {
+                return;
+            }
+            for_each_field(buf, s, e, &mut |f, w, s, e| {
+                if (f, w) != (2, 2) {
+                    return;
+                }
+                let (mut start, mut end) = (None, None);
+                for_each_field(buf, s, e, &mut |f, w, s, _| match (f, w) {
+                    (7, 1) => start = Some(s as u32),
+                    (8, 1) => end = Some(s as u32),
+                    _ => {}
+                });
+                if let (Some(a), Some(b)) = (start, end) {
+                    out.push((a, b));
+                }
+            });
+        });
+    });
+    out
 }
 
 /// Offsets of `Span.start_time_unix_nano` (7), `Span.end_time_unix_nano` (8) and

@@ -7,6 +7,7 @@ pub mod kafka;
 pub mod otlp;
 pub mod otlp_exporter;
 pub mod prometheus;
+pub mod spanmetrics;
 
 use std::net::SocketAddr;
 

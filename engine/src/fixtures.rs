@@ -22,6 +22,8 @@ pub struct SpanFixture {
     pub dims: Vec<Option<String>>,
     pub trace_id: [u8; 16],
     pub span_id: [u8; 8],
+    /// All zeros = a root span.
+    pub parent_span_id: [u8; 8],
 }
 
 impl SpanFixture {
@@ -39,7 +41,22 @@ impl SpanFixture {
             dims: Vec::new(),
             trace_id: [0; 16],
             span_id: [0; 8],
+            parent_span_id: [0; 8],
         }
+    }
+
+    /// Sets the trace, span and parent span ids.
+    pub fn ids(mut self, trace_id: [u8; 16], span_id: [u8; 8], parent_span_id: [u8; 8]) -> Self {
+        self.trace_id = trace_id;
+        self.span_id = span_id;
+        self.parent_span_id = parent_span_id;
+        self
+    }
+
+    /// Sets the dimension values.
+    pub fn dims(mut self, dims: &[Option<&str>]) -> Self {
+        self.dims = dims.iter().map(|d| d.map(str::to_string)).collect();
+        self
     }
 
     pub fn status(mut self, s: StatusCode) -> Self {
@@ -82,7 +99,7 @@ pub fn span_batch(source: SourceId, dims: u16, spans: &[SpanFixture]) -> SpanBat
         b.spans.push(SpanRecord {
             trace_id: s.trace_id,
             span_id: s.span_id,
-            parent_span_id: [0; 8],
+            parent_span_id: s.parent_span_id,
             start: s.start,
             end: s.end,
             weight: s.weight,

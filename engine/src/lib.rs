@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod fixtures;
+pub mod metric_model;
 pub mod model;
 pub mod pipeline;
 pub mod telemetry;

@@ -7,6 +7,7 @@
 //! through sinks they were built with. Shutdown: cancel the receivers, drop their handles, and
 //! [`Pipeline::run`] drains what is queued and returns.
 
+use crate::metric_model::MetricBatch;
 use crate::model::{SourceId, SpanBatch, UnixNanos};
 use crate::telemetry::{Gauge, Registry};
 use crate::time::{TimePolicy, WatermarkTracker};
@@ -20,18 +21,23 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug)]
 pub enum Batch {
     Spans(SpanBatch),
+    /// Metric data points (operators that only read spans ignore these). Boxed: a metric
+    /// batch is several times the size of the other messages.
+    Metrics(Box<MetricBatch>),
 }
 
 impl Batch {
     pub fn source(&self) -> SourceId {
         match self {
             Batch::Spans(b) => b.source,
+            Batch::Metrics(b) => b.source,
         }
     }
 
     pub fn max_event_time(&self) -> Option<UnixNanos> {
         match self {
             Batch::Spans(b) => b.max_event_time(),
+            Batch::Metrics(b) => b.max_event_time(),
         }
     }
 }

@@ -4,11 +4,20 @@
 //! keeps accepting late data (and re-emits just the changed keys, with their deltas) until
 //! `end + allowed_lateness`, and is then purged; data for a purged window is refused as late.
 //! It must not know what is aggregated: `A` is any mergeable aggregate.
+//!
+//! State size: an open window holds its keys' aggregates inline (the per-span hot path). Once
+//! emitted, a window only waits for rare late data, so each key's aggregate is settled into its
+//! compact form ([`WindowAggregate::pack`], else boxed): a few small map slots and bytes instead
+//! of the full aggregate. Late data unpacks the key; the re-emission packs it again. Readers
+//! only ever see live aggregates.
 
 use crate::model::UnixNanos;
 use hashbrown::HashMap;
 use std::collections::BTreeMap;
 use std::hash::Hash;
+
+/// An aggregate's compact, read-only form (see [`WindowAggregate::pack`]).
+pub type Packed = Box<[u8]>;
 
 /// A per-key aggregate that windows can hold and merge.
 pub trait WindowAggregate: Default {
@@ -18,28 +27,118 @@ pub trait WindowAggregate: Default {
     fn heap_bytes(&self) -> usize {
         0
     }
+    /// Drops spare capacity; called once a key's window has been emitted (from then on it only
+    /// takes late data, which is rare) when the aggregate does not [`pack`](Self::pack).
+    fn shrink_to_fit(&mut self) {}
+    /// A compact form to hold once the key's window has been emitted, or `None` (the default)
+    /// to keep the aggregate as it is (boxed). [`unpack`](Self::unpack) must give back an
+    /// aggregate equal to `self`, so an aggregate that packs implements both.
+    fn pack(&self) -> Option<Packed> {
+        None
+    }
+    /// The aggregate `packed` holds. Only ever called with the output of [`pack`](Self::pack)
+    /// (never with outside bytes), when late data arrives for the key.
+    fn unpack(_packed: &[u8]) -> Self {
+        Self::default()
+    }
 }
 
 /// The data arrived for a window that has already been purged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Late;
 
-/// One key's state in one window.
+/// One key's state in a settled window (emitted, or open in a
+/// [`WindowStore::packing_open_windows`] store).
+#[derive(Debug)]
+enum Settled<A> {
+    /// Unchanged since last emitted (or packed), as [`WindowAggregate::pack`] packed it.
+    Packed(Packed),
+    /// Unchanged since last emitted, for aggregates that do not pack.
+    Boxed(Box<A>),
+    /// Live: has late data not emitted yet (or arrived only late), or, in an open window, an
+    /// update not packed yet.
+    Late(Box<LateEntry<A>>),
+}
+
 #[derive(Debug, Default)]
-pub struct Entry<A> {
+struct LateEntry<A> {
     /// Everything the window has seen for the key.
-    pub total: A,
-    /// What arrived since the window was last emitted (only once it has been emitted).
-    pub pending: Option<A>,
+    total: A,
+    /// What arrived since the key was last emitted.
+    pending: A,
     /// Whether this key has been emitted for this window.
-    pub emitted: bool,
+    emitted: bool,
+}
+
+impl<A: WindowAggregate> Settled<A> {
+    /// The compact form of an emitted key's total.
+    fn settle(mut total: A) -> Self {
+        match total.pack() {
+            Some(p) => Settled::Packed(p),
+            None => {
+                total.shrink_to_fit();
+                Settled::Boxed(Box::new(total))
+            }
+        }
+    }
+
+    /// Turns an emitted, unchanged key into a live one that takes late data.
+    fn make_late(&mut self) {
+        let total = match self {
+            Settled::Packed(p) => A::unpack(p),
+            Settled::Boxed(b) => std::mem::take(&mut **b),
+            Settled::Late(_) => return,
+        };
+        *self = Settled::Late(Box::new(LateEntry {
+            total,
+            pending: A::default(),
+            emitted: true,
+        }));
+    }
+
+    /// Settles a [`Settled::Late`] key again (its total; the pending delta has been emitted or,
+    /// in an open window, is not used); leaves a settled one as it is.
+    fn resettle(&mut self) {
+        if let Settled::Late(_) = self {
+            if let Settled::Late(l) = std::mem::replace(self, Settled::Packed(Box::default())) {
+                *self = Settled::settle(l.total);
+            }
+        }
+    }
+
+    /// Calls `f` with the key's total (unpacked into a temporary when packed).
+    fn with_total<R>(&self, f: impl FnOnce(&A) -> R) -> R {
+        match self {
+            Settled::Packed(p) => f(&A::unpack(p)),
+            Settled::Boxed(b) => f(b),
+            Settled::Late(l) => f(&l.total),
+        }
+    }
+
+    /// Heap bytes held beyond the map slot.
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Settled::Packed(p) => p.len(),
+            Settled::Boxed(b) => std::mem::size_of::<A>() + b.heap_bytes(),
+            Settled::Late(l) => {
+                std::mem::size_of::<LateEntry<A>>() + l.total.heap_bytes() + l.pending.heap_bytes()
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
-struct Slot<K, A> {
-    entries: HashMap<K, Entry<A>>,
-    emitted: bool,
-    dirty: bool,
+enum Slot<K, A> {
+    /// Not emitted yet: every key's live aggregate (the per-span hot path).
+    Open(HashMap<K, A>),
+    /// Keys settled between updates: every emitted window, and the open windows of a store
+    /// made with [`WindowStore::packing_open_windows`]. `dirty` when some key is
+    /// [`Settled::Late`]: late data to re-emit, or (open) an update to pack again.
+    Settled {
+        entries: HashMap<K, Settled<A>>,
+        emitted: bool,
+        dirty: bool,
+    },
 }
 
 /// One emitted row: a key's state in a window whose end the watermark has passed.
@@ -66,6 +165,8 @@ pub struct WindowStore<K, A> {
     lateness: u64,
     slots: BTreeMap<UnixNanos, Slot<K, A>>,
     watermark: UnixNanos,
+    /// Open windows settle (pack) their keys after each advance too.
+    pack_open: bool,
 }
 
 impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
@@ -76,7 +177,16 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
             lateness: allowed_lateness_ns,
             slots: BTreeMap::new(),
             watermark: 0,
+            pack_open: false,
         }
+    }
+
+    /// Keeps open windows packed as well, unpacking a key for each update and packing it again
+    /// at the next [`advance`](Self::advance): for stores updated in bulk and rarely (a rollup
+    /// takes one merge per key and primary window), never for per-span updates.
+    pub fn packing_open_windows(mut self) -> Self {
+        self.pack_open = true;
+        self
     }
 
     pub fn size_ns(&self) -> u64 {
@@ -112,19 +222,47 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
         if self.is_purged(start) {
             return Err(Late);
         }
-        let slot = self.slots.entry(start).or_insert_with(|| Slot {
-            entries: HashMap::new(),
-            emitted: false,
-            dirty: false,
+        let pack_open = self.pack_open;
+        let slot = self.slots.entry(start).or_insert_with(|| {
+            if pack_open {
+                Slot::Settled {
+                    entries: HashMap::new(),
+                    emitted: false,
+                    dirty: false,
+                }
+            } else {
+                Slot::Open(HashMap::new())
+            }
         });
-        let entry = match slot.entries.get_mut(key) {
-            Some(e) => e,
-            None => slot.entries.entry(key.clone()).or_default(),
-        };
-        f(&mut entry.total);
-        if slot.emitted {
-            f(entry.pending.get_or_insert_with(A::default));
-            slot.dirty = true;
+        match slot {
+            Slot::Open(entries) => {
+                let total = match entries.get_mut(key) {
+                    Some(a) => a,
+                    None => entries.entry(key.clone()).or_default(),
+                };
+                f(total);
+            }
+            Slot::Settled {
+                entries,
+                emitted,
+                dirty,
+            } => {
+                let e = match entries.get_mut(key) {
+                    Some(e) => e,
+                    // A key new to the window: not emitted yet, everything is pending.
+                    None => entries
+                        .entry(key.clone())
+                        .or_insert_with(|| Settled::Late(Box::default())),
+                };
+                e.make_late();
+                if let Settled::Late(l) = e {
+                    f(&mut l.total);
+                    if *emitted {
+                        f(&mut l.pending);
+                    }
+                    *dirty = true;
+                }
+            }
         }
         Ok(())
     }
@@ -144,37 +282,89 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
         if let Some(last_start) = wm.checked_sub(size) {
             for (&start, slot) in self.slots.range_mut(..=last_start) {
                 let end = start + size;
-                if !slot.emitted {
-                    slot.emitted = true;
-                    for (key, e) in slot.entries.iter_mut() {
-                        e.emitted = true;
-                        emit(Emitted {
-                            start,
-                            end,
-                            first: true,
-                            window_first: true,
-                            key,
-                            total: &e.total,
-                            delta: &e.total,
-                        });
-                    }
-                } else if slot.dirty {
-                    slot.dirty = false;
-                    for (key, e) in slot.entries.iter_mut() {
-                        if let Some(p) = e.pending.take() {
-                            let first = !e.emitted;
-                            e.emitted = true;
+                match slot {
+                    Slot::Open(open) => {
+                        let open = std::mem::take(open);
+                        let mut settled = HashMap::with_capacity(open.len());
+                        for (key, total) in open {
                             emit(Emitted {
                                 start,
                                 end,
-                                first,
-                                window_first: false,
-                                key,
-                                total: &e.total,
-                                delta: &p,
+                                first: true,
+                                window_first: true,
+                                key: &key,
+                                total: &total,
+                                delta: &total,
                             });
+                            settled.insert(key, Settled::settle(total));
+                        }
+                        *slot = Slot::Settled {
+                            entries: settled,
+                            emitted: true,
+                            dirty: false,
+                        };
+                    }
+                    Slot::Settled {
+                        entries,
+                        emitted: emitted @ false,
+                        dirty,
+                    } => {
+                        *emitted = true;
+                        *dirty = false;
+                        for (key, e) in entries.iter_mut() {
+                            let total = match std::mem::replace(e, Settled::Packed(Box::default()))
+                            {
+                                Settled::Packed(p) => A::unpack(&p),
+                                Settled::Boxed(b) => *b,
+                                Settled::Late(l) => l.total,
+                            };
+                            emit(Emitted {
+                                start,
+                                end,
+                                first: true,
+                                window_first: true,
+                                key,
+                                total: &total,
+                                delta: &total,
+                            });
+                            *e = Settled::settle(total);
                         }
                     }
+                    Slot::Settled {
+                        entries,
+                        emitted: true,
+                        dirty: dirty @ true,
+                    } => {
+                        *dirty = false;
+                        for (key, e) in entries.iter_mut() {
+                            let Settled::Late(l) = e else { continue };
+                            emit(Emitted {
+                                start,
+                                end,
+                                first: !l.emitted,
+                                window_first: false,
+                                key,
+                                total: &l.total,
+                                delta: &l.pending,
+                            });
+                            e.resettle();
+                        }
+                    }
+                    Slot::Settled { .. } => {}
+                }
+            }
+        }
+        // Open windows of a packing store: pack what the updates since the last advance unpacked.
+        for slot in self.slots.values_mut() {
+            if let Slot::Settled {
+                entries,
+                emitted: false,
+                dirty: dirty @ true,
+            } = slot
+            {
+                *dirty = false;
+                for e in entries.values_mut() {
+                    e.resettle();
                 }
             }
         }
@@ -190,9 +380,24 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
 
     /// Visits every key of the windows not yet emitted (provisional results).
     pub fn for_each_open(&self, mut f: impl FnMut(UnixNanos, UnixNanos, &K, &A)) {
-        for (&start, slot) in self.slots.iter().filter(|(_, s)| !s.emitted) {
-            for (k, e) in slot.entries.iter() {
-                f(start, start + self.size, k, &e.total);
+        for (&start, slot) in self.slots.iter() {
+            let end = start + self.size;
+            match slot {
+                Slot::Open(entries) => {
+                    for (k, a) in entries.iter() {
+                        f(start, end, k, a);
+                    }
+                }
+                Slot::Settled {
+                    entries,
+                    emitted: false,
+                    ..
+                } => {
+                    for (k, e) in entries.iter() {
+                        e.with_total(|a| f(start, end, k, a));
+                    }
+                }
+                Slot::Settled { .. } => {}
             }
         }
     }
@@ -204,25 +409,30 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
 
     /// Number of (window, key) entries held.
     pub fn entry_count(&self) -> usize {
-        self.slots.values().map(|s| s.entries.len()).sum()
-    }
-
-    /// Approximate bytes of state held.
-    pub fn state_bytes(&self) -> usize {
-        let per_entry = std::mem::size_of::<(K, Entry<A>)>() + 1;
         self.slots
             .values()
-            .map(|s| {
-                s.entries.capacity() * per_entry
-                    + s.entries
-                        .values()
-                        .map(|e| {
-                            e.total.heap_bytes()
-                                + e.pending
-                                    .as_ref()
-                                    .map_or(0, |p| std::mem::size_of::<A>() + p.heap_bytes())
-                        })
-                        .sum::<usize>()
+            .map(|s| match s {
+                Slot::Open(m) => m.len(),
+                Slot::Settled { entries, .. } => entries.len(),
+            })
+            .sum()
+    }
+
+    /// Approximate bytes of state held: map slots (capacity, plus a control byte each) and the
+    /// heap each entry owns (packed bytes of emitted keys included).
+    pub fn state_bytes(&self) -> usize {
+        let open_slot = std::mem::size_of::<(K, A)>() + 1;
+        let settled_slot = std::mem::size_of::<(K, Settled<A>)>() + 1;
+        self.slots
+            .values()
+            .map(|s| match s {
+                Slot::Open(m) => {
+                    m.capacity() * open_slot + m.values().map(A::heap_bytes).sum::<usize>()
+                }
+                Slot::Settled { entries, .. } => {
+                    entries.capacity() * settled_slot
+                        + entries.values().map(Settled::heap_bytes).sum::<usize>()
+                }
             })
             .sum()
     }
@@ -284,6 +494,154 @@ mod tests {
         assert_eq!(drain(&mut s, 25), vec![]);
         s.update(4, &"x", |c| c.0 += 5).unwrap();
         assert_eq!(drain(&mut s, 25), vec![(0, "x", true, 5, 5)]);
+    }
+
+    /// A count that packs into its 8 LE bytes and counts its unpacks.
+    #[derive(Debug, Default, Clone, PartialEq)]
+    struct PackedCount(u64);
+    impl WindowAggregate for PackedCount {
+        fn merge(&mut self, o: &Self) {
+            self.0 += o.0;
+        }
+        fn pack(&self) -> Option<Packed> {
+            Some(Box::new(self.0.to_le_bytes()))
+        }
+        fn unpack(packed: &[u8]) -> Self {
+            PackedCount(u64::from_le_bytes(packed.try_into().expect("8 bytes")))
+        }
+    }
+
+    fn drain_packed(s: &mut WindowStore<&'static str, PackedCount>, wm: u64) -> Rows {
+        let mut out = Vec::new();
+        s.advance(wm, |e| {
+            out.push((e.start, *e.key, e.first, e.total.0, e.delta.0))
+        });
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn packed_windows_emit_exactly_what_live_ones_do() {
+        // Same updates and watermarks into a packing and a plain store, late data included.
+        // (Some(event time, key, count to add)) or (None, watermark to advance to).
+        type Step = (Option<(u64, &'static str, u64)>, u64);
+        let steps: &[Step] = &[
+            (Some((3, "a", 1)), 0),
+            (Some((7, "a", 2)), 0),
+            (Some((12, "b", 1)), 0),
+            (None, 10),
+            (Some((5, "a", 4)), 0),
+            (Some((6, "c", 2)), 0),
+            (Some((15, "b", 1)), 0),
+            (None, 21),
+            (Some((1, "a", 1)), 0),
+            (Some((2, "a", 1)), 0),
+            (None, 25),
+            (None, 30),
+            (Some((4, "a", 1)), 0),
+            (Some((35, "d", 3)), 0),
+            (None, 60),
+        ];
+        let mut packed: WindowStore<&str, PackedCount> = WindowStore::new(10, 20);
+        let mut plain: WindowStore<&str, Count> = WindowStore::new(10, 20);
+        let mut rows = 0;
+        for (update, wm) in steps {
+            match update {
+                Some((ts, k, n)) => assert_eq!(
+                    packed.update(*ts, k, |c| c.0 += n),
+                    plain.update(*ts, k, |c| c.0 += n)
+                ),
+                None => {
+                    let a = drain_packed(&mut packed, *wm);
+                    assert_eq!(a, drain(&mut plain, *wm), "at watermark {wm}");
+                    rows += a.len();
+                }
+            }
+            assert_eq!(packed.entry_count(), plain.entry_count());
+        }
+        assert_eq!(rows, 6);
+    }
+
+    #[test]
+    fn state_bytes_count_packed_entries() {
+        let mut s: WindowStore<u32, PackedCount> = WindowStore::new(10, 100);
+        for k in 0..50u32 {
+            s.update(5, &k, |c| c.0 += 1).unwrap();
+        }
+        let open = s.state_bytes();
+        assert!(open >= 50 * std::mem::size_of::<(u32, PackedCount)>());
+        s.advance(10, |_| {});
+        // Emitted: a settled slot per key plus its 8 packed bytes.
+        let slot = std::mem::size_of::<(u32, Settled<PackedCount>)>() + 1;
+        let Some(Slot::Settled { entries, .. }) = s.slots.values().next() else {
+            panic!("the window is settled once emitted");
+        };
+        assert_eq!(s.state_bytes(), entries.capacity() * slot + 50 * 8);
+        // Late data unpacks one key (boxed total and pending) until it is re-emitted.
+        s.update(5, &7, |c| c.0 += 1).unwrap();
+        assert_eq!(
+            s.state_bytes(),
+            entries_capacity(&s) * slot + 49 * 8 + std::mem::size_of::<LateEntry<PackedCount>>()
+        );
+        let mut rows = Vec::new();
+        s.advance(11, |e| rows.push((*e.key, e.first, e.total.0, e.delta.0)));
+        assert_eq!(rows, vec![(7, false, 2, 1)]);
+        assert_eq!(s.state_bytes(), entries_capacity(&s) * slot + 50 * 8);
+    }
+
+    fn entries_capacity(s: &WindowStore<u32, PackedCount>) -> usize {
+        match s.slots.values().next() {
+            Some(Slot::Settled { entries, .. }) => entries.capacity(),
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn a_packing_open_store_packs_between_advances_and_reads_through() {
+        let mut s: WindowStore<&str, PackedCount> = WindowStore::new(10, 20).packing_open_windows();
+        fn open_rows(s: &WindowStore<&'static str, PackedCount>) -> Vec<(u64, &'static str, u64)> {
+            let mut open = Vec::new();
+            s.for_each_open(|st, _, k, a| open.push((st, *k, a.0)));
+            open.sort();
+            open
+        }
+        s.update(3, &"a", |c| c.0 += 2).unwrap();
+        s.update(4, &"a", |c| c.0 += 1).unwrap();
+        s.update(5, &"c", |c| c.0 += 1).unwrap();
+        s.update(14, &"b", |c| c.0 += 1).unwrap();
+        let expected = vec![(0, "a", 3), (0, "c", 1), (10, "b", 1)];
+        assert_eq!(open_rows(&s), expected);
+        assert_eq!(drain_packed(&mut s, 5), vec![]);
+        // Packed now: every open key takes 8 bytes besides its slot.
+        let slot = std::mem::size_of::<(&str, Settled<PackedCount>)>() + 1;
+        let slots: usize = s
+            .slots
+            .values()
+            .map(|x| match x {
+                Slot::Settled {
+                    entries,
+                    emitted: false,
+                    dirty: false,
+                } => entries.capacity(),
+                _ => panic!("open windows of a packing store are settled"),
+            })
+            .sum();
+        assert_eq!(s.state_bytes(), slots * slot + 3 * 8);
+        assert_eq!(open_rows(&s), expected);
+        // Updating one key of a packed window leaves the others as they were.
+        s.update(6, &"a", |c| c.0 += 1).unwrap();
+        assert_eq!(drain_packed(&mut s, 6), vec![]);
+        assert_eq!(s.state_bytes(), slots * slot + 3 * 8);
+        assert_eq!(open_rows(&s), vec![(0, "a", 4), (0, "c", 1), (10, "b", 1)]);
+        assert_eq!(
+            drain_packed(&mut s, 10),
+            vec![(0, "a", true, 4, 4), (0, "c", true, 1, 1)]
+        );
+        s.update(7, &"a", |c| c.0 += 1).unwrap();
+        assert_eq!(
+            drain_packed(&mut s, 20),
+            vec![(0, "a", false, 5, 1), (10, "b", true, 1, 1)]
+        );
     }
 
     #[test]

@@ -4,10 +4,13 @@
 //! forecasters join as they are built). [`registry`] lists them explicitly.
 
 pub mod anomaly;
+pub mod common;
 pub mod forecast;
+pub mod metrics;
 pub mod red;
+pub mod servicegraph;
 
 /// The operator families this build provides, by name (for `--help` texts and status pages).
 pub fn registry() -> &'static [&'static str] {
-    &["red", "anomaly", "forecast"]
+    &["red", "metrics", "anomaly", "forecast", "service_graph"]
 }

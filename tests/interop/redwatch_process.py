@@ -7,6 +7,8 @@ up is a loud failure that carries the captured log.
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import re
 import signal
@@ -14,6 +16,8 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+
+import requests
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -184,3 +188,31 @@ class RedwatchServer:
 
     def log_text(self) -> str:
         return self.process.log_text()
+
+
+@contextlib.contextmanager
+def running(tmp_path: Path, config: str, listeners: tuple[str, ...]):
+    """Starts `redwatch run` with `config` (written under `tmp_path`), waits for `listeners`,
+    yields the process, and on exit stops it and fails the test unless SIGTERM gave exit 0."""
+    config_path = tmp_path / "redwatch.yaml"
+    config_path.write_text(config)
+    process = RedwatchProcess(config_path, listeners)
+    process.wait_until_listening()
+    try:
+        yield process
+    finally:
+        code = process.stop()
+    if code != 0:
+        raise AssertionError(f"redwatch exited with {code} after SIGTERM (expected 0)\n{process.log_text()}")
+
+
+_sql_http = requests.Session()
+_sql_http.trust_env = False  # never through a proxy: the server is on loopback
+
+
+def sql_rows(process: RedwatchProcess, query: str) -> list[dict]:
+    """Rows of `query` from the SQL HTTP API (asserts a 200 answer)."""
+    url = f"http://{process.addresses['sql_http']}/api/v1/sql"
+    resp = _sql_http.post(url, json={"query": query, "format": "json"}, timeout=30)
+    assert resp.status_code == 200, f"{query}\n-> {resp.status_code}: {resp.text[:2000]}"
+    return resp.json()["rows"]

@@ -29,7 +29,6 @@ import time
 
 import duckdb
 import pytest
-import requests
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -37,7 +36,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from redwatch_process import RedwatchProcess
+from redwatch_process import running, sql_rows
 
 SEED = int(os.environ.get("REDWATCH_ORACLE_SEED", "20261125"))
 ROUNDS = 5  # send rounds, paced ~1 s apart so the spans cover several windows
@@ -80,29 +79,13 @@ OPERATIONS = [
 # Durations that probe the edges (ns): zero, 1 ns, exact ms, huge.
 EDGE_DURATIONS_NS = [0, 1, 999, 1_000_000, 10_000_000, 1_234_567_891, 30_000_000_000]
 
-_http = requests.Session()
-_http.trust_env = False
-
-
 @pytest.fixture
 def sql_server(tmp_path):
-    config_path = tmp_path / "redwatch.yaml"
-    config_path.write_text(CONFIG)
-    process = RedwatchProcess(config_path, LISTENERS)
-    process.wait_until_listening()
-    try:
+    with running(tmp_path, CONFIG, LISTENERS) as process:
         yield process
-    finally:
-        code = process.stop()
-    if code != 0:
-        pytest.fail(f"redwatch exited with {code} after SIGTERM (expected 0)\n{process.log_text()}")
 
 
-def sql(process: RedwatchProcess, query: str) -> list[dict]:
-    url = f"http://{process.addresses['sql_http']}/api/v1/sql"
-    resp = _http.post(url, json={"query": query, "format": "json"}, timeout=30)
-    assert resp.status_code == 200, f"{query}\n-> {resp.status_code}: {resp.text[:2000]}"
-    return resp.json()["rows"]
+sql = sql_rows
 
 
 def epoch_s(rfc3339: str) -> int:

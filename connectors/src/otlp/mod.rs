@@ -151,6 +151,7 @@ pub struct ReceiverCore {
     spans: SignalCounters,
     points: SignalCounters,
     late: Arc<Counter>,
+    points_late: Arc<Counter>,
     missing_service: Arc<Counter>,
     unrouted: Vec<(&'static str, Arc<Counter>)>,
 }
@@ -180,6 +181,11 @@ impl ReceiverCore {
                 "redwatch_late_dropped_total",
                 "Items dropped because their window was already purged.",
                 &[("signal", "spans")],
+            ),
+            points_late: registry.counter(
+                "redwatch_late_dropped_total",
+                "Items dropped because their window was already purged.",
+                &[("signal", "metric_points")],
             ),
             missing_service: registry.counter(
                 "redwatch_spans_missing_service_name_total",
@@ -269,7 +275,7 @@ impl ReceiverCore {
         })
     }
 
-    /// Decodes (and, until metric windows exist, only counts) one metrics export request.
+    /// Decodes and queues one metrics export request.
     pub async fn export_metrics(
         &self,
         body: bytes::Bytes,
@@ -279,8 +285,8 @@ impl ReceiverCore {
         let policy = self.handle.policy();
         self.points.requests.inc();
         let decoded = match enc {
-            Encoding::Protobuf => decode::decode_metrics_proto(&body, policy, now),
-            Encoding::Json => decode::decode_metrics_json(&body, policy, now),
+            Encoding::Protobuf => decode::decode_metrics_proto(body, self.source, policy, now),
+            Encoding::Json => decode::decode_metrics_json(&body, self.source, policy, now),
         };
         let out: MetricsDecodeOutcome = match decoded {
             Ok(o) => o,
@@ -289,6 +295,13 @@ impl ReceiverCore {
                 return Err(e.into());
             }
         };
+        if !out.batch.is_empty() {
+            if let Err(bp) = self.handle.send(Batch::Metrics(Box::new(out.batch))).await {
+                self.points.reject_request("backpressure");
+                return Err(bp.into());
+            }
+        }
+        self.points_late.add(out.rejected.late);
         self.points.received.add(out.received);
         self.points.accepted.add(out.accepted);
         for (reason, n) in out.rejected.iter() {

@@ -26,11 +26,22 @@ struct StatusTotals {
     buckets: Vec<f64>,
 }
 
+mod service_graph;
+pub use service_graph::PrometheusServiceGraph;
+
+/// A block of metric families rendered on `/metrics` after RED (e.g. the service graph).
+pub trait MetricsSection: Send + Sync {
+    /// Appends the block in the Prometheus text format.
+    fn render(&self, out: &mut String);
+}
+
 /// The RED counters and histograms as Prometheus sees them.
 pub struct PrometheusRed {
     bounds: Vec<f64>,
     dim_labels: Vec<String>,
     series: Mutex<HashMap<Arc<SeriesKey>, [Option<StatusTotals>; 3]>>,
+    /// Further families served on the same endpoint.
+    sections: Mutex<Vec<Arc<dyn MetricsSection>>>,
 }
 
 impl PrometheusRed {
@@ -39,7 +50,25 @@ impl PrometheusRed {
             bounds,
             dim_labels: dims.iter().map(|d| d.label()).collect(),
             series: Mutex::new(HashMap::new()),
+            sections: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Serves `section` on the same `/metrics`, after the RED families.
+    pub fn add_section(&self, section: Arc<dyn MetricsSection>) {
+        if let Ok(mut s) = self.sections.lock() {
+            s.push(section);
+        }
+    }
+
+    fn render_sections(&self, out: &mut String) {
+        let sections: Vec<Arc<dyn MetricsSection>> = match self.sections.lock() {
+            Ok(s) => s.clone(),
+            Err(_) => return,
+        };
+        for s in sections {
+            s.render(out);
+        }
     }
 
     /// Number of exported series (per status).
@@ -215,6 +244,7 @@ struct Exposition {
 async fn metrics(State(st): State<Exposition>) -> impl IntoResponse {
     let mut out = String::with_capacity(64 * 1024);
     st.red.render(&mut out);
+    st.red.render_sections(&mut out);
     render_registry(&st.registry, &mut out);
     (
         [(

@@ -5,10 +5,15 @@
 //! binary's job. Loading (file + env overrides + `--set`) lives in [`load`].
 
 mod anomaly;
+mod kafka;
 mod load;
+mod service_graph;
 mod types;
 
 pub use anomaly::*;
+pub use kafka::KafkaExporterConfig;
+
+pub use service_graph::*;
 
 pub use load::{apply_override, load, parse_yaml_with_overrides, LoadError};
 pub use types::*;
@@ -169,11 +174,25 @@ impl Config {
             .validate("anomaly")
             .into_iter()
             .chain(self.forecast.validate("forecast"))
+            .chain(self.red.span_names.validate("red.span_names"))
+            .chain(self.service_graph.validate("service_graph"))
             .chain(
                 self.exporters
                     .otlp
                     .iter()
                     .flat_map(|o| o.validate("exporters.otlp")),
+            )
+            .chain(
+                self.receivers
+                    .kafka
+                    .iter()
+                    .flat_map(|k| k.validate("receivers.kafka")),
+            )
+            .chain(
+                self.exporters
+                    .kafka
+                    .iter()
+                    .flat_map(|k| k.validate("exporters.kafka")),
             )
         {
             bad(&path, message);
@@ -182,6 +201,30 @@ impl Config {
             bad("limits.queue_capacity", "must be at least 1".into());
         }
         problems
+    }
+}
+
+impl Config {
+    /// The attribute dimensions the decoder extracts per span, in order: `red.dimensions`, then
+    /// (when the service graph runs) `service_graph.dimensions`. Operators index into this list.
+    pub fn decode_dimensions(&self) -> Vec<Dimension> {
+        let mut d: Vec<Dimension> = self
+            .red
+            .dimensions
+            .iter()
+            .take(MAX_DIMENSIONS)
+            .cloned()
+            .collect();
+        if self.service_graph.enabled {
+            d.extend(
+                self.service_graph
+                    .dimensions
+                    .iter()
+                    .take(MAX_DIMENSIONS)
+                    .cloned(),
+            );
+        }
+        d
     }
 }
 

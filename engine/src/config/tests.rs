@@ -89,6 +89,7 @@ fn validate_reports_every_problem_with_paths() {
     c.red.dimensions = vec![Dimension {
         name: "service_name".into(),
         default: None,
+        source: Default::default(),
     }];
     let paths: Vec<String> = c.validate().into_iter().map(|p| p.path).collect();
     assert_eq!(
@@ -120,6 +121,7 @@ fn dimension_label_is_prometheus_safe() {
     let d = Dimension {
         name: "http.request.method".into(),
         default: None,
+        source: Default::default(),
     };
     assert_eq!(d.label(), "http_request_method");
 }

@@ -16,6 +16,8 @@ pub struct Config {
     pub windows: WindowsConfig,
     /// The RED (rate, errors, duration) aggregation.
     pub red: RedConfig,
+    /// The service graph (client/server span pairs across services).
+    pub service_graph: super::ServiceGraphConfig,
     /// Where results go.
     pub exporters: ExportersConfig,
     /// SQL over the live tables (HTTP API, Flight SQL, continuous queries).
@@ -189,8 +191,10 @@ impl Default for WindowsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedConfig {
-    /// Extra series dimensions, read from span attributes first, then resource attributes.
+    /// Extra series dimensions, read from span, scope or resource attributes (see `source`).
     pub dimensions: Vec<Dimension>,
+    /// Span-name normalisation before series lookup (collapses ids in path-like names).
+    pub span_names: super::SpanNamesConfig,
     /// Histogram bucket upper bounds in milliseconds (Prometheus `le`), strictly increasing.
     pub buckets_ms: Vec<f64>,
     /// Distinct active series at most; further series fold into one overflow series.
@@ -210,6 +214,7 @@ impl Default for RedConfig {
             ],
             cardinality_limit: 10_000,
             series_expiry: Duration::from_secs(900),
+            span_names: super::SpanNamesConfig::default(),
         }
     }
 }
@@ -220,9 +225,13 @@ impl Default for RedConfig {
 pub struct Dimension {
     /// Attribute key, e.g. `http.method`.
     pub name: String,
-    /// Value used when neither the span nor its resource has the attribute; absent = empty label.
+    /// Value used when no attribute of `source` has the key; absent = empty label.
     #[serde(default)]
     pub default: Option<String>,
+    /// Where the value is read from: `any` (span, then scope, then resource; the default),
+    /// `span`, `resource` or `scope`.
+    #[serde(default)]
+    pub source: super::DimensionSource,
 }
 
 impl Dimension {
@@ -254,6 +263,9 @@ pub struct ExportersConfig {
     pub prometheus: Option<PrometheusConfig>,
     /// OTLP export of anomaly and prediction spans (and RED metrics); absent = no OTLP export.
     pub otlp: Option<OtlpExporterConfig>,
+    /// Kafka sink of final RED windows and anomaly/prediction spans; absent = none. Needs the
+    /// `kafka` cargo feature (on by default).
+    pub kafka: Option<super::KafkaExporterConfig>,
 }
 
 impl Default for ExportersConfig {
@@ -261,6 +273,7 @@ impl Default for ExportersConfig {
         ExportersConfig {
             prometheus: Some(PrometheusConfig::default()),
             otlp: None,
+            kafka: None,
         }
     }
 }
@@ -288,6 +301,10 @@ pub struct OtlpExporterConfig {
     pub retry: OtlpRetryConfig,
     /// Aggregation temporality of exported RED metrics: `delta` or `cumulative`.
     pub temporality: OtlpTemporality,
+    /// Whether RED metrics (`traces.span.metrics.*`) are exported besides the anomaly and
+    /// prediction spans. Off for a receiver that takes traces only (Jaeger: it reads RED from
+    /// Prometheus instead).
+    pub red_metrics: bool,
 }
 
 impl Default for OtlpExporterConfig {
@@ -301,6 +318,7 @@ impl Default for OtlpExporterConfig {
             queue_size: 10_000,
             retry: OtlpRetryConfig::default(),
             temporality: OtlpTemporality::Delta,
+            red_metrics: true,
         }
     }
 }

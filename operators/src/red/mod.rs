@@ -8,6 +8,7 @@ mod aggregate;
 mod operator;
 mod series;
 pub mod sketch;
+pub mod span_names;
 
 pub use aggregate::{Buckets, Exemplar, Exemplars, RedAgg};
 pub use operator::{RedOperator, UNKNOWN_SERVICE};

@@ -2,7 +2,11 @@
 
 use super::aggregate::{Buckets, RedAgg};
 use super::series::{Lookup, SeriesId, SeriesRef, SeriesRegistry};
+use super::span_names::SpanNameNormalizer;
 use super::{RedRow, RedSink};
+use crate::common::{
+    due, SpecInfo, WindowSpec, WindowSpecs, PROVISIONAL_EVERY_NS, SERIES_EXPIRY_EVERY_NS,
+};
 use redwatch_engine::config::{Config, Dimension, MAX_DIMENSIONS};
 use redwatch_engine::model::{SpanBatch, UnixNanos};
 use redwatch_engine::pipeline::{Batch, OpContext, Operator, StateStats};
@@ -14,61 +18,22 @@ use std::sync::Arc;
 /// conventions).
 pub const UNKNOWN_SERVICE: &str = "unknown_service";
 
-struct Spec {
-    label: Arc<str>,
-    store: WindowStore<SeriesId, RedAgg>,
-    emitted: Arc<Counter>,
-}
-
-impl Spec {
-    /// Advances this spec's windows to `wm`, handing each emitted entry to `also` and the final
-    /// rows to the sinks.
-    fn advance(
-        &mut self,
-        wm: UnixNanos,
-        primary: bool,
-        series: &SeriesRegistry,
-        sinks: &[Arc<dyn RedSink>],
-        mut also: impl FnMut(&Emitted<'_, SeriesId, RedAgg>),
-    ) {
-        let mut rows = Vec::new();
-        let mut windows = 0u64;
-        let mut last_first = None;
-        let (label, size) = (self.label.clone(), self.store.size_ns());
-        self.store.advance(wm, |e| {
-            also(&e);
-            if e.window_first && last_first != Some(e.start) {
-                last_first = Some(e.start);
-                windows += 1;
-            }
-            if let Some(row) = final_row(&label, size, primary, series, &e) {
-                rows.push(row);
-            }
-        });
-        self.emitted.add(windows);
-        if !rows.is_empty() {
-            for s in sinks {
-                s.on_final(&rows);
-            }
-        }
-    }
-}
-
 struct Counters {
     late: Arc<Counter>,
     overflow_spans: Arc<Counter>,
     series_created: Arc<Counter>,
     series_expired: Arc<Counter>,
     active_series: Arc<Gauge>,
+    names_normalized: Arc<Counter>,
 }
 
 /// Computes RED per series for the primary window and its rollups.
 pub struct RedOperator {
-    primary: Spec,
-    rollups: Vec<Spec>,
+    specs: WindowSpecs<SeriesId, RedAgg>,
     series: SeriesRegistry,
     buckets: Buckets,
     dims: Vec<Dimension>,
+    span_names: SpanNameNormalizer,
     sinks: Vec<Arc<dyn RedSink>>,
     series_expiry_ns: u64,
     lateness_ns: u64,
@@ -77,32 +42,25 @@ pub struct RedOperator {
     counters: Counters,
 }
 
-const PROVISIONAL_EVERY_NS: u64 = 1_000_000_000;
-const EXPIRY_EVERY_NS: u64 = 5_000_000_000;
-
-fn spec_label(ns: u64) -> Arc<str> {
-    Arc::from(humantime::format_duration(std::time::Duration::from_nanos(ns)).to_string())
-}
-
 impl RedOperator {
     pub fn new(cfg: &Config, sinks: Vec<Arc<dyn RedSink>>, registry: &Registry) -> Self {
         let lateness = cfg.windows.allowed_lateness.as_nanos() as u64;
-        let spec = |ns: u64| Spec {
-            label: spec_label(ns),
-            store: WindowStore::new(ns, lateness),
-            emitted: registry.counter(
+        let specs = WindowSpecs::from_config(cfg, |ns, rollup| {
+            // A rollup takes one merge per series and primary window: its open windows stay
+            // packed between those (issue 3's state budget); the primary's take every span.
+            let store = if rollup {
+                WindowStore::new(ns, lateness).packing_open_windows()
+            } else {
+                WindowStore::new(ns, lateness)
+            };
+            let label = crate::common::spec_label(ns);
+            let emitted = registry.counter(
                 "redwatch_windows_emitted_total",
                 "Windows emitted as final, per window spec.",
-                &[("window_size", &spec_label(ns))],
-            ),
-        };
-        let primary = spec((cfg.windows.size.as_nanos() as u64).max(1));
-        let rollups = cfg
-            .windows
-            .rollups
-            .iter()
-            .map(|d| spec((d.as_nanos() as u64).max(1)))
-            .collect();
+                &[("window_size", &label)],
+            );
+            WindowSpec::new(store, Some(emitted))
+        });
         let dims: Vec<Dimension> = cfg
             .red
             .dimensions
@@ -111,11 +69,11 @@ impl RedOperator {
             .cloned()
             .collect();
         RedOperator {
-            primary,
-            rollups,
+            specs,
             series: SeriesRegistry::new(cfg.red.cardinality_limit, dims.len()),
             buckets: Buckets::new(cfg.red.buckets_ms.clone()),
             dims,
+            span_names: SpanNameNormalizer::new(&cfg.red.span_names),
             sinks,
             series_expiry_ns: cfg.red.series_expiry.as_nanos() as u64,
             lateness_ns: lateness,
@@ -147,6 +105,11 @@ impl RedOperator {
                     "RED series currently tracked (the overflow series not counted).",
                     &[],
                 ),
+                names_normalized: registry.counter(
+                    "redwatch_red_span_names_normalized_total",
+                    "Spans whose name red.span_names rewrote before series lookup.",
+                    &[],
+                ),
             },
         }
     }
@@ -172,9 +135,13 @@ impl RedOperator {
                     None => self.dims[i].default.as_deref().unwrap_or(""),
                 };
             }
+            let (span_name, renamed) = self.span_names.normalize(batch.str(span.name));
+            if renamed {
+                self.counters.names_normalized.inc();
+            }
             let lookup = self.series.lookup(SeriesRef {
                 service_name: service,
-                span_name: batch.str(span.name),
+                span_name,
                 kind: span.kind,
                 dims: &dims[..n],
             });
@@ -188,7 +155,7 @@ impl RedOperator {
             let bucket = self.buckets.index(ms);
             let (status, weight) = (span.status, span.weight);
             let (trace_id, span_id) = (&span.trace_id, &span.span_id);
-            match self.primary.store.update(span.end, &id, |a| {
+            match self.specs.primary.store.update(span.end, &id, |a| {
                 a.add_span(status, ms, bucket, weight, trace_id, span_id)
             }) {
                 Ok(()) => self.series.touch(id, now, span.end),
@@ -200,62 +167,49 @@ impl RedOperator {
     /// Moves every window spec to watermark `wm`, emitting final rows to the sinks.
     pub fn advance(&mut self, wm: UnixNanos) {
         let RedOperator {
-            primary,
-            rollups,
+            specs,
             series,
             sinks,
             ..
         } = self;
-        // The primary spec's deltas feed the rollups before those advance themselves.
-        primary.advance(wm, true, series, sinks, |e| {
-            for r in rollups.iter_mut() {
-                // Cannot be late: a rollup window outlives every primary window inside it.
-                let _ = r.store.merge(e.start, e.key, e.delta);
-            }
-        });
-        for r in rollups.iter_mut() {
-            r.advance(wm, false, series, sinks, |_| {});
-        }
+        specs.advance(
+            wm,
+            |spec, e| final_row(spec, series, e),
+            |rows| {
+                for s in sinks.iter() {
+                    s.on_final(rows);
+                }
+            },
+        );
     }
 
     /// Publishes provisional rows of the open windows to the sinks.
     pub fn publish_provisional(&self) {
-        for (spec, primary) in
-            std::iter::once((&self.primary, true)).chain(self.rollups.iter().map(|r| (r, false)))
-        {
-            let mut rows = Vec::new();
-            let size = spec.store.size_ns();
-            spec.store.for_each_open(|start, end, id, agg| {
-                if let Some(key) = self.series.key(*id) {
-                    rows.push(RedRow {
-                        window_size: spec.label.clone(),
-                        window_size_ns: size,
-                        primary,
-                        start,
-                        end,
-                        series: key.clone(),
-                        is_final: false,
-                        first: false,
-                        total: agg.clone(),
-                        delta: None,
-                    });
+        self.specs.provisional(
+            |spec, start, end, id, agg| {
+                Some(RedRow {
+                    window_size: spec.label.clone(),
+                    window_size_ns: spec.size_ns,
+                    primary: spec.primary,
+                    start,
+                    end,
+                    series: self.series.key(*id)?.clone(),
+                    is_final: false,
+                    first: false,
+                    total: agg.clone(),
+                    delta: None,
+                })
+            },
+            |size, rows| {
+                for s in &self.sinks {
+                    s.on_provisional(size, rows);
                 }
-            });
-            for s in &self.sinks {
-                s.on_provisional(size, &rows);
-            }
-        }
+            },
+        );
     }
 
     fn expire(&mut self, now: UnixNanos, wm: UnixNanos) {
-        let largest = self
-            .rollups
-            .iter()
-            .map(|r| r.store.size_ns())
-            .chain(std::iter::once(self.primary.store.size_ns()))
-            .max()
-            .unwrap_or(0);
-        let purged_through = wm.saturating_sub(self.lateness_ns + largest);
+        let purged_through = self.specs.purged_through(wm, self.lateness_ns);
         let gone = self
             .series
             .expire(now.saturating_sub(self.series_expiry_ns), purged_through);
@@ -269,16 +223,14 @@ impl RedOperator {
 }
 
 fn final_row(
-    label: &Arc<str>,
-    size: u64,
-    primary: bool,
+    spec: SpecInfo<'_>,
     series: &SeriesRegistry,
     e: &Emitted<'_, SeriesId, RedAgg>,
 ) -> Option<RedRow> {
     Some(RedRow {
-        window_size: label.clone(),
-        window_size_ns: size,
-        primary,
+        window_size: spec.label.clone(),
+        window_size_ns: spec.size_ns,
+        primary: spec.primary,
         start: e.start,
         end: e.end,
         series: series.key(*e.key)?.clone(),
@@ -297,6 +249,7 @@ impl Operator for RedOperator {
     fn process_batch(&mut self, batch: &Batch, ctx: &mut OpContext<'_>) {
         match batch {
             Batch::Spans(b) => self.process_spans(b, ctx.now),
+            Batch::Metrics(_) => {}
         }
     }
 
@@ -305,29 +258,22 @@ impl Operator for RedOperator {
     }
 
     fn on_tick(&mut self, ctx: &mut OpContext<'_>) {
-        if ctx.now.saturating_sub(self.last_provisional) >= PROVISIONAL_EVERY_NS {
-            self.last_provisional = ctx.now;
+        if due(&mut self.last_provisional, ctx.now, PROVISIONAL_EVERY_NS) {
             self.publish_provisional();
         }
-        if ctx.now.saturating_sub(self.last_expiry) >= EXPIRY_EVERY_NS {
-            self.last_expiry = ctx.now;
+        if due(&mut self.last_expiry, ctx.now, SERIES_EXPIRY_EVERY_NS) {
             self.expire(ctx.now, ctx.watermark);
         }
         self.counters.active_series.set(self.series.len() as f64);
     }
 
     fn snapshot(&self) -> StateStats {
-        let specs = std::iter::once(&self.primary).chain(self.rollups.iter());
         let mut s = StateStats {
             series: self.series.len(),
             bytes: self.series.heap_bytes(),
             ..StateStats::default()
         };
-        for spec in specs {
-            s.windows += spec.store.window_count();
-            s.entries += spec.store.entry_count();
-            s.bytes += spec.store.state_bytes();
-        }
+        self.specs.add_stats(&mut s);
         s
     }
 }

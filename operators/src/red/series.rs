@@ -4,8 +4,8 @@
 //! Lookups borrow the strings from the batch (no allocation for a known series); a new series
 //! allocates its strings once. Past `limit` active series, new ones get the overflow id.
 
-use hashbrown::{Equivalent, HashMap};
-use redwatch_engine::model::{SpanKind, UnixNanos};
+use hashbrown::Equivalent;
+use redwatch_engine::model::SpanKind;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -111,147 +111,26 @@ impl SeriesRef<'_> {
     }
 }
 
-/// Small integer id of a series, used as the window-state key.
-pub type SeriesId = u32;
+use crate::common::SeriesTable;
+pub use crate::common::{Lookup, SeriesId};
 
-#[derive(Debug)]
-struct SeriesInfo {
-    key: Arc<SeriesKey>,
-    /// Wall clock of the last span.
-    last_seen: UnixNanos,
-    /// Largest event time of the series (its windows live at most until then + size + lateness).
-    last_event: UnixNanos,
-}
+/// All active series of one RED operator (id 0 is the overflow series).
+pub type SeriesRegistry = SeriesTable<SeriesKey>;
 
-/// Result of a lookup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lookup {
-    Known(SeriesId),
-    New(SeriesId),
-    Overflow(SeriesId),
-}
-
-impl Lookup {
-    pub fn id(self) -> SeriesId {
-        match self {
-            Lookup::Known(i) | Lookup::New(i) | Lookup::Overflow(i) => i,
-        }
-    }
-}
-
-/// All active series of one RED operator.
-#[derive(Debug)]
-pub struct SeriesRegistry {
-    ids: HashMap<SeriesKey, SeriesId>,
-    infos: Vec<Option<SeriesInfo>>,
-    free: Vec<SeriesId>,
-    limit: usize,
-    overflow_id: SeriesId,
-}
-
-impl SeriesRegistry {
+impl SeriesTable<SeriesKey> {
     /// `limit` active series at most (the overflow series not counted).
     pub fn new(limit: usize, n_dims: usize) -> Self {
-        let overflow = Arc::new(SeriesKey::overflow(n_dims));
-        SeriesRegistry {
-            ids: HashMap::new(),
-            infos: vec![Some(SeriesInfo {
-                key: overflow,
-                last_seen: 0,
-                last_event: 0,
-            })],
-            free: Vec::new(),
-            limit,
-            overflow_id: 0,
-        }
+        SeriesTable::with_overflow([SeriesKey::overflow(n_dims)], limit)
     }
 
     /// Finds or creates the series for `r`; the overflow series once the limit is reached.
     pub fn lookup(&mut self, r: SeriesRef<'_>) -> Lookup {
-        if let Some(&id) = self.ids.get(&r) {
-            return Lookup::Known(id);
-        }
-        if self.ids.len() >= self.limit {
-            return Lookup::Overflow(self.overflow_id);
-        }
-        let key = r.to_owned_key();
-        let info = SeriesInfo {
-            key: Arc::new(key.clone()),
-            last_seen: 0,
-            last_event: 0,
-        };
-        let id = match self.free.pop() {
-            Some(id) => {
-                self.infos[id as usize] = Some(info);
-                id
-            }
-            None => {
-                self.infos.push(Some(info));
-                (self.infos.len() - 1) as SeriesId
-            }
-        };
-        self.ids.insert(key, id);
-        Lookup::New(id)
-    }
-
-    /// Records activity of a series.
-    pub fn touch(&mut self, id: SeriesId, now: UnixNanos, event_time: UnixNanos) {
-        if let Some(Some(info)) = self.infos.get_mut(id as usize) {
-            info.last_seen = now;
-            info.last_event = info.last_event.max(event_time);
-        }
-    }
-
-    pub fn key(&self, id: SeriesId) -> Option<&Arc<SeriesKey>> {
-        self.infos
-            .get(id as usize)
-            .and_then(|i| i.as_ref())
-            .map(|i| &i.key)
-    }
-
-    /// Active series (without the overflow series).
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-
-    /// Forgets series idle since before `idle_before` (wall clock) whose windows are all purged
-    /// (`last_event < purged_through`). Returns their keys.
-    pub fn expire(
-        &mut self,
-        idle_before: UnixNanos,
-        purged_through: UnixNanos,
-    ) -> Vec<Arc<SeriesKey>> {
-        let mut gone = Vec::new();
-        for (id, slot) in self.infos.iter_mut().enumerate() {
-            if id as SeriesId == self.overflow_id {
-                continue;
-            }
-            let expired = matches!(slot, Some(i) if i.last_seen < idle_before && i.last_event < purged_through);
-            if expired {
-                if let Some(info) = slot.take() {
-                    self.ids.remove(&*info.key);
-                    self.free.push(id as SeriesId);
-                    gone.push(info.key);
-                }
-            }
-        }
-        gone
+        self.find_or_insert(&r, 0, |r| r.to_owned_key())
     }
 
     /// Approximate heap bytes of the registry.
     pub fn heap_bytes(&self) -> usize {
-        self.ids.capacity() * (std::mem::size_of::<(SeriesKey, SeriesId)>() + 1)
-            + self.infos.capacity() * std::mem::size_of::<Option<SeriesInfo>>()
-            + self
-                .infos
-                .iter()
-                .flatten()
-                .map(|i| i.key.heap_bytes() + std::mem::size_of::<SeriesKey>())
-                .sum::<usize>()
+        self.heap_bytes_with(SeriesKey::heap_bytes)
     }
 }
 

@@ -13,15 +13,16 @@
 //! - **Mapping.** `gamma = (1 + α) / (1 − α)` with α = 1 %, bucket `key = ceil(ln v / ln gamma)`
 //!   covers `(gamma^(key−1), gamma^key]` and is reported as `2·gamma^key / (gamma + 1)`, within
 //!   α of every value in it. Values below [`QuantileSketch::MIN_VALUE`] go to a zero bucket
-//!   reported as 0; values above [`QuantileSketch::MAX_VALUE`] (and +∞) share the top key, so
-//!   every key fits an `i16`.
+//!   reported as 0; values above [`QuantileSketch::MAX_VALUE`] (and +∞) share the top key. The
+//!   range is 1 ns (OTLP's timestamp resolution, so every non-zero span duration is in it) to
+//!   ~116 days: [`QuantileSketch::MAX_BINS`] keys, each fitting an `i16`.
 //! - **Store.** A sorted sparse `Vec` of 8-byte `(i16 key, f32 weight)` entries while that is
 //!   the smaller form (always for ≤ 64 keys, never beyond 256), then a dense `offset: i16` +
-//!   `Vec<f32>` spanning exactly the lowest to the highest key. The key range is bounded to
-//!   [`QuantileSketch::MAX_BINS`]: bins more than that far below the highest key are collapsed
-//!   into the lowest kept bin (DDSketch's collapsing-lowest store), so upper quantiles keep the
-//!   α guarantee and only values ~10⁹ times smaller than the maximum lose it. The collapse rule
-//!   depends only on the highest key, so it is the same whichever order values and merges come.
+//!   `Vec<f32>` spanning exactly the lowest to the highest key. Nothing is ever collapsed: the
+//!   whole value range is at most `MAX_BINS` keys (≤ 7.4 KiB dense, for a sketch holding both
+//!   1 ns and 116 days), so every quantile keeps the α guarantee. A collapsing-lowest store
+//!   (DDSketch's) would save memory only for sketches spanning more than ~10 decades, and costs
+//!   exactly the low quantiles of windows that mix no-op spans of a few ns with slow calls.
 //! - **Weights.** Bins hold `f32`: integral per-bin totals are exact up to 2²⁴ (16.7 M); above
 //!   that, small increments to a single bin get lost in rounding. Merging large bins stays
 //!   accurate to 2⁻²⁴ relative. The total and the zero bucket are `f64`.
@@ -39,6 +40,8 @@
 
 use thiserror::Error;
 
+mod encoded;
+
 const GAMMA: f64 =
     (1.0 + QuantileSketch::RELATIVE_ACCURACY) / (1.0 - QuantileSketch::RELATIVE_ACCURACY);
 /// `GAMMA.ln()`, spelled out because `ln` is not `const` (a test checks it).
@@ -46,8 +49,8 @@ const LN_GAMMA: f64 = 0.020_000_666_706_669_435;
 const INV_LN_GAMMA: f64 = 1.0 / LN_GAMMA;
 const ESTIMATE_FACTOR: f64 = 2.0 / (GAMMA + 1.0);
 /// Key of [`QuantileSketch::MIN_VALUE`] and of [`QuantileSketch::MAX_VALUE`] (a test checks them).
-const MIN_KEY: i16 = -1036;
-const MAX_KEY: i16 = 1382;
+const MIN_KEY: i16 = -690;
+const MAX_KEY: i16 = 1152;
 /// A sparse store switches to dense only when it holds more keys than this…
 const SPARSE_MIN_KEYS: usize = 64;
 /// …and always before it holds more than this (keeps inserts cheap).
@@ -64,7 +67,7 @@ const MAX_VARINT_WEIGHT: f32 = 4_294_967_296.0;
 const MAX_VARINT_TOTAL: f64 = 9_007_199_254_740_992.0;
 
 /// Why bytes are not a sketch. Decoding is deterministic: retrying the same bytes cannot help.
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum SketchError {
     #[error("sketch encoding ends early")]
     Truncated,
@@ -93,12 +96,12 @@ pub struct QuantileSketch {
 impl QuantileSketch {
     /// Relative accuracy guarantee alpha.
     pub const RELATIVE_ACCURACY: f64 = 0.01;
-    /// Values below this (ms) are counted in the zero bucket and reported as 0.
-    pub const MIN_VALUE: f64 = 1e-9;
-    /// Values from this (ms) up share the highest key (reported as ≈ 1e12).
-    pub const MAX_VALUE: f64 = 1e12;
-    /// Most keys kept; lower ones collapse into the lowest kept key.
-    pub const MAX_BINS: usize = 1024;
+    /// Values below this (ms; 1 ns) are counted in the zero bucket and reported as 0.
+    pub const MIN_VALUE: f64 = 1e-6;
+    /// Values from this (ms; ≈ 116 days) up share the highest key (reported as ≈ 1e10).
+    pub const MAX_VALUE: f64 = 1e10;
+    /// Number of keys from `MIN_VALUE` to `MAX_VALUE`: the most a store can span.
+    pub const MAX_BINS: usize = (MAX_KEY as i32 - MIN_KEY as i32 + 1) as usize;
 
     pub fn new() -> Self {
         Self::default()
@@ -281,11 +284,6 @@ impl QuantileSketch {
                 entries.push(SparseBin { key, weight });
                 previous = Some(i64::from(key));
             }
-            if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
-                if i32::from(last.key) - i32::from(first.key) >= QuantileSketch::MAX_BINS as i32 {
-                    return Err(SketchError::Invalid("key range exceeds MAX_BINS"));
-                }
-            }
             Store::Sparse(entries)
         } else {
             let offset = checked_key(unzigzag(r.varint()?))?;
@@ -351,11 +349,6 @@ fn estimate(key: i16) -> f64 {
     (f64::from(key) * LN_GAMMA).exp() * ESTIMATE_FACTOR
 }
 
-/// The lowest key kept when `hi` is the highest.
-fn collapse_floor(hi: i32) -> i32 {
-    hi - QuantileSketch::MAX_BINS as i32 + 1
-}
-
 /// Adds to a bin, saturating instead of reaching +∞.
 #[inline]
 fn bump(bin: &mut f32, w: f32) {
@@ -369,7 +362,7 @@ struct SparseBin {
 }
 
 /// Bins by key. Invariants: sparse keys strictly ascending with positive weights, at most
-/// `SPARSE_MAX_KEYS` of them; dense bins non-empty at both ends; either spans at most `MAX_BINS`.
+/// `SPARSE_MAX_KEYS` of them; dense bins non-empty at both ends; keys within `MIN_KEY..=MAX_KEY`.
 #[derive(Debug, Clone, PartialEq)]
 enum Store {
     Sparse(Vec<SparseBin>),
@@ -412,16 +405,12 @@ impl Store {
             Store::Dense { offset, bins } => {
                 let lo = i32::from(*offset);
                 let hi = lo + bins.len() as i32 - 1;
-                let new_hi = hi.max(key);
-                let new_lo = lo.min(key).max(collapse_floor(new_hi));
+                let (new_lo, new_hi) = (lo.min(key), hi.max(key));
                 rebase(offset, bins, new_lo, new_hi);
-                bump(&mut bins[(key.max(new_lo) - new_lo) as usize], w);
+                bump(&mut bins[(key - new_lo) as usize], w);
             }
             Store::Sparse(entries) => {
-                let hi = entries.last().map_or(key, |e| i32::from(e.key)).max(key);
-                let floor = collapse_floor(hi);
-                fold_below(entries, floor);
-                sparse_add(entries, key.max(floor) as i16, w);
+                sparse_add(entries, key as i16, w);
                 if should_densify(entries) {
                     *self = densify(entries);
                 }
@@ -437,26 +426,22 @@ impl Store {
             Some((lo, hi)) => (lo.min(other_lo), hi.max(other_hi)),
             None => (other_lo, other_hi),
         };
-        let floor = collapse_floor(hi);
         if let (Store::Sparse(a), Store::Sparse(b)) = (&mut *self, other) {
-            let mut merged = merge_sparse(a, b);
-            fold_below(&mut merged, floor);
-            *a = merged;
+            *a = merge_sparse(a, b);
             if should_densify(a) {
                 *self = densify(a);
             }
             return;
         }
-        let new_lo = lo.max(floor);
         match self {
-            Store::Dense { offset, bins } => rebase(offset, bins, new_lo, hi),
-            Store::Sparse(entries) => *self = dense_from(entries, new_lo, hi),
+            Store::Dense { offset, bins } => rebase(offset, bins, lo, hi),
+            Store::Sparse(entries) => *self = dense_from(entries, lo, hi),
         }
         let Store::Dense { bins, .. } = self else {
             unreachable!("made dense above");
         };
         for (key, w) in other.iter() {
-            bump(&mut bins[(i32::from(key).max(new_lo) - new_lo) as usize], w);
+            bump(&mut bins[(i32::from(key) - lo) as usize], w);
         }
     }
 
@@ -513,12 +498,12 @@ impl Iterator for BinIter<'_> {
     }
 }
 
-/// Re-spans a dense store to `[new_lo, new_hi]`, folding bins below `new_lo` into it.
-/// Requires `new_hi` >= the current highest key and a span of at most `MAX_BINS`.
+/// Re-spans a dense store to `[new_lo, new_hi]`, which must contain its current range (keys
+/// are always within `MIN_KEY..=MAX_KEY`, so the span is at most `MAX_BINS`).
 fn rebase(offset: &mut i16, bins: &mut Vec<f32>, new_lo: i32, new_hi: i32) {
     let lo = i32::from(*offset);
     let new_len = (new_hi - new_lo + 1) as usize;
-    debug_assert!(new_hi >= lo + bins.len() as i32 - 1);
+    debug_assert!(new_lo <= lo && new_hi >= lo + bins.len() as i32 - 1);
     debug_assert!(new_len <= QuantileSketch::MAX_BINS);
     if new_lo == lo {
         if new_len > bins.len() {
@@ -529,22 +514,17 @@ fn rebase(offset: &mut i16, bins: &mut Vec<f32>, new_lo: i32, new_hi: i32) {
         return;
     }
     let mut fresh = vec![0.0f32; new_len];
-    for (i, &w) in bins.iter().enumerate() {
-        let key = (lo + i as i32).max(new_lo);
-        bump(&mut fresh[(key - new_lo) as usize], w);
-    }
+    let start = (lo - new_lo) as usize;
+    fresh[start..start + bins.len()].copy_from_slice(bins);
     *bins = fresh;
     *offset = new_lo as i16;
 }
 
-/// A dense store spanning `[lo, hi]` holding `entries` (keys below `lo` folded into it).
+/// A dense store spanning `[lo, hi]` (which contains every key of `entries`) holding `entries`.
 fn dense_from(entries: &[SparseBin], lo: i32, hi: i32) -> Store {
     let mut bins = vec![0.0f32; (hi - lo + 1) as usize];
     for e in entries {
-        bump(
-            &mut bins[(i32::from(e.key).max(lo) - lo) as usize],
-            e.weight,
-        );
+        bins[(i32::from(e.key) - lo) as usize] = e.weight;
     }
     Store::Dense {
         offset: lo as i16,
@@ -581,21 +561,6 @@ fn sparse_add(entries: &mut Vec<SparseBin>, key: i16, w: f32) {
             entries.insert(i, SparseBin { key, weight: w });
         }
     }
-}
-
-/// Collapses sparse entries with keys below `floor` into one at `floor`.
-fn fold_below(entries: &mut Vec<SparseBin>, floor: i32) {
-    let n = entries.partition_point(|e| i32::from(e.key) < floor);
-    if n == 0 {
-        return;
-    }
-    let mut folded = 0.0f32;
-    for e in &entries[..n] {
-        bump(&mut folded, e.weight);
-    }
-    entries.drain(..n);
-    // `floor` lies within i16: it is at most the highest key and above the lowest folded one.
-    sparse_add(entries, floor as i16, folded);
 }
 
 /// Union of two sorted sparse stores, with exact capacity.
@@ -748,7 +713,7 @@ mod tests {
     use proptest::prelude::*;
     use rand::rngs::StdRng;
     use rand::seq::SliceRandom;
-    use rand::{Rng, SeedableRng};
+    use rand::SeedableRng;
     use rand_distr::{Distribution, LogNormal, Pareto};
 
     const QS: [f64; 8] = [0.0, 0.01, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0];
@@ -791,7 +756,7 @@ mod tests {
         Ok(())
     }
 
-    /// Latency-like value sets whose spread stays within `MAX_BINS` (no collapse).
+    /// Latency-like value sets within `MIN_VALUE..MAX_VALUE` (every quantile within α).
     fn accurate_values() -> impl Strategy<Value = Vec<f64>> {
         prop_oneof![
             prop::collection::vec(1e-3f64..1e5, 1..3000),
@@ -821,7 +786,7 @@ mod tests {
         ]
     }
 
-    /// Values that also exercise the zero bucket, collapsing and clamping.
+    /// Values that also exercise the zero bucket, the whole key range and clamping.
     fn wild_values() -> impl Strategy<Value = Vec<f64>> {
         prop_oneof![
             prop::collection::vec((-25.0f64..30.0).prop_map(f64::exp), 0..400),
@@ -955,7 +920,8 @@ mod tests {
         assert!((GAMMA.ln() - LN_GAMMA).abs() < 1e-17);
         assert_eq!(key_of(QuantileSketch::MIN_VALUE), MIN_KEY);
         assert_eq!(key_of(QuantileSketch::MAX_VALUE * 0.999_999), MAX_KEY);
-        assert!(((MAX_KEY - MIN_KEY) as usize) < 4 * QuantileSketch::MAX_BINS);
+        assert_eq!(key_of(QuantileSketch::MAX_VALUE / GAMMA), MAX_KEY - 1);
+        assert_eq!(QuantileSketch::MAX_BINS, 1843);
         assert_eq!(std::mem::size_of::<SparseBin>(), 8);
     }
 
@@ -1019,22 +985,19 @@ mod tests {
     }
 
     #[test]
-    fn collapsing_keeps_upper_quantiles_accurate() {
-        // 0.1 µs … 10⁶ ms spreads over ~1,150 keys: the lowest ones collapse.
+    fn every_quantile_is_accurate_across_the_whole_range() {
+        // 1 ns … 10⁹ ms: 15 decades, ~1,730 keys, none collapsed.
         let mut values: Vec<f64> = (0..20_000)
-            .map(|i| 1e-4 * 10f64.powf(10.0 * f64::from(i) / 19_999.0))
+            .map(|i| 1e-6 * 10f64.powf(15.0 * f64::from(i) / 19_999.0))
             .collect();
         let mut s = QuantileSketch::new();
         for &v in values.iter().rev() {
             s.add(v, 1.0);
         }
         assert!(is_dense(&s));
-        let bins = bins(&s);
-        let span = bins.last().unwrap().0 - bins[0].0 + 1;
-        assert_eq!(span as usize, QuantileSketch::MAX_BINS);
         assert!(s.heap_bytes() <= 4 * QuantileSketch::MAX_BINS);
         values.sort_by(f64::total_cmp);
-        for q in [0.5, 0.9, 0.99, 1.0] {
+        for q in [0.0, 0.001, 0.01, 0.1, 0.5, 0.9, 0.99, 1.0] {
             let exact = exact_lower_quantile(&values, q);
             let err = (s.quantile(q).unwrap() - exact).abs() / exact;
             assert!(
@@ -1042,9 +1005,32 @@ mod tests {
                 "q={q} err={err}"
             );
         }
-        // Values below the kept range report the lowest kept bin, never less.
-        assert!(s.quantile(0.0).unwrap() > 1e-3);
         assert_eq!(s.count(), 20_000.0);
+    }
+
+    #[test]
+    fn a_one_nanosecond_span_beside_slow_calls_keeps_its_quantile() {
+        // The window the SQL oracle caught: a 1 ns span and ~1 s calls (1,036 keys apart).
+        let mut slow = QuantileSketch::new();
+        slow.add(1_013.0, 1.0);
+        let mut fast = QuantileSketch::new();
+        fast.add(1e-6, 1.0);
+        for s in [sketch_of(&[1e-6, 1_013.0]), {
+            let mut m = slow.clone();
+            m.merge(&fast);
+            m
+        }] {
+            let low = s.quantile(0.0).unwrap();
+            assert!(
+                (low / 1e-6 - 1.0).abs() <= QuantileSketch::RELATIVE_ACCURACY,
+                "{low}"
+            );
+            let high = s.quantile(1.0).unwrap();
+            assert!(
+                (high / 1_013.0 - 1.0).abs() <= QuantileSketch::RELATIVE_ACCURACY,
+                "{high}"
+            );
+        }
     }
 
     #[test]
@@ -1141,38 +1127,5 @@ mod tests {
         for line in report {
             println!("  {line}");
         }
-    }
-
-    /// `cargo test -p redwatch-operators --release -- --ignored --nocapture add_cost`
-    #[test]
-    #[ignore = "timing report, meaningful only in release builds"]
-    fn add_cost_report() {
-        let values = log_normal(11, 50f64.ln(), 0.8, 1 << 20);
-        let weights: Vec<f64> = {
-            let mut rng = StdRng::seed_from_u64(3);
-            (0..values.len())
-                .map(|_| rng.random_range(1.0..2.0))
-                .collect()
-        };
-        let mut s = sketch_of(&values[..10_000]);
-        let rounds = 20;
-        let start = std::time::Instant::now();
-        for _ in 0..rounds {
-            for (&v, &w) in values.iter().zip(&weights) {
-                s.add(std::hint::black_box(v), w);
-            }
-        }
-        let per_add = start.elapsed().as_nanos() as f64 / (rounds * values.len()) as f64;
-        std::hint::black_box(&s);
-        let start = std::time::Instant::now();
-        let mut cold = 0;
-        for chunk in values.chunks(100) {
-            cold += sketch_of(chunk).heap_bytes();
-        }
-        let per_cold_add = start.elapsed().as_nanos() as f64 / values.len() as f64;
-        println!(
-            "QuantileSketch::add: {per_add:.1} ns warm (dense), {per_cold_add:.1} ns building \
-             100-value sketches from empty ({cold} bytes)"
-        );
     }
 }
