@@ -285,8 +285,14 @@ def test_sdk_to_rotel_to_kafka_to_redwatch_to_otlp_receiver(redwatch_on_kafka, r
     assert calls >= (SPIKE[-1] + 1) * CALLS, f"traces_span_metrics_calls_total for {service} = {calls}"
 
     p99 = p99_spans(receiver.spans())
+    # An incident that has resolved also sends a final span (incident_state=resolved) for the
+    # first normal window after it: not an anomaly of that window.
+    resolved = [r for r in p99 if r.attributes.get("anomaly.incident_state") == "resolved"]
+    p99 = [r for r in p99 if r.attributes.get("anomaly.incident_state") != "resolved"]
     windows = sorted({(r.span.start_time_unix_nano // SEC) - first for r in p99})
     assert windows == list(SPIKE), f"p99 anomalies in windows {windows}, the spike is {list(SPIKE)}"
+    after = sorted({(r.span.start_time_unix_nano // SEC) - first for r in resolved})
+    assert all(w > SPIKE[-1] for w in after), f"resolved spans in windows {after}, the spike is {list(SPIKE)}"
     for r in p99:
         assert r.resource.get("service.name") == "redwatch", r.resource
         assert r.attributes["span.name.observed"] == "GET /pay"
