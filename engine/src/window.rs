@@ -158,10 +158,13 @@ pub struct Emitted<'a, K, A> {
     pub delta: &'a A,
 }
 
-/// Tumbling windows of one size, aligned to the Unix epoch, half-open `[start, end)`.
+/// Windows of one size, aligned to the Unix epoch, half-open `[start, end)`: tumbling, or
+/// hopping (a window starts every `slide`, see [`with_slide`](WindowStore::with_slide)).
 #[derive(Debug)]
 pub struct WindowStore<K, A> {
     size: u64,
+    /// Distance between window starts; `size` for tumbling windows.
+    slide: u64,
     lateness: u64,
     slots: BTreeMap<UnixNanos, Slot<K, A>>,
     watermark: UnixNanos,
@@ -174,6 +177,7 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
         assert!(size_ns > 0, "window size must be positive");
         WindowStore {
             size: size_ns,
+            slide: size_ns,
             lateness: allowed_lateness_ns,
             slots: BTreeMap::new(),
             watermark: 0,
@@ -189,12 +193,32 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
         self
     }
 
+    /// Hopping windows: one starts every `slide_ns` (which divides the size), so each event
+    /// time lies in `size / slide` windows. Such a store is fed by
+    /// [`merge_covering`](Self::merge_covering), not per event.
+    pub fn with_slide(mut self, slide_ns: u64) -> Self {
+        assert!(
+            slide_ns > 0 && self.size.is_multiple_of(slide_ns),
+            "the slide must divide the window size"
+        );
+        self.slide = slide_ns;
+        self
+    }
+
     pub fn size_ns(&self) -> u64 {
         self.size
     }
 
-    /// Start of the window that holds event time `ts`.
+    pub fn slide_ns(&self) -> u64 {
+        self.slide
+    }
+
+    /// Start of the (tumbling) window that holds event time `ts`.
     pub fn window_start(&self, ts: UnixNanos) -> UnixNanos {
+        debug_assert_eq!(
+            self.slide, self.size,
+            "per-event updates need tumbling windows"
+        );
         ts - ts % self.size
     }
 
@@ -212,13 +236,17 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
 
     /// Applies `f` to `key`'s state in the window of event time `ts` (and to its pending delta if
     /// that window was already emitted).
-    pub fn update(
+    pub fn update(&mut self, ts: UnixNanos, key: &K, f: impl FnMut(&mut A)) -> Result<(), Late> {
+        self.update_window(self.window_start(ts), key, f)
+    }
+
+    /// Applies `f` to `key`'s state in the window starting at `start`.
+    fn update_window(
         &mut self,
-        ts: UnixNanos,
+        start: UnixNanos,
         key: &K,
         mut f: impl FnMut(&mut A),
     ) -> Result<(), Late> {
-        let start = self.window_start(ts);
         if self.is_purged(start) {
             return Err(Late);
         }
@@ -270,6 +298,32 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
     /// Merges `delta` into `key`'s state in the window of event time `ts`.
     pub fn merge(&mut self, ts: UnixNanos, key: &K, delta: &A) -> Result<(), Late> {
         self.update(ts, key, |a| a.merge(delta))
+    }
+
+    /// Merges `delta`, the state of `key` over the finer window `[start, end)`, into every
+    /// window of this store that covers that whole interval (one when tumbling, `size / slide`
+    /// when hopping and the slide is a multiple of the finer window). Late if any of them is.
+    pub fn merge_covering(
+        &mut self,
+        start: UnixNanos,
+        end: UnixNanos,
+        key: &K,
+        delta: &A,
+    ) -> Result<(), Late> {
+        let (size, slide) = (self.size, self.slide);
+        let mut result = Ok(());
+        // Window starts s ≡ 0 (mod slide) with s <= start and s + size >= end, newest first.
+        let mut s = start - start % slide;
+        while s.saturating_add(size) >= end {
+            if self.update_window(s, key, |a| a.merge(delta)).is_err() {
+                result = Err(Late);
+            }
+            match s.checked_sub(slide) {
+                Some(prev) => s = prev,
+                None => break,
+            }
+        }
+        result
     }
 
     /// Moves the watermark to `wm` (never back), emits every window whose end it passed that has

@@ -53,6 +53,30 @@ impl Config {
                     "must be a whole number of milliseconds".into(),
                 );
             }
+            for (i, x) in w.extra.iter().enumerate() {
+                let path = format!("windows.extra[{i}]");
+                match x.hopping() {
+                    Some((size, slide)) => {
+                        let fmt = |d: std::time::Duration| humantime::format_duration(d).to_string();
+                        if slide.is_zero() || !slide.as_nanos().is_multiple_of(w.size.as_nanos()) {
+                            bad(
+                                &format!("{path}.slide"),
+                                format!("{} is not a multiple of windows.size ({})", fmt(slide), fmt(w.size)),
+                            );
+                        } else if !size.as_nanos().is_multiple_of(slide.as_nanos()) || size <= slide {
+                            bad(
+                                &format!("{path}.size"),
+                                format!("{} is not a multiple of the slide ({}) greater than it", fmt(size), fmt(slide)),
+                            );
+                        }
+                    }
+                    None if x.gap.is_some() || x.key.is_some() => bad(
+                        &path,
+                        "session windows ({gap, key}) are not supported yet; use tumbling rollups or hopping {size, slide}".into(),
+                    ),
+                    None => bad(&path, "a hopping window needs both size and slide".into()),
+                }
+            }
             for (i, r) in w.rollups.iter().enumerate() {
                 if !r.as_nanos().is_multiple_of(w.size.as_nanos()) || *r <= w.size {
                     bad(

@@ -125,3 +125,40 @@ fn dimension_label_is_prometheus_safe() {
     };
     assert_eq!(d.label(), "http_request_method");
 }
+
+#[test]
+fn hopping_windows_parse_and_validate() {
+    let c = parse_yaml_with_overrides(
+        "windows:\n  size: 10s\n  extra:\n    - { size: 1m, slide: 20s }\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        c.windows.extra[0].hopping(),
+        Some((Duration::from_secs(60), Duration::from_secs(20)))
+    );
+    assert!(c.validate().is_empty(), "{:?}", c.validate());
+
+    let bad = parse_yaml_with_overrides(
+        "windows:\n  size: 10s\n  extra:\n    - { size: 1m, slide: 15s }\n    - { size: 50s, slide: 20s }\n    - { size: 1m }\n    - { gap: 30s, key: trace_id }\n",
+        &[],
+    )
+    .unwrap();
+    let problems: Vec<(String, String)> = bad
+        .validate()
+        .into_iter()
+        .map(|p| (p.path, p.message))
+        .collect();
+    let paths: Vec<&str> = problems.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        vec![
+            "windows.extra[0].slide",
+            "windows.extra[1].size",
+            "windows.extra[2]",
+            "windows.extra[3]"
+        ],
+        "{problems:?}"
+    );
+    assert!(problems[3].1.contains("session windows"), "{problems:?}");
+}

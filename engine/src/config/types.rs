@@ -160,6 +160,9 @@ pub struct WindowsConfig {
     /// Coarser tumbling windows computed from the primary window's results (multiples of `size`).
     #[serde(with = "humantime_duration_list")]
     pub rollups: Vec<Duration>,
+    /// More window specs: hopping `{size, slide}` (computed from the primary windows' results,
+    /// like rollups).
+    pub extra: Vec<ExtraWindow>,
     /// How far behind the newest event time the watermark trails.
     #[serde(with = "humantime_serde")]
     pub max_out_of_orderness: Duration,
@@ -179,10 +182,49 @@ impl Default for WindowsConfig {
         Self {
             size: Duration::from_secs(10),
             rollups: vec![Duration::from_secs(60)],
+            extra: Vec::new(),
             max_out_of_orderness: Duration::from_secs(5),
             allowed_lateness: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(30),
             max_future_skew: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// An extra window spec. Hopping: `{size: 1m, slide: 10s}` — a `size` window starting every
+/// `slide` (a multiple of `windows.size` that divides `size`). Session windows (`{gap, key}`)
+/// are not supported yet; `validate` says so.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraWindow {
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub size: Option<Duration>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub slide: Option<Duration>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub gap: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl ExtraWindow {
+    /// `(size, slide)` of a hopping spec.
+    pub fn hopping(&self) -> Option<(Duration, Duration)> {
+        match (self.size, self.slide, self.gap, &self.key) {
+            (Some(size), Some(slide), None, None) => Some((size, slide)),
+            _ => None,
         }
     }
 }

@@ -100,15 +100,27 @@ pub struct WindowSpecs<K, A> {
 }
 
 impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowSpecs<K, A> {
-    /// The specs of `cfg.windows`: `make(size_ns, is_rollup)` builds each.
+    /// The specs of `cfg.windows`: `make(size_ns, is_rollup)` builds each. Hopping specs of
+    /// `windows.extra` are rollups with a slide (validated config: the slide is a multiple of
+    /// the primary size and divides the hopping size), labelled `<size>/<slide>`.
     pub fn from_config(cfg: &Config, mut make: impl FnMut(u64, bool) -> WindowSpec<K, A>) -> Self {
-        let primary = make((cfg.windows.size.as_nanos() as u64).max(1), false);
-        let rollups = cfg
+        let ns = |d: std::time::Duration| (d.as_nanos() as u64).max(1);
+        let primary = make(ns(cfg.windows.size), false);
+        let mut rollups: Vec<WindowSpec<K, A>> = cfg
             .windows
             .rollups
             .iter()
-            .map(|d| make((d.as_nanos() as u64).max(1), true))
+            .map(|d| make(ns(*d), true))
             .collect();
+        for (size, slide) in cfg.windows.extra.iter().filter_map(|x| x.hopping()) {
+            let spec = make(ns(size), true);
+            let label = Arc::from(format!("{}/{}", spec.label, spec_label(ns(slide))));
+            rollups.push(WindowSpec {
+                label,
+                store: spec.store.with_slide(ns(slide)),
+                emitted: spec.emitted,
+            });
+        }
         WindowSpecs { primary, rollups }
     }
 
@@ -127,8 +139,9 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowSpecs<K, A> {
         let WindowSpecs { primary, rollups } = self;
         primary.advance(wm, true, &mut row, &mut emit, |e| {
             for r in rollups.iter_mut() {
-                // Cannot be late: a rollup window outlives every primary window inside it.
-                let _ = r.store.merge(e.start, e.key, e.delta);
+                // Cannot be late: a rollup (or hopping) window outlives every primary window
+                // inside it.
+                let _ = r.store.merge_covering(e.start, e.end, e.key, e.delta);
             }
         });
         for r in rollups.iter_mut() {
