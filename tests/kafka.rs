@@ -86,6 +86,9 @@ fn kafka_config(topic: &str, encoding: KafkaEncoding) -> Config {
         encoding,
         ..Default::default()
     });
+    // Produces to tansu can take a second each on a loaded machine, and a partition is idle
+    // after 1 s: a generous lateness keeps spans stamped before a slow produce in their window.
+    cfg.windows.allowed_lateness = Duration::from_secs(60);
     cfg
 }
 

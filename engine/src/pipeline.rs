@@ -12,7 +12,7 @@ use crate::model::{SourceId, SpanBatch, UnixNanos};
 use crate::telemetry::{Gauge, Registry};
 use crate::time::{TimePolicy, WatermarkTracker};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -110,7 +110,12 @@ pub struct IngestHandle {
     enqueue_timeout: Duration,
     policy: Arc<TimePolicy>,
     clock: Clock,
+    pending: PendingSources,
 }
+
+/// Sources holding data the full queue could not take yet; shared with the operator task
+/// because the queue itself is what is full.
+type PendingSources = Arc<Mutex<Vec<SourceId>>>;
 
 impl IngestHandle {
     /// Registers a new event-time source.
@@ -127,8 +132,22 @@ impl IngestHandle {
         id
     }
 
+    /// Says whether `id` holds data it could not queue yet and will send once there is room (a
+    /// Kafka partition paused by backpressure). While it does, it holds the watermark however
+    /// long the wait: its data must not turn late because the pipeline was busy. OTLP receivers
+    /// never set this — their clients own the retry.
+    pub fn set_pending(&self, id: SourceId, pending: bool) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.retain(|s| *s != id);
+            if pending {
+                p.push(id);
+            }
+        }
+    }
+
     /// Unregisters a source (a revoked Kafka partition, a stopped receiver).
     pub async fn remove_source(&self, id: SourceId) {
+        self.set_pending(id, false);
         let _ = self.tx.send(Message::SourceDown(id)).await;
     }
 
@@ -199,6 +218,7 @@ pub struct Pipeline {
     rx: mpsc::Receiver<Message>,
     operators: Vec<Box<dyn Operator>>,
     tracker: WatermarkTracker,
+    pending: PendingSources,
     policy: Arc<TimePolicy>,
     registry: Arc<Registry>,
     tick: Duration,
@@ -223,6 +243,7 @@ pub fn pipeline(
         enqueue_timeout: settings.enqueue_timeout,
         policy: policy.clone(),
         clock: settings.clock.clone(),
+        pending: PendingSources::default(),
     };
     let queue_depth = registry.gauge(
         "redwatch_queue_depth",
@@ -266,6 +287,7 @@ pub fn pipeline(
         .collect();
     let tracker = WatermarkTracker::new(policy.max_out_of_orderness_ns, policy.idle_timeout_ns);
     let p = Pipeline {
+        pending: handle.pending.clone(),
         rx,
         operators,
         tracker,
@@ -344,6 +366,9 @@ impl Pipeline {
     }
 
     fn advance_watermark(&mut self, now: UnixNanos) {
+        if let Ok(p) = self.pending.lock() {
+            self.tracker.set_pending(&p);
+        }
         let wm = self.tracker.watermark(now);
         if wm > self.watermark {
             self.watermark = wm;

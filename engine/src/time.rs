@@ -103,6 +103,9 @@ struct SourceClock {
     /// Whether the source holds the watermark back before its first data (a freshly assigned
     /// Kafka partition with a backlog does; an OTLP receiver nobody sends to does not).
     holds_before_data: bool,
+    /// Holds data it could not queue yet (a Kafka partition paused by backpressure): active
+    /// however long ago it last delivered, so backpressure never turns its data late.
+    pending: bool,
 }
 
 /// Per-source event-time positions and the resulting watermark.
@@ -141,6 +144,7 @@ impl WatermarkTracker {
             last_activity: now,
             has_data: false,
             holds_before_data,
+            pending: false,
         });
     }
 
@@ -160,9 +164,20 @@ impl WatermarkTracker {
         }
     }
 
+    /// Marks which sources hold data they could not queue yet (every other source is not
+    /// pending). A pending source never goes idle: its position holds the watermark until its
+    /// data is in.
+    pub fn set_pending(&mut self, pending: &[SourceId]) {
+        for (i, s) in self.sources.iter_mut().enumerate() {
+            if let Some(s) = s {
+                s.pending = pending.contains(&SourceId(i as u32));
+            }
+        }
+    }
+
     fn is_active(&self, s: &SourceClock, now: UnixNanos) -> bool {
         let recent = now.saturating_sub(s.last_activity) < self.idle_timeout;
-        recent && (s.has_data || s.holds_before_data)
+        (s.pending || recent) && (s.has_data || s.holds_before_data)
     }
 
     /// The watermark at wall time `now` (monotonic across calls).
@@ -255,6 +270,19 @@ mod tests {
         assert_eq!(t.watermark(now), 0);
         t.observe(SourceId(0), 1030 * S, now + 31 * S);
         assert_eq!(t.watermark(now + 31 * S), 1030 * S);
+    }
+
+    #[test]
+    fn a_pending_source_holds_the_watermark_however_long_it_waits() {
+        let mut t = WatermarkTracker::new(0, 30 * S);
+        let now = 1000 * S;
+        t.add_source(SourceId(0), "kafka-0", true, now);
+        t.observe(SourceId(0), 990 * S, now);
+        t.set_pending(&[SourceId(0)]);
+        assert_eq!(t.watermark(now + 600 * S), 990 * S);
+        // Drained: idle again after idle_timeout, then the wall clock moves time on.
+        t.set_pending(&[]);
+        assert_eq!(t.watermark(now + 600 * S), 1600 * S);
     }
 
     #[test]

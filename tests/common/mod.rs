@@ -87,6 +87,12 @@ pub fn test_config() -> Config {
 
 /// Starts an engine in-process; panics with the config problems if the config is invalid.
 pub async fn start(cfg: &Config) -> Engine {
+    if std::env::var("REDWATCH_TEST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("REDWATCH_TEST_LOG"))
+            .with_test_writer()
+            .try_init();
+    }
     let problems = cfg.validate();
     assert!(problems.is_empty(), "test config is invalid: {problems:?}");
     Engine::start(cfg, StartOptions::default())

@@ -171,6 +171,10 @@ struct PartitionState {
     /// meanwhile; at most what librdkafka had already fetched).
     waiting: VecDeque<(i64, Bytes)>,
     paused: bool,
+    /// When a paused partition was resumed: it holds the watermark (see
+    /// [`IngestHandle::set_pending`]) until librdkafka delivers from it again, or for
+    /// `idle_timeout` if nothing more comes — the fetch after a resume is not idleness.
+    resumed_at: Option<Instant>,
     /// Next offset expected; anything below is a re-delivery and is ignored.
     next_offset: Option<i64>,
     tracker: CommitTracker,
@@ -487,6 +491,7 @@ impl Loop {
                 old.assigned.set(1.0);
                 old.paused = false;
                 if !old.waiting.is_empty() {
+                    self.handle.set_pending(source, true);
                     let mut tpl = TopicPartitionList::new();
                     tpl.add_partition(&self.traces_topic, partition);
                     if self.consumer.pause(&tpl).is_ok() {
@@ -530,6 +535,7 @@ impl Loop {
                 purged_through,
                 waiting: VecDeque::new(),
                 paused: false,
+                resumed_at: None,
                 next_offset: committed,
                 tracker: CommitTracker::default(),
                 last_committed: committed,
@@ -547,9 +553,22 @@ impl Loop {
         let Some(st) = self.partitions.get_mut(&partition) else {
             return;
         };
+        if st.resumed_at.take().is_some() {
+            self.handle.set_pending(st.source, false);
+        }
         // Below `next_offset` is a re-delivery.
         if st.next_offset.is_some_and(|n| offset < n) {
+            tracing::debug!(
+                "kafka: partition {partition}: offset {offset} again (next {:?})",
+                st.next_offset
+            );
             return;
+        }
+        if st.next_offset.is_some_and(|n| offset > n) {
+            tracing::debug!(
+                "kafka: partition {partition}: offset {offset} after a gap (next {:?})",
+                st.next_offset
+            );
         }
         st.next_offset = Some(offset + 1);
         let body = payload.unwrap_or_default();
@@ -637,6 +656,8 @@ impl Loop {
             return;
         };
         st.waiting.push_front((offset, body));
+        // Held back by backpressure, not idle: keep holding the watermark meanwhile.
+        self.handle.set_pending(st.source, true);
         if !st.paused {
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition(&self.traces_topic, partition);
@@ -645,12 +666,20 @@ impl Loop {
             }
             st.paused = true;
             self.counters.paused.inc();
+            tracing::debug!("kafka: paused partition {partition} at offset {offset}");
         }
     }
 
     /// Processes waiting messages in order while the pipeline has room; resumes drained
     /// partitions.
     fn retry_waiting(&mut self) {
+        let idle = Duration::from_nanos(self.handle.policy().idle_timeout_ns);
+        for st in self.partitions.values_mut() {
+            if st.resumed_at.is_some_and(|t| t.elapsed() >= idle) {
+                st.resumed_at = None;
+                self.handle.set_pending(st.source, false);
+            }
+        }
         let waiting: Vec<i32> = self
             .partitions
             .iter()
@@ -680,7 +709,11 @@ impl Loop {
                 let mut tpl = TopicPartitionList::new();
                 tpl.add_partition(&self.traces_topic, p);
                 match self.consumer.resume(&tpl) {
-                    Ok(()) => st.paused = false,
+                    Ok(()) => {
+                        st.paused = false;
+                        st.resumed_at = Some(Instant::now());
+                        tracing::debug!("kafka: resumed partition {p} (next {:?})", st.next_offset);
+                    }
                     Err(e) => tracing::warn!("kafka: cannot resume partition {p}: {e}"),
                 }
             }
