@@ -5,7 +5,9 @@
 //! `end + allowed_lateness`, and is then purged; data for a purged window is refused as late.
 //! It must not know what is aggregated: `A` is any mergeable aggregate.
 //!
-//! State size: an open window holds its keys' aggregates inline (the per-span hot path). Once
+//! State size: an open window holds its keys' aggregates in one dense vector behind a small
+//! key → position index (the per-span hot path probes a compact table; the aggregates carry no
+//! hash-table slack, and the vector is sized from the previous window's key count). Once
 //! emitted, a window only waits for rare late data, so each key's aggregate is settled into its
 //! compact form ([`WindowAggregate::pack`], else boxed): a few small map slots and bytes instead
 //! of the full aggregate. Late data unpacks the key; the re-emission packs it again. Readers
@@ -13,8 +15,11 @@
 
 use crate::model::UnixNanos;
 use hashbrown::HashMap;
+use settled::SettledWindow;
 use std::collections::BTreeMap;
 use std::hash::Hash;
+
+mod settled;
 
 /// An aggregate's compact, read-only form (see [`WindowAggregate::pack`]).
 pub type Packed = Box<[u8]>;
@@ -47,19 +52,7 @@ pub trait WindowAggregate: Default {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Late;
 
-/// One key's state in a settled window (emitted, or open in a
-/// [`WindowStore::packing_open_windows`] store).
-#[derive(Debug)]
-enum Settled<A> {
-    /// Unchanged since last emitted (or packed), as [`WindowAggregate::pack`] packed it.
-    Packed(Packed),
-    /// Unchanged since last emitted, for aggregates that do not pack.
-    Boxed(Box<A>),
-    /// Live: has late data not emitted yet (or arrived only late), or, in an open window, an
-    /// update not packed yet.
-    Late(Box<LateEntry<A>>),
-}
-
+/// A key with late data in a settled window (see [`settled`]).
 #[derive(Debug, Default)]
 struct LateEntry<A> {
     /// Everything the window has seen for the key.
@@ -70,72 +63,77 @@ struct LateEntry<A> {
     emitted: bool,
 }
 
-impl<A: WindowAggregate> Settled<A> {
-    /// The compact form of an emitted key's total.
-    fn settle(mut total: A) -> Self {
-        match total.pack() {
-            Some(p) => Settled::Packed(p),
-            None => {
-                total.shrink_to_fit();
-                Settled::Boxed(Box::new(total))
-            }
+/// A window not emitted yet: every key's live aggregate (the per-span hot path).
+#[derive(Debug)]
+struct OpenWindow<K, A> {
+    /// Key → position in `aggs`.
+    index: HashMap<K, u32>,
+    aggs: Vec<A>,
+}
+
+impl<K, A> Default for OpenWindow<K, A> {
+    fn default() -> Self {
+        OpenWindow {
+            index: HashMap::new(),
+            aggs: Vec::new(),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone, A: WindowAggregate> OpenWindow<K, A> {
+    fn with_capacity(keys: usize) -> Self {
+        OpenWindow {
+            index: HashMap::with_capacity(keys),
+            aggs: Vec::with_capacity(keys),
         }
     }
 
-    /// Turns an emitted, unchanged key into a live one that takes late data.
-    fn make_late(&mut self) {
-        let total = match self {
-            Settled::Packed(p) => A::unpack(p),
-            Settled::Boxed(b) => std::mem::take(&mut **b),
-            Settled::Late(_) => return,
+    /// The key's aggregate, created empty when new.
+    #[inline]
+    fn get_or_insert(&mut self, key: &K) -> &mut A {
+        let i = match self.index.get(key) {
+            Some(&i) => i as usize,
+            None => self.insert(key),
         };
-        *self = Settled::Late(Box::new(LateEntry {
-            total,
-            pending: A::default(),
-            emitted: true,
-        }));
+        &mut self.aggs[i]
     }
 
-    /// Settles a [`Settled::Late`] key again (its total; the pending delta has been emitted or,
-    /// in an open window, is not used); leaves a settled one as it is.
-    fn resettle(&mut self) {
-        if let Settled::Late(_) = self {
-            if let Settled::Late(l) = std::mem::replace(self, Settled::Packed(Box::default())) {
-                *self = Settled::settle(l.total);
-            }
+    #[cold]
+    fn insert(&mut self, key: &K) -> usize {
+        let i = self.aggs.len();
+        if i == self.aggs.capacity() {
+            // By a quarter, not doubling: the aggregates are most of an open window's bytes.
+            self.aggs.reserve_exact((i / 4).max(16));
         }
+        self.aggs.push(A::default());
+        self.index.insert(key.clone(), i as u32);
+        i
     }
 
-    /// Calls `f` with the key's total (unpacked into a temporary when packed).
-    fn with_total<R>(&self, f: impl FnOnce(&A) -> R) -> R {
-        match self {
-            Settled::Packed(p) => f(&A::unpack(p)),
-            Settled::Boxed(b) => f(b),
-            Settled::Late(l) => f(&l.total),
-        }
+    fn len(&self) -> usize {
+        self.aggs.len()
     }
 
-    /// Heap bytes held beyond the map slot.
-    fn heap_bytes(&self) -> usize {
-        match self {
-            Settled::Packed(p) => p.len(),
-            Settled::Boxed(b) => std::mem::size_of::<A>() + b.heap_bytes(),
-            Settled::Late(l) => {
-                std::mem::size_of::<LateEntry<A>>() + l.total.heap_bytes() + l.pending.heap_bytes()
-            }
-        }
+    fn iter(&self) -> impl Iterator<Item = (&K, &A)> {
+        self.index.iter().map(|(k, &i)| (k, &self.aggs[i as usize]))
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.index.capacity() * (std::mem::size_of::<(K, u32)>() + 1)
+            + self.aggs.capacity() * std::mem::size_of::<A>()
+            + self.aggs.iter().map(A::heap_bytes).sum::<usize>()
     }
 }
 
 #[derive(Debug)]
 enum Slot<K, A> {
     /// Not emitted yet: every key's live aggregate (the per-span hot path).
-    Open(HashMap<K, A>),
+    Open(OpenWindow<K, A>),
     /// Keys settled between updates: every emitted window, and the open windows of a store
     /// made with [`WindowStore::packing_open_windows`]. `dirty` when some key is
     /// [`Settled::Late`]: late data to re-emit, or (open) an update to pack again.
     Settled {
-        entries: HashMap<K, Settled<A>>,
+        entries: SettledWindow<K, A>,
         emitted: bool,
         dirty: bool,
     },
@@ -170,6 +168,8 @@ pub struct WindowStore<K, A> {
     watermark: UnixNanos,
     /// Open windows settle (pack) their keys after each advance too.
     pack_open: bool,
+    /// Keys of the last window emitted open: the next open window starts with room for them.
+    open_keys_hint: usize,
 }
 
 impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
@@ -182,6 +182,7 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
             slots: BTreeMap::new(),
             watermark: 0,
             pack_open: false,
+            open_keys_hint: 0,
         }
     }
 
@@ -250,46 +251,31 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
         if self.is_purged(start) {
             return Err(Late);
         }
-        let pack_open = self.pack_open;
+        let (pack_open, hint) = (self.pack_open, self.open_keys_hint);
         let slot = self.slots.entry(start).or_insert_with(|| {
             if pack_open {
                 Slot::Settled {
-                    entries: HashMap::new(),
+                    entries: SettledWindow::default(),
                     emitted: false,
                     dirty: false,
                 }
             } else {
-                Slot::Open(HashMap::new())
+                Slot::Open(OpenWindow::with_capacity(hint))
             }
         });
         match slot {
-            Slot::Open(entries) => {
-                let total = match entries.get_mut(key) {
-                    Some(a) => a,
-                    None => entries.entry(key.clone()).or_default(),
-                };
-                f(total);
-            }
+            Slot::Open(open) => f(open.get_or_insert(key)),
             Slot::Settled {
                 entries,
                 emitted,
                 dirty,
             } => {
-                let e = match entries.get_mut(key) {
-                    Some(e) => e,
-                    // A key new to the window: not emitted yet, everything is pending.
-                    None => entries
-                        .entry(key.clone())
-                        .or_insert_with(|| Settled::Late(Box::default())),
-                };
-                e.make_late();
-                if let Settled::Late(l) = e {
-                    f(&mut l.total);
-                    if *emitted {
-                        f(&mut l.pending);
-                    }
-                    *dirty = true;
+                let l = entries.late_mut(key);
+                f(&mut l.total);
+                if *emitted {
+                    f(&mut l.pending);
                 }
+                *dirty = true;
             }
         }
         Ok(())
@@ -332,15 +318,18 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
         self.watermark = self.watermark.max(wm);
         let wm = self.watermark;
         let size = self.size;
+        let mut open_keys = None;
         // Windows whose end <= wm, i.e. start <= wm - size.
         if let Some(last_start) = wm.checked_sub(size) {
             for (&start, slot) in self.slots.range_mut(..=last_start) {
                 let end = start + size;
                 match slot {
                     Slot::Open(open) => {
-                        let open = std::mem::take(open);
-                        let mut settled = HashMap::with_capacity(open.len());
-                        for (key, total) in open {
+                        let OpenWindow { index, mut aggs } = std::mem::take(open);
+                        open_keys = Some(aggs.len());
+                        let mut settled = SettledWindow::with_capacity(aggs.len());
+                        for (key, i) in index {
+                            let total = std::mem::take(&mut aggs[i as usize]);
                             emit(Emitted {
                                 start,
                                 end,
@@ -350,8 +339,9 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
                                 total: &total,
                                 delta: &total,
                             });
-                            settled.insert(key, Settled::settle(total));
+                            settled.settle(key, total);
                         }
+                        settled.trim();
                         *slot = Slot::Settled {
                             entries: settled,
                             emitted: true,
@@ -365,24 +355,22 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
                     } => {
                         *emitted = true;
                         *dirty = false;
-                        for (key, e) in entries.iter_mut() {
-                            let total = match std::mem::replace(e, Settled::Packed(Box::default()))
-                            {
-                                Settled::Packed(p) => A::unpack(&p),
-                                Settled::Boxed(b) => *b,
-                                Settled::Late(l) => l.total,
-                            };
+                        let old = std::mem::take(entries);
+                        let mut fresh = SettledWindow::with_capacity(old.len());
+                        old.drain_totals(|key, total| {
                             emit(Emitted {
                                 start,
                                 end,
                                 first: true,
                                 window_first: true,
-                                key,
+                                key: &key,
                                 total: &total,
                                 delta: &total,
                             });
-                            *e = Settled::settle(total);
-                        }
+                            fresh.settle(key, total);
+                        });
+                        fresh.trim();
+                        *entries = fresh;
                     }
                     Slot::Settled {
                         entries,
@@ -390,8 +378,7 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
                         dirty: dirty @ true,
                     } => {
                         *dirty = false;
-                        for (key, e) in entries.iter_mut() {
-                            let Settled::Late(l) = e else { continue };
+                        entries.resettle_late(|key, l| {
                             emit(Emitted {
                                 start,
                                 end,
@@ -400,13 +387,15 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
                                 key,
                                 total: &l.total,
                                 delta: &l.pending,
-                            });
-                            e.resettle();
-                        }
+                            })
+                        });
                     }
                     Slot::Settled { .. } => {}
                 }
             }
+        }
+        if let Some(n) = open_keys {
+            self.open_keys_hint = n;
         }
         // Open windows of a packing store: pack what the updates since the last advance unpacked.
         for slot in self.slots.values_mut() {
@@ -417,9 +406,7 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
             } = slot
             {
                 *dirty = false;
-                for e in entries.values_mut() {
-                    e.resettle();
-                }
+                entries.resettle_late(|_, _| {});
             }
         }
         let lateness = self.lateness;
@@ -437,8 +424,8 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
         for (&start, slot) in self.slots.iter() {
             let end = start + self.size;
             match slot {
-                Slot::Open(entries) => {
-                    for (k, a) in entries.iter() {
+                Slot::Open(open) => {
+                    for (k, a) in open.iter() {
                         f(start, end, k, a);
                     }
                 }
@@ -446,11 +433,7 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
                     entries,
                     emitted: false,
                     ..
-                } => {
-                    for (k, e) in entries.iter() {
-                        e.with_total(|a| f(start, end, k, a));
-                    }
-                }
+                } => entries.for_each(|k, a| f(start, end, k, a)),
                 Slot::Settled { .. } => {}
             }
         }
@@ -466,7 +449,7 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
         self.slots
             .values()
             .map(|s| match s {
-                Slot::Open(m) => m.len(),
+                Slot::Open(open) => open.len(),
                 Slot::Settled { entries, .. } => entries.len(),
             })
             .sum()
@@ -475,18 +458,11 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
     /// Approximate bytes of state held: map slots (capacity, plus a control byte each) and the
     /// heap each entry owns (packed bytes of emitted keys included).
     pub fn state_bytes(&self) -> usize {
-        let open_slot = std::mem::size_of::<(K, A)>() + 1;
-        let settled_slot = std::mem::size_of::<(K, Settled<A>)>() + 1;
         self.slots
             .values()
             .map(|s| match s {
-                Slot::Open(m) => {
-                    m.capacity() * open_slot + m.values().map(A::heap_bytes).sum::<usize>()
-                }
-                Slot::Settled { entries, .. } => {
-                    entries.capacity() * settled_slot
-                        + entries.values().map(Settled::heap_bytes).sum::<usize>()
-                }
+                Slot::Open(open) => open.state_bytes(),
+                Slot::Settled { entries, .. } => entries.state_bytes(),
             })
             .sum()
     }
@@ -625,29 +601,64 @@ mod tests {
         let open = s.state_bytes();
         assert!(open >= 50 * std::mem::size_of::<(u32, PackedCount)>());
         s.advance(10, |_| {});
-        // Emitted: a settled slot per key plus its 8 packed bytes.
-        let slot = std::mem::size_of::<(u32, Settled<PackedCount>)>() + 1;
-        let Some(Slot::Settled { entries, .. }) = s.slots.values().next() else {
-            panic!("the window is settled once emitted");
-        };
-        assert_eq!(s.state_bytes(), entries.capacity() * slot + 50 * 8);
-        // Late data unpacks one key (boxed total and pending) until it is re-emitted.
+        // Emitted: an index slot (key, offset) per key plus its 8 packed bytes and their
+        // length byte, back to back.
+        let index = settled_index_bytes(&s);
+        assert!((50 * 9..4 * 50 * 9).contains(&index), "{index}");
+        let (len, cap) = settled_arena(&s);
+        assert!(len == 50 * 9 && cap <= len + len / 4, "{len} {cap}");
+        assert_eq!(s.state_bytes(), index + cap);
+        // Late data unpacks one key (boxed total and pending) until it is re-emitted; its
+        // bytes stay in the arena until they are half of it.
         s.update(5, &7, |c| c.0 += 1).unwrap();
-        assert_eq!(
-            s.state_bytes(),
-            entries_capacity(&s) * slot + 49 * 8 + std::mem::size_of::<LateEntry<PackedCount>>()
-        );
+        let live = settled_live_bytes(&s);
+        assert!(live >= std::mem::size_of::<LateEntry<PackedCount>>());
+        assert_eq!(s.state_bytes(), settled_index_bytes(&s) + cap + live);
         let mut rows = Vec::new();
         s.advance(11, |e| rows.push((*e.key, e.first, e.total.0, e.delta.0)));
         assert_eq!(rows, vec![(7, false, 2, 1)]);
-        assert_eq!(s.state_bytes(), entries_capacity(&s) * slot + 50 * 8);
+        assert_eq!(settled_arena(&s).0, 51 * 9);
+        // Every key late once: the arena is compacted back to one copy of each.
+        for k in 0..50u32 {
+            s.update(5, &k, |c| c.0 += 1).unwrap();
+        }
+        s.advance(12, |_| {});
+        let (len, cap) = settled_arena(&s);
+        assert_eq!(len, 50 * 9);
+        assert_eq!(
+            s.state_bytes(),
+            settled_index_bytes(&s) + cap + settled_live_bytes(&s)
+        );
     }
 
-    fn entries_capacity(s: &WindowStore<u32, PackedCount>) -> usize {
-        match s.slots.values().next() {
-            Some(Slot::Settled { entries, .. }) => entries.capacity(),
-            _ => 0,
-        }
+    fn settled_arena(s: &WindowStore<u32, PackedCount>) -> (usize, usize) {
+        s.slots
+            .values()
+            .map(|x| match x {
+                Slot::Settled { entries, .. } => (entries.arena_len(), entries.arena_capacity()),
+                Slot::Open(_) => (0, 0),
+            })
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    }
+
+    fn settled_index_bytes(s: &WindowStore<u32, PackedCount>) -> usize {
+        s.slots
+            .values()
+            .map(|x| match x {
+                Slot::Settled { entries, .. } => entries.index_bytes(),
+                Slot::Open(_) => 0,
+            })
+            .sum()
+    }
+
+    fn settled_live_bytes(s: &WindowStore<u32, PackedCount>) -> usize {
+        s.slots
+            .values()
+            .map(|x| match x {
+                Slot::Settled { entries, .. } => entries.live_bytes(),
+                Slot::Open(_) => 0,
+            })
+            .sum()
     }
 
     #[test]
@@ -666,26 +677,33 @@ mod tests {
         let expected = vec![(0, "a", 3), (0, "c", 1), (10, "b", 1)];
         assert_eq!(open_rows(&s), expected);
         assert_eq!(drain_packed(&mut s, 5), vec![]);
-        // Packed now: every open key takes 8 bytes besides its slot.
-        let slot = std::mem::size_of::<(&str, Settled<PackedCount>)>() + 1;
-        let slots: usize = s
-            .slots
-            .values()
-            .map(|x| match x {
-                Slot::Settled {
-                    entries,
-                    emitted: false,
-                    dirty: false,
-                } => entries.capacity(),
-                _ => panic!("open windows of a packing store are settled"),
-            })
-            .sum();
-        assert_eq!(s.state_bytes(), slots * slot + 3 * 8);
+        // Packed now: every open key takes its 8 bytes and a length byte besides its slot.
+        let bytes_and_index = |s: &WindowStore<&'static str, PackedCount>| {
+            s.slots
+                .values()
+                .map(|x| match x {
+                    Slot::Settled {
+                        entries,
+                        emitted: false,
+                        dirty: false,
+                    } => (
+                        entries.arena_len(),
+                        entries.index_bytes(),
+                        entries.live_bytes(),
+                    ),
+                    _ => panic!("open windows of a packing store are settled"),
+                })
+                .fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
+        };
+        assert_eq!(bytes_and_index(&s).0, 3 * 9);
+        assert_eq!(bytes_and_index(&s).2, 0);
         assert_eq!(open_rows(&s), expected);
         // Updating one key of a packed window leaves the others as they were.
         s.update(6, &"a", |c| c.0 += 1).unwrap();
         assert_eq!(drain_packed(&mut s, 6), vec![]);
-        assert_eq!(s.state_bytes(), slots * slot + 3 * 8);
+        assert_eq!(bytes_and_index(&s).2, 0);
+        // "a" was packed again; its old bytes are reclaimed once they are a quarter of the arena.
+        assert!(bytes_and_index(&s).0 <= 4 * 9, "{:?}", bytes_and_index(&s));
         assert_eq!(open_rows(&s), vec![(0, "a", 4), (0, "c", 1), (10, "b", 1)]);
         assert_eq!(
             drain_packed(&mut s, 10),

@@ -8,7 +8,10 @@ use super::sketch::QuantileSketch;
 use redwatch_engine::model::StatusCode;
 use redwatch_engine::window::{Packed, WindowAggregate};
 
+mod bucket_counts;
 mod packed;
+
+use bucket_counts::BucketCounts;
 
 /// Histogram bucket bounds in ms, shared by every aggregate of one operator.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,7 +50,7 @@ pub struct RedAgg {
     pub min_ms: f64,
     pub max_ms: f64,
     /// Sparse weighted bucket counts, sorted by code = status * 65 + bucket index.
-    buckets: Vec<(u16, f64)>,
+    buckets: BucketCounts,
     /// Durations, all statuses together.
     pub sketch: QuantileSketch,
     /// A few spans worth looking at (the anomaly spans link to them).
@@ -151,10 +154,7 @@ impl RedAgg {
     }
 
     fn add_bucket(&mut self, code: u16, weight: f64) {
-        match self.buckets.binary_search_by_key(&code, |(c, _)| *c) {
-            Ok(i) => self.buckets[i].1 += weight,
-            Err(i) => self.buckets.insert(i, (code, weight)),
-        }
+        self.buckets.add(code, weight);
     }
 
     pub fn total_calls(&self) -> f64 {
@@ -173,7 +173,7 @@ impl RedAgg {
     pub fn bucket_counts(&self, status: StatusCode, n_bounds: usize) -> Vec<f64> {
         let mut out = vec![0.0; n_bounds + 1];
         let base = status as u16 * CODES_PER_STATUS;
-        for &(code, w) in &self.buckets {
+        for (code, w) in self.buckets.iter() {
             if code >= base && code < base + CODES_PER_STATUS {
                 let i = (code - base) as usize;
                 if i < out.len() {
@@ -215,7 +215,7 @@ impl WindowAggregate for RedAgg {
             self.calls[s] += o.calls[s];
             self.sum_ms[s] += o.sum_ms[s];
         }
-        for &(code, w) in &o.buckets {
+        for (code, w) in o.buckets.iter() {
             self.add_bucket(code, w);
         }
         self.sketch.merge(&o.sketch);
@@ -223,7 +223,7 @@ impl WindowAggregate for RedAgg {
     }
 
     fn heap_bytes(&self) -> usize {
-        self.buckets.capacity() * std::mem::size_of::<(u16, f64)>() + self.sketch.heap_bytes()
+        self.buckets.heap_bytes() + self.sketch.heap_bytes()
     }
 
     fn shrink_to_fit(&mut self) {

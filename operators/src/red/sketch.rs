@@ -16,9 +16,12 @@
 //!   reported as 0; values above [`QuantileSketch::MAX_VALUE`] (and +∞) share the top key. The
 //!   range is 1 ns (OTLP's timestamp resolution, so every non-zero span duration is in it) to
 //!   ~116 days: [`QuantileSketch::MAX_BINS`] keys, each fitting an `i16`.
-//! - **Store.** A sorted sparse `Vec` of 8-byte `(i16 key, f32 weight)` entries while that is
-//!   the smaller form (always for ≤ 64 keys, never beyond 256), then a dense `offset: i16` +
-//!   `Vec<f32>` spanning exactly the lowest to the highest key. Nothing is ever collapsed: the
+//! - **Store.** A sorted sparse `Vec` of 4-byte compact entries (key and a whole count < 2²¹
+//!   in one `u32`) while every weight is a whole number — unsampled spans — or else of 8-byte
+//!   `(i16 key, f32 weight)` entries; sparse while that is the smaller form (always for ≤ 64
+//!   keys, never beyond 256), then a dense `offset: i16` + `Vec<f32>` spanning exactly the
+//!   lowest to the highest key. Window state packs sketches with [`QuantileSketch::pack_state`]
+//!   (~1 byte per key). Nothing is ever collapsed: the
 //!   whole value range is at most `MAX_BINS` keys (≤ 7.4 KiB dense, for a sketch holding both
 //!   1 ns and 116 days), so every quantile keeps the α guarantee. A collapsing-lowest store
 //!   (DDSketch's) would save memory only for sketches spanning more than ~10 decades, and costs
@@ -41,6 +44,7 @@
 use thiserror::Error;
 
 mod encoded;
+mod packed;
 
 const GAMMA: f64 =
     (1.0 + QuantileSketch::RELATIVE_ACCURACY) / (1.0 - QuantileSketch::RELATIVE_ACCURACY);
@@ -182,6 +186,7 @@ impl QuantileSketch {
     pub fn encode(&self, out: &mut Vec<u8>) {
         let integral_totals = is_integral_total(self.count) && is_integral_total(self.zero);
         let integral_weights = match &self.store {
+            Store::Compact(_) => true,
             Store::Sparse(entries) => entries.iter().all(|e| is_integral_weight(e.weight)),
             Store::Dense { bins, .. } => bins.iter().all(|&w| is_integral_weight(w)),
         };
@@ -212,16 +217,16 @@ impl QuantileSketch {
             }
         };
         match &self.store {
-            Store::Sparse(entries) => {
-                put_varint(out, entries.len() as u64);
+            Store::Compact(_) | Store::Sparse(_) => {
+                put_varint(out, self.store.len() as u64);
                 let mut previous: Option<i16> = None;
-                for e in entries {
+                for (key, weight) in self.store.iter() {
                     match previous {
-                        None => put_varint(out, zigzag(e.key)),
-                        Some(p) => put_varint(out, (i32::from(e.key) - i32::from(p) - 1) as u64),
+                        None => put_varint(out, zigzag(key)),
+                        Some(p) => put_varint(out, (i32::from(key) - i32::from(p) - 1) as u64),
                     }
-                    put_weight(out, e.weight);
-                    previous = Some(e.key);
+                    put_weight(out, weight);
+                    previous = Some(key);
                 }
             }
             Store::Dense { offset, bins } => {
@@ -284,7 +289,7 @@ impl QuantileSketch {
                 entries.push(SparseBin { key, weight });
                 previous = Some(i64::from(key));
             }
-            Store::Sparse(entries)
+            Store::sparse(entries)
         } else {
             let offset = checked_key(unzigzag(r.varint()?))?;
             let len = r.varint()?;
@@ -320,6 +325,7 @@ impl QuantileSketch {
     /// Heap bytes owned (for state accounting).
     pub fn heap_bytes(&self) -> usize {
         match &self.store {
+            Store::Compact(entries) => entries.capacity() * std::mem::size_of::<u32>(),
             Store::Sparse(entries) => entries.capacity() * std::mem::size_of::<SparseBin>(),
             Store::Dense { bins, .. } => bins.capacity() * std::mem::size_of::<f32>(),
         }
@@ -328,6 +334,7 @@ impl QuantileSketch {
     /// Drops spare capacity (e.g. once a window is final and only read or merged from).
     pub fn shrink_to_fit(&mut self) {
         match &mut self.store {
+            Store::Compact(entries) => entries.shrink_to_fit(),
             Store::Sparse(entries) => entries.shrink_to_fit(),
             Store::Dense { bins, .. } => bins.shrink_to_fit(),
         }
@@ -361,21 +368,152 @@ struct SparseBin {
     weight: f32,
 }
 
-/// Bins by key. Invariants: sparse keys strictly ascending with positive weights, at most
-/// `SPARSE_MAX_KEYS` of them; dense bins non-empty at both ends; keys within `MIN_KEY..=MAX_KEY`.
-#[derive(Debug, Clone, PartialEq)]
+/// Bins by key. Invariants: sparse (compact or not) keys strictly ascending with positive
+/// weights, at most `SPARSE_MAX_KEYS` of them; dense bins non-empty at both ends; keys within
+/// `MIN_KEY..=MAX_KEY`.
+///
+/// Every sketch starts [`Store::Compact`]: 4 bytes per key while weights are whole numbers below
+/// 2²¹ per bin (unsampled spans: always, for any window up to two million spans in one bin). The
+/// first fractional weight or overflowing bin widens it to [`Store::Sparse`] (8 bytes per key,
+/// `f32` weights). Both encode alike: the representation never shows in an encoding, a quantile
+/// or equality.
+#[derive(Debug, Clone)]
 enum Store {
+    Compact(Vec<u32>),
     Sparse(Vec<SparseBin>),
     Dense { offset: i16, bins: Vec<f32> },
 }
 
 impl Default for Store {
     fn default() -> Self {
-        Store::Sparse(Vec::new())
+        Store::Compact(Vec::new())
     }
 }
 
+impl PartialEq for Store {
+    /// Same bins, both dense or both sparse (compact and wide sparse stores are the same
+    /// sketch).
+    fn eq(&self, other: &Store) -> bool {
+        let dense = |s: &Store| matches!(s, Store::Dense { .. });
+        dense(self) == dense(other) && self.iter().eq(other.iter())
+    }
+}
+
+/// A compact bin is `(key − MIN_KEY) << COUNT_BITS | count`: 11 bits cover every key (`MAX_BINS`
+/// = 1 843 < 2¹¹), so entries sort by key.
+const COUNT_BITS: u32 = 21;
+const COUNT_MASK: u32 = (1 << COUNT_BITS) - 1;
+
+#[inline]
+fn compact_index(key: i16) -> u32 {
+    (i32::from(key) - i32::from(MIN_KEY)) as u32
+}
+
+#[inline]
+fn compact_key(e: u32) -> i16 {
+    ((e >> COUNT_BITS) as i32 + i32::from(MIN_KEY)) as i16
+}
+
+/// The whole-number weight a compact bin can take, if `w` is one.
+#[inline]
+fn compact_weight(w: f32) -> Option<u32> {
+    (w >= 1.0 && w <= COUNT_MASK as f32 && w.fract() == 0.0).then_some(w as u32)
+}
+
+#[inline]
+fn compact_search(entries: &[u32], key: i16) -> Result<usize, usize> {
+    let index = compact_index(key);
+    entries.binary_search_by(|e| (e >> COUNT_BITS).cmp(&index))
+}
+
+/// Adds `c` to a compact bin unless its count would overflow.
+#[inline]
+fn compact_bump(e: &mut u32, c: u32) -> bool {
+    let fits = (*e & COUNT_MASK) + c <= COUNT_MASK;
+    if fits {
+        *e += c;
+    }
+    fits
+}
+
+fn widen_compact(entries: &[u32]) -> Vec<SparseBin> {
+    entries
+        .iter()
+        .map(|&e| SparseBin {
+            key: compact_key(e),
+            weight: (e & COUNT_MASK) as f32,
+        })
+        .collect()
+}
+
+/// Dense (4 bytes per spanned key, O(1) adds) once it is about as small as compact (4 bytes per
+/// held key), past `SPARSE_MIN_KEYS`; always past `SPARSE_MAX_KEYS`.
+fn compact_should_densify(entries: &[u32]) -> bool {
+    let (Some(&first), Some(&last)) = (entries.first(), entries.last()) else {
+        return false;
+    };
+    let span = ((last >> COUNT_BITS) - (first >> COUNT_BITS) + 1) as usize;
+    entries.len() > SPARSE_MIN_KEYS
+        && (entries.len() > SPARSE_MAX_KEYS || span <= entries.len() + entries.len() / 8)
+}
+
+/// Union of two compact stores with exact capacity; `None` if a bin would overflow.
+fn merge_compact(a: &[u32], b: &[u32]) -> Option<Vec<u32>> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (ka, kb) = (a[i] >> COUNT_BITS, b[j] >> COUNT_BITS);
+        if ka < kb {
+            out.push(a[i]);
+            i += 1;
+        } else if kb < ka {
+            out.push(b[j]);
+            j += 1;
+        } else {
+            let mut e = a[i];
+            if !compact_bump(&mut e, b[j] & COUNT_MASK) {
+                return None;
+            }
+            out.push(e);
+            i += 1;
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out.shrink_to_fit();
+    Some(out)
+}
+
 impl Store {
+    /// A sparse store holding `entries` (sorted, validated), compact when it can be.
+    fn sparse(entries: Vec<SparseBin>) -> Store {
+        let compact: Option<Vec<u32>> = entries
+            .iter()
+            .map(|e| compact_weight(e.weight).map(|c| compact_index(e.key) << COUNT_BITS | c))
+            .collect();
+        match compact {
+            Some(c) => Store::Compact(c),
+            None => Store::Sparse(entries),
+        }
+    }
+
+    /// Turns a compact store into a wide sparse one (any other store is left as it is).
+    fn widen(&mut self) {
+        if let Store::Compact(entries) = self {
+            *self = Store::Sparse(widen_compact(entries));
+        }
+    }
+
+    /// Bins held (spanned, for a dense store).
+    fn len(&self) -> usize {
+        match self {
+            Store::Compact(e) => e.len(),
+            Store::Sparse(e) => e.len(),
+            Store::Dense { bins, .. } => bins.len(),
+        }
+    }
+
     #[inline]
     fn add(&mut self, key: i16, w: f32) {
         match self {
@@ -385,6 +523,13 @@ impl Store {
                 if let Some(bin) = bins.get_mut(index) {
                     bump(bin, w);
                     return;
+                }
+            }
+            Store::Compact(entries) => {
+                if let (Ok(i), Some(c)) = (compact_search(entries, key), compact_weight(w)) {
+                    if compact_bump(&mut entries[i], c) {
+                        return;
+                    }
                 }
             }
             Store::Sparse(entries) => {
@@ -400,6 +545,20 @@ impl Store {
     /// `add` for a key outside the dense range or missing from the sparse store.
     #[cold]
     fn add_new_key(&mut self, key: i16, w: f32) {
+        if let Store::Compact(entries) = self {
+            if let (Err(i), Some(c)) = (compact_search(entries, key), compact_weight(w)) {
+                if entries.len() == entries.capacity() {
+                    entries.reserve_exact((entries.len() / 2).max(4));
+                }
+                entries.insert(i, compact_index(key) << COUNT_BITS | c);
+                if compact_should_densify(entries) {
+                    *self = densify(&widen_compact(entries));
+                }
+                return;
+            }
+            // A fractional weight or an overflowing bin.
+            self.widen();
+        }
         let key = i32::from(key);
         match self {
             Store::Dense { offset, bins } => {
@@ -415,6 +574,7 @@ impl Store {
                     *self = densify(entries);
                 }
             }
+            Store::Compact(_) => unreachable!("widened above"),
         }
     }
 
@@ -422,20 +582,38 @@ impl Store {
         let Some((other_lo, other_hi)) = other.key_range() else {
             return;
         };
+        if let (Store::Compact(a), Store::Compact(b)) = (&mut *self, other) {
+            if let Some(merged) = merge_compact(a, b) {
+                *a = merged;
+                if compact_should_densify(a) {
+                    *self = densify(&widen_compact(a));
+                }
+                return;
+            }
+        }
+        self.widen();
         let (lo, hi) = match self.key_range() {
             Some((lo, hi)) => (lo.min(other_lo), hi.max(other_hi)),
             None => (other_lo, other_hi),
         };
-        if let (Store::Sparse(a), Store::Sparse(b)) = (&mut *self, other) {
-            *a = merge_sparse(a, b);
-            if should_densify(a) {
-                *self = densify(a);
+        if let Store::Sparse(a) = &mut *self {
+            let merged = match other {
+                Store::Sparse(b) => Some(merge_sparse(a, b)),
+                Store::Compact(b) => Some(merge_sparse(a, &widen_compact(b))),
+                Store::Dense { .. } => None,
+            };
+            if let Some(m) = merged {
+                *a = m;
+                if should_densify(a) {
+                    *self = densify(a);
+                }
+                return;
             }
-            return;
         }
         match self {
             Store::Dense { offset, bins } => rebase(offset, bins, lo, hi),
             Store::Sparse(entries) => *self = dense_from(entries, lo, hi),
+            Store::Compact(_) => unreachable!("widened above"),
         }
         let Store::Dense { bins, .. } = self else {
             unreachable!("made dense above");
@@ -448,6 +626,10 @@ impl Store {
     /// Lowest and highest key holding weight.
     fn key_range(&self) -> Option<(i32, i32)> {
         match self {
+            Store::Compact(entries) => Some((
+                i32::from(compact_key(*entries.first()?)),
+                i32::from(compact_key(*entries.last()?)),
+            )),
             Store::Sparse(entries) => Some((
                 i32::from(entries.first()?.key),
                 i32::from(entries.last()?.key),
@@ -463,6 +645,7 @@ impl Store {
     /// Non-empty bins, keys ascending.
     fn iter(&self) -> BinIter<'_> {
         match self {
+            Store::Compact(entries) => BinIter::Compact(entries.iter()),
             Store::Sparse(entries) => BinIter::Sparse(entries.iter()),
             Store::Dense { offset, bins } => BinIter::Dense {
                 key: i32::from(*offset),
@@ -473,6 +656,7 @@ impl Store {
 }
 
 enum BinIter<'a> {
+    Compact(std::slice::Iter<'a, u32>),
     Sparse(std::slice::Iter<'a, SparseBin>),
     Dense {
         key: i32,
@@ -485,6 +669,9 @@ impl Iterator for BinIter<'_> {
 
     fn next(&mut self) -> Option<(i16, f32)> {
         match self {
+            BinIter::Compact(it) => it
+                .next()
+                .map(|&e| (compact_key(e), (e & COUNT_MASK) as f32)),
             BinIter::Sparse(it) => it.next().map(|e| (e.key, e.weight)),
             BinIter::Dense { key, bins } => loop {
                 let w = *bins.next()?;
@@ -1035,7 +1222,7 @@ mod tests {
 
     #[test]
     fn sparse_and_dense_merge_both_ways() {
-        let narrow = sketch_of(&log_normal(1, 3.0, 0.8, 5_000));
+        let narrow = sketch_of(&log_normal(1, 3.0, 2.0, 20_000));
         let few = sketch_of(&[0.5, 40.0, 900.0, 1e6]);
         assert!(is_dense(&narrow) && !is_dense(&few));
         let mut a = narrow.clone();
@@ -1043,7 +1230,7 @@ mod tests {
         let mut b = few.clone();
         b.merge(&narrow);
         assert_eq!(bins(&a), bins(&b));
-        assert_eq!(a.count(), 5_004.0);
+        assert_eq!(a.count(), 20_004.0);
         let mut c = QuantileSketch::new();
         c.merge(&narrow);
         assert_eq!(c, narrow);
@@ -1126,6 +1313,93 @@ mod tests {
         println!("QuantileSketch memory (log-normal, median 50 ms, sigma 0.8):");
         for line in report {
             println!("  {line}");
+        }
+    }
+
+    fn is_compact(s: &QuantileSketch) -> bool {
+        matches!(s.store, Store::Compact(_))
+    }
+
+    #[test]
+    fn unit_weights_stay_compact_at_four_bytes_per_key() {
+        let s = sketch_of(&log_normal(11, 2.0, 0.9, 100));
+        assert!(is_compact(&s));
+        let keys = s.bins().count();
+        assert!(
+            s.heap_bytes() <= 4 * (keys + keys / 2 + 4),
+            "{}",
+            s.heap_bytes()
+        );
+    }
+
+    #[test]
+    fn a_fractional_weight_widens_without_changing_the_sketch() {
+        let values = log_normal(12, 1.0, 0.7, 200);
+        let mut s = sketch_of(&values);
+        let mut wide = s.clone();
+        wide.store.widen();
+        assert!(is_compact(&s) && !is_compact(&wide));
+        assert_eq!(s, wide);
+        assert_eq!(s.to_bytes(), wide.to_bytes());
+        s.add(values[0], 0.25);
+        wide.add(values[0], 0.25);
+        assert!(!is_compact(&s));
+        // (The widened one may also have turned dense on the way: same bins either way.)
+        assert_eq!(bins(&s), bins(&wide));
+        assert_eq!(s.count(), wide.count());
+    }
+
+    #[test]
+    fn a_bin_past_two_million_widens_and_stays_exact() {
+        let mut s = QuantileSketch::new();
+        s.add(5.0, f64::from(COUNT_MASK));
+        assert!(is_compact(&s));
+        s.add(5.0, 1.0);
+        assert!(!is_compact(&s));
+        assert_eq!(bins(&s), vec![(key_of(5.0), COUNT_MASK as f32 + 1.0)]);
+        // The same through merges of two compact sketches.
+        let mut a = QuantileSketch::new();
+        a.add(5.0, f64::from(COUNT_MASK));
+        let mut b = QuantileSketch::new();
+        b.add(5.0, 3.0);
+        b.add(7.0, 1.0);
+        a.merge(&b);
+        assert!(!is_compact(&a));
+        assert_eq!(
+            bins(&a),
+            vec![(key_of(5.0), COUNT_MASK as f32 + 3.0), (key_of(7.0), 1.0)]
+        );
+    }
+
+    proptest! {
+        /// Compact, wide and decoded sketches of the same weighted values agree bin for bin,
+        /// byte for byte, merged in any combination.
+        #[test]
+        fn compact_and_wide_stores_are_the_same_sketch(
+            a in prop::collection::vec((1e-3f64..1e5, prop::sample::select(vec![1.0, 2.0, 0.5, 1000.0])), 0..300),
+            b in prop::collection::vec((1e-3f64..1e5, prop::sample::select(vec![1.0, 3.0])), 0..300),
+        ) {
+            let build = |vals: &[(f64, f64)], wide: bool| {
+                let mut s = QuantileSketch::new();
+                if wide {
+                    s.store.widen();
+                }
+                for &(v, w) in vals {
+                    s.add(v, w);
+                }
+                s
+            };
+            for (x, y) in [(false, false), (false, true), (true, false), (true, true)] {
+                let mut m = build(&a, x);
+                m.merge(&build(&b, y));
+                let mut all = a.clone();
+                all.extend_from_slice(&b);
+                let direct = build(&all, false);
+                assert_same(&m, &direct)?;
+                let decoded = QuantileSketch::decode(&m.to_bytes()).unwrap();
+                assert_same(&decoded, &m)?;
+                prop_assert_eq!(decoded.to_bytes(), m.to_bytes());
+            }
         }
     }
 }

@@ -2,17 +2,17 @@
 //! (`WindowAggregate::pack`): the same values, bit for bit, in a few hundred bytes instead of
 //! the inline aggregate plus its sparse sketch and bucket vectors.
 //!
-//! Owns: that byte layout, private to this process (never stored or sent anywhere; the sketch
-//! part is the sketch's own versioned encoding). Must not: lose or round anything — unpacking
-//! gives an aggregate equal to the packed one, so re-emissions after late data are exact.
+//! Owns: that byte layout, private to this process (never stored or sent anywhere). Must not:
+//! lose or round anything — unpacking gives an aggregate equal to the packed one, so
+//! re-emissions after late data are exact.
 //!
 //! Layout: a flags byte (statuses present, integral calls, integral bucket weights, exemplars
-//! present), `min_ms` and `max_ms` as f64 LE, per present status its calls (varint when
-//! integral, else f64 LE) and `sum_ms` (f64 LE), the bucket count, each bucket as code gap and
-//! weight (varint when integral, else f64 LE), each present exemplar (ids, duration f64 LE),
-//! then the rest is [`QuantileSketch::encode`]'s output.
+//! present), `min_ms` and `max_ms` (durations: see `put_ms`), per present status its calls
+//! (varint when integral, else f64 LE) and `sum_ms` (f64 LE), the bucket count, each bucket as
+//! code gap and weight (varint when integral, else f64 LE), each present exemplar (ids,
+//! duration), then the rest is [`QuantileSketch::pack_state`]'s output.
 
-use super::{Exemplar, RedAgg, STATUSES};
+use super::{BucketCounts, Exemplar, RedAgg, STATUSES};
 use crate::red::sketch::QuantileSketch;
 
 const FLAG_INTEGRAL_CALLS: u8 = 1 << 3;
@@ -42,10 +42,23 @@ fn put_f64(out: &mut Vec<u8>, v: f64) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
+/// A span duration in ms. Durations are whole nanoseconds divided by 10⁶ (see
+/// `Span::duration_ms`), so most are written as `ns << 1` (4–5 bytes for typical latencies); any
+/// other value as the tag 1 and its 8 bytes. Exact either way.
+fn put_ms(out: &mut Vec<u8>, v: f64) {
+    let ns = (v * 1e6).round();
+    if (0.0..9.0e15).contains(&ns) && (ns as u64 as f64 / 1e6).to_bits() == v.to_bits() {
+        put_varint(out, (ns as u64) << 1);
+    } else {
+        put_varint(out, 1);
+        put_f64(out, v);
+    }
+}
+
 fn put_exemplar(out: &mut Vec<u8>, e: &Exemplar) {
     out.extend_from_slice(&e.trace_id);
     out.extend_from_slice(&e.span_id);
-    put_f64(out, e.duration_ms);
+    put_ms(out, e.duration_ms);
 }
 
 struct Reader<'a> {
@@ -83,11 +96,20 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// What [`put_ms`] wrote.
+    fn ms(&mut self) -> Option<f64> {
+        match self.varint()? {
+            1 => self.f64(),
+            v if v & 1 == 0 => Some((v >> 1) as f64 / 1e6),
+            _ => None,
+        }
+    }
+
     fn exemplar(&mut self) -> Option<Exemplar> {
         Some(Exemplar {
             trace_id: self.take::<16>()?,
             span_id: self.take::<8>()?,
-            duration_ms: self.f64()?,
+            duration_ms: self.ms()?,
         })
     }
 }
@@ -99,7 +121,7 @@ impl RedAgg {
             .filter(|&s| self.calls[s].to_bits() != 0 || self.sum_ms[s].to_bits() != 0)
             .collect();
         let integral_calls = present.iter().all(|&s| exact_u64(self.calls[s]).is_some());
-        let integral_buckets = self.buckets.iter().all(|&(_, w)| exact_u64(w).is_some());
+        let integral_buckets = self.buckets.iter().all(|(_, w)| exact_u64(w).is_some());
         let mut flags = 0u8;
         for &s in &present {
             flags |= 1 << s;
@@ -118,8 +140,8 @@ impl RedAgg {
         }
         let mut out = Vec::with_capacity(256);
         out.push(flags);
-        put_f64(&mut out, self.min_ms);
-        put_f64(&mut out, self.max_ms);
+        put_ms(&mut out, self.min_ms);
+        put_ms(&mut out, self.max_ms);
         let put_weight = |out: &mut Vec<u8>, w: f64, integral: bool| match exact_u64(w) {
             Some(v) if integral => put_varint(out, v),
             _ => put_f64(out, w),
@@ -130,7 +152,7 @@ impl RedAgg {
         }
         put_varint(&mut out, self.buckets.len() as u64);
         let mut previous = 0u16;
-        for &(code, w) in &self.buckets {
+        for (code, w) in self.buckets.iter() {
             // Codes are sorted and distinct.
             put_varint(&mut out, u64::from(code - previous));
             put_weight(&mut out, w, integral_buckets);
@@ -142,7 +164,7 @@ impl RedAgg {
         {
             put_exemplar(&mut out, e);
         }
-        self.sketch.encode(&mut out);
+        self.sketch.pack_state(&mut out);
         out.into_boxed_slice()
     }
 
@@ -151,8 +173,8 @@ impl RedAgg {
         let mut r = Reader { bytes };
         let [flags] = r.take::<1>()?;
         let mut a = RedAgg {
-            min_ms: r.f64()?,
-            max_ms: r.f64()?,
+            min_ms: r.ms()?,
+            max_ms: r.ms()?,
             ..RedAgg::default()
         };
         for s in 0..STATUSES {
@@ -166,20 +188,20 @@ impl RedAgg {
         if n > r.bytes.len() as u64 / 2 {
             return None;
         }
-        a.buckets.reserve_exact(n as usize);
+        let mut pairs = Vec::with_capacity(n as usize);
         let mut code = 0u16;
         for _ in 0..n {
             code = code.checked_add(u16::try_from(r.varint()?).ok()?)?;
-            a.buckets
-                .push((code, r.weight(flags & FLAG_INTEGRAL_BUCKETS != 0)?));
+            pairs.push((code, r.weight(flags & FLAG_INTEGRAL_BUCKETS != 0)?));
         }
+        a.buckets = BucketCounts::from_sorted(pairs);
         if flags & FLAG_SLOWEST != 0 {
             a.exemplars.slowest = Some(r.exemplar()?);
         }
         if flags & FLAG_FAILED != 0 {
             a.exemplars.failed = Some(r.exemplar()?);
         }
-        a.sketch = QuantileSketch::decode(r.bytes).ok()?;
+        a.sketch = QuantileSketch::unpack_state(r.bytes).ok()?;
         Some(a)
     }
 }

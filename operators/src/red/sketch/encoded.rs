@@ -98,6 +98,9 @@ impl QuantileSketch {
         let Some((other_lo, other_hi)) = other_range else {
             return Ok(());
         };
+        // Merged sketches live in SQL accumulators, not window state: the wide store keeps
+        // this one path for any input weights.
+        self.store.widen();
         let (lo, hi) = match self.store.key_range() {
             Some((lo, hi)) => (lo.min(other_lo), hi.max(other_hi)),
             None => (other_lo, other_hi),
@@ -112,6 +115,7 @@ impl QuantileSketch {
         match &mut self.store {
             Store::Dense { offset, bins } => rebase(offset, bins, lo, hi),
             Store::Sparse(entries) => self.store = dense_from(entries, lo, hi),
+            Store::Compact(_) => unreachable!("widened above"),
         }
         let Store::Dense { bins: dense, .. } = &mut self.store else {
             return Ok(());
