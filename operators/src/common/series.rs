@@ -3,10 +3,15 @@
 //!
 //! Lookups take a borrowed form of the key (`Q: Equivalent<K>`), so a known series costs no
 //! allocation; a new series builds its owned key once.
+//!
+//! Each key is stored once, in its slot (`Arc<K>`, which is what callers are handed). The hash
+//! index holds only the 4-byte ids and compares a candidate by looking at its slot's key, so a
+//! series costs its key plus ~5 bytes per index bucket plus one slot. The borrowed form and the
+//! owned key must hash alike (as for a `HashMap` lookup with `Equivalent`).
 
-use hashbrown::{Equivalent, HashMap};
+use hashbrown::{DefaultHashBuilder, Equivalent, HashTable};
 use redwatch_engine::model::UnixNanos;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
 /// Small integer id of a series, used as the window-state key.
@@ -57,18 +62,50 @@ impl Lookup {
     }
 }
 
+/// Slots added at least when the slot vector grows (it grows by a quarter, not by doubling, so
+/// at most ~20% of it is spare).
+const MIN_SLOT_GROWTH: usize = 16;
+
+/// Control bytes hashbrown allocates past the buckets (one SIMD group; 16 on x86_64/SSE2, the
+/// widest it uses).
+const TABLE_GROUP_WIDTH: usize = 16;
+
 /// All active series of one operator. Ids `0..reserved` are the overflow series, which never
 /// expire and do not count against the limit.
 #[derive(Debug)]
 pub struct SeriesTable<K> {
-    ids: HashMap<K, SeriesId>,
+    /// Ids of the active series (not the reserved ones), hashed by their slot's key.
+    ids: HashTable<SeriesId>,
+    hasher: DefaultHashBuilder,
     slots: Vec<Option<Slot<K>>>,
     free: Vec<SeriesId>,
     limit: usize,
     reserved: usize,
 }
 
-impl<K: Hash + Eq + Clone> SeriesTable<K> {
+/// The key in slot `id`, if that slot is in use.
+fn slot_key<K>(slots: &[Option<Slot<K>>], id: SeriesId) -> Option<&K> {
+    match slots.get(id as usize) {
+        Some(Some(s)) => Some(&*s.key),
+        _ => None,
+    }
+}
+
+/// Bytes hashbrown allocates for a table of `capacity` entries of type `T`: buckets (a power of
+/// two, 1/8 kept empty from 8 buckets on) of `T` plus one control byte each, plus one group.
+fn hash_table_bytes<T>(capacity: usize) -> usize {
+    if capacity == 0 {
+        return 0;
+    }
+    let buckets = if capacity < 8 {
+        capacity + 1
+    } else {
+        capacity / 7 * 8
+    };
+    buckets * (std::mem::size_of::<T>() + 1) + TABLE_GROUP_WIDTH
+}
+
+impl<K: Hash + Eq> SeriesTable<K> {
     /// `limit` active series at most; `overflow` keys take ids `0, 1, ...` in order.
     pub fn with_overflow(overflow: impl IntoIterator<Item = K>, limit: usize) -> Self {
         let slots: Vec<Option<Slot<K>>> = overflow
@@ -81,7 +118,8 @@ impl<K: Hash + Eq + Clone> SeriesTable<K> {
             })
             .collect();
         SeriesTable {
-            ids: HashMap::new(),
+            ids: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
             reserved: slots.len(),
             slots,
             free: Vec::new(),
@@ -97,15 +135,25 @@ impl<K: Hash + Eq + Clone> SeriesTable<K> {
         overflow_id: SeriesId,
         to_owned: impl FnOnce(&Q) -> K,
     ) -> Lookup {
-        if let Some(&id) = self.ids.get(q) {
+        let hash = self.hasher.hash_one(q);
+        let slots = &self.slots;
+        let found = self.ids.find(hash, |&id| {
+            slot_key(slots, id).is_some_and(|k| q.equivalent(k))
+        });
+        if let Some(&id) = found {
             return Lookup::Known(id);
         }
         if self.ids.len() >= self.limit {
             return Lookup::Overflow(overflow_id);
         }
         let key = to_owned(q);
+        debug_assert_eq!(
+            self.hasher.hash_one(&key),
+            hash,
+            "a borrowed key must hash like its owned key"
+        );
         let slot = Slot {
-            key: Arc::new(key.clone()),
+            key: Arc::new(key),
             activity: Activity::default(),
         };
         let id = match self.free.pop() {
@@ -114,11 +162,20 @@ impl<K: Hash + Eq + Clone> SeriesTable<K> {
                 id
             }
             None => {
+                if self.slots.len() == self.slots.capacity() {
+                    let grow = (self.slots.len() / 4).max(MIN_SLOT_GROWTH);
+                    self.slots.reserve_exact(grow);
+                }
                 self.slots.push(Some(slot));
                 (self.slots.len() - 1) as SeriesId
             }
         };
-        self.ids.insert(key, id);
+        let (hasher, slots) = (&self.hasher, &self.slots);
+        // Rehashing on growth recomputes each id's hash from its slot's key (all are present,
+        // the new one included).
+        self.ids.insert_unique(hash, id, |&id| {
+            slot_key(slots, id).map_or(0, |k| hasher.hash_one(k))
+        });
         Lookup::New(id)
     }
 
@@ -154,8 +211,12 @@ impl<K: Hash + Eq + Clone> SeriesTable<K> {
                 matches!(slot, Some(s) if s.activity.expired(idle_before, purged_through));
             if expired {
                 if let Some(s) = slot.take() {
-                    self.ids.remove(&*s.key);
-                    self.free.push(id as SeriesId);
+                    let id = id as SeriesId;
+                    let hash = self.hasher.hash_one(&*s.key);
+                    if let Ok(entry) = self.ids.find_entry(hash, |&c| c == id) {
+                        entry.remove();
+                    }
+                    self.free.push(id);
                     gone.push(s.key);
                 }
             }
@@ -163,15 +224,108 @@ impl<K: Hash + Eq + Clone> SeriesTable<K> {
         gone
     }
 
-    /// Approximate heap bytes of the table, `key_bytes` counting what one key holds.
+    /// Heap bytes of the table, `key_bytes` counting what one key holds on the heap (beyond its
+    /// inline size): the id index, the slots, the free list and each key's `Arc` allocation.
     pub fn heap_bytes_with(&self, key_bytes: impl Fn(&K) -> usize) -> usize {
-        self.ids.capacity() * (std::mem::size_of::<(K, SeriesId)>() + 1)
+        let arc_alloc = 2 * std::mem::size_of::<usize>() + std::mem::size_of::<K>();
+        hash_table_bytes::<SeriesId>(self.ids.capacity())
             + self.slots.capacity() * std::mem::size_of::<Option<Slot<K>>>()
+            + self.free.capacity() * std::mem::size_of::<SeriesId>()
             + self
                 .slots
                 .iter()
                 .flatten()
-                .map(|s| key_bytes(&s.key) + std::mem::size_of::<K>())
+                .map(|s| key_bytes(&s.key) + arc_alloc)
                 .sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(limit: usize) -> SeriesTable<String> {
+        SeriesTable::with_overflow(["overflow".to_string()], limit)
+    }
+
+    fn get(t: &mut SeriesTable<String>, k: &str) -> Lookup {
+        t.find_or_insert(k, 0, str::to_string)
+    }
+
+    #[test]
+    fn borrowed_lookups_find_owned_keys_and_the_limit_overflows() {
+        let mut t = table(2);
+        let a = get(&mut t, "a");
+        assert_eq!(a, Lookup::New(1));
+        assert_eq!(get(&mut t, "a"), Lookup::Known(1));
+        assert_eq!(get(&mut t, "b"), Lookup::New(2));
+        assert_eq!(get(&mut t, "c"), Lookup::Overflow(0));
+        // The overflow series is not in the index: its key is not found as a regular series.
+        assert_eq!(get(&mut t, "overflow"), Lookup::Overflow(0));
+        assert_eq!(t.key(1).map(|k| k.as_str()), Some("a"));
+        assert_eq!(t.key(0).map(|k| k.as_str()), Some("overflow"));
+        assert!(t.key(3).is_none());
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn expired_series_leave_the_index_and_their_ids_are_reused() {
+        let n = 5_000;
+        let mut t = table(n);
+        let ids: Vec<SeriesId> = (0..n).map(|i| get(&mut t, &format!("k{i}")).id()).collect();
+        for (i, &id) in ids.iter().enumerate() {
+            // Even keys stay active, odd ones go idle.
+            t.touch(id, if i % 2 == 0 { 200 } else { 100 }, 10);
+        }
+        let gone = t.expire(150, 1_000);
+        assert_eq!(gone.len(), n / 2);
+        assert!(gone
+            .iter()
+            .all(|k| k[1..].parse::<usize>().unwrap() % 2 == 1));
+        assert_eq!(t.len(), n - n / 2);
+        for (i, &id) in ids.iter().enumerate().step_by(2) {
+            assert_eq!(get(&mut t, &format!("k{i}")), Lookup::Known(id));
+        }
+        assert!(t.key(ids[1]).is_none());
+        // New series (an expired key among them) take freed ids, no new slots.
+        let slots = t.slots.len();
+        let again = get(&mut t, "k1");
+        assert!(matches!(again, Lookup::New(id) if ids.contains(&id)));
+        assert_eq!(get(&mut t, "k1"), Lookup::Known(again.id()));
+        assert!(matches!(get(&mut t, "fresh"), Lookup::New(id) if ids.contains(&id)));
+        assert_eq!(t.slots.len(), slots);
+        // The overflow series never expires.
+        let rest = t.len();
+        assert_eq!(t.expire(UnixNanos::MAX, UnixNanos::MAX).len(), rest);
+        assert!(t.is_empty());
+        assert_eq!(t.key(0).map(|k| k.as_str()), Some("overflow"));
+    }
+
+    #[test]
+    fn slots_grow_by_a_quarter() {
+        let mut t = table(usize::MAX);
+        for i in 0..10_000 {
+            get(&mut t, &format!("k{i}"));
+        }
+        assert!(t.slots.capacity() <= t.slots.len() * 5 / 4 + MIN_SLOT_GROWTH);
+    }
+
+    /// Registry overhead per series beyond the key itself: the id index (5 B per bucket, up to
+    /// 2.3 buckets per series), one slot (24 B, up to 1.25 slots per series) and the `Arc`
+    /// header (16 B).
+    #[test]
+    fn bytes_per_series_at_10k_keys_are_bounded() {
+        let n = 10_000;
+        let mut t = table(n);
+        for i in 0..n {
+            get(&mut t, &format!("key-{i:05}"));
+        }
+        let key_inline = std::mem::size_of::<String>();
+        let overhead = t.heap_bytes_with(|_| 0) - (n + 1) * key_inline;
+        let per_series = overhead as f64 / n as f64;
+        println!("registry overhead: {per_series:.1} B per series at {n} series");
+        // The layout with a second copy of each key in a `HashMap<K, SeriesId>` and doubling
+        // slots spent ~86 B here (plus the copied keys).
+        assert!(per_series <= 64.0, "{per_series:.1} B overhead per series");
     }
 }

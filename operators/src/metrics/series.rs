@@ -231,7 +231,7 @@ impl SeriesTable<MetricSeriesKey> {
 
     /// Approximate heap bytes of the registry.
     pub fn heap_bytes(&self) -> usize {
-        self.heap_bytes_with(|k| 2 * k.heap_bytes())
+        self.heap_bytes_with(MetricSeriesKey::heap_bytes)
     }
 }
 

@@ -48,7 +48,11 @@ impl SeriesKey {
     pub fn heap_bytes(&self) -> usize {
         self.service_name.len()
             + self.span_name.len()
-            + self.dims.iter().map(|d| d.len() + 16).sum::<usize>()
+            + self
+                .dims
+                .iter()
+                .map(|d| std::mem::size_of::<Arc<str>>() + 16 + d.len())
+                .sum::<usize>()
             + 32
     }
 }
@@ -170,6 +174,23 @@ mod tests {
         let gone = reg.expire(101, 1000);
         assert_eq!(&*gone[0].span_name, "a");
         assert!(matches!(reg.lookup(r("s", "b", &[])), Lookup::New(_)));
+    }
+
+    /// Issue 3 budgets ≤ 2 KiB of state per active RED series; the registry's part is its key
+    /// (kept once), one slot and a 4-byte id in the hash index (~151 B here; with a second copy
+    /// of each key in a `HashMap` index and doubling slots it was ~233 B).
+    #[test]
+    fn registry_bytes_per_series_at_10k_series_are_bounded() {
+        let n = 10_000;
+        let mut reg = SeriesRegistry::new(n, 0);
+        for i in 0..n {
+            let (svc, name) = (format!("svc-{}", i / 100), format!("op-{i}"));
+            assert!(matches!(reg.lookup(r(&svc, &name, &[])), Lookup::New(_)));
+        }
+        assert_eq!(reg.len(), n);
+        let per_series = reg.heap_bytes() as f64 / n as f64;
+        println!("registry: {per_series:.1} B per series at {n} series");
+        assert!(per_series <= 170.0, "{per_series:.1} B per series");
     }
 
     #[test]
