@@ -69,6 +69,8 @@ struct OpenWindow<K, A> {
     /// Key → position in `aggs`.
     index: HashMap<K, u32>,
     aggs: Vec<A>,
+    /// Updated since the last advance.
+    touched: bool,
 }
 
 impl<K, A> Default for OpenWindow<K, A> {
@@ -76,6 +78,7 @@ impl<K, A> Default for OpenWindow<K, A> {
         OpenWindow {
             index: HashMap::new(),
             aggs: Vec::new(),
+            touched: false,
         }
     }
 }
@@ -85,12 +88,14 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> OpenWindow<K, A> {
         OpenWindow {
             index: HashMap::with_capacity(keys),
             aggs: Vec::with_capacity(keys),
+            touched: false,
         }
     }
 
     /// The key's aggregate, created empty when new.
     #[inline]
     fn get_or_insert(&mut self, key: &K) -> &mut A {
+        self.touched = true;
         let i = match self.index.get(key) {
             Some(&i) => i as usize,
             None => self.insert(key),
@@ -325,7 +330,9 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
                 let end = start + size;
                 match slot {
                     Slot::Open(open) => {
-                        let OpenWindow { index, mut aggs } = std::mem::take(open);
+                        let OpenWindow {
+                            index, mut aggs, ..
+                        } = std::mem::take(open);
                         open_keys = Some(aggs.len());
                         let mut settled = SettledWindow::with_capacity(aggs.len());
                         for (key, i) in index {
@@ -397,6 +404,7 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
         if let Some(n) = open_keys {
             self.open_keys_hint = n;
         }
+        self.pack_idle_open_windows();
         // Open windows of a packing store: pack what the updates since the last advance unpacked.
         for slot in self.slots.values_mut() {
             if let Slot::Settled {
@@ -416,6 +424,46 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
             } else {
                 break;
             }
+        }
+    }
+
+    /// Packs the open windows that are not the newest and took no update since the previous
+    /// advance: with a bounded out-of-orderness the previous window only waits for the watermark
+    /// to pass its end, and live aggregates are several times the packed bytes. A straggler
+    /// unpacks just its key until the next advance packs it again, as in a
+    /// [`packing_open_windows`](Self::packing_open_windows) store.
+    fn pack_idle_open_windows(&mut self) {
+        let newest = self
+            .slots
+            .iter()
+            .rev()
+            .find(|(_, s)| matches!(s, Slot::Open(_)))
+            .map(|(&start, _)| start);
+        let packs = A::default().pack().is_some();
+        let mut keys = None;
+        for (&start, slot) in self.slots.iter_mut() {
+            let Slot::Open(open) = slot else { continue };
+            let touched = std::mem::replace(&mut open.touched, false);
+            if touched || Some(start) == newest || !packs {
+                continue;
+            }
+            let OpenWindow {
+                index, mut aggs, ..
+            } = std::mem::take(open);
+            keys = Some(aggs.len());
+            let mut entries = SettledWindow::with_capacity(aggs.len());
+            for (key, i) in index {
+                entries.settle(key, std::mem::take(&mut aggs[i as usize]));
+            }
+            entries.trim();
+            *slot = Slot::Settled {
+                entries,
+                emitted: false,
+                dirty: false,
+            };
+        }
+        if let Some(n) = keys {
+            self.open_keys_hint = n;
         }
     }
 
@@ -714,6 +762,46 @@ mod tests {
             drain_packed(&mut s, 20),
             vec![(0, "a", false, 5, 1), (10, "b", true, 1, 1)]
         );
+    }
+
+    #[test]
+    fn an_idle_previous_window_is_packed_and_emits_the_same_rows() {
+        let mut s: WindowStore<&str, PackedCount> = WindowStore::new(10, 20);
+        let mut plain: WindowStore<&str, Count> = WindowStore::new(10, 20);
+        let is_open = |s: &WindowStore<&str, PackedCount>, start: u64| {
+            matches!(s.slots.get(&start), Some(Slot::Open(_)))
+        };
+        for (ts, k) in [(3, "a"), (4, "b"), (12, "a")] {
+            s.update(ts, &k, |c| c.0 += 1).unwrap();
+            plain.update(ts, &k, |c| c.0 += 1).unwrap();
+        }
+        // Touched since the last advance: both stay live.
+        assert_eq!(drain_packed(&mut s, 5), drain(&mut plain, 5));
+        assert!(is_open(&s, 0) && is_open(&s, 10));
+        // [0,10) took nothing since: packed; [10,20) is the newest and stays live.
+        s.update(13, &"b", |c| c.0 += 1).unwrap();
+        plain.update(13, &"b", |c| c.0 += 1).unwrap();
+        assert_eq!(drain_packed(&mut s, 6), drain(&mut plain, 6));
+        assert!(!is_open(&s, 0) && is_open(&s, 10));
+        let mut open = Vec::new();
+        s.for_each_open(|st, _, k, a| open.push((st, *k, a.0)));
+        open.sort();
+        assert_eq!(
+            open,
+            vec![(0, "a", 1), (0, "b", 1), (10, "a", 1), (10, "b", 1)]
+        );
+        // A straggler for the packed window, then its emission and a late update.
+        s.update(7, &"a", |c| c.0 += 2).unwrap();
+        plain.update(7, &"a", |c| c.0 += 2).unwrap();
+        for wm in [7, 10, 12] {
+            assert_eq!(drain_packed(&mut s, wm), drain(&mut plain, wm), "at {wm}");
+        }
+        s.update(8, &"b", |c| c.0 += 1).unwrap();
+        plain.update(8, &"b", |c| c.0 += 1).unwrap();
+        for wm in [13, 20, 40] {
+            assert_eq!(drain_packed(&mut s, wm), drain(&mut plain, wm), "at {wm}");
+        }
+        assert_eq!(s.entry_count(), plain.entry_count());
     }
 
     #[test]

@@ -100,12 +100,9 @@ pub fn collapse_ids(name: &str, out: &mut String) -> bool {
     let mut changed = false;
     let mut copied = 0;
     let mut i = 0;
-    while i < b.len() {
-        if b[i] != b'/' {
-            i += 1;
-            continue;
-        }
-        let start = i + 1;
+    // `str::find` skips to the next `/` a word at a time: most names have none.
+    while let Some(slash) = name[i..].find('/') {
+        let start = i + slash + 1;
         let mut end = start;
         while end < b.len() && !matches!(b[end], b'/' | b'?' | b'#' | b';' | b' ') {
             end += 1;
