@@ -509,6 +509,11 @@ fn drop_windows_through(p: &mut RedPartition, through: UnixNanos) {
 }
 
 impl PartitionSource for RedTable {
+    /// Every partition holds one window spec (`RedPartition::select` checks it).
+    fn exact_columns(&self) -> &'static [&'static str] {
+        &["window_size"]
+    }
+
     fn snapshot(&self, filter: &PruneFilter) -> Vec<RecordBatch> {
         let Ok(mut st) = self.state.lock() else {
             return Vec::new();

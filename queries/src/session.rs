@@ -170,7 +170,7 @@ impl QueryEngine {
             ctx.register_table(name.as_str(), t.clone())
                 .map_err(QueryError::from_df)?;
         }
-        ctx.register_udaf(crate::udf::quantile_merge());
+        crate::udf::register(&ctx);
         Ok(ctx)
     }
 

@@ -41,6 +41,13 @@ impl Partition {
 pub trait PartitionSource: Send + Sync + std::fmt::Debug {
     /// The partitions that may hold rows matching `filter`.
     fn snapshot(&self, filter: &PruneFilter) -> Vec<RecordBatch>;
+
+    /// String columns (among those [`PruneFilter`] restricts) that hold one value per partition,
+    /// so that `snapshot` applies `column = 'x'` / `IN (…)` / an OR of those exactly and
+    /// DataFusion need not re-check them row by row.
+    fn exact_columns(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// Constraints extracted from a query's filters.
@@ -212,6 +219,41 @@ fn string_set(e: &Expr) -> Option<(String, Vec<String>)> {
     }
 }
 
+/// The column of a filter that is exactly a [`string_set`] over a plain column and plain
+/// string literals (no casts): what a source with that column in
+/// [`PartitionSource::exact_columns`] applies exactly.
+fn plain_string_set(e: &Expr) -> Option<&str> {
+    let plain_literal = |e: &Expr| match e {
+        Expr::Literal(v, _) => string(v).is_some(),
+        _ => false,
+    };
+    match e {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) => match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(c), l) | (l, Expr::Column(c)) if plain_literal(l) => Some(&c.name),
+            _ => None,
+        },
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Or,
+            right,
+        }) => {
+            let a = plain_string_set(left)?;
+            (plain_string_set(right)? == a).then_some(a)
+        }
+        Expr::InList(l) if !l.negated && l.list.iter().all(plain_literal) => {
+            match l.expr.as_ref() {
+                Expr::Column(c) => Some(&c.name),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
 fn column_name(e: &Expr) -> Option<String> {
     match e {
         Expr::Column(c) => Some(c.name.clone()),
@@ -291,7 +333,14 @@ impl TableProvider for LiveTable {
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        let exact = self.source.exact_columns();
+        Ok(filters
+            .iter()
+            .map(|f| match plain_string_set(f) {
+                Some(col) if exact.contains(&col) => TableProviderFilterPushDown::Exact,
+                _ => TableProviderFilterPushDown::Inexact,
+            })
+            .collect())
     }
 
     async fn scan(
@@ -417,6 +466,39 @@ mod tests {
             col("service_name").eq(col("span_name")),
         ] {
             assert_eq!(PruneFilter::from_exprs(&[e], tc), PruneFilter::default());
+        }
+    }
+
+    #[test]
+    fn only_plain_string_sets_can_be_exact() {
+        let exact = [
+            col("window_size").eq(lit("1m")),
+            lit("1m").eq(col("window_size")),
+            col("window_size").in_list(vec![lit("1m"), lit("10s")], false),
+            col("window_size")
+                .eq(lit("1m"))
+                .or(col("window_size").eq(lit("10s"))),
+        ];
+        for e in &exact {
+            assert_eq!(plain_string_set(e), Some("window_size"), "{e}");
+        }
+        let not_exact = [
+            col("window_size").in_list(vec![lit("1m")], true),
+            col("window_size").not_eq(lit("1m")),
+            col("window_size").eq(col("span_name")),
+            col("window_size")
+                .eq(lit("1m"))
+                .or(col("service_name").eq(lit("a"))),
+            col("window_size").eq(lit(ScalarValue::Utf8(None))),
+            col("calls").eq(lit(5.0)),
+            datafusion::logical_expr::cast(col("window_size"), arrow::datatypes::DataType::Utf8)
+                .eq(lit("1m")),
+        ];
+        for e in &not_exact {
+            assert!(
+                plain_string_set(e).is_none_or(|c| c != "window_size"),
+                "{e}"
+            );
         }
     }
 

@@ -5,9 +5,15 @@
 //! of averaging per-row p99s.
 //!
 //! Sketches are merged straight from their encoding into one accumulator sketch per group
-//! ([`QuantileSketch::merge_encoded`]): no sketch is decoded per row. With GROUP BY, a
+//! ([`QuantileSketch::absorb_encoded`]): no sketch is decoded per row. With GROUP BY, a
 //! [`GroupsAccumulator`] keeps every group's sketch in one vector and reads the batch's binary
 //! column in place (DataFusion's per-group `Accumulator` adapter would copy each group's rows).
+//! Each accumulator sketch is kept dense and every row's encoding is read once, straight into
+//! it ([`QuantileSketch::absorb_encoded`]).
+//!
+//! Several quantiles of the same column (`quantile_merge(s, 0.5)`, `quantile_merge(s, 0.99)`)
+//! are computed from one merge: the `share_quantile_merges` optimizer rule ([`share`]) rewrites
+//! them into one `quantiles_merge(s, 0.5, 0.99)` ([`quantiles`]) plus a projection of its fields.
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, BinaryBuilder, BooleanArray, Float64Array,
@@ -20,8 +26,26 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature,
     TypeSignature, Volatility,
 };
+use datafusion::prelude::SessionContext;
 use redwatch_operators::red::sketch::{QuantileSketch, SketchError};
 use std::sync::Arc;
+
+pub mod quantiles;
+pub mod share;
+
+pub use quantiles::quantiles_merge;
+pub use share::ShareQuantileMerges;
+
+/// What a call without quantiles is told.
+const QUANTILES_HINT: &str =
+    "needs a sketch column and quantiles, e.g. quantiles_merge(duration_sketch, 0.5, 0.99)";
+
+/// Registers this domain's SQL functions and the rule that shares their sketch merges.
+pub fn register(ctx: &SessionContext) {
+    ctx.register_udaf(quantile_merge());
+    ctx.register_udaf(quantiles_merge());
+    ctx.add_optimizer_rule(Arc::new(ShareQuantileMerges));
+}
 
 /// `quantile_merge(sketch BINARY, q DOUBLE) -> DOUBLE`.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -121,9 +145,9 @@ impl Quantiles<'_> {
     }
 }
 
-fn bad_sketch(e: SketchError) -> datafusion::error::DataFusionError {
+fn bad_sketch(function: &str, e: SketchError) -> datafusion::error::DataFusionError {
     datafusion::error::DataFusionError::Execution(format!(
-        "quantile_merge: not a redwatch duration sketch: {e}"
+        "{function}: not a redwatch duration sketch: {e}"
     ))
 }
 
@@ -152,8 +176,8 @@ impl MergeAccumulator {
             }
             if sketches.is_valid(i) {
                 self.sketch
-                    .merge_encoded(sketches.value(i))
-                    .map_err(bad_sketch)?;
+                    .absorb_encoded(sketches.value(i))
+                    .map_err(|e| bad_sketch("quantile_merge", e))?;
             }
         }
         Ok(())
@@ -229,8 +253,8 @@ impl MergeGroups {
             if sketches.is_valid(i) {
                 let before = sketch.heap_bytes();
                 sketch
-                    .merge_encoded(sketches.value(i))
-                    .map_err(bad_sketch)?;
+                    .absorb_encoded(sketches.value(i))
+                    .map_err(|e| bad_sketch("quantile_merge", e))?;
                 self.heap = (self.heap + sketch.heap_bytes()).saturating_sub(before);
             }
         }

@@ -1,7 +1,8 @@
 //! `quantile_merge` in SQL equals merging the same sketches in Rust: with and without GROUP BY,
 //! over several batches and partitions (partial and final aggregation, intermediate states),
 //! with an aggregate FILTER, with NULL sketches, and with DataFusion skipping the partial
-//! aggregation (states built straight from the input rows).
+//! aggregation (states built straight from the input rows); with several quantiles of one
+//! column merged once (`quantiles_merge`, via the `share_quantile_merges` rule) or separately.
 
 use arrow::array::{ArrayRef, BinaryArray, BooleanArray, Float64Array, Int64Array};
 use arrow::datatypes::{DataType, Field, Schema};
@@ -97,7 +98,10 @@ fn run(ctx: &SessionContext, sql: &str) -> Vec<RecordBatch> {
     })
 }
 
-fn context(rows: &[Row], parts: usize, skip_partial: bool) -> SessionContext {
+/// With `shared`, the functions are registered as the query engine does (with the
+/// `share_quantile_merges` rule, so same-column quantiles run as one `quantiles_merge`);
+/// without, every `quantile_merge` merges on its own.
+fn context(rows: &[Row], parts: usize, skip_partial: bool, shared: bool) -> SessionContext {
     let mut config = SessionConfig::new().with_target_partitions(parts);
     if skip_partial {
         let agg = &mut config.options_mut().execution;
@@ -107,7 +111,11 @@ fn context(rows: &[Row], parts: usize, skip_partial: bool) -> SessionContext {
     let ctx = SessionContext::new_with_config(config);
     ctx.register_table("t", Arc::new(table(rows, parts)))
         .expect("register");
-    ctx.register_udaf(redwatch_queries::udf::quantile_merge());
+    if shared {
+        redwatch_queries::udf::register(&ctx);
+    } else {
+        ctx.register_udaf(redwatch_queries::udf::quantile_merge());
+    }
     ctx
 }
 
@@ -121,8 +129,9 @@ proptest! {
         rows in rows_strategy(),
         parts in 1usize..4,
         skip_partial in any::<bool>(),
+        shared in any::<bool>(),
     ) {
-        let ctx = context(&rows, parts, skip_partial);
+        let ctx = context(&rows, parts, skip_partial, shared);
         let all = expected(&rows, false);
         let kept = expected(&rows, true);
         let sql = format!(
@@ -191,13 +200,17 @@ fn a_corrupt_sketch_is_a_clear_error_in_both_accumulators() {
         Arc::new(MemTable::try_new(b.schema(), vec![vec![b]]).expect("table")),
     )
     .expect("register");
-    ctx.register_udaf(redwatch_queries::udf::quantile_merge());
+    redwatch_queries::udf::register(&ctx);
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
     for sql in [
         "SELECT quantile_merge(s, 0.5) FROM t",
         "SELECT g, quantile_merge(s, 0.5) FROM t GROUP BY g",
+        "SELECT quantile_merge(s, 0.5), quantile_merge(s, 0.99) FROM t",
+        "SELECT g, quantile_merge(s, 0.5), quantile_merge(s, 0.99) FROM t GROUP BY g",
+        "SELECT quantiles_merge(s, 0.5, 0.99) FROM t",
+        "SELECT g, quantiles_merge(s, 0.5, 0.99) FROM t GROUP BY g",
     ] {
         let err = rt
             .block_on(async { ctx.sql(sql).await?.collect().await })
@@ -206,5 +219,94 @@ fn a_corrupt_sketch_is_a_clear_error_in_both_accumulators() {
             err.to_string().contains("not a redwatch duration sketch"),
             "{sql}: {err}"
         );
+    }
+}
+
+#[test]
+fn quantiles_merge_returns_every_quantile_of_one_merge() {
+    let mut rows: Vec<Row> = Vec::new();
+    for i in 0..40u32 {
+        let mut s = QuantileSketch::new();
+        for j in 0..(5 + i % 7) {
+            s.add(f64::from(1 + (i * 37 + j * 11) % 500), f64::from(1 + j % 3));
+        }
+        rows.push((i64::from(i % 3), Some(s), i % 4 != 0));
+    }
+    rows.push((1, None, true));
+    let ctx = context(&rows, 2, false, true);
+    let want = expected(&rows, false);
+    let b = run(
+        &ctx,
+        "SELECT g, q['q1'] AS a, q['q2'] AS b, q['q3'] AS c FROM \
+         (SELECT g, quantiles_merge(s, 0.5, 0.99, 1) AS q FROM t GROUP BY g) ORDER BY g",
+    );
+    let mut got = Vec::new();
+    for b in &b {
+        let col = |c: usize| {
+            b.column(c)
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .expect("f64")
+                .clone()
+        };
+        let g = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("g");
+        for i in 0..b.num_rows() {
+            got.push((
+                g.value(i),
+                [col(1).value(i), col(2).value(i), col(3).value(i)],
+            ));
+        }
+    }
+    let want: Vec<(i64, [f64; 3])> = want
+        .iter()
+        .map(|(g, s)| {
+            let q = |q: f64| s.quantile(q).expect("non-empty");
+            (*g, [q(0.5), q(0.99), q(1.0)])
+        })
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn quantiles_merge_bad_calls_are_clear_errors() {
+    let rows: Vec<Row> = vec![(1, Some(QuantileSketch::new()), true)];
+    let ctx = context(&rows, 1, false, true);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    for (sql, message) in [
+        (
+            "SELECT quantiles_merge(s) FROM t",
+            "needs a sketch column and quantiles",
+        ),
+        (
+            "SELECT quantiles_merge(g, 0.5) FROM t",
+            "must be a sketch column (BINARY)",
+        ),
+        (
+            "SELECT quantiles_merge(s, 'x') FROM t",
+            "q must be a number",
+        ),
+        (
+            "SELECT quantiles_merge(s, 0.5, 1.5) FROM t",
+            "q must be between 0 and 1",
+        ),
+        (
+            "SELECT quantiles_merge(s, 0.5, g) FROM t",
+            "quantiles must be constant numbers",
+        ),
+        (
+            "SELECT g, quantiles_merge(s, g) FROM t GROUP BY g",
+            "quantiles must be constant numbers",
+        ),
+    ] {
+        let err = rt
+            .block_on(async { ctx.sql(sql).await?.collect().await })
+            .expect_err("a bad call fails the query");
+        assert!(err.to_string().contains(message), "{sql}: {err}");
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! - Pruning: a counting [`PartitionSource`] around the table records what each query's scan
 //!   takes; `window_size` and `service_name` filters (`=`, `IN`, `OR`) must take only the
-//!   batches and chunks that can match, and the results must equal an unpruned computation.
+//!   batches and chunks that can match, and the results must equal an unpruned computation;
+//!   `window_size` filters are exact (not re-applied by DataFusion).
 //! - Bytes: `sealed_bytes` (what `sql.max_table_bytes` caps) must be the memory the sealed
 //!   batches hold — their used buffer bytes plus allocation rounding — so that a byte limit
 //!   sized for N windows keeps N windows, and a smaller one evicts the oldest windows first.
@@ -97,6 +98,10 @@ struct CountingSource {
 }
 
 impl PartitionSource for CountingSource {
+    fn exact_columns(&self) -> &'static [&'static str] {
+        self.inner.exact_columns()
+    }
+
     fn snapshot(&self, filter: &PruneFilter) -> Vec<RecordBatch> {
         let out = self.inner.snapshot(filter);
         self.batches.fetch_add(out.len(), Ordering::SeqCst);
@@ -138,6 +143,17 @@ impl Harness {
             .build()
             .expect("runtime");
         Harness { engine, source, rt }
+    }
+
+    /// The text of `EXPLAIN sql` (logical and physical plans).
+    fn explain(&self, sql: &str) -> String {
+        let r = self
+            .rt
+            .block_on(self.engine.execute(&format!("EXPLAIN {sql}")))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        arrow::util::pretty::pretty_format_batches(&r.batches)
+            .expect("formats")
+            .to_string()
     }
 
     /// `count(*)` of the query's rows, with the batches and rows its scan took.
@@ -191,6 +207,25 @@ fn window_size_and_service_filters_scan_only_what_can_match() {
         assert_eq!(rows as usize, windows * n, "{filter}");
         assert_eq!(scanned, windows * n, "{filter}: rows scanned");
     }
+
+    // `window_size` (one value per partition) is applied exactly by the scan: DataFusion does
+    // not filter it again row by row; other filters still are.
+    let plan = h.explain(
+        "SELECT count(*) FROM red WHERE window_size IN ('1m', '5m') \
+         AND window_start >= TIMESTAMP '2026-01-01T00:00:00Z' AND service_name = 'svc-07'",
+    );
+    let filter_exec = plan
+        .lines()
+        .find(|l| l.contains("FilterExec"))
+        .unwrap_or_else(|| panic!("no FilterExec in {plan}"));
+    assert!(!filter_exec.contains("window_size"), "{filter_exec}");
+    assert!(filter_exec.contains("window_start"), "{filter_exec}");
+    assert!(filter_exec.contains("service_name"), "{filter_exec}");
+    assert!(
+        !h.explain("SELECT count(*) FROM red WHERE window_size = '1m'")
+            .contains("FilterExec"),
+        "only exact filters: no FilterExec"
+    );
 
     // service_name: only the chunks that can hold the service (a service is never split).
     let per_chunk = CHUNK_ROWS.div_ceil(OPS) * OPS; // whole services per chunk

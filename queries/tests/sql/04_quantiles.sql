@@ -103,3 +103,24 @@ SELECT quantile_merge(duration_sketch, 0.99) AS p99 FROM red WHERE service_name 
 -- case: quantile_merge_rejects_q_outside_0_1
 SELECT quantile_merge(duration_sketch, 1.5) FROM red;
 -- expected error: q must be between 0 and 1
+
+-- case: quantiles_merge_returns_every_quantile_from_one_merge
+-- quantiles_merge(sketch, q1, q2, …) is a struct {q1, q2, …}: the same values as separate
+-- quantile_merge calls (which the engine rewrites into it when they share a column).
+SELECT service_name, q['q1'] AS p50, q['q2'] AS p99
+FROM (SELECT service_name, quantiles_merge(duration_sketch, 0.5, 0.99) AS q
+      FROM red WHERE window_size = '10s' AND is_final GROUP BY service_name)
+ORDER BY service_name;
+-- expected:
+-- +-----------------+--------------------+--------------------+
+-- | service_name    | p50                | p99                |
+-- +-----------------+--------------------+--------------------+
+-- | cart            | 7.9249737039170745 | 399.4743972413664  |
+-- | checkout        | 262.46970748285673 | 308.0126978657512  |
+-- | frontend        | 19.886670240866184 | 49.90296094906653  |
+-- | unknown_service | 0.9900000000000001 | 0.9900000000000001 |
+-- +-----------------+--------------------+--------------------+
+
+-- case: quantiles_merge_needs_constant_quantiles
+SELECT quantiles_merge(duration_sketch, p99_ms) FROM red;
+-- expected error: quantiles must be constant numbers

@@ -5,6 +5,11 @@
 //!
 //! Must stay equivalent to `decode` + `merge` (same errors for the same bytes, the same sketch
 //! after merging): the property tests below check both against the originals.
+//!
+//! [`QuantileSketch::absorb_encoded`] (in `dense`) is the SQL accumulators' variant: one pass
+//! over the bytes straight into a dense store, not atomic on error.
+
+mod dense;
 
 use super::{
     bump, checked_key, dense_from, densify, merge_sparse, rebase, should_densify, unzigzag,
