@@ -1,11 +1,13 @@
 //! The service graph through a real engine: OTLP/gRPC in (server halves before client halves,
 //! in separate requests), `traces_service_graph_*` on `/metrics` and the `service_graph` SQL
-//! table out, with exact edge, failure and unpaired counts.
+//! table out, with exact edge, failure and unpaired counts, database edges and virtual nodes
+//! (peer attributes read by the decoder from span attributes).
 
 mod common;
 
 use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span, Status};
@@ -41,6 +43,21 @@ fn span(trace: u8, id: u8, parent: u8, kind: SpanKind, ms: u64, end: u64, error:
     }
 }
 
+/// `span` with string attributes.
+fn with_attrs(mut span: Span, attrs: &[(&str, &str)]) -> Span {
+    span.attributes = attrs
+        .iter()
+        .map(|(k, v)| KeyValue {
+            key: k.to_string(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(v.to_string())),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    span
+}
+
 fn request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
     let mut rs: ResourceSpans = resource_spans(Some(service), &[]);
     rs.scope_spans[0].spans = spans;
@@ -72,7 +89,9 @@ async fn edges_failures_and_unpaired_spans_are_exact_on_metrics_and_in_sql() {
     let end = now_ns() - 50_000_000;
     // 4 traces: gateway CLIENT 1 -> api SERVER 2 -> api CLIENT 3 -> db-svc SERVER 4 (ERROR in
     // traces 1 and 2); api PRODUCER 5 -> worker CONSUMER 6. Plus a gateway CLIENT 7 in trace 9
-    // whose server never arrives, and a root api SERVER.
+    // whose server never arrives, and a root api SERVER (an edge from `user`). Uninstrumented
+    // peers: a gateway CLIENT naming `peer.service=ext-payments` whose server never arrives (an
+    // edge to that virtual node), and two api CLIENT spans to database `users` (one failed).
     let mut gateway = Vec::new();
     let mut api = Vec::new();
     let mut back = Vec::new();
@@ -86,6 +105,19 @@ async fn edges_failures_and_unpaired_spans_are_exact_on_metrics_and_in_sql() {
     }
     gateway.push(span(9, 7, 0, SpanKind::Client, 5, end, false));
     api.push(span(10, 1, 0, SpanKind::Server, 5, end, false));
+    gateway.push(with_attrs(
+        span(11, 1, 0, SpanKind::Client, 7, end, false),
+        &[("peer.service", "ext-payments"), ("http.method", "POST")],
+    ));
+    let pg = [("db.system", "postgresql"), ("db.name", "users")];
+    api.push(with_attrs(
+        span(12, 1, 0, SpanKind::Client, 2, end, false),
+        &pg,
+    ));
+    api.push(with_attrs(
+        span(13, 1, 0, SpanKind::Client, 4, end, true),
+        &pg,
+    ));
     // Server halves first, each service in its own request.
     let (db, worker): (Vec<Span>, Vec<Span>) = back
         .into_iter()
@@ -106,11 +138,13 @@ async fn edges_failures_and_unpaired_spans_are_exact_on_metrics_and_in_sql() {
     let db = edge("api", "db-svc", "");
     let mq = edge("api", "worker", "messaging_system");
     let unpaired = edge("gateway", "", "");
-    wait_until(DEADLINE, "the lonely client span expires", || async {
-        scrape(&e)
-            .await
-            .get("traces_service_graph_unpaired_spans_total", &unpaired)
-            == Some(1.0)
+    let ext = edge("gateway", "ext-payments", "virtual_node");
+    let users = edge("api", "users", "database");
+    let user = edge("user", "api", "virtual_node");
+    wait_until(DEADLINE, "the lonely client spans expire", || async {
+        let m = scrape(&e).await;
+        m.get("traces_service_graph_unpaired_spans_total", &unpaired) == Some(1.0)
+            && m.get("traces_service_graph_request_total", &ext) == Some(1.0)
     })
     .await;
     let m = scrape(&e).await;
@@ -125,7 +159,17 @@ async fn edges_failures_and_unpaired_spans_are_exact_on_metrics_and_in_sql() {
         2.0
     );
     assert_eq!(m.value("traces_service_graph_request_total", &mq), 4.0);
-    assert_eq!(m.sum("traces_service_graph_request_total"), 12.0);
+    assert_eq!(m.value("traces_service_graph_request_total", &users), 2.0);
+    assert_eq!(
+        m.value("traces_service_graph_request_failed_total", &users),
+        1.0
+    );
+    assert_eq!(m.value("traces_service_graph_request_total", &user), 1.0);
+    assert_eq!(
+        m.value("traces_service_graph_request_failed_total", &ext),
+        0.0
+    );
+    assert_eq!(m.sum("traces_service_graph_request_total"), 16.0);
     assert_eq!(m.sum("traces_service_graph_unpaired_spans_total"), 1.0);
     assert_eq!(
         m.value("traces_service_graph_request_client_seconds_count", &gw),
@@ -138,6 +182,14 @@ async fn edges_failures_and_unpaired_spans_are_exact_on_metrics_and_in_sql() {
         4.0
     );
     assert_eq!(m.value("redwatch_service_graph_root_spans_total", &[]), 1.0);
+    assert_eq!(
+        m.value("redwatch_service_graph_database_edges_total", &[]),
+        2.0
+    );
+    assert_eq!(
+        m.value("redwatch_service_graph_virtual_node_edges_total", &[]),
+        2.0
+    );
 
     let rows = sql_rows(
         &e,
@@ -165,8 +217,11 @@ async fn edges_failures_and_unpaired_spans_are_exact_on_metrics_and_in_sql() {
         got,
         vec![
             (s("api"), s("db-svc"), s(""), 4.0, 2.0),
+            (s("api"), s("users"), s("database"), 2.0, 1.0),
             (s("api"), s("worker"), s("messaging_system"), 4.0, 0.0),
             (s("gateway"), s("api"), s(""), 4.0, 0.0),
+            (s("gateway"), s("ext-payments"), s("virtual_node"), 1.0, 0.0),
+            (s("user"), s("api"), s("virtual_node"), 1.0, 0.0),
         ]
     );
     e.shutdown().await;

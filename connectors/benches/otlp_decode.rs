@@ -142,6 +142,15 @@ fn bench_decode(c: &mut Criterion) {
                 .map(|o| o.batch.len())
         })
     });
+    // The server's default config: no RED dimensions, the service graph's peer and database
+    // attributes (`Config::decode_dimensions`).
+    g.bench_function("scanner_default_config", |b| {
+        let s = DecodeSettings::from_config(&redwatch_engine::config::Config::default());
+        b.iter(|| {
+            decode_traces_proto(black_box(buf.clone()), SourceId(0), &s, &policy, NOW)
+                .map(|o| o.batch.len())
+        })
+    });
     g.bench_function("prost_decode", |b| {
         b.iter(|| {
             ExportTraceServiceRequest::decode(black_box(&buf[..])).map(|r| r.resource_spans.len())

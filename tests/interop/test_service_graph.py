@@ -2,10 +2,13 @@
 exact service graph edges on /metrics and in the `service_graph` SQL table.
 
 Per trace: frontend SERVER (root) -> frontend CLIENT -> cart SERVER -> cart CLIENT -> payments
-SERVER, and cart PRODUCER -> payments CONSUMER. The payments server span fails in every other
-trace. One extra frontend CLIENT span has no server: it must be counted as unpaired once
-`service_graph.wait` has passed. The payments spans are exported before the others, so every
-server half arrives before its client half.
+SERVER, and cart PRODUCER -> payments CONSUMER, and a cart CLIENT to database `orders`
+(`db.system`, `db.name`: a `database` edge). The payments server span fails in every other
+trace; the root frontend SERVER span is an edge from the virtual client `user`. One extra
+frontend CLIENT span has no server: it must be counted as unpaired once `service_graph.wait` has
+passed; another one names `peer.service=ext-geo` and becomes an edge to that virtual node
+instead. The payments spans are exported before the others, so every server half arrives before
+its client half.
 """
 
 from __future__ import annotations
@@ -96,6 +99,14 @@ def make_traces(svc: Services) -> None:
         child(
             svc.tracer("payments"), "POST /pay", SpanKind.SERVER, call_pay, end - 55 * MS, end - 25 * MS, error=i % 2 == 0
         )
+        query = svc.tracer("cart").start_span(
+            "SELECT orders",
+            kind=SpanKind.CLIENT,
+            context=trace.set_span_in_context(cart),
+            start_time=end - 19 * MS,
+            attributes={"db.system": "postgresql", "db.name": "orders"},
+        )
+        query.end(end_time=end - 18 * MS)
         publish = child(svc.tracer("cart"), "orders publish", SpanKind.PRODUCER, cart, end - 18 * MS, end - 17 * MS)
         child(svc.tracer("payments"), "orders process", SpanKind.CONSUMER, publish, end - 16 * MS, end - 5 * MS)
         cart.end(end_time=end - 15 * MS)
@@ -104,6 +115,11 @@ def make_traces(svc: Services) -> None:
     # A call whose server never reports.
     lonely = svc.tracer("frontend").start_span("GET /gone", kind=SpanKind.CLIENT, start_time=now - 5 * MS)
     lonely.end(end_time=now - 4 * MS)
+    # A call to an uninstrumented peer that names itself.
+    geo = svc.tracer("frontend").start_span(
+        "GET /geo", kind=SpanKind.CLIENT, start_time=now - 5 * MS, attributes={"peer.service": "ext-geo"}
+    )
+    geo.end(end_time=now - 3 * MS)
 
 
 def test_sdk_trace_set_gives_exact_service_graph(server):
@@ -122,6 +138,9 @@ def test_sdk_trace_set_gives_exact_service_graph(server):
     edge_fc = {"client": "sg-frontend", "server": "sg-cart", "connection_type": ""}
     edge_cp = {"client": "sg-cart", "server": "sg-payments", "connection_type": ""}
     edge_mq = {"client": "sg-cart", "server": "sg-payments", "connection_type": "messaging_system"}
+    edge_db = {"client": "sg-cart", "server": "orders", "connection_type": "database"}
+    edge_user = {"client": "user", "server": "sg-frontend", "connection_type": "virtual_node"}
+    edge_geo = {"client": "sg-frontend", "server": "ext-geo", "connection_type": "virtual_node"}
     unpaired = {"client": "sg-frontend", "server": "", "connection_type": ""}
     want = [
         ("traces_service_graph_request_total", edge_fc, TRACES),
@@ -132,6 +151,9 @@ def test_sdk_trace_set_gives_exact_service_graph(server):
         ("traces_service_graph_request_failed_total", edge_mq, 0),
         ("traces_service_graph_request_client_seconds_count", edge_fc, TRACES),
         ("traces_service_graph_request_server_seconds_count", edge_cp, TRACES),
+        ("traces_service_graph_request_total", edge_db, TRACES),
+        ("traces_service_graph_request_total", edge_user, TRACES),
+        ("traces_service_graph_request_total", edge_geo, 1),
         ("traces_service_graph_unpaired_spans_total", unpaired, 1),
     ]
 
@@ -154,9 +176,11 @@ def test_sdk_trace_set_gives_exact_service_graph(server):
     assert sum_samples(samples, "traces_service_graph_request_server_seconds_sum", **edge_cp) == pytest.approx(
         TRACES * 0.030
     )
-    # Root spans are not edges, and nothing else was paired.
+    # The database edge's server latency is the client span's (1 ms).
+    assert sum_samples(samples, "traces_service_graph_request_server_seconds_bucket", le="0.002", **edge_db) == TRACES
+    # Nothing else became an edge.
     total = sum_samples(samples, "traces_service_graph_request_total")
-    assert total == 3 * TRACES, total
+    assert total == 5 * TRACES + 1, total
 
     rows = sql(
         server,
@@ -166,9 +190,12 @@ def test_sdk_trace_set_gives_exact_service_graph(server):
     )
     got = [(r["client"], r["server"], r["connection_type"], r["requests"], r["failed"]) for r in rows]
     assert got == [
+        ("sg-cart", "orders", "database", TRACES, 0),
         ("sg-cart", "sg-payments", "", TRACES, failed_payments),
         ("sg-cart", "sg-payments", "messaging_system", TRACES, 0),
+        ("sg-frontend", "ext-geo", "virtual_node", 1, 0),
         ("sg-frontend", "sg-cart", "", TRACES, 0),
+        ("user", "sg-frontend", "virtual_node", TRACES, 0),
     ], got
-    cp = rows[0]
+    cp = rows[1]
     assert cp["client_p99_ms"] == pytest.approx(40.0, rel=0.011)

@@ -2,7 +2,8 @@
 //! servicegraph connector: `traces_service_graph_request_total`, `…_request_failed_total`,
 //! `…_request_server_seconds` and `…_request_client_seconds` (histograms) and
 //! `traces_service_graph_unpaired_spans_total`, labelled `client`, `server`, `connection_type`
-//! (plus `client_<dim>` / `server_<dim>` for configured dimensions).
+//! (plus `client_<dim>` / `server_<dim>` for configured dimensions, and `virtual_node` on virtual
+//! node edges when `service_graph.virtual_node_extra_label` is on).
 //!
 //! Counters grow by the deltas of final windows only; unpaired spans are counted when they
 //! expire. Memory is bounded by the operator's edge cardinality limit.
@@ -82,6 +83,9 @@ impl PrometheusServiceGraph {
         push("client", &k.client);
         push("server", &k.server);
         push("connection_type", k.connection_type.as_label());
+        if let Some(side) = k.virtual_node.as_label() {
+            push("virtual_node", side);
+        }
         for (name, v) in self.dim_labels.iter().zip(k.dims.iter()) {
             push(name, v);
         }
@@ -294,6 +298,42 @@ mod tests {
         has("# TYPE traces_service_graph_request_client_seconds histogram");
         has(
             r#"traces_service_graph_unpaired_spans_total{client="frontend",server="",connection_type=""} 1"#,
+        );
+    }
+
+    #[test]
+    fn virtual_node_edges_carry_the_virtual_node_label_when_asked() {
+        let mut cfg = Config::default();
+        cfg.service_graph.virtual_node_extra_label = true;
+        let prom = PrometheusServiceGraph::new(
+            cfg.service_graph.buckets_s.clone(),
+            &[],
+            cfg.service_graph.cardinality_limit,
+        );
+        let reg = Registry::new();
+        let mut op = ServiceGraphOperator::new(&cfg, vec![prom.clone()], &reg);
+        // The decoder's layout for the default config: peer.service comes first.
+        let names = cfg.decode_dimensions();
+        assert_eq!(names[0].name, "peer.service");
+        let spans = [
+            sp("frontend", SpanKind::Server, 1, 0, 10.0),
+            sp("frontend", SpanKind::Client, 2, 1, 5.0).dims(&[Some("stripe")]),
+        ];
+        op.process_spans(&span_batch(SourceId(0), names.len() as u16, &spans), T0);
+        op.expire_pending(T0 + 100 * SEC);
+        op.advance(T0 + 100 * SEC);
+        let mut out = String::new();
+        prom.render(&mut out);
+        let has = |line: &str| assert!(out.lines().any(|l| l == line), "{line}\n{out}");
+        has(
+            r#"traces_service_graph_request_total{client="user",server="frontend",connection_type="virtual_node",virtual_node="client"} 1"#,
+        );
+        has(
+            r#"traces_service_graph_request_total{client="frontend",server="stripe",connection_type="virtual_node",virtual_node="server"} 1"#,
+        );
+        assert!(
+            !out.contains("traces_service_graph_unpaired_spans_total{"),
+            "{out}"
         );
     }
 }

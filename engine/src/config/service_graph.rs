@@ -119,7 +119,27 @@ pub struct ServiceGraphConfig {
     /// An edge with no requests for this long is forgotten (it leaves `/metrics`).
     #[serde(with = "humantime_serde")]
     pub series_expiry: Duration,
+    /// Span attributes naming the peer of a CLIENT/PRODUCER span, first match wins (the
+    /// Collector's `virtual_node_peer_attributes`). A client span that waits `wait` without its
+    /// server half but has one of them becomes an edge to a virtual server node named by the
+    /// value (`connection_type="virtual_node"`) instead of an unpaired span; a SERVER/CONSUMER
+    /// span without a parent becomes an edge from the virtual client `user`. An empty list
+    /// switches virtual nodes off.
+    pub virtual_node_peer_attributes: Vec<String>,
+    /// Adds the label `virtual_node` (`client` or `server`: which side is virtual) to virtual
+    /// node edges on `/metrics` (the Collector's `virtual_node_extra_label`). Other edges carry no
+    /// such label, which PromQL treats as `virtual_node=""`.
+    pub virtual_node_extra_label: bool,
+    /// Attributes naming the database of a CLIENT span (the Collector's
+    /// `database_name_attributes`): the first key found wins, each key looked up in the
+    /// resource's attributes, then in the span's (as the Collector does). Such a span is a complete edge
+    /// on its own, to a server node named by the value, with `connection_type="database"`; it
+    /// does not wait for a server half. An empty list switches this off.
+    pub database_name_attributes: Vec<String>,
 }
+
+/// Names in `virtual_node_peer_attributes` and in `database_name_attributes`, each at most.
+pub const MAX_SERVICE_GRAPH_ATTRIBUTES: usize = 8;
 
 impl Default for ServiceGraphConfig {
     fn default() -> Self {
@@ -135,11 +155,61 @@ impl Default for ServiceGraphConfig {
             ],
             cardinality_limit: 10_000,
             series_expiry: Duration::from_secs(900),
+            // The Collector's defaults.
+            virtual_node_peer_attributes: vec![
+                "peer.service".to_string(),
+                "db.name".to_string(),
+                "db.system".to_string(),
+            ],
+            virtual_node_extra_label: false,
+            database_name_attributes: vec!["db.name".to_string()],
         }
     }
 }
 
 impl ServiceGraphConfig {
+    /// Whether unpaired client spans with a peer attribute and root server spans become edges
+    /// of virtual nodes.
+    pub fn virtual_nodes(&self) -> bool {
+        !self.virtual_node_peer_attributes.is_empty()
+    }
+
+    /// The span attributes the decoder must extract for the service graph itself, beyond
+    /// `dimensions`: the peer attributes (span only) and the database name attributes (resource
+    /// and span), each (name, source) once. None reads the instrumentation scope, so they do not
+    /// make the decoder read scopes in two passes. [`ServiceGraphConfig::attribute_index`] finds
+    /// them.
+    pub fn attribute_dims(&self) -> Vec<Dimension> {
+        let mut out: Vec<Dimension> = Vec::new();
+        let peers = self
+            .virtual_node_peer_attributes
+            .iter()
+            .take(MAX_SERVICE_GRAPH_ATTRIBUTES)
+            .map(|n| (n, DimensionSource::Span));
+        let dbs = self
+            .database_name_attributes
+            .iter()
+            .take(MAX_SERVICE_GRAPH_ATTRIBUTES)
+            .flat_map(|n| [(n, DimensionSource::Resource), (n, DimensionSource::Span)]);
+        for (name, source) in peers.chain(dbs) {
+            if !out.iter().any(|d| d.name == *name && d.source == source) {
+                out.push(Dimension {
+                    name: name.clone(),
+                    default: None,
+                    source,
+                });
+            }
+        }
+        out
+    }
+
+    /// Where `name` read from `source` sits in [`ServiceGraphConfig::attribute_dims`].
+    pub fn attribute_index(&self, name: &str, source: DimensionSource) -> Option<usize> {
+        self.attribute_dims()
+            .iter()
+            .position(|d| d.name == name && d.source == source)
+    }
+
     /// Every problem, as (dotted path, message); `path` is where the section sits. Pure.
     pub fn validate(&self, path: &str) -> Vec<(String, String)> {
         let mut out = Vec::new();
@@ -172,6 +242,22 @@ impl ServiceGraphConfig {
         }
         if self.dimensions.len() > super::MAX_DIMENSIONS {
             bad("dimensions", "has more dimensions than supported (16)");
+        }
+        for (key, list) in [
+            (
+                "virtual_node_peer_attributes",
+                &self.virtual_node_peer_attributes,
+            ),
+            ("database_name_attributes", &self.database_name_attributes),
+        ] {
+            if list.len() > MAX_SERVICE_GRAPH_ATTRIBUTES {
+                bad(key, "has more attributes than supported (8)");
+            }
+            for (i, name) in list.iter().enumerate() {
+                if name.is_empty() {
+                    bad(&format!("{key}[{i}]"), "must not be empty");
+                }
+            }
         }
         let mut labels = std::collections::HashSet::new();
         for (i, d) in self.dimensions.iter().enumerate() {
@@ -232,9 +318,76 @@ mod tests {
     }
 
     #[test]
+    fn decoder_extracts_peer_and_database_attributes_only_for_the_service_graph() {
+        let mut c = Config::default();
+        c.red.dimensions = vec![Dimension {
+            name: "http.method".into(),
+            default: None,
+            source: DimensionSource::Any,
+        }];
+        let got: Vec<(String, DimensionSource)> = c
+            .decode_dimensions()
+            .into_iter()
+            .map(|d| (d.name, d.source))
+            .collect();
+        let d = |n: &str, s| (n.to_string(), s);
+        assert_eq!(
+            got,
+            [
+                d("http.method", DimensionSource::Any),
+                d("peer.service", DimensionSource::Span),
+                d("db.name", DimensionSource::Span),
+                d("db.system", DimensionSource::Span),
+                d("db.name", DimensionSource::Resource),
+            ]
+        );
+        let sg = &c.service_graph;
+        assert_eq!(
+            sg.attribute_index("db.system", DimensionSource::Span),
+            Some(2)
+        );
+        assert_eq!(
+            sg.attribute_index("db.name", DimensionSource::Resource),
+            Some(3)
+        );
+        assert!(!c
+            .decode_dimensions()
+            .iter()
+            .any(|d| d.source.reads_scope() && d.name.starts_with("db.")));
+        c.service_graph.virtual_node_peer_attributes = Vec::new();
+        c.service_graph.database_name_attributes = vec!["db.namespace".into(), "".into()];
+        assert!(!c.service_graph.virtual_nodes());
+        // db.namespace and "" each from the resource and the span.
+        assert_eq!(c.decode_dimensions().len(), 5);
+        let problems = c.validate();
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["service_graph.database_name_attributes[1]"]);
+        c.service_graph.enabled = false;
+        assert_eq!(c.decode_dimensions().len(), 1);
+        let yaml = parse_yaml_with_overrides(
+            "service_graph: { virtual_node_peer_attributes: [net.peer.name], \
+             virtual_node_extra_label: true, database_name_attributes: [] }",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            yaml.service_graph.virtual_node_peer_attributes,
+            ["net.peer.name"]
+        );
+        assert!(yaml.service_graph.virtual_node_extra_label);
+        assert!(yaml.service_graph.database_name_attributes.is_empty());
+    }
+
+    #[test]
     fn defaults_follow_the_collector() {
         let c = Config::default();
         assert!(c.service_graph.enabled);
+        assert_eq!(
+            c.service_graph.virtual_node_peer_attributes,
+            ["peer.service", "db.name", "db.system"]
+        );
+        assert!(!c.service_graph.virtual_node_extra_label);
+        assert_eq!(c.service_graph.database_name_attributes, ["db.name"]);
         assert_eq!(c.service_graph.wait, Duration::from_secs(10));
         assert_eq!(c.service_graph.max_items, 10_000);
         assert_eq!(c.service_graph.buckets_s.len(), 16);

@@ -4,13 +4,19 @@
 //! Collector's servicegraph connector defines the edges.
 //!
 //! Pairing waits a bounded time (`service_graph.wait`, wall clock) in a bounded store
-//! (`max_items`); halves that find no partner expire and are counted as unpaired. The operator
+//! (`max_items`). Like the Collector, some edges have one real side only (`virtual_node.rs`):
+//! a client span with a database name attribute is a `database` edge at once; a client half
+//! that expires with a peer attribute becomes an edge to a virtual server node, and a server
+//! span without a parent an edge from the virtual client `user` (both with connection type
+//! `virtual_node`). Every other half that finds no partner expires and is counted as unpaired,
+//! so each client/server span ends up in exactly one edge or in the unpaired count. The operator
 //! hands results to [`ServiceGraphSink`]s (Prometheus, the `service_graph` table) and never
 //! formats them itself.
 
 mod aggregate;
 mod operator;
 mod store;
+mod virtual_node;
 
 #[cfg(test)]
 mod tests;
@@ -30,6 +36,10 @@ pub enum ConnectionType {
     Direct,
     /// Through a messaging system (PRODUCER → CONSUMER): `messaging_system`.
     MessagingSystem,
+    /// One side is a virtual node (an uninstrumented peer, or the `user`): `virtual_node`.
+    VirtualNode,
+    /// A client span calling a database (no server span expected): `database`.
+    Database,
 }
 
 impl ConnectionType {
@@ -38,6 +48,31 @@ impl ConnectionType {
         match self {
             ConnectionType::Direct => "",
             ConnectionType::MessagingSystem => "messaging_system",
+            ConnectionType::VirtualNode => "virtual_node",
+            ConnectionType::Database => "database",
+        }
+    }
+}
+
+/// Which side of an edge is a virtual node, for the optional `virtual_node` label
+/// (`service_graph.virtual_node_extra_label`; always `None` when that is off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum VirtualSide {
+    #[default]
+    None,
+    /// The client is virtual (`user`): label value `client`.
+    Client,
+    /// The server is virtual (named by a peer attribute): label value `server`.
+    Server,
+}
+
+impl VirtualSide {
+    /// The `virtual_node` label value, None when the edge carries no such label.
+    pub fn as_label(&self) -> Option<&'static str> {
+        match self {
+            VirtualSide::None => None,
+            VirtualSide::Client => Some("client"),
+            VirtualSide::Server => Some("server"),
         }
     }
 }
@@ -50,6 +85,8 @@ pub struct EdgeKey {
     /// The server's `service.name` ("" when unknown: an unpaired client span).
     pub server: Arc<str>,
     pub connection_type: ConnectionType,
+    /// The virtual side, when `service_graph.virtual_node_extra_label` is on.
+    pub virtual_node: VirtualSide,
     /// Values of `service_graph.dimensions` read from the client span, then the same dimensions
     /// read from the server span ("" = absent); labels `client_<dim>`, `server_<dim>`.
     pub dims: Box<[Arc<str>]>,
@@ -65,6 +102,7 @@ impl EdgeKey {
             client: empty.clone(),
             server: empty.clone(),
             connection_type: ConnectionType::Direct,
+            virtual_node: VirtualSide::None,
             dims: vec![empty; 2 * n_dims].into_boxed_slice(),
             overflow: true,
         }

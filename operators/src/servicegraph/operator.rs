@@ -2,7 +2,8 @@
 
 use super::aggregate::EdgeAgg;
 use super::store::{Half, PendingStore, Upsert};
-use super::{ConnectionType, EdgeKey, EdgeRow, ServiceGraphSink, Unpaired};
+use super::virtual_node::{stand_in, NodeAttributes, USER_NODE};
+use super::{ConnectionType, EdgeKey, EdgeRow, ServiceGraphSink, Unpaired, VirtualSide};
 use crate::common::{
     due, Activity, WindowSpec, WindowSpecs, PROVISIONAL_EVERY_NS, SERIES_EXPIRY_EVERY_NS,
 };
@@ -20,14 +21,16 @@ const MAX_EXPIRY_SCAN_EVERY_NS: u64 = 1_000_000_000;
 /// Distinct service names kept interned at most (the set is rebuilt past it).
 const MAX_INTERNED: usize = 100_000;
 
-/// An expired half: its service, whether it is the client, the connection type, its dims.
-type ExpiredHalf = (Arc<str>, bool, ConnectionType, Box<[Arc<str>]>);
+/// An expired half: the half, whether it is the client, the connection type.
+type ExpiredHalf = (Half, bool, ConnectionType);
 
 struct Counters {
     late: Arc<Counter>,
     dropped: Arc<Counter>,
     root_spans: Arc<Counter>,
     paired: Arc<Counter>,
+    virtual_edges: Arc<Counter>,
+    database_edges: Arc<Counter>,
     expired: Arc<Counter>,
     overflow: Arc<Counter>,
     pending: Arc<Gauge>,
@@ -49,6 +52,10 @@ pub struct ServiceGraphOperator {
     unpaired: HashMap<Arc<EdgeKey>, u64>,
     services: HashSet<Arc<str>>,
     empty: Arc<str>,
+    /// The virtual client of parentless server spans.
+    user_node: Arc<str>,
+    /// Where the peer and database name attributes are.
+    nodes: NodeAttributes,
     bounds: Vec<f64>,
     /// `service_graph.dimensions`: where their values sit among the batch's dimensions, and
     /// their defaults.
@@ -84,6 +91,8 @@ impl ServiceGraphOperator {
             unpaired: HashMap::new(),
             services: HashSet::new(),
             empty: Arc::from(""),
+            user_node: Arc::from(USER_NODE),
+            nodes: NodeAttributes::new(cfg),
             bounds: sg.buckets_s.clone(),
             dims_offset: cfg.red.dimensions.len().min(MAX_DIMENSIONS),
             dims,
@@ -109,6 +118,14 @@ impl ServiceGraphOperator {
                 paired: c(
                     "redwatch_service_graph_edges_paired_total",
                     "Client and server spans paired into an edge.",
+                ),
+                virtual_edges: c(
+                    "redwatch_service_graph_virtual_node_edges_total",
+                    "Edges with a virtual node: expired client spans with a peer attribute, and server spans without a parent (client `user`).",
+                ),
+                database_edges: c(
+                    "redwatch_service_graph_database_edges_total",
+                    "Client spans with a database name attribute, counted as edges to the database at once.",
                 ),
                 expired: c(
                     "redwatch_service_graph_edges_expired_total",
@@ -169,10 +186,13 @@ impl ServiceGraphOperator {
             } else {
                 span.parent_span_id
             };
-            if key_span == [0; 8] {
-                if !is_client {
-                    self.counters.root_spans.inc();
-                }
+            // A server span without a parent: no client can pair with it; with virtual nodes on
+            // it is an edge from `user` at once (the Collector makes it when it expires).
+            let root_server = !is_client && key_span == [0; 8];
+            if root_server {
+                self.counters.root_spans.inc();
+            }
+            if key_span == [0; 8] && !(root_server && self.nodes.virtual_nodes()) {
                 continue;
             }
             if span.trace_id == [0; 16] {
@@ -194,14 +214,41 @@ impl ServiceGraphOperator {
                     },
                 )
                 .collect();
-            let half = Half {
+            let mut half = Half {
                 service,
                 end: span.end,
                 duration_s: span.duration_ns() as f64 / 1e9,
                 weight: span.weight,
                 failed: span.status == StatusCode::Error,
                 dims,
+                peer: None,
             };
+            if root_server {
+                let user = stand_in(self.user_node.clone(), &half, 0.0, self.blank_dims());
+                let side = self.nodes.label(VirtualSide::Client);
+                self.counters.virtual_edges.inc();
+                self.complete(user, half, ConnectionType::VirtualNode, side, now);
+                continue;
+            }
+            if is_client {
+                // A database call is complete on its own: the server is the database.
+                if let Some(db) = self.nodes.database(batch, values) {
+                    let db = self.intern(db);
+                    let server = stand_in(db, &half, half.duration_s, self.blank_dims());
+                    self.counters.database_edges.inc();
+                    self.complete(
+                        half,
+                        server,
+                        ConnectionType::Database,
+                        VirtualSide::None,
+                        now,
+                    );
+                    continue;
+                }
+                if self.nodes.virtual_nodes() {
+                    half.peer = self.nodes.peer(batch, values).map(|p| self.intern(p));
+                }
+            }
             match self
                 .pending
                 .upsert(span.trace_id, key_span, is_client, ct, half, now)
@@ -210,7 +257,10 @@ impl ServiceGraphOperator {
                     client,
                     server,
                     connection_type,
-                } => self.complete(client, server, connection_type, now),
+                } => {
+                    self.counters.paired.inc();
+                    self.complete(client, server, connection_type, VirtualSide::None, now)
+                }
                 Upsert::Waiting => {}
                 Upsert::Dropped => self.counters.dropped.inc(),
             }
@@ -237,8 +287,19 @@ impl ServiceGraphOperator {
         k
     }
 
-    fn complete(&mut self, client: Half, server: Half, ct: ConnectionType, now: UnixNanos) {
-        self.counters.paired.inc();
+    /// `n_dims` empty dimension values: the side of an edge that is not a real span.
+    fn blank_dims(&self) -> Box<[Arc<str>]> {
+        vec![self.empty.clone(); self.dims.len()].into_boxed_slice()
+    }
+
+    fn complete(
+        &mut self,
+        client: Half,
+        server: Half,
+        ct: ConnectionType,
+        virtual_node: VirtualSide,
+        now: UnixNanos,
+    ) {
         let event = client.end.max(server.end);
         let dims: Box<[Arc<str>]> = client
             .dims
@@ -251,6 +312,7 @@ impl ServiceGraphOperator {
                 client: client.service,
                 server: server.service,
                 connection_type: ct,
+                virtual_node,
                 dims,
                 overflow: false,
             },
@@ -272,34 +334,46 @@ impl ServiceGraphOperator {
         }
     }
 
-    /// Expires half edges whose wait ended by `now` and tells the sinks about them.
+    /// Expires half edges whose wait ended by `now`: a client half that names its peer becomes
+    /// a virtual node edge, every other half is unpaired and the sinks are told.
     pub fn expire_pending(&mut self, now: UnixNanos) {
         let mut expired: Vec<ExpiredHalf> = Vec::new();
         let n = self.pending.expire(now, |h, is_client, ct| {
-            expired.push((h.service.clone(), is_client, ct, h.dims.clone()));
+            expired.push((h, is_client, ct));
         });
         self.counters.expired.add(n as u64);
         if expired.is_empty() {
             return;
         }
         let n_dims = self.dims.len();
-        for (service, is_client, ct, dims) in expired {
+        for (mut half, is_client, ct) in expired {
+            if let (true, Some(peer)) = (is_client, half.peer.take()) {
+                let server = stand_in(peer, &half, 0.0, self.blank_dims());
+                let side = self.nodes.label(VirtualSide::Server);
+                self.counters.virtual_edges.inc();
+                self.complete(half, server, ConnectionType::VirtualNode, side, now);
+                continue;
+            }
             let empty = self.empty.clone();
             let blank = || vec![self.empty.clone(); n_dims];
             let all_dims: Box<[Arc<str>]> = if is_client {
-                dims.iter().cloned().chain(blank()).collect()
+                half.dims.iter().cloned().chain(blank()).collect()
             } else {
-                blank().into_iter().chain(dims.iter().cloned()).collect()
+                blank()
+                    .into_iter()
+                    .chain(half.dims.iter().cloned())
+                    .collect()
             };
             let (c, s) = if is_client {
-                (service, empty)
+                (half.service, empty)
             } else {
-                (empty, service)
+                (empty, half.service)
             };
             let key = EdgeKey {
                 client: c,
                 server: s,
                 connection_type: ct,
+                virtual_node: VirtualSide::None,
                 dims: all_dims,
                 overflow: false,
             };
@@ -311,6 +385,9 @@ impl ServiceGraphOperator {
                 self.overflow_key.clone()
             };
             *self.unpaired.entry(key).or_insert(0) += 1;
+        }
+        if self.unpaired.is_empty() {
+            return;
         }
         let list: Vec<Unpaired> = self
             .unpaired

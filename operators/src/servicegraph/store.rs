@@ -6,6 +6,7 @@
 //! and then expires unpaired.
 
 use super::ConnectionType;
+use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
 use redwatch_engine::model::UnixNanos;
 use std::sync::Arc;
@@ -22,12 +23,17 @@ pub struct Half {
     pub failed: bool,
     /// Values of `service_graph.dimensions` from this span.
     pub dims: Box<[Arc<str>]>,
+    /// A client span's first `virtual_node_peer_attributes` value: the virtual server node it
+    /// becomes an edge to if its server half never arrives.
+    pub peer: Option<Arc<str>>,
 }
 
+/// One waiting half: only one side ever waits (the other side completes the edge and removes
+/// it), so the entry holds one half inline.
 #[derive(Debug)]
 struct Pending {
-    client: Option<Half>,
-    server: Option<Half>,
+    half: Half,
+    is_client: bool,
     messaging: bool,
     expires_at: UnixNanos,
 }
@@ -76,63 +82,45 @@ impl PendingStore {
         half: Half,
         now: UnixNanos,
     ) -> Upsert {
-        let key = (trace_id, client_span_id);
         let messaging = connection_type == ConnectionType::MessagingSystem;
-        if let Some(p) = self.map.get_mut(&key) {
-            let partner_waits = if is_client {
-                p.server.is_some()
-            } else {
-                p.client.is_some()
-            };
-            if !partner_waits {
+        let full = self.map.len() >= self.max_items;
+        match self.map.entry((trace_id, client_span_id)) {
+            Entry::Occupied(mut o) if o.get().is_client == is_client => {
                 // The same side again (a retried export): the newer one wins, as in the Collector.
-                if is_client {
-                    p.client = Some(half);
-                } else {
-                    p.server = Some(half);
-                }
+                let p = o.get_mut();
+                p.half = half;
                 p.messaging |= messaging;
-                return Upsert::Waiting;
+                Upsert::Waiting
             }
-            let Some(p) = self.map.remove(&key) else {
-                return Upsert::Waiting;
-            };
-            let (client, server) = if is_client {
-                (Some(half), p.server)
-            } else {
-                (p.client, Some(half))
-            };
-            return match (client, server) {
-                (Some(client), Some(server)) => Upsert::Paired {
+            Entry::Occupied(o) => {
+                let p = o.remove();
+                let connection_type = if messaging || p.messaging {
+                    ConnectionType::MessagingSystem
+                } else {
+                    ConnectionType::Direct
+                };
+                let (client, server) = if is_client {
+                    (half, p.half)
+                } else {
+                    (p.half, half)
+                };
+                Upsert::Paired {
                     client,
                     server,
-                    connection_type: if messaging || p.messaging {
-                        ConnectionType::MessagingSystem
-                    } else {
-                        ConnectionType::Direct
-                    },
-                },
-                _ => Upsert::Waiting,
-            };
+                    connection_type,
+                }
+            }
+            Entry::Vacant(_) if full => Upsert::Dropped,
+            Entry::Vacant(v) => {
+                v.insert(Pending {
+                    half,
+                    is_client,
+                    messaging,
+                    expires_at: now.saturating_add(self.wait_ns),
+                });
+                Upsert::Waiting
+            }
         }
-        if self.map.len() >= self.max_items {
-            return Upsert::Dropped;
-        }
-        let (client, server) = if is_client {
-            (Some(half), None)
-        } else {
-            (None, Some(half))
-        };
-        self.map.insert(
-            key,
-            Pending {
-                client,
-                server,
-                messaging,
-                expires_at: now.saturating_add(self.wait_ns),
-            },
-        );
-        Upsert::Waiting
     }
 
     /// Removes every edge whose wait ended at or before `now`, handing its waiting half to `f`
@@ -140,27 +128,18 @@ impl PendingStore {
     pub fn expire(
         &mut self,
         now: UnixNanos,
-        mut f: impl FnMut(&Half, bool, ConnectionType),
+        mut f: impl FnMut(Half, bool, ConnectionType),
     ) -> usize {
         let mut n = 0;
-        self.map.retain(|_, p| {
-            if p.expires_at > now {
-                return true;
-            }
+        for (_, p) in self.map.extract_if(|_, p| p.expires_at <= now) {
             n += 1;
             let ct = if p.messaging {
                 ConnectionType::MessagingSystem
             } else {
                 ConnectionType::Direct
             };
-            if let Some(c) = &p.client {
-                f(c, true, ct);
-            }
-            if let Some(s) = &p.server {
-                f(s, false, ct);
-            }
-            false
-        });
+            f(p.half, p.is_client, ct);
+        }
         n
     }
 
@@ -179,8 +158,7 @@ impl PendingStore {
             + self
                 .map
                 .values()
-                .flat_map(|p| p.client.iter().chain(p.server.iter()))
-                .map(|h| h.dims.len() * std::mem::size_of::<Arc<str>>())
+                .map(|p| p.half.dims.len() * std::mem::size_of::<Arc<str>>())
                 .sum::<usize>()
     }
 }

@@ -126,7 +126,7 @@ fn counter(reg: &Registry, name: &str) -> f64 {
 
 /// Three traces over four services plus a queue:
 ///
-/// - trace 1: frontend (root SERVER 1) → CLIENT 2 → cart SERVER 3 → CLIENT 4 → payments
+/// - trace 1: frontend (root SERVER 1: an edge from `user`) → CLIENT 2 → cart SERVER 3 → CLIENT 4 → payments
 ///   SERVER 5 (ERROR)
 /// - trace 2: frontend CLIENT 2 → cart SERVER 3; checkout PRODUCER 6 → email CONSUMER 7
 /// - trace 3: frontend CLIENT 2 (ERROR) → cart SERVER 3; frontend CLIENT 8 whose server is
@@ -162,10 +162,12 @@ fn known_trace_set_gives_exact_edges_failures_and_unpaired_counts() {
     o.process_spans(&batch(&trace_set()), NOW);
     assert_eq!(o.pending_len(), 2, "the two halves without a partner wait");
     o.advance(T0 + 10 * SEC);
+    // The root frontend SERVER span is an edge from the virtual client `user`.
     let want = BTreeMap::from([
         (key("cart", "payments", ""), (1.0, 1.0)),
         (key("checkout", "email", "messaging_system"), (1.0, 0.0)),
         (key("frontend", "cart", ""), (3.0, 1.0)),
+        (key("user", "frontend", "virtual_node"), (1.0, 0.0)),
     ]);
     assert_eq!(sink.edges(), want);
     assert_eq!(
@@ -269,6 +271,30 @@ fn a_partner_arriving_after_the_wait_finds_nothing_and_both_count_as_unpaired() 
     );
     o.advance(T0 + 100 * SEC);
     assert!(sink.edges().is_empty());
+}
+
+#[test]
+fn a_repeated_half_replaces_the_waiting_one_and_pairs_once() {
+    let cfg = config();
+    let (mut o, sink, _) = op(&cfg);
+    o.process_spans(
+        &batch(&[
+            sp("a", SpanKind::Client, 1, 1, 0, 10, 1.0),
+            sp("a2", SpanKind::Client, 1, 1, 0, 10, 1.0).status(StatusCode::Error),
+            sp("b", SpanKind::Server, 1, 2, 1, 9, 1.0),
+            sp("b", SpanKind::Server, 1, 2, 1, 9, 1.0),
+        ]),
+        NOW,
+    );
+    // The second server span is a new half (its client already left with the first).
+    assert_eq!(o.pending_len(), 1);
+    o.advance(T0 + 10 * SEC);
+    assert_eq!(
+        sink.edges(),
+        BTreeMap::from([(key("a2", "b", ""), (1.0, 1.0))])
+    );
+    o.expire_pending(NOW + 60 * SEC);
+    assert_eq!(sink.unpaired(), BTreeMap::from([(key("", "b", ""), 1)]));
 }
 
 #[test]
@@ -422,6 +448,9 @@ fn idle_edges_expire_from_the_series() {
     assert_eq!(sink.expired.lock().unwrap().len(), 1);
 }
 
+/// Database edges and virtual nodes.
+mod virtual_nodes;
+
 mod arrival_order {
     use super::*;
     use proptest::prelude::*;
@@ -459,6 +488,7 @@ mod arrival_order {
                 (key("cart", "payments", ""), (1.0, 1.0)),
                 (key("checkout", "email", "messaging_system"), (1.0, 0.0)),
                 (key("frontend", "cart", ""), (3.0, 1.0)),
+                (key("user", "frontend", "virtual_node"), (1.0, 0.0)),
             ]);
             prop_assert_eq!(sink.edges(), want);
             prop_assert_eq!(
