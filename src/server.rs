@@ -152,6 +152,24 @@ impl Engine {
         let mut metric_sinks: Vec<Arc<dyn redwatch_operators::metrics::MetricSink>> =
             vec![metric_points];
         // ---- end metric windowing (the operator joins the pipeline below) ----
+        // ---- session windows (issue 7): SessionOperator -> `sessions` table -----------------
+        let sessions_table = redwatch_queries::session_windows::SessionsTable::new(
+            redwatch_queries::session_windows::SessionsTableSettings {
+                retention_ns: cfg.sql.retention.as_nanos() as u64,
+                max_bytes: cfg.sql.max_table_bytes.as_u64() as usize,
+            },
+        );
+        extra_tables.push((
+            "sessions",
+            sessions_table.clone(),
+            &["session_start", "session_end"],
+        ));
+        let sessions_op = redwatch_operators::sessions::SessionOperator::new(
+            cfg,
+            vec![sessions_table],
+            &registry,
+        );
+        // ---- end session windows (the operator joins the pipeline below) ----
         let queries = QueryEngine::new(
             tables.providers_with(extra_tables),
             QueryLimits {
@@ -256,6 +274,10 @@ impl Engine {
                 // The service graph (issue 7 block above).
                 if let Some(op) = service_graph_op {
                     ops.push(Box::new(op));
+                }
+                // Session windows (issue 7 block above), only when a session spec is set.
+                if sessions_op.is_active() {
+                    ops.push(Box::new(sessions_op));
                 }
                 // Metric windowing (issue 7 block above).
                 ops.push(Box::new(redwatch_operators::metrics::MetricsOperator::new(

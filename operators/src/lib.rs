@@ -9,8 +9,16 @@ pub mod forecast;
 pub mod metrics;
 pub mod red;
 pub mod servicegraph;
+pub mod sessions;
 
 /// The operator families this build provides, by name (for `--help` texts and status pages).
 pub fn registry() -> &'static [&'static str] {
-    &["red", "metrics", "anomaly", "forecast", "service_graph"]
+    &[
+        "red",
+        "metrics",
+        "anomaly",
+        "forecast",
+        "service_graph",
+        "sessions",
+    ]
 }

@@ -42,8 +42,7 @@ fn config() -> Config {
     c.windows.extra = vec![ExtraWindow {
         size: Some(Duration::from_nanos(HOP_SIZE)),
         slide: Some(Duration::from_nanos(HOP_SLIDE)),
-        gap: None,
-        key: None,
+        ..Default::default()
     }];
     c.windows.allowed_lateness = Duration::from_nanos(LATENESS);
     c.red.buckets_ms = vec![2.0, 10.0, 100.0, 1000.0];

@@ -15,6 +15,7 @@ pub mod red;
 pub mod schema;
 pub mod service_graph;
 pub mod session;
+pub mod session_windows;
 pub mod spans;
 pub mod table;
 pub mod udf;

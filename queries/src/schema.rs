@@ -178,6 +178,27 @@ pub static SERVICE_GRAPH: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
+/// `sessions`: session windows (`windows.extra: [{gap, key}]`), one row per session; a row
+/// is replaced while late data can still change it and removed when its session is merged
+/// into another (see `session_windows.rs`).
+pub static SESSIONS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        f("session_key", DataType::Utf8, false),
+        f("gap", DataType::Utf8, false),
+        f("key_value", DataType::Utf8, false),
+        f("session_id", DataType::UInt64, false),
+        f("session_start", ts_ms(), false),
+        f("session_end", ts_ms(), false),
+        f("spans", DataType::Float64, false),
+        f("errors", DataType::Float64, false),
+        f("duration_ms", DataType::Float64, false),
+        f("services", list(DataType::Utf8), false),
+        f("services_truncated", DataType::Boolean, false),
+        f("root_span_name", DataType::Utf8, true),
+        f("is_final", DataType::Boolean, false),
+    ]))
+});
+
 /// `continuous_results`: outputs of the configured continuous queries.
 pub static CONTINUOUS_RESULTS: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
@@ -197,6 +218,7 @@ pub fn all() -> Vec<(&'static str, SchemaRef)> {
         ("anomalies", ANOMALIES.clone()),
         ("predictions", PREDICTIONS.clone()),
         ("service_graph", SERVICE_GRAPH.clone()),
+        ("sessions", SESSIONS.clone()),
         ("continuous_results", CONTINUOUS_RESULTS.clone()),
     ]
 }

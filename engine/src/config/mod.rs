@@ -8,12 +8,14 @@ mod anomaly;
 mod kafka;
 mod load;
 mod service_graph;
+mod sessions;
 mod types;
 
 pub use anomaly::*;
 pub use kafka::KafkaExporterConfig;
 
 pub use service_graph::*;
+pub use sessions::*;
 
 pub use load::{apply_override, load, parse_yaml_with_overrides, LoadError};
 pub use types::*;
@@ -57,25 +59,45 @@ impl Config {
                 let path = format!("windows.extra[{i}]");
                 match x.hopping() {
                     Some((size, slide)) => {
-                        let fmt = |d: std::time::Duration| humantime::format_duration(d).to_string();
+                        let fmt =
+                            |d: std::time::Duration| humantime::format_duration(d).to_string();
                         if slide.is_zero() || !slide.as_nanos().is_multiple_of(w.size.as_nanos()) {
                             bad(
                                 &format!("{path}.slide"),
-                                format!("{} is not a multiple of windows.size ({})", fmt(slide), fmt(w.size)),
+                                format!(
+                                    "{} is not a multiple of windows.size ({})",
+                                    fmt(slide),
+                                    fmt(w.size)
+                                ),
                             );
-                        } else if !size.as_nanos().is_multiple_of(slide.as_nanos()) || size <= slide {
+                        } else if !size.as_nanos().is_multiple_of(slide.as_nanos()) || size <= slide
+                        {
                             bad(
                                 &format!("{path}.size"),
-                                format!("{} is not a multiple of the slide ({}) greater than it", fmt(size), fmt(slide)),
+                                format!(
+                                    "{} is not a multiple of the slide ({}) greater than it",
+                                    fmt(size),
+                                    fmt(slide)
+                                ),
                             );
                         }
                     }
-                    None if x.gap.is_some() || x.key.is_some() => bad(
-                        &path,
-                        "session windows ({gap, key}) are not supported yet; use tumbling rollups or hopping {size, slide}".into(),
-                    ),
+                    None if x.is_session() => {
+                        for (p, m) in x.validate_session(&path) {
+                            bad(&p, m);
+                        }
+                    }
                     None => bad(&path, "a hopping window needs both size and slide".into()),
                 }
+            }
+            let sessions = w.extra.iter().filter(|x| x.is_session()).count();
+            if sessions > MAX_SESSION_SPECS {
+                bad(
+                    "windows.extra",
+                    format!(
+                        "at most {MAX_SESSION_SPECS} session specs are supported, not {sessions}"
+                    ),
+                );
             }
             for (i, r) in w.rollups.iter().enumerate() {
                 if !r.as_nanos().is_multiple_of(w.size.as_nanos()) || *r <= w.size {
@@ -230,7 +252,9 @@ impl Config {
 
 impl Config {
     /// The attribute dimensions the decoder extracts per span, in order: `red.dimensions`, then
-    /// (when the service graph runs) `service_graph.dimensions`. Operators index into this list.
+    /// (when the service graph runs) `service_graph.dimensions` and the attributes of its virtual
+    /// nodes and database edges ([`ServiceGraphConfig::attribute_dims`]). Operators index into
+    /// this list.
     pub fn decode_dimensions(&self) -> Vec<Dimension> {
         let mut d: Vec<Dimension> = self
             .red
@@ -247,7 +271,10 @@ impl Config {
                     .take(MAX_DIMENSIONS)
                     .cloned(),
             );
+            d.extend(self.service_graph.attribute_dims());
         }
+        // Session keys (windows.extra {gap, key: {name: ...}}) come last: sessions.rs.
+        d.extend(self.session_key_dimensions());
         d
     }
 }

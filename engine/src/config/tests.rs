@@ -140,7 +140,7 @@ fn hopping_windows_parse_and_validate() {
     assert!(c.validate().is_empty(), "{:?}", c.validate());
 
     let bad = parse_yaml_with_overrides(
-        "windows:\n  size: 10s\n  extra:\n    - { size: 1m, slide: 15s }\n    - { size: 50s, slide: 20s }\n    - { size: 1m }\n    - { gap: 30s, key: trace_id }\n",
+        "windows:\n  size: 10s\n  extra:\n    - { size: 1m, slide: 15s }\n    - { size: 50s, slide: 20s }\n    - { size: 1m }\n",
         &[],
     )
     .unwrap();
@@ -156,9 +156,8 @@ fn hopping_windows_parse_and_validate() {
             "windows.extra[0].slide",
             "windows.extra[1].size",
             "windows.extra[2]",
-            "windows.extra[3]"
         ],
         "{problems:?}"
     );
-    assert!(problems[3].1.contains("session windows"), "{problems:?}");
+    // Session specs ({gap, key}) are valid extra windows: see sessions.rs.
 }

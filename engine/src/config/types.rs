@@ -161,7 +161,7 @@ pub struct WindowsConfig {
     #[serde(with = "humantime_duration_list")]
     pub rollups: Vec<Duration>,
     /// More window specs: hopping `{size, slide}` (computed from the primary windows' results,
-    /// like rollups).
+    /// like rollups) and session `{gap, key}` (spans grouped per key value until a gap).
     pub extra: Vec<ExtraWindow>,
     /// How far behind the newest event time the watermark trails.
     #[serde(with = "humantime_serde")]
@@ -192,38 +192,57 @@ impl Default for WindowsConfig {
 }
 
 /// An extra window spec. Hopping: `{size: 1m, slide: 10s}` — a `size` window starting every
-/// `slide` (a multiple of `windows.size` that divides `size`). Session windows (`{gap, key}`)
-/// are not supported yet; `validate` says so.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `slide` (a multiple of `windows.size` that divides `size`). Session: `{gap: 30s, key:
+/// trace_id}` — per key value, spans whose event times lie within `gap` of each other form one
+/// session (see `sessions.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ExtraWindow {
+    /// Hopping: the window length.
     #[serde(
         default,
         with = "humantime_serde",
         skip_serializing_if = "Option::is_none"
     )]
     pub size: Option<Duration>,
+    /// Hopping: how far apart window starts are.
     #[serde(
         default,
         with = "humantime_serde",
         skip_serializing_if = "Option::is_none"
     )]
     pub slide: Option<Duration>,
+    /// Session: spans of one key value whose event times are at most this far apart share a
+    /// session; it ends `gap` after its last span.
     #[serde(
         default,
         with = "humantime_serde",
         skip_serializing_if = "Option::is_none"
     )]
     pub gap: Option<Duration>,
+    /// Session: what groups spans — `trace_id`, `service.name`, or an attribute written like a
+    /// RED dimension, `{name: enduser.id, source: span}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
+    pub key: Option<super::SessionKey>,
+    /// Session: a session never grows past this length (a longer activity is split into
+    /// consecutive sessions); default 1h.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_duration: Option<Duration>,
+    /// Session: open sessions at most; spans that would open more are dropped and counted
+    /// (`redwatch_sessions_overflow_spans_total`); default 100000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_sessions: Option<usize>,
 }
 
 impl ExtraWindow {
     /// `(size, slide)` of a hopping spec.
     pub fn hopping(&self) -> Option<(Duration, Duration)> {
-        match (self.size, self.slide, self.gap, &self.key) {
-            (Some(size), Some(slide), None, None) => Some((size, slide)),
+        match (self.size, self.slide, self.is_session()) {
+            (Some(size), Some(slide), false) => Some((size, slide)),
             _ => None,
         }
     }

@@ -21,6 +21,7 @@ SHOW TABLES;
 -- | datafusion    | public             | predictions        | BASE TABLE |
 -- | datafusion    | public             | red                | BASE TABLE |
 -- | datafusion    | public             | service_graph      | BASE TABLE |
+-- | datafusion    | public             | sessions           | BASE TABLE |
 -- | datafusion    | public             | spans              | BASE TABLE |
 -- +---------------+--------------------+--------------------+------------+
 
@@ -170,6 +171,27 @@ DESCRIBE service_graph;
 -- | is_final        | Boolean                                                                          | NO          |
 -- +-----------------+----------------------------------------------------------------------------------+-------------+
 
+-- case: describe_sessions
+DESCRIBE sessions;
+-- expected:
+-- +--------------------+----------------------+-------------+
+-- | column_name        | data_type            | is_nullable |
+-- +--------------------+----------------------+-------------+
+-- | session_key        | Utf8                 | NO          |
+-- | gap                | Utf8                 | NO          |
+-- | key_value          | Utf8                 | NO          |
+-- | session_id         | UInt64               | NO          |
+-- | session_start      | Timestamp(ms, "UTC") | NO          |
+-- | session_end        | Timestamp(ms, "UTC") | NO          |
+-- | spans              | Float64              | NO          |
+-- | errors             | Float64              | NO          |
+-- | duration_ms        | Float64              | NO          |
+-- | services           | List(Utf8)           | NO          |
+-- | services_truncated | Boolean              | NO          |
+-- | root_span_name     | Utf8                 | YES         |
+-- | is_final           | Boolean              | NO          |
+-- +--------------------+----------------------+-------------+
+
 -- case: describe_continuous_results
 DESCRIBE continuous_results;
 -- expected:
@@ -188,6 +210,7 @@ UNION ALL SELECT 'continuous_results', count(*) FROM continuous_results
 UNION ALL SELECT 'metric_points', count(*) FROM metric_points
 UNION ALL SELECT 'predictions', count(*) FROM predictions
 UNION ALL SELECT 'service_graph', count(*) FROM service_graph
+UNION ALL SELECT 'sessions', count(*) FROM sessions
 UNION ALL SELECT 'spans', count(*) FROM spans
 ORDER BY t;
 -- expected:
@@ -199,6 +222,7 @@ ORDER BY t;
 -- | metric_points      | 0 |
 -- | predictions        | 0 |
 -- | service_graph      | 0 |
+-- | sessions           | 0 |
 -- | spans              | 0 |
 -- +--------------------+---+
 
