@@ -248,20 +248,12 @@ impl QuantileSketch {
     /// Decodes [`Self::encode`]'s output; any other input gives an error (never a panic).
     pub fn decode(bytes: &[u8]) -> Result<QuantileSketch, SketchError> {
         let mut r = Reader { bytes, pos: 0 };
-        let version = r.byte()?;
-        if version != VERSION {
-            return Err(SketchError::UnsupportedVersion(version));
-        }
-        let flags = r.byte()?;
-        if flags & !KNOWN_FLAGS != 0 {
-            return Err(SketchError::UnknownFlags(flags));
-        }
-        let integral_weights = flags & FLAG_INTEGRAL_WEIGHTS != 0;
-        let count = r.total(flags & FLAG_INTEGRAL_TOTALS != 0)?;
-        let zero = r.total(flags & FLAG_INTEGRAL_TOTALS != 0)?;
-        if zero > count {
-            return Err(SketchError::Invalid("zero bucket exceeds the total weight"));
-        }
+        let Header {
+            flags,
+            integral_weights,
+            count,
+            zero,
+        } = r.header()?;
         let min_weight_bytes = if integral_weights { 1 } else { 4 };
         let store = if flags & FLAG_DENSE == 0 {
             let n = r.varint()?;
@@ -825,7 +817,39 @@ struct Reader<'a> {
     pos: usize,
 }
 
+/// The fixed start of an encoding, checked: version, flags and the two totals.
+struct Header {
+    flags: u8,
+    integral_weights: bool,
+    count: f64,
+    zero: f64,
+}
+
 impl Reader<'_> {
+    /// Reads and checks the [`Header`] (`decode`, `merge_encoded` and `absorb_encoded` share it,
+    /// so the same bytes give the same error everywhere).
+    fn header(&mut self) -> Result<Header, SketchError> {
+        let version = self.byte()?;
+        if version != VERSION {
+            return Err(SketchError::UnsupportedVersion(version));
+        }
+        let flags = self.byte()?;
+        if flags & !KNOWN_FLAGS != 0 {
+            return Err(SketchError::UnknownFlags(flags));
+        }
+        let count = self.total(flags & FLAG_INTEGRAL_TOTALS != 0)?;
+        let zero = self.total(flags & FLAG_INTEGRAL_TOTALS != 0)?;
+        if zero > count {
+            return Err(SketchError::Invalid("zero bucket exceeds the total weight"));
+        }
+        Ok(Header {
+            flags,
+            integral_weights: flags & FLAG_INTEGRAL_WEIGHTS != 0,
+            count,
+            zero,
+        })
+    }
+
     fn remaining(&self) -> usize {
         self.bytes.len() - self.pos
     }

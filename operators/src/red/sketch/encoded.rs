@@ -12,9 +12,9 @@
 mod dense;
 
 use super::{
-    bump, checked_key, dense_from, densify, merge_sparse, rebase, should_densify, unzigzag,
-    QuantileSketch, Reader, SketchError, SparseBin, Store, FLAG_DENSE, FLAG_INTEGRAL_TOTALS,
-    FLAG_INTEGRAL_WEIGHTS, KNOWN_FLAGS, MAX_KEY, MAX_VARINT_WEIGHT, SPARSE_MAX_KEYS, VERSION,
+    bump, checked_key, dense_from, densify, merge_sparse, rebase, should_densify, unzigzag, Header,
+    QuantileSketch, Reader, SketchError, SparseBin, Store, FLAG_DENSE, MAX_KEY, MAX_VARINT_WEIGHT,
+    SPARSE_MAX_KEYS,
 };
 
 /// The bins of an encoding, borrowed from the stack buffers they were read into.
@@ -42,20 +42,12 @@ impl QuantileSketch {
     /// not a sketch (then `self` is unchanged), without building the decoded sketch.
     pub fn merge_encoded(&mut self, bytes: &[u8]) -> Result<(), SketchError> {
         let mut r = Reader { bytes, pos: 0 };
-        let version = r.byte()?;
-        if version != VERSION {
-            return Err(SketchError::UnsupportedVersion(version));
-        }
-        let flags = r.byte()?;
-        if flags & !KNOWN_FLAGS != 0 {
-            return Err(SketchError::UnknownFlags(flags));
-        }
-        let integral = flags & FLAG_INTEGRAL_WEIGHTS != 0;
-        let count = r.total(flags & FLAG_INTEGRAL_TOTALS != 0)?;
-        let zero = r.total(flags & FLAG_INTEGRAL_TOTALS != 0)?;
-        if zero > count {
-            return Err(SketchError::Invalid("zero bucket exceeds the total weight"));
-        }
+        let Header {
+            flags,
+            integral_weights: integral,
+            count,
+            zero,
+        } = r.header()?;
         if flags & FLAG_DENSE == 0 {
             let mut buf = [SparseBin {
                 key: 0,
@@ -238,9 +230,29 @@ fn read_dense(
     Ok((offset, len))
 }
 
+/// Three ways to break a valid encoding, for the "rejects what decode rejects" tests: one byte
+/// flipped, cut short, extra bytes appended.
+#[cfg(test)]
+fn corrupted(
+    valid: &[u8],
+    position: proptest::sample::Index,
+    xor: u8,
+    cut: proptest::sample::Index,
+    tail: &[u8],
+) -> [Vec<u8>; 3] {
+    let mut flipped = valid.to_vec();
+    let i = position.index(flipped.len());
+    flipped[i] ^= xor;
+    let truncated = valid[..cut.index(valid.len())].to_vec();
+    let mut extended = valid.to_vec();
+    extended.extend_from_slice(tail);
+    [flipped, truncated, extended]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::red::sketch::VERSION;
     use proptest::prelude::*;
 
     fn sketch(values: &[(f64, f64)]) -> QuantileSketch {
@@ -298,13 +310,7 @@ mod tests {
             tail in prop::collection::vec(any::<u8>(), 0..4),
         ) {
             let valid = other.to_bytes();
-            let mut flipped = valid.clone();
-            let i = position.index(flipped.len());
-            flipped[i] ^= xor;
-            let truncated = &valid[..cut.index(valid.len())];
-            let mut extended = valid.clone();
-            extended.extend(&tail);
-            for bytes in [&flipped[..], truncated, &extended[..]] {
+            for bytes in &super::corrupted(&valid, position, xor, cut, &tail) {
                 let mut merged = acc.clone();
                 let result = merged.merge_encoded(bytes);
                 match merged_via_decode(acc.clone(), bytes) {

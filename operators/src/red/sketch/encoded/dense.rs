@@ -17,9 +17,8 @@
 //! aggregate fails the whole query anyway.
 
 use super::super::{
-    bump, checked_key, densify, rebase, unzigzag, widen_compact, QuantileSketch, Reader,
-    SketchError, Store, FLAG_DENSE, FLAG_INTEGRAL_TOTALS, FLAG_INTEGRAL_WEIGHTS, KNOWN_FLAGS,
-    MAX_KEY, SPARSE_MAX_KEYS, VERSION,
+    bump, checked_key, densify, rebase, unzigzag, widen_compact, Header, QuantileSketch, Reader,
+    SketchError, Store, FLAG_DENSE, MAX_KEY, SPARSE_MAX_KEYS,
 };
 use super::{varint, weight};
 
@@ -30,20 +29,12 @@ impl QuantileSketch {
     /// a sketch. Not atomic: after an error, discard this sketch (see the module doc).
     pub fn absorb_encoded(&mut self, bytes: &[u8]) -> Result<(), SketchError> {
         let mut r = Reader { bytes, pos: 0 };
-        let version = r.byte()?;
-        if version != VERSION {
-            return Err(SketchError::UnsupportedVersion(version));
-        }
-        let flags = r.byte()?;
-        if flags & !KNOWN_FLAGS != 0 {
-            return Err(SketchError::UnknownFlags(flags));
-        }
-        let integral = flags & FLAG_INTEGRAL_WEIGHTS != 0;
-        let count = r.total(flags & FLAG_INTEGRAL_TOTALS != 0)?;
-        let zero = r.total(flags & FLAG_INTEGRAL_TOTALS != 0)?;
-        if zero > count {
-            return Err(SketchError::Invalid("zero bucket exceeds the total weight"));
-        }
+        let Header {
+            flags,
+            integral_weights: integral,
+            count,
+            zero,
+        } = r.header()?;
         make_dense(&mut self.store);
         let holds_bins = if flags & FLAG_DENSE == 0 {
             absorb_sparse(&mut r, integral, &mut self.store)?
@@ -245,6 +236,7 @@ fn absorb_dense(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::red::sketch::VERSION;
     use proptest::prelude::*;
 
     fn sketch(values: &[(f64, f64)]) -> QuantileSketch {
@@ -345,13 +337,7 @@ mod tests {
             tail in prop::collection::vec(any::<u8>(), 0..4),
         ) {
             let valid = other.to_bytes();
-            let mut flipped = valid.clone();
-            let i = position.index(flipped.len());
-            flipped[i] ^= xor;
-            let truncated = &valid[..cut.index(valid.len())];
-            let mut extended = valid.clone();
-            extended.extend(&tail);
-            for bytes in [&flipped[..], truncated, &extended[..]] {
+            for bytes in &super::super::corrupted(&valid, position, xor, cut, &tail) {
                 let mut absorbed = acc.clone();
                 let result = absorbed.absorb_encoded(bytes);
                 match merged_via_decode(acc.clone(), bytes) {
