@@ -6,12 +6,10 @@
 mod common;
 
 use common::*;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span, Status};
-use redwatch::server::Engine;
+use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 use std::time::Duration;
 
 /// A span of trace `trace` with `span` / `parent` ids (0 = none), lasting `ms`, ending at `end`.
@@ -58,29 +56,6 @@ fn with_attrs(mut span: Span, attrs: &[(&str, &str)]) -> Span {
     span
 }
 
-fn request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
-    let mut rs: ResourceSpans = resource_spans(Some(service), &[]);
-    rs.scope_spans[0].spans = spans;
-    ExportTraceServiceRequest {
-        resource_spans: vec![rs],
-    }
-}
-
-async fn sql_rows(e: &Engine, query: &str) -> Vec<serde_json::Value> {
-    let url = format!("http://{}/api/v1/sql", e.addrs["sql_http"]);
-    let r = reqwest::Client::new()
-        .post(url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(serde_json::json!({"query": query, "format": "json"}).to_string())
-        .send()
-        .await
-        .expect("SQL API answers");
-    assert_eq!(r.status().as_u16(), 200, "{query}");
-    let body = r.bytes().await.expect("answer body");
-    let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON answer");
-    v["rows"].as_array().cloned().unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edges_failures_and_unpaired_spans_are_exact_on_metrics_and_in_sql() {
     let mut cfg = test_config();
@@ -123,10 +98,10 @@ async fn edges_failures_and_unpaired_spans_are_exact_on_metrics_and_in_sql() {
         .into_iter()
         .partition(|s| s.kind == SpanKind::Server as i32);
     for req in [
-        request("db-svc", db),
-        request("worker", worker),
-        request("api", api),
-        request("gateway", gateway),
+        request_of("db-svc", db),
+        request_of("worker", worker),
+        request_of("api", api),
+        request_of("gateway", gateway),
     ] {
         grpc_export(&e, req).await.expect("export accepted");
     }

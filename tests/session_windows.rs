@@ -6,11 +6,9 @@
 mod common;
 
 use common::*;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span, Status};
-use redwatch::server::Engine;
+use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 use redwatch_engine::config::{Dimension, DimensionSource, ExtraWindow, SessionKey};
 use std::time::Duration;
 
@@ -63,30 +61,6 @@ fn of_user(mut s: Span, user: &str) -> Span {
     s
 }
 
-fn request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
-    let mut rs: ResourceSpans = resource_spans(Some(service), &[]);
-    rs.scope_spans[0].spans = spans;
-    ExportTraceServiceRequest {
-        resource_spans: vec![rs],
-    }
-}
-
-async fn sql_rows(e: &Engine, query: &str) -> Vec<serde_json::Value> {
-    let url = format!("http://{}/api/v1/sql", e.addrs["sql_http"]);
-    let r = reqwest::Client::new()
-        .post(url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(serde_json::json!({"query": query, "format": "json"}).to_string())
-        .send()
-        .await
-        .expect("SQL API answers");
-    let status = r.status().as_u16();
-    let body = r.bytes().await.expect("answer body");
-    assert_eq!(status, 200, "{query}: {}", String::from_utf8_lossy(&body));
-    let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON answer");
-    v["rows"].as_array().cloned().unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_of_known_traces_and_users_are_exact_in_sql() {
     let mut cfg = test_config();
@@ -124,9 +98,9 @@ async fn sessions_of_known_traces_and_users_are_exact_in_sql() {
     ];
     let db = vec![failed(span(a, 3, 2, "INSERT orders", 50, end - 520 * MS))];
     for req in [
-        request("gateway", gateway),
-        request("api", api),
-        request("db", db),
+        request_of("gateway", gateway),
+        request_of("api", api),
+        request_of("db", db),
     ] {
         grpc_export(&e, req).await.expect("export accepted");
     }

@@ -303,6 +303,33 @@ pub fn metrics_request(service: &str, points: usize) -> ExportMetricsServiceRequ
 
 /// OTLP/JSON of a request (the opentelemetry-proto serde mapping: camelCase, hex ids, 64-bit
 /// integers as strings).
+/// A request of one resource (`service`) holding hand-built `spans` (ids, parents, attributes
+/// set by the caller).
+pub fn request_of(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
+    let mut rs = resource_spans(Some(service), &[]);
+    rs.scope_spans[0].spans = spans;
+    ExportTraceServiceRequest {
+        resource_spans: vec![rs],
+    }
+}
+
+/// Runs `query` over the HTTP SQL API as JSON and returns its rows; panics on an error answer.
+pub async fn sql_rows(e: &Engine, query: &str) -> Vec<serde_json::Value> {
+    let url = format!("http://{}/api/v1/sql", e.addrs["sql_http"]);
+    let r = reqwest::Client::new()
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::json!({"query": query, "format": "json"}).to_string())
+        .send()
+        .await
+        .expect("SQL API answers");
+    let status = r.status().as_u16();
+    let body = r.bytes().await.expect("answer body");
+    assert_eq!(status, 200, "{query}: {}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON answer");
+    v["rows"].as_array().cloned().unwrap_or_default()
+}
+
 pub fn to_json(req: &ExportTraceServiceRequest) -> Vec<u8> {
     serde_json::to_vec(req).expect("request serialises to JSON")
 }
