@@ -10,6 +10,8 @@
 //! over the bytes straight into a dense store, not atomic on error.
 
 mod dense;
+#[cfg(test)]
+mod fixtures;
 
 use super::{
     bump, checked_key, dense_from, densify, merge_sparse, rebase, should_densify, unzigzag, Header,
@@ -230,38 +232,12 @@ fn read_dense(
     Ok((offset, len))
 }
 
-/// Three ways to break a valid encoding, for the "rejects what decode rejects" tests: one byte
-/// flipped, cut short, extra bytes appended.
-#[cfg(test)]
-fn corrupted(
-    valid: &[u8],
-    position: proptest::sample::Index,
-    xor: u8,
-    cut: proptest::sample::Index,
-    tail: &[u8],
-) -> [Vec<u8>; 3] {
-    let mut flipped = valid.to_vec();
-    let i = position.index(flipped.len());
-    flipped[i] ^= xor;
-    let truncated = valid[..cut.index(valid.len())].to_vec();
-    let mut extended = valid.to_vec();
-    extended.extend_from_slice(tail);
-    [flipped, truncated, extended]
-}
-
 #[cfg(test)]
 mod tests {
+    use super::fixtures::{merged_via_decode, sketch};
     use super::*;
     use crate::red::sketch::VERSION;
     use proptest::prelude::*;
-
-    fn sketch(values: &[(f64, f64)]) -> QuantileSketch {
-        let mut s = QuantileSketch::new();
-        for &(v, w) in values {
-            s.add(v, w);
-        }
-        s
-    }
 
     /// Sketches of every shape: empty, zero bucket only, sparse, dense, fractional weights.
     fn sketches() -> impl Strategy<Value = QuantileSketch> {
@@ -273,14 +249,6 @@ mod tests {
         ];
         let weight = prop_oneof![3 => Just(1.0f64), 1 => 0.01f64..50.0];
         prop::collection::vec((value, weight), 0..600).prop_map(|v| sketch(&v))
-    }
-
-    fn merged_via_decode(
-        mut acc: QuantileSketch,
-        bytes: &[u8],
-    ) -> Result<QuantileSketch, SketchError> {
-        acc.merge(&QuantileSketch::decode(bytes)?);
-        Ok(acc)
     }
 
     proptest! {
@@ -310,7 +278,7 @@ mod tests {
             tail in prop::collection::vec(any::<u8>(), 0..4),
         ) {
             let valid = other.to_bytes();
-            for bytes in &super::corrupted(&valid, position, xor, cut, &tail) {
+            for bytes in &super::fixtures::corrupted(&valid, position, xor, cut, &tail) {
                 let mut merged = acc.clone();
                 let result = merged.merge_encoded(bytes);
                 match merged_via_decode(acc.clone(), bytes) {

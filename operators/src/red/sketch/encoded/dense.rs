@@ -235,17 +235,10 @@ fn absorb_dense(
 
 #[cfg(test)]
 mod tests {
+    use super::super::fixtures::{merged_via_decode, sketch};
     use super::*;
     use crate::red::sketch::VERSION;
     use proptest::prelude::*;
-
-    fn sketch(values: &[(f64, f64)]) -> QuantileSketch {
-        let mut s = QuantileSketch::new();
-        for &(v, w) in values {
-            s.add(v, w);
-        }
-        s
-    }
 
     /// Sketches of every shape: empty, zero bucket only, compact, sparse, dense, fractional
     /// weights, bins past 2²¹ and 2²⁴.
@@ -283,14 +276,6 @@ mod tests {
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(bins(&round), bins(b));
         Ok(())
-    }
-
-    fn merged_via_decode(
-        mut acc: QuantileSketch,
-        bytes: &[u8],
-    ) -> Result<QuantileSketch, SketchError> {
-        acc.merge(&QuantileSketch::decode(bytes)?);
-        Ok(acc)
     }
 
     /// Every store invariant `decode` checks, without going through the encoding.
@@ -337,7 +322,7 @@ mod tests {
             tail in prop::collection::vec(any::<u8>(), 0..4),
         ) {
             let valid = other.to_bytes();
-            for bytes in &super::super::corrupted(&valid, position, xor, cut, &tail) {
+            for bytes in &super::super::fixtures::corrupted(&valid, position, xor, cut, &tail) {
                 let mut absorbed = acc.clone();
                 let result = absorbed.absorb_encoded(bytes);
                 match merged_via_decode(acc.clone(), bytes) {

@@ -1,0 +1,39 @@
+//! Test fixtures shared by the `merge_encoded` and `absorb_encoded` tests.
+
+use super::super::{QuantileSketch, SketchError};
+
+/// A sketch of `(value, weight)` pairs.
+pub(super) fn sketch(values: &[(f64, f64)]) -> QuantileSketch {
+    let mut s = QuantileSketch::new();
+    for &(v, w) in values {
+        s.add(v, w);
+    }
+    s
+}
+
+/// The reference both merge paths must equal: decode, then merge.
+pub(super) fn merged_via_decode(
+    mut acc: QuantileSketch,
+    bytes: &[u8],
+) -> Result<QuantileSketch, SketchError> {
+    acc.merge(&QuantileSketch::decode(bytes)?);
+    Ok(acc)
+}
+
+/// Three ways to break a valid encoding, for the "rejects what decode rejects" tests: one byte
+/// flipped, cut short, extra bytes appended.
+pub(super) fn corrupted(
+    valid: &[u8],
+    position: proptest::sample::Index,
+    xor: u8,
+    cut: proptest::sample::Index,
+    tail: &[u8],
+) -> [Vec<u8>; 3] {
+    let mut flipped = valid.to_vec();
+    let i = position.index(flipped.len());
+    flipped[i] ^= xor;
+    let truncated = valid[..cut.index(valid.len())].to_vec();
+    let mut extended = valid.to_vec();
+    extended.extend_from_slice(tail);
+    [flipped, truncated, extended]
+}
