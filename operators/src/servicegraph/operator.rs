@@ -10,7 +10,7 @@ use crate::common::{
 use crate::red::UNKNOWN_SERVICE;
 use hashbrown::{HashMap, HashSet};
 use redwatch_engine::config::{Config, Dimension, MAX_DIMENSIONS};
-use redwatch_engine::model::{SpanBatch, SpanKind, StatusCode, UnixNanos};
+use redwatch_engine::model::{SpanBatch, SpanKind, StatusCode, StrRef, UnixNanos};
 use redwatch_engine::pipeline::{Batch, OpContext, Operator, StateStats};
 use redwatch_engine::telemetry::{Counter, Gauge, Registry};
 use redwatch_engine::window::WindowStore;
@@ -173,6 +173,8 @@ impl ServiceGraphOperator {
 
     /// Offers the client/server spans of one batch for pairing (at wall clock `now`).
     pub fn process_spans(&mut self, batch: &SpanBatch, now: UnixNanos) {
+        // Spans of one resource share its service: intern it once per run of them.
+        let mut last_service: Option<(Option<StrRef>, Arc<str>)> = None;
         for span in &batch.spans {
             let (is_client, ct) = match span.kind {
                 SpanKind::Client => (true, ConnectionType::Direct),
@@ -198,9 +200,17 @@ impl ServiceGraphOperator {
             if span.trace_id == [0; 16] {
                 continue;
             }
-            let service = match batch.service_of(span) {
-                Some(r) => self.intern(batch.str(r)),
-                None => self.intern(UNKNOWN_SERVICE),
+            let service_ref = batch.service_of(span);
+            let service = match &last_service {
+                Some((r, a)) if *r == service_ref => a.clone(),
+                _ => {
+                    let a = match service_ref {
+                        Some(r) => self.intern(batch.str(r)),
+                        None => self.intern(UNKNOWN_SERVICE),
+                    };
+                    last_service = Some((service_ref, a.clone()));
+                    a
+                }
             };
             let values = batch.dims_of(span);
             let dims: Box<[Arc<str>]> = self
