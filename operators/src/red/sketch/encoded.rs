@@ -234,7 +234,7 @@ fn read_dense(
 
 #[cfg(test)]
 mod tests {
-    use super::fixtures::{merged_via_decode, sketch};
+    use super::fixtures::{merged_via_decode, sketch, small_latency_sketches};
     use super::*;
     use crate::red::sketch::VERSION;
     use proptest::prelude::*;
@@ -324,17 +324,7 @@ mod tests {
         // The `quantile_merge` shape: hundreds of 20–60 value sketches into one accumulator.
         let mut via_bytes = QuantileSketch::new();
         let mut via_decode = QuantileSketch::new();
-        let mut x = 1u64;
-        for i in 0..500u64 {
-            let mut s = QuantileSketch::new();
-            for _ in 0..20 + i % 41 {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                let u = (x >> 11) as f64 / (1u64 << 53) as f64;
-                s.add(5.0 * (4.0 * u).exp(), 1.0);
-            }
-            let bytes = s.to_bytes();
+        for bytes in small_latency_sketches() {
             via_bytes.merge_encoded(&bytes).expect("valid");
             via_decode.merge(&QuantileSketch::decode(&bytes).expect("valid"));
         }

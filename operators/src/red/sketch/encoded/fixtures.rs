@@ -20,6 +20,25 @@ pub(super) fn merged_via_decode(
     Ok(acc)
 }
 
+/// The `quantile_merge` shape: 500 encoded sketches of 20–60 latency-like values each
+/// (deterministic).
+pub(super) fn small_latency_sketches() -> Vec<Vec<u8>> {
+    let mut x = 1u64;
+    (0..500u64)
+        .map(|i| {
+            let mut s = QuantileSketch::new();
+            for _ in 0..20 + i % 41 {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+                s.add(5.0 * (4.0 * u).exp(), 1.0);
+            }
+            s.to_bytes()
+        })
+        .collect()
+}
+
 /// Three ways to break a valid encoding, for the "rejects what decode rejects" tests: one byte
 /// flipped, cut short, extra bytes appended.
 pub(super) fn corrupted(
