@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod fixtures;
+pub mod hint;
 pub mod metric_model;
 pub mod model;
 pub mod pipeline;

@@ -6,8 +6,10 @@
 //! It must not know what is aggregated: `A` is any mergeable aggregate.
 //!
 //! State size: an open window holds its keys' aggregates in one dense vector behind a small
-//! key → position index (the per-span hot path probes a compact table; the aggregates carry no
-//! hash-table slack, and the vector is sized from the previous window's key count). Once
+//! key → position index (the aggregates carry no hash-table slack, and the vector is sized from
+//! the previous window's key count). Keys that are dense ids ([`WindowKey::dense_id`], the
+//! series ids of a registry) index a table of positions directly: the per-span hot path does no
+//! hashing, and batch updaters can [`prefetch`](WindowStore::prefetch) what an update will touch. Once
 //! emitted, a window only waits for rare late data, so each key's aggregate is settled into its
 //! compact form ([`WindowAggregate::pack`], else boxed): a few small map slots and bytes instead
 //! of the full aggregate. Late data unpacks the key; the re-emission packs it again. Readers
@@ -63,11 +65,40 @@ struct LateEntry<A> {
     emitted: bool,
 }
 
+/// A key of a [`WindowStore`]. Keys that are small dense ids (the series ids a registry hands
+/// out under its cardinality limit) find their aggregate in an open window by direct indexing;
+/// other keys through a hash index.
+pub trait WindowKey: Hash + Eq + Clone {
+    /// The key as an index into a table, when it is a dense id. Ids from [`DENSE_IDS`] up are
+    /// hashed like other keys, so a stray large id never sizes a table.
+    fn dense_id(&self) -> Option<u32> {
+        None
+    }
+}
+
+/// Dense ids below this are indexed directly (a table of at most 4 MiB per open window).
+pub const DENSE_IDS: u32 = 1 << 20;
+
+impl WindowKey for u32 {
+    #[inline]
+    fn dense_id(&self) -> Option<u32> {
+        Some(*self)
+    }
+}
+impl WindowKey for u64 {}
+impl WindowKey for String {}
+impl WindowKey for &str {}
+impl<T: Hash + Eq + ?Sized> WindowKey for std::sync::Arc<T> {}
+
 /// A window not emitted yet: every key's live aggregate (the per-span hot path).
 #[derive(Debug)]
 struct OpenWindow<K, A> {
-    /// Key → position in `aggs`.
-    index: HashMap<K, u32>,
+    /// Dense id → position in `aggs` + 1 (0: not in this window), for keys with a dense id.
+    dense: Vec<u32>,
+    /// Any other key → position in `aggs`.
+    hashed: HashMap<K, u32>,
+    /// Position → key, so the window drains in insertion order.
+    keys: Vec<K>,
     aggs: Vec<A>,
     /// Updated since the last advance.
     touched: bool,
@@ -76,19 +107,41 @@ struct OpenWindow<K, A> {
 impl<K, A> Default for OpenWindow<K, A> {
     fn default() -> Self {
         OpenWindow {
-            index: HashMap::new(),
+            dense: Vec::new(),
+            hashed: HashMap::new(),
+            keys: Vec::new(),
             aggs: Vec::new(),
             touched: false,
         }
     }
 }
 
-impl<K: Hash + Eq + Clone, A: WindowAggregate> OpenWindow<K, A> {
+/// `key`'s dense id when it indexes the dense table.
+#[inline]
+fn dense_index<K: WindowKey>(key: &K) -> Option<usize> {
+    key.dense_id()
+        .filter(|&id| id < DENSE_IDS)
+        .map(|id| id as usize)
+}
+
+impl<K: WindowKey, A: WindowAggregate> OpenWindow<K, A> {
     fn with_capacity(keys: usize) -> Self {
         OpenWindow {
-            index: HashMap::with_capacity(keys),
+            keys: Vec::with_capacity(keys),
             aggs: Vec::with_capacity(keys),
-            touched: false,
+            ..OpenWindow::default()
+        }
+    }
+
+    /// Position of `key`'s aggregate in `aggs`.
+    #[inline]
+    fn position(&self, key: &K) -> Option<usize> {
+        match dense_index(key) {
+            Some(id) => match self.dense.get(id) {
+                Some(&p) if p > 0 => Some(p as usize - 1),
+                _ => None,
+            },
+            None => self.hashed.get(key).map(|&p| p as usize),
         }
     }
 
@@ -96,8 +149,8 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> OpenWindow<K, A> {
     #[inline]
     fn get_or_insert(&mut self, key: &K) -> &mut A {
         self.touched = true;
-        let i = match self.index.get(key) {
-            Some(&i) => i as usize,
+        let i = match self.position(key) {
+            Some(i) => i,
             None => self.insert(key),
         };
         &mut self.aggs[i]
@@ -108,10 +161,24 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> OpenWindow<K, A> {
         let i = self.aggs.len();
         if i == self.aggs.capacity() {
             // By a quarter, not doubling: the aggregates are most of an open window's bytes.
-            self.aggs.reserve_exact((i / 4).max(16));
+            let more = (i / 4).max(16);
+            self.aggs.reserve_exact(more);
+            self.keys.reserve_exact(more);
         }
         self.aggs.push(A::default());
-        self.index.insert(key.clone(), i as u32);
+        self.keys.push(key.clone());
+        match dense_index(key) {
+            Some(id) => {
+                if id >= self.dense.len() {
+                    let len = (id + 1).max(self.dense.len() + self.dense.len() / 4);
+                    self.dense.resize(len, 0);
+                }
+                self.dense[id] = i as u32 + 1;
+            }
+            None => {
+                self.hashed.insert(key.clone(), i as u32);
+            }
+        }
         i
     }
 
@@ -120,11 +187,18 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> OpenWindow<K, A> {
     }
 
     fn iter(&self) -> impl Iterator<Item = (&K, &A)> {
-        self.index.iter().map(|(k, &i)| (k, &self.aggs[i as usize]))
+        self.keys.iter().zip(&self.aggs)
+    }
+
+    /// Every key with its aggregate, in insertion order.
+    fn into_entries(self) -> impl Iterator<Item = (K, A)> {
+        self.keys.into_iter().zip(self.aggs)
     }
 
     fn state_bytes(&self) -> usize {
-        self.index.capacity() * (std::mem::size_of::<(K, u32)>() + 1)
+        self.dense.capacity() * std::mem::size_of::<u32>()
+            + self.hashed.capacity() * (std::mem::size_of::<(K, u32)>() + 1)
+            + self.keys.capacity() * std::mem::size_of::<K>()
             + self.aggs.capacity() * std::mem::size_of::<A>()
             + self.aggs.iter().map(A::heap_bytes).sum::<usize>()
     }
@@ -177,7 +251,7 @@ pub struct WindowStore<K, A> {
     open_keys_hint: usize,
 }
 
-impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
+impl<K: WindowKey, A: WindowAggregate> WindowStore<K, A> {
     pub fn new(size_ns: u64, allowed_lateness_ns: u64) -> Self {
         assert!(size_ns > 0, "window size must be positive");
         WindowStore {
@@ -286,6 +360,28 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
         Ok(())
     }
 
+    /// `key`'s live aggregate in the open window of event time `ts`, if it has one yet (none is
+    /// created; emitted and packed windows have none). For reading what an update will touch
+    /// before making it, see [`prefetch`](Self::prefetch).
+    #[inline]
+    pub fn peek(&self, ts: UnixNanos, key: &K) -> Option<&A> {
+        match self.slots.get(&self.window_start(ts))? {
+            Slot::Open(open) => open.position(key).map(|i| &open.aggs[i]),
+            Slot::Settled { .. } => None,
+        }
+    }
+
+    /// Starts loading `key`'s aggregate in the window of `ts` into the cache, a few updates
+    /// before [`update`](Self::update) touches it: with many open windows (wide
+    /// out-of-orderness) an update misses the cache, and prefetching lets the misses of
+    /// consecutive updates overlap. Only a hint; changes nothing.
+    #[inline]
+    pub fn prefetch(&self, ts: UnixNanos, key: &K) {
+        if let Some(a) = self.peek(ts, key) {
+            crate::hint::prefetch_value(a);
+        }
+    }
+
     /// Merges `delta` into `key`'s state in the window of event time `ts`.
     pub fn merge(&mut self, ts: UnixNanos, key: &K, delta: &A) -> Result<(), Late> {
         self.update(ts, key, |a| a.merge(delta))
@@ -330,13 +426,10 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
                 let end = start + size;
                 match slot {
                     Slot::Open(open) => {
-                        let OpenWindow {
-                            index, mut aggs, ..
-                        } = std::mem::take(open);
-                        open_keys = Some(aggs.len());
-                        let mut settled = SettledWindow::with_capacity(aggs.len());
-                        for (key, i) in index {
-                            let total = std::mem::take(&mut aggs[i as usize]);
+                        let open = std::mem::take(open);
+                        open_keys = Some(open.len());
+                        let mut settled = SettledWindow::with_capacity(open.len());
+                        for (key, total) in open.into_entries() {
                             emit(Emitted {
                                 start,
                                 end,
@@ -447,13 +540,11 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowStore<K, A> {
             if touched || Some(start) == newest || !packs {
                 continue;
             }
-            let OpenWindow {
-                index, mut aggs, ..
-            } = std::mem::take(open);
-            keys = Some(aggs.len());
-            let mut entries = SettledWindow::with_capacity(aggs.len());
-            for (key, i) in index {
-                entries.settle(key, std::mem::take(&mut aggs[i as usize]));
+            let open = std::mem::take(open);
+            keys = Some(open.len());
+            let mut entries = SettledWindow::with_capacity(open.len());
+            for (key, total) in open.into_entries() {
+                entries.settle(key, total);
             }
             entries.trim();
             *slot = Slot::Settled {
@@ -542,6 +633,38 @@ mod tests {
         });
         out.sort();
         out
+    }
+
+    #[test]
+    fn dense_and_hashed_ids_hold_the_same_state_and_drain_in_insertion_order() {
+        // Small ids index the dense table, ids from DENSE_IDS up are hashed; a peek sees both.
+        let keys = [7u32, DENSE_IDS + 3, 0, u32::MAX, 7, DENSE_IDS - 1, 0];
+        let mut s: WindowStore<u32, Count> = WindowStore::new(10, 0);
+        for (n, k) in keys.iter().enumerate() {
+            assert_eq!(
+                s.peek(4, k).map(|c| c.0),
+                keys[..n]
+                    .contains(k)
+                    .then(|| { keys[..n].iter().filter(|x| *x == k).count() as u64 })
+            );
+            s.prefetch(4, k);
+            s.update(4, k, |c| c.0 += 1).unwrap();
+        }
+        assert_eq!(s.peek(4, &1), None, "never updated");
+        assert_eq!(s.peek(14, &7), None, "another window");
+        let mut rows = Vec::new();
+        s.advance(10, |e| rows.push((*e.key, e.total.0)));
+        assert_eq!(
+            rows,
+            [
+                (7, 2),
+                (DENSE_IDS + 3, 1),
+                (0, 2),
+                (u32::MAX, 1),
+                (DENSE_IDS - 1, 1)
+            ]
+        );
+        assert_eq!(s.peek(4, &7), None, "emitted windows are not peeked");
     }
 
     #[test]

@@ -5,8 +5,7 @@ use redwatch_engine::config::Config;
 use redwatch_engine::model::UnixNanos;
 use redwatch_engine::pipeline::StateStats;
 use redwatch_engine::telemetry::Counter;
-use redwatch_engine::window::{Emitted, WindowAggregate, WindowStore};
-use std::hash::Hash;
+use redwatch_engine::window::{Emitted, WindowAggregate, WindowKey, WindowStore};
 use std::sync::Arc;
 
 /// How often operators publish provisional rows of their open windows.
@@ -45,7 +44,7 @@ pub struct WindowSpec<K, A> {
     emitted: Option<Arc<Counter>>,
 }
 
-impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowSpec<K, A> {
+impl<K: WindowKey, A: WindowAggregate> WindowSpec<K, A> {
     /// A spec labelled after the store's window size.
     pub fn new(store: WindowStore<K, A>, emitted: Option<Arc<Counter>>) -> Self {
         WindowSpec {
@@ -99,7 +98,7 @@ pub struct WindowSpecs<K, A> {
     pub rollups: Vec<WindowSpec<K, A>>,
 }
 
-impl<K: Hash + Eq + Clone, A: WindowAggregate> WindowSpecs<K, A> {
+impl<K: WindowKey, A: WindowAggregate> WindowSpecs<K, A> {
     /// The specs of `cfg.windows`: `make(size_ns, is_rollup)` builds each. Hopping specs of
     /// `windows.extra` are rollups with a slide (validated config: the slide is a multiple of
     /// the primary size and divides the hopping size), labelled `<size>/<slide>`.

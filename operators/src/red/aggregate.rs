@@ -137,6 +137,15 @@ impl RedAgg {
         );
     }
 
+    /// Starts loading what adding a span of `duration_ms` will touch beyond the aggregate
+    /// itself (its bucket counts and sketch bins) into the cache; see
+    /// [`WindowStore::prefetch`](redwatch_engine::window::WindowStore::prefetch).
+    #[inline]
+    pub fn prefetch_heap(&self, duration_ms: f64) {
+        self.buckets.prefetch();
+        self.sketch.prefetch(duration_ms);
+    }
+
     /// Adds one span.
     pub fn add(&mut self, status: StatusCode, duration_ms: f64, bucket: usize, weight: f64) {
         let s = status as usize;

@@ -27,6 +27,25 @@ struct Counters {
     names_normalized: Arc<Counter>,
 }
 
+/// [`RedOperator::process_spans`] prefetches an aggregate twice this many window updates ahead,
+/// and then (the aggregate in cache) its sketch and buckets this many ahead: enough to overlap
+/// a few cache misses (~100 ns each) with the work of the updates in between.
+const PREFETCH_AHEAD: usize = 4;
+
+/// The resolved-span buffer keeps its room between batches up to this many spans.
+const MAX_KEPT_RESOLVED: usize = 64 * 1024;
+
+/// A span resolved to its series, waiting for its window update.
+#[derive(Debug, Clone, Copy)]
+struct Resolved {
+    id: SeriesId,
+    /// Index in the batch's spans.
+    span: u32,
+    end: UnixNanos,
+    ms: f64,
+    bucket: u32,
+}
+
 /// Computes RED per series for the primary window and its rollups.
 pub struct RedOperator {
     specs: WindowSpecs<SeriesId, RedAgg>,
@@ -40,6 +59,8 @@ pub struct RedOperator {
     last_provisional: UnixNanos,
     last_expiry: UnixNanos,
     counters: Counters,
+    /// Scratch for [`Self::process_spans`].
+    resolved: Vec<Resolved>,
 }
 
 impl RedOperator {
@@ -79,6 +100,7 @@ impl RedOperator {
             lateness_ns: lateness,
             last_provisional: 0,
             last_expiry: 0,
+            resolved: Vec::new(),
             counters: Counters {
                 late: registry.counter(
                     "redwatch_late_dropped_total",
@@ -120,10 +142,48 @@ impl RedOperator {
     }
 
     /// Adds the spans of one batch to the open windows.
+    ///
+    /// In two passes: every span is first resolved to its series and bucket (the registry and
+    /// name tables stay in cache), then the window updates run with the aggregates of later
+    /// updates prefetched ([`PREFETCH_AHEAD`]): with many windows open (wide out-of-orderness,
+    /// replayed data) nearly every update misses the cache, and this lets the misses overlap.
     pub fn process_spans(&mut self, batch: &SpanBatch, now: UnixNanos) {
+        let mut resolved = std::mem::take(&mut self.resolved);
+        resolved.clear();
+        self.resolve(batch, &mut resolved);
+        let store = &mut self.specs.primary.store;
+        for i in 0..resolved.len() {
+            if let Some(r) = resolved.get(i + 2 * PREFETCH_AHEAD) {
+                store.prefetch(r.end, &r.id);
+            }
+            if let Some(r) = resolved.get(i + PREFETCH_AHEAD) {
+                if let Some(agg) = store.peek(r.end, &r.id) {
+                    agg.prefetch_heap(r.ms);
+                }
+            }
+            let r = resolved[i];
+            let span = &batch.spans[r.span as usize];
+            let (status, weight) = (span.status, span.weight);
+            let (trace_id, span_id) = (&span.trace_id, &span.span_id);
+            match store.update(r.end, &r.id, |a| {
+                a.add_span(status, r.ms, r.bucket as usize, weight, trace_id, span_id)
+            }) {
+                Ok(()) => self.series.touch(r.id, now, r.end),
+                Err(_) => self.counters.late.inc(),
+            }
+        }
+        // Kept for the next batch (no allocation per batch); a huge batch's room is given back.
+        if resolved.capacity() > MAX_KEPT_RESOLVED {
+            resolved = Vec::new();
+        }
+        self.resolved = resolved;
+    }
+
+    /// Each span's series (created or overflow as the registry decides), duration and bucket.
+    fn resolve(&mut self, batch: &SpanBatch, out: &mut Vec<Resolved>) {
         let n = self.dims.len();
         let mut dims: [&str; MAX_DIMENSIONS] = [""; MAX_DIMENSIONS];
-        for span in &batch.spans {
+        for (index, span) in batch.spans.iter().enumerate() {
             let service = batch
                 .service_of(span)
                 .map(|r| batch.str(r))
@@ -150,17 +210,14 @@ impl RedOperator {
                 Lookup::New(_) => self.counters.series_created.inc(),
                 Lookup::Overflow(_) => self.counters.overflow_spans.inc(),
             }
-            let id = lookup.id();
             let ms = span.duration_ms();
-            let bucket = self.buckets.index(ms);
-            let (status, weight) = (span.status, span.weight);
-            let (trace_id, span_id) = (&span.trace_id, &span.span_id);
-            match self.specs.primary.store.update(span.end, &id, |a| {
-                a.add_span(status, ms, bucket, weight, trace_id, span_id)
-            }) {
-                Ok(()) => self.series.touch(id, now, span.end),
-                Err(_) => self.counters.late.inc(),
-            }
+            out.push(Resolved {
+                id: lookup.id(),
+                span: index as u32,
+                end: span.end,
+                ms,
+                bucket: self.buckets.index(ms) as u32,
+            });
         }
     }
 

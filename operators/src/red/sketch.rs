@@ -41,6 +41,7 @@
 //!   [`QuantileSketch::decode`] checks every invariant the code relies on and never allocates
 //!   more than the input can describe.
 
+use redwatch_engine::hint::prefetch_slice;
 use thiserror::Error;
 
 mod encoded;
@@ -126,6 +127,21 @@ impl QuantileSketch {
             self.zero += weight;
         } else {
             self.store.add(key_of(value), w);
+        }
+    }
+
+    /// Starts loading what [`add`](Self::add) of `value` will read into the cache: the bin of
+    /// a dense store, the entries a sparse one searches (up to 16 lines).
+    #[inline]
+    pub fn prefetch(&self, value: f64) {
+        match &self.store {
+            Store::Dense { offset, bins } => {
+                let index = (i32::from(key_of(value.max(Self::MIN_VALUE))) - i32::from(*offset))
+                    .clamp(0, bins.len().saturating_sub(1) as i32);
+                prefetch_slice(&bins[index as usize..], 1);
+            }
+            Store::Compact(entries) => prefetch_slice(entries, 16),
+            Store::Sparse(entries) => prefetch_slice(entries, 16),
         }
     }
 

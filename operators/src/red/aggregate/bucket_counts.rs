@@ -10,6 +10,8 @@
 //! by doubling: a typical series touches about ten buckets and there is one such list per series
 //! per open window.
 
+use redwatch_engine::hint::prefetch_slice;
+
 const COUNT_BITS: u32 = 24;
 const COUNT_MASK: u32 = (1 << COUNT_BITS) - 1;
 
@@ -53,6 +55,15 @@ fn grow<T>(v: &mut Vec<T>) {
 }
 
 impl BucketCounts {
+    /// Starts loading the counts into the cache ahead of an [`add`](Self::add).
+    #[inline]
+    pub(crate) fn prefetch(&self) {
+        match self {
+            BucketCounts::Compact(entries) => prefetch_slice(entries, 2),
+            BucketCounts::Wide(entries) => prefetch_slice(entries, 4),
+        }
+    }
+
     /// Adds `weight` to bucket `code` (< 256).
     #[inline]
     pub(crate) fn add(&mut self, code: u16, weight: f64) {
