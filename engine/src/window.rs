@@ -18,10 +18,11 @@
 use crate::model::UnixNanos;
 use hashbrown::HashMap;
 use settled::SettledWindow;
-use std::collections::BTreeMap;
+use starts::Windows;
 use std::hash::Hash;
 
 mod settled;
+mod starts;
 
 /// An aggregate's compact, read-only form (see [`WindowAggregate::pack`]).
 pub type Packed = Box<[u8]>;
@@ -243,7 +244,7 @@ pub struct WindowStore<K, A> {
     /// Distance between window starts; `size` for tumbling windows.
     slide: u64,
     lateness: u64,
-    slots: BTreeMap<UnixNanos, Slot<K, A>>,
+    slots: Windows<Slot<K, A>>,
     watermark: UnixNanos,
     /// Open windows settle (pack) their keys after each advance too.
     pack_open: bool,
@@ -258,7 +259,7 @@ impl<K: WindowKey, A: WindowAggregate> WindowStore<K, A> {
             size: size_ns,
             slide: size_ns,
             lateness: allowed_lateness_ns,
-            slots: BTreeMap::new(),
+            slots: Windows::new(size_ns),
             watermark: 0,
             pack_open: false,
             open_keys_hint: 0,
@@ -282,6 +283,7 @@ impl<K: WindowKey, A: WindowAggregate> WindowStore<K, A> {
             "the slide must divide the window size"
         );
         self.slide = slide_ns;
+        self.slots.set_step(slide_ns);
         self
     }
 
@@ -331,7 +333,7 @@ impl<K: WindowKey, A: WindowAggregate> WindowStore<K, A> {
             return Err(Late);
         }
         let (pack_open, hint) = (self.pack_open, self.open_keys_hint);
-        let slot = self.slots.entry(start).or_insert_with(|| {
+        let slot = self.slots.get_or_insert_with(start, || {
             if pack_open {
                 Slot::Settled {
                     entries: SettledWindow::default(),
@@ -365,7 +367,7 @@ impl<K: WindowKey, A: WindowAggregate> WindowStore<K, A> {
     /// before making it, see [`prefetch`](Self::prefetch).
     #[inline]
     pub fn peek(&self, ts: UnixNanos, key: &K) -> Option<&A> {
-        match self.slots.get(&self.window_start(ts))? {
+        match self.slots.get(self.window_start(ts))? {
             Slot::Open(open) => open.position(key).map(|i| &open.aggs[i]),
             Slot::Settled { .. } => None,
         }
@@ -422,7 +424,7 @@ impl<K: WindowKey, A: WindowAggregate> WindowStore<K, A> {
         let mut open_keys = None;
         // Windows whose end <= wm, i.e. start <= wm - size.
         if let Some(last_start) = wm.checked_sub(size) {
-            for (&start, slot) in self.slots.range_mut(..=last_start) {
+            for (start, slot) in self.slots.up_to_mut(last_start) {
                 let end = start + size;
                 match slot {
                     Slot::Open(open) => {
@@ -499,7 +501,7 @@ impl<K: WindowKey, A: WindowAggregate> WindowStore<K, A> {
         }
         self.pack_idle_open_windows();
         // Open windows of a packing store: pack what the updates since the last advance unpacked.
-        for slot in self.slots.values_mut() {
+        for (_, slot) in self.slots.iter_mut() {
             if let Slot::Settled {
                 entries,
                 emitted: false,
@@ -511,13 +513,8 @@ impl<K: WindowKey, A: WindowAggregate> WindowStore<K, A> {
             }
         }
         let lateness = self.lateness;
-        while let Some((&start, _)) = self.slots.first_key_value() {
-            if start.saturating_add(size).saturating_add(lateness) <= wm {
-                self.slots.pop_first();
-            } else {
-                break;
-            }
-        }
+        self.slots
+            .drop_while(|start| start.saturating_add(size).saturating_add(lateness) <= wm);
     }
 
     /// Packs the open windows that are not the newest and took no update since the previous
@@ -531,10 +528,10 @@ impl<K: WindowKey, A: WindowAggregate> WindowStore<K, A> {
             .iter()
             .rev()
             .find(|(_, s)| matches!(s, Slot::Open(_)))
-            .map(|(&start, _)| start);
+            .map(|(start, _)| start);
         let packs = A::default().pack().is_some();
         let mut keys = None;
-        for (&start, slot) in self.slots.iter_mut() {
+        for (start, slot) in self.slots.iter_mut() {
             let Slot::Open(open) = slot else { continue };
             let touched = std::mem::replace(&mut open.touched, false);
             if touched || Some(start) == newest || !packs {
@@ -560,7 +557,7 @@ impl<K: WindowKey, A: WindowAggregate> WindowStore<K, A> {
 
     /// Visits every key of the windows not yet emitted (provisional results).
     pub fn for_each_open(&self, mut f: impl FnMut(UnixNanos, UnixNanos, &K, &A)) {
-        for (&start, slot) in self.slots.iter() {
+        for (start, slot) in self.slots.iter() {
             let end = start + self.size;
             match slot {
                 Slot::Open(open) => {
@@ -892,7 +889,7 @@ mod tests {
         let mut s: WindowStore<&str, PackedCount> = WindowStore::new(10, 20);
         let mut plain: WindowStore<&str, Count> = WindowStore::new(10, 20);
         let is_open = |s: &WindowStore<&str, PackedCount>, start: u64| {
-            matches!(s.slots.get(&start), Some(Slot::Open(_)))
+            matches!(s.slots.get(start), Some(Slot::Open(_)))
         };
         for (ts, k) in [(3, "a"), (4, "b"), (12, "a")] {
             s.update(ts, &k, |c| c.0 += 1).unwrap();
