@@ -46,7 +46,10 @@ GRPC_PORT=${ADDR##*:}
     pid=$1 grpc_port=$2 out=$3 port=""
     while kill -0 "$pid" 2>/dev/null; do
       if [ -z "$port" ]; then
-        port=$(ss -Hltnp 2>/dev/null | grep "pid=$pid," | awk "{print \$4}" | sed "s/.*://" | grep -vx "$grpc_port" | head -1 || true)
+        # The listening port that answers /metrics (SQL and Flight SQL listen too).
+        for p in $(ss -Hltnp 2>/dev/null | grep "pid=$pid," | awk "{print \$4}" | sed "s/.*://" | grep -vx "$grpc_port" || true); do
+          if curl -sf "http://127.0.0.1:$p/metrics" -o /dev/null; then port=$p; break; fi
+        done
       fi
       if [ -n "$port" ] && curl -sf "http://127.0.0.1:$port/metrics" -o "$out.tmp"; then
         mv -f "$out.tmp" "$out"
