@@ -2,6 +2,7 @@
 //! histogram buckets (seconds, for Prometheus) plus quantile sketches (ms, for SQL).
 
 use crate::red::sketch::QuantileSketch;
+use redwatch_engine::hint::prefetch_slice;
 use redwatch_engine::window::WindowAggregate;
 
 /// Sparse weighted bucket counts, sorted by bucket index (`bounds.len()` = +Inf).
@@ -9,6 +10,10 @@ use redwatch_engine::window::WindowAggregate;
 pub struct SparseBuckets(Vec<(u8, f64)>);
 
 impl SparseBuckets {
+    fn prefetch(&self) {
+        prefetch_slice(&self.0, 2);
+    }
+
     pub fn add(&mut self, index: usize, weight: f64) {
         let i = index.min(u8::MAX as usize) as u8;
         match self.0.binary_search_by_key(&i, |(k, _)| *k) {
@@ -50,6 +55,11 @@ pub struct Latency {
 }
 
 impl Latency {
+    fn prefetch(&self, seconds: f64) {
+        self.buckets.prefetch();
+        self.sketch.prefetch(seconds * 1e3);
+    }
+
     fn add(&mut self, seconds: f64, bucket: usize, weight: f64) {
         self.sum_s += seconds * weight;
         self.buckets.add(bucket, weight);
@@ -80,6 +90,13 @@ pub struct EdgeAgg {
 }
 
 impl EdgeAgg {
+    /// Starts loading the buckets and sketch bins an [`add`](Self::add) of these latencies
+    /// will touch into the cache.
+    pub fn prefetch_heap(&self, client_s: f64, server_s: f64) {
+        self.client.prefetch(client_s);
+        self.server.prefetch(server_s);
+    }
+
     /// Adds one paired request.
     pub fn add(
         &mut self,

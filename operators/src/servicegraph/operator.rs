@@ -5,7 +5,8 @@ use super::store::{Half, PendingStore, Upsert};
 use super::virtual_node::{stand_in, NodeAttributes, USER_NODE};
 use super::{ConnectionType, EdgeKey, EdgeRow, ServiceGraphSink, Unpaired, VirtualSide};
 use crate::common::{
-    due, Activity, WindowSpec, WindowSpecs, PROVISIONAL_EVERY_NS, SERIES_EXPIRY_EVERY_NS,
+    due, Lookup, SeriesId, SeriesTable, WindowSpec, WindowSpecs, PROVISIONAL_EVERY_NS,
+    SERIES_EXPIRY_EVERY_NS,
 };
 use crate::red::UNKNOWN_SERVICE;
 use hashbrown::{HashMap, HashSet};
@@ -18,11 +19,34 @@ use std::sync::Arc;
 
 /// Longest pause between two scans for expired half edges.
 const MAX_EXPIRY_SCAN_EVERY_NS: u64 = 1_000_000_000;
+/// The series id of the overflow edge.
+const OVERFLOW_EDGE: SeriesId = 0;
 /// Distinct service names kept interned at most (the set is rebuilt past it).
 const MAX_INTERNED: usize = 100_000;
 
 /// An expired half: the half, whether it is the client, the connection type.
 type ExpiredHalf = (Half, bool, ConnectionType);
+
+/// [`ServiceGraphOperator::flush`] prefetches an edge's aggregate twice this many window updates
+/// ahead and its sketches and buckets this many ahead, as the RED operator does.
+const PREFETCH_AHEAD: usize = 4;
+
+/// The completed-edge buffer keeps its room between batches up to this many edges.
+const MAX_KEPT_COMPLETED: usize = 64 * 1024;
+
+/// A paired request waiting for its window update (applied once per batch, see
+/// [`ServiceGraphOperator::flush`]).
+#[derive(Debug, Clone, Copy)]
+struct Completed {
+    edge: SeriesId,
+    /// Event time: the later end of the two spans.
+    event: UnixNanos,
+    client_s: f64,
+    server_s: f64,
+    buckets: (usize, usize),
+    failed: bool,
+    weight: f64,
+}
 
 struct Counters {
     late: Arc<Counter>,
@@ -40,12 +64,15 @@ struct Counters {
 /// Pairs client and server spans into service graph edges.
 pub struct ServiceGraphOperator {
     /// The primary window only (no rollups).
-    windows: WindowSpecs<Arc<EdgeKey>, EdgeAgg>,
+    windows: WindowSpecs<SeriesId, EdgeAgg>,
     pending: PendingStore,
-    /// Edge series known, for the cardinality limit and expiry.
-    series: HashMap<Arc<EdgeKey>, Activity>,
+    /// Edge series known, for the cardinality limit and expiry (id 0: the overflow edge).
+    series: SeriesTable<EdgeKey>,
+    /// Requests paired in the current batch, not yet in their window.
+    completed: Vec<Completed>,
     overflow_key: Arc<EdgeKey>,
-    cardinality_limit: usize,
+    /// Distinct unpaired edges reported per expiry scan at most (the rest count as overflow).
+    unpaired_limit: usize,
     series_expiry_ns: u64,
     lateness_ns: u64,
     /// Unpaired spans since the sinks were last told.
@@ -83,9 +110,13 @@ impl ServiceGraphOperator {
                 rollups: Vec::new(),
             },
             pending: PendingStore::new(sg.max_items, wait),
-            series: HashMap::new(),
+            series: SeriesTable::with_overflow(
+                [EdgeKey::overflow(dims.len())],
+                sg.cardinality_limit.max(1),
+            ),
+            completed: Vec::new(),
             overflow_key: Arc::new(EdgeKey::overflow(dims.len())),
-            cardinality_limit: sg.cardinality_limit.max(1),
+            unpaired_limit: sg.cardinality_limit.max(1),
             series_expiry_ns: sg.series_expiry.as_nanos() as u64,
             lateness_ns: lateness,
             unpaired: HashMap::new(),
@@ -275,26 +306,52 @@ impl ServiceGraphOperator {
                 Upsert::Dropped => self.counters.dropped.inc(),
             }
         }
+        self.flush();
     }
 
-    fn series_key(&mut self, key: EdgeKey, now: UnixNanos, event: UnixNanos) -> Arc<EdgeKey> {
-        if let Some((k, info)) = self.series.get_key_value_mut(&key) {
-            info.touch(now, event);
-            return k.clone();
+    /// Adds the requests paired since the last flush to their windows, the aggregates of later
+    /// updates prefetched (with many windows open nearly every update misses the cache).
+    fn flush(&mut self) {
+        let mut completed = std::mem::take(&mut self.completed);
+        let store = &mut self.windows.primary.store;
+        for i in 0..completed.len() {
+            if let Some(c) = completed.get(i + 2 * PREFETCH_AHEAD) {
+                store.prefetch(c.event, &c.edge);
+            }
+            if let Some(c) = completed.get(i + PREFETCH_AHEAD) {
+                if let Some(agg) = store.peek(c.event, &c.edge) {
+                    agg.prefetch_heap(c.client_s, c.server_s);
+                }
+            }
+            let c = completed[i];
+            if store
+                .update(c.event, &c.edge, |a| {
+                    a.add(c.client_s, c.server_s, c.buckets, c.failed, c.weight)
+                })
+                .is_err()
+            {
+                self.counters.late.inc();
+            }
         }
-        if self.series.len() >= self.cardinality_limit {
+        completed.clear();
+        if completed.capacity() > MAX_KEPT_COMPLETED {
+            completed = Vec::new();
+        }
+        self.completed = completed;
+    }
+
+    /// The edge series of `key` (created, or the overflow edge past the cardinality limit),
+    /// marked active.
+    fn edge_id(&mut self, key: EdgeKey, now: UnixNanos, event: UnixNanos) -> SeriesId {
+        let lookup = self
+            .series
+            .find_or_insert(&key, OVERFLOW_EDGE, EdgeKey::clone);
+        if let Lookup::Overflow(_) = lookup {
             self.counters.overflow.inc();
-            return self.overflow_key.clone();
         }
-        let k = Arc::new(key);
-        self.series.insert(
-            k.clone(),
-            Activity {
-                last_seen: now,
-                last_event: event,
-            },
-        );
-        k
+        let id = lookup.id();
+        self.series.touch(id, now, event);
+        id
     }
 
     /// `n_dims` empty dimension values: the side of an edge that is not a real span.
@@ -317,7 +374,7 @@ impl ServiceGraphOperator {
             .chain(server.dims.iter())
             .cloned()
             .collect();
-        let key = self.series_key(
+        let edge = self.edge_id(
             EdgeKey {
                 client: client.service,
                 server: server.service,
@@ -332,16 +389,15 @@ impl ServiceGraphOperator {
         let bucket = |s: f64| self.bounds.partition_point(|b| *b < s);
         let buckets = (bucket(client.duration_s), bucket(server.duration_s));
         let failed = client.failed || server.failed;
-        let (cs, ss, w) = (client.duration_s, server.duration_s, client.weight);
-        if self
-            .windows
-            .primary
-            .store
-            .update(event, &key, |a| a.add(cs, ss, buckets, failed, w))
-            .is_err()
-        {
-            self.counters.late.inc();
-        }
+        self.completed.push(Completed {
+            edge,
+            event,
+            client_s: client.duration_s,
+            server_s: server.duration_s,
+            buckets,
+            failed,
+            weight: client.weight,
+        });
     }
 
     /// Expires half edges whose wait ended by `now`: a client half that names its peer becomes
@@ -355,6 +411,13 @@ impl ServiceGraphOperator {
         if expired.is_empty() {
             return;
         }
+        self.report_expired(expired, now);
+        self.flush();
+    }
+
+    /// Expired halves: client halves naming a peer become virtual node edges, the others are
+    /// counted unpaired and the sinks told.
+    fn report_expired(&mut self, expired: Vec<ExpiredHalf>, now: UnixNanos) {
         let n_dims = self.dims.len();
         for (mut half, is_client, ct) in expired {
             if let (true, Some(peer)) = (is_client, half.peer.take()) {
@@ -387,13 +450,12 @@ impl ServiceGraphOperator {
                 dims: all_dims,
                 overflow: false,
             };
-            let key = if self.unpaired.contains_key(&key)
-                || self.unpaired.len() < self.cardinality_limit
-            {
-                Arc::new(key)
-            } else {
-                self.overflow_key.clone()
-            };
+            let key =
+                if self.unpaired.contains_key(&key) || self.unpaired.len() < self.unpaired_limit {
+                    Arc::new(key)
+                } else {
+                    self.overflow_key.clone()
+                };
             *self.unpaired.entry(key).or_insert(0) += 1;
         }
         if self.unpaired.is_empty() {
@@ -411,7 +473,7 @@ impl ServiceGraphOperator {
 
     /// Moves the windows to watermark `wm`, emitting final rows to the sinks.
     pub fn advance(&mut self, wm: UnixNanos) {
-        let sinks = &self.sinks;
+        let (sinks, series) = (&self.sinks, &self.series);
         self.windows.advance(
             wm,
             |spec, e| {
@@ -420,7 +482,7 @@ impl ServiceGraphOperator {
                     window_size_ns: spec.size_ns,
                     start: e.start,
                     end: e.end,
-                    edge: e.key.clone(),
+                    edge: series.key(*e.key)?.clone(),
                     is_final: true,
                     total: e.total.clone(),
                     delta: Some(e.delta.clone()),
@@ -443,7 +505,7 @@ impl ServiceGraphOperator {
                     window_size_ns: spec.size_ns,
                     start,
                     end,
-                    edge: key.clone(),
+                    edge: self.series.key(*key)?.clone(),
                     is_final: false,
                     total: agg.clone(),
                     delta: None,
@@ -460,14 +522,7 @@ impl ServiceGraphOperator {
     pub(super) fn expire_series(&mut self, now: UnixNanos, wm: UnixNanos) {
         let idle_before = now.saturating_sub(self.series_expiry_ns);
         let purged_through = self.windows.purged_through(wm, self.lateness_ns);
-        let mut gone = Vec::new();
-        self.series.retain(|k, i| {
-            let keep = !i.expired(idle_before, purged_through);
-            if !keep {
-                gone.push(k.clone());
-            }
-            keep
-        });
+        let gone = self.series.expire(idle_before, purged_through);
         if !gone.is_empty() {
             for s in &self.sinks {
                 s.on_series_expired(&gone);
@@ -515,12 +570,7 @@ impl Operator for ServiceGraphOperator {
             series: self.series.len(),
             windows: 0,
             entries: self.pending.len(),
-            bytes: self.pending.state_bytes()
-                + self
-                    .series
-                    .keys()
-                    .map(|k| k.heap_bytes() + std::mem::size_of::<(Arc<EdgeKey>, Activity)>())
-                    .sum::<usize>(),
+            bytes: self.pending.state_bytes() + self.series.heap_bytes_with(EdgeKey::heap_bytes),
         };
         self.windows.add_stats(&mut s);
         s
