@@ -25,7 +25,9 @@ pub use aggregate::EdgeAgg;
 pub use operator::ServiceGraphOperator;
 pub use store::{Half, PendingStore, Upsert};
 
+use hashbrown::Equivalent;
 use redwatch_engine::model::UnixNanos;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 /// How the client reaches the server, with the Collector's label values.
@@ -78,7 +80,7 @@ impl VirtualSide {
 }
 
 /// The identity of an edge series.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct EdgeKey {
     /// The client's `service.name` ("" when unknown: an unpaired server span).
     pub client: Arc<str>,
@@ -95,6 +97,25 @@ pub struct EdgeKey {
 }
 
 impl EdgeKey {
+    /// Hashes an edge's parts; [`EdgeKey`] and [`EdgeRef`] must hash alike.
+    fn hash_parts<'a, H: Hasher>(
+        parts: (&str, &str, ConnectionType, VirtualSide),
+        dims: impl ExactSizeIterator<Item = &'a Arc<str>>,
+        overflow: bool,
+        h: &mut H,
+    ) {
+        let (client, server, connection_type, virtual_node) = parts;
+        client.hash(h);
+        server.hash(h);
+        connection_type.hash(h);
+        virtual_node.hash(h);
+        dims.len().hash(h);
+        for d in dims {
+            d.hash(h);
+        }
+        overflow.hash(h);
+    }
+
     /// The overflow edge for `n_dims` dimensions.
     pub fn overflow(n_dims: usize) -> EdgeKey {
         let empty: Arc<str> = Arc::from("");
@@ -114,6 +135,81 @@ impl EdgeKey {
             + self.server.len()
             + self.dims.iter().map(|d| d.len() + 16).sum::<usize>()
             + 32
+    }
+}
+
+impl Hash for EdgeKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let parts = (
+            &*self.client,
+            &*self.server,
+            self.connection_type,
+            self.virtual_node,
+        );
+        EdgeKey::hash_parts(parts, self.dims.iter(), self.overflow, h);
+    }
+}
+
+/// An edge borrowed from the two halves that make it, for lookups that neither clone the
+/// halves' `Arc`s nor allocate the dimension list of a known edge.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EdgeRef<'a> {
+    pub client: &'a Arc<str>,
+    pub server: &'a Arc<str>,
+    pub connection_type: ConnectionType,
+    pub virtual_node: VirtualSide,
+    pub client_dims: &'a [Arc<str>],
+    pub server_dims: &'a [Arc<str>],
+}
+
+impl EdgeRef<'_> {
+    fn dims(&self) -> impl ExactSizeIterator<Item = &Arc<str>> {
+        // `Chain` is not `ExactSizeIterator`; the two slices' lengths are known.
+        let n = self.client_dims.len() + self.server_dims.len();
+        (0..n).map(move |i| match self.client_dims.get(i) {
+            Some(d) => d,
+            None => &self.server_dims[i - self.client_dims.len()],
+        })
+    }
+
+    pub(crate) fn to_key(self) -> EdgeKey {
+        EdgeKey {
+            client: self.client.clone(),
+            server: self.server.clone(),
+            connection_type: self.connection_type,
+            virtual_node: self.virtual_node,
+            dims: self.dims().cloned().collect(),
+            overflow: false,
+        }
+    }
+}
+
+impl Hash for EdgeRef<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let parts = (
+            &**self.client,
+            &**self.server,
+            self.connection_type,
+            self.virtual_node,
+        );
+        EdgeKey::hash_parts(parts, self.dims(), false, h);
+    }
+}
+
+/// Equal strings, by pointer first (interned service names usually are the same `Arc`).
+fn same(a: &Arc<str>, b: &Arc<str>) -> bool {
+    Arc::ptr_eq(a, b) || **a == **b
+}
+
+impl Equivalent<EdgeKey> for EdgeRef<'_> {
+    fn equivalent(&self, k: &EdgeKey) -> bool {
+        !k.overflow
+            && k.connection_type == self.connection_type
+            && k.virtual_node == self.virtual_node
+            && same(&k.client, self.client)
+            && same(&k.server, self.server)
+            && k.dims.len() == self.client_dims.len() + self.server_dims.len()
+            && k.dims.iter().zip(self.dims()).all(|(a, b)| same(a, b))
     }
 }
 

@@ -3,7 +3,7 @@
 use super::aggregate::EdgeAgg;
 use super::store::{Half, PendingStore, Upsert};
 use super::virtual_node::{stand_in, NodeAttributes, USER_NODE};
-use super::{ConnectionType, EdgeKey, EdgeRow, ServiceGraphSink, Unpaired, VirtualSide};
+use super::{ConnectionType, EdgeKey, EdgeRef, EdgeRow, ServiceGraphSink, Unpaired, VirtualSide};
 use crate::common::{
     due, Lookup, SeriesId, SeriesTable, WindowSpec, WindowSpecs, PROVISIONAL_EVERY_NS,
     SERIES_EXPIRY_EVERY_NS,
@@ -342,10 +342,10 @@ impl ServiceGraphOperator {
 
     /// The edge series of `key` (created, or the overflow edge past the cardinality limit),
     /// marked active.
-    fn edge_id(&mut self, key: EdgeKey, now: UnixNanos, event: UnixNanos) -> SeriesId {
+    fn edge_id(&mut self, key: EdgeRef<'_>, now: UnixNanos, event: UnixNanos) -> SeriesId {
         let lookup = self
             .series
-            .find_or_insert(&key, OVERFLOW_EDGE, EdgeKey::clone);
+            .find_or_insert(&key, OVERFLOW_EDGE, |k| k.to_key());
         if let Lookup::Overflow(_) = lookup {
             self.counters.overflow.inc();
         }
@@ -368,20 +368,14 @@ impl ServiceGraphOperator {
         now: UnixNanos,
     ) {
         let event = client.end.max(server.end);
-        let dims: Box<[Arc<str>]> = client
-            .dims
-            .iter()
-            .chain(server.dims.iter())
-            .cloned()
-            .collect();
         let edge = self.edge_id(
-            EdgeKey {
-                client: client.service,
-                server: server.service,
+            EdgeRef {
+                client: &client.service,
+                server: &server.service,
                 connection_type: ct,
                 virtual_node,
-                dims,
-                overflow: false,
+                client_dims: &client.dims,
+                server_dims: &server.dims,
             },
             now,
             event,

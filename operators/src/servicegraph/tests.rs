@@ -498,3 +498,56 @@ mod arrival_order {
         }
     }
 }
+
+#[test]
+fn a_borrowed_edge_hashes_and_compares_like_its_owned_key() {
+    use super::EdgeRef;
+    use hashbrown::{DefaultHashBuilder, Equivalent};
+    use std::hash::BuildHasher;
+    let h = DefaultHashBuilder::default();
+    let s = |v: &str| -> Arc<str> { Arc::from(v) };
+    let (a, b) = (s("checkout"), s("payments"));
+    let (client_dims, server_dims) = ([s("eu")], [s("")]);
+    let r = EdgeRef {
+        client: &a,
+        server: &b,
+        connection_type: ConnectionType::Direct,
+        virtual_node: VirtualSide::None,
+        client_dims: &client_dims,
+        server_dims: &server_dims,
+    };
+    let k = r.to_key();
+    assert_eq!(*k.dims, [s("eu"), s("")]);
+    assert_eq!(h.hash_one(r), h.hash_one(&k));
+    assert!(r.equivalent(&k));
+    // Equal strings in other allocations are the same edge.
+    let a2 = s("checkout");
+    let same = EdgeRef { client: &a2, ..r };
+    assert!(same.equivalent(&k));
+    assert_eq!(h.hash_one(same), h.hash_one(&k));
+    // Any part that differs is another edge.
+    let other_dims = [s("us")];
+    for other in [
+        EdgeRef { server: &a, ..r },
+        EdgeRef {
+            connection_type: ConnectionType::MessagingSystem,
+            ..r
+        },
+        EdgeRef {
+            virtual_node: VirtualSide::Client,
+            ..r
+        },
+        EdgeRef {
+            client_dims: &other_dims,
+            ..r
+        },
+    ] {
+        assert!(!other.equivalent(&k), "{other:?}");
+    }
+    let overflow = EdgeKey {
+        overflow: true,
+        ..k.clone()
+    };
+    assert!(!r.equivalent(&overflow));
+    assert_ne!(h.hash_one(&overflow), h.hash_one(&k));
+}
