@@ -77,6 +77,11 @@ pub trait WindowKey: Hash + Eq + Clone {
     }
 }
 
+/// [`WindowStore::update_batch`] prefetches an aggregate twice this many updates ahead and
+/// calls `prefetch_heap` this many ahead: enough to overlap a few cache misses (~100 ns each)
+/// with the work of the updates in between.
+pub const PREFETCH_AHEAD: usize = 4;
+
 /// Dense ids below this are indexed directly. The table of an open window is as long as the
 /// largest id it holds (at most 512 KiB; 80 KB at the default RED cardinality limit of 20 000,
 /// beside the window's 20 000 aggregates of ~224 B); larger ids are hashed.
@@ -386,6 +391,37 @@ impl<K: WindowKey, A: WindowAggregate> WindowStore<K, A> {
         }
     }
 
+    /// Applies a batch of updates in order, exactly as [`update`](Self::update) one by one
+    /// would: `at` gives an update's event time and key, `apply` changes its aggregate, `done`
+    /// hears its outcome. Meanwhile the aggregate of the update `2 × PREFETCH_AHEAD` ahead is
+    /// [prefetched](Self::prefetch), and `prefetch_heap` is called with the aggregate (in cache by
+    /// then) of the one `PREFETCH_AHEAD` ahead, to prefetch what it points to: with many windows
+    /// open nearly every update misses the cache, and this lets the misses overlap.
+    pub fn update_batch<U>(
+        &mut self,
+        updates: &[U],
+        at: impl Fn(&U) -> (UnixNanos, &K),
+        mut prefetch_heap: impl FnMut(&A, &U),
+        mut apply: impl FnMut(&U, &mut A),
+        mut done: impl FnMut(&U, Result<(), Late>),
+    ) {
+        for (i, u) in updates.iter().enumerate() {
+            if let Some(ahead) = updates.get(i + 2 * PREFETCH_AHEAD) {
+                let (ts, key) = at(ahead);
+                self.prefetch(ts, key);
+            }
+            if let Some(ahead) = updates.get(i + PREFETCH_AHEAD) {
+                let (ts, key) = at(ahead);
+                if let Some(agg) = self.peek(ts, key) {
+                    prefetch_heap(agg, ahead);
+                }
+            }
+            let (ts, key) = at(u);
+            let outcome = self.update(ts, key, |a| apply(u, a));
+            done(u, outcome);
+        }
+    }
+
     /// Merges `delta` into `key`'s state in the window of event time `ts`.
     pub fn merge(&mut self, ts: UnixNanos, key: &K, delta: &A) -> Result<(), Late> {
         self.update(ts, key, |a| a.merge(delta))
@@ -664,6 +700,43 @@ mod tests {
             ]
         );
         assert_eq!(s.peek(4, &7), None, "emitted windows are not peeked");
+    }
+
+    #[test]
+    fn a_batch_update_equals_the_same_updates_one_by_one() {
+        // Three windows, the first purged (its updates are late), dense and hashed keys.
+        let updates: Vec<(u64, u32)> = (0..60u64)
+            .map(|i| {
+                let key = (i * 13 % 5) as u32 + if i % 3 == 0 { DENSE_IDS } else { 0 };
+                (i * 7 % 40, key)
+            })
+            .collect();
+        let mut batch: WindowStore<u32, Count> = WindowStore::new(10, 0);
+        let mut single: WindowStore<u32, Count> = WindowStore::new(10, 0);
+        batch.advance(10, |_| {});
+        single.advance(10, |_| {});
+        let (mut got, mut prefetched) = (Vec::new(), 0);
+        batch.update_batch(
+            &updates,
+            |u| (u.0, &u.1),
+            |_, _| prefetched += 1,
+            |u, c| c.0 += u.0 + 1,
+            |u, outcome| got.push((u.0, u.1, outcome)),
+        );
+        let expected: Vec<_> = updates
+            .iter()
+            .map(|u| (u.0, u.1, single.update(u.0, &u.1, |c| c.0 += u.0 + 1)))
+            .collect();
+        assert_eq!(got, expected);
+        assert!(got.iter().any(|g| g.2.is_err()) && got.iter().any(|g| g.2.is_ok()));
+        assert!(prefetched > 0);
+        let rows = |s: &mut WindowStore<u32, Count>| {
+            let mut out = Vec::new();
+            s.advance(100, |e| out.push((e.start, *e.key, e.total.0)));
+            out.sort();
+            out
+        };
+        assert_eq!(rows(&mut batch), rows(&mut single));
     }
 
     #[test]

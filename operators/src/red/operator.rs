@@ -5,7 +5,7 @@ use super::series::{Lookup, SeriesId, SeriesRef, SeriesRegistry};
 use super::span_names::SpanNameNormalizer;
 use super::{RedRow, RedSink};
 use crate::common::{
-    due, SpecInfo, WindowSpec, WindowSpecs, PROVISIONAL_EVERY_NS, SERIES_EXPIRY_EVERY_NS,
+    due, recycle, SpecInfo, WindowSpec, WindowSpecs, PROVISIONAL_EVERY_NS, SERIES_EXPIRY_EVERY_NS,
 };
 use redwatch_engine::config::{Config, Dimension, MAX_DIMENSIONS};
 use redwatch_engine::model::{SpanBatch, UnixNanos};
@@ -26,14 +26,6 @@ struct Counters {
     active_series: Arc<Gauge>,
     names_normalized: Arc<Counter>,
 }
-
-/// [`RedOperator::process_spans`] prefetches an aggregate twice this many window updates ahead,
-/// and then (the aggregate in cache) its sketch and buckets this many ahead: enough to overlap
-/// a few cache misses (~100 ns each) with the work of the updates in between.
-const PREFETCH_AHEAD: usize = 4;
-
-/// The resolved-span buffer keeps its room between batches up to this many spans.
-const MAX_KEPT_RESOLVED: usize = 64 * 1024;
 
 /// A span resolved to its series, waiting for its window update.
 #[derive(Debug, Clone, Copy)]
@@ -144,39 +136,36 @@ impl RedOperator {
     /// Adds the spans of one batch to the open windows.
     ///
     /// In two passes: every span is first resolved to its series and bucket (the registry and
-    /// name tables stay in cache), then the window updates run with the aggregates of later
-    /// updates prefetched ([`PREFETCH_AHEAD`]): with many windows open (wide out-of-orderness,
-    /// replayed data) nearly every update misses the cache, and this lets the misses overlap.
+    /// name tables stay in cache), then the window updates run with the aggregates, buckets and
+    /// sketch bins of later updates prefetched ([`WindowStore::update_batch`]): with many
+    /// windows open (wide out-of-orderness, replayed data) nearly every update misses the
+    /// cache, and this lets the misses overlap.
     pub fn process_spans(&mut self, batch: &SpanBatch, now: UnixNanos) {
         let mut resolved = std::mem::take(&mut self.resolved);
-        resolved.clear();
         self.resolve(batch, &mut resolved);
-        let store = &mut self.specs.primary.store;
-        for i in 0..resolved.len() {
-            if let Some(r) = resolved.get(i + 2 * PREFETCH_AHEAD) {
-                store.prefetch(r.end, &r.id);
-            }
-            if let Some(r) = resolved.get(i + PREFETCH_AHEAD) {
-                if let Some(agg) = store.peek(r.end, &r.id) {
-                    agg.prefetch_heap(r.ms);
-                }
-            }
-            let r = resolved[i];
-            let span = &batch.spans[r.span as usize];
-            let (status, weight) = (span.status, span.weight);
-            let (trace_id, span_id) = (&span.trace_id, &span.span_id);
-            match store.update(r.end, &r.id, |a| {
-                a.add_span(status, r.ms, r.bucket as usize, weight, trace_id, span_id)
-            }) {
-                Ok(()) => self.series.touch(r.id, now, r.end),
-                Err(_) => self.counters.late.inc(),
-            }
-        }
-        // Kept for the next batch (no allocation per batch); a huge batch's room is given back.
-        if resolved.capacity() > MAX_KEPT_RESOLVED {
-            resolved = Vec::new();
-        }
-        self.resolved = resolved;
+        let (series, late) = (&mut self.series, &self.counters.late);
+        self.specs.primary.store.update_batch(
+            &resolved,
+            |r| (r.end, &r.id),
+            |agg, r| agg.prefetch_heap(r.ms),
+            |r, agg| {
+                let span = &batch.spans[r.span as usize];
+                let (trace_id, span_id) = (&span.trace_id, &span.span_id);
+                agg.add_span(
+                    span.status,
+                    r.ms,
+                    r.bucket as usize,
+                    span.weight,
+                    trace_id,
+                    span_id,
+                )
+            },
+            |r, outcome| match outcome {
+                Ok(()) => series.touch(r.id, now, r.end),
+                Err(_) => late.inc(),
+            },
+        );
+        self.resolved = recycle(resolved);
     }
 
     /// Each span's series (created or overflow as the registry decides), duration and bucket.

@@ -5,7 +5,7 @@ use super::store::{Half, PendingStore, Upsert};
 use super::virtual_node::{stand_in, NodeAttributes, USER_NODE};
 use super::{ConnectionType, EdgeKey, EdgeRef, EdgeRow, ServiceGraphSink, Unpaired, VirtualSide};
 use crate::common::{
-    due, Lookup, SeriesId, SeriesTable, WindowSpec, WindowSpecs, PROVISIONAL_EVERY_NS,
+    due, recycle, Lookup, SeriesId, SeriesTable, WindowSpec, WindowSpecs, PROVISIONAL_EVERY_NS,
     SERIES_EXPIRY_EVERY_NS,
 };
 use crate::red::UNKNOWN_SERVICE;
@@ -26,13 +26,6 @@ const MAX_INTERNED: usize = 100_000;
 
 /// An expired half: the half, whether it is the client, the connection type.
 type ExpiredHalf = (Half, bool, ConnectionType);
-
-/// [`ServiceGraphOperator::flush`] prefetches an edge's aggregate twice this many window updates
-/// ahead and its sketches and buckets this many ahead, as the RED operator does.
-const PREFETCH_AHEAD: usize = 4;
-
-/// The completed-edge buffer keeps its room between batches up to this many edges.
-const MAX_KEPT_COMPLETED: usize = 64 * 1024;
 
 /// A paired request waiting for its window update (applied once per batch, see
 /// [`ServiceGraphOperator::flush`]).
@@ -312,32 +305,20 @@ impl ServiceGraphOperator {
     /// Adds the requests paired since the last flush to their windows, the aggregates of later
     /// updates prefetched (with many windows open nearly every update misses the cache).
     fn flush(&mut self) {
-        let mut completed = std::mem::take(&mut self.completed);
-        let store = &mut self.windows.primary.store;
-        for i in 0..completed.len() {
-            if let Some(c) = completed.get(i + 2 * PREFETCH_AHEAD) {
-                store.prefetch(c.event, &c.edge);
-            }
-            if let Some(c) = completed.get(i + PREFETCH_AHEAD) {
-                if let Some(agg) = store.peek(c.event, &c.edge) {
-                    agg.prefetch_heap(c.client_s, c.server_s);
+        let completed = std::mem::take(&mut self.completed);
+        let late = &self.counters.late;
+        self.windows.primary.store.update_batch(
+            &completed,
+            |c| (c.event, &c.edge),
+            |agg, c| agg.prefetch_heap(c.client_s, c.server_s),
+            |c, agg| agg.add(c.client_s, c.server_s, c.buckets, c.failed, c.weight),
+            |_, outcome| {
+                if outcome.is_err() {
+                    late.inc();
                 }
-            }
-            let c = completed[i];
-            if store
-                .update(c.event, &c.edge, |a| {
-                    a.add(c.client_s, c.server_s, c.buckets, c.failed, c.weight)
-                })
-                .is_err()
-            {
-                self.counters.late.inc();
-            }
-        }
-        completed.clear();
-        if completed.capacity() > MAX_KEPT_COMPLETED {
-            completed = Vec::new();
-        }
-        self.completed = completed;
+            },
+        );
+        self.completed = recycle(completed);
     }
 
     /// The edge series of `key` (created, or the overflow edge past the cardinality limit),
