@@ -8,7 +8,7 @@ use crate::common::{
     due, recycle, SpecInfo, WindowSpec, WindowSpecs, PROVISIONAL_EVERY_NS, SERIES_EXPIRY_EVERY_NS,
 };
 use redwatch_engine::config::{Config, Dimension, MAX_DIMENSIONS};
-use redwatch_engine::model::{SpanBatch, UnixNanos};
+use redwatch_engine::model::{SpanBatch, StrRef, UnixNanos};
 use redwatch_engine::pipeline::{Batch, OpContext, Operator, StateStats};
 use redwatch_engine::telemetry::{Counter, Gauge, Registry};
 use redwatch_engine::window::{Emitted, WindowStore};
@@ -172,11 +172,18 @@ impl RedOperator {
     fn resolve(&mut self, batch: &SpanBatch, out: &mut Vec<Resolved>) {
         let n = self.dims.len();
         let mut dims: [&str; MAX_DIMENSIONS] = [""; MAX_DIMENSIONS];
+        // Spans of one resource share its service: read (and check) the name once per run.
+        let mut last_service: Option<(Option<StrRef>, &str)> = None;
         for (index, span) in batch.spans.iter().enumerate() {
-            let service = batch
-                .service_of(span)
-                .map(|r| batch.str(r))
-                .unwrap_or(UNKNOWN_SERVICE);
+            let service_ref = batch.service_of(span);
+            let service = match last_service {
+                Some((r, name)) if r == service_ref => name,
+                _ => {
+                    let name = service_ref.map_or(UNKNOWN_SERVICE, |r| batch.str(r));
+                    last_service = Some((service_ref, name));
+                    name
+                }
+            };
             let values = batch.dims_of(span);
             for (i, slot) in dims.iter_mut().enumerate().take(n) {
                 *slot = match values.get(i).copied().flatten() {
