@@ -13,7 +13,8 @@
 # `redwatch_spans_accepted_total` can be checked after the run.
 # Env: REDWATCH_BIN (default: target/release/redwatch of this checkout); any REDWATCH__* config
 # override reaches the server, e.g. REDWATCH__SERVICE_GRAPH__ENABLED=false measures RED alone
-# (the service graph is its own operator, on by default: ~23% of the CPU per span here).
+# (the service graph is its own operator, on by default: ~30% of the CPU per span on
+# otlpbench's data, see BENCHMARKS.md).
 set -euo pipefail
 
 ADDR=${1:?usage: $0 HOST:PORT}
