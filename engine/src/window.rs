@@ -9,11 +9,11 @@
 //! key → position index (the aggregates carry no hash-table slack, and the vector is sized from
 //! the previous window's key count). Keys that are dense ids ([`WindowKey::dense_id`], the
 //! series ids of a registry) index a table of positions directly: the per-span hot path does no
-//! hashing, and batch updaters can [`prefetch`](WindowStore::prefetch) what an update will touch. Once
-//! emitted, a window only waits for rare late data, so each key's aggregate is settled into its
-//! compact form ([`WindowAggregate::pack`], else boxed): a few small map slots and bytes instead
-//! of the full aggregate. Late data unpacks the key; the re-emission packs it again. Readers
-//! only ever see live aggregates.
+//! hashing, and batch updaters can [`prefetch`](WindowStore::prefetch) what an update will
+//! touch. Once emitted, a window only waits for rare late data, so each key's aggregate is
+//! settled into its compact form ([`WindowAggregate::pack`], else boxed): a few small map slots
+//! and bytes instead of the full aggregate. Late data unpacks the key; the re-emission packs it
+//! again. Readers only ever see live aggregates.
 
 use crate::model::UnixNanos;
 use hashbrown::HashMap;
