@@ -224,6 +224,22 @@ impl ServiceGraphOperator {
             if span.trace_id == [0; 16] {
                 continue;
             }
+            let values = batch.dims_of(span);
+            // A database call is complete on its own: the server is the database.
+            let database = if is_client {
+                self.nodes.database(batch, values)
+            } else {
+                None
+            };
+            // A half the full store would drop is dropped before it is built (under a flood of
+            // halves that never pair, the store stays full and this is most client spans).
+            if !root_server
+                && database.is_none()
+                && self.pending.would_drop(&span.trace_id, &key_span)
+            {
+                self.counters.dropped.inc();
+                continue;
+            }
             let service_ref = batch.service_of(span);
             let service = match &last_service {
                 Some((r, a)) if *r == service_ref => a.clone(),
@@ -236,7 +252,6 @@ impl ServiceGraphOperator {
                     a
                 }
             };
-            let values = batch.dims_of(span);
             let dims: Box<[Arc<str>]> = self
                 .dims
                 .iter()
@@ -265,8 +280,7 @@ impl ServiceGraphOperator {
                 continue;
             }
             if is_client {
-                // A database call is complete on its own: the server is the database.
-                if let Some(db) = self.nodes.database(batch, values) {
+                if let Some(db) = database {
                     let db = self.intern(db);
                     let server = stand_in(db, &half, half.duration_s, self.blank_dims());
                     self.counters.database_edges.inc();

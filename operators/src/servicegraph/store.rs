@@ -123,6 +123,12 @@ impl PendingStore {
         }
     }
 
+    /// Whether [`upsert`](Self::upsert) would drop a half of edge `(trace_id, client_span_id)`
+    /// now: the store is full and that edge is not waiting.
+    pub fn would_drop(&self, trace_id: &[u8; 16], client_span_id: &[u8; 8]) -> bool {
+        self.map.len() >= self.max_items && !self.map.contains_key(&(*trace_id, *client_span_id))
+    }
+
     /// Removes every edge whose wait ended at or before `now`, handing its waiting half to `f`
     /// as `(half, is_client, connection type)`. Returns how many expired.
     pub fn expire(

@@ -107,6 +107,30 @@ fn database_calls_and_parentless_servers_are_edges_at_once() {
 }
 
 #[test]
+fn a_full_pending_store_drops_waiting_halves_but_not_database_or_user_edges() {
+    let mut cfg = config();
+    cfg.service_graph.max_items = 1;
+    let (mut o, sink, reg) = op(&cfg);
+    o.process_spans(&attr_batch(&cfg, &uninstrumented_set(&cfg)), NOW);
+    // The first stripe client fills the store; every later half that would wait is dropped,
+    // the inventory pair included (its client found the store full).
+    assert_eq!(o.pending_len(), 1);
+    assert_eq!(
+        counter(&reg, "redwatch_service_graph_dropped_spans_total"),
+        7.0
+    );
+    o.advance(T0 + 10 * SEC);
+    assert_eq!(
+        sink.edges(),
+        BTreeMap::from([
+            (key("shop", "orders", "database"), (3.0, 1.0)),
+            (key("user", "shop", "virtual_node"), (1.0, 0.0)),
+            (key("user", "worker", "virtual_node"), (1.0, 0.0)),
+        ])
+    );
+}
+
+#[test]
 fn a_database_named_by_the_resource_wins_over_the_span_as_in_the_collector() {
     use redwatch_engine::config::DimensionSource;
     let cfg = config();
