@@ -21,14 +21,15 @@ pub(crate) fn adjusted_count_weight(v: Option<Number>) -> Option<f64> {
     }
 }
 
-/// Weight 1/p from a sampling probability, if p is in (0, 1].
+/// Weight 1/p from a sampling probability, if p is in (0, 1] and 1/p is finite (a subnormal p
+/// below ~5.6e-309 would make it infinite: invalid, like p = 0).
 pub(crate) fn probability_weight(v: Option<Number>) -> Option<f64> {
     let p = match v? {
         Number::Int(i) => i as f64,
         Number::Double(d) => d,
     };
     if p > 0.0 && p <= 1.0 {
-        Some(1.0 / p)
+        Some(1.0 / p).filter(|w| w.is_finite())
     } else {
         None
     }
@@ -158,6 +159,16 @@ mod tests {
         assert_eq!(probability_weight(Some(Number::Double(1.0))), Some(1.0));
         assert_eq!(probability_weight(Some(Number::Int(1))), Some(1.0));
         assert_eq!(probability_weight(Some(Number::Double(0.0))), None);
+        // Found by the trace_proto fuzz target: 1/p overflowed to infinity.
+        assert_eq!(
+            probability_weight(Some(Number::Double(f64::from_bits(12)))),
+            None
+        );
+        let tiny = f64::MIN_POSITIVE;
+        assert_eq!(
+            probability_weight(Some(Number::Double(tiny))),
+            Some(1.0 / tiny)
+        );
         assert_eq!(probability_weight(Some(Number::Double(1.5))), None);
         assert_eq!(probability_weight(Some(Number::Double(f64::NAN))), None);
         assert_eq!(probability_weight(Some(Number::Int(2))), None);

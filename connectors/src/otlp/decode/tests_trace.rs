@@ -409,6 +409,14 @@ fn sampling_weights() {
         weight_of(vec![dbl("sampling.adjusted_count", 2.5)], ""),
         2.5
     );
+    // A subnormal probability (1/p infinite, found by fuzzing) is invalid: the next rule applies.
+    assert_eq!(
+        weight_of(
+            vec![dbl("sampling.probability", f64::from_bits(12))],
+            "ot=th:8"
+        ),
+        2.0
+    );
     // Invalid values are ignored, falling through to the next rule.
     assert_eq!(
         weight_of(
