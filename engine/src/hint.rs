@@ -19,33 +19,35 @@ pub fn prefetch<T: ?Sized>(p: *const T) {
     let _ = p;
 }
 
-/// Prefetches every cache line `value` covers (not what it points to).
+/// Cache line size assumed for prefetching (x86_64 and most aarch64 cores).
+const LINE: usize = 64;
+
+/// Prefetches one address per cache line over `bytes` bytes from `start`.
 #[inline(always)]
-pub fn prefetch_value<T>(value: &T) {
-    const LINE: usize = 64;
-    let start = (value as *const T).cast::<u8>();
+fn prefetch_bytes(start: *const u8, bytes: usize) {
     let mut offset = 0;
-    while offset < std::mem::size_of::<T>() {
+    while offset < bytes {
         prefetch(start.wrapping_add(offset));
         offset += LINE;
     }
+}
+
+/// Prefetches every cache line `value` covers (not what it points to).
+#[inline(always)]
+pub fn prefetch_value<T>(value: &T) {
+    let (start, size) = ((value as *const T).cast::<u8>(), std::mem::size_of::<T>());
+    prefetch_bytes(start, size);
     // The last byte, when `value` straddles one more line than its size suggests.
-    if std::mem::size_of::<T>() > 1 {
-        prefetch(start.wrapping_add(std::mem::size_of::<T>() - 1));
+    if size > 1 {
+        prefetch(start.wrapping_add(size - 1));
     }
 }
 
 /// Prefetches the cache lines of `items`, at most `max_lines` of them (from the start).
 #[inline]
 pub fn prefetch_slice<T>(items: &[T], max_lines: usize) {
-    const LINE: usize = 64;
     let bytes = std::mem::size_of_val(items).min(max_lines * LINE);
-    let start = items.as_ptr().cast::<u8>();
-    let mut offset = 0;
-    while offset < bytes {
-        prefetch(start.wrapping_add(offset));
-        offset += LINE;
-    }
+    prefetch_bytes(items.as_ptr().cast::<u8>(), bytes);
 }
 
 #[cfg(target_arch = "x86_64")]
