@@ -172,11 +172,7 @@ impl Engine {
         // ---- end session windows (the operator joins the pipeline below) ----
         let queries = QueryEngine::new(
             tables.providers_with(extra_tables),
-            QueryLimits {
-                timeout: cfg.sql.query_timeout,
-                memory_bytes: cfg.sql.memory_limit.as_u64() as usize,
-                max_rows: cfg.sql.max_result_rows,
-            },
+            QueryLimits::from_config(&cfg.sql),
         )
         .context("starting the query runtime")?;
         let exporters_cancel = CancellationToken::new();
@@ -345,7 +341,12 @@ impl Engine {
                     .map_err(|_| "readiness state poisoned".to_string())?;
                 checks.iter().try_for_each(|c| c())
             });
-            let router = redwatch_queries::http::router(queries.clone(), ready, &registry);
+            let router = redwatch_queries::http::router(
+                queries.clone(),
+                ready,
+                cfg.sql.allowed_hosts.clone(),
+                &registry,
+            );
             let c = exporters_cancel.clone();
             exporters.push(tokio::spawn(async move {
                 redwatch_queries::http::serve(l, router, c)

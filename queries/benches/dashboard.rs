@@ -523,6 +523,9 @@ fn main() {
             timeout: Duration::from_secs(60),
             memory_bytes: 2 << 30,
             max_rows: 1_000_000,
+            shared_memory_bytes: 4 << 30,
+            max_concurrent: 64,
+            max_result_bytes: 1 << 30,
         },
     )
     .expect("query runtime");

@@ -44,7 +44,8 @@ const MAX_REQUEST_BYTES: usize = 16 << 20;
 type DoGetStream = <FlightSql as FlightService>::DoGetStream;
 
 /// The gRPC status of a query error: the client's fault (bad SQL, unknown column, a write)
-/// → `INVALID_ARGUMENT`, timeout → `DEADLINE_EXCEEDED`, a limit → `RESOURCE_EXHAUSTED`.
+/// → `INVALID_ARGUMENT`, timeout → `DEADLINE_EXCEEDED`, a limit → `RESOURCE_EXHAUSTED`, too many
+/// queries at once → `UNAVAILABLE`.
 pub fn status_of(e: &QueryError) -> Status {
     let message = format!("[{}] {e}", e.code());
     match e {
@@ -52,9 +53,11 @@ pub fn status_of(e: &QueryError) -> Status {
             Status::invalid_argument(message)
         }
         QueryError::Timeout(_) => Status::deadline_exceeded(message),
-        QueryError::MemoryLimit(_) | QueryError::ResultTooLarge(_) => {
-            Status::resource_exhausted(message)
-        }
+        QueryError::MemoryLimit(_)
+        | QueryError::ResultTooLarge(_)
+        | QueryError::ResultTooManyBytes(_) => Status::resource_exhausted(message),
+        // Retryable: the client may try again once fewer queries run.
+        QueryError::Busy(_) => Status::unavailable(message),
         QueryError::Failed(_) => Status::internal(message),
     }
 }
@@ -122,8 +125,8 @@ impl FlightSql {
     /// a statement that cannot be planned counts as a query received and failed (the client
     /// never gets to run it).
     async fn statement_schema(&self, sql: &str) -> Result<Schema, Status> {
-        match self.engine.plan(sql).await {
-            Ok((_ctx, df)) => Ok(df.schema().as_arrow().clone()),
+        match self.engine.schema_of(sql).await {
+            Ok(schema) => Ok(schema.as_ref().clone()),
             Err(e) => {
                 self.metrics.received();
                 self.metrics.failed(e.code());

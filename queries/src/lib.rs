@@ -4,6 +4,7 @@
 //! Tables are DataFusion `TableProvider`s over immutable record-batch partitions; a query takes a
 //! snapshot and never blocks the operators that append to them.
 
+pub mod admission;
 pub mod anomalies;
 pub mod continuous;
 pub mod flight;
@@ -11,6 +12,7 @@ pub mod format;
 pub mod http;
 pub mod metric_points;
 pub mod metrics;
+pub mod pool;
 pub mod red;
 pub mod schema;
 pub mod service_graph;

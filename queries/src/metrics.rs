@@ -6,12 +6,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Error codes counted in `redwatch_sql_queries_failed_total{code}`: the [`QueryError`] codes
-/// plus the protocols' own (`bad_request`: not a query request; `encode`: the result could not
-/// be serialized).
+/// plus the protocols' own (`bad_request`: not a query request; `forbidden`: refused by the HTTP
+/// API's content-type, `Host` or `Origin` checks; `encode`: the result could not be serialized).
 ///
 /// [`QueryError`]: crate::session::QueryError
-pub const FAILURE_CODES: [&str; 9] = [
+pub const FAILURE_CODES: [&str; 11] = [
     "bad_request",
+    "forbidden",
+    "busy",
     "invalid_sql",
     "invalid_query",
     "read_only",

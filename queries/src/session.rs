@@ -1,8 +1,11 @@
 //! Running one SQL query: a fresh DataFusion session per query over the shared live tables, with
-//! its own memory pool, a timeout, a result-size cap and read-only SQL options. Queries execute
-//! on a dedicated runtime so a heavy query competes with ingest only for CPU, never for the
-//! ingest runtime's worker threads.
+//! its own memory budget inside one pool shared by all queries, an admission gate (a bounded
+//! number run at once), a timeout that covers planning too, result caps in rows and bytes and
+//! read-only SQL options. Queries execute on a dedicated runtime so a heavy query competes with
+//! ingest only for CPU, never for the ingest runtime's worker threads.
 
+use crate::admission::{Admission, Refused};
+use crate::pool::QueryPool;
 use arrow::record_batch::RecordBatch;
 use datafusion::catalog::TableProvider;
 use datafusion::error::DataFusionError;
@@ -28,6 +31,10 @@ pub enum QueryError {
     MemoryLimit(String),
     #[error("result has more than {0} rows (sql.max_result_rows): add a LIMIT or aggregate")]
     ResultTooLarge(usize),
+    #[error("result is larger than {0} bytes (sql.max_result_bytes): add a LIMIT, select fewer columns or aggregate")]
+    ResultTooManyBytes(usize),
+    #[error("{0}")]
+    Busy(String),
     #[error("query failed: {0}")]
     Failed(String),
 }
@@ -41,7 +48,8 @@ impl QueryError {
             QueryError::ReadOnly(_) => "read_only",
             QueryError::Timeout(_) => "timeout",
             QueryError::MemoryLimit(_) => "memory_limit",
-            QueryError::ResultTooLarge(_) => "result_too_large",
+            QueryError::ResultTooLarge(_) | QueryError::ResultTooManyBytes(_) => "result_too_large",
+            QueryError::Busy(_) => "busy",
             QueryError::Failed(_) => "query_failed",
         }
     }
@@ -53,7 +61,10 @@ impl QueryError {
                 400
             }
             QueryError::Timeout(_) => 408,
-            QueryError::MemoryLimit(_) | QueryError::ResultTooLarge(_) => 413,
+            QueryError::MemoryLimit(_)
+            | QueryError::ResultTooLarge(_)
+            | QueryError::ResultTooManyBytes(_) => 413,
+            QueryError::Busy(_) => 503,
             QueryError::Failed(_) => 500,
         }
     }
@@ -86,9 +97,35 @@ impl QueryError {
 #[derive(Debug, Clone)]
 pub struct QueryLimits {
     pub timeout: Duration,
+    /// One query's memory budget.
     pub memory_bytes: usize,
+    /// What all running queries may hold together.
+    pub shared_memory_bytes: usize,
+    /// Queries that run at once (more wait, then are refused as busy).
+    pub max_concurrent: usize,
     pub max_rows: usize,
+    /// Bytes of Arrow data a result may hold.
+    pub max_result_bytes: usize,
 }
+
+impl QueryLimits {
+    /// The limits `sql.*` configures.
+    pub fn from_config(c: &redwatch_engine::config::SqlConfig) -> Self {
+        let bytes = |b: u64| usize::try_from(b).unwrap_or(usize::MAX);
+        QueryLimits {
+            timeout: c.query_timeout,
+            memory_bytes: bytes(c.memory_limit.as_u64()),
+            shared_memory_bytes: bytes(c.shared_memory_limit.as_u64()),
+            max_concurrent: c.max_concurrent_queries,
+            max_rows: c.max_result_rows,
+            max_result_bytes: bytes(c.max_result_bytes.as_u64()),
+        }
+    }
+}
+
+/// The longest SQL text planned (the HTTP API's body limit is the same): planning is CPU work
+/// that no memory pool sees.
+pub const MAX_SQL_BYTES: usize = 1 << 20;
 
 /// A query's result.
 #[derive(Debug, Clone)]
@@ -110,6 +147,8 @@ pub struct QueryEngine {
     tables: Arc<Vec<(String, Arc<dyn TableProvider>)>>,
     limits: QueryLimits,
     runtime: tokio::runtime::Handle,
+    shared_pool: Arc<GreedyMemoryPool>,
+    admission: Admission,
 }
 
 /// Worker threads of the query runtime (and DataFusion's target partitions): one core fewer
@@ -143,6 +182,8 @@ impl QueryEngine {
     ) -> std::io::Result<Self> {
         Ok(QueryEngine {
             tables: Arc::new(tables),
+            shared_pool: Arc::new(GreedyMemoryPool::new(limits.shared_memory_bytes)),
+            admission: Admission::new(limits.max_concurrent),
             limits,
             runtime: query_runtime()?,
         })
@@ -155,7 +196,11 @@ impl QueryEngine {
     /// A session with the tables and functions registered, read-only, with its own memory pool.
     pub fn session(&self) -> Result<SessionContext, QueryError> {
         let runtime = RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(GreedyMemoryPool::new(self.limits.memory_bytes)))
+            .with_memory_pool(Arc::new(QueryPool::new(
+                self.limits.memory_bytes,
+                self.shared_pool.clone(),
+                self.limits.shared_memory_bytes,
+            )))
             .build_arc()
             .map_err(QueryError::from_df)?;
         let mut config = SessionConfig::new()
@@ -171,6 +216,7 @@ impl QueryEngine {
                 .map_err(QueryError::from_df)?;
         }
         crate::udf::register(&ctx);
+        crate::udf::bounded::register(&ctx, self.limits.memory_bytes);
         Ok(ctx)
     }
 
@@ -178,6 +224,12 @@ impl QueryEngine {
     fn check_read_only(sql: &str) -> Result<(), QueryError> {
         use datafusion::sql::parser::{DFParser, Statement as DfStatement};
         use datafusion::sql::sqlparser::ast::Statement;
+        if sql.len() > MAX_SQL_BYTES {
+            return Err(QueryError::InvalidSql(format!(
+                "the query text is {} bytes; at most {MAX_SQL_BYTES} are planned",
+                sql.len()
+            )));
+        }
         let statements =
             DFParser::parse_sql(sql).map_err(|e| QueryError::InvalidSql(e.to_string()))?;
         if statements.len() != 1 {
@@ -228,51 +280,105 @@ impl QueryEngine {
         Ok((ctx, df))
     }
 
+    /// Plans `sql` on the query runtime within the query timeout and returns its result schema
+    /// (what Flight SQL's `GetFlightInfo` answers); admitted like a query.
+    pub async fn schema_of(&self, sql: &str) -> Result<arrow::datatypes::SchemaRef, QueryError> {
+        let sql = sql.to_string();
+        let this = self.clone();
+        self.run_limited(async move {
+            let (_ctx, df) = this.plan(&sql).await?;
+            Ok(Arc::new(df.schema().as_arrow().clone()))
+        })
+        .await
+    }
+
     /// Runs one query to completion with the engine's limits.
     pub async fn execute(&self, sql: &str) -> Result<QueryResult, QueryError> {
         let sql = sql.to_string();
         let this = self.clone();
-        let task = self.runtime.spawn(async move {
+        self.run_limited(async move {
             let started = Instant::now();
-            let limits = this.limits.clone();
-            let run = async {
-                let (_ctx, df) = this.plan(&sql).await?;
-                let schema = Arc::new(df.schema().as_arrow().clone());
-                let mut stream = df.execute_stream().await.map_err(QueryError::from_df)?;
-                let mut batches = Vec::new();
-                let mut rows = 0usize;
-                use futures::StreamExt;
-                while let Some(b) = stream.next().await {
-                    let b = b.map_err(QueryError::from_df)?;
-                    rows += b.num_rows();
-                    if rows > limits.max_rows {
-                        return Err(QueryError::ResultTooLarge(limits.max_rows));
-                    }
-                    batches.push(b);
+            let limits = &this.limits;
+            let (_ctx, df) = this.plan(&sql).await?;
+            let schema = Arc::new(df.schema().as_arrow().clone());
+            let mut stream = df.execute_stream().await.map_err(QueryError::from_df)?;
+            let mut batches = Vec::new();
+            let (mut rows, mut bytes) = (0usize, 0usize);
+            use futures::StreamExt;
+            while let Some(b) = stream.next().await {
+                let b = b.map_err(QueryError::from_df)?;
+                rows += b.num_rows();
+                if rows > limits.max_rows {
+                    return Err(QueryError::ResultTooLarge(limits.max_rows));
                 }
-                Ok(QueryResult {
-                    schema,
-                    batches,
-                    elapsed: started.elapsed(),
-                })
-            };
-            match tokio::time::timeout(limits.timeout, run).await {
+                bytes += result_bytes(&b);
+                if bytes > limits.max_result_bytes {
+                    return Err(QueryError::ResultTooManyBytes(limits.max_result_bytes));
+                }
+                batches.push(b);
+            }
+            Ok(QueryResult {
+                schema,
+                batches,
+                elapsed: started.elapsed(),
+            })
+        })
+        .await
+    }
+
+    /// Admits `work`, then runs it on the query runtime within the query timeout (waiting for
+    /// admission counts against it).
+    async fn run_limited<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, QueryError>> + Send + 'static,
+    ) -> Result<T, QueryError> {
+        let timeout = self.limits.timeout;
+        let started = Instant::now();
+        let permit = self.admission.enter(timeout).await.map_err(|r| {
+            QueryError::Busy(match r {
+                Refused::QueueFull => format!(
+                    "{} queries are running and too many are waiting (sql.max_concurrent_queries); retry later",
+                    self.limits.max_concurrent
+                ),
+                Refused::WaitedTooLong => format!(
+                    "no query slot freed up within {timeout:?} (sql.max_concurrent_queries = {}); retry later",
+                    self.limits.max_concurrent
+                ),
+            })
+        })?;
+        let left = timeout.saturating_sub(started.elapsed());
+        let task = self.runtime.spawn(async move {
+            let _permit = permit;
+            match tokio::time::timeout(left, work).await {
                 Ok(r) => r,
-                Err(_) => Err(QueryError::Timeout(limits.timeout)),
+                Err(_) => Err(QueryError::Timeout(timeout)),
             }
         });
-        // The timeout above only fires when the query yields; a CPU-bound operator that does not
-        // is cut off here, on the caller's runtime: the client gets its 408 on time and the task
-        // is aborted at its next yield point.
-        let grace = self.limits.timeout + Duration::from_millis(250);
+        // The timeout above only fires when the query yields; a CPU-bound operator (or planner)
+        // that does not is cut off here, on the caller's runtime: the client gets its 408 on time
+        // and the task is aborted at its next yield point.
+        let grace = left + Duration::from_millis(250);
         let abort = task.abort_handle();
         match tokio::time::timeout(grace, task).await {
             Ok(joined) => joined
                 .map_err(|e| QueryError::Failed(format!("query task ended abnormally: {e}")))?,
             Err(_) => {
                 abort.abort();
-                Err(QueryError::Timeout(self.limits.timeout))
+                Err(QueryError::Timeout(timeout))
             }
         }
     }
+}
+
+/// The bytes a result batch holds for its rows (a slice of a larger batch counts only its own
+/// rows, unlike `get_array_memory_size`).
+fn result_bytes(b: &RecordBatch) -> usize {
+    b.columns()
+        .iter()
+        .map(|c| {
+            c.to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| c.get_array_memory_size())
+        })
+        .sum()
 }

@@ -30,6 +30,7 @@ use datafusion::prelude::SessionContext;
 use redwatch_operators::red::sketch::{QuantileSketch, SketchError};
 use std::sync::Arc;
 
+pub mod bounded;
 pub mod quantiles;
 pub mod share;
 

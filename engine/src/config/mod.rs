@@ -188,6 +188,29 @@ impl Config {
         if sq.max_result_rows == 0 {
             bad("sql.max_result_rows", "must be at least 1".into());
         }
+        if sq.shared_memory_limit < sq.memory_limit {
+            bad(
+                "sql.shared_memory_limit",
+                format!(
+                    "must be at least sql.memory_limit ({}): one query alone could never use its own limit",
+                    sq.memory_limit
+                ),
+            );
+        }
+        if sq.max_concurrent_queries == 0 {
+            bad("sql.max_concurrent_queries", "must be at least 1".into());
+        }
+        if sq.max_result_bytes.as_u64() < 1 << 10 {
+            bad("sql.max_result_bytes", "must be at least 1KiB".into());
+        }
+        for (i, h) in sq.allowed_hosts.iter().enumerate() {
+            if h.is_empty() || h.contains(|c: char| c.is_whitespace() || c == '/' || c == ':') {
+                bad(
+                    &format!("sql.allowed_hosts[{i}]"),
+                    format!("{h:?} is not a host name (no port, scheme or path)"),
+                );
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for (i, q) in sq.continuous.iter().enumerate() {
             let valid = !q.name.is_empty()

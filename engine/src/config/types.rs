@@ -533,6 +533,18 @@ pub struct SqlConfig {
     pub query_timeout: Duration,
     /// Memory one query may use for sorts, joins and aggregations (HTTP 413 beyond).
     pub memory_limit: ByteSize,
+    /// Memory all running queries may use together (each still within `memory_limit`); a query
+    /// that would pass it fails with HTTP 413.
+    pub shared_memory_limit: ByteSize,
+    /// Queries that run at once; more wait (at most `query_timeout`, and at most four times this
+    /// many waiting) and are then refused with HTTP 503 and `Retry-After`.
+    pub max_concurrent_queries: usize,
+    /// Bytes of Arrow data a query may return (HTTP 413 beyond; add a LIMIT or aggregate).
+    pub max_result_bytes: ByteSize,
+    /// Host names (besides IP literals and `localhost`) the HTTP API answers to; any other
+    /// `Host` header is refused with HTTP 403, so a web page cannot reach the API through DNS
+    /// rebinding.
+    pub allowed_hosts: Vec<String>,
     /// How long closed windows stay queryable.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
@@ -556,6 +568,10 @@ impl Default for SqlConfig {
             flight_endpoint: Some(SocketAddr::from(([127, 0, 0, 1], 50051))),
             query_timeout: Duration::from_secs(30),
             memory_limit: ByteSize::mib(512),
+            shared_memory_limit: ByteSize::gib(1),
+            max_concurrent_queries: 8,
+            max_result_bytes: ByteSize::mib(64),
+            allowed_hosts: Vec::new(),
             retention: Duration::from_secs(6 * 3600),
             max_table_bytes: ByteSize::gib(1),
             max_result_rows: 100_000,

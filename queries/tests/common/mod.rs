@@ -251,6 +251,9 @@ pub fn limits() -> QueryLimits {
         timeout: Duration::from_secs(60),
         memory_bytes: 256 << 20,
         max_rows: 100_000,
+        shared_memory_bytes: 4 << 30,
+        max_concurrent: 64,
+        max_result_bytes: 1 << 30,
     }
 }
 
