@@ -27,6 +27,7 @@ pub async fn run(cfg: Config, opts: DemoOptions) -> anyhow::Result<()> {
         &cfg,
         StartOptions {
             fall_back_to_ephemeral_ports: true,
+            ..StartOptions::default()
         },
     )
     .await?;

@@ -190,9 +190,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
             init_logging("info");
             runtime()?.block_on(async {
                 let signal = shutdown_signal();
-                let mut engine = Engine::start(&cfg, StartOptions::default())
-                    .await
-                    .map_err(Failure::Runtime)?;
+                let opts = StartOptions {
+                    panic_operator: std::env::var_os("REDWATCH_TEST_PANIC_OPERATOR").is_some(),
+                    ..StartOptions::default()
+                };
+                let mut engine = Engine::start(&cfg, opts).await.map_err(Failure::Runtime)?;
                 tracing::info!("redwatch {} running", env!("CARGO_PKG_VERSION"));
                 let result = tokio::select! {
                     _ = signal => Ok(()),

@@ -28,6 +28,27 @@ pub struct StartOptions {
     /// When a configured port is taken, bind an ephemeral one instead (the demo does this so it
     /// starts next to another redwatch).
     pub fall_back_to_ephemeral_ports: bool,
+    /// Test hook: an operator that panics on the first batch it sees, to prove that an operator
+    /// failure makes `/healthz` fail and the process exit non-zero (`redwatch run` sets it from
+    /// the `REDWATCH_TEST_PANIC_OPERATOR` environment variable).
+    pub panic_operator: bool,
+}
+
+/// The test hook of [`StartOptions::panic_operator`].
+struct PanickingOperator;
+
+impl redwatch_engine::pipeline::Operator for PanickingOperator {
+    fn name(&self) -> &'static str {
+        "panicking_test_operator"
+    }
+
+    fn process_batch(
+        &mut self,
+        _batch: &redwatch_engine::pipeline::Batch,
+        _ctx: &mut redwatch_engine::pipeline::OpContext<'_>,
+    ) {
+        panic!("REDWATCH_TEST_PANIC_OPERATOR: this operator fails on its first batch");
+    }
 }
 
 /// A running engine.
@@ -44,6 +65,9 @@ pub struct Engine {
     receivers: Vec<JoinHandle<anyhow::Result<()>>>,
     pipeline_cancel: CancellationToken,
     pipeline: JoinHandle<()>,
+    /// Set once the pipeline task ended while the engine was running (an operator panicked).
+    pipeline_failed: Arc<std::sync::OnceLock<String>>,
+    pipeline_failures: Arc<redwatch_engine::telemetry::Counter>,
     exporters_cancel: CancellationToken,
     exporters: Vec<JoinHandle<anyhow::Result<()>>>,
 }
@@ -267,6 +291,9 @@ impl Engine {
             {
                 let mut ops: Vec<Box<dyn redwatch_engine::pipeline::Operator>> =
                     vec![Box::new(red), Box::new(spans_op)];
+                if opts.panic_operator {
+                    ops.push(Box::new(PanickingOperator));
+                }
                 // The service graph (issue 7 block above).
                 if let Some(op) = service_graph_op {
                     ops.push(Box::new(op));
@@ -296,6 +323,12 @@ impl Engine {
         // ---- end Kafka source, part 1 ----------------------------------------------------------
         let pipeline_cancel = CancellationToken::new();
         let pipeline = tokio::spawn(pipe.run(pipeline_cancel.clone()));
+        let pipeline_failed: Arc<std::sync::OnceLock<String>> = Arc::default();
+        let pipeline_failures = registry.counter(
+            "redwatch_pipeline_failures_total",
+            "The operator task ended while the engine was running (an operator panicked); /healthz fails and the process exits non-zero.",
+            &[],
+        );
 
         let mut addrs = BTreeMap::new();
         let mut exporters = Vec::new();
@@ -331,6 +364,11 @@ impl Engine {
             let l = bind("sql_http", addr, &opts).await?;
             addrs.insert("sql_http", l.local_addr()?);
             let ready_pipeline = handle.clone();
+            let failed = pipeline_failed.clone();
+            let live: redwatch_queries::http::Readiness = Arc::new(move || match failed.get() {
+                Some(why) => Err(format!("the operator pipeline failed: {why}")),
+                None => Ok(()),
+            });
             let checks = readiness_checks.clone();
             let ready: redwatch_queries::http::Readiness = Arc::new(move || {
                 if ready_pipeline.is_closed() {
@@ -343,6 +381,7 @@ impl Engine {
             });
             let router = redwatch_queries::http::router(
                 queries.clone(),
+                live,
                 ready,
                 cfg.sql.allowed_hosts.clone(),
                 &registry,
@@ -438,6 +477,8 @@ impl Engine {
             receivers,
             pipeline_cancel,
             pipeline,
+            pipeline_failed,
+            pipeline_failures,
             exporters_cancel,
             exporters,
         })
@@ -448,14 +489,37 @@ impl Engine {
         self.handle.as_ref()
     }
 
-    /// Resolves when a component task ends on its own (a listener failed).
+    /// Resolves when a component task ends on its own: a listener failed, or the operator
+    /// pipeline ended (an operator panicked). A failed pipeline is logged, counted in
+    /// `redwatch_pipeline_failures_total` and turns `/healthz` unhealthy; the caller should stop
+    /// the process with a non-zero exit so that a supervisor restarts it.
     pub async fn failed(&mut self) -> anyhow::Error {
         let tasks = self.receivers.iter_mut().chain(self.exporters.iter_mut());
-        let (res, _, _) = futures_select_all(tasks).await;
-        match res {
-            Ok(Ok(())) => anyhow::anyhow!("a listener stopped unexpectedly"),
-            Ok(Err(e)) => e,
-            Err(e) => anyhow::anyhow!("a listener task panicked: {e}"),
+        tokio::select! {
+            (res, _, _) = futures_select_all(tasks) => match res {
+                Ok(Ok(())) => anyhow::anyhow!("a listener stopped unexpectedly"),
+                Ok(Err(e)) => e,
+                Err(e) => anyhow::anyhow!("a listener task panicked: {e}"),
+            },
+            res = &mut self.pipeline => {
+                let why = match res {
+                    Ok(()) => "the operator task ended unexpectedly".to_string(),
+                    Err(e) if e.is_panic() => {
+                        let p = e.into_panic();
+                        let msg = p
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| p.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "unknown panic".into());
+                        format!("an operator panicked: {msg}")
+                    }
+                    Err(e) => format!("the operator task was cancelled: {e}"),
+                };
+                self.pipeline_failures.inc();
+                let _ = self.pipeline_failed.set(why.clone());
+                tracing::error!("{why}; the engine cannot go on (exit non-zero for a restart)");
+                anyhow::anyhow!(why)
+            }
         }
     }
 
@@ -469,7 +533,9 @@ impl Engine {
         }
         self.handle = None;
         self.pipeline_cancel.cancel();
-        let _ = (&mut self.pipeline).await;
+        if self.pipeline_failed.get().is_none() {
+            let _ = (&mut self.pipeline).await;
+        }
         self.exporters_cancel.cancel();
         for e in self.exporters.drain(..) {
             let _ = e.await;

@@ -23,6 +23,7 @@ pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 #[derive(Clone)]
 struct ApiState {
     engine: QueryEngine,
+    live: Readiness,
     allowed_hosts: Arc<Vec<String>>,
     ready: Readiness,
     metrics: Arc<QueryMetrics>,
@@ -148,8 +149,17 @@ async fn sql(State(st): State<ApiState>, headers: HeaderMap, body: Bytes) -> Res
     }
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+/// Liveness: 503 once a part the engine cannot run without (the pipeline task) has failed, so
+/// a supervisor restarts the process instead of leaving it limping.
+async fn healthz(State(st): State<ApiState>) -> Response {
+    match (st.live)() {
+        Ok(()) => "ok\n".into_response(),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy: {why}\n"),
+        )
+            .into_response(),
+    }
 }
 
 async fn readyz(State(st): State<ApiState>) -> Response {
@@ -163,15 +173,17 @@ async fn readyz(State(st): State<ApiState>) -> Response {
     }
 }
 
-/// The API routes.
+/// The API routes. `live` decides `/healthz`, `ready` decides `/readyz`.
 pub fn router(
     engine: QueryEngine,
+    live: Readiness,
     ready: Readiness,
     allowed_hosts: Vec<String>,
     registry: &redwatch_engine::telemetry::Registry,
 ) -> Router {
     let st = ApiState {
         engine,
+        live,
         allowed_hosts: Arc::new(allowed_hosts),
         ready,
         metrics: QueryMetrics::new(registry),
