@@ -136,6 +136,29 @@ impl Registry {
         }
     }
 
+    /// The gauge `name{labels}`, or `None` when `name` is already a counter (for names that come
+    /// from user config, which must never panic the caller).
+    pub fn try_gauge(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+    ) -> Option<Arc<Gauge>> {
+        if self
+            .families
+            .get(name)
+            .is_some_and(|f| f.kind != MetricType::Gauge)
+        {
+            return None;
+        }
+        match self.cell(name, help, MetricType::Gauge, labels, || {
+            Cell::Gauge(Arc::default())
+        }) {
+            Cell::Gauge(g) => Some(g),
+            Cell::Counter(_) => None,
+        }
+    }
+
     /// Calls `f(name, help, type, samples)` for every family, in name order.
     pub fn visit(&self, mut f: impl FnMut(&str, &str, MetricType, &[Sample<'_>])) {
         let mut names: Vec<&'static str> = self.families.iter().map(|e| *e.key()).collect();
@@ -207,6 +230,22 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn try_gauge_never_turns_a_counter_into_a_gauge() {
+        let r = Registry::new();
+        r.counter("redwatch_c_total", "c", &[("q", "a")]).inc();
+        assert!(r
+            .try_gauge("redwatch_c_total", "c", &[("q", "b")])
+            .is_none());
+        assert!(r
+            .try_gauge("redwatch_c_total", "c", &[("q", "a")])
+            .is_none());
+        let g = r.try_gauge("redwatch_g", "g", &[]).expect("a new gauge");
+        g.set(2.0);
+        assert_eq!(r.value("redwatch_g", &[]), 2.0);
+        assert_eq!(r.value("redwatch_c_total", &[("q", "a")]), 1.0);
+    }
 
     #[test]
     fn same_labels_share_a_counter() {

@@ -257,13 +257,15 @@ fn export_gauges(registry: &Registry, family: &'static str, b: &RecordBatch, ser
             if !known {
                 *series += 1;
             }
-            registry
-                .gauge(
-                    family,
-                    "Result of a continuous query (sql.continuous), per numeric column.",
-                    &l,
-                )
-                .set(col.value(row));
+            // A name that clashes with a counter (config validation refuses the known ones)
+            // publishes nothing rather than panicking the continuous-query task.
+            if let Some(g) = registry.try_gauge(
+                family,
+                "Result of a continuous query (sql.continuous), per numeric column.",
+                &l,
+            ) {
+                g.set(col.value(row));
+            }
         }
     }
 }

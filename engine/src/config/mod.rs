@@ -20,6 +20,10 @@ pub use sessions::*;
 pub use load::{apply_override, load, parse_yaml_with_overrides, LoadError};
 pub use types::*;
 
+/// Continuous-query names whose `redwatch_continuous_<name>` gauges would clash with the
+/// continuous-query runner's own counters.
+pub const RESERVED_CONTINUOUS_NAMES: &[&str] = &["runs_total", "windows_skipped_total"];
+
 use std::fmt;
 
 /// One problem found by [`Config::validate`], with the dotted path of the offending key.
@@ -229,6 +233,15 @@ impl Config {
                 bad(
                     &format!("sql.continuous[{i}].name"),
                     format!("`{}` is used twice", q.name),
+                );
+            }
+            if RESERVED_CONTINUOUS_NAMES.contains(&q.name.as_str()) {
+                bad(
+                    &format!("sql.continuous[{i}].name"),
+                    format!(
+                        "`{}` is taken: redwatch_continuous_{} is one of redwatch's own metrics",
+                        q.name, q.name
+                    ),
                 );
             }
             if q.query.trim().is_empty() {

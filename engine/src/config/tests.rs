@@ -161,3 +161,22 @@ fn hopping_windows_parse_and_validate() {
     );
     // Session specs ({gap, key}) are valid extra windows: see sessions.rs.
 }
+
+#[test]
+fn sql_limits_and_continuous_names_are_checked_with_their_paths() {
+    let c = parse_yaml_with_overrides(
+        "sql:\n  memory_limit: 512MiB\n  shared_memory_limit: 256MiB\n  max_concurrent_queries: 0\n  allowed_hosts: ['a.example:7070', '']\n  continuous:\n    - { name: runs_total, query: 'SELECT 1' }\n",
+        &[],
+    )
+    .unwrap();
+    let paths: Vec<String> = c.validate().into_iter().map(|p| p.path).collect();
+    for p in [
+        "sql.shared_memory_limit",
+        "sql.max_concurrent_queries",
+        "sql.allowed_hosts[0]",
+        "sql.allowed_hosts[1]",
+        "sql.continuous[0].name",
+    ] {
+        assert!(paths.iter().any(|x| x == p), "{p} missing in {paths:?}");
+    }
+}
