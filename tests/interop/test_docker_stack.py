@@ -316,6 +316,16 @@ def test_redwatch_listens_on_all_interfaces(services, redwatch_cfg):
         assert port in published, f"{key}: port {port} is not published ({published})"
 
 
+def test_every_published_port_binds_loopback_only(services):
+    """Inside the stack services listen on 0.0.0.0 (other containers reach them), but the host
+    publishes them on 127.0.0.1 only: nothing in the stack authenticates by default."""
+    for name, service in services.items():
+        for entry in service.get("ports", []):
+            assert str(entry).startswith("127.0.0.1:"), (
+                f"{name} publishes {entry!r} on every host interface; use 127.0.0.1:HOST:CONTAINER"
+            )
+
+
 def test_dockerfile_exposes_ports_and_checks_healthz(redwatch_cfg):
     text = dockerfile_text()
     exposed = {int(p) for line in text.splitlines() if line.startswith("EXPOSE ") for p in line.split()[1:]}
