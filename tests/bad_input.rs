@@ -762,7 +762,12 @@ async fn backpressure_answers_retryable_errors_and_loses_nothing_accepted() {
                         (true, FloodOutcome::Ok(spans))
                     }
                     Err(st) => {
+                        let delay = retry_delay(&st);
                         assert_status(Err::<(), _>(st), Code::ResourceExhausted, &["queue"]);
+                        assert!(
+                            delay.is_some_and(|d| d > Duration::ZERO),
+                            "RESOURCE_EXHAUSTED carries RetryInfo (else OTLP clients drop the data)"
+                        );
                         (true, FloodOutcome::Refused)
                     }
                 }
@@ -1020,4 +1025,33 @@ async fn malformed_metrics_over_http_are_400_with_a_reason() {
     send_good(&e, &mut exp, "after").await;
     assert_calls_exactly(&e, &exp).await;
     e.shutdown().await;
+}
+
+/// The `google.rpc.RetryInfo.retry_delay` in a status's `grpc-status-details-bin`, decoded with
+/// message types written here from google/rpc/status.proto and error_details.proto.
+fn retry_delay(st: &tonic::Status) -> Option<Duration> {
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct RpcStatus {
+        #[prost(int32, tag = "1")]
+        code: i32,
+        #[prost(string, tag = "2")]
+        message: String,
+        #[prost(message, repeated, tag = "3")]
+        details: Vec<prost_types::Any>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct RetryInfo {
+        #[prost(message, optional, tag = "1")]
+        retry_delay: Option<prost_types::Duration>,
+    }
+    let status = RpcStatus::decode(st.details()).ok()?;
+    let any = status
+        .details
+        .iter()
+        .find(|a| a.type_url == "type.googleapis.com/google.rpc.RetryInfo")?;
+    let d = RetryInfo::decode(any.value.as_slice()).ok()?.retry_delay?;
+    Some(Duration::new(
+        d.seconds.max(0) as u64,
+        d.nanos.max(0) as u32,
+    ))
 }

@@ -71,10 +71,53 @@ impl Decoder for RawDecoder {
     }
 }
 
+/// `google.rpc.Status` (google/rpc/status.proto), the payload of `grpc-status-details-bin`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<prost_types::Any>,
+}
+
+/// `google.rpc.RetryInfo` (google/rpc/error_details.proto).
+#[derive(Clone, PartialEq, prost::Message)]
+struct RetryInfo {
+    #[prost(message, optional, tag = "1")]
+    retry_delay: Option<prost_types::Duration>,
+}
+
+/// How long a client told to back off should wait before it retries.
+const RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `RESOURCE_EXHAUSTED` with a `RetryInfo` detail: the OTLP spec makes `RESOURCE_EXHAUSTED`
+/// retryable only when the server says when to retry, and the Collector's exporter drops the
+/// data otherwise. (Two message types written out here instead of a dependency on tonic-types.)
+pub fn retryable_resource_exhausted(message: &str) -> Status {
+    let code = tonic::Code::ResourceExhausted;
+    let details = RpcStatus {
+        code: code as i32,
+        message: message.to_string(),
+        details: vec![prost_types::Any {
+            type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
+            value: RetryInfo {
+                retry_delay: Some(prost_types::Duration {
+                    seconds: RETRY_DELAY.as_secs() as i64,
+                    nanos: RETRY_DELAY.subsec_nanos() as i32,
+                }),
+            }
+            .encode_to_vec(),
+        }],
+    };
+    Status::with_details(code, message, Bytes::from(details.encode_to_vec()))
+}
+
 fn status_of(e: &IngestError) -> Status {
     match e {
         IngestError::Decode(d) => Status::invalid_argument(d.to_string()),
-        IngestError::Backpressure(Backpressure::QueueFull) => Status::resource_exhausted(
+        IngestError::Backpressure(Backpressure::QueueFull) => retryable_resource_exhausted(
             "redwatch is behind: the pipeline queue is full; retry with backoff",
         ),
         IngestError::Backpressure(Backpressure::Closed) => {
