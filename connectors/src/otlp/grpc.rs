@@ -95,23 +95,36 @@ const RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 /// `RESOURCE_EXHAUSTED` with a `RetryInfo` detail: the OTLP spec makes `RESOURCE_EXHAUSTED`
 /// retryable only when the server says when to retry, and the Collector's exporter drops the
 /// data otherwise. (Two message types written out here instead of a dependency on tonic-types.)
+/// The same `RetryInfo` also rides alone in the `google.rpc.retryinfo-bin` trailer, where the
+/// OpenTelemetry Python SDK's exporter looks for it.
 pub fn retryable_resource_exhausted(message: &str) -> Status {
     let code = tonic::Code::ResourceExhausted;
+    let retry_info = RetryInfo {
+        retry_delay: Some(prost_types::Duration {
+            seconds: RETRY_DELAY.as_secs() as i64,
+            nanos: RETRY_DELAY.subsec_nanos() as i32,
+        }),
+    }
+    .encode_to_vec();
     let details = RpcStatus {
         code: code as i32,
         message: message.to_string(),
         details: vec![prost_types::Any {
             type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
-            value: RetryInfo {
-                retry_delay: Some(prost_types::Duration {
-                    seconds: RETRY_DELAY.as_secs() as i64,
-                    nanos: RETRY_DELAY.subsec_nanos() as i32,
-                }),
-            }
-            .encode_to_vec(),
+            value: retry_info.clone(),
         }],
     };
-    Status::with_details(code, message, Bytes::from(details.encode_to_vec()))
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    metadata.insert_bin(
+        "google.rpc.retryinfo-bin",
+        tonic::metadata::MetadataValue::from_bytes(&retry_info),
+    );
+    Status::with_details_and_metadata(
+        code,
+        message,
+        Bytes::from(details.encode_to_vec()),
+        metadata,
+    )
 }
 
 fn status_of(e: &IngestError) -> Status {

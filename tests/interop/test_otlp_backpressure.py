@@ -1,0 +1,108 @@
+"""A full pipeline queue is retryable backpressure for a real OpenTelemetry SDK: the Python SDK's
+OTLP/gRPC exporter gets RESOURCE_EXHAUSTED with RetryInfo, waits as told, retries, and in the end
+every span is delivered exactly once (accepted count == spans sent; no export reports failure).
+
+The queue is made tiny (one batch, 1 ms enqueue timeout) and several exporters send large
+batches at once, so refusals are certain; the test repeats a round (bounded) until at least one
+request was refused, so it always exercises the retry path it is about.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from prometheus_scrape import scrape, sum_samples
+from redwatch_process import LISTENERS, running
+
+CONFIG = """\
+receivers:
+  otlp:
+    grpc: { endpoint: 127.0.0.1:0 }
+    http: { endpoint: 127.0.0.1:0 }
+windows: { size: 1s, rollups: [], max_out_of_orderness: 0s, allowed_lateness: 30s, idle_timeout: 1s }
+exporters:
+  prometheus: { endpoint: 127.0.0.1:0 }
+sql: { http_endpoint: 127.0.0.1:0, flight_endpoint: 127.0.0.1:0 }
+limits: { queue_capacity: 1, enqueue_timeout: 1ms }
+"""
+
+EXPORTERS = 8
+BATCHES = 4
+SPANS_PER_BATCH = 2000
+MAX_ROUNDS = 5
+DEADLINE_S = 120
+
+
+def make_batches(service: str) -> list[list]:
+    """Real SDK spans (ReadableSpan), made with a TracerProvider and kept in memory."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("backpressure-test")
+    for i in range(BATCHES * SPANS_PER_BATCH):
+        now = time.time_ns()
+        tracer.start_span(f"op-{i % 16}", start_time=now - 1_000_000).end(end_time=now)
+    spans = list(memory.get_finished_spans())
+    provider.shutdown()
+    return [spans[i : i + SPANS_PER_BATCH] for i in range(0, len(spans), SPANS_PER_BATCH)]
+
+
+def counters(metrics_url: str) -> tuple[float, float]:
+    samples = scrape(metrics_url)
+    accepted = sum_samples(samples, "redwatch_spans_accepted_total", receiver="otlp_grpc")
+    refused = sum_samples(
+        samples, "redwatch_requests_rejected_total", receiver="otlp_grpc", reason="backpressure"
+    )
+    return accepted, refused
+
+
+def test_sdk_exporter_retries_a_full_queue_and_delivers_everything(tmp_path):
+    with running(tmp_path, CONFIG, LISTENERS) as process:
+        endpoint = f"http://{process.addresses['otlp_grpc']}"
+        metrics_url = f"http://{process.addresses['prometheus']}/metrics"
+        sent = 0
+        refused = 0.0
+        for round_ in range(MAX_ROUNDS):
+            work = [make_batches(f"bp-{round_}-{e}") for e in range(EXPORTERS)]
+            results: list[SpanExportResult] = []
+            lock = threading.Lock()
+
+            def export(batches):
+                exporter = OTLPSpanExporter(endpoint=endpoint, insecure=True, timeout=60)
+                try:
+                    for batch in batches:
+                        r = exporter.export(batch)
+                        with lock:
+                            results.append(r)
+                finally:
+                    exporter.shutdown()
+
+            threads = [threading.Thread(target=export, args=(w,)) for w in work]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            sent += EXPORTERS * BATCHES * SPANS_PER_BATCH
+            assert results == [SpanExportResult.SUCCESS] * (EXPORTERS * BATCHES), (
+                f"an export failed for good: {results}"
+            )
+            _, refused = counters(metrics_url)
+            if refused > 0:
+                break
+        assert refused > 0, f"the queue never filled in {MAX_ROUNDS} rounds: the retry path was not exercised"
+
+        deadline = time.monotonic() + DEADLINE_S
+        accepted = 0.0
+        while time.monotonic() < deadline:
+            accepted, refused = counters(metrics_url)
+            if accepted >= sent:
+                break
+            time.sleep(0.2)  # poll interval of a deadline loop
+        assert accepted == sent, f"accepted {accepted} of {sent} spans ({refused} requests refused and retried)"
