@@ -644,6 +644,21 @@ impl<K: WindowKey, A: WindowAggregate> WindowStore<K, A> {
         }
     }
 
+    /// Calls `f` with `(start, end, key)` of every key of the windows already emitted (and not
+    /// purged yet).
+    pub fn for_each_emitted_key(&self, mut f: impl FnMut(UnixNanos, UnixNanos, &K)) {
+        for (start, slot) in self.slots.iter() {
+            if let Slot::Settled {
+                entries,
+                emitted: true,
+                ..
+            } = slot
+            {
+                entries.for_each_key(|k| f(start, start + self.size, k));
+            }
+        }
+    }
+
     /// Forgets every key `keep` refuses, in every window, without emitting it (the state of a
     /// Kafka partition revoked from this instance: its new owner rebuilds it by replay).
     pub fn retain_keys(&mut self, keep: impl Fn(&K) -> bool) {
@@ -754,6 +769,9 @@ mod tests {
         assert!(!s.with_total(0, &"b", |_| {}));
         assert!(s.with_total(10, &"a", |c| seen = c.0));
         assert!(!s.with_total(10, &"b", |_| {}));
+        let mut emitted = Vec::new();
+        s.for_each_emitted_key(|start, end, k| emitted.push((start, end, *k)));
+        assert_eq!(emitted, vec![(0, 10, "a")]);
         // The dropped key's late update is not re-emitted, and its open window is gone.
         assert_eq!(drain(&mut s, 20), vec![(10, "a", true, 1, 1)]);
     }

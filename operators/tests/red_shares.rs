@@ -229,3 +229,38 @@ fn a_dropped_share_is_forgotten_without_being_emitted() {
     assert_eq!(merged.len(), 2);
     assert!(merged.iter().all(|x| x.total.total_calls() == 1.0));
 }
+
+#[test]
+fn dropping_a_share_restates_the_merged_rows_of_emitted_windows_without_it() {
+    let mut r = run();
+    feed(&mut r.op, Some(0), &[span(0, 1_000, 5.0, false)]);
+    feed(
+        &mut r.op,
+        Some(2),
+        &[span(0, 1_500, 6.0, false), span(0, 2_500, 6.0, false)],
+    );
+    r.op.advance(BASE + 10_000 * MS);
+    assert_eq!(r.merged.rows.lock().unwrap()[0].total.total_calls(), 3.0);
+    r.merged.rows.lock().unwrap().clear();
+    r.shares.rows.lock().unwrap().clear();
+    let registry = Registry::new();
+    let mut ctx = OpContext {
+        now: BASE,
+        watermark: 0,
+        metrics: &registry,
+    };
+    r.op.on_share_dropped(2, &mut ctx);
+    let restated = r.merged.rows.lock().unwrap().clone();
+    assert_eq!(restated.len(), 1, "{restated:?}");
+    assert_eq!(
+        restated[0].total.total_calls(),
+        1.0,
+        "only partition 0's share is left"
+    );
+    assert_eq!(restated[0].delta.as_ref().unwrap().total_calls(), 0.0);
+    assert!(!restated[0].first && restated[0].is_final && restated[0].primary);
+    assert!(
+        r.shares.rows.lock().unwrap().is_empty(),
+        "nothing is written for the dropped share"
+    );
+}

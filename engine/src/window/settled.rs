@@ -205,6 +205,11 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> SettledWindow<K, A> {
         true
     }
 
+    /// Calls `f` with every key the window holds.
+    pub(super) fn for_each_key(&self, mut f: impl FnMut(&K)) {
+        self.packed.keys().chain(self.live.keys()).for_each(&mut f);
+    }
+
     /// Forgets every key `keep` refuses (a dropped share, see `WindowStore::retain_keys`).
     pub(super) fn retain_keys(&mut self, keep: &impl Fn(&K) -> bool) {
         let arena = &self.arena;

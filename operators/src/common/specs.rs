@@ -178,6 +178,13 @@ impl<K: WindowKey, A: WindowAggregate> WindowSpecs<K, A> {
             .map(|(s, _)| &s.store)
     }
 
+    /// Calls `f` with every spec's label and store.
+    pub fn for_each_spec(&self, mut f: impl FnMut(&Arc<str>, &WindowStore<K, A>)) {
+        for (s, _) in self.all() {
+            f(&s.label, &s.store);
+        }
+    }
+
     /// Forgets, in every spec, the keys `keep` refuses (see [`WindowStore::retain_keys`]).
     pub fn retain_keys(&mut self, keep: impl Fn(&K) -> bool) {
         self.primary.store.retain_keys(&keep);

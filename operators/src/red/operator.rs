@@ -2,7 +2,7 @@
 
 use super::aggregate::{Buckets, RedAgg};
 use super::series::{Lookup, SeriesId, SeriesRef, SeriesRegistry};
-use super::shares::{merge_final, merge_provisional, ShareKey, ShareRow};
+use super::shares::{merge_final, merge_provisional, ShareKey, ShareRow, NO_SHARE};
 use super::span_names::SpanNameNormalizer;
 use super::{RedRow, RedSink};
 use crate::common::{
@@ -12,6 +12,7 @@ use redwatch_engine::config::{Config, Dimension, MAX_DIMENSIONS};
 use redwatch_engine::model::{SpanBatch, StrRef, UnixNanos};
 use redwatch_engine::pipeline::{Batch, OpContext, Operator, StateStats};
 use redwatch_engine::telemetry::{Counter, Gauge, Registry};
+use redwatch_engine::window::WindowAggregate;
 use redwatch_engine::window::{Emitted, WindowStore};
 use std::sync::Arc;
 
@@ -356,9 +357,58 @@ impl Operator for RedOperator {
         self.advance(ctx.watermark);
     }
 
+    /// Forgets a revoked partition's share in every spec. Merged rows of windows already
+    /// emitted with that share in them are restated without it (no delta: Prometheus and OTLP
+    /// keep what they counted), so the instance's `red` table shows only what it still owns
+    /// and the new owner's rows add up with it (docs/kafka-exactness.md).
     fn on_share_dropped(&mut self, share: u32, _ctx: &mut OpContext<'_>) {
+        let mut touched: Vec<(Arc<str>, UnixNanos, UnixNanos, SeriesId)> = Vec::new();
+        self.specs.for_each_spec(|label, store| {
+            store.for_each_emitted_key(|start, end, k| {
+                if k.share == share {
+                    touched.push((label.clone(), start, end, k.series));
+                }
+            });
+        });
         self.specs.retain_keys(|k: &ShareKey| k.share != share);
         self.shares.retain(|s| *s != share);
+        if touched.is_empty() {
+            return;
+        }
+        let mut rows: Vec<RedRow> = Vec::with_capacity(touched.len());
+        for (label, start, end, id) in touched {
+            let (Some(store), Some(key)) = (self.specs.store_of(&label), self.series.key(id))
+            else {
+                continue;
+            };
+            let mut total = RedAgg::default();
+            for &s in self.shares.iter().chain(std::iter::once(&NO_SHARE)) {
+                store.with_total(
+                    start,
+                    &ShareKey {
+                        series: id,
+                        share: s,
+                    },
+                    |a| total.merge(a),
+                );
+            }
+            rows.push(RedRow {
+                window_size: label.clone(),
+                window_size_ns: store.size_ns(),
+                primary: *label == *self.specs.primary.label,
+                start,
+                end,
+                series: key.clone(),
+                share: None,
+                is_final: true,
+                first: false,
+                total,
+                delta: Some(RedAgg::default()),
+            });
+        }
+        for s in self.sinks.iter().filter(|s| !s.wants_shares()) {
+            s.on_final(&rows);
+        }
     }
 
     fn on_tick(&mut self, ctx: &mut OpContext<'_>) {
