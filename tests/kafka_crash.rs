@@ -128,8 +128,9 @@ async fn sigkill_mid_stream_neither_loses_nor_double_counts_windows() {
     let addr1 = run1.addr("prometheus").await;
     wait_assigned(&mut run1, &addr1, &topic).await;
 
-    // Every message: three spans ending now and one ending 10.5 s ago (a late update of the
-    // previous 10 s window, which makes messages feed two windows). The producer runs until the
+    // Every message: three spans ending now and one ending 1.2 s ago (right after a window
+    // boundary, a late update of the previous 10 s window within the allowed lateness, which
+    // makes messages feed two windows). The producer runs until the
     // first run is killed, then AFTER_KILL messages more.
     let truth: Arc<Mutex<BTreeMap<String, f64>>> = Arc::default();
     let (killed_tx, killed_rx) = tokio::sync::watch::channel(false);
@@ -148,7 +149,7 @@ async fn sigkill_mid_stream_neither_loses_nor_double_counts_windows() {
             }
             let now = now_ns();
             let mut spans = Vec::new();
-            for end in [now, now, now, now - 10_500_000_000] {
+            for end in [now, now, now, now - 1_200_000_000] {
                 spans.push(SpanSpec::new(&window_name(end)).end(end).duration_ms(5));
             }
             {

@@ -49,12 +49,16 @@ impl Loop {
         usable
     }
 
-    /// Per partition whose start is known, the offset to commit at watermark `wm`.
+    /// Per partition whose start is known, the offset to commit at watermark `wm` and the
+    /// purged-through time that goes with it. That time never goes back below the one the
+    /// partition started with: early in a replay the watermark is still behind it, and a
+    /// smaller time would make a later restart rebuild, from part of their data, windows that
+    /// were final before.
     fn committable_offsets(
         &mut self,
         wm: UnixNanos,
         policy: &TimePolicy,
-    ) -> Vec<(TopicPartition, i64)> {
+    ) -> Vec<(TopicPartition, (i64, UnixNanos))> {
         let mut out = Vec::new();
         for ((s, p), st) in self.partitions.iter_mut() {
             if st.start.is_none() {
@@ -62,7 +66,8 @@ impl Loop {
             }
             let off = st.tracker.advance(wm, policy).max(st.last_committed);
             if let Some(off) = off {
-                out.push(((self.topics.name(*s).to_string(), *p), off));
+                let pt = wm.max(st.purged_through());
+                out.push(((self.topics.name(*s).to_string(), *p), (off, pt)));
             }
         }
         out
@@ -74,10 +79,9 @@ impl Loop {
         let Some(wm) = self.committable_watermark(&policy) else {
             return;
         };
-        let offsets: HashMap<TopicPartition, i64> =
+        let offsets: HashMap<TopicPartition, (i64, UnixNanos)> =
             self.committable_offsets(wm, &policy).into_iter().collect();
         if let Ok(mut r) = self.consumer.context().revoke.lock() {
-            r.wm = wm;
             r.offsets = offsets;
         }
     }
@@ -96,13 +100,13 @@ impl Loop {
         }
         let mut tpl = TopicPartitionList::new();
         let mut shadow = TopicPartitionList::new();
-        for ((topic, p), off) in &offsets {
+        for ((topic, p), (off, pt)) in &offsets {
             let mut e = tpl.add_partition(topic, *p);
             if e.set_offset(Offset::Offset(*off)).is_err() {
                 continue;
             }
-            e.set_metadata(commit_metadata(wm));
-            let _ = shadow.add_partition_offset(topic, *p, shadow_offset(wm));
+            e.set_metadata(commit_metadata(*pt));
+            let _ = shadow.add_partition_offset(topic, *p, shadow_offset(*pt));
         }
         if let Err(e) = self
             .consumer
@@ -118,7 +122,7 @@ impl Loop {
         match self.consumer.commit(&tpl, mode) {
             Ok(()) => {
                 self.counters.commits.inc();
-                for ((topic, p), off) in offsets {
+                for ((topic, p), (off, _)) in offsets {
                     if let Some(s) = self.topics.signal_of(&topic) {
                         if let Some(st) = self.partitions.get_mut(&(s, p)) {
                             st.last_committed = Some(off);

@@ -45,6 +45,9 @@ impl ProducerContext for DeadLetterContext {
     }
 }
 
+/// Counting to do once a decoded message is in the pipeline.
+type Finish = Box<dyn FnOnce(&Loop)>;
+
 /// What processing a message came to.
 enum Processed {
     Done,
@@ -100,7 +103,7 @@ impl Loop {
         let now = self.handle.now();
         let policy = self.handle.policy().clone();
         // The batch to queue, its largest event time, and the counting to do once it is in.
-        let (batch, max_ts, finish): (Option<Batch>, u64, Box<dyn FnOnce(&Loop)>) = match s {
+        let (batch, max_ts, finish): (Option<Batch>, u64, Finish) = match s {
             Signal::Traces => {
                 let decoded = match self.encoding {
                     KafkaEncoding::OtlpProto => decode::decode_traces_proto(
@@ -239,10 +242,7 @@ impl Loop {
             .map(|(k, _)| *k)
             .collect();
         for (s, p) in waiting {
-            loop {
-                let Some(st) = self.partitions.get_mut(&(s, p)) else {
-                    break;
-                };
+            while let Some(st) = self.partitions.get_mut(&(s, p)) {
                 let Some((offset, body)) = st.waiting.pop_front() else {
                     break;
                 };

@@ -29,14 +29,12 @@ pub(super) enum Assignment {
     Revoked(Vec<TopicPartition>),
 }
 
-/// Offsets that may be committed, with the watermark they belong to.
+/// Offsets that may be committed, with their purged-through times.
 #[derive(Debug, Default)]
 pub(super) struct RevokeCommits {
-    /// The watermark whose purged windows the offsets cover (the purged-through time).
-    pub wm: UnixNanos,
     /// Per partition: the next offset after messages that fed only purged (and delivered)
-    /// windows.
-    pub offsets: HashMap<TopicPartition, i64>,
+    /// windows, and the purged-through time that goes with it.
+    pub offsets: HashMap<TopicPartition, (i64, UnixNanos)>,
     /// What the revoke callback committed, per partition.
     pub committed: HashMap<TopicPartition, i64>,
 }
@@ -156,15 +154,15 @@ impl SourceContext {
         let mut done = Vec::new();
         for e in tpl.elements() {
             let tp = (e.topic().to_string(), e.partition());
-            let Some(&off) = r.offsets.get(&tp) else {
+            let Some(&(off, pt)) = r.offsets.get(&tp) else {
                 continue;
             };
             let mut x = offsets.add_partition(e.topic(), e.partition());
             if x.set_offset(Offset::Offset(off)).is_err() {
                 continue;
             }
-            x.set_metadata(commit_metadata(r.wm));
-            let _ = shadow.add_partition_offset(e.topic(), e.partition(), shadow_offset(r.wm));
+            x.set_metadata(commit_metadata(pt));
+            let _ = shadow.add_partition_offset(e.topic(), e.partition(), shadow_offset(pt));
             done.push((tp, off));
         }
         if done.is_empty() {
