@@ -142,8 +142,12 @@ impl Loop {
             .is_none_or(|t| t.elapsed() >= BROKER_CHECK)
         {
             self.last_broker_check = Some(Instant::now());
+            // On the shadow consumer's connection: on the main one the request would wait
+            // behind the fetch in flight and stall the loop.
             match self
                 .consumer
+                .context()
+                .shadow
                 .fetch_metadata(Some(&self.topics.traces), BROKER_TIMEOUT)
             {
                 Ok(_) => self.health.set(None),
