@@ -28,6 +28,9 @@ pub struct TimePolicy {
     pub max_out_of_orderness_ns: u64,
     pub idle_timeout_ns: u64,
     pub max_future_skew_ns: u64,
+    /// `(size, slide)` of every window spec besides the primary (rollups: slide = size;
+    /// hopping specs), for [`last_window_end`](Self::last_window_end).
+    coarser: Vec<(u64, u64)>,
     /// The watermark last published by the pipeline; receivers read it to reject late data early.
     watermark: AtomicU64,
 }
@@ -52,8 +55,36 @@ impl TimePolicy {
             max_out_of_orderness_ns: ns(cfg.max_out_of_orderness),
             idle_timeout_ns: ns(cfg.idle_timeout),
             max_future_skew_ns: ns(cfg.max_future_skew),
+            coarser: cfg
+                .rollups
+                .iter()
+                .map(|d| (ns(*d).max(1), ns(*d).max(1)))
+                .chain(
+                    cfg.extra
+                        .iter()
+                        .filter_map(|x| x.hopping())
+                        .map(|(size, slide)| (ns(size).max(1), ns(slide).max(1))),
+                )
+                .collect(),
             watermark: AtomicU64::new(0),
         }
+    }
+
+    /// The latest end among the windows of every window spec (primary, rollups, hopping) that
+    /// hold event time `ts`: once a watermark purges a window with this end, everything `ts`
+    /// fed is purged (docs/kafka-exactness.md, "Commits and purged-through times"). Monotonic
+    /// in `ts`.
+    pub fn last_window_end(&self, ts: UnixNanos) -> UnixNanos {
+        let primary = self.window_start(ts).saturating_add(self.window_ns);
+        self.coarser
+            .iter()
+            .map(|&(size, slide)| (ts - ts % slide).saturating_add(size))
+            .fold(primary, UnixNanos::max)
+    }
+
+    /// Whether every window of every spec that event time `ts` fed is purged at `wm`.
+    pub fn all_purged(&self, ts: UnixNanos, wm: UnixNanos) -> bool {
+        self.is_purged(self.last_window_end(ts), wm)
     }
 
     /// Start of the primary window holding `ts`.
@@ -84,8 +115,9 @@ impl TimePolicy {
         if ts > now.saturating_add(self.max_future_skew_ns) {
             return TimeCheck::Future;
         }
-        let end = self.window_start(ts).saturating_add(self.window_ns);
-        if self.is_purged(end, self.watermark()) {
+        // Late only when every window of every spec holding it is purged: a rollup (or
+        // hopping) window still open takes data its primary window no longer can.
+        if self.all_purged(ts, self.watermark()) {
             return TimeCheck::Late;
         }
         TimeCheck::Ok
@@ -286,6 +318,30 @@ mod tests {
     }
 
     #[test]
+    fn the_last_window_end_covers_rollups_and_hopping_specs() {
+        let cfg = crate::config::WindowsConfig::default();
+        let p = TimePolicy::new(&cfg);
+        // Default: 10 s primary and the 1m rollup.
+        assert_eq!(p.last_window_end(61 * S), 120 * S);
+        assert_eq!(p.last_window_end(119 * S), 120 * S);
+        assert!(!p.all_purged(61 * S, 71 * S + 30 * S));
+        assert!(p.all_purged(61 * S, 150 * S));
+        let hopping: crate::config::WindowsConfig = serde_yaml_ng::from_str(
+            "size: 10s\nrollups: []\nextra:\n  - { size: 1m, slide: 20s }\n",
+        )
+        .unwrap();
+        let p = TimePolicy::new(&hopping);
+        // 61 s lies in the hopping windows starting at 20, 40 and 60 s: the last ends at 120 s.
+        assert_eq!(p.last_window_end(61 * S), 120 * S);
+        let primary_only: crate::config::WindowsConfig =
+            serde_yaml_ng::from_str("size: 10s\nrollups: []\n").unwrap();
+        assert_eq!(
+            TimePolicy::new(&primary_only).last_window_end(61 * S),
+            70 * S
+        );
+    }
+
+    #[test]
     fn policy_classifies_times() {
         let cfg = crate::config::WindowsConfig::default();
         let p = TimePolicy::new(&cfg);
@@ -294,8 +350,18 @@ mod tests {
         assert_eq!(p.check(now + 2 * 3600 * S, now), TimeCheck::Future);
         assert_eq!(p.check(now - S, now), TimeCheck::Ok);
         p.publish_watermark(now);
-        // window [9960,9970) ends 30 s before the watermark: purged.
-        assert_eq!(p.check(9965 * S, now), TimeCheck::Late);
+        // The 10 s window [9960,9970) ends 30 s before the watermark: purged; its 1m window
+        // [9960,10020) is not: still on time for the rollup.
+        assert_eq!(p.check(9965 * S, now), TimeCheck::Ok);
+        // [9900,9960) and its 10 s windows are all purged.
+        assert_eq!(p.check(9925 * S, now), TimeCheck::Late);
         assert_eq!(p.check(9975 * S, now), TimeCheck::Ok);
+        let primary_only = crate::config::WindowsConfig {
+            rollups: vec![],
+            ..Default::default()
+        };
+        let p = TimePolicy::new(&primary_only);
+        p.publish_watermark(now);
+        assert_eq!(p.check(9965 * S, now), TimeCheck::Late);
     }
 }

@@ -22,6 +22,7 @@ use starts::Windows;
 use std::hash::Hash;
 
 mod settled;
+mod shares;
 mod starts;
 
 /// An aggregate's compact, read-only form (see [`WindowAggregate::pack`]).
@@ -694,6 +695,32 @@ mod tests {
         });
         out.sort();
         out
+    }
+
+    #[test]
+    fn retained_keys_stay_and_dropped_keys_vanish_from_open_and_emitted_windows() {
+        let mut s: WindowStore<&'static str, Count> = WindowStore::new(10, 30);
+        for (ts, k) in [(1, "a"), (2, "b"), (15, "a"), (16, "b")] {
+            s.update(ts, &k, |c| c.0 += 1).unwrap();
+        }
+        // [0,10) emitted, [10,20) open.
+        assert_eq!(
+            drain(&mut s, 10),
+            vec![(0, "a", true, 1, 1), (0, "b", true, 1, 1)]
+        );
+        s.update(3, &"b", |c| c.0 += 1).unwrap();
+        s.retain_keys(|k| *k != "b");
+        let mut seen = 0;
+        assert!(s.with_total(0, &"a", |c| seen = c.0));
+        assert_eq!(seen, 1);
+        assert!(!s.with_total(0, &"b", |_| {}));
+        assert!(s.with_total(10, &"a", |c| seen = c.0));
+        assert!(!s.with_total(10, &"b", |_| {}));
+        let mut emitted = Vec::new();
+        s.for_each_emitted_key(|start, end, k| emitted.push((start, end, *k)));
+        assert_eq!(emitted, vec![(0, 10, "a")]);
+        // The dropped key's late update is not re-emitted, and its open window is gone.
+        assert_eq!(drain(&mut s, 20), vec![(10, "a", true, 1, 1)]);
     }
 
     #[test]
