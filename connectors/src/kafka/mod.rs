@@ -50,7 +50,9 @@ pub fn consumer_config(cfg: &KafkaReceiverConfig) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "false")
+        // The lag gauges come from these statistics (see `source`).
+        .set("statistics.interval.ms", "1000");
     for (k, v) in &cfg.librdkafka {
         c.set(k, v);
     }

@@ -73,9 +73,26 @@ pub(super) struct SourceContext {
     pub revoke: Mutex<RevokeCommits>,
     /// The member-less group holding each partition's purged-through time as its offset.
     pub shadow: BaseConsumer,
+    /// High watermark per traces partition, from librdkafka's statistics (its fetch responses):
+    /// the lag gauges read it here instead of asking the broker from the poll loop.
+    pub high_watermarks: Mutex<HashMap<i32, i64>>,
 }
 
 impl ClientContext for SourceContext {
+    fn stats(&self, stats: rdkafka::Statistics) {
+        let Some(topic) = stats.topics.get(&self.traces_topic) else {
+            return;
+        };
+        if let Ok(mut hw) = self.high_watermarks.lock() {
+            for p in topic.partitions.values() {
+                // -1 is librdkafka's internal "unassigned" partition; negative offsets are unknown.
+                if p.partition >= 0 && p.hi_offset >= 0 {
+                    hw.insert(p.partition, p.hi_offset);
+                }
+            }
+        }
+    }
+
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         use rdkafka::types::RDKafkaErrorCode;
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {

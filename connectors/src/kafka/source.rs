@@ -219,6 +219,8 @@ impl KafkaSource {
         let shadow: BaseConsumer = {
             let mut c = consumer_config(cfg);
             c.set("group.id", super::shadow_group(cfg));
+            // Never polled: statistics would pile up in its queue.
+            c.set("statistics.interval.ms", "0");
             c.create()?
         };
         let ctx = SourceContext {
@@ -227,6 +229,7 @@ impl KafkaSource {
             traces_topic: cfg.traces_topic.clone(),
             revoke: Mutex::new(RevokeCommits::default()),
             shadow,
+            high_watermarks: Mutex::new(HashMap::new()),
         };
         let consumer: BaseConsumer<SourceContext> =
             consumer_config(cfg).create_with_context(ctx)?;
@@ -949,9 +952,17 @@ impl Loop {
     }
 
     /// Checks the brokers answer and updates the lag gauges.
+    ///
+    /// No request goes through the main consumer's connection here: the broker answers it only
+    /// after the fetch in flight (up to `fetch.wait.max.ms`), so per-partition round trips from
+    /// the poll loop stalled consumption (docs/kafka-exactness.md). The metadata
+    /// check uses the shadow group's client, which never fetches; the lag uses the high
+    /// watermarks librdkafka's statistics report.
     fn check_brokers(&mut self) {
         match self
             .consumer
+            .context()
+            .shadow
             .fetch_metadata(Some(&self.traces_topic), BROKER_TIMEOUT)
         {
             Ok(_) => self.health.set(None),
@@ -961,15 +972,21 @@ impl Loop {
                 return;
             }
         }
+        let Ok(high) = self
+            .consumer
+            .context()
+            .high_watermarks
+            .lock()
+            .map(|h| h.clone())
+        else {
+            return;
+        };
         for (p, st) in self.partitions.iter() {
-            let Some(pos) = st.next_offset else { continue };
+            let (Some(pos), Some(high)) = (st.next_offset, high.get(p)) else {
+                continue;
+            };
             // The broker's high watermark can be wrong (tansu); never report a negative lag.
-            if let Ok((_, high)) =
-                self.consumer
-                    .fetch_watermarks(&self.traces_topic, *p, BROKER_TIMEOUT)
-            {
-                st.lag.set(high.saturating_sub(pos).max(0) as f64);
-            }
+            st.lag.set(high.saturating_sub(pos).max(0) as f64);
         }
     }
 }
