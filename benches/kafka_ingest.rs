@@ -1,9 +1,11 @@
 //! Kafka ingest benchmark (issue 4), against the broker named by `REDWATCH_KAFKA_BROKERS`:
 //!
-//! `cargo bench --bench kafka_ingest -- [--messages 800] [--reps 3] [--latency-secs 10]`
+//! `cargo bench --bench kafka_ingest -- [--messages 800] [--reps 3] [--latency-secs 10]
+//! [--partitions 1]`
 //!
 //! 1. Produces `--messages` realistic OTLP trace requests (500 spans, ~400 B/span, the
-//!    `payload` module's shape) to a fresh 1-partition topic.
+//!    `payload` module's shape) round-robin to a fresh topic of `--partitions` partitions (each
+//!    partition is a share of the RED state, docs/kafka-exactness.md).
 //! 2. Baseline, `--reps` times: a bare rdkafka `BaseConsumer` (assign, no group) reads the whole
 //!    topic and only prost-decodes each message (`prost_decode_touch`).
 //! 3. redwatch: an in-process engine with the Kafka source and full RED (10 s windows, 1 m
@@ -69,6 +71,8 @@ struct Args {
     messages: usize,
     reps: usize,
     latency_secs: u64,
+    /// Partitions of the ingest topic (messages round-robin over them).
+    partitions: i32,
 }
 
 fn args() -> Args {
@@ -76,6 +80,7 @@ fn args() -> Args {
         messages: 800,
         reps: 3,
         latency_secs: 10,
+        partitions: 1,
     };
     let v: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -85,6 +90,7 @@ fn args() -> Args {
             ("--messages", Some(n)) => a.messages = n as usize,
             ("--reps", Some(n)) => a.reps = n as usize,
             ("--latency-secs", Some(n)) => a.latency_secs = n,
+            ("--partitions", Some(n)) => a.partitions = (n as i32).max(1),
             _ => {
                 i += 1;
                 continue;
@@ -106,7 +112,7 @@ fn producer(brokers: &str) -> FutureProducer {
 }
 
 /// Reads `messages` messages of partition 0 and prost-decodes each: (spans, wall s, CPU s).
-fn bare_consumer(brokers: &str, topic: &str, messages: usize) -> (u64, f64, f64) {
+fn bare_consumer(brokers: &str, topic: &str, partitions: i32, messages: usize) -> (u64, f64, f64) {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("bench_bare_{}", now_ns()))
@@ -114,8 +120,10 @@ fn bare_consumer(brokers: &str, topic: &str, messages: usize) -> (u64, f64, f64)
         .create()
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .expect("offset");
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("offset");
+    }
     c.assign(&tpl).expect("assign");
     let (mut n, mut sink) = (0usize, 0u64);
     let mut start: Option<(Instant, f64)> = None;
@@ -206,7 +214,8 @@ async fn run(a: Args) {
     let brokers = std::env::var("REDWATCH_KAFKA_BROKERS")
         .expect("REDWATCH_KAFKA_BROKERS names the broker (tests/run-all.sh starts tansu)");
     let topic = format!("bench_kafka_ingest_{}", now_ns());
-    create_topic_on(&brokers, &topic, 1).await;
+    create_topic_on(&brokers, &topic, a.partitions).await;
+    println!("RESULT kafka_topic partitions={}", a.partitions);
 
     // ---- 1. the messages -------------------------------------------------------------------
     let shape = payload::PayloadShape::default();
@@ -223,7 +232,7 @@ async fn run(a: Args) {
         total_bytes += bytes.len();
         p.send(
             FutureRecord::<(), [u8]>::to(&topic)
-                .partition(0)
+                .partition(i as i32 % a.partitions)
                 .payload(&bytes[..]),
             Duration::from_secs(120),
         )
@@ -240,8 +249,8 @@ async fn run(a: Args) {
     // ---- 2. bare consumer --------------------------------------------------------------------
     let mut bare = Vec::new();
     for rep in 0..a.reps {
-        let (b, tp, m) = (brokers.clone(), topic.clone(), a.messages);
-        let (n, wall, cpu) = tokio::task::spawn_blocking(move || bare_consumer(&b, &tp, m))
+        let (b, tp, m, np) = (brokers.clone(), topic.clone(), a.messages, a.partitions);
+        let (n, wall, cpu) = tokio::task::spawn_blocking(move || bare_consumer(&b, &tp, np, m))
             .await
             .expect("bare consumer");
         assert_eq!(

@@ -1,17 +1,19 @@
-//! Crash test of the Kafka source (issue 4): spans produced across many windows, the `redwatch`
-//! binary SIGKILLed mid-stream and restarted with the same consumer group; every window's final
-//! count must equal the truth — nothing lost, nothing counted twice.
+//! Crash test of the Kafka source (issues 4 and 13), with the default windows (10 s plus the
+//! `1m` rollup): spans produced across many windows, the `redwatch` binary SIGKILLed in the
+//! middle of a rollup window (after it committed offsets) and restarted with the same consumer
+//! group; every window's final count, of both window specs, must equal the truth — nothing lost,
+//! nothing counted twice.
 //!
 //! Prometheus counters die with the process, so the durable result is assembled the way a keyed
-//! Kafka sink would hold it: each window has its own series (span name `w<second>`), and a window
-//! emitted again by the second run replaces what the first run had emitted (DESIGN.md, "Kafka").
-//! The first run is scraped right before the kill: a window emitted after that scrape cannot have
-//! been purged (and its offsets committed) within the same millisecond, so the second run
-//! re-emits it in full.
+//! Kafka sink would hold it: each 10 s window has its own series (span name `w<10 s index>`), and
+//! a window emitted again by the second run replaces what the first run had emitted
+//! (docs/kafka-exactness.md). The first run is scraped right before the kill: a window emitted
+//! after that scrape cannot have been purged (and its offsets committed) within the same
+//! millisecond, so the second run re-emits it in full.
 //!
 //! The same run also writes to the Kafka sink (`exporters.kafka`); after the restart, the latest
-//! record per key on the sink topic, read by an independent consumer, must equal the truth too:
-//! that is the durable result DESIGN.md promises.
+//! record per key on the sink topic, read by an independent consumer, must equal the truth too,
+//! for the 10 s windows and for the `1m` rollup: that is the durable result the design promises.
 
 #![cfg(feature = "kafka")]
 
@@ -31,9 +33,13 @@ use std::time::{Duration, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(180);
 const PARTITIONS: i32 = 2;
-const MESSAGES: usize = 120;
-const KILL_AFTER: usize = 60;
+/// Messages produced after the kill (the first run is killed once it has committed, which takes
+/// a `1m` rollup window plus the allowed lateness).
+const AFTER_KILL: usize = 60;
+/// How long after its first commit the first run is killed: inside the next rollup window.
+const KILL_AFTER_COMMIT: Duration = Duration::from_secs(12);
 const PRODUCE_EVERY: Duration = Duration::from_millis(125);
+const WINDOW: u64 = 10 * SECOND;
 const DOWNTIME: Duration = Duration::from_secs(4);
 const SINK_PARTITIONS: i32 = 2;
 
@@ -77,7 +83,20 @@ async fn wait_assigned(rw: &mut Redwatch, addr: &str, topic: &str) {
 }
 
 fn window_name(end: u64) -> String {
-    format!("w{}", end / SECOND)
+    format!("w{}", end / WINDOW)
+}
+
+/// Calls per (window spec, window name) of the sink topic's latest record per key, shares
+/// added.
+fn sink_per_window(records: &[kafka_support::Record]) -> BTreeMap<(String, String), f64> {
+    let mut m: BTreeMap<(String, String), f64> = BTreeMap::new();
+    for r in kafka_support::latest_per_key(records).values() {
+        let req = kafka_support::decode_metrics(KafkaEncoding::OtlpProto, &r.payload);
+        for ((_, name, _, _), v, ws) in kafka_support::calls_in(&req) {
+            *m.entry((ws, name)).or_default() += v;
+        }
+    }
+    m
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,7 +114,7 @@ async fn sigkill_mid_stream_neither_loses_nor_double_counts_windows() {
             "receivers:\n  otlp:\n    grpc: {{ endpoint: 127.0.0.1:0 }}\n    http: {{ endpoint: 127.0.0.1:0 }}\n  \
              kafka:\n    brokers: ['{}']\n    traces_topic: {topic}\n    metrics_topic: null\n    \
              group_id: {topic}_group\n    \
-             librdkafka: {{ session.timeout.ms: '6000', heartbeat.interval.ms: '1000' }}\nwindows:\n  size: 1s\n  rollups: []\n  max_out_of_orderness: 0s\n  \
+             librdkafka: {{ session.timeout.ms: '6000', heartbeat.interval.ms: '1000' }}\nwindows:\n  max_out_of_orderness: 0s\n  \
              allowed_lateness: 2s\n  idle_timeout: 5s\nexporters:\n  prometheus: {{ endpoint: 127.0.0.1:0 }}\n  \
              kafka:\n    brokers: ['{}']\n    metrics_topic: {sink_topic}\n    spans_topic: null\n\
              sql:\n  http_endpoint: 127.0.0.1:0\n  flight_endpoint: null\n",
@@ -109,24 +128,24 @@ async fn sigkill_mid_stream_neither_loses_nor_double_counts_windows() {
     let addr1 = run1.addr("prometheus").await;
     wait_assigned(&mut run1, &addr1, &topic).await;
 
-    // Every message: three spans ending now and one ending 1.2 s ago (a late update of the
-    // previous window, which makes messages feed two windows).
+    // Every message: three spans ending now and one ending 1.2 s ago (right after a window
+    // boundary, a late update of the previous 10 s window within the allowed lateness, which
+    // makes messages feed two windows). The producer runs until the
+    // first run is killed, then AFTER_KILL messages more.
     let truth: Arc<Mutex<BTreeMap<String, f64>>> = Arc::default();
-    let (killed_tx, mut killed_rx) = tokio::sync::watch::channel(false);
+    let (killed_tx, killed_rx) = tokio::sync::watch::channel(false);
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("message.timeout.ms", "60000")
         .create()
         .expect("producer");
     let (t, tp) = (truth.clone(), topic.clone());
-    let (ready_to_kill_tx, ready_to_kill_rx) = tokio::sync::oneshot::channel();
     let produce = tokio::spawn(async move {
-        let mut ready = Some(ready_to_kill_tx);
-        for i in 0..MESSAGES {
-            if i == KILL_AFTER {
-                if let Some(r) = ready.take() {
-                    let _ = r.send(());
-                }
+        let mut after_kill = 0;
+        let mut i = 0;
+        while after_kill < AFTER_KILL {
+            if *killed_rx.borrow() {
+                after_kill += 1;
             }
             let now = now_ns();
             let mut spans = Vec::new();
@@ -149,14 +168,30 @@ async fn sigkill_mid_stream_neither_loses_nor_double_counts_windows() {
                 )
                 .await
                 .unwrap_or_else(|(e, _)| panic!("producing message {i}: {e}"));
+            i += 1;
             tokio::time::sleep(PRODUCE_EVERY).await;
         }
-        let _ = killed_rx.wait_for(|k| *k).await;
     });
 
-    ready_to_kill_rx
-        .await
-        .expect("producer reached the kill point");
+    // Kill once the first run has committed (a rollup window was purged and delivered), in the
+    // middle of the next rollup window.
+    let until = Instant::now() + DEADLINE;
+    loop {
+        let committed = scrape(&addr1)
+            .await
+            .is_some_and(|s| s.sum("redwatch_kafka_commits_total") > 0.0);
+        if committed {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the first run committed nothing within {DEADLINE:?}:\n{}",
+            run1.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Fault injection point (not synchronisation): some seconds into the next rollup window.
+    tokio::time::sleep(KILL_AFTER_COMMIT).await;
     let before = scrape(&addr1).await.expect("first run answers /metrics");
     let commits = before.sum("redwatch_kafka_commits_total");
     run1.child.kill().expect("SIGKILL");
@@ -182,7 +217,7 @@ async fn sigkill_mid_stream_neither_loses_nor_double_counts_windows() {
         .keys()
         .filter_map(|w| w.trim_start_matches('w').parse::<u64>().ok())
         .max()
-        .map(|s| (s + 1) * SECOND)
+        .map(|w| ((w + 1) * WINDOW).div_ceil(60 * SECOND) * 60 * SECOND)
         .expect("spans were produced");
     let until = Instant::now() + DEADLINE;
     let after = loop {
@@ -232,22 +267,24 @@ async fn sigkill_mid_stream_neither_loses_nor_double_counts_windows() {
         run2.log_text()
     );
 
-    // The sink topic: latest record per key, summed per window name, equals the truth.
-    let per_window = |records: &[kafka_support::Record]| {
-        let mut m: BTreeMap<String, f64> = BTreeMap::new();
-        for ((_, name, _, _), v) in kafka_support::sink_calls(KafkaEncoding::OtlpProto, records) {
-            *m.entry(name).or_default() += v;
-        }
-        m
-    };
-    let (b, t, want) = (brokers(), sink_topic.clone(), truth.clone());
+    // The sink topic: latest record per key, shares added, per window spec and window name,
+    // equals the truth — for the 10 s windows and for the `1m` rollup (each window name lies in
+    // one minute, so its rollup calls are its calls).
+    let mut want: BTreeMap<(String, String), f64> = BTreeMap::new();
+    for (w, v) in &truth {
+        want.insert(("10s".to_string(), w.clone()), *v);
+        want.insert(("1m".to_string(), w.clone()), *v);
+    }
+    let (b, t, w) = (brokers(), sink_topic.clone(), want.clone());
     let records = tokio::task::spawn_blocking(move || {
-        kafka_support::read_topic(&b, &t, SINK_PARTITIONS, DEADLINE, |r| per_window(r) == want)
+        kafka_support::read_topic(&b, &t, SINK_PARTITIONS, DEADLINE, |r| {
+            sink_per_window(r) == w
+        })
     })
     .await
     .expect("sink reader");
-    let sink = per_window(&records);
-    let d = kafka_support::diff(&truth, &sink);
+    let sink = sink_per_window(&records);
+    let d = kafka_support::diff(&want, &sink);
     assert!(
         d.is_empty(),
         "the sink topic's latest record per key differs from the truth after the crash \

@@ -166,8 +166,10 @@ async fn produce_known(
 }
 
 /// A second instance joins mid-stream: the first one's partitions are revoked while their
-/// messages sit in its open windows. It hands them over after what it consumed (commit on
-/// revoke), so the newcomer neither misses nor repeats any message.
+/// messages sit in its windows (emitted, not purged). It commits only what is durable and drops
+/// the revoked partitions' shares — restating its emitted rows without them — and the newcomer
+/// rebuilds them by replay (docs/kafka-exactness.md): the union of their final windows counts
+/// every span once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_joining_mid_stream_takes_over_without_double_counting() {
     let topic = unique("otlp_spans_rebalance");

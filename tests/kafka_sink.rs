@@ -104,14 +104,18 @@ async fn red_windows_reach_the_sink_topic_exactly(encoding: KafkaEncoding) {
         records.len()
     );
 
-    // Keys: <window_size>|<window_start>|<service>|<span name>|<kind>; one series, one partition.
+    // Keys: <window_size>|<window_start>|<share>|<service>|<span name>|<kind>, the share being
+    // the source partition the spans came from; one series (all its shares), one partition.
     let mut partition_of_series: BTreeMap<String, i32> = BTreeMap::new();
     for r in &records {
         let req = decode_metrics(encoding, &r.payload);
         let calls = calls_in(&req);
         let ((start, name, kind, _), _, ws) = calls.first().expect("a record has data points");
         let series = format!("{GOOD_SERVICE}|{name}|{kind}");
-        assert_eq!(r.key, format!("{ws}|{start}|{series}"), "key of {req:?}");
+        let shares: Vec<String> = (0..2)
+            .map(|p| format!("{ws}|{start}|{source}:{p}|{series}"))
+            .collect();
+        assert!(shares.contains(&r.key), "key {} of {req:?}", r.key);
         assert_eq!(ws, "1s");
         assert_eq!(
             r.partition,

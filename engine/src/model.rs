@@ -159,6 +159,9 @@ pub struct ResourceRecord {
 #[derive(Debug, Clone)]
 pub struct SpanBatch {
     pub source: SourceId,
+    /// The share the spans belong to: the source Kafka partition, whose results are kept and
+    /// written apart (docs/kafka-exactness.md); `None` for spans received over OTLP.
+    pub share: Option<u32>,
     buf: Bytes,
     arena: Vec<u8>,
     pub resources: Vec<ResourceRecord>,
@@ -173,6 +176,7 @@ impl SpanBatch {
     pub fn new(source: SourceId, buf: Bytes, dims_per_span: u16) -> Self {
         SpanBatch {
             source,
+            share: None,
             buf,
             arena: Vec::new(),
             resources: Vec::new(),

@@ -69,6 +69,9 @@ pub trait Operator: Send {
     fn on_watermark(&mut self, _ctx: &mut OpContext<'_>) {}
     /// Called periodically (provisional results, expiry).
     fn on_tick(&mut self, _ctx: &mut OpContext<'_>) {}
+    /// A Kafka partition was revoked from this instance: forget the state of its share without
+    /// emitting it (its new owner rebuilds it by replay; docs/kafka-exactness.md).
+    fn on_share_dropped(&mut self, _share: u32, _ctx: &mut OpContext<'_>) {}
     /// State size (and, later, a checkpoint).
     fn snapshot(&self) -> StateStats {
         StateStats::default()
@@ -85,6 +88,8 @@ enum Message {
         holds_before_data: bool,
     },
     SourceDown(SourceId),
+    /// Forget a share's state (see [`Operator::on_share_dropped`]).
+    DropShare(u32),
     /// Answered once everything queued before it has been processed and the watermark has been
     /// re-evaluated; carries the watermark.
     Barrier(oneshot::Sender<UnixNanos>),
@@ -149,6 +154,12 @@ impl IngestHandle {
     pub async fn remove_source(&self, id: SourceId) {
         self.set_pending(id, false);
         let _ = self.tx.send(Message::SourceDown(id)).await;
+    }
+
+    /// Makes the operators forget the state of `share` (a revoked Kafka partition), after every
+    /// batch queued before.
+    pub async fn drop_share(&self, share: u32) {
+        let _ = self.tx.send(Message::DropShare(share)).await;
     }
 
     /// Queues a batch, waiting up to `enqueue_timeout` for room.
@@ -358,6 +369,17 @@ impl Pipeline {
                 self.tracker.add_source(id, &name, holds_before_data, now);
             }
             Message::SourceDown(id) => self.tracker.remove_source(id),
+            Message::DropShare(share) => {
+                let (now, watermark) = self.ctx_parts();
+                let mut ctx = OpContext {
+                    now,
+                    watermark,
+                    metrics: &self.registry,
+                };
+                for op in self.operators.iter_mut() {
+                    op.on_share_dropped(share, &mut ctx);
+                }
+            }
             Message::Barrier(reply) => {
                 self.on_tick();
                 let _ = reply.send(self.watermark);

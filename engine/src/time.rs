@@ -28,6 +28,9 @@ pub struct TimePolicy {
     pub max_out_of_orderness_ns: u64,
     pub idle_timeout_ns: u64,
     pub max_future_skew_ns: u64,
+    /// `(size, slide)` of every window spec besides the primary (rollups: slide = size;
+    /// hopping specs), for [`last_window_end`](Self::last_window_end).
+    coarser: Vec<(u64, u64)>,
     /// The watermark last published by the pipeline; receivers read it to reject late data early.
     watermark: AtomicU64,
 }
@@ -52,8 +55,36 @@ impl TimePolicy {
             max_out_of_orderness_ns: ns(cfg.max_out_of_orderness),
             idle_timeout_ns: ns(cfg.idle_timeout),
             max_future_skew_ns: ns(cfg.max_future_skew),
+            coarser: cfg
+                .rollups
+                .iter()
+                .map(|d| (ns(*d).max(1), ns(*d).max(1)))
+                .chain(
+                    cfg.extra
+                        .iter()
+                        .filter_map(|x| x.hopping())
+                        .map(|(size, slide)| (ns(size).max(1), ns(slide).max(1))),
+                )
+                .collect(),
             watermark: AtomicU64::new(0),
         }
+    }
+
+    /// The latest end among the windows of every window spec (primary, rollups, hopping) that
+    /// hold event time `ts`: once a watermark purges a window with this end, everything `ts`
+    /// fed is purged (docs/kafka-exactness.md, "Commits and purged-through times"). Monotonic
+    /// in `ts`.
+    pub fn last_window_end(&self, ts: UnixNanos) -> UnixNanos {
+        let primary = self.window_start(ts).saturating_add(self.window_ns);
+        self.coarser
+            .iter()
+            .map(|&(size, slide)| (ts - ts % slide).saturating_add(size))
+            .fold(primary, UnixNanos::max)
+    }
+
+    /// Whether every window of every spec that event time `ts` fed is purged at `wm`.
+    pub fn all_purged(&self, ts: UnixNanos, wm: UnixNanos) -> bool {
+        self.is_purged(self.last_window_end(ts), wm)
     }
 
     /// Start of the primary window holding `ts`.
@@ -283,6 +314,30 @@ mod tests {
         // Drained: idle again after idle_timeout, then the wall clock moves time on.
         t.set_pending(&[]);
         assert_eq!(t.watermark(now + 600 * S), 1600 * S);
+    }
+
+    #[test]
+    fn the_last_window_end_covers_rollups_and_hopping_specs() {
+        let cfg = crate::config::WindowsConfig::default();
+        let p = TimePolicy::new(&cfg);
+        // Default: 10 s primary and the 1m rollup.
+        assert_eq!(p.last_window_end(61 * S), 120 * S);
+        assert_eq!(p.last_window_end(119 * S), 120 * S);
+        assert!(!p.all_purged(61 * S, 71 * S + 30 * S));
+        assert!(p.all_purged(61 * S, 150 * S));
+        let hopping: crate::config::WindowsConfig = serde_yaml_ng::from_str(
+            "size: 10s\nrollups: []\nextra:\n  - { size: 1m, slide: 20s }\n",
+        )
+        .unwrap();
+        let p = TimePolicy::new(&hopping);
+        // 61 s lies in the hopping windows starting at 20, 40 and 60 s: the last ends at 120 s.
+        assert_eq!(p.last_window_end(61 * S), 120 * S);
+        let primary_only: crate::config::WindowsConfig =
+            serde_yaml_ng::from_str("size: 10s\nrollups: []\n").unwrap();
+        assert_eq!(
+            TimePolicy::new(&primary_only).last_window_end(61 * S),
+            70 * S
+        );
     }
 
     #[test]

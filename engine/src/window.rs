@@ -628,6 +628,60 @@ impl<K: WindowKey, A: WindowAggregate> WindowStore<K, A> {
         }
     }
 
+    /// Calls `f` with `key`'s complete state in the window starting at `start` (open or
+    /// emitted, not purged); false when that window does not hold the key.
+    pub fn with_total(&self, start: UnixNanos, key: &K, f: impl FnOnce(&A)) -> bool {
+        match self.slots.get(start) {
+            Some(Slot::Open(open)) => match open.position(key) {
+                Some(i) => {
+                    f(&open.aggs[i]);
+                    true
+                }
+                None => false,
+            },
+            Some(Slot::Settled { entries, .. }) => entries.with_total(key, f),
+            None => false,
+        }
+    }
+
+    /// Calls `f` with `(start, end, key)` of every key of the windows already emitted (and not
+    /// purged yet).
+    pub fn for_each_emitted_key(&self, mut f: impl FnMut(UnixNanos, UnixNanos, &K)) {
+        for (start, slot) in self.slots.iter() {
+            if let Slot::Settled {
+                entries,
+                emitted: true,
+                ..
+            } = slot
+            {
+                entries.for_each_key(|k| f(start, start + self.size, k));
+            }
+        }
+    }
+
+    /// Forgets every key `keep` refuses, in every window, without emitting it (the state of a
+    /// Kafka partition revoked from this instance: its new owner rebuilds it by replay).
+    pub fn retain_keys(&mut self, keep: impl Fn(&K) -> bool) {
+        for (_, slot) in self.slots.iter_mut() {
+            match slot {
+                Slot::Open(open) => {
+                    if open.keys.iter().all(&keep) {
+                        continue;
+                    }
+                    let old = std::mem::take(open);
+                    let touched = old.touched;
+                    let mut fresh = OpenWindow::with_capacity(old.len());
+                    for (key, agg) in old.into_entries().filter(|(k, _)| keep(k)) {
+                        *fresh.get_or_insert(&key) = agg;
+                    }
+                    fresh.touched = touched;
+                    *open = fresh;
+                }
+                Slot::Settled { entries, .. } => entries.retain_keys(&keep),
+            }
+        }
+    }
+
     /// Number of windows held (open or waiting for late data).
     pub fn window_count(&self) -> usize {
         self.slots.len()
@@ -694,6 +748,32 @@ mod tests {
         });
         out.sort();
         out
+    }
+
+    #[test]
+    fn retained_keys_stay_and_dropped_keys_vanish_from_open_and_emitted_windows() {
+        let mut s: WindowStore<&'static str, Count> = WindowStore::new(10, 30);
+        for (ts, k) in [(1, "a"), (2, "b"), (15, "a"), (16, "b")] {
+            s.update(ts, &k, |c| c.0 += 1).unwrap();
+        }
+        // [0,10) emitted, [10,20) open.
+        assert_eq!(
+            drain(&mut s, 10),
+            vec![(0, "a", true, 1, 1), (0, "b", true, 1, 1)]
+        );
+        s.update(3, &"b", |c| c.0 += 1).unwrap();
+        s.retain_keys(|k| *k != "b");
+        let mut seen = 0;
+        assert!(s.with_total(0, &"a", |c| seen = c.0));
+        assert_eq!(seen, 1);
+        assert!(!s.with_total(0, &"b", |_| {}));
+        assert!(s.with_total(10, &"a", |c| seen = c.0));
+        assert!(!s.with_total(10, &"b", |_| {}));
+        let mut emitted = Vec::new();
+        s.for_each_emitted_key(|start, end, k| emitted.push((start, end, *k)));
+        assert_eq!(emitted, vec![(0, 10, "a")]);
+        // The dropped key's late update is not re-emitted, and its open window is gone.
+        assert_eq!(drain(&mut s, 20), vec![(10, "a", true, 1, 1)]);
     }
 
     #[test]

@@ -130,6 +130,7 @@ fn rows(
                 start,
                 end: start + size_ns,
                 series: k.clone(),
+                share: None,
                 is_final,
                 first: is_final,
                 total: agg.clone(),

@@ -71,6 +71,7 @@ fn window(keys: &[Arc<SeriesKey>], label: &str, size_ns: u64, w: u64) -> Vec<Red
                 start,
                 end: start + size_ns,
                 series: k.clone(),
+                share: None,
                 is_final: true,
                 first: true,
                 total: a.clone(),

@@ -1,11 +1,21 @@
-//! The Kafka source (DESIGN.md, "Kafka"): OTLP export requests consumed from Kafka topics.
+//! The Kafka source (docs/kafka-exactness.md): OTLP export requests consumed from Kafka topics.
 //!
 //! Owns the consumer, the per-partition event-time sources, backpressure (pausing partitions),
-//! offset commits that wait for purged windows, bad-message accounting and the dead-letter copy.
-//! It decodes with the OTLP decoders and never aggregates. The Kafka sink (`sink.rs`,
-//! `records.rs`) writes final RED windows and anomaly / prediction spans back to Kafka.
+//! offset commits that wait for purged and delivered windows, bad-message accounting and the
+//! dead-letter copy. It decodes with the OTLP decoders and never aggregates. The Kafka sink
+//! (`sink.rs`, `records.rs`) writes final RED windows (one record per source partition's
+//! share) and anomaly / prediction spans back to Kafka.
+//!
+//! Files: `source` (start and the poll loop), `partitions` (join, assignment, revoke, reading
+//! where a partition starts), `ingest` (decode, replay skipping, backpressure, dead letters),
+//! `commit` (commits and broker health), `rebalance` (librdkafka callbacks), `offsets` (what is
+//! committable), `counters`.
 
+mod commit;
+mod counters;
+mod ingest;
 mod offsets;
+mod partitions;
 mod rebalance;
 pub mod records;
 mod sink;
@@ -51,8 +61,8 @@ pub fn consumer_config(cfg: &KafkaReceiverConfig) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
-        // The lag gauges come from these statistics (see `source`).
-        .set("statistics.interval.ms", "1000");
+        // Consumer lag comes from the statistics (no watermark round trip per partition).
+        .set("statistics.interval.ms", "5000");
     for (k, v) in &cfg.librdkafka {
         c.set(k, v);
     }

@@ -1,9 +1,10 @@
-//! Which offsets of one partition may be committed (DESIGN.md, "Kafka").
+//! Which offsets of one partition may be committed (docs/kafka-exactness.md).
 //!
-//! A consumed message may be committed only once every window it fed has been purged: after a
-//! crash, replay starts at the committed offset and must rebuild every window that was still open.
-//! The tracker keeps, in offset order, the largest event time of each consumed offset range and
-//! releases ranges whose primary window is purged at the published watermark. It does no I/O.
+//! A consumed message may be committed only once every window it fed, of every window spec
+//! (primary, rollups, hopping), has been purged: after a crash, replay starts at the committed
+//! offset and must rebuild every window that was still open. The tracker keeps, in offset order,
+//! the largest event time of each consumed offset range and releases ranges whose windows are all
+//! purged at the watermark ([`TimePolicy::all_purged`]). It does no I/O.
 
 use redwatch_engine::model::UnixNanos;
 use redwatch_engine::time::TimePolicy;
@@ -46,10 +47,10 @@ impl CommitTracker {
             return;
         }
         if let Some(back) = self.ranges.back_mut() {
-            // A range's event time only matters through its window: merge while the new
-            // message's window is not later than the range's.
+            // A range's event time only matters through the last window it fed: merge while the
+            // new message's last window does not end later than the range's.
             if max_event_time == 0
-                || policy.window_start(max_event_time) <= policy.window_start(back.1)
+                || policy.last_window_end(max_event_time) <= policy.last_window_end(back.1)
             {
                 back.0 = offset;
                 return;
@@ -62,8 +63,7 @@ impl CommitTracker {
     /// be committed (the next offset after them), if any message is committable.
     pub fn advance(&mut self, wm: UnixNanos, policy: &TimePolicy) -> Option<i64> {
         while let Some(&(last, ts)) = self.ranges.front() {
-            let end = policy.window_start(ts).saturating_add(policy.window_ns);
-            if !policy.is_purged(end, wm) {
+            if !policy.all_purged(ts, wm) {
                 break;
             }
             self.ranges.pop_front();
@@ -89,13 +89,53 @@ mod tests {
 
     const S: u64 = 1_000_000_000;
 
+    /// 10 s windows, 30 s lateness, no rollup.
     fn policy() -> TimePolicy {
         let cfg = redwatch_engine::config::WindowsConfig {
             size: std::time::Duration::from_secs(10),
             allowed_lateness: std::time::Duration::from_secs(30),
+            rollups: vec![],
             ..Default::default()
         };
         TimePolicy::new(&cfg)
+    }
+
+    /// The default windows: 10 s plus the 1m rollup, 30 s lateness.
+    fn default_policy() -> TimePolicy {
+        TimePolicy::new(&redwatch_engine::config::WindowsConfig::default())
+    }
+
+    #[test]
+    fn a_message_is_held_until_its_rollup_window_is_purged_too() {
+        let p = default_policy();
+        let mut t = CommitTracker::default();
+        t.record(0, 1001 * S, &p); // 10 s window [1000,1010); 1m window [960,1020)
+        t.record(1, 1012 * S, &p); // [1010,1020), same 1m window: merged
+        t.record(2, 1021 * S, &p); // 1m window [1020,1080)
+        assert_eq!(t.pending_ranges(), 2);
+        // The 10 s windows of offsets 0 and 1 are purged at 1050, their 1m window only at 1050
+        // too ([960,1020) + 30 s): both go together.
+        assert_eq!(t.advance(1040 * S, &p), None);
+        assert_eq!(t.advance(1049 * S, &p), None);
+        assert_eq!(t.advance(1050 * S, &p), Some(2));
+        // Offset 2's 10 s window [1020,1030) is purged at 1060, its 1m window at 1110.
+        assert_eq!(t.advance(1060 * S, &p), Some(2));
+        assert_eq!(t.advance(1109 * S, &p), Some(2));
+        assert_eq!(t.advance(1110 * S, &p), Some(3));
+    }
+
+    #[test]
+    fn hopping_windows_hold_a_message_until_the_last_window_holding_it_is_purged() {
+        let cfg = redwatch_engine::config::parse_yaml_with_overrides(
+            "windows:\n  size: 10s\n  rollups: []\n  extra:\n    - { size: 1m, slide: 20s }\n",
+            &[],
+        )
+        .unwrap();
+        let p = TimePolicy::new(&cfg.windows);
+        let mut t = CommitTracker::default();
+        t.record(0, 1001 * S, &p); // last hopping window holding it: [1000,1060)
+        assert_eq!(t.advance(1089 * S, &p), None);
+        assert_eq!(t.advance(1090 * S, &p), Some(1));
     }
 
     #[test]

@@ -1,55 +1,52 @@
-//! The consumer's context: librdkafka callbacks (errors, rebalances) and commit-on-revoke.
+//! The consumer's context: librdkafka callbacks (errors, statistics, rebalances) and
+//! commit-on-revoke.
 //!
 //! librdkafka calls the rebalance callback from inside `poll`, and takes the partitions away
 //! right after it returns; a commit issued later by the loop would race the next owner. So the
 //! loop keeps fresh offsets here (every ~100 ms), and the revoke callback commits them while the
 //! partitions are still this member's. It owns no partition state.
 //!
-//! Which offset a revoke commits:
-//! - on shutdown, only what fed purged windows (the restart replays the rest and rebuilds the
-//!   open windows);
-//! - on a rebalance while this instance keeps running, everything it has consumed and queued:
-//!   those messages sit in this instance's open windows, which it still emits, so the next owner
-//!   must start after them or the union of the instances would count them twice. The price: if
-//!   this instance dies before those windows close, their share of the revoked partition is
-//!   lost (the at-least-once guarantee holds for crashes without a rebalance in between).
+//! A revoke commits only what is durable (docs/kafka-exactness.md): offsets after messages whose
+//! windows, of every window spec, were purged and delivered, with the purged-through time. The
+//! loop then drops the partition's share of the window state; the next owner replays from that
+//! offset and rebuilds the open windows exactly as this instance would have.
 
 use super::offsets::commit_metadata;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use redwatch_engine::model::UnixNanos;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+
+/// A topic-partition, by topic name.
+pub(super) type TopicPartition = (String, i32);
 
 /// Rebalance events, handed from librdkafka's callback to the loop.
 #[derive(Debug)]
 pub(super) enum Assignment {
-    Assigned(Vec<(String, i32)>),
-    Revoked(Vec<(String, i32)>),
+    Assigned(Vec<TopicPartition>),
+    Revoked(Vec<TopicPartition>),
 }
 
-/// Offsets of the traces topic that may be committed, with the watermark they belong to.
+/// Offsets that may be committed, with their purged-through times.
 #[derive(Debug, Default)]
 pub(super) struct RevokeCommits {
-    /// The watermark whose purged windows the offsets cover (the commit metadata).
-    pub wm: UnixNanos,
-    /// Per partition: the next offset after messages that fed only purged windows, when it is
-    /// beyond what was committed.
-    pub offsets: HashMap<i32, i64>,
-    /// Per partition: the next offset after everything consumed and queued (what a live
-    /// rebalance commits).
-    pub consumed: HashMap<i32, i64>,
-    /// What the revoke callback committed, per partition (the loop takes it over).
-    pub committed: HashMap<i32, i64>,
-    /// The source is stopping: a revoke commits only `offsets`.
-    pub shutting_down: bool,
+    /// Per partition: the next offset after messages that fed only purged (and delivered)
+    /// windows, and the purged-through time that goes with it.
+    pub offsets: HashMap<TopicPartition, (i64, UnixNanos)>,
+    /// What the revoke callback committed, per partition.
+    pub committed: HashMap<TopicPartition, i64>,
 }
 
 /// Why the source is not ready, shared with readiness checks.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(super) struct Health {
-    /// `None` = connected; otherwise why not.
+    /// `None` = the brokers answer; otherwise why not.
     pub problem: Mutex<Option<String>>,
+    /// Partitions held paused because their committed offset or purged-through time could not
+    /// be read yet, with the reason.
+    pub unresolved: Mutex<BTreeMap<TopicPartition, String>>,
 }
 
 impl Health {
@@ -64,35 +61,53 @@ impl Health {
             }
         }
     }
-}
 
-pub(super) struct SourceContext {
-    pub events: Mutex<Vec<Assignment>>,
-    pub health: Arc<Health>,
-    pub traces_topic: String,
-    pub revoke: Mutex<RevokeCommits>,
-    /// The member-less group holding each partition's purged-through time as its offset.
-    pub shadow: BaseConsumer,
-    /// High watermark per traces partition, from librdkafka's statistics (its fetch responses):
-    /// the lag gauges read it here instead of asking the broker from the poll loop.
-    pub high_watermarks: Mutex<HashMap<i32, i64>>,
-}
-
-impl ClientContext for SourceContext {
-    fn stats(&self, stats: rdkafka::Statistics) {
-        let Some(topic) = stats.topics.get(&self.traces_topic) else {
-            return;
-        };
-        if let Ok(mut hw) = self.high_watermarks.lock() {
-            for p in topic.partitions.values() {
-                // -1 is librdkafka's internal "unassigned" partition; negative offsets are unknown.
-                if p.partition >= 0 && p.hi_offset >= 0 {
-                    hw.insert(p.partition, p.hi_offset);
+    /// Records (or, with `None`, clears) why a partition is held paused.
+    pub fn set_unresolved(&self, tp: &TopicPartition, why: Option<String>) {
+        if let Ok(mut g) = self.unresolved.lock() {
+            match why {
+                Some(w) => {
+                    g.insert(tp.clone(), w);
+                }
+                None => {
+                    g.remove(tp);
                 }
             }
         }
     }
 
+    /// `Ok` when the brokers answer and every partition's offsets are known.
+    pub fn ready(&self) -> Result<(), String> {
+        if let Some(p) = self
+            .problem
+            .lock()
+            .map_err(|_| "poisoned".to_string())?
+            .clone()
+        {
+            return Err(p);
+        }
+        let u = self.unresolved.lock().map_err(|_| "poisoned".to_string())?;
+        match u.iter().next() {
+            None => Ok(()),
+            Some(((t, p), why)) => Err(format!(
+                "{} partition(s) held paused until their committed offset is known, e.g. {t}:{p}: {why}",
+                u.len()
+            )),
+        }
+    }
+}
+
+pub(super) struct SourceContext {
+    pub events: Mutex<Vec<Assignment>>,
+    pub health: Arc<Health>,
+    pub revoke: Mutex<RevokeCommits>,
+    /// The member-less group holding each partition's purged-through time as its offset.
+    pub shadow: BaseConsumer,
+    /// Consumer lag per partition, from librdkafka's statistics (no extra round trips).
+    pub lag: Mutex<HashMap<TopicPartition, i64>>,
+}
+
+impl ClientContext for SourceContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         use rdkafka::types::RDKafkaErrorCode;
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
@@ -102,18 +117,34 @@ impl ClientContext for SourceContext {
             tracing::warn!("kafka: {error}: {reason}");
         }
     }
+
+    fn stats(&self, stats: Statistics) {
+        let Ok(mut lag) = self.lag.lock() else { return };
+        for (topic, t) in &stats.topics {
+            for (p, s) in &t.partitions {
+                if *p >= 0 && s.consumer_lag >= 0 {
+                    lag.insert((topic.clone(), *p), s.consumer_lag);
+                }
+            }
+        }
+    }
 }
 
-fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+fn partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
     tpl.elements()
         .iter()
         .map(|e| (e.topic().to_string(), e.partition()))
         .collect()
 }
 
+/// The shadow group's offset for purged-through time `wm`.
+pub(super) fn shadow_offset(wm: UnixNanos) -> Offset {
+    Offset::Offset(wm.min(i64::MAX as u64) as i64)
+}
+
 impl SourceContext {
-    /// Commits the committable offsets of the revoked traces partitions (shadow group first, as
-    /// in the loop's commits), while they are still ours.
+    /// Commits the durable offsets of the revoked partitions (shadow group first, as in the
+    /// loop's commits), while they are still ours.
     fn commit_on_revoke(&self, c: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
         let Ok(mut r) = self.revoke.lock() else {
             return;
@@ -122,29 +153,17 @@ impl SourceContext {
         let mut shadow = TopicPartitionList::new();
         let mut done = Vec::new();
         for e in tpl.elements() {
-            if e.topic() != self.traces_topic {
-                continue;
-            }
-            let purged = r.offsets.get(&e.partition()).copied();
-            let consumed = if r.shutting_down {
-                None
-            } else {
-                r.consumed.get(&e.partition()).copied()
-            };
-            let Some(off) = purged.max(consumed) else {
+            let tp = (e.topic().to_string(), e.partition());
+            let Some(&(off, pt)) = r.offsets.get(&tp) else {
                 continue;
             };
-            let mut x = offsets.add_partition(&self.traces_topic, e.partition());
+            let mut x = offsets.add_partition(e.topic(), e.partition());
             if x.set_offset(Offset::Offset(off)).is_err() {
                 continue;
             }
-            x.set_metadata(commit_metadata(r.wm));
-            let _ = shadow.add_partition_offset(
-                &self.traces_topic,
-                e.partition(),
-                Offset::Offset(r.wm.min(i64::MAX as u64) as i64),
-            );
-            done.push((e.partition(), off));
+            x.set_metadata(commit_metadata(pt));
+            let _ = shadow.add_partition_offset(e.topic(), e.partition(), shadow_offset(pt));
+            done.push((tp, off));
         }
         if done.is_empty() {
             return;
@@ -155,11 +174,10 @@ impl SourceContext {
         }
         match c.commit(&offsets, CommitMode::Sync) {
             Ok(()) => {
-                tracing::info!("kafka: committed {done:?} (partition, offset) on revoke");
-                for (p, off) in done {
-                    r.offsets.remove(&p);
-                    r.consumed.remove(&p);
-                    r.committed.insert(p, off);
+                tracing::info!("kafka: committed {done:?} ((topic, partition), offset) on revoke");
+                for (tp, off) in done {
+                    r.offsets.remove(&tp);
+                    r.committed.insert(tp, off);
                 }
             }
             Err(e) => tracing::warn!("kafka: commit on revoke failed: {e}"),

@@ -1,13 +1,15 @@
-//! What the Kafka sink writes (DESIGN.md, "Kafka" and "RED metrics"): a final RED window of one
-//! series as an OTLP `ExportMetricsServiceRequest` with the spanmetrics names, its message key,
+//! What the Kafka sink writes (docs/kafka-exactness.md): a final RED window of one series in one
+//! share as an OTLP `ExportMetricsServiceRequest` with the spanmetrics names, its message key,
 //! and the partition a key belongs to. Pure: no I/O, no rdkafka.
 //!
-//! Key of a RED record: `<window_size>|<window_start_ns>|<series>`, where `<series>` is
-//! `service|span name|SPAN_KIND_…|dim values…` with `|` and `\` escaped by `\`. A re-emission
-//! of the window (late data, a replay after a crash) has the same key, so it replaces the
-//! earlier record in a compacted topic or for any reader keeping the latest record per key.
-//! The partition depends on `<series>` only (murmur2, as Kafka's Java clients hash keys), so one
-//! series stays in one partition and its windows stay in order.
+//! Key of a RED record: `<window_size>|<window_start_ns>|<share>|<series>`, where `<share>` is
+//! the source partition (`<traces_topic>:<partition>`) or `otlp:<client_id>` for spans received
+//! over OTLP, and `<series>` is `service|span name|SPAN_KIND_…|dim values…` with `|` and `\`
+//! escaped by `\`. A re-emission of the window (late data, a replay after a crash, a new owner
+//! of the partition) has the same key, so it replaces the earlier record in a compacted topic or
+//! for any reader keeping the latest record per key; shares of one series add. The partition
+//! depends on `<series>` only (murmur2, as Kafka's Java clients hash keys), so every share and
+//! window of a series stays in one partition, in order.
 
 use crate::spanmetrics::{self, kv, RedPoint};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -20,6 +22,17 @@ use redwatch_operators::red::RedRow;
 pub use crate::spanmetrics::{CALLS as CALLS_METRIC, DURATION as DURATION_METRIC};
 /// Data point attribute naming the window spec (`10s`, `1m`), so rollups stay apart.
 pub const WINDOW_SIZE_ATTR: &str = "redwatch.window_size";
+/// Data point attribute naming the share (`otlp_spans:3`, `otlp:redwatch`).
+pub const SHARE_ATTR: &str = "redwatch.share";
+
+/// The share label of a row: `<traces_topic>:<partition>` for a Kafka partition's share,
+/// `otlp:<client_id>` for spans received over OTLP.
+pub fn share_label(share: Option<u32>, traces_topic: &str, client_id: &str) -> String {
+    match share {
+        Some(p) => format!("{traces_topic}:{p}"),
+        None => format!("otlp:{client_id}"),
+    }
+}
 
 fn push_escaped(out: &mut String, s: &str) {
     for c in s.chars() {
@@ -30,13 +43,16 @@ fn push_escaped(out: &mut String, s: &str) {
     }
 }
 
-/// The message key of a RED row: `<window_size>|<window_start_ns>|<series>`.
-pub fn red_key(row: &RedRow) -> String {
+/// The message key of a RED row of share `share` (see [`share_label`]):
+/// `<window_size>|<window_start_ns>|<share>|<series>`.
+pub fn red_key(row: &RedRow, share: &str) -> String {
     let s = &row.series;
     let mut k = String::with_capacity(64);
     k.push_str(&row.window_size);
     k.push('|');
     k.push_str(&row.start.to_string());
+    k.push('|');
+    push_escaped(&mut k, share);
     k.push('|');
     push_escaped(&mut k, &s.service_name);
     k.push('|');
@@ -53,12 +69,12 @@ pub fn red_key(row: &RedRow) -> String {
     k
 }
 
-/// The part of a key that picks the partition: the series of a RED key (after the second
-/// `|`; window size and start never contain one), the whole key otherwise.
+/// The part of a key that picks the partition: the series of a RED key (after the third `|`;
+/// window size, start and share never contain one), the whole key otherwise.
 pub fn partition_part(key: &[u8]) -> &[u8] {
     let mut bars = key.iter().enumerate().filter(|(_, b)| **b == b'|');
-    match (bars.next(), bars.next()) {
-        (Some(_), Some((i, _))) => &key[i + 1..],
+    match (bars.next(), bars.next(), bars.next()) {
+        (Some(_), Some(_), Some((i, _))) => &key[i + 1..],
         _ => key,
     }
 }
@@ -121,14 +137,17 @@ pub struct RedRecordBuilder {
 }
 
 impl RedRecordBuilder {
-    /// One final window of one series: `traces.span.metrics.calls` (a delta sum) and
-    /// `traces.span.metrics.duration` (a delta histogram, ms), one data point per status code,
-    /// start/end = the window. Weighted counts that are not whole numbers are written as
-    /// doubles; histogram counts are rounded.
-    pub fn request(&self, row: &RedRow) -> ExportMetricsServiceRequest {
+    /// One final window of one series in share `share`: `traces.span.metrics.calls` (a sum)
+    /// and `traces.span.metrics.duration` (a histogram, ms), one data point per status code,
+    /// start/end = the window. The value is the share's whole window, restated by a later record
+    /// of the same key, so the temporality is cumulative (since the window start), never delta.
+    /// Weighted counts that are not whole numbers are written as doubles; histogram counts are
+    /// rounded.
+    pub fn request(&self, row: &RedRow, share: &str) -> ExportMetricsServiceRequest {
         let s = &row.series;
         let mut base = spanmetrics::series_attributes(s, &self.dims);
         base.push(kv(WINDOW_SIZE_ATTR, &row.window_size));
+        base.push(kv(SHARE_ATTR, share));
         let agg = &row.total;
         // The window's min/max are over all statuses: exact for a point only when it is the
         // window's only status.
@@ -156,7 +175,7 @@ impl RedRecordBuilder {
                     metrics: spanmetrics::metrics(
                         &points,
                         &self.bounds,
-                        AggregationTemporality::Delta,
+                        AggregationTemporality::Cumulative,
                     )
                     .into(),
                     ..Default::default()
@@ -196,6 +215,7 @@ mod tests {
                 dims: vec![Arc::<str>::from("eu")].into_boxed_slice(),
                 overflow: false,
             }),
+            share: None,
             is_final: true,
             first: true,
             total,
@@ -218,19 +238,32 @@ mod tests {
     }
 
     #[test]
-    fn keys_name_the_window_and_series_and_one_series_keeps_its_partition() {
+    fn keys_name_the_window_share_and_series_and_one_series_keeps_its_partition() {
         let a = row("cart|x", "GET \\cart", 1_000);
-        let k = red_key(&a);
-        assert_eq!(k, "10s|1000|cart\\|x|GET \\\\cart|SPAN_KIND_SERVER|eu");
+        let share = share_label(Some(3), "otlp_spans", "redwatch");
+        assert_eq!(share, "otlp_spans:3");
+        assert_eq!(share_label(None, "otlp_spans", "rw-1"), "otlp:rw-1");
+        let k = red_key(&a, &share);
+        assert_eq!(
+            k,
+            "10s|1000|otlp_spans:3|cart\\|x|GET \\\\cart|SPAN_KIND_SERVER|eu"
+        );
+        // Another share of the same window and series: another key, the same partition.
+        let other = red_key(&a, "otlp_spans:0");
+        assert_ne!(other, k);
+        assert_eq!(
+            partition_part(other.as_bytes()),
+            partition_part(k.as_bytes())
+        );
         assert_eq!(
             partition_part(k.as_bytes()),
             b"cart\\|x|GET \\\\cart|SPAN_KIND_SERVER|eu"
         );
         let b = row("cart|x", "GET \\cart", 2_000_000_000_000);
-        assert_ne!(red_key(&b), k);
+        assert_ne!(red_key(&b, &share), k);
         for n in 1..16 {
             assert_eq!(
-                partition_for(red_key(&b).as_bytes(), n),
+                partition_for(red_key(&b, "otlp:x").as_bytes(), n),
                 partition_for(k.as_bytes(), n)
             );
         }
@@ -244,7 +277,7 @@ mod tests {
             dims: vec!["region".into()],
             bounds: vec![10.0, 100.0],
         };
-        let req = b.request(&row("cart", "GET /cart", 1_000));
+        let req = b.request(&row("cart", "GET /cart", 1_000), "otlp_spans:1");
         let m = &req.resource_metrics[0].scope_metrics[0].metrics;
         assert_eq!(m[0].name, CALLS_METRIC);
         assert_eq!(m[1].name, DURATION_METRIC);
@@ -254,7 +287,7 @@ mod tests {
         };
         assert_eq!(
             sum.aggregation_temporality,
-            AggregationTemporality::Delta as i32
+            AggregationTemporality::Cumulative as i32
         );
         assert_eq!(sum.data_points.len(), 2);
         assert_eq!(
@@ -276,6 +309,7 @@ mod tests {
             .collect();
         assert!(attrs.contains(&("status.code", "STATUS_CODE_ERROR".into())));
         assert!(attrs.contains(&("region", "eu".into())));
+        assert!(attrs.contains(&(SHARE_ATTR, "otlp_spans:1".into())));
         assert!(attrs.contains(&("span.kind", "SPAN_KIND_SERVER".into())));
         let Some(metric::Data::Histogram(h)) = &m[1].data else {
             panic!("duration is a histogram")

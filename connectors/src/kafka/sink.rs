@@ -1,13 +1,15 @@
 //! The Kafka sink (`exporters.kafka`, DESIGN.md "Kafka"): final RED windows as OTLP metrics and
 //! anomaly / prediction spans as OTLP traces, one export request per message.
 //!
-//! It runs on the operator task as a [`RedSink`], so it only encodes and hands the message to
-//! librdkafka's bounded queue; it never waits. A full queue drops the record and counts it.
-//! Every record gets a sequence number that stays outstanding until the broker acknowledged
-//! it (or it failed); the Kafka source asks [`SinkProgress`] before committing offsets, so an
-//! offset is committed only after the windows it fed reached the sink topic.
+//! It runs on the operator task as a [`RedSink`]: it encodes and hands the message to
+//! librdkafka's bounded queue. A full queue is backpressure, not a drop: the operator task waits
+//! for room (so the pipeline queue fills and the Kafka source pauses its partitions). Every
+//! record gets a sequence number that stays outstanding until the broker acknowledged it; a
+//! record the broker did not take (`message.timeout.ms`) is sent again, and stays outstanding
+//! meanwhile. The Kafka source asks [`SinkProgress`] before committing offsets, so an offset is
+//! committed only after the windows it fed reached the sink topic (docs/kafka-exactness.md).
 
-use super::records::{partition_for, red_key, RedRecordBuilder};
+use super::records::{partition_for, red_key, share_label, RedRecordBuilder};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
@@ -17,9 +19,14 @@ use rdkafka::{ClientConfig, ClientContext};
 use redwatch_engine::config::{Config, KafkaEncoding, KafkaExporterConfig};
 use redwatch_engine::telemetry::{Counter, Gauge, Registry};
 use redwatch_operators::red::{RedRow, RedSink};
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
+
+/// How long the operator task waits before offering a record again to a full producer queue.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
+/// How often records the broker did not take are sent again.
+const RETRY_EVERY: Duration = Duration::from_millis(200);
 
 /// Which records are on their way to the broker, by sequence number.
 #[derive(Debug, Default)]
@@ -34,7 +41,7 @@ struct ProgressState {
 }
 
 impl SinkProgress {
-    fn begin(&self) -> u64 {
+    pub(super) fn begin(&self) -> u64 {
         let Ok(mut s) = self.state.lock() else {
             return 0;
         };
@@ -44,7 +51,7 @@ impl SinkProgress {
         seq
     }
 
-    fn done(&self, seq: u64) -> usize {
+    pub(super) fn done(&self, seq: u64) -> usize {
         match self.state.lock() {
             Ok(mut s) => {
                 s.outstanding.remove(&seq);
@@ -89,12 +96,21 @@ impl Partitioner for SeriesPartitioner {
     }
 }
 
+/// A record the broker did not take, to send again (same sequence number).
+struct Failed {
+    topic: String,
+    key: Vec<u8>,
+    payload: Vec<u8>,
+    seq: u64,
+}
+
 struct SinkContext {
     progress: Arc<SinkProgress>,
     partitioner: SeriesPartitioner,
     delivered: Arc<Counter>,
     failed: Arc<Counter>,
     depth: Arc<Gauge>,
+    retry: Arc<Mutex<VecDeque<Failed>>>,
 }
 
 impl ClientContext for SinkContext {
@@ -108,14 +124,27 @@ impl ProducerContext<SeriesPartitioner> for SinkContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
         match result {
-            Ok(_) => self.delivered.inc(),
-            Err((e, _)) => {
+            Ok(_) => {
+                self.delivered.inc();
+                let left = self.progress.done(seq as u64);
+                self.depth.set(left as f64);
+            }
+            Err((e, msg)) => {
+                // Still outstanding: offsets of the windows it carries stay uncommitted until
+                // the retry is delivered.
                 self.failed.inc();
-                tracing::warn!("kafka sink: a record was not delivered: {e}");
+                tracing::warn!("kafka sink: a record was not delivered (sent again): {e}");
+                use rdkafka::message::Message as _;
+                if let Ok(mut q) = self.retry.lock() {
+                    q.push_back(Failed {
+                        topic: msg.topic().to_string(),
+                        key: msg.key().unwrap_or_default().to_vec(),
+                        payload: msg.payload().unwrap_or_default().to_vec(),
+                        seq: seq as u64,
+                    });
+                }
             }
         }
-        let left = self.progress.done(seq as u64);
-        self.depth.set(left as f64);
     }
 
     fn get_custom_partitioner(&self) -> Option<&SeriesPartitioner> {
@@ -156,7 +185,7 @@ pub fn sink_producer_config(cfg: &KafkaExporterConfig) -> ClientConfig {
 struct SinkCounters {
     red_records: Arc<Counter>,
     span_records: Arc<Counter>,
-    dropped_queue_full: Arc<Counter>,
+    queue_full_waits: Arc<Counter>,
     dropped_other: Arc<Counter>,
     depth: Arc<Gauge>,
 }
@@ -169,6 +198,10 @@ pub struct KafkaSink {
     spans_topic: Option<String>,
     encoding: KafkaEncoding,
     builder: RedRecordBuilder,
+    retry: Arc<Mutex<VecDeque<Failed>>>,
+    /// The traces topic the source partitions of shares belong to (share labels).
+    traces_topic: String,
+    client_id: String,
     counters: SinkCounters,
 }
 
@@ -186,6 +219,7 @@ impl KafkaSink {
             return Err(KafkaSinkError::Config(list.join("; ")));
         }
         let progress = Arc::new(SinkProgress::default());
+        let retry = Arc::new(Mutex::new(VecDeque::new()));
         let depth = registry.gauge(
             "redwatch_kafka_sink_queue_depth",
             "Kafka sink records waiting for the broker's acknowledgement.",
@@ -201,10 +235,11 @@ impl KafkaSink {
             ),
             failed: registry.counter(
                 "redwatch_kafka_sink_delivery_failed_total",
-                "Kafka sink records the broker did not take before message.timeout.ms (lost).",
+                "Kafka sink records the broker did not take before message.timeout.ms (sent again).",
                 &[],
             ),
             depth: depth.clone(),
+            retry: retry.clone(),
         };
         let producer = sink_producer_config(k).create_with_context(ctx)?;
         let records = |kind: &str| {
@@ -221,12 +256,19 @@ impl KafkaSink {
                 &[("reason", reason)],
             )
         };
-        Ok(Arc::new(KafkaSink {
+        let sink = Arc::new(KafkaSink {
             producer,
             progress,
+            retry,
             metrics_topic: k.metrics_topic.clone(),
             spans_topic: k.spans_topic.clone(),
             encoding: k.encoding,
+            traces_topic: cfg
+                .receivers
+                .kafka
+                .as_ref()
+                .map_or_else(String::new, |r| r.traces_topic.clone()),
+            client_id: k.client_id.clone(),
             builder: RedRecordBuilder {
                 dims: cfg.red.dimensions.iter().map(|d| d.name.clone()).collect(),
                 bounds: cfg.red.buckets_ms.clone(),
@@ -234,11 +276,21 @@ impl KafkaSink {
             counters: SinkCounters {
                 red_records: records("red"),
                 span_records: records("spans"),
-                dropped_queue_full: dropped("queue_full"),
+                queue_full_waits: registry.counter(
+                    "redwatch_kafka_sink_queue_full_waits_total",
+                    "Times the Kafka sink waited for room in the producer queue (backpressure).",
+                    &[],
+                ),
                 dropped_other: dropped("producer_error"),
                 depth,
             },
-        }))
+        });
+        let weak = Arc::downgrade(&sink);
+        std::thread::Builder::new()
+            .name("kafka-sink-retry".into())
+            .spawn(move || retry_loop(weak))
+            .map_err(|e| KafkaSinkError::Config(format!("cannot start the retry thread: {e}")))?;
+        Ok(sink)
     }
 
     /// Delivery progress, for the Kafka source's commit gate.
@@ -260,25 +312,54 @@ impl KafkaSink {
         }
     }
 
+    /// Queues a record, waiting for room while the producer queue is full (backpressure, never
+    /// a drop). Only a record librdkafka refuses outright (e.g. over `message.max.bytes`) is
+    /// dropped and counted.
     fn send(&self, topic: &str, key: &[u8], payload: &[u8]) -> bool {
         let seq = self.progress.begin();
-        let rec = BaseRecord::with_opaque_to(topic, seq as usize)
-            .key(key)
-            .payload(payload);
-        match self.producer.send(rec) {
-            Ok(()) => {
-                self.counters.depth.set(self.progress.outstanding() as f64);
-                true
-            }
-            Err((e, _)) => {
-                self.progress.done(seq);
-                if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) {
-                    self.counters.dropped_queue_full.inc();
-                } else {
+        loop {
+            let rec = BaseRecord::with_opaque_to(topic, seq as usize)
+                .key(key)
+                .payload(payload);
+            match self.producer.send(rec) {
+                Ok(()) => {
+                    self.counters.depth.set(self.progress.outstanding() as f64);
+                    return true;
+                }
+                Err((e, _))
+                    if e.rdkafka_error_code()
+                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+                {
+                    self.counters.queue_full_waits.inc();
+                    std::thread::sleep(QUEUE_FULL_WAIT);
+                }
+                Err((e, _)) => {
+                    self.progress.done(seq);
                     self.counters.dropped_other.inc();
                     tracing::warn!("kafka sink: cannot queue a record: {e}");
+                    return false;
                 }
-                false
+            }
+        }
+    }
+
+    /// Sends again the records the broker did not take, in the order they failed.
+    fn retry_failed(&self) {
+        loop {
+            let Some(f) = self.retry.lock().ok().and_then(|mut q| q.pop_front()) else {
+                return;
+            };
+            let rec = BaseRecord::with_opaque_to(&f.topic, f.seq as usize)
+                .key(&f.key)
+                .payload(&f.payload);
+            if let Err((e, _)) = self.producer.send(rec) {
+                if e.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::QueueFull) {
+                    tracing::warn!("kafka sink: cannot queue a record again (retried): {e}");
+                }
+                if let Ok(mut q) = self.retry.lock() {
+                    q.push_front(f);
+                }
+                return;
             }
         }
     }
@@ -317,18 +398,32 @@ impl KafkaSink {
     }
 }
 
+/// Sends failed records again until the sink is dropped.
+fn retry_loop(sink: Weak<KafkaSink>) {
+    loop {
+        std::thread::sleep(RETRY_EVERY);
+        let Some(s) = sink.upgrade() else { return };
+        s.retry_failed();
+    }
+}
+
 impl RedSink for KafkaSink {
     fn on_final(&self, rows: &[RedRow]) {
         let Some(topic) = &self.metrics_topic else {
             return;
         };
         for r in rows.iter().filter(|r| r.is_final) {
-            let Some(payload) = self.encode(&self.builder.request(r)) else {
+            let share = share_label(r.share, &self.traces_topic, &self.client_id);
+            let Some(payload) = self.encode(&self.builder.request(r, &share)) else {
                 continue;
             };
             self.counters.red_records.inc();
-            self.send(topic, red_key(r).as_bytes(), &payload);
+            self.send(topic, red_key(r, &share).as_bytes(), &payload);
         }
+    }
+
+    fn wants_shares(&self) -> bool {
+        true
     }
 }
 

@@ -326,6 +326,7 @@ fn red_row(series: &Arc<SeriesKey>, w: u64, spans: &[(StatusCode, f64)], first: 
         start: w * SEC,
         end: (w + 1) * SEC,
         series: series.clone(),
+        share: None,
         is_final: true,
         first,
         total: agg.clone(),

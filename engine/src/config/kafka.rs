@@ -98,6 +98,54 @@ fn check_librdkafka(
     }
 }
 
+/// librdkafka properties of the Kafka source that redwatch sets itself: overriding one breaks
+/// the commit scheme that keeps results exact (docs/kafka-exactness.md), with why.
+pub const RESERVED_SOURCE_PROPERTIES: &[(&str, &str)] = &[
+    (
+        "enable.auto.commit",
+        "redwatch commits offsets itself, only once the windows they fed are purged and delivered",
+    ),
+    (
+        "enable.auto.offset.store",
+        "redwatch stores offsets itself, only once the windows they fed are purged and delivered",
+    ),
+    (
+        "auto.commit.enable",
+        "redwatch commits offsets itself, only once the windows they fed are purged and delivered",
+    ),
+    ("group.id", "set receivers.kafka.group_id instead"),
+    ("bootstrap.servers", "set receivers.kafka.brokers instead"),
+    (
+        "metadata.broker.list",
+        "set receivers.kafka.brokers instead",
+    ),
+    ("client.id", "set receivers.kafka.client_id instead"),
+    (
+        "enable.partition.eof",
+        "the consume loop does not expect end-of-partition events",
+    ),
+    (
+        "isolation.level",
+        "read_uncommitted would count messages of aborted transactions",
+    ),
+    (
+        "group.protocol",
+        "the incremental (KIP-848) protocol changes how revokes are committed",
+    ),
+    (
+        "partition.assignment.strategy",
+        "cooperative assignment changes how revokes are committed",
+    ),
+    (
+        "group.instance.id",
+        "static membership keeps partitions of a stopped instance without a revoke",
+    ),
+    (
+        "statistics.interval.ms",
+        "redwatch reads consumer lag from librdkafka's statistics",
+    ),
+];
+
 impl KafkaReceiverConfig {
     /// Every problem of this section, as (dotted path, message); `path` is where the section
     /// sits (`receivers.kafka`). Pure.
@@ -127,6 +175,14 @@ impl KafkaReceiverConfig {
             out.push((format!("{path}.group_id"), "must not be empty".into()));
         }
         check_librdkafka(&self.librdkafka, path, &mut out);
+        for k in self.librdkafka.keys() {
+            if let Some((_, why)) = RESERVED_SOURCE_PROPERTIES.iter().find(|(r, _)| r == k) {
+                out.push((
+                    format!("{path}.librdkafka.{k}"),
+                    format!("cannot be overridden: {why}"),
+                ));
+            }
+        }
         out
     }
 }
@@ -164,6 +220,33 @@ impl KafkaExporterConfig {
 mod tests {
     use super::super::{Config, ExportersConfig};
     use super::*;
+
+    #[test]
+    fn librdkafka_keys_that_would_break_the_commit_scheme_are_rejected_with_their_path() {
+        let mut k = KafkaReceiverConfig::default();
+        for (key, v) in [
+            ("enable.auto.commit", "true"),
+            ("enable.auto.offset.store", "true"),
+            ("group.id", "other"),
+            ("security.protocol", "SASL_SSL"),
+        ] {
+            k.librdkafka.insert(key.into(), v.into());
+        }
+        let problems = k.validate("receivers.kafka");
+        let paths: Vec<&str> = problems.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "receivers.kafka.librdkafka.enable.auto.commit",
+                "receivers.kafka.librdkafka.enable.auto.offset.store",
+                "receivers.kafka.librdkafka.group.id",
+            ]
+        );
+        assert!(
+            problems[2].1.contains("receivers.kafka.group_id"),
+            "{problems:?}"
+        );
+    }
 
     #[test]
     fn kafka_exporter_is_off_by_default_and_parses_its_keys() {

@@ -190,6 +190,44 @@ impl<K: Hash + Eq + Clone, A: WindowAggregate> SettledWindow<K, A> {
         self.garbage = 0;
     }
 
+    /// Calls `f` with `key`'s total (unpacked into a temporary when packed); false when the
+    /// window does not hold the key.
+    pub(super) fn with_total(&self, key: &K, f: impl FnOnce(&A)) -> bool {
+        if let Some(&off) = self.packed.get(key) {
+            f(&A::unpack(entry_at(&self.arena, off).0));
+            return true;
+        }
+        match self.live.get(key) {
+            Some(Live::Boxed(b)) => f(b),
+            Some(Live::Late(l)) => f(&l.total),
+            None => return false,
+        }
+        true
+    }
+
+    /// Calls `f` with every key the window holds.
+    pub(super) fn for_each_key(&self, mut f: impl FnMut(&K)) {
+        self.packed.keys().chain(self.live.keys()).for_each(&mut f);
+    }
+
+    /// Forgets every key `keep` refuses (a dropped share, see `WindowStore::retain_keys`).
+    pub(super) fn retain_keys(&mut self, keep: &impl Fn(&K) -> bool) {
+        let arena = &self.arena;
+        let mut garbage = 0;
+        self.packed.retain(|k, off| {
+            let kept = keep(k);
+            if !kept {
+                garbage += entry_at(arena, *off).1;
+            }
+            kept
+        });
+        self.garbage += garbage;
+        self.live.retain(|k, _| keep(k));
+        if self.garbage > self.arena.len() / 4 {
+            self.compact();
+        }
+    }
+
     /// Calls `f` with every key's total (packed ones unpacked into a temporary).
     pub(super) fn for_each(&self, mut f: impl FnMut(&K, &A)) {
         for (key, &off) in &self.packed {

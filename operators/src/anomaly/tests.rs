@@ -37,6 +37,7 @@ fn row(series: &Arc<SeriesKey>, i: u64, calls: u32, errors: u32, ms: f64) -> Red
         start: i * W,
         end: (i + 1) * W,
         series: series.clone(),
+        share: None,
         is_final: true,
         first: true,
         total,

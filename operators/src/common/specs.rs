@@ -61,7 +61,7 @@ impl<K: WindowKey, A: WindowAggregate> WindowSpec<K, A> {
         wm: UnixNanos,
         primary: bool,
         row: &mut impl FnMut(SpecInfo<'_>, &Emitted<'_, K, A>) -> Option<R>,
-        emit: &mut impl FnMut(&[R]),
+        emit: &mut impl FnMut(Vec<R>),
         mut also: impl FnMut(&Emitted<'_, K, A>),
     ) {
         let mut rows = Vec::new();
@@ -87,7 +87,7 @@ impl<K: WindowKey, A: WindowAggregate> WindowSpec<K, A> {
             c.add(windows);
         }
         if !rows.is_empty() {
-            emit(&rows);
+            emit(rows);
         }
     }
 }
@@ -133,7 +133,7 @@ impl<K: WindowKey, A: WindowAggregate> WindowSpecs<K, A> {
         &mut self,
         wm: UnixNanos,
         mut row: impl FnMut(SpecInfo<'_>, &Emitted<'_, K, A>) -> Option<R>,
-        mut emit: impl FnMut(&[R]),
+        mut emit: impl FnMut(Vec<R>),
     ) {
         let WindowSpecs { primary, rollups } = self;
         primary.advance(wm, true, &mut row, &mut emit, |e| {
@@ -168,6 +168,28 @@ impl<K: WindowKey, A: WindowAggregate> WindowSpecs<K, A> {
                 }
             });
             emit(info.size_ns, &rows);
+        }
+    }
+
+    /// The store of the spec labelled `label`.
+    pub fn store_of(&self, label: &str) -> Option<&WindowStore<K, A>> {
+        self.all()
+            .find(|(s, _)| &*s.label == label)
+            .map(|(s, _)| &s.store)
+    }
+
+    /// Calls `f` with every spec's label and store.
+    pub fn for_each_spec(&self, mut f: impl FnMut(&Arc<str>, &WindowStore<K, A>)) {
+        for (s, _) in self.all() {
+            f(&s.label, &s.store);
+        }
+    }
+
+    /// Forgets, in every spec, the keys `keep` refuses (see [`WindowStore::retain_keys`]).
+    pub fn retain_keys(&mut self, keep: impl Fn(&K) -> bool) {
+        self.primary.store.retain_keys(&keep);
+        for r in self.rollups.iter_mut() {
+            r.store.retain_keys(&keep);
         }
     }
 

@@ -391,7 +391,7 @@ impl MetricsOperator {
             },
             |rows| {
                 for s in sinks.iter() {
-                    s.on_final(rows);
+                    s.on_final(&rows);
                 }
             },
         );

@@ -7,12 +7,14 @@
 mod aggregate;
 mod operator;
 mod series;
+mod shares;
 pub mod sketch;
 pub mod span_names;
 
 pub use aggregate::{Buckets, Exemplar, Exemplars, RedAgg};
 pub use operator::{RedOperator, UNKNOWN_SERVICE};
 pub use series::{Lookup, SeriesId, SeriesKey, SeriesRef, SeriesRegistry};
+pub use shares::{ShareKey, NO_SHARE};
 
 use redwatch_engine::model::UnixNanos;
 use std::sync::Arc;
@@ -28,6 +30,9 @@ pub struct RedRow {
     pub start: UnixNanos,
     pub end: UnixNanos,
     pub series: Arc<SeriesKey>,
+    /// The source Kafka partition of a share row (sinks that ask for shares,
+    /// [`RedSink::wants_shares`]); `None` for spans received over OTLP and for merged rows.
+    pub share: Option<u32>,
     /// False for a provisional row of a window still open.
     pub is_final: bool,
     /// True when this (window, series) row is emitted final for the first time; false on a late
@@ -61,6 +66,12 @@ impl RedRow {
 pub trait RedSink: Send + Sync {
     /// Final rows (first emissions and late re-emissions) of one window spec.
     fn on_final(&self, rows: &[RedRow]);
+    /// Whether this sink takes one final row per (series, share) — the shares of a series kept
+    /// apart per source Kafka partition (docs/kafka-exactness.md) — instead of one merged row
+    /// per series.
+    fn wants_shares(&self) -> bool {
+        false
+    }
     /// The current provisional rows of one window spec's open windows (replacing earlier ones).
     fn on_provisional(&self, _window_size_ns: u64, _rows: &[RedRow]) {}
     /// Series that were forgotten (idle past `red.series_expiry`).

@@ -2,6 +2,7 @@
 
 use super::aggregate::{Buckets, RedAgg};
 use super::series::{Lookup, SeriesId, SeriesRef, SeriesRegistry};
+use super::shares::{merge_final, merge_provisional, ShareKey, ShareRow, NO_SHARE};
 use super::span_names::SpanNameNormalizer;
 use super::{RedRow, RedSink};
 use crate::common::{
@@ -11,6 +12,7 @@ use redwatch_engine::config::{Config, Dimension, MAX_DIMENSIONS};
 use redwatch_engine::model::{SpanBatch, StrRef, UnixNanos};
 use redwatch_engine::pipeline::{Batch, OpContext, Operator, StateStats};
 use redwatch_engine::telemetry::{Counter, Gauge, Registry};
+use redwatch_engine::window::WindowAggregate;
 use redwatch_engine::window::{Emitted, WindowStore};
 use std::sync::Arc;
 
@@ -31,6 +33,8 @@ struct Counters {
 #[derive(Debug, Clone, Copy)]
 struct Resolved {
     id: SeriesId,
+    /// The window-state key: the series in the batch's share.
+    key: ShareKey,
     /// Index in the batch's spans.
     span: u32,
     end: UnixNanos,
@@ -40,7 +44,9 @@ struct Resolved {
 
 /// Computes RED per series for the primary window and its rollups.
 pub struct RedOperator {
-    specs: WindowSpecs<SeriesId, RedAgg>,
+    specs: WindowSpecs<ShareKey, RedAgg>,
+    /// Source partitions whose shares the windows may hold (merging looks them up).
+    shares: Vec<u32>,
     series: SeriesRegistry,
     buckets: Buckets,
     dims: Vec<Dimension>,
@@ -93,6 +99,7 @@ impl RedOperator {
             last_provisional: 0,
             last_expiry: 0,
             resolved: Vec::new(),
+            shares: Vec::new(),
             counters: Counters {
                 late: registry.counter(
                     "redwatch_late_dropped_total",
@@ -142,11 +149,16 @@ impl RedOperator {
     /// cache, and this lets the misses overlap.
     pub fn process_spans(&mut self, batch: &SpanBatch, now: UnixNanos) {
         let mut resolved = std::mem::take(&mut self.resolved);
+        if let Some(share) = batch.share {
+            if !self.shares.contains(&share) {
+                self.shares.push(share);
+            }
+        }
         self.resolve(batch, &mut resolved);
         let (series, late) = (&mut self.series, &self.counters.late);
         self.specs.primary.store.update_batch(
             &resolved,
-            |r| (r.end, &r.id),
+            |r| (r.end, &r.key),
             |agg, r| agg.prefetch_heap(r.ms),
             |r, agg| {
                 let span = &batch.spans[r.span as usize];
@@ -209,6 +221,7 @@ impl RedOperator {
             let ms = span.duration_ms();
             out.push(Resolved {
                 id: lookup.id(),
+                key: ShareKey::new(lookup.id(), batch.share),
                 span: index as u32,
                 end: span.end,
                 ms,
@@ -217,45 +230,73 @@ impl RedOperator {
         }
     }
 
-    /// Moves every window spec to watermark `wm`, emitting final rows to the sinks.
+    /// Moves every window spec to watermark `wm`, emitting final rows to the sinks: one row per
+    /// share to the sinks that ask for shares, one merged row per series to the others.
     pub fn advance(&mut self, wm: UnixNanos) {
         let RedOperator {
             specs,
             series,
             sinks,
+            shares,
             ..
         } = self;
+        let mut emitted: Vec<Vec<ShareRow>> = Vec::new();
         specs.advance(
             wm,
             |spec, e| final_row(spec, series, e),
-            |rows| {
-                for s in sinks.iter() {
-                    s.on_final(rows);
-                }
-            },
+            |rows| emitted.push(rows),
         );
+        for rows in emitted {
+            if shares.is_empty() {
+                // Only OTLP-sourced spans: every series has one share, the rows are merged.
+                let rows: Vec<RedRow> = rows.into_iter().map(|r| r.row).collect();
+                for s in sinks.iter() {
+                    s.on_final(&rows);
+                }
+                continue;
+            }
+            let share_rows: Vec<RedRow> = rows.iter().map(|r| r.row.clone()).collect();
+            for s in sinks.iter().filter(|s| s.wants_shares()) {
+                s.on_final(&share_rows);
+            }
+            let label = &share_rows[0].window_size;
+            let Some(store) = specs.store_of(label) else {
+                continue;
+            };
+            let merged = merge_final(rows, store, shares);
+            for s in sinks.iter().filter(|s| !s.wants_shares()) {
+                s.on_final(&merged);
+            }
+        }
     }
 
-    /// Publishes provisional rows of the open windows to the sinks.
+    /// Publishes provisional rows of the open windows to the sinks (one merged row per series).
     pub fn publish_provisional(&self) {
         self.specs.provisional(
-            |spec, start, end, id, agg| {
-                Some(RedRow {
+            |spec, start, end, key, agg| {
+                let row = RedRow {
                     window_size: spec.label.clone(),
                     window_size_ns: spec.size_ns,
                     primary: spec.primary,
                     start,
                     end,
-                    series: self.series.key(*id)?.clone(),
+                    series: self.series.key(key.series)?.clone(),
+                    share: key.share(),
                     is_final: false,
                     first: false,
                     total: agg.clone(),
                     delta: None,
-                })
+                };
+                Some((key.series, row))
             },
             |size, rows| {
+                let rows = if self.shares.is_empty() {
+                    rows.iter().map(|(_, r)| r.clone()).collect()
+                } else {
+                    merge_provisional(rows.to_vec())
+                };
                 for s in &self.sinks {
-                    s.on_provisional(size, rows);
+                    s.on_provisional(size, &rows);
                 }
             },
         );
@@ -278,19 +319,25 @@ impl RedOperator {
 fn final_row(
     spec: SpecInfo<'_>,
     series: &SeriesRegistry,
-    e: &Emitted<'_, SeriesId, RedAgg>,
-) -> Option<RedRow> {
-    Some(RedRow {
+    e: &Emitted<'_, ShareKey, RedAgg>,
+) -> Option<ShareRow> {
+    let row = RedRow {
         window_size: spec.label.clone(),
         window_size_ns: spec.size_ns,
         primary: spec.primary,
         start: e.start,
         end: e.end,
-        series: series.key(*e.key)?.clone(),
+        series: series.key(e.key.series)?.clone(),
+        share: e.key.share(),
         is_final: true,
         first: e.first,
         total: e.total.clone(),
         delta: Some(e.delta.clone()),
+    };
+    Some(ShareRow {
+        row,
+        series: e.key.series,
+        window_first: e.window_first,
     })
 }
 
@@ -308,6 +355,60 @@ impl Operator for RedOperator {
 
     fn on_watermark(&mut self, ctx: &mut OpContext<'_>) {
         self.advance(ctx.watermark);
+    }
+
+    /// Forgets a revoked partition's share in every spec. Merged rows of windows already
+    /// emitted with that share in them are restated without it (no delta: Prometheus and OTLP
+    /// keep what they counted), so the instance's `red` table shows only what it still owns
+    /// and the new owner's rows add up with it (docs/kafka-exactness.md).
+    fn on_share_dropped(&mut self, share: u32, _ctx: &mut OpContext<'_>) {
+        let mut touched: Vec<(Arc<str>, UnixNanos, UnixNanos, SeriesId)> = Vec::new();
+        self.specs.for_each_spec(|label, store| {
+            store.for_each_emitted_key(|start, end, k| {
+                if k.share == share {
+                    touched.push((label.clone(), start, end, k.series));
+                }
+            });
+        });
+        self.specs.retain_keys(|k: &ShareKey| k.share != share);
+        self.shares.retain(|s| *s != share);
+        if touched.is_empty() {
+            return;
+        }
+        let mut rows: Vec<RedRow> = Vec::with_capacity(touched.len());
+        for (label, start, end, id) in touched {
+            let (Some(store), Some(key)) = (self.specs.store_of(&label), self.series.key(id))
+            else {
+                continue;
+            };
+            let mut total = RedAgg::default();
+            for &s in self.shares.iter().chain(std::iter::once(&NO_SHARE)) {
+                store.with_total(
+                    start,
+                    &ShareKey {
+                        series: id,
+                        share: s,
+                    },
+                    |a| total.merge(a),
+                );
+            }
+            rows.push(RedRow {
+                window_size: label.clone(),
+                window_size_ns: store.size_ns(),
+                primary: *label == *self.specs.primary.label,
+                start,
+                end,
+                series: key.clone(),
+                share: None,
+                is_final: true,
+                first: false,
+                total,
+                delta: Some(RedAgg::default()),
+            });
+        }
+        for s in self.sinks.iter().filter(|s| !s.wants_shares()) {
+            s.on_final(&rows);
+        }
     }
 
     fn on_tick(&mut self, ctx: &mut OpContext<'_>) {

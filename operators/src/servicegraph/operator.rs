@@ -479,7 +479,7 @@ impl ServiceGraphOperator {
             },
             |rows| {
                 for s in sinks {
-                    s.on_final(rows);
+                    s.on_final(&rows);
                 }
             },
         );
