@@ -135,7 +135,9 @@ impl Loop {
     }
 
     /// Checks the brokers answer (every few seconds) and copies the lag librdkafka's statistics
-    /// reported to the gauges (no round trip per partition).
+    /// reported to the gauges (no round trip per partition). The metadata request goes through
+    /// the shadow group's client: on the main consumer's connection a broker may answer it only
+    /// after the fetch in flight (`fetch.wait.max.ms`, tansu does), which stalls the poll loop.
     pub(super) fn check_brokers(&mut self) {
         if self
             .last_broker_check
@@ -144,6 +146,8 @@ impl Loop {
             self.last_broker_check = Some(Instant::now());
             match self
                 .consumer
+                .context()
+                .shadow
                 .fetch_metadata(Some(&self.topics.traces), BROKER_TIMEOUT)
             {
                 Ok(_) => self.health.set(None),

@@ -75,6 +75,8 @@ impl KafkaSource {
         let shadow: BaseConsumer = {
             let mut c = consumer_config(cfg);
             c.set("group.id", super::shadow_group(cfg));
+            // Never polled: statistics events would pile up in its queue.
+            c.set("statistics.interval.ms", "0");
             c.create()?
         };
         let ctx = SourceContext {
