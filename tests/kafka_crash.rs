@@ -162,7 +162,7 @@ async fn sigkill_mid_stream_neither_loses_nor_double_counts_windows() {
             producer
                 .send(
                     FutureRecord::<(), [u8]>::to(&tp)
-                        .partition(i as i32 % PARTITIONS)
+                        .partition(i % PARTITIONS)
                         .payload(&payload),
                     Duration::from_secs(60),
                 )

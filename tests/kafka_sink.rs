@@ -23,7 +23,12 @@ use std::time::Duration;
 const SINK_PARTITIONS: i32 = 3;
 const DEADLINE: Duration = Duration::from_secs(120);
 
-fn sink_config(source_topic: &str, metrics_topic: &str, encoding: KafkaEncoding) -> Config {
+fn sink_config(
+    source_topic: &str,
+    metrics_topic: &str,
+    encoding: KafkaEncoding,
+    queue_size: usize,
+) -> Config {
     let mut cfg = test_config();
     cfg.receivers.kafka = Some(KafkaReceiverConfig {
         brokers: vec![brokers()],
@@ -37,17 +42,21 @@ fn sink_config(source_topic: &str, metrics_topic: &str, encoding: KafkaEncoding)
         metrics_topic: Some(metrics_topic.to_string()),
         spans_topic: None,
         encoding,
+        queue_size,
         ..Default::default()
     });
     cfg
 }
 
-async fn red_windows_reach_the_sink_topic_exactly(encoding: KafkaEncoding) {
+/// The default producer queue.
+const QUEUE: usize = 100_000;
+
+async fn red_windows_reach_the_sink_topic_exactly(encoding: KafkaEncoding, queue_size: usize) {
     let source = unique("otlp_spans_sink_src");
     let red = unique("redwatch_red_sink");
     create_topic(&source, 2).await;
     create_topic(&red, SINK_PARTITIONS).await;
-    let e = common::start(&sink_config(&source, &red, encoding)).await;
+    let e = common::start(&sink_config(&source, &red, encoding, queue_size)).await;
     let prom = e.addrs["prometheus"].to_string();
     wait_assigned_among(
         std::slice::from_ref(&prom),
@@ -159,12 +168,19 @@ async fn red_windows_reach_the_sink_topic_exactly(encoding: KafkaEncoding) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn red_windows_are_written_as_otlp_proto_keyed_by_window_and_series() {
-    red_windows_reach_the_sink_topic_exactly(KafkaEncoding::OtlpProto).await;
+    red_windows_reach_the_sink_topic_exactly(KafkaEncoding::OtlpProto, QUEUE).await;
+}
+
+/// A producer queue of one record: every window's records wait for room in turn (backpressure
+/// on the operator task) instead of being dropped, and the topic still holds every window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_sink_queue_makes_ingest_wait_and_drops_nothing() {
+    red_windows_reach_the_sink_topic_exactly(KafkaEncoding::OtlpProto, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn red_windows_are_written_as_otlp_json() {
-    red_windows_reach_the_sink_topic_exactly(KafkaEncoding::OtlpJson).await;
+    red_windows_reach_the_sink_topic_exactly(KafkaEncoding::OtlpJson, QUEUE).await;
 }
 
 /// Anomaly and prediction spans go out as `ExportTraceServiceRequest`s keyed by trace id.

@@ -135,15 +135,15 @@ impl Loop {
     }
 
     /// Checks the brokers answer (every few seconds) and copies the lag librdkafka's statistics
-    /// reported to the gauges (no round trip per partition). The metadata request goes through
-    /// the shadow group's client: on the main consumer's connection a broker may answer it only
-    /// after the fetch in flight (`fetch.wait.max.ms`, tansu does), which stalls the poll loop.
+    /// reported to the gauges (no round trip per partition).
     pub(super) fn check_brokers(&mut self) {
         if self
             .last_broker_check
             .is_none_or(|t| t.elapsed() >= BROKER_CHECK)
         {
             self.last_broker_check = Some(Instant::now());
+            // On the shadow consumer's connection: on the main one the request would wait
+            // behind the fetch in flight and stall the loop.
             match self
                 .consumer
                 .context()

@@ -31,6 +31,9 @@ pub(super) enum Signal {
     Metrics,
 }
 
+/// An assigned partition, by topic kind and number.
+pub(super) type PartitionKey = (Signal, i32);
+
 /// The topics consumed.
 pub(super) struct Topics {
     pub traces: String,
@@ -174,6 +177,7 @@ impl Loop {
                             self.assign(s, p);
                         }
                     }
+                    self.resolve_due();
                     // The group has settled, with or without partitions for this member: an
                     // instance left with none must not hold the watermark.
                     self.release_join_hold();
@@ -219,7 +223,7 @@ impl Loop {
     }
 
     /// Registers an assigned partition as an event-time source, paused until its committed
-    /// offset and purged-through time are read.
+    /// offset and purged-through time are read (`resolve_due`).
     pub(super) fn assign(&mut self, s: Signal, p: i32) {
         if self.partitions.contains_key(&(s, p)) {
             return;
@@ -265,10 +269,11 @@ impl Loop {
                 assigned,
             },
         );
-        self.resolve(s, p);
     }
 
-    /// Tries again to read the start of partitions whose retry time has come.
+    /// Reads the start of every partition that waits for it and whose retry time has come, in
+    /// one request (a request on the main consumer waits behind its fetch in flight, up to
+    /// `fetch.wait.max.ms`: one per partition would stall the loop).
     pub(super) fn resolve_due(&mut self) {
         let now = Instant::now();
         let due: Vec<(Signal, i32)> = self
@@ -277,87 +282,118 @@ impl Loop {
             .filter(|(_, st)| st.start.is_none() && st.retry.0 <= now)
             .map(|(k, _)| *k)
             .collect();
-        for (s, p) in due {
-            self.resolve(s, p);
+        if due.is_empty() {
+            return;
         }
-    }
-
-    /// Reads the committed offset and purged-through time of a partition; on success the
-    /// partition may start (`retry_waiting` resumes it), on failure a retry is scheduled.
-    fn resolve(&mut self, s: Signal, p: i32) {
-        let tp: TopicPartition = (self.topics.name(s).to_string(), p);
-        match self.read_start(s, p) {
-            Ok(start) => {
-                tracing::info!(
-                    "kafka: assigned {}:{p} (committed offset {:?}, purged through {} ns)",
-                    tp.0,
-                    start.committed,
-                    start.purged_through
-                );
-                self.health.set_unresolved(&tp, None);
-                let Some(st) = self.partitions.get_mut(&(s, p)) else {
-                    return;
-                };
-                st.start = Some(start);
-                st.next_offset = start.committed;
-                st.last_committed = start.committed;
-                if let Some(c) = start.committed {
-                    // Fetched before the start was known and below the committed offset.
-                    st.waiting.retain(|(o, _)| *o >= c);
-                }
-                if st.waiting.is_empty() {
-                    self.handle.set_pending(st.source, false);
+        match self.read_starts(&due) {
+            Ok(starts) => {
+                for (k, start) in starts {
+                    self.started(k, start);
                 }
             }
             Err(why) => {
-                let Some(st) = self.partitions.get_mut(&(s, p)) else {
-                    return;
-                };
-                let wait = st.retry.1;
-                st.retry = (Instant::now() + wait, (wait * 2).min(RESOLVE_BACKOFF.1));
-                tracing::warn!(
-                    "kafka: {}:{p} stays paused: {why} (retrying in {wait:?})",
-                    tp.0
-                );
-                self.health.set_unresolved(&tp, Some(why));
+                for (s, p) in due {
+                    let tp: TopicPartition = (self.topics.name(s).to_string(), p);
+                    let Some(st) = self.partitions.get_mut(&(s, p)) else {
+                        continue;
+                    };
+                    let wait = st.retry.1;
+                    st.retry = (Instant::now() + wait, (wait * 2).min(RESOLVE_BACKOFF.1));
+                    tracing::warn!(
+                        "kafka: {}:{p} stays paused: {why} (retrying in {wait:?})",
+                        tp.0
+                    );
+                    self.health.set_unresolved(&tp, Some(why.clone()));
+                }
             }
         }
     }
 
-    /// The committed offset and purged-through time (from the commit metadata, else from the
-    /// shadow group for brokers that drop metadata, like tansu 0.6); an error when either cannot
-    /// be read.
-    fn read_start(&self, s: Signal, p: i32) -> Result<Start, String> {
-        let topic = self.topics.name(s);
+    /// A partition's start is known: it may go (`retry_waiting` resumes it).
+    fn started(&mut self, (s, p): (Signal, i32), start: Start) {
+        let tp: TopicPartition = (self.topics.name(s).to_string(), p);
+        tracing::info!(
+            "kafka: assigned {}:{p} (committed offset {:?}, purged through {} ns)",
+            tp.0,
+            start.committed,
+            start.purged_through
+        );
+        self.health.set_unresolved(&tp, None);
+        let Some(st) = self.partitions.get_mut(&(s, p)) else {
+            return;
+        };
+        st.start = Some(start);
+        st.next_offset = start.committed;
+        st.last_committed = start.committed;
+        if let Some(c) = start.committed {
+            // Fetched before the start was known and below the committed offset.
+            st.waiting.retain(|(o, _)| *o >= c);
+        }
+        // Still pending: the partition holds the watermark until it delivers again after the
+        // resume (or for `idle_timeout`, see `retry_waiting`), however long the start took.
+        if !st.paused {
+            st.resumed_at = Some(Instant::now());
+        }
+    }
+
+    /// The committed offsets and purged-through times of `parts` (from the commit metadata,
+    /// else from the shadow group for brokers that drop metadata, like tansu 0.6); an error when
+    /// any cannot be read.
+    fn read_starts(&self, parts: &[PartitionKey]) -> Result<Vec<(PartitionKey, Start)>, String> {
+        let mut tpl = TopicPartitionList::new();
+        for (s, p) in parts {
+            tpl.add_partition(self.topics.name(*s), *p);
+        }
         let c = self
             .consumer
-            .committed_offsets(self.tpl(s, p), BROKER_TIMEOUT)
+            .committed_offsets(tpl.clone(), BROKER_TIMEOUT)
             .map_err(|e| format!("cannot read the committed offset: {e}"))?;
-        let (mut purged_through, committed) = c
-            .find_partition(topic, p)
-            .map(|e| {
-                let off = match e.offset() {
-                    Offset::Offset(o) => Some(o),
-                    _ => None,
-                };
-                (parse_commit_metadata(e.metadata()), off)
+        let mut out: Vec<(PartitionKey, Start)> = parts
+            .iter()
+            .map(|&(s, p)| {
+                let (purged_through, committed) = c
+                    .find_partition(self.topics.name(s), p)
+                    .map(|e| {
+                        let off = match e.offset() {
+                            Offset::Offset(o) => Some(o),
+                            _ => None,
+                        };
+                        (parse_commit_metadata(e.metadata()), off)
+                    })
+                    .unwrap_or((0, None));
+                (
+                    (s, p),
+                    Start {
+                        purged_through,
+                        committed,
+                    },
+                )
             })
-            .unwrap_or((0, None));
-        if purged_through == 0 && committed.is_some() {
+            .collect();
+        if out
+            .iter()
+            .any(|(_, st)| st.purged_through == 0 && st.committed.is_some())
+        {
             let shadow = self
                 .consumer
                 .context()
                 .shadow
-                .committed_offsets(self.tpl(s, p), BROKER_TIMEOUT)
+                .committed_offsets(tpl, BROKER_TIMEOUT)
                 .map_err(|e| format!("cannot read the purged-through time: {e}"))?;
-            purged_through = match shadow.find_partition(topic, p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) if o > 0 => o as UnixNanos,
-                _ => 0,
-            };
+            for ((s, p), st) in out.iter_mut() {
+                if st.purged_through != 0 || st.committed.is_none() {
+                    continue;
+                }
+                let found = shadow
+                    .find_partition(self.topics.name(*s), *p)
+                    .map(|e| e.offset());
+                if let Some(Offset::Offset(o)) = found {
+                    if o > 0 {
+                        st.purged_through = o as UnixNanos;
+                    }
+                }
+            }
         }
-        Ok(Start {
-            purged_through,
-            committed,
-        })
+        Ok(out)
     }
 }

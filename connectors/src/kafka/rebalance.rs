@@ -207,3 +207,26 @@ impl ConsumerContext for SourceContext {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_names_a_partition_held_paused_until_its_offsets_are_known() {
+        let h = Health::default();
+        assert_eq!(h.ready(), Ok(()));
+        let tp = ("otlp_spans".to_string(), 3);
+        h.set_unresolved(
+            &tp,
+            Some("cannot read the committed offset: timed out".into()),
+        );
+        let why = h.ready().unwrap_err();
+        assert!(why.contains("otlp_spans:3"), "{why}");
+        assert!(why.contains("timed out"), "{why}");
+        h.set_unresolved(&tp, None);
+        assert_eq!(h.ready(), Ok(()));
+        h.set(Some("all Kafka brokers are down".into()));
+        assert_eq!(h.ready(), Err("all Kafka brokers are down".to_string()));
+    }
+}

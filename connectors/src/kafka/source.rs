@@ -72,11 +72,13 @@ impl KafkaSource {
         super::validate(cfg)?;
         let health = Arc::new(Health::default());
         health.set(Some("not connected to Kafka yet".to_string()));
+        // Never polled: no statistics (they would pile up in its queue). Its connection never
+        // has a fetch in flight, so requests on it (commits, metadata) are answered at once; on
+        // the main consumer's connection they wait behind the fetch (`fetch.wait.max.ms`).
         let shadow: BaseConsumer = {
             let mut c = consumer_config(cfg);
-            c.set("group.id", super::shadow_group(cfg));
-            // Never polled: statistics events would pile up in its queue.
-            c.set("statistics.interval.ms", "0");
+            c.set("group.id", super::shadow_group(cfg))
+                .set("statistics.interval.ms", "0");
             c.create()?
         };
         let ctx = SourceContext {

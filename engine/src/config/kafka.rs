@@ -21,8 +21,8 @@ pub struct KafkaExporterConfig {
     pub client_id: String,
     /// Encoding of the message values: `otlp_proto` or `otlp_json`.
     pub encoding: KafkaEncoding,
-    /// Messages that may wait for delivery; beyond it new ones are dropped and counted
-    /// (`redwatch_kafka_sink_dropped_total`), ingest never waits.
+    /// Messages that may wait for delivery; when that many wait, the operators wait for room
+    /// (backpressure up to the Kafka source, which pauses its partitions): nothing is dropped.
     pub queue_size: usize,
     /// Extra librdkafka producer properties passed through as they are (security, tuning),
     /// e.g. `security.protocol: SASL_SSL`. They override redwatch's own settings.
