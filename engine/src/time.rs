@@ -115,8 +115,9 @@ impl TimePolicy {
         if ts > now.saturating_add(self.max_future_skew_ns) {
             return TimeCheck::Future;
         }
-        let end = self.window_start(ts).saturating_add(self.window_ns);
-        if self.is_purged(end, self.watermark()) {
+        // Late only when every window of every spec holding it is purged: a rollup (or
+        // hopping) window still open takes data its primary window no longer can.
+        if self.all_purged(ts, self.watermark()) {
             return TimeCheck::Late;
         }
         TimeCheck::Ok
@@ -349,8 +350,18 @@ mod tests {
         assert_eq!(p.check(now + 2 * 3600 * S, now), TimeCheck::Future);
         assert_eq!(p.check(now - S, now), TimeCheck::Ok);
         p.publish_watermark(now);
-        // window [9960,9970) ends 30 s before the watermark: purged.
-        assert_eq!(p.check(9965 * S, now), TimeCheck::Late);
+        // The 10 s window [9960,9970) ends 30 s before the watermark: purged; its 1m window
+        // [9960,10020) is not: still on time for the rollup.
+        assert_eq!(p.check(9965 * S, now), TimeCheck::Ok);
+        // [9900,9960) and its 10 s windows are all purged.
+        assert_eq!(p.check(9925 * S, now), TimeCheck::Late);
         assert_eq!(p.check(9975 * S, now), TimeCheck::Ok);
+        let primary_only = crate::config::WindowsConfig {
+            rollups: vec![],
+            ..Default::default()
+        };
+        let p = TimePolicy::new(&primary_only);
+        p.publish_watermark(now);
+        assert_eq!(p.check(9965 * S, now), TimeCheck::Late);
     }
 }

@@ -264,3 +264,25 @@ fn dropping_a_share_restates_the_merged_rows_of_emitted_windows_without_it() {
         "nothing is written for the dropped share"
     );
 }
+
+/// A partition taken over by an instance whose watermark is ahead: its replayed spans are too
+/// late for their purged 10 s window (whose record the old owner wrote) but the `1m` rollup
+/// window holding them is still open, and takes them — the share's rollup is rebuilt whole.
+#[test]
+fn a_replayed_share_behind_the_watermark_still_fills_its_open_rollup_window() {
+    let mut r = run();
+    feed(&mut r.op, Some(0), &[span(0, 44_000, 5.0, false)]);
+    // BASE is 20 s into a minute: the 10 s window [0,10) s is purged at 40 s, the 1m window
+    // [-20,40) s at 70 s.
+    r.op.advance(BASE + 45_000 * MS);
+    r.shares.rows.lock().unwrap().clear();
+    let replayed: Vec<SpanFixture> = (1..10).map(|s| span(0, s * 1_000, 5.0, s == 3)).collect();
+    feed(&mut r.op, Some(5), &replayed);
+    r.op.advance(BASE + 400_000 * MS);
+    let rows = r.shares.rows.lock().unwrap().clone();
+    let of_5: Vec<&RedRow> = rows.iter().filter(|x| x.share == Some(5)).collect();
+    assert_eq!(of_5.len(), 1, "only the rollup window of share 5: {of_5:?}");
+    assert_eq!(&*of_5[0].window_size, "1m");
+    assert_eq!(of_5[0].total.total_calls(), 9.0);
+    assert_eq!(of_5[0].total.errors(), 1.0);
+}

@@ -1,8 +1,9 @@
 //! Property test: the RED operator's emitted windows equal a naive group-by of the same spans.
 //!
 //! Random spans with random, out-of-order event times are interleaved with random watermark
-//! advances. A naive model decides for each span whether it is still accepted (its window is not
-//! purged at that moment) and groups accepted spans by (window, series). Every final emission is
+//! advances. A naive model decides for each span and window spec whether it is still accepted
+//! (that spec's window is not purged at that moment) and groups accepted spans by (window,
+//! series). Every final emission is
 //! checked against the model: counts, errors, sums, buckets, min/max exact; quantiles within the
 //! sketch's relative accuracy; late re-emissions carry exactly their own delta; rollups equal the
 //! direct computation; dropped spans are counted.
@@ -183,12 +184,17 @@ proptest! {
                     let f = SpanFixture::new(&svc, &name, end, *duration_ms).status(status).weight(w);
                     let dur = f.end.saturating_sub(f.start) as f64 / 1e6;
                     op.process_spans(&span_batch(SourceId(0), 0, &[f]), wm);
-                    let start = end - end % SIZE;
-                    if start + SIZE + LATENESS <= wm {
+                    // Each spec takes the span while its window is not purged (a rollup takes
+                    // what its purged primary window no longer can); late when none does.
+                    let purged = |size: u64| end - end % size + size + LATENESS <= wm;
+                    if purged(SIZE) && purged(ROLLUP) {
                         late += 1;
                         continue;
                     }
                     for (map, size) in [(&mut primary, SIZE), (&mut rollup, ROLLUP)] {
+                        if purged(size) {
+                            continue;
+                        }
                         let m = map.entry((end - end % size, (svc.clone(), name.clone()))).or_default();
                         if m.values.is_empty() {
                             m.min = dur;

@@ -352,7 +352,27 @@ impl MetricsOperator {
                     self.counters.points.inc();
                     self.series.touch(id, now, time);
                 }
-                Err(_) => self.counters.late.inc(),
+                Err(_) => {
+                    // Its primary window is purged: the rollup windows still open take it
+                    // (late per window spec, docs/kafka-exactness.md).
+                    let primary = &self.specs.primary.store;
+                    let (start, size) = (primary.window_start(time), primary.size_ns());
+                    let mut one = MetricAgg::default();
+                    one.add(&c);
+                    let mut taken = false;
+                    for r in self.specs.rollups.iter_mut() {
+                        taken |= r
+                            .store
+                            .merge_covering(start, start + size, &id, &one)
+                            .is_ok();
+                    }
+                    if taken {
+                        self.counters.points.inc();
+                        self.series.touch(id, now, time);
+                    } else {
+                        self.counters.late.inc();
+                    }
+                }
             }
         }
     }

@@ -59,6 +59,8 @@ pub struct RedOperator {
     counters: Counters,
     /// Scratch for [`Self::process_spans`].
     resolved: Vec<Resolved>,
+    /// Scratch: spans whose primary window is purged.
+    late_spans: Vec<Resolved>,
 }
 
 impl RedOperator {
@@ -99,6 +101,7 @@ impl RedOperator {
             last_provisional: 0,
             last_expiry: 0,
             resolved: Vec::new(),
+            late_spans: Vec::new(),
             shares: Vec::new(),
             counters: Counters {
                 late: registry.counter(
@@ -155,7 +158,8 @@ impl RedOperator {
             }
         }
         self.resolve(batch, &mut resolved);
-        let (series, late) = (&mut self.series, &self.counters.late);
+        let mut late_spans = std::mem::take(&mut self.late_spans);
+        let series = &mut self.series;
         self.specs.primary.store.update_batch(
             &resolved,
             |r| (r.end, &r.key),
@@ -174,10 +178,45 @@ impl RedOperator {
             },
             |r, outcome| match outcome {
                 Ok(()) => series.touch(r.id, now, r.end),
-                Err(_) => late.inc(),
+                Err(_) => late_spans.push(*r),
             },
         );
+        for r in late_spans.drain(..) {
+            self.late_for_primary(batch, &r, now);
+        }
+        self.late_spans = recycle(late_spans);
         self.resolved = recycle(resolved);
+    }
+
+    /// A span whose primary window is purged goes straight into the rollup (and hopping)
+    /// windows still open for it — the primary's deltas can no longer carry it there. That is
+    /// what lets a partition taken over by an instance whose watermark is ahead rebuild its
+    /// rollups by replay (docs/kafka-exactness.md). Late only when no spec takes it.
+    fn late_for_primary(&mut self, batch: &SpanBatch, r: &Resolved, now: UnixNanos) {
+        let primary = &self.specs.primary.store;
+        let (start, size) = (primary.window_start(r.end), primary.size_ns());
+        let span = &batch.spans[r.span as usize];
+        let mut one = RedAgg::default();
+        one.add_span(
+            span.status,
+            r.ms,
+            r.bucket as usize,
+            span.weight,
+            &span.trace_id,
+            &span.span_id,
+        );
+        let mut taken = false;
+        for rollup in self.specs.rollups.iter_mut() {
+            taken |= rollup
+                .store
+                .merge_covering(start, start + size, &r.key, &one)
+                .is_ok();
+        }
+        if taken {
+            self.series.touch(r.id, now, r.end);
+        } else {
+            self.counters.late.inc();
+        }
     }
 
     /// Each span's series (created or overflow as the registry decides), duration and bucket.
