@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2329  # trap handlers and service hooks are called indirectly
 # The one test command: builds redwatch, runs the Rust test suite, then the interop tests that
-# drive the binary with real peers (the OpenTelemetry Python SDK; later a Kafka broker).
+# drive the binary with real peers (the OpenTelemetry Python SDK, the tansu Kafka broker started
+# below: tests/interop/test_kafka_exact.py is the Kafka exactness oracle of issue 13 and fails
+# loudly when REDWATCH_KAFKA_BROKERS names no answering broker).
 #
 #   tests/run-all.sh            # from any directory
 #

@@ -53,3 +53,15 @@ def pytest_runtest_makereport(item, call):
         if isinstance(server, RedwatchServer):
             report.sections.append((f"redwatch server log ({report.when})", server.log_text()))
     return report
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The Kafka exactness cases' per-case keys (compared / exact / wrong / missing / extra)."""
+    import sys
+
+    oracle = sys.modules.get("kafka_oracle")
+    lines = getattr(oracle, "REPORT_LINES", [])
+    if lines:
+        terminalreporter.section("Kafka exactness: keys per case")
+        for line in lines:
+            terminalreporter.write_line(line)
