@@ -1,12 +1,13 @@
 """Replays labelled series through a real `redwatch run` process: OTLP/HTTP (JSON encoding)
 gauges in, one point per window, and results out of the SQL HTTP API. Standard library only.
 
-Closing every window without waiting for the idle timeout: after the data, two points of a
-metric that is not watched (`replay.end`) follow, two and four windows after the last data point.
-The first moves the watermark past every data window, so they are emitted (and their values
-handed to the detectors) while it is processed; the second closes the first one's window. The
-pipeline runs metric windows on one task, in order, so once `replay.end`'s first window is final
-in `metric_points`, every detector decision about the data is in the `anomalies` table.
+Knowing when every decision is in: the replay is a backfill (the windows are late on arrival,
+see README.md), so they are emitted when the watermark next moves, all in one pass whose rows go
+to `metric_points` first and to the detectors after. A point of an unwatched metric
+(`replay.end`) follows the data; once its window is final, that pass has begun. A second
+`replay.end` point is sent only then: the metrics operator runs on one task, so it is processed
+after that pass has finished, and once its own window is final every detector decision about the
+data is in the `anomalies` table.
 """
 
 import json
@@ -150,13 +151,17 @@ def _point(t_ns, value, attrs):
 
 def replay(binary, series, warmup_windows, workdir=None, batch_windows=100):
     """Replays `series` ({metric name: [value or None per window]}, all equally long) as gauges
-    of one experiment, one point per 5 m window ending an hour before now. Returns
+    of one experiment, one point per 5 m window. Returns
     (t0_ns, anomaly rows, {metric name: [per-window value read back from metric_points]},
-    counters)."""
+    counters that must stay 0, other self-metrics)."""
     names = sorted(series)
     n = len(series[names[0]])
-    now_ns = time.time_ns()
-    t_end = (now_ns - 3600 * 10**9) // WINDOW_NS * WINDOW_NS
+    # Detectors with a daily or weekly profile depend on the time of day and week, so every
+    # run puts a file at the same place: its replay ends at the latest Monday 00:00 UTC at least
+    # an hour ago (1970-01-05 was a Monday).
+    week = 7 * 86400 * 10**9
+    monday0 = 4 * 86400 * 10**9
+    t_end = (time.time_ns() - 3600 * 10**9 - monday0) // week * week + monday0
     t0 = t_end - (n + 4) * WINDOW_NS
     # A point sits in the middle of its window.
     tw = [t0 + i * WINDOW_NS + WINDOW_NS // 2 for i in range(n)]
@@ -174,18 +179,9 @@ def replay(binary, series, warmup_windows, workdir=None, batch_windows=100):
                         metrics.append(_gauge(name, pts))
                 rw.export(metrics)
             last = tw[n - 1]
-            rw.export([_gauge(END_METRIC, [_point(last + 2 * WINDOW_NS, 0.0, [])])])
-            rw.export([_gauge(END_METRIC, [_point(last + 4 * WINDOW_NS, 0.0, [])])])
-            deadline = time.monotonic() + DEADLINE_S
-            while True:
-                rows = rw.sql(
-                    f"SELECT count(*) AS c FROM metric_points WHERE is_final "
-                    f"AND metric_name = '{END_METRIC}'")
-                if rows and rows[0]["c"] >= 1:
-                    break
-                if time.monotonic() > deadline:
-                    raise ReplayError(f"replay end window never final: {rw.log_tail()}")
-                time.sleep(0.05)
+            for k in (1, 2):
+                rw.export([_gauge(END_METRIC, [_point(last + 2 * k * WINDOW_NS, 0.0, [])])])
+                _wait_final(rw, k)
             anomalies = rw.sql(
                 "SELECT signal, span_name, window_start, value, expected_min, expected_max, "
                 "severity, score, detector, incident_id, incident_state FROM anomalies "
@@ -198,10 +194,25 @@ def replay(binary, series, warmup_windows, workdir=None, batch_windows=100):
                     values[r["metric_name"]][i] = r["avg"]
             counters = {k: rw.self_metric(k) for k in (
                 "redwatch_late_dropped_total", "redwatch_metric_series_expired_total")}
+            info = {k: rw.self_metric(k) for k in (
+                "redwatch_anomalies_total", "redwatch_metric_points_windowed_total",
+                "redwatch_metric_series_created_total")}
     finally:
         if tmp is not None:
             tmp.cleanup()
-    return t0, anomalies, values, counters
+    return t0, anomalies, values, counters, info
+
+
+def _wait_final(rw, count):
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        rows = rw.sql(f"SELECT count(*) AS c FROM metric_points WHERE is_final "
+                      f"AND metric_name = '{END_METRIC}'")
+        if rows and rows[0]["c"] >= count:
+            return
+        if time.monotonic() > deadline:
+            raise ReplayError(f"replay end window {count} never final: {rw.log_tail()}")
+        time.sleep(0.05)
 
 
 def _ms(rfc3339):

@@ -72,11 +72,12 @@ def parse(rows):
     return times, series, anom, cps
 
 
-def run_file(binary, fid, rows):
+def run_file(binary, fid, rows, workdir):
     times, series, anom, cps = parse(rows)
     n = len(times)
     warmup = int(round(WARMUP_SHARE * n))
-    t0, anomalies, values, counters = replay.replay(binary, series, warmup)
+    os.makedirs(workdir, exist_ok=True)
+    t0, anomalies, values, counters, info = replay.replay(binary, series, warmup, workdir)
     for m, vals in series.items():
         got = sum(v is not None for v in values[m])
         want = sum(v is not None for v in vals)
@@ -87,6 +88,10 @@ def run_file(binary, fid, rows):
         i = replay.window_index(a["window_start"], t0)
         if 0 <= i < n:
             alarm_rows.append(dict(a, row=i))
+    alarms = sum(1 for a in anomalies if a["incident_state"] != "resolved")
+    if alarms != info.get("redwatch_anomalies_total"):
+        print(f"WARNING {fid}: {alarms} alarm rows in SQL, redwatch_anomalies_total "
+              f"{info.get('redwatch_anomalies_total')}", file=sys.stderr)
     pred = {"redwatch": [0] * n}
     opens = [0] * n
     for a in alarm_rows:
@@ -102,7 +107,7 @@ def run_file(binary, fid, rows):
         pred[name] = p
     return {"id": fid, "n": n, "warmup": warmup, "times": times, "anomaly": anom,
             "changepoint": cps, "pred": pred, "opens": opens, "alarms": alarm_rows,
-            "counters": counters}
+            "counters": counters, "self_metrics": info}
 
 
 def score(results, method, opens_as_cps=False):
@@ -148,9 +153,10 @@ def main():
     started = time.monotonic()
     for fid, rows in files:
         t = time.monotonic()
-        results.append(run_file(args.redwatch, fid, rows))
+        results.append(run_file(args.redwatch, fid, rows, os.path.join(args.out, "runs", fid)))
         r = results[-1]
         print(f"{fid}: {r['n']} windows, warm-up {r['warmup']}, {len(r['alarms'])} anomaly rows "
+              f"{r['self_metrics']} "
               f"({time.monotonic() - t:.1f}s)", file=sys.stderr)
     scores = {"redwatch": score(results, "redwatch")}
     for name in baselines.BASELINES:
