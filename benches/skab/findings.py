@@ -1,5 +1,6 @@
 """Where redwatch's alarms go wrong on a bench run: per file, per sensor and per detector.
-Usage: python3 benches/skab/findings.py target/skab-bench/results.json"""
+Usage: python3 benches/skab/findings.py target/skab-bench/results.json [EARLIER/results.json]
+(with a second run: a per-file comparison first)."""
 
 import json
 import statistics
@@ -27,6 +28,28 @@ def quantiles(xs):
     xs = sorted(xs)
     pick = [xs[int(q * (len(xs) - 1))] for q in (0.1, 0.5, 0.9)]
     return " / ".join(f"{v:.3g}" for v in pick) + f" (max {xs[-1]:.3g}, n={len(xs)})"
+
+
+def file_stats(f):
+    """(false-alarm windows, alarmed anomalous windows, incidents opened in normal rows, share of
+    the anomaly covered) after warm-up."""
+    anom, pred, w = f["anomaly"], f["pred"]["redwatch"], f["warmup"]
+    fp = sum(1 for i in range(w, f["n"]) if pred[i] and not anom[i])
+    tp = sum(1 for i in range(w, f["n"]) if pred[i] and anom[i])
+    opens = sum(1 for a in f["alarms"] if a["incident_state"] == "open" and a["row"] >= w
+                and not anom[a["row"]])
+    return fp, tp, opens, tp / max(1, sum(anom[w:]))
+
+
+def compare(new, old):
+    lines = ["| file | false-alarm windows | false opens | anomaly covered |", "|---|---|---|---|"]
+    olds = {f["id"]: f for f in old["files"]}
+    for f in new["files"]:
+        if f["id"] not in olds:
+            continue
+        a, b = file_stats(olds[f["id"]]), file_stats(f)
+        lines.append(f"| {f['id']} | {a[0]} → {b[0]} | {a[2]} → {b[2]} | {a[3]:.0%} → {b[3]:.0%} |")
+    return "\n".join(lines)
 
 
 def report(d):
@@ -96,4 +119,9 @@ def report(d):
 
 if __name__ == "__main__":
     with open(sys.argv[1]) as fh:
-        print(report(json.load(fh)))
+        run = json.load(fh)
+    if len(sys.argv) > 2:
+        with open(sys.argv[2]) as fh:
+            print("Compared with the earlier run (earlier → this one):\n")
+            print(compare(run, json.load(fh)) + "\n")
+    print(report(run))
