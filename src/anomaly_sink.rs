@@ -59,7 +59,11 @@ impl AnomalyBoard {
         v.sort_by(|a, b| {
             b.severity
                 .cmp(&a.severity)
-                .then(b.score.total_cmp(&a.score))
+                .then(
+                    a.p_value
+                        .unwrap_or(1.0)
+                        .total_cmp(&b.p_value.unwrap_or(1.0)),
+                )
                 .then(a.series.cmp(&b.series))
         });
         v.truncate(n);
@@ -250,11 +254,22 @@ impl AnomalySink {
             kv_f64("anomaly.expected_min", a.expected_min),
             kv_f64("anomaly.expected_max", a.expected_max),
             kv_str("anomaly.severity", a.severity.as_str()),
-            kv_f64("anomaly.score", a.score),
             kv_str("anomaly.detector", a.detector),
             kv_str("anomaly.incident_id", &hex(&a.incident_id)),
             kv_str("anomaly.incident_state", a.incident_state.as_str()),
         ];
+        // The calibrated score and the raw statistics behind it; a `resolved` record carries
+        // none of them (it is no alarm). See docs/anomaly-detection.md.
+        if let Some(score) = a.score {
+            attrs.push(kv_f64("anomaly.score", score));
+        }
+        if let Some(p) = a.p_value {
+            attrs.push(kv_f64("anomaly.p_value", p));
+        }
+        if let Some(z) = a.z {
+            attrs.push(kv_f64("anomaly.z", z));
+            attrs.push(kv_i64("anomaly.votes", a.votes as i64));
+        }
         let resolved = a.incident_state == IncidentState::Resolved;
         if resolved {
             // The final span of an incident: how long it lasted (first anomalous window's start
@@ -547,7 +562,11 @@ mod tests {
             expected_min: 10.0,
             expected_max: 40.0,
             severity: sev,
-            score: 9.5,
+            // A resolved record carries no alarm score (the engine's contract).
+            score: (state != IncidentState::Resolved).then_some(0.999_999_99),
+            p_value: (state != IncidentState::Resolved).then_some(1e-8),
+            z: (state != IncidentState::Resolved).then_some(9.5),
+            votes: 2,
             detector: "robust_z+ewma",
             window_start: start,
             window_end: start + 1_000_000_000,
@@ -609,6 +628,9 @@ mod tests {
             "anomaly.expected_max",
             "anomaly.severity",
             "anomaly.score",
+            "anomaly.p_value",
+            "anomaly.z",
+            "anomaly.votes",
             "anomaly.detector",
             "anomaly.incident_id",
             "service.name.observed",
@@ -667,6 +689,20 @@ mod tests {
         );
         assert_eq!(r.events[0].name, RESOLVED_EVENT);
         assert!(attr(&open.attributes, "anomaly.incident_duration_ms").is_none());
+        // No alarm score on the resolving record, nor the raw statistics of its calm window.
+        for k in [
+            "anomaly.score",
+            "anomaly.p_value",
+            "anomaly.z",
+            "anomaly.votes",
+        ] {
+            assert!(attr(&r.attributes, k).is_none(), "{k} on a resolved span");
+        }
+        assert_eq!(
+            attr(&r.attributes, "anomaly.severity"),
+            Some(&any_value::Value::StringValue("critical".into())),
+            "the incident's peak severity"
+        );
     }
 
     #[test]

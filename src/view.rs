@@ -239,7 +239,7 @@ pub fn render_anomalies(board: &AnomalyBoard, n: usize) -> String {
     for a in &open {
         let _ = writeln!(
             out,
-            "  {:<8} {:<14} {:<30} {:<15} value {:>9.2} expected {:.2}–{:.2}  score {:.1}  {} since {}",
+            "  {:<8} {:<14} {:<30} {:<15} value {:>9.2} expected {:.2}–{:.2}  score {:.6}  {} since {}",
             a.severity.as_str(),
             truncate(&a.series.service_name, 14),
             truncate(&a.series.span_name, 30),
@@ -247,7 +247,7 @@ pub fn render_anomalies(board: &AnomalyBoard, n: usize) -> String {
             a.value,
             a.expected_min,
             a.expected_max,
-            a.score,
+            a.score.unwrap_or(0.0),
             a.incident_state.as_str(),
             fmt_window(a.window_start)
         );

@@ -157,6 +157,8 @@ impl AnomaliesTable {
         let mut inc_start = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
         let mut inc_ms = Int64Builder::with_capacity(n);
         let mut inc_windows = Int64Builder::with_capacity(n);
+        let mut p_value = Float64Builder::with_capacity(n);
+        let mut z = Float64Builder::with_capacity(n);
         for a in records {
             start.append_value(ms(a.window_start));
             end.append_value(ms(a.window_end));
@@ -168,13 +170,15 @@ impl AnomaliesTable {
             emin.append_value(a.expected_min);
             emax.append_value(a.expected_max);
             severity.append_value(a.severity.as_str());
-            score.append_value(a.score);
+            score.append_option(a.score);
             detector.append_value(a.detector);
             incident.append_value(hex(&a.incident_id));
             state.append_value(a.incident_state.as_str());
             inc_start.append_value(ms(a.incident_start));
             inc_ms.append_value(ms(a.incident_duration_ns));
             inc_windows.append_value(a.incident_windows as i64);
+            p_value.append_option(a.p_value);
+            z.append_option(a.z);
         }
         let cols: Vec<ArrayRef> = vec![
             Arc::new(start.finish()),
@@ -194,6 +198,8 @@ impl AnomaliesTable {
             Arc::new(inc_start.finish()),
             Arc::new(inc_ms.finish()),
             Arc::new(inc_windows.finish()),
+            Arc::new(p_value.finish()),
+            Arc::new(z.finish()),
         ];
         let Ok(batch) = RecordBatch::try_new(schema::ANOMALIES.clone(), cols) else {
             return;
@@ -334,7 +340,10 @@ mod tests {
             expected_min: 10.0,
             expected_max: 50.0,
             severity: Severity::High,
-            score: 12.0,
+            score: Some(0.999_999_9),
+            p_value: Some(1e-7),
+            z: Some(12.0),
+            votes: 2,
             detector: "robust_z+ewma",
             window_start: start_s * 1_000_000_000,
             window_end: (start_s + 10) * 1_000_000_000,

@@ -129,7 +129,8 @@ pub static ANOMALIES: LazyLock<SchemaRef> = LazyLock::new(|| {
         f("expected_min", DataType::Float64, false),
         f("expected_max", DataType::Float64, false),
         f("severity", DataType::Utf8, false),
-        f("score", DataType::Float64, false),
+        // Calibrated in [0, 1]; null on `resolved` rows (they carry no alarm score).
+        f("score", DataType::Float64, true),
         f("detector", DataType::Utf8, false),
         f("incident_id", DataType::Utf8, false),
         f("incident_state", DataType::Utf8, false),
@@ -138,6 +139,10 @@ pub static ANOMALIES: LazyLock<SchemaRef> = LazyLock::new(|| {
         f("incident_start", ts_ms(), false),
         f("incident_duration_ms", DataType::Int64, false),
         f("incident_windows", DataType::Int64, false),
+        // The raw statistics: the calibrated tail probability (1 − score, precise where the
+        // score rounds to 1) and the largest directional z-score; null on `resolved` rows.
+        f("p_value", DataType::Float64, true),
+        f("z", DataType::Float64, true),
     ]))
 });
 

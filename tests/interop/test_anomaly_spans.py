@@ -185,6 +185,9 @@ def test_latency_spike_arrives_as_anomaly_spans(redwatch_exporting, receiver):
         assert a["span.name.observed"] == "GET /pay"
         assert a["anomaly.severity"] in ("low", "medium", "high", "critical")
         assert isinstance(a["anomaly.value"], float) and isinstance(a["anomaly.score"], float)
+        # The calibrated score is a probability; the raw statistics ride along.
+        assert 0.0 <= a["anomaly.score"] <= 1.0, a
+        assert isinstance(a["anomaly.z"], float) and 0.0 <= a["anomaly.p_value"] <= 1.0, a
         assert s.kind == 1, "SPAN_KIND_INTERNAL"
         assert s.end_time_unix_nano - s.start_time_unix_nano == SEC, "start/end = the 1 s window"
         window = s.start_time_unix_nano // SEC - first
@@ -231,8 +234,11 @@ def test_latency_spike_arrives_as_anomaly_spans(redwatch_exporting, receiver):
     assert len(final) == 1, [r.attributes for r in resolved_spans]
     f = final[0]
     fa = f.attributes
-    missing = [k for k in ANOMALY_ATTRIBUTES if k not in fa]
+    # A resolved record is no alarm: every attribute but the score (and the raw statistics).
+    missing = [k for k in ANOMALY_ATTRIBUTES if k not in fa and k != "anomaly.score"]
     assert not missing, f"the resolved span lacks {missing}: {fa}"
+    for k in ("anomaly.score", "anomaly.p_value", "anomaly.z"):
+        assert k not in fa, f"the resolved span carries {k}: {fa}"
     assert f.span.name == "anomaly_detected" and f.span.trace_id == root.trace_id
     assert f.span.parent_span_id == root.span_id
     assert f.span.span_id not in {s.span_id for s in group}

@@ -31,8 +31,22 @@ pub struct AnomalyConfig {
     pub min_calls: f64,
     /// Windows a series must have seen before it may alarm.
     pub warmup_windows: usize,
-    /// Calm windows in a row after which an open incident is resolved.
+    /// Calm windows in a row after which an open incident is resolved (calm: the score below
+    /// `clear_score`).
     pub resolve_after_windows: usize,
+    /// Calibrated score (in [0, 1]; on normal data a share 1 − s of windows scores ≥ s) at or
+    /// above which a window may open an incident, when the detectors also agree (see
+    /// `ensemble`). 0.99999: about one window in 100 000 of normal data passes this bar alone.
+    pub alarm_score: f64,
+    /// Hysteresis: while an incident is open, a window scoring at least this continues it
+    /// (although it would not open one); below it, the window counts as calm.
+    pub clear_score: f64,
+    /// Windows after an incident resolved during which no new incident of the same series and
+    /// signal opens (the tail of an excursion is not a second one).
+    pub refractory_windows: usize,
+    /// Once an incident has lasted this many anomalous windows, its values are learnt at full
+    /// weight: a level shift that persists becomes the new normal (alarm once, then adapt).
+    pub accept_shift_after_windows: usize,
     /// Smallest relative departure from the expected value that may alarm (0.1 = 10%), for
     /// every signal except ratios; keeps statistically clear but tiny changes quiet.
     pub min_relative_change: f64,
@@ -61,6 +75,10 @@ impl Default for AnomalyConfig {
             min_calls: 20.0,
             warmup_windows: 60,
             resolve_after_windows: 3,
+            alarm_score: 0.99999,
+            clear_score: 0.99,
+            refractory_windows: 6,
+            accept_shift_after_windows: 30,
             min_relative_change: 0.1,
             min_ratio_change: 0.01,
             ensemble: EnsembleConfig::default(),
@@ -329,6 +347,20 @@ impl AnomalyConfig {
                 &mut out,
                 path,
                 "resolve_after_windows",
+                "must be at least 1",
+            );
+        }
+        if !(self.alarm_score > 0.0 && self.alarm_score < 1.0) {
+            push(&mut out, path, "alarm_score", "must be in (0, 1)");
+        }
+        if !(self.clear_score > 0.0 && self.clear_score <= self.alarm_score) {
+            push(&mut out, path, "clear_score", "must be in (0, alarm_score]");
+        }
+        if self.accept_shift_after_windows == 0 {
+            push(
+                &mut out,
+                path,
+                "accept_shift_after_windows",
                 "must be at least 1",
             );
         }

@@ -17,6 +17,7 @@
 //! default run: MAPE of the 5-minute-ahead value and coverage of its 95% interval, on windows
 //! outside any event.
 
+mod gauges;
 mod suite;
 
 use rand::rngs::StdRng;
@@ -81,7 +82,7 @@ fn run(
                     if a.incident_state == IncidentState::Open {
                         let w = (a.window_start - EPOCH0) / W_NS;
                         let what = format!(
-                            "{} {} day {} {:02}:{:02} value {:.4} expected [{:.4}, {:.4}] score {:.1} by {}",
+                            "{} {} day {} {:02}:{:02} value {:.4} expected [{:.4}, {:.4}] score {:.6} z {:.1} by {}",
                             d.spec.name,
                             a.signal,
                             w / WINDOWS_PER_DAY,
@@ -90,7 +91,8 @@ fn run(
                             a.value,
                             a.expected_min,
                             a.expected_max,
-                            a.score,
+                            a.score.unwrap_or(f64::NAN),
+                            a.z.unwrap_or(f64::NAN),
                             a.detector
                         );
                         opened.push((w, what));
@@ -276,7 +278,7 @@ fn main() {
                 calls: v[4],
                 window_s: 10.0,
             };
-            let dec = det.observe(&o, kind, dir, &p, &mut scratch);
+            let dec = det.observe(&o, kind, dir, &p, 0, &mut scratch);
             if w >= from && w < from + n {
                 println!("{w} {:.3} {dec:?}", v[si]);
             }
@@ -339,6 +341,7 @@ fn main() {
             default_score = Some(s);
         }
     }
+    gauge_suite(seed);
     let Some(s) = default_score else { return };
     println!("\ndefault ensemble, recall by event kind:\n");
     println!("| event kind | detected |");
@@ -379,5 +382,44 @@ fn main() {
     println!(
         "state per RED series (4 signals, detectors + incident + forecaster): {state} bytes with the daily profile (default), {} bytes with a weekly profile",
         e.state_bytes()
+    );
+}
+
+/// The gauge and count suite (`gauges.rs`): per kind, events detected, incidents, and false
+/// incidents per series-week on the series without events.
+fn gauge_suite(seed: u64) {
+    let verbose = std::env::var_os("ANOMALY_QUALITY_VERBOSE").is_some();
+    let data = gauges::gauges(seed);
+    let scores = gauges::run(&data, verbose);
+    println!(
+        "\ngauges and counts (one point per 5 min, {} weeks, week 0 = training; default config): {} series\n",
+        gauges::WEEKS,
+        data.len()
+    );
+    println!("| kind | events detected | true incidents | false incidents | false incidents per quiet series-week | median delay (windows) |");
+    println!("|---|---|---|---|---|---|");
+    let (mut fp, mut weeks, mut ev, mut det, mut tp) = (0u64, 0.0, 0u64, 0u64, 0u64);
+    for kind in gauges::KINDS {
+        let Some(k) = scores.get(kind) else { continue };
+        let mut d = k.delays.clone();
+        println!(
+            "| {kind} | {}/{} | {} | {} | {:.3} | {:.0} |",
+            k.detected,
+            k.events,
+            k.tp_incidents,
+            k.fp_incidents,
+            k.quiet_fp as f64 / k.quiet_weeks.max(1e-9),
+            median(&mut d)
+        );
+        fp += k.quiet_fp;
+        weeks += k.quiet_weeks;
+        ev += k.events;
+        det += k.detected;
+        tp += k.tp_incidents;
+    }
+    let all_fp: u64 = scores.values().map(|k| k.fp_incidents).sum();
+    println!(
+        "| **all** | {det}/{ev} | {tp} | {all_fp} | **{:.3}** | |",
+        fp as f64 / weeks.max(1e-9)
     );
 }

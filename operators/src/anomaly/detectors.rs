@@ -182,7 +182,8 @@ fn median_in_place(v: &mut [f32]) -> f32 {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Ewma {
     mean: f64,
-    var: f64,
+    /// Single precision: a spread needs no more, and four signals a series save 16 bytes.
+    var: f32,
     n: u32,
 }
 
@@ -196,7 +197,7 @@ impl Ewma {
     }
 
     pub fn sd(&self) -> f64 {
-        self.var.sqrt()
+        (self.var as f64).sqrt()
     }
 
     /// Ready after a few values (the ensemble's warm-up guards the rest).
@@ -217,7 +218,7 @@ impl Ewma {
             let d = x - self.mean;
             self.mean += alpha * d;
             if !freeze_spread {
-                self.var = (1.0 - alpha) * (self.var + alpha * d * d);
+                self.var = ((1.0 - alpha) * (self.var as f64 + alpha * d * d)) as f32;
             }
         }
         self.n = self.n.saturating_add(1);

@@ -8,9 +8,9 @@
 //! windows are observed as rate 0 when the next row arrives, so a traffic drop to nothing still
 //! alarms (with the missing windows' own times).
 
-use super::ensemble::{detector_name, DetectorParams, Observation, SignalDetector};
-use super::incident::{incident_id, IncidentStep, IncidentTracker};
-use super::{Anomaly, SignalKind};
+use super::ensemble::{detector_name, Decision, DetectorParams, Observation, SignalDetector};
+use super::incident::{incident_id, IncidentPolicy, IncidentStep, IncidentTracker};
+use super::{Anomaly, IncidentState, SignalKind};
 use crate::forecast::{steps_to_threshold, ForecastParams, Forecaster, Prediction};
 use crate::red::{RedRow, SeriesKey};
 use hashbrown::HashMap;
@@ -58,7 +58,7 @@ struct Settings {
     forecast_enabled: bool,
     params: DetectorParams,
     fparams: ForecastParams,
-    resolve_after: u32,
+    incidents: IncidentPolicy,
     every_windows: u32,
     trend_change_ratio: f64,
 }
@@ -125,7 +125,11 @@ impl AnomalyEngine {
                 forecast_enabled: fcfg.enabled,
                 params: DetectorParams::new(cfg),
                 fparams: ForecastParams::new(fcfg),
-                resolve_after: cfg.resolve_after_windows.max(1) as u32,
+                incidents: IncidentPolicy {
+                    continue_p: (1.0 - cfg.clear_score).clamp(0.0, 1.0),
+                    resolve_after: cfg.resolve_after_windows.max(1) as u32,
+                    refractory: cfg.refractory_windows.min(u32::MAX as usize) as u32,
+                },
                 every_windows: fcfg.every_windows.max(1) as u32,
                 trend_change_ratio: fcfg.trend_change_ratio,
             },
@@ -346,31 +350,25 @@ fn step(
             calls: w.calls,
             window_s: width as f64 / 1e9,
         };
-        let d = det.observe(&o, spec.kind, spec.direction, &set.params, scratch);
-        let anomaly = |step: IncidentStep, votes: u8| Anomaly {
-            signal: spec.name.clone(),
-            series: series.clone(),
-            value: w.value,
-            expected_min: d.expected_min,
-            expected_max: d.expected_max,
-            severity: step.severity,
-            score: d.score,
-            detector: detector_name(votes),
-            window_start: w.start,
-            window_end: w.end,
-            incident_id: step.id,
-            incident_state: step.state,
-            incident_start: step.started,
-            incident_duration_ns: step.duration_ns,
-            incident_windows: step.windows,
-        };
-        if d.anomalous {
-            let step = st.incident.anomalous_at(d.score, w.start, w.end, || {
-                incident_id(series, &spec.name, w.start)
-            });
-            out.0.push(anomaly(step, d.votes));
-        } else if let Some(step) = st.incident.calm(set.resolve_after) {
-            out.0.push(anomaly(step, 0));
+        let d = det.observe(
+            &o,
+            spec.kind,
+            spec.direction,
+            &set.params,
+            st.incident.duration_windows(),
+            scratch,
+        );
+        let step = st.incident.window(
+            d.anomalous,
+            d.p,
+            d.sustained,
+            w.start,
+            w.end,
+            &set.incidents,
+            |started| incident_id(series, &spec.name, started),
+        );
+        if let Some(step) = step {
+            out.0.push(anomaly(spec, series, &w, &d, step));
         }
     }
     if let Some(f) = st.forecaster.as_mut() {
@@ -412,6 +410,39 @@ fn step(
             time_to_threshold_ms: ttt.map(|k| (k * window_ms).round() as u64),
             window_end: w.end,
         });
+    }
+}
+
+/// The record of one incident window (or of the calm window that resolved the incident: no
+/// alarm score, no raw statistic, no votes).
+fn anomaly(
+    spec: &SignalSpec,
+    series: &Arc<SeriesKey>,
+    w: &Step,
+    d: &Decision,
+    step: IncidentStep,
+) -> Anomaly {
+    let resolved = step.state == IncidentState::Resolved;
+    let votes = if resolved { 0 } else { d.votes };
+    Anomaly {
+        signal: spec.name.clone(),
+        series: series.clone(),
+        value: w.value,
+        expected_min: d.expected_min,
+        expected_max: d.expected_max,
+        severity: step.severity,
+        score: (!resolved).then_some(d.score),
+        p_value: (!resolved).then_some(d.p),
+        z: (!resolved).then_some(d.z),
+        votes: votes.count_ones() as u8,
+        detector: detector_name(votes),
+        window_start: w.start,
+        window_end: w.end,
+        incident_id: step.id,
+        incident_state: step.state,
+        incident_start: step.started,
+        incident_duration_ns: step.duration_ns,
+        incident_windows: step.windows,
     }
 }
 

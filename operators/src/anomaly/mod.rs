@@ -12,13 +12,15 @@ mod engine;
 mod ensemble;
 mod incident;
 mod ring;
+mod score;
 mod seasonal;
 
 pub use detectors::{Cusum, Ewma, RobustZ, SignalKind, Verdict};
 pub use engine::AnomalyEngine;
 pub use ensemble::{detector_name, Decision, DetectorParams, Observation, SignalDetector};
-pub use incident::{incident_id, IncidentTracker};
+pub use incident::{incident_id, IncidentPolicy, IncidentTracker, SEVERITY_P};
 pub use ring::Ring16;
+pub use score::{t_upper, TailLedger, Tails, ValueShape};
 pub use seasonal::{Seasonal, SeasonalParams};
 
 use crate::red::SeriesKey;
@@ -53,7 +55,7 @@ pub enum IncidentState {
     /// A later anomalous window of the same incident.
     Ongoing,
     /// The incident ended: `resolve_after_windows` calm windows in a row. The record carries the
-    /// (calm) window that resolved it and the incident's peak severity.
+    /// (calm) window that resolved it and the incident's peak severity, and no alarm score.
     Resolved,
 }
 
@@ -78,10 +80,20 @@ pub struct Anomaly {
     /// The range the ensemble expected (`anomaly.expected_range_confidence`, two-sided).
     pub expected_min: f64,
     pub expected_max: f64,
-    /// Peak severity of the incident so far.
+    /// Peak severity of the incident so far (fixed cut-offs of the score, [`SEVERITY_P`]).
     pub severity: Severity,
-    /// Largest z-score (robust standard deviations) among the detectors, in the alarm direction.
-    pub score: f64,
+    /// The calibrated score in [0, 1] (docs/anomaly-detection.md, "The score"): on normal data
+    /// the share of windows with score ≥ s is about 1 − s. None on a `resolved` record.
+    pub score: Option<f64>,
+    /// The calibrated tail probability, 1 − score, kept apart because it stays precise where
+    /// the score rounds to 1. None on a `resolved` record.
+    pub p_value: Option<f64>,
+    /// The raw statistic: the largest z-score (robust standard deviations, on the signal's
+    /// variance-stabilised scale) among the point detectors, in the alarm direction. None on a
+    /// `resolved` record.
+    pub z: Option<f64>,
+    /// How many detectors voted (the ones named in `detector`).
+    pub votes: u8,
     /// The detectors that voted, e.g. `robust_z+ewma+seasonal` (`ensemble` when none did, as
     /// on a resolving window).
     pub detector: &'static str,
@@ -100,5 +112,7 @@ pub struct Anomaly {
     pub incident_windows: u32,
 }
 
+#[cfg(test)]
+mod calibration_tests;
 #[cfg(test)]
 mod tests;

@@ -66,7 +66,20 @@ pub struct Seasonal {
     last_t: u64,
     n: u32,
     slots_seen: u32,
+    /// Whether the profile explains more than noise (see [`Seasonal::present`]): 0 = not
+    /// judged yet, 1 = absent, 2 = present. Re-judged every 256 windows once warm.
+    presence: u8,
+    /// Day-of-week level offsets on the profile's grid (`code × step`), learnt with a daily
+    /// period only, and whether they hold a weekly season (same codes as `presence`): a weekly
+    /// rhythm costs 8 bytes instead of a 7-day profile's 4 KiB.
+    weekly: [i8; 7],
+    weekly_presence: u8,
 }
+
+/// One day, the period with which the day-of-week offsets are learnt.
+const DAY_NS: u64 = 86_400_000_000_000;
+/// Share of a weekday's offset one day of it replaces.
+const WEEKLY_ALPHA: f64 = 0.3;
 
 /// A uniform number in [0, 1) from `t` and `i`: the stochastic rounding's coin.
 fn coin(t: u64, i: usize, salt: u64) -> f64 {
@@ -94,6 +107,9 @@ impl Seasonal {
             last_t: 0,
             n: 0,
             slots_seen: 0,
+            presence: 0,
+            weekly: [0; 7],
+            weekly_presence: 0,
         }
     }
 
@@ -128,6 +144,9 @@ impl Seasonal {
             if v != UNSEEN {
                 *c = ((v as f64 / f).round() as i8) as u8;
             }
+        }
+        for c in self.weekly.iter_mut() {
+            *c = (*c as f64 / f).round() as i8;
         }
         let drop = (SPREAD_PER_OCTAVE * k as f64).min(255.0) as u8;
         for c in spreads.iter_mut() {
@@ -182,6 +201,88 @@ impl Seasonal {
             && self.slots_seen as usize * 10 >= p.n_slots * 9
     }
 
+    /// Warm, and the profile found a season: the spread of the slot offsets is well above what
+    /// noise alone leaves in them (docs/anomaly-detection.md, "Seasonality"). A series without a
+    /// daily shape is judged by its rolling baselines only.
+    pub fn present(&self, p: &SeasonalParams) -> bool {
+        self.presence == 2 && self.warm(p)
+    }
+
+    /// Whether the day-of-week offsets hold a weekly season.
+    pub fn weekly_present(&self) -> bool {
+        self.weekly_presence == 2
+    }
+
+    fn day_of_week(t: u64) -> usize {
+        ((t / DAY_NS) % 7) as usize
+    }
+
+    /// The day-of-week offset at `t` (0 unless a weekly season was found).
+    fn weekly_at(&self, t: u64, p: &SeasonalParams) -> f64 {
+        if self.weekly_presence != 2 || p.period_ns != DAY_NS {
+            return 0.0;
+        }
+        self.weekly[Self::day_of_week(t)] as f64 * self.step as f64
+    }
+
+    /// Learns the residual `r` (against level and daily profile, without the weekly term) into
+    /// today's day-of-week offset, `rate` of the usual speed; judges the weekly season after eight
+    /// days: the spread of the 7 offsets against what a day's mean of noise leaves in them.
+    fn learn_weekly(&mut self, r: f64, t: u64, window_ns: u64, rate: f64, p: &SeasonalParams) {
+        if p.period_ns != DAY_NS || self.step <= 0.0 {
+            return;
+        }
+        let d = Self::day_of_week(t);
+        let frac = (window_ns as f64 / DAY_NS as f64).min(1.0);
+        let a = rate * (1.0 - (1.0 - WEEKLY_ALPHA).powf(frac));
+        let cur = self.weekly[d] as f64;
+        let mut v = cur + a * (r / self.step as f64 - cur);
+        if v.abs() > MAX_CODE {
+            let k = (v.abs() / MAX_CODE).log2().ceil() as i32;
+            self.coarsen(k);
+            v /= (k as f64).exp2();
+        }
+        self.weekly[d] = (v + coin(t, d, 3)).floor().clamp(-MAX_CODE, MAX_CODE) as i8;
+        let step = self.step as f64;
+        if self.last_t.saturating_sub(self.first_t) >= 8 * DAY_NS && self.n % 64 == 0 {
+            let w: Vec<f64> = self.weekly.iter().map(|&c| c as f64 * step).collect();
+            let mean = w.iter().sum::<f64>() / 7.0;
+            let var = w.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 7.0;
+            let sd = self.global_spread as f64 * MEAN_ABS_TO_SD;
+            let m = (DAY_NS as f64 / window_ns.max(1) as f64).max(1.0);
+            self.weekly_presence = if var > 4.0 * sd * sd / m + step * step {
+                2
+            } else {
+                1
+            };
+        }
+    }
+
+    /// Judges whether the profile holds a season: variance of the slot offsets against the
+    /// variance a slot's mean of `m` windows of noise has (m = windows per slot).
+    fn judge(&mut self, p: &SeasonalParams, window_ns: u64) {
+        let (mut n, mut sum, mut sq) = (0.0, 0.0, 0.0);
+        for i in 0..self.n_slots() {
+            if let Some(o) = self.offset(i) {
+                n += 1.0;
+                sum += o;
+                sq += o * o;
+            }
+        }
+        if n < 2.0 {
+            return;
+        }
+        let mean = sum / n;
+        let var = (sq / n - mean * mean).max(0.0);
+        let sd = self.global_spread as f64 * MEAN_ABS_TO_SD;
+        let m = (p.slot_ns as f64 / window_ns.max(1) as f64).max(1.0);
+        self.presence = if var > 4.0 * sd * sd / m + 1e-300 {
+            2
+        } else {
+            1
+        };
+    }
+
     /// The two slots around `t` and the weight of the second.
     fn slots_at(t: u64, p: &SeasonalParams) -> (usize, usize, f64) {
         let pos = (t % p.period_ns) as f64 / p.slot_ns as f64 - 0.5;
@@ -204,6 +305,7 @@ impl Seasonal {
             (None, Some(o1)) => o1,
             (None, None) => return None,
         };
+        let off = off + self.weekly_at(t, p);
         let spread = match (self.spread(i0), self.spread(i1)) {
             (None, None) => None,
             (Some(a), None) => Some(a),
@@ -316,6 +418,10 @@ impl Seasonal {
             };
             self.set_spread(i, s, coin(t, i, 2));
         }
+        if warm {
+            let r = clamp(x - self.level - off + self.weekly_at(t, p));
+            self.learn_weekly(r, t, window_ns, if anomalous { 0.25 } else { 1.0 }, p);
+        }
         if learn_spread {
             self.global_spread = if self.global_spread == 0.0 {
                 r_clamped.abs() as f32
@@ -323,6 +429,9 @@ impl Seasonal {
                 ((1.0 - GLOBAL_SPREAD_ALPHA) * global_spread
                     + GLOBAL_SPREAD_ALPHA * r_clamped.abs()) as f32
             };
+        }
+        if self.warm(p) && (self.presence == 0 || self.n % 256 == 0) {
+            self.judge(p, window_ns);
         }
         if self.visits.is_some() && self.warm(p) {
             // The first period is over: visits are never read again.

@@ -122,13 +122,15 @@ DESCRIBE anomalies;
 -- | expected_min         | Float64              | NO          |
 -- | expected_max         | Float64              | NO          |
 -- | severity             | Utf8                 | NO          |
--- | score                | Float64              | NO          |
+-- | score                | Float64              | YES         |
 -- | detector             | Utf8                 | NO          |
 -- | incident_id          | Utf8                 | NO          |
 -- | incident_state       | Utf8                 | NO          |
 -- | incident_start       | Timestamp(ms, "UTC") | NO          |
 -- | incident_duration_ms | Int64                | NO          |
 -- | incident_windows     | Int64                | NO          |
+-- | p_value              | Float64              | YES         |
+-- | z                    | Float64              | YES         |
 -- +----------------------+----------------------+-------------+
 
 -- case: describe_predictions
