@@ -85,7 +85,8 @@ def report(d):
             for a in alarms:
                 (tp_sig if anom[i] else fp_sig)[a["signal"]] += 1
                 (tp_det if anom[i] else fp_det)[a["detector"]] += 1
-                (tp_scores if anom[i] else fp_scores).append(a["score"])
+                if a.get("score") is not None:
+                    (tp_scores if anom[i] else fp_scores).append(a["score"])
         seg_desc = []
         for s, e in seg:
             hit = [i for i in range(s, e) if f["pred"]["redwatch"][i]]
