@@ -181,6 +181,10 @@ pub struct SignalDetector {
     n: u32,
 }
 
+/// Largest expected count of an ingested metric scored as a count (the exact tail sums up to
+/// the value: cost grows with it); above, the Student-t on the identity scale.
+const BIG_COUNT_BELOW: f64 = 5000.0;
+
 /// Smoothing of the prequential log scores (~100 windows).
 const NLL_ALPHA: f32 = 0.01;
 
@@ -415,8 +419,25 @@ impl SignalDetector {
             }
         }
         let coin_v = coin(o.t_mid, raw.to_bits() ^ ((self.n as u64) << 17));
+        // A larger, clearly overdispersed count of an ingested metric (identity scale; spread²
+        // ≥ 3 × mean) is skewed like a count: the predictive mean and spread (which follow the
+        // calendar) become a negative binomial with those moments.
+        let big_count = match (kind, count, predictive) {
+            (SignalKind::Generic, Some(k), Some((v, _)))
+                if self.shape.count_model().is_some_and(|(_, d)| d >= 0.7)
+                    && v.expected > 0.0
+                    && v.expected < BIG_COUNT_BELOW
+                    && v.sd * v.sd >= 3.0 * v.expected =>
+            {
+                Some((k, v.expected, (v.sd * v.sd).max(v.expected)))
+            }
+            _ => None,
+        };
         let tails = match (count, count_model, predictive) {
             (Some(k), Some((mu, var)), _) => Some(Tails::count(k, mu, var, coin_v)),
+            _ if big_count.is_some() => {
+                big_count.map(|(k, mu, var)| Tails::count(k, mu, var, coin_v))
+            }
             (_, _, Some((v, nu))) => {
                 let lo = if quantum > 0.0 {
                     if non_negative && raw - 0.5 * quantum <= 0.0 {
