@@ -48,8 +48,13 @@ pub struct AnomalyConfig {
     /// weight: a level shift that persists becomes the new normal (alarm once, then adapt).
     pub accept_shift_after_windows: usize,
     /// Smallest relative departure from the expected value that may alarm (0.1 = 10%), for
-    /// every signal except ratios; keeps statistically clear but tiny changes quiet.
+    /// the RED rate and latency signals; keeps statistically clear but tiny changes quiet.
     pub min_relative_change: f64,
+    /// The same for ingested metrics (`signals` that are not RED signals); a departure must also
+    /// be at least one quantum of the series' own resolution. A gauge's level often has no scale
+    /// a percentage could use (a 4% drop of a flow can be 6 standard deviations): 0 leaves only
+    /// the quantum and the score.
+    pub min_relative_change_metrics: f64,
     /// Smallest absolute departure of `error_ratio` (and other `*_ratio` signals) that may alarm.
     pub min_ratio_change: f64,
     /// How the detectors' verdicts combine into one decision.
@@ -80,6 +85,7 @@ impl Default for AnomalyConfig {
             refractory_windows: 6,
             accept_shift_after_windows: 30,
             min_relative_change: 0.1,
+            min_relative_change_metrics: 0.1,
             min_ratio_change: 0.01,
             ensemble: EnsembleConfig::default(),
             detectors: DetectorsConfig::default(),
@@ -369,6 +375,16 @@ impl AnomalyConfig {
                 &mut out,
                 path,
                 "min_relative_change",
+                "must be a finite number ≥ 0",
+            );
+        }
+        if !(self.min_relative_change_metrics.is_finite()
+            && self.min_relative_change_metrics >= 0.0)
+        {
+            push(
+                &mut out,
+                path,
+                "min_relative_change_metrics",
                 "must be a finite number ≥ 0",
             );
         }

@@ -69,6 +69,8 @@ pub struct DetectorParams {
     pub min_calls: f64,
     pub warmup_windows: u32,
     pub min_relative_change: f64,
+    /// The same for ingested metrics (their level has no meaning a percentage could use).
+    pub min_relative_change_metrics: f64,
     pub min_ratio_change: f64,
     /// Half-width of the expected range in robust standard deviations (Student-t with the
     /// robust baseline's degrees of freedom).
@@ -125,6 +127,7 @@ impl DetectorParams {
             min_calls: cfg.min_calls,
             warmup_windows: cfg.warmup_windows.min(u32::MAX as usize) as u32,
             min_relative_change: cfg.min_relative_change,
+            min_relative_change_metrics: cfg.min_relative_change_metrics,
             min_ratio_change: cfg.min_ratio_change,
             range_q_t,
             range_q_normal,
@@ -503,7 +506,7 @@ impl SignalDetector {
         // and never less than one quantum of the series' own resolution.
         let min_change = match kind {
             SignalKind::Ratio => p.min_ratio_change,
-            SignalKind::Generic => (p.min_relative_change * expected.abs()).max(quantum),
+            SignalKind::Generic => (p.min_relative_change_metrics * expected.abs()).max(quantum),
             _ => p.min_relative_change * expected.abs(),
         };
         let change = directional(raw - expected, dir);

@@ -82,6 +82,7 @@ impl IncidentTracker {
     /// or counts a calm window and resolves after `resolve_after` of them in a row. Returns the
     /// step when the window is part of an incident or resolves one; `id` names an incident by
     /// its start.
+    #[allow(clippy::too_many_arguments)]
     pub fn window(
         &mut self,
         anomalous: bool,

@@ -66,12 +66,19 @@ impl Tails {
     pub fn student(lo: f64, hi: f64, m: f64, sd: f64, nu: f64, v: f64) -> Tails {
         let sd = sd.max(1e-300);
         let (a, b) = ((lo - m) / sd, (hi - m) / sd);
-        // P(X > a), P(X > b)
-        let up_a = t_upper(a, nu);
-        let up_b = t_upper(b, nu);
+        // (P(X > t), P(X < t)), the smaller one computed directly (one tail function per point).
+        let tails = |t: f64| {
+            if t >= 0.0 {
+                let up = t_upper(t, nu);
+                (up, 1.0 - up)
+            } else {
+                let low = t_upper(-t, nu);
+                (1.0 - low, low)
+            }
+        };
+        let (up_a, low_a) = tails(a);
+        let (up_b, low_b) = if b == a { (up_a, low_a) } else { tails(b) };
         let upper = up_b + (1.0 - v) * (up_a - up_b).max(0.0);
-        let low_a = t_upper(-a, nu);
-        let low_b = t_upper(-b, nu);
         let lower = low_a + v * (low_b - low_a).max(0.0);
         Tails { lower, upper }
     }

@@ -244,7 +244,7 @@ impl Seasonal {
         }
         self.weekly[d] = (v + coin(t, d, 3)).floor().clamp(-MAX_CODE, MAX_CODE) as i8;
         let step = self.step as f64;
-        if self.last_t.saturating_sub(self.first_t) >= 8 * DAY_NS && self.n % 64 == 0 {
+        if self.last_t.saturating_sub(self.first_t) >= 8 * DAY_NS && self.n.is_multiple_of(64) {
             let w: Vec<f64> = self.weekly.iter().map(|&c| c as f64 * step).collect();
             let mean = w.iter().sum::<f64>() / 7.0;
             let var = w.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 7.0;
@@ -430,7 +430,7 @@ impl Seasonal {
                     + GLOBAL_SPREAD_ALPHA * r_clamped.abs()) as f32
             };
         }
-        if self.warm(p) && (self.presence == 0 || self.n % 256 == 0) {
+        if self.warm(p) && (self.presence == 0 || self.n.is_multiple_of(256)) {
             self.judge(p, window_ns);
         }
         if self.visits.is_some() && self.warm(p) {
