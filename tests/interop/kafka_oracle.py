@@ -549,7 +549,9 @@ def sql_red(process: RedwatchProcess) -> dict[RedKey, SqlRed]:
             continue
         k = (r["window_size"], int(r["ws"]) * MS, r["service_name"], r["span_name"], r["span_kind"])
         assert k not in out, f"two final rows for {k} in the red table"
-        out[k] = SqlRed(r["calls"], r["errors"], None, None, r["duration_avg_ms"])
+        # The JSON answer leaves NULLs out: a window restated with no calls left on this instance
+        # (its shares were revoked) has no average.
+        out[k] = SqlRed(r["calls"], r["errors"], None, None, r.get("duration_avg_ms"))
     return out
 
 

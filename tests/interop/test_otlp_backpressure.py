@@ -2,9 +2,12 @@
 OTLP/gRPC exporter gets RESOURCE_EXHAUSTED with RetryInfo, waits as told, retries, and in the end
 every span is delivered exactly once (accepted count == spans sent; no export reports failure).
 
-The queue is made tiny (one batch, 1 ms enqueue timeout) and several exporters send large
-batches at once, so refusals are certain; the test repeats a round (bounded) until at least one
-request was refused, so it always exercises the retry path it is about.
+The queue is made tiny (one batch, 1 ms enqueue timeout). As the SDK exporters start, other
+threads keep the pipeline busy with a burst of large raw OTLP/HTTP "ballast" requests (50 000
+spans each),
+so the exporters meet a full queue however fast the machine is; the test repeats a round
+(bounded) until at least one gRPC request was refused, so it always exercises the retry path it
+is about. Only the gRPC receiver's counters are compared: the ballast goes to the HTTP receiver.
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ from __future__ import annotations
 import threading
 import time
 
+import requests
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
@@ -38,6 +44,27 @@ BATCHES = 4
 SPANS_PER_BATCH = 2000
 MAX_ROUNDS = 5
 DEADLINE_S = 120
+BALLAST_SPANS = 50_000
+BALLAST_SENDERS = 3
+BALLAST_POSTS = 3
+
+
+def ballast_body() -> bytes:
+    """One OTLP/HTTP protobuf request of BALLAST_SPANS spans (100 series), encoded once."""
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    rs.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value="ballast")))
+    ss = rs.scope_spans.add()
+    now = time.time_ns()
+    for i in range(BALLAST_SPANS):
+        span = ss.spans.add()
+        span.trace_id = (i + 1).to_bytes(16, "big")
+        span.span_id = (i + 1).to_bytes(8, "big")
+        span.name = f"ballast-{i % 100}"
+        span.kind = 2
+        span.start_time_unix_nano = now - 1_000_000
+        span.end_time_unix_nano = now
+    return req.SerializeToString()
 
 
 def make_batches(service: str) -> list[list]:
@@ -67,9 +94,28 @@ def test_sdk_exporter_retries_a_full_queue_and_delivers_everything(tmp_path):
     with running(tmp_path, CONFIG, LISTENERS) as process:
         endpoint = f"http://{process.addresses['otlp_grpc']}"
         metrics_url = f"http://{process.addresses['prometheus']}/metrics"
+        traces_url = f"http://{process.addresses['otlp_http']}/v1/traces"
+        ballast = ballast_body()
         sent = 0
         refused = 0.0
         for round_ in range(MAX_ROUNDS):
+            def keep_busy():
+                # A bounded burst: the exporters meet a full queue at first and get through
+                # once they retry after the burst.
+                with requests.Session() as http:
+                    http.trust_env = False
+                    for _ in range(BALLAST_POSTS):
+                        # 200 or 429: either way the pipeline has work or the queue is full.
+                        http.post(
+                            traces_url,
+                            data=ballast,
+                            headers={"Content-Type": "application/x-protobuf"},
+                            timeout=60,
+                        )
+
+            busy = [threading.Thread(target=keep_busy) for _ in range(BALLAST_SENDERS)]
+            for t in busy:
+                t.start()
             work = [make_batches(f"bp-{round_}-{e}") for e in range(EXPORTERS)]
             results: list[SpanExportResult] = []
             lock = threading.Lock()
@@ -88,6 +134,8 @@ def test_sdk_exporter_retries_a_full_queue_and_delivers_everything(tmp_path):
             for t in threads:
                 t.start()
             for t in threads:
+                t.join()
+            for t in busy:
                 t.join()
             sent += EXPORTERS * BATCHES * SPANS_PER_BATCH
             assert results == [SpanExportResult.SUCCESS] * (EXPORTERS * BATCHES), (
