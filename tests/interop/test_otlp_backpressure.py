@@ -3,8 +3,8 @@ OTLP/gRPC exporter gets RESOURCE_EXHAUSTED with RetryInfo, waits as told, retrie
 every span is delivered exactly once (accepted count == spans sent; no export reports failure).
 
 The queue is made tiny (one batch, 1 ms enqueue timeout). As the SDK exporters start, other
-threads keep the pipeline busy with a burst of large raw OTLP/HTTP "ballast" requests (50 000
-spans each),
+threads keep the pipeline busy with large raw OTLP/HTTP "ballast" requests (50 000 spans each)
+until an exporter has been refused,
 so the exporters meet a full queue however fast the machine is; the test repeats a round
 (bounded) until at least one gRPC request was refused, so it always exercises the retry path it
 is about. Only the gRPC receiver's counters are compared: the ballast goes to the HTTP receiver.
@@ -46,7 +46,7 @@ MAX_ROUNDS = 5
 DEADLINE_S = 120
 BALLAST_SPANS = 50_000
 BALLAST_SENDERS = 3
-BALLAST_POSTS = 3
+BALLAST_POSTS = 40
 
 
 def ballast_body() -> bytes:
@@ -99,12 +99,17 @@ def test_sdk_exporter_retries_a_full_queue_and_delivers_everything(tmp_path):
         sent = 0
         refused = 0.0
         for round_ in range(MAX_ROUNDS):
+            work = [make_batches(f"bp-{round_}-{e}") for e in range(EXPORTERS)]
+            refused_before = counters(metrics_url)[1]
+
             def keep_busy():
-                # A bounded burst: the exporters meet a full queue at first and get through
-                # once they retry after the burst.
+                # Until an exporter has met the full queue (bounded): then the burst stops and
+                # the exporters get through when they retry.
                 with requests.Session() as http:
                     http.trust_env = False
                     for _ in range(BALLAST_POSTS):
+                        if counters(metrics_url)[1] > refused_before:
+                            return
                         # 200 or 429: either way the pipeline has work or the queue is full.
                         http.post(
                             traces_url,
@@ -116,7 +121,6 @@ def test_sdk_exporter_retries_a_full_queue_and_delivers_everything(tmp_path):
             busy = [threading.Thread(target=keep_busy) for _ in range(BALLAST_SENDERS)]
             for t in busy:
                 t.start()
-            work = [make_batches(f"bp-{round_}-{e}") for e in range(EXPORTERS)]
             results: list[SpanExportResult] = []
             lock = threading.Lock()
 
