@@ -25,19 +25,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from prometheus_scrape import scrape, sum_samples
-from redwatch_process import LISTENERS, running
+from redwatch_process import DEFAULT_CONFIG, LISTENERS, running
 
-CONFIG = """\
-receivers:
-  otlp:
-    grpc: { endpoint: 127.0.0.1:0 }
-    http: { endpoint: 127.0.0.1:0 }
-windows: { size: 1s, rollups: [], max_out_of_orderness: 0s, allowed_lateness: 30s, idle_timeout: 1s }
-exporters:
-  prometheus: { endpoint: 127.0.0.1:0 }
-sql: { http_endpoint: 127.0.0.1:0, flight_endpoint: 127.0.0.1:0 }
-limits: { queue_capacity: 1, enqueue_timeout: 1ms }
-"""
+CONFIG = DEFAULT_CONFIG + "limits: { queue_capacity: 1, enqueue_timeout: 1ms }\n"
 
 EXPORTERS = 8
 BATCHES = 4
