@@ -471,7 +471,16 @@ impl<K: WindowKey, A: WindowAggregate> WindowStore<K, A> {
 
     /// Moves the watermark to `wm` (never back), emits every window whose end it passed that has
     /// not been emitted or has late changes, then purges windows past their lateness.
-    pub fn advance(&mut self, wm: UnixNanos, mut emit: impl FnMut(Emitted<'_, K, A>)) {
+    pub fn advance(&mut self, wm: UnixNanos, emit: impl FnMut(Emitted<'_, K, A>)) {
+        self.emit_due(wm, emit);
+        self.purge_expired();
+    }
+
+    /// The first half of [`advance`](Self::advance): moves the watermark to `wm` (never back)
+    /// and emits every window whose end it passed that has not been emitted or has late
+    /// changes, purging nothing. A caller that reads other keys of an emitted window (merging
+    /// shares, docs/kafka-exactness.md) does so before [`purge_expired`](Self::purge_expired).
+    pub fn emit_due(&mut self, wm: UnixNanos, mut emit: impl FnMut(Emitted<'_, K, A>)) {
         self.watermark = self.watermark.max(wm);
         let wm = self.watermark;
         let size = self.size;
@@ -566,7 +575,12 @@ impl<K: WindowKey, A: WindowAggregate> WindowStore<K, A> {
                 entries.resettle_late(|_, _| {});
             }
         }
-        let lateness = self.lateness;
+    }
+
+    /// The second half of [`advance`](Self::advance): purges the windows past their lateness
+    /// at the current watermark.
+    pub fn purge_expired(&mut self) {
+        let (size, lateness, wm) = (self.size, self.lateness, self.watermark);
         self.slots
             .drop_while(|start| start.saturating_add(size).saturating_add(lateness) <= wm);
     }

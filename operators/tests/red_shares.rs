@@ -286,3 +286,32 @@ fn a_replayed_share_behind_the_watermark_still_fills_its_open_rollup_window() {
     assert_eq!(of_5[0].total.total_calls(), 9.0);
     assert_eq!(of_5[0].total.errors(), 1.0);
 }
+
+/// A late update of one share whose re-emission and purge fall in the same watermark step (an
+/// instance replaying a backlog after a rebalance jumps its watermark far ahead): the merged row
+/// is built before the purge, so it still adds the shares the late update did not touch.
+#[test]
+fn a_late_share_re_emitted_and_purged_in_one_step_still_merges_the_other_shares() {
+    let mut r = run();
+    feed(&mut r.op, Some(0), &[span(0, 1_000, 5.0, false)]);
+    feed(&mut r.op, Some(1), &[span(0, 2_000, 7.0, false)]);
+    feed(&mut r.op, Some(2), &[span(0, 2_500, 9.0, false)]);
+    r.op.advance(BASE + 10_000 * MS);
+    r.merged.rows.lock().unwrap().clear();
+    // Late for the 10 s window [0,10) s but within its lateness (30 s) ...
+    feed(&mut r.op, Some(1), &[span(0, 3_000, 11.0, false)]);
+    // ... and the next step passes both its lateness and the 1m window's end and lateness.
+    r.op.advance(BASE + 400_000 * MS);
+    let rows = r.merged.rows.lock().unwrap().clone();
+    let primary: Vec<&RedRow> = rows.iter().filter(|x| x.primary).collect();
+    assert_eq!(primary.len(), 1, "{rows:?}");
+    assert_eq!(
+        primary[0].total.total_calls(),
+        4.0,
+        "shares 0 and 2 are merged in although the window is purged in this step"
+    );
+    assert_eq!(primary[0].delta.as_ref().unwrap().total_calls(), 1.0);
+    let rollup: Vec<&RedRow> = rows.iter().filter(|x| !x.primary).collect();
+    assert_eq!(rollup.len(), 1, "{rows:?}");
+    assert_eq!(rollup[0].total.total_calls(), 4.0);
+}

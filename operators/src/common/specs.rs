@@ -55,13 +55,14 @@ impl<K: WindowKey, A: WindowAggregate> WindowSpec<K, A> {
     }
 
     /// Advances the windows to `wm`, handing each emitted entry to `also`, building rows with
-    /// `row` and handing a non-empty set of rows to `emit`.
+    /// `row` and handing a non-empty set of rows to `emit` — with the store as it is before the
+    /// purge, so the rows' windows can still be read — then purging.
     fn advance<R>(
         &mut self,
         wm: UnixNanos,
         primary: bool,
         row: &mut impl FnMut(SpecInfo<'_>, &Emitted<'_, K, A>) -> Option<R>,
-        emit: &mut impl FnMut(Vec<R>),
+        emit: &mut impl FnMut(Vec<R>, &WindowStore<K, A>),
         mut also: impl FnMut(&Emitted<'_, K, A>),
     ) {
         let mut rows = Vec::new();
@@ -73,7 +74,7 @@ impl<K: WindowKey, A: WindowAggregate> WindowSpec<K, A> {
             size_ns: self.store.size_ns(),
             primary,
         };
-        self.store.advance(wm, |e| {
+        self.store.emit_due(wm, |e| {
             also(&e);
             if e.window_first && last_first != Some(e.start) {
                 last_first = Some(e.start);
@@ -87,8 +88,9 @@ impl<K: WindowKey, A: WindowAggregate> WindowSpec<K, A> {
             c.add(windows);
         }
         if !rows.is_empty() {
-            emit(rows);
+            emit(rows, &self.store);
         }
+        self.store.purge_expired();
     }
 }
 
@@ -128,12 +130,13 @@ impl<K: WindowKey, A: WindowAggregate> WindowSpecs<K, A> {
     }
 
     /// Moves every spec to watermark `wm`: `row` builds the final rows, `emit` gets each
-    /// spec's non-empty rows. The primary's deltas feed the rollups before those advance.
+    /// spec's non-empty rows with that spec's store, before the store purges the windows past
+    /// their lateness. The primary's deltas feed the rollups before those advance.
     pub fn advance<R>(
         &mut self,
         wm: UnixNanos,
         mut row: impl FnMut(SpecInfo<'_>, &Emitted<'_, K, A>) -> Option<R>,
-        mut emit: impl FnMut(Vec<R>),
+        mut emit: impl FnMut(Vec<R>, &WindowStore<K, A>),
     ) {
         let WindowSpecs { primary, rollups } = self;
         primary.advance(wm, true, &mut row, &mut emit, |e| {

@@ -409,7 +409,7 @@ impl MetricsOperator {
                     delta: Some(e.delta.clone()),
                 })
             },
-            |rows| {
+            |rows, _| {
                 for s in sinks.iter() {
                     s.on_final(&rows);
                 }

@@ -279,34 +279,30 @@ impl RedOperator {
             shares,
             ..
         } = self;
-        let mut emitted: Vec<Vec<ShareRow>> = Vec::new();
+        // Shares are merged as each spec emits, before that spec purges: a window emitted
+        // and purged in one step still has its other shares' totals to add.
         specs.advance(
             wm,
             |spec, e| final_row(spec, series, e),
-            |rows| emitted.push(rows),
-        );
-        for rows in emitted {
-            if shares.is_empty() {
-                // Only OTLP-sourced spans: every series has one share, the rows are merged.
-                let rows: Vec<RedRow> = rows.into_iter().map(|r| r.row).collect();
-                for s in sinks.iter() {
-                    s.on_final(&rows);
+            |rows: Vec<ShareRow>, store| {
+                if shares.is_empty() {
+                    // Only OTLP-sourced spans: every series has one share, the rows are merged.
+                    let rows: Vec<RedRow> = rows.into_iter().map(|r| r.row).collect();
+                    for s in sinks.iter() {
+                        s.on_final(&rows);
+                    }
+                    return;
                 }
-                continue;
-            }
-            let share_rows: Vec<RedRow> = rows.iter().map(|r| r.row.clone()).collect();
-            for s in sinks.iter().filter(|s| s.wants_shares()) {
-                s.on_final(&share_rows);
-            }
-            let label = &share_rows[0].window_size;
-            let Some(store) = specs.store_of(label) else {
-                continue;
-            };
-            let merged = merge_final(rows, store, shares);
-            for s in sinks.iter().filter(|s| !s.wants_shares()) {
-                s.on_final(&merged);
-            }
-        }
+                let share_rows: Vec<RedRow> = rows.iter().map(|r| r.row.clone()).collect();
+                for s in sinks.iter().filter(|s| s.wants_shares()) {
+                    s.on_final(&share_rows);
+                }
+                let merged = merge_final(rows, store, shares);
+                for s in sinks.iter().filter(|s| !s.wants_shares()) {
+                    s.on_final(&merged);
+                }
+            },
+        );
     }
 
     /// Publishes provisional rows of the open windows to the sinks (one merged row per series).

@@ -477,7 +477,7 @@ impl ServiceGraphOperator {
                     delta: Some(e.delta.clone()),
                 })
             },
-            |rows| {
+            |rows, _| {
                 for s in sinks {
                     s.on_final(&rows);
                 }
