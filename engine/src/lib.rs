@@ -8,6 +8,7 @@ pub mod hint;
 pub mod metric_model;
 pub mod model;
 pub mod pipeline;
+pub mod security;
 pub mod telemetry;
 pub mod time;
 pub mod window;

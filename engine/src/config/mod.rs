@@ -7,12 +7,14 @@
 mod anomaly;
 mod kafka;
 mod load;
+mod security;
 mod service_graph;
 mod sessions;
 mod types;
 
 pub use anomaly::*;
 pub use kafka::KafkaExporterConfig;
+pub use security::{parse_token_file, AuthConfig, TlsClientConfig, TlsServerConfig};
 
 pub use service_graph::*;
 pub use sessions::*;
@@ -279,6 +281,9 @@ impl Config {
         {
             bad(&path, message);
         }
+        for (path, message) in self.security_problems() {
+            bad(&path, message);
+        }
         if self.limits.queue_capacity == 0 {
             bad("limits.queue_capacity", "must be at least 1".into());
         }
@@ -287,6 +292,40 @@ impl Config {
 }
 
 impl Config {
+    /// Problems of every listener's `tls` and `auth` block (reads the files they name).
+    fn security_problems(&self) -> Vec<(String, String)> {
+        let o = &self.receivers.otlp;
+        let blocks = [
+            (
+                "receivers.otlp.grpc",
+                o.grpc.as_ref().map(|g| (&g.tls, &g.auth)),
+            ),
+            (
+                "receivers.otlp.http",
+                o.http.as_ref().map(|h| (&h.tls, &h.auth)),
+            ),
+            ("sql", Some((&self.sql.tls, &self.sql.auth))),
+            (
+                "exporters.prometheus",
+                self.exporters
+                    .prometheus
+                    .as_ref()
+                    .map(|p| (&p.tls, &p.auth)),
+            ),
+        ];
+        let mut out = Vec::new();
+        for (path, block) in blocks {
+            let Some((tls, auth)) = block else { continue };
+            if let Some(t) = tls {
+                out.extend(t.validate(&format!("{path}.tls")));
+            }
+            if let Some(a) = auth {
+                out.extend(a.validate(&format!("{path}.auth")));
+            }
+        }
+        out
+    }
+
     /// The attribute dimensions the decoder extracts per span, in order: `red.dimensions`, then
     /// (when the service graph runs) `service_graph.dimensions` and the attributes of its virtual
     /// nodes and database edges ([`ServiceGraphConfig::attribute_dims`]). Operators index into

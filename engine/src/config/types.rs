@@ -120,6 +120,11 @@ pub struct OtlpGrpcConfig {
     pub endpoint: SocketAddr,
     /// Largest accepted request after decompression; larger ones get `RESOURCE_EXHAUSTED`.
     pub max_message_size: ByteSize,
+    /// TLS (rustls); `null` = plaintext. See docs/design.md, "Security".
+    pub tls: Option<super::TlsServerConfig>,
+    /// Bearer-token authentication; `null` = none. Refused requests get gRPC `UNAUTHENTICATED` and count in
+    /// `redwatch_unauthenticated_requests_total{listener="otlp_grpc"}`.
+    pub auth: Option<super::AuthConfig>,
 }
 
 impl Default for OtlpGrpcConfig {
@@ -127,6 +132,8 @@ impl Default for OtlpGrpcConfig {
         Self {
             endpoint: SocketAddr::from(([127, 0, 0, 1], 4317)),
             max_message_size: ByteSize::mib(16),
+            tls: None,
+            auth: None,
         }
     }
 }
@@ -139,6 +146,11 @@ pub struct OtlpHttpConfig {
     pub endpoint: SocketAddr,
     /// Largest accepted body, before and after decompression; larger ones get 413.
     pub max_body_size: ByteSize,
+    /// TLS (rustls); `null` = plaintext. See docs/design.md, "Security".
+    pub tls: Option<super::TlsServerConfig>,
+    /// Bearer-token authentication; `null` = none. Refused requests get HTTP 401 and count in
+    /// `redwatch_unauthenticated_requests_total{listener="otlp_http"}`.
+    pub auth: Option<super::AuthConfig>,
 }
 
 impl Default for OtlpHttpConfig {
@@ -146,6 +158,8 @@ impl Default for OtlpHttpConfig {
         Self {
             endpoint: SocketAddr::from(([127, 0, 0, 1], 4318)),
             max_body_size: ByteSize::mib(16),
+            tls: None,
+            auth: None,
         }
     }
 }
@@ -348,8 +362,11 @@ pub struct OtlpExporterConfig {
     pub endpoint: String,
     /// `grpc` or `http/protobuf`.
     pub protocol: OtlpProtocol,
-    /// Extra headers (gRPC metadata) sent with every export, e.g. an authorization token.
+    /// Extra headers (gRPC metadata) sent with every export, e.g. an authorization token:
+    /// `authorization: Bearer <token>`.
     pub headers: std::collections::BTreeMap<String, String>,
+    /// TLS to the receiver (needed for an `https://` endpoint); `null` = plaintext.
+    pub tls: Option<super::TlsClientConfig>,
     /// `gzip` or `none`.
     pub compression: OtlpCompression,
     /// How records are grouped into export requests.
@@ -374,6 +391,7 @@ impl Default for OtlpExporterConfig {
             endpoint: "http://127.0.0.1:14317".to_string(),
             protocol: OtlpProtocol::Grpc,
             headers: std::collections::BTreeMap::new(),
+            tls: None,
             compression: OtlpCompression::Gzip,
             batch: OtlpBatchConfig::default(),
             queue_size: 10_000,
@@ -413,6 +431,13 @@ impl OtlpExporterConfig {
                 "must be at least retry.initial_interval",
             );
         }
+        match (&self.tls, self.endpoint.starts_with("https://")) {
+            (None, true) => bad("tls", "is required for an https:// endpoint"),
+            (Some(_), false) => bad("endpoint", "must be an https:// URL when tls is set"),
+            (Some(t), true) => out.extend(t.validate(&format!("{path}.tls"))),
+            (None, false) => {}
+        }
+        let mut bad = |key: &str, msg: &str| out.push((format!("{path}.{key}"), msg.to_string()));
         for k in self.headers.keys() {
             let valid = !k.is_empty()
                 && k.bytes()
@@ -510,12 +535,19 @@ impl Default for OtlpRetryConfig {
 pub struct PrometheusConfig {
     /// Listen address; port 0 binds an ephemeral port.
     pub endpoint: SocketAddr,
+    /// TLS (rustls); `null` = plaintext. See docs/design.md, "Security".
+    pub tls: Option<super::TlsServerConfig>,
+    /// Bearer-token authentication; `null` = none. Refused requests get HTTP 401 and count in
+    /// `redwatch_unauthenticated_requests_total{listener="prometheus"}`.
+    pub auth: Option<super::AuthConfig>,
 }
 
 impl Default for PrometheusConfig {
     fn default() -> Self {
         Self {
             endpoint: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            tls: None,
+            auth: None,
         }
     }
 }
@@ -559,6 +591,13 @@ pub struct SqlConfig {
     pub spans_per_second: usize,
     /// Named queries run on every closed primary window.
     pub continuous: Vec<ContinuousQuery>,
+    /// TLS (rustls) of both SQL listeners, the HTTP API and Flight SQL; `null` = plaintext.
+    pub tls: Option<super::TlsServerConfig>,
+    /// Bearer-token authentication of both SQL listeners; `null` = none. Refused requests get
+    /// HTTP 401 / gRPC `UNAUTHENTICATED` and count in
+    /// `redwatch_unauthenticated_requests_total{listener="sql_http"|"flight_sql"}`; `/healthz`
+    /// and `/readyz` stay open (probes carry no token).
+    pub auth: Option<super::AuthConfig>,
 }
 
 impl Default for SqlConfig {
@@ -578,6 +617,8 @@ impl Default for SqlConfig {
             spans_max_rows: 100_000,
             spans_per_second: 2_000,
             continuous: Vec::new(),
+            tls: None,
+            auth: None,
         }
     }
 }
