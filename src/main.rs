@@ -78,6 +78,18 @@ enum Command {
         /// How results are printed.
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
+        /// Bearer token for a server with `sql.auth` (sent as `Authorization: Bearer`).
+        #[arg(long, env = "REDWATCH_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// PEM CA certificates that sign the server's certificate (for an https:// --url).
+        #[arg(long, env = "REDWATCH_CA_FILE")]
+        ca_file: Option<std::path::PathBuf>,
+        /// PEM client certificate, for a server that asks for one (`sql.tls.client_ca_file`).
+        #[arg(long, env = "REDWATCH_CERT_FILE", requires = "key_file")]
+        cert_file: Option<std::path::PathBuf>,
+        /// PEM private key of --cert-file.
+        #[arg(long, env = "REDWATCH_KEY_FILE", requires = "cert_file")]
+        key_file: Option<std::path::PathBuf>,
     },
     /// Check a config file and print every problem with its path.
     Validate {
@@ -180,11 +192,30 @@ fn run(cli: Cli) -> Result<(), Failure> {
             println!("config ok");
             Ok(())
         }
-        Command::Sql { query, url, format } => sql_cli::run(SqlOptions { query, url, format })
-            .map_err(|e| match e {
-                SqlCliError::Usage(m) => Failure::Usage(m),
-                SqlCliError::Runtime(m) => Failure::Runtime(anyhow::anyhow!(m)),
-            }),
+        Command::Sql {
+            query,
+            url,
+            format,
+            token,
+            ca_file,
+            cert_file,
+            key_file,
+        } => sql_cli::run(SqlOptions {
+            query,
+            url,
+            format,
+            token,
+            tls: redwatch_engine::config::TlsClientConfig {
+                ca_file,
+                cert_file,
+                key_file,
+                insecure_skip_verify: false,
+            },
+        })
+        .map_err(|e| match e {
+            SqlCliError::Usage(m) => Failure::Usage(m),
+            SqlCliError::Runtime(m) => Failure::Runtime(anyhow::anyhow!(m)),
+        }),
         Command::Run { cfg } => {
             let cfg = load_config(&cfg)?;
             init_logging("info");

@@ -8,6 +8,7 @@ use redwatch_connectors::otlp::{grpc, http, ReceiverCore};
 use redwatch_connectors::prometheus::{self, PrometheusRed};
 use redwatch_engine::config::Config;
 use redwatch_engine::pipeline::{pipeline, IngestHandle, PipelineSettings};
+use redwatch_engine::security::Protocol;
 use redwatch_engine::telemetry::Registry;
 use redwatch_engine::time::TimePolicy;
 use redwatch_operators::red::{RedOperator, RedSink};
@@ -49,6 +50,19 @@ impl redwatch_engine::pipeline::Operator for PanickingOperator {
     ) {
         panic!("REDWATCH_TEST_PANIC_OPERATOR: this operator fails on its first batch");
     }
+}
+
+/// The listener's TLS and bearer auth (docs/design.md, "Security").
+fn secure(
+    name: &'static str,
+    l: tokio::net::TcpListener,
+    tls: Option<&redwatch_engine::config::TlsServerConfig>,
+    auth: Option<&redwatch_engine::config::AuthConfig>,
+    protocol: Protocol,
+    registry: &Arc<Registry>,
+) -> anyhow::Result<redwatch_engine::security::SecureListener> {
+    redwatch_engine::security::secure(name, l, tls, auth, protocol, registry)
+        .with_context(|| format!("{name}: TLS/auth settings"))
 }
 
 /// A running engine.
@@ -349,6 +363,8 @@ impl Engine {
         if let Some(p) = &cfg.exporters.prometheus {
             let l = bind("prometheus", p.endpoint, &opts).await?;
             addrs.insert("prometheus", l.local_addr()?);
+            let (tls, auth) = (p.tls.as_ref(), p.auth.as_ref());
+            let l = secure("prometheus", l, tls, auth, Protocol::Http, &registry)?;
             let (red, reg, c) = (prom.clone(), registry.clone(), exporters_cancel.clone());
             exporters.push(tokio::spawn(async move {
                 prometheus::serve(l, red, reg, c)
@@ -363,6 +379,8 @@ impl Engine {
         if let Some(addr) = cfg.sql.http_endpoint {
             let l = bind("sql_http", addr, &opts).await?;
             addrs.insert("sql_http", l.local_addr()?);
+            let (tls, auth) = (cfg.sql.tls.as_ref(), cfg.sql.auth.as_ref());
+            let l = secure("sql_http", l, tls, auth, Protocol::Http, &registry)?;
             let ready_pipeline = handle.clone();
             let failed = pipeline_failed.clone();
             let live: redwatch_queries::http::Readiness = Arc::new(move || match failed.get() {
@@ -397,6 +415,8 @@ impl Engine {
         if let Some(addr) = cfg.sql.flight_endpoint {
             let l = bind("flight_sql", addr, &opts).await?;
             addrs.insert("flight_sql", l.local_addr()?);
+            let (tls, auth) = (cfg.sql.tls.as_ref(), cfg.sql.auth.as_ref());
+            let l = secure("flight_sql", l, tls, auth, Protocol::Grpc, &registry)?;
             let (q, c) = (queries.clone(), exporters_cancel.clone());
             let m = redwatch_queries::metrics::QueryMetrics::new(&registry);
             exporters.push(tokio::spawn(async move {
@@ -412,6 +432,8 @@ impl Engine {
         if let Some(g) = &cfg.receivers.otlp.grpc {
             let l = bind("otlp_grpc", g.endpoint, &opts).await?;
             addrs.insert("otlp_grpc", l.local_addr()?);
+            let (tls, auth) = (g.tls.as_ref(), g.auth.as_ref());
+            let l = secure("otlp_grpc", l, tls, auth, Protocol::Grpc, &registry)?;
             let core =
                 ReceiverCore::new("otlp_grpc", handle.clone(), settings.clone(), &registry).await;
             let max = g.max_message_size.as_u64() as usize;
@@ -425,6 +447,8 @@ impl Engine {
         if let Some(h) = &cfg.receivers.otlp.http {
             let l = bind("otlp_http", h.endpoint, &opts).await?;
             addrs.insert("otlp_http", l.local_addr()?);
+            let (tls, auth) = (h.tls.as_ref(), h.auth.as_ref());
+            let l = secure("otlp_http", l, tls, auth, Protocol::Http, &registry)?;
             let core =
                 ReceiverCore::new("otlp_http", handle.clone(), settings.clone(), &registry).await;
             let max = h.max_body_size.as_u64() as usize;

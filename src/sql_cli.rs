@@ -50,6 +50,10 @@ pub struct SqlOptions {
     /// Base URL of the SQL HTTP API, e.g. `http://127.0.0.1:7070`.
     pub url: String,
     pub format: OutputFormat,
+    /// Bearer token sent as `Authorization: Bearer <token>` (`--token` / `REDWATCH_TOKEN`).
+    pub token: Option<String>,
+    /// TLS for an `https://` URL: CA file, optional client certificate and key.
+    pub tls: redwatch_engine::config::TlsClientConfig,
 }
 
 /// Why `redwatch sql` failed: bad usage (exit 2) or a failure at run time (exit 1).
@@ -89,26 +93,50 @@ struct SqlClient {
     http: reqwest::Client,
     base: String,
     endpoint: reqwest::Url,
+    token: Option<String>,
 }
 
 impl SqlClient {
-    fn new(url: &str) -> Result<Self, SqlCliError> {
+    fn new(opts: &SqlOptions) -> Result<Self, SqlCliError> {
+        let url = &opts.url;
         let base = url.trim_end_matches('/').to_string();
         let endpoint = reqwest::Url::parse(&format!("{base}/api/v1/sql"))
             .map_err(|e| SqlCliError::Usage(format!("--url {url:?} is not a URL: {e}")))?;
-        if endpoint.scheme() != "http" {
-            return Err(SqlCliError::Usage(format!(
-                "--url {url:?}: only http:// is supported (the SQL API serves plain HTTP)"
-            )));
+        let tls_flags = opts.tls != redwatch_engine::config::TlsClientConfig::default();
+        let mut http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        match endpoint.scheme() {
+            "http" if tls_flags => {
+                return Err(SqlCliError::Usage(format!(
+                    "--ca-file/--cert-file/--key-file need an https:// --url, not {url:?}"
+                )))
+            }
+            "http" => {}
+            "https" => {
+                if let Some((path, problem)) = opts.tls.validate("").into_iter().next() {
+                    let flag = format!("--{}", path.trim_start_matches('.').replace('_', "-"));
+                    return Err(SqlCliError::Usage(format!("{flag}: {problem}")));
+                }
+                let tls = redwatch_engine::security::client_config(
+                    &opts.tls,
+                    redwatch_engine::security::Alpn::Http1,
+                )
+                .map_err(|e| SqlCliError::Usage(format!("TLS settings: {e}")))?;
+                http = http.use_preconfigured_tls(tls);
+            }
+            other => {
+                return Err(SqlCliError::Usage(format!(
+                    "--url {url:?}: the scheme must be http:// or https://, not {other}://"
+                )))
+            }
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
+        let http = http
             .build()
             .map_err(|e| SqlCliError::Runtime(format!("cannot create an HTTP client: {e}")))?;
         Ok(SqlClient {
             http,
             base,
             endpoint,
+            token: opts.token.clone().filter(|t| !t.is_empty()),
         })
     }
 
@@ -118,14 +146,14 @@ impl SqlClient {
             url: self.base.clone(),
             reason: error_chain(&e),
         };
-        let resp = self
+        let mut req = self
             .http
             .post(self.endpoint.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(unreachable)?;
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.body(body).send().await.map_err(unreachable)?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(unreachable)?;
         if !status.is_success() {
@@ -174,6 +202,12 @@ fn server_error(status: reqwest::StatusCode, body: &[u8]) -> QueryFailure {
             ))
         });
     match parsed {
+        Some((code, message)) if status == reqwest::StatusCode::UNAUTHORIZED => {
+            QueryFailure::Server {
+                code,
+                message: format!("{message} (pass --token or set REDWATCH_TOKEN)"),
+            }
+        }
         Some((code, message)) => QueryFailure::Server { code, message },
         None => QueryFailure::Server {
             code: format!("HTTP {status}"),
@@ -211,7 +245,7 @@ fn print_output(out: &mut dyn Write, o: &Output) -> Result<Option<usize>, String
 
 /// Runs `redwatch sql`.
 pub fn run(opts: SqlOptions) -> Result<(), SqlCliError> {
-    let client = SqlClient::new(&opts.url)?;
+    let client = SqlClient::new(&opts)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -467,17 +501,35 @@ mod tests {
         assert_eq!(e.to_string(), "HTTP 502 Bad Gateway: upstream down");
     }
 
+    fn opts(url: &str) -> SqlOptions {
+        SqlOptions {
+            query: None,
+            url: url.to_string(),
+            format: OutputFormat::Table,
+            token: None,
+            tls: Default::default(),
+        }
+    }
+
     #[test]
-    fn urls_must_be_http() {
-        assert!(matches!(
-            SqlClient::new("not a url"),
-            Err(SqlCliError::Usage(_))
-        ));
-        assert!(matches!(
-            SqlClient::new("https://127.0.0.1:7070"),
-            Err(SqlCliError::Usage(_))
-        ));
-        let c = SqlClient::new("http://127.0.0.1:7070/").expect("valid");
+    fn urls_must_be_http_or_https_with_a_ca() {
+        let usage = |o: SqlOptions| match SqlClient::new(&o) {
+            Err(SqlCliError::Usage(m)) => m,
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("{} accepted", o.url),
+        };
+        usage(opts("not a url"));
+        usage(opts("ftp://127.0.0.1:7070"));
+        // https needs a CA file (there are no built-in roots).
+        assert!(usage(opts("https://127.0.0.1:7070")).starts_with("--ca-file:"));
+        // TLS flags with an http:// URL are a mistake, not silently ignored.
+        let mut o = opts("http://127.0.0.1:7070");
+        o.tls.ca_file = Some("/nonexistent/ca.pem".into());
+        assert!(usage(o).contains("need an https:// --url"));
+        let mut o = opts("https://127.0.0.1:7070");
+        o.tls.ca_file = Some("/nonexistent/ca.pem".into());
+        assert!(usage(o).contains("cannot read /nonexistent/ca.pem"));
+        let c = SqlClient::new(&opts("http://127.0.0.1:7070/")).expect("valid");
         assert_eq!(c.endpoint.as_str(), "http://127.0.0.1:7070/api/v1/sql");
     }
 

@@ -552,7 +552,7 @@ impl FlightSqlService for FlightSql {
 
 /// Serves Flight SQL on `listener` until `cancel` fires.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: redwatch_engine::security::SecureListener,
     engine: QueryEngine,
     metrics: Arc<QueryMetrics>,
     cancel: CancellationToken,
@@ -566,9 +566,9 @@ pub async fn serve(
             return Ok(());
         }
     };
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
+        .layer(listener.auth_layer())
         .add_service(FlightServiceServer::new(service).max_decoding_message_size(MAX_REQUEST_BYTES))
-        .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
+        .serve_with_incoming_shutdown(listener.into_incoming(), cancel.cancelled_owned())
         .await
 }

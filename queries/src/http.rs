@@ -198,10 +198,12 @@ pub fn router(
 
 /// Serves the API until `cancel` fires.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: redwatch_engine::security::SecureListener,
     router: Router,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
+    // Bearer auth (when configured) covers every route but /healthz and /readyz.
+    let router = router.layer(listener.auth_layer());
     axum::serve(listener, router)
         .with_graceful_shutdown(cancel.cancelled_owned())
         .await

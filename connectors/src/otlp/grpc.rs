@@ -14,6 +14,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message;
 use redwatch_engine::pipeline::Backpressure;
+use redwatch_engine::security::SecureListener;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -307,15 +308,15 @@ fn count_transport_rejections(
 
 /// Serves OTLP/gRPC on `listener` until `cancel` fires.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: SecureListener,
     core: Arc<ReceiverCore>,
     max_message_size: usize,
     cancel: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
+        .layer(listener.auth_layer())
         .add_service(TraceGrpcService::new(core.clone(), max_message_size))
         .add_service(MetricsGrpcService::new(core, max_message_size))
-        .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
+        .serve_with_incoming_shutdown(listener.into_incoming(), cancel.cancelled_owned())
         .await
 }

@@ -22,6 +22,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message;
 use redwatch_engine::pipeline::Backpressure;
+use redwatch_engine::security::SecureListener;
 use std::io::Read;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -62,12 +63,13 @@ pub fn router(core: Arc<ReceiverCore>, max_body: usize) -> Router {
 
 /// Serves OTLP/HTTP on `listener` until `cancel` fires.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: SecureListener,
     core: Arc<ReceiverCore>,
     max_body: usize,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(core, max_body))
+    let app = router(core, max_body).layer(listener.auth_layer());
+    axum::serve(listener, app)
         .with_graceful_shutdown(cancel.cancelled_owned())
         .await
 }

@@ -44,6 +44,9 @@ pub enum ExportError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
+    /// `exporters.otlp.tls` cannot be put in force (not retryable: fix the config).
+    #[error("exporters.otlp.tls: {0}")]
+    Tls(#[from] redwatch_engine::security::SecurityError),
 }
 
 /// The exporter's self-metrics.

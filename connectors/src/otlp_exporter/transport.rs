@@ -15,6 +15,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message;
 use redwatch_engine::config::{OtlpCompression, OtlpExporterConfig, OtlpProtocol};
+use redwatch_engine::security::{self, connector::TlsConnector, Alpn};
 use std::io::Write;
 use std::time::Duration;
 use tonic::codec::CompressionEncoding;
@@ -113,11 +114,21 @@ impl Transport {
         }
         match cfg.protocol {
             OtlpProtocol::Grpc => {
-                let channel = Endpoint::from_shared(endpoint.clone())
+                let ep = Endpoint::from_shared(endpoint.clone())
                     .map_err(|e| bad(e.to_string()))?
                     .connect_timeout(CONNECT_TIMEOUT)
-                    .timeout(REQUEST_TIMEOUT)
-                    .connect_lazy();
+                    .timeout(REQUEST_TIMEOUT);
+                let channel =
+                    match (&cfg.tls, endpoint.starts_with("https://")) {
+                        (Some(tls), true) => ep.connect_with_connector_lazy(TlsConnector::new(
+                            security::client_config(tls, Alpn::H2)?,
+                        )),
+                        (None, false) => ep.connect_lazy(),
+                        _ => return Err(bad(
+                            "an https:// endpoint needs exporters.otlp.tls, and tls needs https://"
+                                .into(),
+                        )),
+                    };
                 let mut client = TraceServiceClient::new(channel.clone())
                     .max_decoding_message_size(4 << 20)
                     .max_encoding_message_size(usize::MAX);
@@ -160,10 +171,24 @@ impl Transport {
                         .map_err(|e| ExportError::InvalidHeader(k.clone(), e.to_string()))?;
                     headers.insert(name, value);
                 }
-                let client = reqwest::Client::builder()
+                let mut client = reqwest::Client::builder()
                     .no_proxy()
                     .connect_timeout(CONNECT_TIMEOUT)
-                    .timeout(REQUEST_TIMEOUT)
+                    .timeout(REQUEST_TIMEOUT);
+                match (&cfg.tls, endpoint.starts_with("https://")) {
+                    (Some(tls), true) => {
+                        client = client
+                            .use_preconfigured_tls(security::client_config(tls, Alpn::Http1)?);
+                    }
+                    (None, false) => {}
+                    _ => {
+                        return Err(bad(
+                            "an https:// endpoint needs exporters.otlp.tls, and tls needs https://"
+                                .into(),
+                        ))
+                    }
+                }
+                let client = client
                     .build()
                     .map_err(|e| ExportError::Client(e.to_string()))?;
                 Ok(Transport::Http {

@@ -257,14 +257,15 @@ async fn metrics(State(st): State<Exposition>) -> impl IntoResponse {
 
 /// Serves `/metrics` on `listener` until `cancel` fires.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: redwatch_engine::security::SecureListener,
     red: Arc<PrometheusRed>,
     registry: Arc<Registry>,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/metrics", get(metrics))
-        .with_state(Exposition { red, registry });
+        .with_state(Exposition { red, registry })
+        .layer(listener.auth_layer());
     axum::serve(listener, app)
         .with_graceful_shutdown(cancel.cancelled_owned())
         .await
