@@ -84,6 +84,10 @@ struct Args {
     /// Send gzip-compressed requests (compressed once up front; timestamps then stay fixed).
     #[arg(long)]
     gzip: bool,
+    /// Serve and load OTLP/gRPC over TLS with a bearer token (`tls` and `auth` on the receiver;
+    /// certificates made by rcgen for this run). `benches/tls_compare.sh` runs with and without.
+    #[arg(long)]
+    tls: bool,
     /// Spans per second to offer (0 = as fast as the server answers) [throughput: 0, state: 100000].
     #[arg(long)]
     rate: Option<f64>,
@@ -418,7 +422,19 @@ fn orchestrate(args: &Args) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("redwatch-otlp-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let cfg_path = dir.join("config.yaml");
-    std::fs::write(&cfg_path, engine_config(args.mode))?;
+    let mut config = engine_config(args.mode);
+    let client_tls = if args.tls {
+        let (server_tls, client_tls) = tls_files(&dir)?;
+        config = config.replacen(
+            "grpc: { endpoint: \"127.0.0.1:0\" }",
+            &format!("grpc: {{ endpoint: \"127.0.0.1:0\", tls: {server_tls}, auth: {{ bearer_tokens: [{BENCH_TOKEN}] }} }}"),
+            1,
+        );
+        Some(client_tls)
+    } else {
+        None
+    };
+    std::fs::write(&cfg_path, config)?;
     let mut server = Server::start(&bin, &cfg_path, &dir.join("server.log"), args.server_core)?;
     eprintln!(
         "server pid {} on core {}: otlp_grpc {}, prometheus {} (config {}, log {})",
@@ -431,7 +447,7 @@ fn orchestrate(args: &Args) -> anyhow::Result<()> {
     );
 
     // 3. Load from this (client-pinned) process.
-    let result = load(args, &plan, &server);
+    let result = load(args, &plan, &server, client_tls);
     let final_metrics = probe::scrape(&server.prometheus).map(|t| EngineFigures::from_text(&t));
     let alive = server.alive();
     let exit = server.stop();
@@ -456,6 +472,14 @@ fn orchestrate(args: &Args) -> anyhow::Result<()> {
         plan.secs,
         args.warmup,
         if plan.rate > 0.0 { format!(", offered {} spans/s", si(plan.rate)) } else { String::new() },
+    );
+    println!(
+        "transport: {}",
+        if args.tls {
+            "TLS 1.3 (rustls) + bearer token on the receiver"
+        } else {
+            "plaintext, no auth"
+        }
     );
     println!();
     println!("| figure | value |");
@@ -549,8 +573,8 @@ fn orchestrate(args: &Args) -> anyhow::Result<()> {
     );
     println!();
     let mut result = format!(
-        "RESULT otlp_load mode={:?} gzip={} spans_per_s={e2e:.0} server_cpu_pct={:.1} spans_per_cpu_s={:.0} errors={} rejected={} p50_ms={:.2} p99_ms={:.2} late_dropped={} active_series={} state_bytes={} bytes_per_series={:.0} rss_kib={} hwm_kib={} other_load_pct={:.1} warn_lines={warn_lines} error_lines={error_lines}",
-        args.mode, args.gzip, run.server_cpu_pct, run.spans_per_cpu_s, run.errors, run.rejected, run.p50, run.p99,
+        "RESULT otlp_load mode={:?} gzip={} tls={} spans_per_s={e2e:.0} server_cpu_pct={:.1} spans_per_cpu_s={:.0} errors={} rejected={} p50_ms={:.2} p99_ms={:.2} late_dropped={} active_series={} state_bytes={} bytes_per_series={:.0} rss_kib={} hwm_kib={} other_load_pct={:.1} warn_lines={warn_lines} error_lines={error_lines}",
+        args.mode, args.gzip, args.tls, run.server_cpu_pct, run.spans_per_cpu_s, run.errors, run.rejected, run.p50, run.p99,
         fin.late_dropped, fin.active_series, fin.state_bytes, fin.bytes_per_series(), run.rss_kib, run.hwm_kib, run.other_load_pct
     );
     if let Some(b) = &base {
@@ -602,6 +626,40 @@ fn si(v: f64) -> String {
     } else {
         format!("{v:.0}")
     }
+}
+
+/// The bearer token of a `--tls` run.
+const BENCH_TOKEN: &str = "otlp-load-token";
+
+/// A CA and a server certificate for 127.0.0.1 under `dir`; returns the receiver's `tls` block
+/// (YAML flow) and the client's TLS settings.
+fn tls_files(
+    dir: &std::path::Path,
+) -> anyhow::Result<(String, redwatch_engine::config::TlsClientConfig)> {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate()?)?;
+    let key = rcgen::KeyPair::generate()?;
+    let cert =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])?.signed_by(&key, &ca)?;
+    let (ca_pem, cert_pem, key_pem) = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
+    std::fs::write(&ca_pem, ca.pem())?;
+    std::fs::write(&cert_pem, cert.pem())?;
+    std::fs::write(&key_pem, key.serialize_pem())?;
+    let block = format!(
+        "{{ cert_file: \"{}\", key_file: \"{}\" }}",
+        cert_pem.display(),
+        key_pem.display()
+    );
+    let client = redwatch_engine::config::TlsClientConfig {
+        ca_file: Some(ca_pem),
+        ..Default::default()
+    };
+    Ok((block, client))
 }
 
 fn engine_config(mode: Mode) -> String {
@@ -807,7 +865,12 @@ fn read_now(server_pid: u32, core: usize, prometheus: &str) -> Reading {
     }
 }
 
-fn load(args: &Args, plan: &Plan, server: &Server) -> anyhow::Result<RunFigures> {
+fn load(
+    args: &Args,
+    plan: &Plan,
+    server: &Server,
+    tls: Option<redwatch_engine::config::TlsClientConfig>,
+) -> anyhow::Result<RunFigures> {
     let set = payload::generate(&plan.shape, plan.requests, wall_clock());
     check_shift(&set)?;
     let gen = GenInfo {
@@ -823,7 +886,13 @@ fn load(args: &Args, plan: &Plan, server: &Server) -> anyhow::Result<RunFigures>
         100.0 * set.error_spans as f64 / set.spans as f64
     );
     let bplan = blast::BlastPlan {
-        endpoint: format!("http://{}", server.grpc),
+        endpoint: format!(
+            "{}://{}",
+            if tls.is_some() { "https" } else { "http" },
+            server.grpc
+        ),
+        token: tls.as_ref().map(|_| BENCH_TOKEN.to_string()),
+        tls,
         concurrency: args.concurrency,
         connections: args.connections,
         warmup: Duration::from_secs_f64(args.warmup),

@@ -42,6 +42,10 @@ pub struct BlastPlan {
     /// Scale each span's duration by a fresh pseudo-random factor per request (state mode: a
     /// cycled payload set would otherwise show each series the same ~20 durations forever).
     pub fresh_durations: bool,
+    /// TLS to an `https://` endpoint (`--tls`).
+    pub tls: Option<redwatch_engine::config::TlsClientConfig>,
+    /// Sent as `authorization: Bearer <token>` with every request (`--tls`).
+    pub token: Option<String>,
 }
 
 /// What one phase saw, by completion time.
@@ -162,11 +166,15 @@ pub async fn run(
             .map_err(|e| e.to_string())?
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(5));
-        channels.push(
-            ep.connect()
-                .await
-                .map_err(|e| format!("connect {}: {e}", plan.endpoint))?,
-        );
+        let channel = match &plan.tls {
+            Some(tls) => {
+                use redwatch_engine::security::{client_config, connector::TlsConnector, Alpn};
+                let config = client_config(tls, Alpn::H2).map_err(|e| e.to_string())?;
+                ep.connect_with_connector(TlsConnector::new(config)).await
+            }
+            None => ep.connect().await,
+        };
+        channels.push(channel.map_err(|e| format!("connect {}: {e}", plan.endpoint))?);
     }
     let uri: tonic::codegen::http::Uri =
         format!("{}{EXPORT_PATH}", plan.endpoint.trim_end_matches('/'))
@@ -225,6 +233,11 @@ impl Worker {
             Bodies::Gzip(v) => v.len(),
         } as u64;
         let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        let authorization: Option<tonic::metadata::AsciiMetadataValue> = self
+            .plan
+            .token
+            .as_ref()
+            .and_then(|t| format!("Bearer {t}").parse().ok());
         loop {
             let k = self.next.fetch_add(1, Ordering::Relaxed);
             let i = (k % count) as usize;
@@ -254,8 +267,12 @@ impl Worker {
                         grpc.ready()
                             .await
                             .map_err(|e| Status::unavailable(e.to_string()))?;
+                        let mut req = tonic::Request::new(body);
+                        if let Some(auth) = &authorization {
+                            req.metadata_mut().insert("authorization", auth.clone());
+                        }
                         grpc.unary::<Bytes, Bytes, RawCodec>(
-                            tonic::Request::new(body),
+                            req,
                             PathAndQuery::from_static(EXPORT_PATH),
                             RawCodec,
                         )
@@ -272,7 +289,7 @@ impl Worker {
                     let body = v[i].0.clone();
                     match tokio::time::timeout(
                         self.plan.request_timeout,
-                        send_gzip(&mut self.channel, &self.uri, body),
+                        send_gzip(&mut self.channel, &self.uri, body, authorization.as_ref()),
                     )
                     .await
                     {
@@ -323,12 +340,17 @@ async fn send_gzip(
     channel: &mut Channel,
     uri: &tonic::codegen::http::Uri,
     gz: Bytes,
+    authorization: Option<&tonic::metadata::AsciiMetadataValue>,
 ) -> Result<Bytes, Status> {
     let mut framed = BytesMut::with_capacity(gz.len() + 5);
     framed.put_u8(1);
     framed.put_u32(gz.len() as u32);
     framed.extend_from_slice(&gz);
-    let req = http::Request::builder()
+    let mut req = http::Request::builder();
+    if let Some(a) = authorization {
+        req = req.header("authorization", a.as_bytes());
+    }
+    let req = req
         .method(http::Method::POST)
         .uri(uri.clone())
         .header("content-type", "application/grpc")

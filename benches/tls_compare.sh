@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# OTLP/gRPC ingest throughput with TLS + bearer auth off and on, in one run of the same release
+# build on the same machine (issue 16): otlp_load plaintext, then otlp_load --tls, then the ratio
+# of their end-to-end accepted spans/s. Extra arguments go to both runs (e.g. --secs 10).
+#
+#   benches/tls_compare.sh [--secs 15] [--concurrency 8]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cargo bench --locked --bench otlp_load --no-run
+run() { cargo bench --locked --bench otlp_load -- "$@" | tee /dev/stderr | grep '^RESULT otlp_load'; }
+plain="$(run "$@")"
+tls="$(run --tls "$@")"
+rate() { sed -E 's/.* spans_per_s=([0-9.]+).*/\1/' <<<"$1"; }
+cpu() { sed -E 's/.* spans_per_cpu_s=([0-9.]+).*/\1/' <<<"$1"; }
+echo
+echo "plaintext: $(rate "$plain") spans/s ($(cpu "$plain") per server CPU-s)"
+echo "TLS+auth:  $(rate "$tls") spans/s ($(cpu "$tls") per server CPU-s)"
+awk -v p="$(rate "$plain")" -v t="$(rate "$tls")" -v pc="$(cpu "$plain")" -v tc="$(cpu "$tls")" \
+    'BEGIN { printf "TLS/plaintext: %.3f x throughput, %.3f x per server CPU-second\n", t / p, tc / pc }'
