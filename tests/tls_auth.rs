@@ -604,3 +604,51 @@ async fn otlp_exporter_speaks_tls_and_sends_the_token() {
     );
     e.shutdown().await;
 }
+
+/// Broken `tls` / `auth` blocks stop `redwatch validate` and `redwatch run` with exit code 2 and
+/// every problem named by its path; nothing is bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_tls_and_auth_settings_are_config_errors() {
+    let pki = Pki::new("validate");
+    let cfg = pki.path("redwatch.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "receivers:\n  otlp:\n    grpc: {{ endpoint: 127.0.0.1:0, tls: {{ cert_file: {} }} }}\n    \
+             http: {{ endpoint: 127.0.0.1:0, auth: {{ bearer_tokens: [] }} }}\n\
+             sql: {{ http_endpoint: 127.0.0.1:0, flight_endpoint: null, \
+             tls: {{ cert_file: {}, key_file: /nonexistent/key.pem }} }}\n\
+             exporters:\n  prometheus: {{ endpoint: 127.0.0.1:0 }}\n",
+            pki.path("server.pem").display(),
+            pki.path("server.pem").display(),
+        ),
+    )
+    .unwrap();
+    for command in ["validate", "run"] {
+        let out = tokio::task::spawn_blocking({
+            let cfg = cfg.clone();
+            move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_redwatch"))
+                    .args([command, "--config"])
+                    .arg(&cfg)
+                    .output()
+            }
+        })
+        .await
+        .unwrap()
+        .expect("run redwatch");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {err}");
+        for needle in [
+            "receivers.otlp.grpc.tls.key_file: is required",
+            "receivers.otlp.http.auth: auth is enabled but no token is configured",
+            "sql.tls.key_file: cannot read /nonexistent/key.pem",
+        ] {
+            assert!(err.contains(needle), "{command}: {needle:?} not in\n{err}");
+        }
+        assert!(
+            !err.contains("listening"),
+            "{command} bound a listener:\n{err}"
+        );
+    }
+}
