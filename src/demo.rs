@@ -35,6 +35,14 @@ pub async fn run(cfg: Config, opts: DemoOptions) -> anyhow::Result<()> {
         .addrs
         .get("otlp_grpc")
         .context("the demo needs the OTLP gRPC receiver (receivers.otlp.grpc)")?;
+    let console_url = engine
+        .addrs
+        .get("sql_http")
+        .filter(|_| cfg.ui.enabled)
+        .map(|a| format!("http://{a}/"));
+    if let Some(url) = &console_url {
+        println!("redwatch web console: {url}");
+    }
     let started = Instant::now();
     let start_ns = redwatch_engine::time::wall_clock();
     let cancel = CancellationToken::new();
@@ -99,6 +107,9 @@ pub async fn run(cfg: Config, opts: DemoOptions) -> anyhow::Result<()> {
                 .map(|a| a.to_string())
                 .unwrap_or_else(|| "off".into()),
         )];
+        if let Some(url) = &console_url {
+            notes.push(format!("web console {url} (SQL API {url}api/v1/sql)"));
+        }
         let active: Vec<String> = schedule
             .active_incidents(now)
             .iter()

@@ -403,7 +403,8 @@ impl Engine {
                 ready,
                 cfg.sql.allowed_hosts.clone(),
                 &registry,
-            );
+            )
+            .merge(redwatch_queries::console::router(cfg));
             let c = exporters_cancel.clone();
             exporters.push(tokio::spawn(async move {
                 redwatch_queries::http::serve(l, router, c)

@@ -48,14 +48,14 @@ fn error(status: u16, code: &str, message: &str) -> Response {
 }
 
 /// The host part of a `Host` header or an origin's authority (no port, no brackets).
-fn host_part(authority: &str) -> &str {
+pub(crate) fn host_part(authority: &str) -> &str {
     if let Some(rest) = authority.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest);
     }
     authority.rsplit_once(':').map_or(authority, |(h, _)| h)
 }
 
-fn host_allowed(host: &str, allowed: &[String]) -> bool {
+pub(crate) fn host_allowed(host: &str, allowed: &[String]) -> bool {
     host.parse::<std::net::IpAddr>().is_ok()
         || host.eq_ignore_ascii_case("localhost")
         || allowed.iter().any(|a| a.eq_ignore_ascii_case(host))

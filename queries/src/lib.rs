@@ -6,6 +6,7 @@
 
 pub mod admission;
 pub mod anomalies;
+pub mod console;
 pub mod continuous;
 pub mod flight;
 pub mod format;

@@ -11,6 +11,7 @@ mod security;
 mod service_graph;
 mod sessions;
 mod types;
+mod ui;
 
 pub use anomaly::*;
 pub use kafka::KafkaExporterConfig;
@@ -21,6 +22,7 @@ pub use sessions::*;
 
 pub use load::{apply_override, load, parse_yaml_with_overrides, LoadError};
 pub use types::*;
+pub use ui::UiConfig;
 
 /// Continuous-query names whose `redwatch_continuous_<name>` gauges would clash with the
 /// continuous-query runner's own counters.
@@ -278,6 +280,7 @@ impl Config {
                     .iter()
                     .flat_map(|k| k.validate("exporters.kafka")),
             )
+            .chain(self.ui.problems())
         {
             bad(&path, message);
         }

@@ -180,3 +180,20 @@ fn sql_limits_and_continuous_names_are_checked_with_their_paths() {
         assert!(paths.iter().any(|x| x == p), "{p} missing in {paths:?}");
     }
 }
+
+#[test]
+fn ui_is_on_by_default_and_its_jaeger_url_is_checked() {
+    let c = parse_yaml_with_overrides("{}", &[]).unwrap();
+    assert!(c.ui.enabled && c.ui.jaeger_url.is_none());
+    let ok = parse_yaml_with_overrides(
+        "ui: { enabled: false, jaeger_url: 'http://jaeger:16686' }\n",
+        &[],
+    )
+    .unwrap();
+    assert!(!ok.ui.enabled);
+    assert!(ok.validate().is_empty(), "{:?}", ok.validate());
+    let bad = parse_yaml_with_overrides("ui: { jaeger_url: 'jaeger:16686' }\n", &[]).unwrap();
+    let paths: Vec<String> = bad.validate().into_iter().map(|p| p.path).collect();
+    assert_eq!(paths, ["ui.jaeger_url"]);
+    assert!(parse_yaml_with_overrides("ui: { colour: red }\n", &[]).is_err());
+}

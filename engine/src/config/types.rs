@@ -28,6 +28,8 @@ pub struct Config {
     pub forecast: super::ForecastConfig,
     /// Resource bounds of the pipeline.
     pub limits: LimitsConfig,
+    /// The web console at `/` on the SQL HTTP listener.
+    pub ui: super::UiConfig,
 }
 
 /// Telemetry sources.
