@@ -116,12 +116,13 @@
     return d;
   }
 
+  const short = (id) => (id.length > 16 ? id.slice(0, 16) + "…" : id);
   function traceLink(id) {
     if (!id) return h("span", { text: "–" });
     if (cfg.jaeger_url) {
-      return h("a", { href: `${cfg.jaeger_url}/trace/${encodeURIComponent(id)}`, target: "_blank", rel: "noopener noreferrer", class: "trace" }, h("code", { text: id }));
+      return h("a", { href: `${cfg.jaeger_url}/trace/${encodeURIComponent(id)}`, target: "_blank", rel: "noopener noreferrer", class: "trace", title: id }, h("code", { text: short(id) }));
     }
-    return h("code", { class: "trace", title: "set ui.jaeger_url to link trace ids", text: id });
+    return h("code", { class: "trace", title: id + " (set ui.jaeger_url to link trace ids)", text: id });
   }
 
   // ---- routing ------------------------------------------------------------------------------

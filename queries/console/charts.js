@@ -77,7 +77,8 @@
     if (t1 <= t0) t1 = t0 + 1000;
     const ys = pts.map((p) => p.v)
       .concat((opts.bands || []).flatMap((b) => [b.lo, b.hi]))
-      .concat((opts.forecast || []).flatMap((f) => [f.lo, f.hi, f.v]))
+      // A forecast's interval can be far wider than the data: it is clipped, not fitted.
+      .concat((opts.forecast || []).map((f) => f.v))
       .concat((opts.markers || []).map((k) => k.v))
       .filter((v) => v !== null && v !== undefined && isFinite(v));
     let y0 = Math.min(0, ...ys), y1 = Math.max(...ys, 0);
