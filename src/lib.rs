@@ -2,7 +2,9 @@
 //! view. `main.rs` holds only the command line.
 
 pub mod anomaly_sink;
+pub mod assembly;
 pub mod demo;
+pub mod features;
 pub mod generate;
 pub mod server;
 pub mod sql_cli;

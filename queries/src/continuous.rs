@@ -132,15 +132,22 @@ fn chrono_like(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-/// Starts the continuous-query task; returns the trigger sink to register with the RED operator.
-pub fn start(
-    queries: Vec<ContinuousQuery>,
-    engine: QueryEngine,
+/// The continuous queries' runs, waiting for closed windows from their [`ContinuousTrigger`].
+pub struct ContinuousRuns {
+    rx: mpsc::Receiver<(UnixNanos, UnixNanos)>,
+    runs: Vec<(ContinuousQuery, Arc<Counter>, Arc<Counter>, &'static str)>,
     results: Arc<ContinuousResults>,
     registry: Arc<Registry>,
-    cancel: CancellationToken,
-) -> Arc<ContinuousTrigger> {
-    let (tx, mut rx) = mpsc::channel::<(UnixNanos, UnixNanos)>(16);
+}
+
+/// The trigger sink to register with the RED operator, and the runs it triggers (start them
+/// with [`ContinuousRuns::run`] once the query engine exists).
+pub fn trigger(
+    queries: Vec<ContinuousQuery>,
+    results: Arc<ContinuousResults>,
+    registry: Arc<Registry>,
+) -> (Arc<ContinuousTrigger>, ContinuousRuns) {
+    let (tx, rx) = mpsc::channel::<(UnixNanos, UnixNanos)>(16);
     let skipped = registry.counter(
         "redwatch_continuous_windows_skipped_total",
         "Closed windows for which continuous queries were skipped because the previous run was still busy.",
@@ -165,7 +172,29 @@ pub fn start(
             (q, ok, failed, family)
         })
         .collect();
-    tokio::spawn(async move {
+    let trigger = Arc::new(ContinuousTrigger {
+        tx,
+        last: AtomicU64::new(0),
+        skipped,
+    });
+    let runs = ContinuousRuns {
+        rx,
+        runs,
+        results,
+        registry,
+    };
+    (trigger, runs)
+}
+
+impl ContinuousRuns {
+    /// Runs every query on each closed window until `cancel`.
+    pub async fn run(self, engine: QueryEngine, cancel: CancellationToken) {
+        let ContinuousRuns {
+            mut rx,
+            runs,
+            results,
+            registry,
+        } = self;
         let mut series: Vec<usize> = vec![0; runs.len()];
         loop {
             let (start, end) = tokio::select! {
@@ -191,12 +220,7 @@ pub fn start(
                 }
             }
         }
-    });
-    Arc::new(ContinuousTrigger {
-        tx,
-        last: AtomicU64::new(0),
-        skipped,
-    })
+    }
 }
 
 fn rows_as_json(b: &RecordBatch) -> Vec<String> {

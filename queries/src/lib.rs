@@ -52,28 +52,42 @@ impl Tables {
     /// [`providers`](Self::providers), with the tables whose producers are optional supplied
     /// as `(name, source, time columns)` (e.g. `service_graph` when the operator runs).
     pub fn providers_with(&self, extra: Vec<ExtraTable>) -> Vec<(String, Arc<dyn TableProvider>)> {
-        schema::all()
-            .into_iter()
-            .map(|(name, schema)| {
-                let (source, time): (Arc<dyn PartitionSource>, &'static [&'static str]) = match name
-                {
-                    "red" => (self.red.clone(), &["window_start", "window_end"]),
-                    "spans" => (self.spans.clone(), &["end_time"]),
-                    "anomalies" => (self.anomalies.clone(), &["window_start", "window_end"]),
-                    "predictions" => (self.predictions.clone(), &["window_end"]),
-                    "continuous_results" => {
-                        (self.continuous.clone(), &["window_start", "window_end"])
-                    }
-                    _ => match extra.iter().find(|(n, _, _)| *n == name) {
-                        Some((_, source, time)) => (source.clone(), *time),
-                        None => (Arc::new(EmptySource), &[]),
-                    },
-                };
-                (
-                    name.to_string(),
-                    Arc::new(LiveTable::new(schema, time, source)) as Arc<dyn TableProvider>,
-                )
-            })
-            .collect()
+        let mut declared: Vec<ExtraTable> = vec![
+            ("red", self.red.clone(), &["window_start", "window_end"]),
+            ("spans", self.spans.clone(), &["end_time"]),
+            (
+                "anomalies",
+                self.anomalies.clone(),
+                &["window_start", "window_end"],
+            ),
+            ("predictions", self.predictions.clone(), &["window_end"]),
+            (
+                "continuous_results",
+                self.continuous.clone(),
+                &["window_start", "window_end"],
+            ),
+        ];
+        declared.extend(extra);
+        catalog(declared)
     }
+}
+
+/// Every table of [`schema::all`] as a DataFusion provider, by name, reading from the source
+/// declared for it (`(name, source, prunable time columns)`); a table nobody declared (its
+/// feature is off) reads as empty.
+pub fn catalog(declared: Vec<ExtraTable>) -> Vec<(String, Arc<dyn TableProvider>)> {
+    schema::all()
+        .into_iter()
+        .map(|(name, schema)| {
+            let (source, time): (Arc<dyn PartitionSource>, &'static [&'static str]) =
+                match declared.iter().find(|(n, _, _)| *n == name) {
+                    Some((_, source, time)) => (source.clone(), *time),
+                    None => (Arc::new(EmptySource), &[]),
+                };
+            (
+                name.to_string(),
+                Arc::new(LiveTable::new(schema, time, source)) as Arc<dyn TableProvider>,
+            )
+        })
+        .collect()
 }

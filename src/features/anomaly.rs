@@ -1,0 +1,46 @@
+//! Anomaly detection and forecasting on RED and metric windows: the `anomalies` and
+//! `predictions` tables, the live view's board, and the spans sent to the exporters installed
+//! before it.
+
+use crate::anomaly_sink::AnomalySink;
+use crate::assembly::Assembly;
+use redwatch_queries::anomalies::{AnomaliesTable, PredictionsTable, SignalTableSettings};
+
+pub fn install(asm: &mut Assembly<'_>) {
+    let cfg = asm.cfg;
+    let settings = SignalTableSettings {
+        retention_ns: cfg.sql.retention.as_nanos() as u64,
+        ..Default::default()
+    };
+    let anomalies = AnomaliesTable::new(settings);
+    let predictions = PredictionsTable::new(settings);
+    asm.table(
+        "anomalies",
+        anomalies.clone(),
+        &["window_start", "window_end"],
+    );
+    asm.table("predictions", predictions.clone(), &["window_end"]);
+    if !(cfg.anomaly.enabled || cfg.forecast.enabled) {
+        return;
+    }
+    let sink = AnomalySink::new(
+        cfg,
+        asm.otlp_exporter.clone(),
+        anomalies,
+        predictions,
+        asm.registry.clone(),
+    );
+    asm.view.set_anomaly_board(sink.board());
+    let mut outputs = std::mem::take(&mut asm.span_outputs);
+    match outputs.len() {
+        0 => {}
+        1 => sink.also_export_to(outputs.remove(0)),
+        _ => sink.also_export_to(Box::new(move |rs| {
+            for o in &outputs {
+                o(rs.clone());
+            }
+        })),
+    }
+    asm.metric_sink(sink.clone()); // anomalies on metric series
+    asm.red_sink(sink);
+}

@@ -1,0 +1,40 @@
+//! The OTLP exporter: anomaly/prediction spans and (with `red_metrics`) the RED metrics over
+//! OTLP. It is installed before the features that export spans through
+//! [`Assembly::otlp_exporter`].
+
+use crate::assembly::{Assembly, Stage};
+use anyhow::Context;
+use redwatch_connectors::otlp_exporter::{self, red_metrics::OtlpRedMetrics};
+
+pub fn install(asm: &mut Assembly<'_>) -> anyhow::Result<()> {
+    let cfg = asm.cfg;
+    let Some(o) = &cfg.exporters.otlp else {
+        return Ok(());
+    };
+    let problems = o.validate("exporters.otlp");
+    if !problems.is_empty() {
+        let list: Vec<String> = problems.iter().map(|(p, m)| format!("{p}: {m}")).collect();
+        anyhow::bail!("invalid config: {}", list.join("; "));
+    }
+    let (handle, task) = otlp_exporter::start(o, &asm.registry, asm.cancel(Stage::Exporters))
+        .context("OTLP exporter")?;
+    asm.on_start(Stage::Exporters, move |s| {
+        s.spawn(Stage::Exporters, async move {
+            task.await;
+            Ok(())
+        });
+        Box::pin(async { Ok(()) })
+    });
+    // RED metrics over OTLP (`traces.span.metrics.*`, exporters.otlp.temporality).
+    if o.red_metrics {
+        asm.red_sink(OtlpRedMetrics::new(
+            handle.clone(),
+            o.temporality,
+            cfg.red.buckets_ms.clone(),
+            &cfg.red.dimensions,
+            o.batch.max_size,
+        ));
+    }
+    asm.otlp_exporter = Some(handle);
+    Ok(())
+}
