@@ -235,7 +235,7 @@ pub struct Cusum {
     /// The slow reference: mean and variance (Huber-clipped updates).
     ref_mean: f32,
     ref_var: f32,
-    ref_n: u32,
+    ref_n: u16,
 }
 
 /// Smoothing of CUSUM's own reference (~100 windows of memory).

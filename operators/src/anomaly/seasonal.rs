@@ -53,7 +53,6 @@ pub struct Seasonal {
     /// `n_slots` offset codes (`i8` as `u8`; [`UNSEEN`] = not seen yet), then one spread code
     /// per [`SPREAD_GROUP`] slots (0 = not seen yet).
     codes: Box<[u8]>,
-    n_slots: u32,
     /// Per-slot visits during the first period (a running mean then); freed once warm.
     visits: Option<Box<[u8]>>,
     /// The offset grid: `base + code × step` (step 0 = no slot seen yet).
@@ -95,9 +94,8 @@ impl Seasonal {
     pub fn new(p: &SeasonalParams) -> Self {
         let mut codes = vec![0u8; p.n_slots + p.n_slots.div_ceil(SPREAD_GROUP)].into_boxed_slice();
         codes[..p.n_slots].fill(UNSEEN as u8);
-        Seasonal {
+        let s = Seasonal {
             codes,
-            n_slots: p.n_slots as u32,
             visits: Some(vec![0; p.n_slots].into_boxed_slice()),
             base: 0.0,
             step: 0.0,
@@ -110,11 +108,16 @@ impl Seasonal {
             presence: 0,
             weekly: [0; 7],
             weekly_presence: 0,
-        }
+        };
+        // The slot count is derived from `codes` (not stored): exact when it divides evenly.
+        debug_assert_eq!(s.n_slots(), p.n_slots);
+        s
     }
 
     fn n_slots(&self) -> usize {
-        self.n_slots as usize
+        // `codes` holds the offsets, then one spread per SPREAD_GROUP slots (the count is not
+        // stored: 8 bytes a signal).
+        self.codes.len() * SPREAD_GROUP / (SPREAD_GROUP + 1)
     }
 
     /// The offset of slot `i` (None = not seen yet).

@@ -249,5 +249,5 @@ fn steady_state_per_series_is_compact() {
     let bytes = e.state_bytes();
     println!("steady state: {bytes} bytes per RED series (4 signals)");
     // 4 × (daily profile 576 + two 60-value half-precision rings 240 + ~300 of scalars).
-    assert!(bytes <= 4700, "{bytes}");
+    assert!(bytes <= 4650, "{bytes}");
 }
