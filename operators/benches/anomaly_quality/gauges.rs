@@ -260,3 +260,64 @@ pub fn run(data: &[Gauge], verbose: bool) -> BTreeMap<&'static str, KindScore> {
     }
     out
 }
+
+/// `ANOMALY_QUALITY_GAUGE_TRACE=name:from_window:count` prints the default ensemble's decisions
+/// for one gauge series (tuning aid).
+pub fn trace(data: &[Gauge], spec: &str) {
+    use redwatch_operators::anomaly::{DetectorParams, Observation, SignalDetector, SignalKind};
+    let parts: Vec<&str> = spec.split(':').collect();
+    let g = data.iter().find(|g| g.name == parts[0]).expect("series");
+    let from: u64 = parts[1].parse().unwrap();
+    let n: u64 = parts[2].parse().unwrap();
+    let mut cfg = AnomalyConfig::default();
+    cfg.directions.clear();
+    let p = DetectorParams::new(&cfg);
+    let mut det = SignalDetector::new(&p);
+    let mut inc = redwatch_operators::anomaly::IncidentTracker::default();
+    let policy = redwatch_operators::anomaly::IncidentPolicy {
+        continue_p: 1.0 - cfg.clear_score,
+        resolve_after: cfg.resolve_after_windows as u32,
+        refractory: cfg.refractory_windows as u32,
+    };
+    let mut scratch = Vec::new();
+    for (w, &x) in g.values.iter().enumerate() {
+        let w = w as u64;
+        let start = EPOCH0 + w * W5_NS;
+        let o = Observation {
+            value: x,
+            t_mid: start + W5_NS / 2,
+            calls: 0.0,
+            window_s: 300.0,
+        };
+        let d = det.observe(
+            &o,
+            SignalKind::Generic,
+            Default::default(),
+            &p,
+            inc.duration_windows(),
+            &mut scratch,
+        );
+        let s = inc.window(
+            d.anomalous,
+            d.p,
+            d.sustained,
+            start,
+            start + W5_NS,
+            &policy,
+            |_| [1; 16],
+        );
+        if w >= from && w < from + n {
+            println!(
+                "{w} {x:.2} {:?} {} p {:.2e} z {:.1} votes {} exp {:.1} [{:.1},{:.1}]",
+                s.map(|s| s.state),
+                d.anomalous,
+                d.p,
+                d.z,
+                d.votes,
+                d.expected,
+                d.expected_min,
+                d.expected_max
+            );
+        }
+    }
+}

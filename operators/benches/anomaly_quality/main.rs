@@ -390,6 +390,10 @@ fn main() {
 fn gauge_suite(seed: u64) {
     let verbose = std::env::var_os("ANOMALY_QUALITY_VERBOSE").is_some();
     let data = gauges::gauges(seed);
+    if let Ok(t) = std::env::var("ANOMALY_QUALITY_GAUGE_TRACE") {
+        gauges::trace(&data, &t);
+        return;
+    }
     let scores = gauges::run(&data, verbose);
     println!(
         "\ngauges and counts (one point per 5 min, {} weeks, week 0 = training; default config): {} series\n",
