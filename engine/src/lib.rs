@@ -5,6 +5,7 @@
 pub mod config;
 pub mod fixtures;
 pub mod hint;
+pub mod memory;
 pub mod metric_model;
 pub mod model;
 pub mod pipeline;

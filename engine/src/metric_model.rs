@@ -482,6 +482,47 @@ impl MetricBatch {
     }
 
     /// Bytes this batch keeps alive.
+    /// Shortens `r` to at most `max` bytes at a UTF-8 boundary; whether it was cut.
+    fn truncate_ref(&self, r: &mut MStr, max: usize) -> bool {
+        if r.len() <= max {
+            return false;
+        }
+        let s = self.str(*r);
+        let mut cut = max.min(s.len());
+        while cut > 0 && !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        r.len = (r.len & ARENA_BIT) | cut as u32;
+        true
+    }
+
+    /// Caps every string the batch hands to operators (metric names and units, service names,
+    /// attribute keys and values) at `max` bytes, cutting at a UTF-8 boundary. Returns how many
+    /// were cut.
+    pub fn truncate_strings(&mut self, max: usize) -> u64 {
+        let mut n = 0;
+        let mut metrics = std::mem::take(&mut self.metrics);
+        for m in metrics.iter_mut() {
+            n += self.truncate_ref(&mut m.name, max) as u64;
+            n += self.truncate_ref(&mut m.unit, max) as u64;
+        }
+        self.metrics = metrics;
+        let mut resources = std::mem::take(&mut self.resources);
+        for r in resources.iter_mut() {
+            if let Some(sn) = r.service_name.as_mut() {
+                n += self.truncate_ref(sn, max) as u64;
+            }
+        }
+        self.resources = resources;
+        let mut attrs = std::mem::take(&mut self.attrs);
+        for (k, v) in attrs.iter_mut() {
+            n += self.truncate_ref(k, max) as u64;
+            n += self.truncate_ref(v, max) as u64;
+        }
+        self.attrs = attrs;
+        n
+    }
+
     pub fn retained_bytes(&self) -> usize {
         use std::mem::size_of;
         self.buf.len()

@@ -259,6 +259,45 @@ impl SpanBatch {
         self.spans.is_empty()
     }
 
+    /// Shortens `r` to at most `max` bytes at a UTF-8 boundary; whether it was cut.
+    fn truncate_ref(&self, r: &mut StrRef, max: usize) -> bool {
+        if r.len() <= max {
+            return false;
+        }
+        let s = self.str(*r);
+        let mut cut = max.min(s.len());
+        while cut > 0 && !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        r.len = (r.len & ARENA_BIT) | cut as u32;
+        true
+    }
+
+    /// Caps every string the batch hands to operators (span names, service names, dimension
+    /// values) at `max` bytes (`receivers.otlp.limits.max_string_bytes`), cutting at a UTF-8
+    /// boundary as the OpenTelemetry SDK's attribute length limits do. Returns how many were cut.
+    pub fn truncate_strings(&mut self, max: usize) -> u64 {
+        let mut n = 0;
+        let mut spans = std::mem::take(&mut self.spans);
+        for s in spans.iter_mut() {
+            n += self.truncate_ref(&mut s.name, max) as u64;
+        }
+        self.spans = spans;
+        let mut resources = std::mem::take(&mut self.resources);
+        for r in resources.iter_mut() {
+            if let Some(sn) = r.service_name.as_mut() {
+                n += self.truncate_ref(sn, max) as u64;
+            }
+        }
+        self.resources = resources;
+        let mut dims = std::mem::take(&mut self.dim_values);
+        for d in dims.iter_mut().flatten() {
+            n += self.truncate_ref(d, max) as u64;
+        }
+        self.dim_values = dims;
+        n
+    }
+
     /// Bytes this batch keeps alive (request buffer, arena, records).
     pub fn retained_bytes(&self) -> usize {
         self.buf.len()

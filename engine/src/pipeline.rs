@@ -7,6 +7,7 @@
 //! through sinks they were built with. Shutdown: cancel the receivers, drop their handles, and
 //! [`Pipeline::run`] drains what is queued and returns.
 
+use crate::memory::{MemoryExhausted, MemoryLimiter, Reservation};
 use crate::metric_model::MetricBatch;
 use crate::model::{SourceId, SpanBatch, UnixNanos};
 use crate::telemetry::{Gauge, Registry};
@@ -38,6 +39,14 @@ impl Batch {
         match self {
             Batch::Spans(b) => b.max_event_time(),
             Batch::Metrics(b) => b.max_event_time(),
+        }
+    }
+
+    /// Bytes the batch keeps alive while it is queued (accounted by the memory limiter).
+    pub fn retained_bytes(&self) -> usize {
+        match self {
+            Batch::Spans(b) => b.retained_bytes(),
+            Batch::Metrics(b) => b.retained_bytes(),
         }
     }
 }
@@ -81,7 +90,8 @@ pub trait Operator: Send {
 /// Control signals travel in order with the data.
 #[derive(Debug)]
 enum Message {
-    Batch(Batch),
+    /// A batch and the bytes it holds against the memory limiter (released once processed).
+    Batch(Batch, Reservation),
     SourceUp {
         id: SourceId,
         name: String,
@@ -100,6 +110,9 @@ enum Message {
 pub enum Backpressure {
     #[error("the pipeline queue is full; retry later")]
     QueueFull,
+    /// The memory limiter refused the bytes (`limits.memory`).
+    #[error("{0}")]
+    Memory(MemoryExhausted),
     #[error("the engine is shutting down")]
     Closed,
 }
@@ -116,6 +129,7 @@ pub struct IngestHandle {
     policy: Arc<TimePolicy>,
     clock: Clock,
     pending: PendingSources,
+    memory: Arc<MemoryLimiter>,
 }
 
 /// Sources holding data the full queue could not take yet; shared with the operator task
@@ -162,11 +176,31 @@ impl IngestHandle {
         let _ = self.tx.send(Message::DropShare(share)).await;
     }
 
-    /// Queues a batch, waiting up to `enqueue_timeout` for room.
+    /// Queues a batch, waiting up to `enqueue_timeout` for room. Its bytes are reserved with
+    /// the memory limiter first: above the soft limit the batch is refused (the Kafka source
+    /// pauses).
     pub async fn send(&self, batch: Batch) -> Result<(), Backpressure> {
+        let r = self
+            .memory
+            .reserve_soft(batch.retained_bytes() as u64)
+            .map_err(Backpressure::Memory)?;
+        self.send_reserved(batch, r).await
+    }
+
+    /// Queues a batch whose bytes the caller has already reserved (an OTLP receiver, which
+    /// admitted the request and accounted it while reading and decoding). The reservation is
+    /// resized to the batch's retained bytes and released once the batch is processed.
+    pub async fn send_reserved(
+        &self,
+        batch: Batch,
+        mut reservation: Reservation,
+    ) -> Result<(), Backpressure> {
+        reservation
+            .resize(batch.retained_bytes() as u64)
+            .map_err(Backpressure::Memory)?;
         match self
             .tx
-            .send_timeout(Message::Batch(batch), self.enqueue_timeout)
+            .send_timeout(Message::Batch(batch, reservation), self.enqueue_timeout)
             .await
         {
             Ok(()) => Ok(()),
@@ -185,6 +219,11 @@ impl IngestHandle {
     /// The time rules (receivers reject invalid, future and late event times up front).
     pub fn policy(&self) -> &Arc<TimePolicy> {
         &self.policy
+    }
+
+    /// The memory limiter every receiver accounts against.
+    pub fn memory(&self) -> &Arc<MemoryLimiter> {
+        &self.memory
     }
 
     /// The pipeline's clock.
@@ -211,6 +250,8 @@ pub struct PipelineSettings {
     /// How often operators are ticked and the watermark re-evaluated.
     pub tick: Duration,
     pub clock: Clock,
+    /// `limits.memory` as `(limit, spike)` bytes; `None` = accounted but never refused.
+    pub memory: Option<(u64, u64)>,
 }
 
 impl PipelineSettings {
@@ -220,6 +261,11 @@ impl PipelineSettings {
             enqueue_timeout: cfg.limits.enqueue_timeout,
             tick: Duration::from_millis(100),
             clock: Arc::new(crate::time::wall_clock),
+            memory: cfg
+                .limits
+                .memory
+                .as_ref()
+                .map(|m| (m.limit.as_u64(), m.spike.as_u64())),
         }
     }
 }
@@ -248,7 +294,12 @@ pub fn pipeline(
     registry: Arc<Registry>,
 ) -> (IngestHandle, Pipeline) {
     let (tx, rx) = mpsc::channel(settings.queue_capacity);
+    let memory = match settings.memory {
+        Some((limit, spike)) => MemoryLimiter::with_metrics(limit, spike, &registry),
+        None => MemoryLimiter::unlimited(),
+    };
     let handle = IngestHandle {
+        memory,
         tx,
         next_source: Arc::new(AtomicU32::new(0)),
         enqueue_timeout: settings.enqueue_timeout,
@@ -345,7 +396,7 @@ impl Pipeline {
 
     fn handle(&mut self, m: Message) {
         match m {
-            Message::Batch(b) => {
+            Message::Batch(b, _reservation) => {
                 let now = (self.clock)();
                 if let Some(max) = b.max_event_time() {
                     self.tracker.observe(b.source(), max, now);

@@ -40,6 +40,7 @@ static SETTINGS: LazyLock<[DecodeSettings; 2]> = LazyLock::new(|| {
         DecodeSettings {
             dim_keys: vec!["dim.a".into(), "service.name".into()],
             dim_sources: Vec::new(),
+            ..Default::default()
         },
         DecodeSettings {
             dim_keys: vec!["dim.a".into(), "dim.b".into(), "dim.c".into()],
@@ -48,6 +49,7 @@ static SETTINGS: LazyLock<[DecodeSettings; 2]> = LazyLock::new(|| {
                 DimensionSource::Resource,
                 DimensionSource::Scope,
             ],
+            ..Default::default()
         },
     ]
 });

@@ -1,8 +1,9 @@
 //! The `spans` table: recent raw spans, bounded by rows, age and an admission rate.
 //!
-//! Fed by an operator on the pipeline task. Every batch's ERROR spans are admitted first, then
-//! other spans up to `per_second` a second, so a firehose cannot turn the table into a copy of
-//! the stream; what is not admitted is still aggregated by RED.
+//! Fed by an operator on the pipeline task. Every batch's ERROR spans are admitted first, up to
+//! `per_second` a second of their own, then other spans up to `per_second` a second, so a
+//! firehose (of errors too) cannot turn the table into a copy of the stream; what is not
+//! admitted is still aggregated by RED.
 
 use crate::schema;
 use crate::table::{Partition, PartitionSource, PruneFilter};
@@ -142,6 +143,7 @@ pub struct SpansTableOperator {
     builders: Builders,
     second: u64,
     admitted_this_second: usize,
+    errors_this_second: usize,
     hex: String,
     last_flush: UnixNanos,
 }
@@ -157,6 +159,7 @@ impl SpansTableOperator {
             builders: Builders::new(),
             second: 0,
             admitted_this_second: 0,
+            errors_this_second: 0,
             hex: String::with_capacity(32),
             last_flush: 0,
         }
@@ -253,8 +256,14 @@ impl Operator for SpansTableOperator {
         if second != self.second {
             self.second = second;
             self.admitted_this_second = 0;
+            self.errors_this_second = 0;
         }
+        // Errors have their own budget: before, they bypassed the rate limit without bound.
         for s in b.spans.iter().filter(|s| s.status == StatusCode::Error) {
+            if self.errors_this_second >= self.settings.per_second {
+                break;
+            }
+            self.errors_this_second += 1;
             self.append(b, s);
         }
         for s in b.spans.iter().filter(|s| s.status != StatusCode::Error) {
@@ -333,5 +342,20 @@ mod tests {
         op.process_batch(&Batch::Spans(span_batch(SourceId(0), 0, &spans)), &mut ctx);
         op.flush(now + 1_000_000_000);
         assert_eq!(table.rows(), 3);
+        // A burst of errors is bounded too: 2 errors + 2 others a second, not 10 + 2.
+        let mut burst = spans.clone();
+        for i in 0..9 {
+            burst.push(
+                SpanFixture::new("s", &format!("bad{i}"), now, 1.0).status(StatusCode::Error),
+            );
+        }
+        let before = op.builders.rows;
+        let mut ctx = OpContext {
+            now: now + 2_000_000_000,
+            watermark: 0,
+            metrics: &reg,
+        };
+        op.process_batch(&Batch::Spans(span_batch(SourceId(0), 0, &burst)), &mut ctx);
+        assert_eq!(op.builders.rows - before, 4);
     }
 }

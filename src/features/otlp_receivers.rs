@@ -14,7 +14,12 @@ pub fn install(asm: &mut Assembly<'_>) {
     let cfg = asm.cfg;
     let settings = DecodeSettings::from_config(cfg);
     if let Some(g) = &cfg.receivers.otlp.grpc {
-        let max = g.max_message_size.as_u64() as usize;
+        let limits = grpc::GrpcLimits {
+            max_message_size: g.max_message_size.as_u64() as usize,
+            max_concurrent_streams: g.max_concurrent_streams,
+            max_connections: g.max_connections,
+            request_timeout: g.request_timeout,
+        };
         let security = ListenerSecurity {
             tls: g.tls.clone(),
             auth: g.auth.clone(),
@@ -22,10 +27,14 @@ pub fn install(asm: &mut Assembly<'_>) {
         };
         let listener = ("otlp_grpc", g.endpoint, security);
         let what = "OTLP gRPC receiver";
-        receiver(asm, listener, what, max, settings.clone(), grpc::serve);
+        receiver(asm, listener, what, limits, settings.clone(), grpc::serve);
     }
     if let Some(h) = &cfg.receivers.otlp.http {
-        let max = h.max_body_size.as_u64() as usize;
+        let limits = http::HttpLimits {
+            max_body_size: h.max_body_size.as_u64() as usize,
+            max_connections: h.max_connections,
+            request_timeout: h.request_timeout,
+        };
         let security = ListenerSecurity {
             tls: h.tls.clone(),
             auth: h.auth.clone(),
@@ -33,20 +42,21 @@ pub fn install(asm: &mut Assembly<'_>) {
         };
         let listener = ("otlp_http", h.endpoint, security);
         let what = "OTLP HTTP receiver";
-        receiver(asm, listener, what, max, settings, http::serve);
+        receiver(asm, listener, what, limits, settings, http::serve);
     }
 }
 
 /// One listener: bound when the receivers start, served until they stop.
-fn receiver<F, Fut, E>(
+fn receiver<F, Fut, E, L>(
     asm: &mut Assembly<'_>,
     (name, endpoint, security): (&'static str, SocketAddr, ListenerSecurity),
     what: &'static str,
-    max_size: usize,
+    limits: L,
     settings: DecodeSettings,
     serve: F,
 ) where
-    F: FnOnce(SecureListener, Arc<ReceiverCore>, usize, CancellationToken) -> Fut + Send + 'static,
+    L: Send + 'static,
+    F: FnOnce(SecureListener, Arc<ReceiverCore>, L, CancellationToken) -> Fut + Send + 'static,
     Fut: Future<Output = Result<(), E>> + Send + 'static,
     E: std::error::Error + Send + Sync + 'static,
 {
@@ -56,7 +66,7 @@ fn receiver<F, Fut, E>(
             let core = ReceiverCore::new(name, s.handle.clone(), settings, &s.registry).await;
             let c = s.cancel(Stage::Receivers);
             s.spawn(Stage::Receivers, async move {
-                serve(l, core, max_size, c).await.context(what)
+                serve(l, core, limits, c).await.context(what)
             });
             Ok(())
         })

@@ -24,6 +24,7 @@ pub(super) struct Counters {
     pub(super) points_late: Arc<Counter>,
     pub(super) points_skipped: Arc<Counter>,
     pub(super) dead_letter_failed: Arc<Counter>,
+    pub(super) truncated: Arc<Counter>,
 }
 
 impl Counters {
@@ -101,6 +102,7 @@ impl Counters {
                 "Spans whose resource has no service.name (counted as unknown_service).",
                 &[],
             ),
+            truncated: crate::otlp::strings_truncated_counter(reg),
             paused: reg.counter(
                 "redwatch_kafka_partition_pauses_total",
                 "Times a partition was paused because the pipeline queue was full.",

@@ -124,6 +124,9 @@ impl Loop {
                         return Processed::Done;
                     }
                 };
+                if let Some(max) = self.settings.max_string_bytes {
+                    self.counters.truncated.add(out.batch.truncate_strings(max));
+                }
                 let before = out.batch.spans.len();
                 if purged_through > 0 {
                     out.batch
@@ -167,6 +170,9 @@ impl Loop {
                         return Processed::Done;
                     }
                 };
+                if let Some(max) = self.settings.max_string_bytes {
+                    self.counters.truncated.add(out.batch.truncate_strings(max));
+                }
                 let before = out.batch.points.len();
                 if purged_through > 0 {
                     out.batch
@@ -191,7 +197,8 @@ impl Loop {
         if let Some(b) = batch {
             match self.rt.block_on(self.handle.send(b)) {
                 Ok(()) => {}
-                Err(Backpressure::QueueFull) => return Processed::Full,
+                // Queue full or over the memory limiter's soft limit: pause the partition.
+                Err(Backpressure::QueueFull | Backpressure::Memory(_)) => return Processed::Full,
                 // Shutting down: the offset is not recorded, so it is not committed either.
                 Err(Backpressure::Closed) => return Processed::Done,
             }

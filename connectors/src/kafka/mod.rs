@@ -35,6 +35,7 @@ pub const MESSAGE_REJECT_REASONS: &[&str] = &[
     "malformed",
     "invalid_utf8",
     "invalid_json",
+    "too_many_items",
     "empty",
     "backpressure",
 ];

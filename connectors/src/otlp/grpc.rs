@@ -3,6 +3,11 @@
 //! The request body reaches the decoder as raw `Bytes` through a pass-through codec (no prost
 //! object tree). tonic enforces `max_message_size` before and after gzip decompression; its
 //! "too large" answers are rewritten to `RESOURCE_EXHAUSTED` and counted here.
+//!
+//! Memory: a request is admitted only below the memory limiter's soft limit, and its body is
+//! accounted frame by frame as it arrives ([`MeteredBody`]); past the hard limit the read stops
+//! with `RESOURCE_EXHAUSTED` + `RetryInfo`. Streams per connection, connections and request time
+//! are bounded by config. gzip and zstd are accepted (the Collector sends either).
 
 use super::{Ack, Encoding, IngestError, ReceiverCore, Signal};
 use bytes::{Buf, BufMut, Bytes};
@@ -13,6 +18,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
 use prost::Message;
+use redwatch_engine::memory::Reservation;
 use redwatch_engine::pipeline::Backpressure;
 use redwatch_engine::security::SecureListener;
 use std::convert::Infallible;
@@ -134,6 +140,9 @@ fn status_of(e: &IngestError) -> Status {
         IngestError::Backpressure(Backpressure::QueueFull) => retryable_resource_exhausted(
             "redwatch is behind: the pipeline queue is full; retry with backoff",
         ),
+        IngestError::Backpressure(Backpressure::Memory(m)) => {
+            retryable_resource_exhausted(&super::memory_message(*m))
+        }
         IngestError::Backpressure(Backpressure::Closed) => {
             Status::unavailable("redwatch is shutting down")
         }
@@ -174,14 +183,24 @@ impl UnaryService<Bytes> for ExportMethod {
         let core = self.core.clone();
         let signal = self.signal;
         Box::pin(async move {
+            // The bytes the body accounted while it was read move to this request.
+            let mut reservation = request
+                .extensions()
+                .get::<SharedReservation>()
+                .and_then(|s| s.0.lock().ok().and_then(|mut r| r.take()))
+                .unwrap_or_else(|| core.handle_memory().empty());
             let body = request.into_inner();
+            // The decompressed message, which tonic holds beside what was read.
+            if let Err(bp) = core.account(signal, &mut reservation, body.len()) {
+                return Err(status_of(&IngestError::Backpressure(bp)));
+            }
             let res = match signal {
                 Signal::Traces => core
-                    .export_traces(body, Encoding::Protobuf)
+                    .export_traces(body, Encoding::Protobuf, reservation)
                     .await
                     .map(trace_response),
                 Signal::Metrics => core
-                    .export_metrics(body, Encoding::Protobuf)
+                    .export_metrics(body, Encoding::Protobuf, reservation)
                     .await
                     .map(metrics_response),
             };
@@ -264,20 +283,113 @@ where
         }
         let core = self.core.clone();
         let max = self.max_message_size;
+        let signal = Self::signal();
+        // Admission: above the soft memory limit, refuse before reading anything.
+        let reservation = match core.admit(signal) {
+            Ok(r) => r,
+            Err(bp) => {
+                let st = status_of(&IngestError::Backpressure(bp));
+                return Box::pin(async move { Ok(grpc_status_response(st)) });
+            }
+        };
+        let shared = SharedReservation(Arc::new(std::sync::Mutex::new(Some(reservation))));
+        let (mut parts, body) = req.into_parts();
+        parts.extensions.insert(shared.clone());
+        let req = http::Request::from_parts(
+            parts,
+            MeteredBody {
+                inner: Box::pin(body),
+                core: core.clone(),
+                signal,
+                shared,
+            },
+        );
         Box::pin(async move {
             let method = ExportMethod {
                 core: core.clone(),
-                signal: Self::signal(),
+                signal,
             };
             let mut grpc = tonic::server::Grpc::new(RawCodec)
                 .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
                 .send_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Zstd)
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(usize::MAX);
             let mut resp = grpc.unary(method, req).await;
             count_transport_rejections(&core, Self::signal(), &mut resp);
             Ok(resp)
         })
+    }
+}
+
+/// A trailers-only gRPC answer carrying `st` (details and metadata included).
+fn grpc_status_response(st: Status) -> http::Response<tonic::body::Body> {
+    let mut r = st.into_http();
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    r
+}
+
+/// The reservation of one request, shared by its body (which grows it as frames arrive) and the
+/// export method (which takes it over once tonic has read the message).
+#[derive(Clone)]
+struct SharedReservation(Arc<std::sync::Mutex<Option<Reservation>>>);
+
+/// A request body that accounts every data frame with the memory limiter before tonic buffers
+/// it; past the hard limit it fails with `RESOURCE_EXHAUSTED` + `RetryInfo` (counted).
+struct MeteredBody<B> {
+    inner: Pin<Box<B>>,
+    core: Arc<ReceiverCore>,
+    signal: Signal,
+    shared: SharedReservation,
+}
+
+impl<B> http_body::Body for MeteredBody<B>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = B::Data;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        match this.inner.as_mut().poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let n = data.remaining();
+                    let accounted = match this.shared.0.lock() {
+                        Ok(mut g) => match g.as_mut() {
+                            Some(r) => this.core.account(this.signal, r, n),
+                            None => Ok(()),
+                        },
+                        Err(_) => Ok(()),
+                    };
+                    if let Err(bp) = accounted {
+                        let st = status_of(&IngestError::Backpressure(bp));
+                        return Poll::Ready(Some(Err(Box::new(st))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -296,6 +408,7 @@ fn count_transport_rejections(
         Code::OutOfRange if msg.contains("too large") => "too_large",
         Code::ResourceExhausted if msg.starts_with("Error decompressing") => "too_large",
         Code::Internal if msg.starts_with("Error decompressing") => "bad_encoding",
+        Code::Cancelled if msg.contains("Timeout") => "timeout",
         _ => return,
     };
     core.reject_request(signal, reason);
@@ -306,17 +419,39 @@ fn count_transport_rejections(
     }
 }
 
+/// Bounds of one OTLP/gRPC listener (`receivers.otlp.grpc`).
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcLimits {
+    pub max_message_size: usize,
+    pub max_concurrent_streams: u32,
+    pub max_connections: usize,
+    pub request_timeout: std::time::Duration,
+}
+
+/// HTTP/2 receive windows: what a connection may have in flight before our body accounting sees
+/// it (docs/design.md, "State and its bounds").
+const STREAM_WINDOW: u32 = 256 << 10;
+const CONNECTION_WINDOW: u32 = 1 << 20;
+
 /// Serves OTLP/gRPC on `listener` until `cancel` fires.
 pub async fn serve(
     listener: SecureListener,
     core: Arc<ReceiverCore>,
-    max_message_size: usize,
+    limits: GrpcLimits,
     cancel: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    let auth = listener.auth_layer();
+    let incoming =
+        super::conn_limit::LimitedIncoming::new(listener, limits.max_connections).into_stream();
+    let max = limits.max_message_size;
     tonic::transport::Server::builder()
-        .layer(listener.auth_layer())
-        .add_service(TraceGrpcService::new(core.clone(), max_message_size))
-        .add_service(MetricsGrpcService::new(core, max_message_size))
-        .serve_with_incoming_shutdown(listener.into_incoming(), cancel.cancelled_owned())
+        .max_concurrent_streams(Some(limits.max_concurrent_streams))
+        .timeout(limits.request_timeout)
+        .initial_stream_window_size(Some(STREAM_WINDOW))
+        .initial_connection_window_size(Some(CONNECTION_WINDOW))
+        .layer(auth)
+        .add_service(TraceGrpcService::new(core.clone(), max))
+        .add_service(MetricsGrpcService::new(core, max))
+        .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
         .await
 }

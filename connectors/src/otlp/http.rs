@@ -1,5 +1,10 @@
 //! OTLP/HTTP receiver: `POST /v1/traces` and `/v1/metrics`, `application/x-protobuf` or
-//! `application/json`, optionally `Content-Encoding: gzip`.
+//! `application/json`, optionally `Content-Encoding: gzip` or `zstd`.
+//!
+//! Memory: a request is admitted only below the memory limiter's soft limit; its body (and its
+//! decompressed form) is accounted chunk by chunk as it is read, and past the hard limit the read
+//! stops with 429 + `Retry-After`. Reading a body is bounded in time (408) and connections in
+//! number.
 //!
 //! Answers follow the OTLP/HTTP spec: 200 with an `Export*ServiceResponse` in the request's
 //! encoding (partial success included), 400 with a `google.rpc.Status` for bad data, 413 for
@@ -21,6 +26,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
 use prost::Message;
+use redwatch_engine::memory::Reservation;
 use redwatch_engine::pipeline::Backpressure;
 use redwatch_engine::security::SecureListener;
 use std::io::Read;
@@ -31,10 +37,19 @@ use tokio_util::sync::CancellationToken;
 struct HttpState {
     core: Arc<ReceiverCore>,
     max_body: usize,
+    request_timeout: std::time::Duration,
+}
+
+/// Bounds of one OTLP/HTTP listener (`receivers.otlp.http`).
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    pub max_body_size: usize,
+    pub max_connections: usize,
+    pub request_timeout: std::time::Duration,
 }
 
 /// The OTLP/HTTP routes.
-pub fn router(core: Arc<ReceiverCore>, max_body: usize) -> Router {
+pub fn router(core: Arc<ReceiverCore>, limits: HttpLimits) -> Router {
     let (nf, na) = (core.clone(), core.clone());
     Router::new()
         .route("/v1/traces", post(traces))
@@ -58,17 +73,22 @@ pub fn router(core: Arc<ReceiverCore>, max_body: usize) -> Router {
                 .insert(header::ALLOW, HeaderValue::from_static("POST"));
             r
         })
-        .with_state(HttpState { core, max_body })
+        .with_state(HttpState {
+            core,
+            max_body: limits.max_body_size,
+            request_timeout: limits.request_timeout,
+        })
 }
 
 /// Serves OTLP/HTTP on `listener` until `cancel` fires.
 pub async fn serve(
     listener: SecureListener,
     core: Arc<ReceiverCore>,
-    max_body: usize,
+    limits: HttpLimits,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = router(core, max_body).layer(listener.auth_layer());
+    let app = router(core, limits).layer(listener.auth_layer());
+    let listener = super::conn_limit::LimitedIncoming::new(listener, limits.max_connections);
     axum::serve(listener, app)
         .with_graceful_shutdown(cancel.cancelled_owned())
         .await
@@ -97,14 +117,41 @@ fn media_type(headers: &HeaderMap) -> Option<Encoding> {
 
 /// Decompresses gzip, refusing output larger than `limit` (a gzip bomb stops at the limit).
 pub fn gunzip_limited(data: &[u8], limit: usize) -> Result<Vec<u8>, GunzipError> {
-    let mut out = Vec::with_capacity((data.len() * 4).min(limit));
-    let mut dec = flate2::read::GzDecoder::new(data).take(limit as u64 + 1);
-    dec.read_to_end(&mut out)
-        .map_err(|e| GunzipError::Invalid(e.to_string()))?;
-    if out.len() > limit {
-        return Err(GunzipError::TooLarge);
+    inflate_limited(flate2::read::GzDecoder::new(data), limit, &mut |_| Ok(()))
+}
+
+/// Decompresses zstd, refusing output larger than `limit`.
+pub fn unzstd_limited(data: &[u8], limit: usize) -> Result<Vec<u8>, GunzipError> {
+    let dec = zstd::stream::read::Decoder::new(data)
+        .map_err(|e| GunzipError::Invalid(format!("zstd: {e}")))?;
+    inflate_limited(dec, limit, &mut |_| Ok(()))
+}
+
+/// Reads a decompressing reader to its end in chunks, calling `account` with each chunk's size
+/// before the output grows (the memory limiter), refusing output larger than `limit`.
+fn inflate_limited(
+    dec: impl Read,
+    limit: usize,
+    account: &mut dyn FnMut(usize) -> Result<(), GunzipError>,
+) -> Result<Vec<u8>, GunzipError> {
+    const CHUNK: usize = 256 << 10;
+    let mut out = Vec::new();
+    let mut dec = dec.take(limit as u64 + 1);
+    loop {
+        let before = out.len();
+        account(CHUNK)?;
+        out.reserve_exact(CHUNK);
+        let n = (&mut dec)
+            .take(CHUNK as u64)
+            .read_to_end(&mut out)
+            .map_err(|e| GunzipError::Invalid(e.to_string()))?;
+        if out.len() > limit {
+            return Err(GunzipError::TooLarge);
+        }
+        if n == 0 || out.len() == before {
+            return Ok(out);
+        }
     }
-    Ok(out)
 }
 
 /// Why a gzip body could not be inflated.
@@ -114,45 +161,129 @@ pub enum GunzipError {
     Invalid(String),
     #[error("decompressed body exceeds the size limit")]
     TooLarge,
+    #[error("{0}")]
+    Memory(Backpressure),
 }
 
-async fn read_body(st: &HttpState, headers: &HeaderMap, body: Body) -> Result<Bytes, Refusal> {
-    let raw = axum::body::to_bytes(body, st.max_body).await.map_err(|e| {
+/// Reads the body chunk by chunk, accounting each with the memory limiter, within
+/// `max_body` bytes.
+async fn read_raw(
+    st: &HttpState,
+    signal: Signal,
+    body: Body,
+    reservation: &mut Reservation,
+) -> Result<Bytes, Refusal> {
+    use http_body_util::BodyExt;
+    let too_large = |what: &str| {
         Refusal(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
             format!(
-                "request body larger than {} bytes (receivers.otlp.http.max_body_size): {e}",
+                "request body larger than {} bytes (receivers.otlp.http.max_body_size){what}",
                 st.max_body
             ),
         )
-    })?;
+    };
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            Refusal(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                format!("reading the request body failed: {e}"),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if buf.len() + data.len() > st.max_body {
+            return Err(too_large(""));
+        }
+        st.core
+            .account(signal, reservation, data.len())
+            .map_err(memory_refusal)?;
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf.freeze())
+}
+
+/// A refusal for memory backpressure (already counted by the receiver).
+fn memory_refusal(bp: Backpressure) -> Refusal {
+    let msg = match bp {
+        Backpressure::Memory(m) => super::memory_message(m),
+        other => other.to_string(),
+    };
+    Refusal(StatusCode::TOO_MANY_REQUESTS, "", msg)
+}
+
+async fn read_body(
+    st: &HttpState,
+    signal: Signal,
+    headers: &HeaderMap,
+    body: Body,
+    reservation: &mut Reservation,
+) -> Result<Bytes, Refusal> {
+    let raw = match tokio::time::timeout(
+        st.request_timeout,
+        read_raw(st, signal, body, reservation),
+    )
+    .await
+    {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(Refusal(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                format!(
+                    "the request body was not received within {:?} (receivers.otlp.http.request_timeout)",
+                    st.request_timeout
+                ),
+            ))
+        }
+    };
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim().to_ascii_lowercase());
-    match encoding.as_deref() {
-        None | Some("") | Some("identity") => Ok(raw),
-        Some("gzip") | Some("x-gzip") => match gunzip_limited(&raw, st.max_body) {
-            Ok(v) => Ok(Bytes::from(v)),
-            Err(GunzipError::TooLarge) => Err(Refusal(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!(
-                    "decompressed body larger than {} bytes (receivers.otlp.http.max_body_size)",
-                    st.max_body
-                ),
-            )),
-            Err(e) => Err(Refusal(
-                StatusCode::BAD_REQUEST,
+    let core = st.core.clone();
+    let mut account = |n: usize| {
+        core.account(signal, reservation, n)
+            .map_err(GunzipError::Memory)
+    };
+    let inflated = match encoding.as_deref() {
+        None | Some("") | Some("identity") => return Ok(raw),
+        Some("gzip") | Some("x-gzip") => inflate_limited(
+            flate2::read::GzDecoder::new(&raw[..]),
+            st.max_body,
+            &mut account,
+        ),
+        Some("zstd") => zstd::stream::read::Decoder::new(&raw[..])
+            .map_err(|e| GunzipError::Invalid(format!("zstd: {e}")))
+            .and_then(|d| inflate_limited(d, st.max_body, &mut account)),
+        Some(other) => {
+            return Err(Refusal(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "bad_encoding",
-                e.to_string(),
-            )),
-        },
-        Some(other) => Err(Refusal(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("unsupported Content-Encoding `{other}`: use gzip, zstd or none"),
+            ))
+        }
+    };
+    match inflated {
+        Ok(v) => Ok(Bytes::from(v)),
+        Err(GunzipError::TooLarge) => Err(Refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "decompressed body larger than {} bytes (receivers.otlp.http.max_body_size)",
+                st.max_body
+            ),
+        )),
+        Err(GunzipError::Memory(bp)) => Err(memory_refusal(bp)),
+        Err(e) => Err(Refusal(
+            StatusCode::BAD_REQUEST,
             "bad_encoding",
-            format!("unsupported Content-Encoding `{other}`: use gzip or none"),
+            e.to_string(),
         )),
     }
 }
@@ -174,36 +305,55 @@ async fn handle(st: HttpState, signal: Signal, req: Request) -> Response {
             ),
         );
     };
-    let body = match read_body(&st, &parts.headers, body).await {
+    let mut reservation = match st.core.admit(signal) {
+        Ok(r) => r,
+        Err(bp) => return backpressure_response(enc, &bp),
+    };
+    let body = match read_body(&st, signal, &parts.headers, body, &mut reservation).await {
         Ok(b) => b,
         Err(Refusal(code, reason, msg)) => {
-            st.core.reject_request(signal, reason);
-            return error_response(enc, code, &msg);
+            // An empty reason: counted where it was refused (memory).
+            if !reason.is_empty() {
+                st.core.reject_request(signal, reason);
+            }
+            let mut r = error_response(enc, code, &msg);
+            if code == StatusCode::TOO_MANY_REQUESTS {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            return r;
         }
     };
     let result = match signal {
-        Signal::Traces => st.core.export_traces(body, enc).await,
-        Signal::Metrics => st.core.export_metrics(body, enc).await,
+        Signal::Traces => st.core.export_traces(body, enc, reservation).await,
+        Signal::Metrics => st.core.export_metrics(body, enc, reservation).await,
     };
     match result {
         Ok(ack) => success_response(enc, signal, ack),
         Err(IngestError::Decode(e)) => error_response(enc, StatusCode::BAD_REQUEST, &e.to_string()),
-        Err(IngestError::Backpressure(Backpressure::QueueFull)) => {
-            let mut r = error_response(
-                enc,
-                StatusCode::TOO_MANY_REQUESTS,
-                "redwatch is behind: the pipeline queue is full; retry later",
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            r
-        }
-        Err(IngestError::Backpressure(Backpressure::Closed)) => error_response(
-            enc,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "redwatch is shutting down",
-        ),
+        Err(IngestError::Backpressure(bp)) => backpressure_response(enc, &bp),
     }
+}
+
+/// 429 + `Retry-After` (queue full, memory limit) or 503 (shutting down): both retryable.
+fn backpressure_response(enc: Encoding, bp: &Backpressure) -> Response {
+    let (status, msg) = match bp {
+        Backpressure::QueueFull => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "redwatch is behind: the pipeline queue is full; retry later".to_string(),
+        ),
+        Backpressure::Memory(m) => (StatusCode::TOO_MANY_REQUESTS, super::memory_message(*m)),
+        Backpressure::Closed => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "redwatch is shutting down".to_string(),
+        ),
+    };
+    let mut r = error_response(enc, status, &msg);
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    r
 }
 
 fn content_type(enc: Encoding) -> HeaderValue {
@@ -256,6 +406,7 @@ fn rpc_code(status: StatusCode) -> i32 {
         StatusCode::BAD_REQUEST => 3,            // INVALID_ARGUMENT
         StatusCode::PAYLOAD_TOO_LARGE => 8,      // RESOURCE_EXHAUSTED
         StatusCode::TOO_MANY_REQUESTS => 8,      // RESOURCE_EXHAUSTED
+        StatusCode::REQUEST_TIMEOUT => 4,        // DEADLINE_EXCEEDED
         StatusCode::UNSUPPORTED_MEDIA_TYPE => 3, // INVALID_ARGUMENT
         StatusCode::SERVICE_UNAVAILABLE => 14,   // UNAVAILABLE
         StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => 12, // UNIMPLEMENTED

@@ -4,11 +4,13 @@
 //! pipeline (waiting a bounded time for room), counts everything, and answers the client:
 //! success, partial success with the rejected count, or a clear error. It never aggregates.
 
+mod conn_limit;
 pub mod decode;
 pub mod grpc;
 pub mod http;
 
 use decode::{DecodeError, DecodeSettings, MetricsDecodeOutcome, TraceDecodeOutcome};
+use redwatch_engine::memory::{MemoryExhausted, Reservation};
 use redwatch_engine::model::SourceId;
 use redwatch_engine::pipeline::{Backpressure, Batch, IngestHandle};
 use redwatch_engine::telemetry::{Counter, Registry};
@@ -36,10 +38,13 @@ pub const REQUEST_REJECT_REASONS: &[&str] = &[
     "malformed",
     "invalid_utf8",
     "invalid_json",
+    "too_many_items",
     "too_large",
     "unsupported_media_type",
     "bad_encoding",
     "backpressure",
+    "memory_limit",
+    "timeout",
 ];
 
 /// Rejections of requests that name no export endpoint (label `signal="none"`).
@@ -139,6 +144,7 @@ pub fn decode_error_reason(e: &DecodeError) -> &'static str {
         DecodeError::Malformed(_) => "malformed",
         DecodeError::InvalidUtf8 { .. } => "invalid_utf8",
         DecodeError::Json(_) => "invalid_json",
+        DecodeError::TooManyItems { .. } => "too_many_items",
     }
 }
 
@@ -153,6 +159,7 @@ pub struct ReceiverCore {
     late: Arc<Counter>,
     points_late: Arc<Counter>,
     missing_service: Arc<Counter>,
+    truncated: Arc<Counter>,
     unrouted: Vec<(&'static str, Arc<Counter>)>,
 }
 
@@ -192,6 +199,7 @@ impl ReceiverCore {
                 "Spans whose resource has no service.name (counted as unknown_service).",
                 &[],
             ),
+            truncated: strings_truncated_counter(registry),
             unrouted: UNROUTED_REASONS
                 .iter()
                 .map(|r| {
@@ -224,6 +232,39 @@ impl ReceiverCore {
         c.reject_request(reason);
     }
 
+    /// Admits a request before its body is read: refused (and counted) while the memory
+    /// limiter is above its soft limit. The reservation grows as the body arrives
+    /// ([`ReceiverCore::account`]) and travels with the decoded batch.
+    pub fn admit(&self, signal: Signal) -> Result<Reservation, Backpressure> {
+        let memory = self.handle.memory();
+        match memory.admit() {
+            Ok(()) => Ok(memory.empty()),
+            Err(e) => {
+                self.reject_request(signal, "memory_limit");
+                Err(Backpressure::Memory(e))
+            }
+        }
+    }
+
+    /// Accounts `n` more bytes of a request being read; past the hard limit the request is
+    /// refused (and counted).
+    pub fn account(
+        &self,
+        signal: Signal,
+        reservation: &mut Reservation,
+        n: usize,
+    ) -> Result<(), Backpressure> {
+        reservation.grow(n as u64).map_err(|e| {
+            self.reject_request(signal, "memory_limit");
+            Backpressure::Memory(e)
+        })
+    }
+
+    /// The memory limiter this receiver accounts against.
+    pub fn handle_memory(&self) -> &Arc<redwatch_engine::memory::MemoryLimiter> {
+        self.handle.memory()
+    }
+
     /// Counts a request for a path or method that is not an OTLP export.
     pub fn reject_unrouted(&self, reason: &'static str) {
         if let Some((_, c)) = self.unrouted.iter().find(|(r, _)| *r == reason) {
@@ -232,14 +273,17 @@ impl ReceiverCore {
     }
 
     /// Decodes and queues one trace export request.
+    /// `reservation` holds the body's bytes (see [`ReceiverCore::admit`]).
     pub async fn export_traces(
         &self,
         body: bytes::Bytes,
         enc: Encoding,
+        reservation: Reservation,
     ) -> Result<Ack, IngestError> {
         let now = self.handle.now();
         let policy = self.handle.policy();
         self.spans.requests.inc();
+        let _transient = self.json_transient(&self.spans, &body, enc)?;
         let decoded = match enc {
             Encoding::Protobuf => {
                 decode::decode_traces_proto(body, self.source, &self.settings, policy, now)
@@ -248,17 +292,24 @@ impl ReceiverCore {
                 decode::decode_traces_json(&body, self.source, &self.settings, policy, now)
             }
         };
-        let out: TraceDecodeOutcome = match decoded {
+        let mut out: TraceDecodeOutcome = match decoded {
             Ok(o) => o,
             Err(e) => {
                 self.spans.reject_request(decode_error_reason(&e));
                 return Err(e.into());
             }
         };
+        if let Some(max) = self.settings.max_string_bytes {
+            self.truncated.add(out.batch.truncate_strings(max));
+        }
         let accepted = out.batch.len() as u64;
         if accepted > 0 {
-            if let Err(bp) = self.handle.send(Batch::Spans(out.batch)).await {
-                self.spans.reject_request("backpressure");
+            if let Err(bp) = self
+                .handle
+                .send_reserved(Batch::Spans(out.batch), reservation)
+                .await
+            {
+                self.spans.reject_request(backpressure_reason(&bp));
                 return Err(bp.into());
             }
         }
@@ -276,28 +327,38 @@ impl ReceiverCore {
     }
 
     /// Decodes and queues one metrics export request.
+    /// `reservation` holds the body's bytes (see [`ReceiverCore::admit`]).
     pub async fn export_metrics(
         &self,
         body: bytes::Bytes,
         enc: Encoding,
+        reservation: Reservation,
     ) -> Result<Ack, IngestError> {
         let now = self.handle.now();
         let policy = self.handle.policy();
         self.points.requests.inc();
+        let _transient = self.json_transient(&self.points, &body, enc)?;
         let decoded = match enc {
             Encoding::Protobuf => decode::decode_metrics_proto(body, self.source, policy, now),
             Encoding::Json => decode::decode_metrics_json(&body, self.source, policy, now),
         };
-        let out: MetricsDecodeOutcome = match decoded {
+        let mut out: MetricsDecodeOutcome = match decoded {
             Ok(o) => o,
             Err(e) => {
                 self.points.reject_request(decode_error_reason(&e));
                 return Err(e.into());
             }
         };
+        if let Some(max) = self.settings.max_string_bytes {
+            self.truncated.add(out.batch.truncate_strings(max));
+        }
         if !out.batch.is_empty() {
-            if let Err(bp) = self.handle.send(Batch::Metrics(Box::new(out.batch))).await {
-                self.points.reject_request("backpressure");
+            if let Err(bp) = self
+                .handle
+                .send_reserved(Batch::Metrics(Box::new(out.batch)), reservation)
+                .await
+            {
+                self.points.reject_request(backpressure_reason(&bp));
                 return Err(bp.into());
             }
         }
@@ -312,6 +373,59 @@ impl ReceiverCore {
             message: out.message,
         })
     }
+}
+
+impl ReceiverCore {
+    /// OTLP/JSON: checks the body's item budget and reserves what parsing it allocates (released
+    /// when the returned reservation drops, after decoding). Protobuf needs nothing: the scanner
+    /// decodes into records that point into the body.
+    fn json_transient(
+        &self,
+        counters: &SignalCounters,
+        body: &[u8],
+        enc: Encoding,
+    ) -> Result<Option<Reservation>, IngestError> {
+        if enc != Encoding::Json {
+            return Ok(None);
+        }
+        let estimate = match decode::json_budget::estimate(body) {
+            Ok(e) => e,
+            Err(e) => {
+                counters.reject_request(decode_error_reason(&e));
+                return Err(e.into());
+            }
+        };
+        let mut t = self.handle.memory().empty();
+        match t.grow(decode::json_budget::transient_bytes(estimate, body.len())) {
+            Ok(()) => Ok(Some(t)),
+            Err(e) => {
+                counters.reject_request("memory_limit");
+                Err(IngestError::Backpressure(Backpressure::Memory(e)))
+            }
+        }
+    }
+}
+
+/// `redwatch_strings_truncated_total`: strings cut to `receivers.otlp.limits.max_string_bytes`.
+pub fn strings_truncated_counter(registry: &Registry) -> Arc<Counter> {
+    registry.counter(
+        "redwatch_strings_truncated_total",
+        "Names and attribute values cut to receivers.otlp.limits.max_string_bytes at decode.",
+        &[],
+    )
+}
+
+/// Label of a backpressure refusal for `redwatch_requests_rejected_total{reason}`.
+pub fn backpressure_reason(bp: &Backpressure) -> &'static str {
+    match bp {
+        Backpressure::Memory(_) => "memory_limit",
+        _ => "backpressure",
+    }
+}
+
+/// The message a client gets for a memory refusal.
+pub fn memory_message(e: MemoryExhausted) -> String {
+    format!("{e}; redwatch is holding too many bytes of in-flight requests and queued batches")
 }
 
 /// Which OTLP signal a request carries.

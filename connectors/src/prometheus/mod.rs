@@ -81,32 +81,66 @@ impl PrometheusRed {
 
     /// Appends the RED families in the Prometheus text format.
     pub fn render(&self, out: &mut String) {
-        let Ok(map) = self.series.lock() else {
-            return;
-        };
-        let mut keys: Vec<&Arc<SeriesKey>> = map.keys().collect();
-        keys.sort();
+        let keys = self.sorted_keys();
         let mut labels = String::new();
-        out.push_str("# HELP traces_span_metrics_calls_total Spans per series, counted in event-time windows (sampling-weighted).\n");
-        out.push_str("# TYPE traces_span_metrics_calls_total counter\n");
-        for k in &keys {
-            for (s, t) in StatusCode::ALL.iter().zip(map[*k].iter()) {
-                if let Some(t) = t {
-                    self.labels(&mut labels, k, *s);
+        for family in 0..2 {
+            self.render_family(family, &keys, &mut 0, usize::MAX, &mut labels, out);
+        }
+    }
+
+    /// The exported series, sorted (cheap `Arc` clones: the exposition is rendered from this
+    /// list a chunk at a time, never holding the lock across the whole text).
+    fn sorted_keys(&self) -> Vec<Arc<SeriesKey>> {
+        let Ok(map) = self.series.lock() else {
+            return Vec::new();
+        };
+        let mut keys: Vec<Arc<SeriesKey>> = map.keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    /// Renders family `family` (0: calls, 1: duration histogram) for `keys[*next..]` (the
+    /// header first when `*next == 0`) until `out` holds `budget` bytes; advances `*next`.
+    /// Returns whether the family is complete.
+    fn render_family(
+        &self,
+        family: usize,
+        keys: &[Arc<SeriesKey>],
+        next: &mut usize,
+        budget: usize,
+        labels: &mut String,
+        out: &mut String,
+    ) -> bool {
+        if *next == 0 {
+            if family == 0 {
+                out.push_str("# HELP traces_span_metrics_calls_total Spans per series, counted in event-time windows (sampling-weighted).\n");
+                out.push_str("# TYPE traces_span_metrics_calls_total counter\n");
+            } else {
+                out.push_str("# HELP traces_span_metrics_duration_milliseconds Span duration per series in milliseconds.\n");
+                out.push_str("# TYPE traces_span_metrics_duration_milliseconds histogram\n");
+            }
+        }
+        let Ok(map) = self.series.lock() else {
+            return true;
+        };
+        while let Some(k) = keys.get(*next) {
+            if out.len() >= budget {
+                return false;
+            }
+            *next += 1;
+            // Expired since the key list was taken: skip.
+            let Some(totals) = map.get(k) else { continue };
+            for (s, t) in StatusCode::ALL.iter().zip(totals.iter()) {
+                let Some(t) = t else { continue };
+                self.labels(labels, k, *s);
+                if family == 0 {
                     let _ = writeln!(
                         out,
                         "traces_span_metrics_calls_total{{{labels}}} {}",
                         t.calls
                     );
+                    continue;
                 }
-            }
-        }
-        out.push_str("# HELP traces_span_metrics_duration_milliseconds Span duration per series in milliseconds.\n");
-        out.push_str("# TYPE traces_span_metrics_duration_milliseconds histogram\n");
-        for k in &keys {
-            for (s, t) in StatusCode::ALL.iter().zip(map[*k].iter()) {
-                let Some(t) = t else { continue };
-                self.labels(&mut labels, k, *s);
                 let mut cum = 0.0;
                 for (i, b) in self.bounds.iter().enumerate() {
                     cum += t.buckets.get(i).copied().unwrap_or(0.0);
@@ -132,6 +166,7 @@ impl PrometheusRed {
                 );
             }
         }
+        true
     }
 
     fn labels(&self, out: &mut String, k: &SeriesKey, status: StatusCode) {
@@ -241,17 +276,52 @@ struct Exposition {
     registry: Arc<Registry>,
 }
 
+/// Bytes of exposition text rendered per chunk of the streamed `/metrics` body: the RED series
+/// (the part that grows with cardinality) are rendered a chunk at a time as the client reads,
+/// so a scrape holds O(chunk + series count) bytes, not the whole text.
+const CHUNK_BYTES: usize = 64 << 10;
+
 async fn metrics(State(st): State<Exposition>) -> impl IntoResponse {
-    let mut out = String::with_capacity(64 * 1024);
-    st.red.render(&mut out);
-    st.red.render_sections(&mut out);
-    render_registry(&st.registry, &mut out);
+    let keys = st.red.sorted_keys();
+    // (family, next key); family 2 = sections and self-metrics, 3 = done.
+    let state = (st, keys, 0usize, 0usize, String::new());
+    let chunks = futures::stream::unfold(
+        state,
+        |(st, keys, mut family, mut next, mut labels)| async move {
+            if family >= 3 {
+                return None;
+            }
+            let mut out = String::with_capacity(CHUNK_BYTES + 8192);
+            while family < 2 && out.len() < CHUNK_BYTES {
+                if st.red.render_family(
+                    family,
+                    &keys,
+                    &mut next,
+                    CHUNK_BYTES,
+                    &mut labels,
+                    &mut out,
+                ) {
+                    family += 1;
+                    next = 0;
+                }
+            }
+            if family == 2 && out.len() < CHUNK_BYTES {
+                st.red.render_sections(&mut out);
+                render_registry(&st.registry, &mut out);
+                family = 3;
+            }
+            Some((
+                Ok::<_, std::convert::Infallible>(bytes::Bytes::from(out)),
+                (st, keys, family, next, labels),
+            ))
+        },
+    );
     (
         [(
             http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        out,
+        axum::body::Body::from_stream(chunks),
     )
 }
 

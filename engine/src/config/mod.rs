@@ -287,6 +287,14 @@ impl Config {
         for (path, message) in self.security_problems() {
             bad(&path, message);
         }
+        if let Some(m) = &self.limits.memory {
+            if m.spike >= m.limit {
+                bad(
+                    "limits.memory.spike",
+                    format!("must be below limits.memory.limit ({})", m.limit),
+                );
+            }
+        }
         if self.limits.queue_capacity == 0 {
             bad("limits.queue_capacity", "must be at least 1".into());
         }

@@ -103,6 +103,8 @@ pub struct OtlpReceiverConfig {
     pub grpc: Option<OtlpGrpcConfig>,
     /// OTLP/HTTP: `POST /v1/traces` and `/v1/metrics`, protobuf or JSON, optionally gzip.
     pub http: Option<OtlpHttpConfig>,
+    /// Caps applied while decoding (both protocols and the Kafka source).
+    pub limits: OtlpLimitsConfig,
 }
 
 impl Default for OtlpReceiverConfig {
@@ -110,6 +112,25 @@ impl Default for OtlpReceiverConfig {
         Self {
             grpc: Some(OtlpGrpcConfig::default()),
             http: Some(OtlpHttpConfig::default()),
+            limits: OtlpLimitsConfig::default(),
+        }
+    }
+}
+
+/// `receivers.otlp.limits`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpLimitsConfig {
+    /// Longer span names, service names, metric names and attribute keys/values are truncated
+    /// to this many bytes (at a UTF-8 boundary) and counted in
+    /// `redwatch_strings_truncated_total`, as the OpenTelemetry SDK's attribute length limits do.
+    pub max_string_bytes: ByteSize,
+}
+
+impl Default for OtlpLimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_string_bytes: ByteSize::kib(4),
         }
     }
 }
@@ -127,6 +148,13 @@ pub struct OtlpGrpcConfig {
     /// Bearer-token authentication; `null` = none. Refused requests get gRPC `UNAUTHENTICATED` and count in
     /// `redwatch_unauthenticated_requests_total{listener="otlp_grpc"}`.
     pub auth: Option<super::AuthConfig>,
+    /// Concurrent HTTP/2 streams (requests) per connection.
+    pub max_concurrent_streams: u32,
+    /// Open connections; further ones wait in the listen backlog until one closes.
+    pub max_connections: usize,
+    /// A request (reading it included) that takes longer is cancelled (`CANCELLED`).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
 }
 
 impl Default for OtlpGrpcConfig {
@@ -136,6 +164,9 @@ impl Default for OtlpGrpcConfig {
             max_message_size: ByteSize::mib(16),
             tls: None,
             auth: None,
+            max_concurrent_streams: 64,
+            max_connections: 256,
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -153,6 +184,11 @@ pub struct OtlpHttpConfig {
     /// Bearer-token authentication; `null` = none. Refused requests get HTTP 401 and count in
     /// `redwatch_unauthenticated_requests_total{listener="otlp_http"}`.
     pub auth: Option<super::AuthConfig>,
+    /// Open connections; further ones wait in the listen backlog until one closes.
+    pub max_connections: usize,
+    /// Reading a request body that takes longer is abandoned with 408.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
 }
 
 impl Default for OtlpHttpConfig {
@@ -162,6 +198,8 @@ impl Default for OtlpHttpConfig {
             max_body_size: ByteSize::mib(16),
             tls: None,
             auth: None,
+            max_connections: 256,
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -276,6 +314,10 @@ pub struct RedConfig {
     pub buckets_ms: Vec<f64>,
     /// Distinct active series at most; further series fold into one overflow series.
     pub cardinality_limit: usize,
+    /// The same limit in bytes: the active series keys' strings (service, span name, dimension
+    /// values; for ingested metrics name and attributes) sum to at most this; further series
+    /// fold into the overflow series. Bounds state and the `/metrics` exposition.
+    pub cardinality_limit_bytes: ByteSize,
     /// A series with no data for this long is forgotten (it leaves `/metrics` and frees its slot).
     #[serde(with = "humantime_serde")]
     pub series_expiry: Duration,
@@ -290,6 +332,7 @@ impl Default for RedConfig {
                 5000.0, 10000.0, 15000.0,
             ],
             cardinality_limit: 10_000,
+            cardinality_limit_bytes: ByteSize::mib(16),
             series_expiry: Duration::from_secs(900),
             span_names: super::SpanNamesConfig::default(),
         }
@@ -647,6 +690,11 @@ pub struct LimitsConfig {
     /// (gRPC `RESOURCE_EXHAUSTED`, HTTP 429).
     #[serde(with = "humantime_serde")]
     pub enqueue_timeout: Duration,
+    /// The memory limiter: bytes held by in-flight requests (raw and decoded) and by queued
+    /// batches. Above `limit - spike` receivers answer with retryable backpressure (gRPC
+    /// `RESOURCE_EXHAUSTED` + `RetryInfo`, HTTP 429 + `Retry-After`) and the Kafka source
+    /// pauses; nothing accounted ever passes `limit`. `null` = accounted, never refused.
+    pub memory: Option<MemoryLimitConfig>,
 }
 
 impl Default for LimitsConfig {
@@ -654,6 +702,27 @@ impl Default for LimitsConfig {
         Self {
             queue_capacity: 256,
             enqueue_timeout: Duration::from_millis(500),
+            memory: Some(MemoryLimitConfig::default()),
+        }
+    }
+}
+
+/// `limits.memory` (the Collector's `memory_limiter`: `limit_mib`, `spike_limit_mib`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryLimitConfig {
+    /// Hard limit on accounted bytes: a reservation that would pass it is refused.
+    pub limit: ByteSize,
+    /// Headroom below `limit` for requests already admitted: new requests are refused once
+    /// accounted bytes pass `limit - spike` (the soft limit).
+    pub spike: ByteSize,
+}
+
+impl Default for MemoryLimitConfig {
+    fn default() -> Self {
+        Self {
+            limit: ByteSize::gib(1),
+            spike: ByteSize::mib(256),
         }
     }
 }

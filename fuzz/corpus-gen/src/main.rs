@@ -537,6 +537,7 @@ fn main() {
     let settings = DecodeSettings {
         dim_keys: vec!["dim.a".into(), "service.name".into()],
         dim_sources: Vec::new(),
+        ..Default::default()
     };
     let mut total = 0usize;
     let mut put = |target: &str, name: String, bytes: &[u8]| {

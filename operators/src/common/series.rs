@@ -70,6 +70,9 @@ const MIN_SLOT_GROWTH: usize = 16;
 /// widest it uses).
 const TABLE_GROUP_WIDTH: usize = 16;
 
+/// Measures the heap bytes of a series key.
+pub type KeySize<K> = fn(&K) -> usize;
+
 /// All active series of one operator. Ids `0..reserved` are the overflow series, which never
 /// expire and do not count against the limit.
 #[derive(Debug)]
@@ -81,6 +84,10 @@ pub struct SeriesTable<K> {
     free: Vec<SeriesId>,
     limit: usize,
     reserved: usize,
+    /// Cap on the summed heap bytes of the active keys, and how a key's bytes are measured
+    /// (docs/design.md, "State and its bounds": the cardinality limit counts bytes as well).
+    byte_limit: Option<(usize, KeySize<K>)>,
+    key_bytes: usize,
 }
 
 /// The key in slot `id`, if that slot is in use.
@@ -124,7 +131,21 @@ impl<K: Hash + Eq> SeriesTable<K> {
             slots,
             free: Vec::new(),
             limit,
+            byte_limit: None,
+            key_bytes: 0,
         }
+    }
+
+    /// Also caps the active keys' summed bytes (`size` of each key) at `limit`: past it, new
+    /// series overflow like they do past the count limit.
+    pub fn with_byte_limit(mut self, limit: usize, size: KeySize<K>) -> Self {
+        self.byte_limit = Some((limit, size));
+        self
+    }
+
+    /// Summed bytes of the active keys (0 without a byte limit).
+    pub fn key_bytes(&self) -> usize {
+        self.key_bytes
     }
 
     /// Finds or creates the series for `q` (building its key with `to_owned`); `overflow_id`
@@ -147,6 +168,13 @@ impl<K: Hash + Eq> SeriesTable<K> {
             return Lookup::Overflow(overflow_id);
         }
         let key = to_owned(q);
+        if let Some((limit, size)) = self.byte_limit {
+            let b = size(&key);
+            if self.key_bytes + b > limit {
+                return Lookup::Overflow(overflow_id);
+            }
+            self.key_bytes += b;
+        }
         debug_assert_eq!(
             self.hasher.hash_one(&key),
             hash,
@@ -217,6 +245,9 @@ impl<K: Hash + Eq> SeriesTable<K> {
                         entry.remove();
                     }
                     self.free.push(id);
+                    if let Some((_, size)) = self.byte_limit {
+                        self.key_bytes = self.key_bytes.saturating_sub(size(&s.key));
+                    }
                     gone.push(s.key);
                 }
             }
@@ -250,6 +281,16 @@ mod tests {
 
     fn get(t: &mut SeriesTable<String>, k: &str) -> Lookup {
         t.find_or_insert(k, 0, str::to_string)
+    }
+
+    #[test]
+    fn the_byte_limit_overflows_long_keys() {
+        let mut t = table(100).with_byte_limit(10, String::len);
+        assert_eq!(get(&mut t, "abcd"), Lookup::New(1));
+        assert_eq!(get(&mut t, "efgh"), Lookup::New(2));
+        assert_eq!(get(&mut t, "ijk"), Lookup::Overflow(0));
+        assert_eq!(get(&mut t, "ij"), Lookup::New(3));
+        assert_eq!(t.key_bytes(), 10);
     }
 
     #[test]

@@ -2,7 +2,9 @@
 
 use super::agg::{Contribution, ExpBuckets, ExpHist, MetricAgg};
 use super::cumulative::{Delta, Last, Streams};
-use super::series::{MetricLookup, MetricSeriesId, MetricSeriesRef, MetricSeriesRegistry};
+use super::series::{
+    MetricLookup, MetricSeriesId, MetricSeriesKey, MetricSeriesRef, MetricSeriesRegistry,
+};
 use super::{MetricRow, MetricSink};
 use crate::common::{due, WindowSpec, WindowSpecs, PROVISIONAL_EVERY_NS, SERIES_EXPIRY_EVERY_NS};
 use hashbrown::DefaultHashBuilder;
@@ -61,7 +63,10 @@ impl MetricsOperator {
             specs: WindowSpecs::from_config(cfg, |ns, _| {
                 WindowSpec::new(WindowStore::new(ns, lateness), None)
             }),
-            series: MetricSeriesRegistry::new(limit),
+            series: MetricSeriesRegistry::new(limit).with_byte_limit(
+                cfg.red.cardinality_limit_bytes.as_u64() as usize,
+                MetricSeriesKey::heap_bytes,
+            ),
             // A few origins (instances) per series on average before streams are refused.
             streams: Streams::new(limit.saturating_mul(4).max(1024)),
             hasher: DefaultHashBuilder::default(),

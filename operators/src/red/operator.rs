@@ -1,7 +1,7 @@
 //! The RED operator: spans in, per-window per-series RED rows out.
 
 use super::aggregate::{Buckets, RedAgg};
-use super::series::{Lookup, SeriesId, SeriesRef, SeriesRegistry};
+use super::series::{Lookup, SeriesId, SeriesKey, SeriesRef, SeriesRegistry};
 use super::shares::{merge_final, merge_provisional, ShareKey, ShareRow, NO_SHARE};
 use super::span_names::SpanNameNormalizer;
 use super::{RedRow, RedSink};
@@ -91,7 +91,10 @@ impl RedOperator {
             .collect();
         RedOperator {
             specs,
-            series: SeriesRegistry::new(cfg.red.cardinality_limit, dims.len()),
+            series: SeriesRegistry::new(cfg.red.cardinality_limit, dims.len()).with_byte_limit(
+                cfg.red.cardinality_limit_bytes.as_u64() as usize,
+                SeriesKey::heap_bytes,
+            ),
             buckets: Buckets::new(cfg.red.buckets_ms.clone()),
             dims,
             span_names: SpanNameNormalizer::new(&cfg.red.span_names),

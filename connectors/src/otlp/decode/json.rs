@@ -14,6 +14,7 @@ use redwatch_engine::model::{SourceId, UnixNanos};
 use redwatch_engine::time::TimePolicy;
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
+    super::json_budget::estimate(body)?;
     // serde_json's message names the line and column.
     serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))
 }

@@ -10,6 +10,7 @@
 
 mod common;
 mod json;
+pub mod json_budget;
 mod metrics;
 mod metrics_prost;
 mod metrics_wire;
@@ -43,6 +44,9 @@ pub struct DecodeSettings {
     /// Where each key is read from; a missing entry means [`DimensionSource::Any`]: the span's
     /// attributes, then its instrumentation scope's, then its resource's.
     pub dim_sources: Vec<DimensionSource>,
+    /// `receivers.otlp.limits.max_string_bytes`: strings handed to operators are cut to this
+    /// many bytes by the receiver after decoding ([`SpanBatch::truncate_strings`]); `None` = no cap.
+    pub max_string_bytes: Option<usize>,
 }
 
 impl DecodeSettings {
@@ -52,6 +56,7 @@ impl DecodeSettings {
         DecodeSettings {
             dim_keys: dims.iter().map(|d| d.name.clone()).collect(),
             dim_sources: dims.iter().map(|d| d.source).collect(),
+            max_string_bytes: Some(cfg.receivers.otlp.limits.max_string_bytes.as_u64() as usize),
         }
     }
 
@@ -130,6 +135,10 @@ pub enum DecodeError {
     /// The body is not OTLP/JSON; the message carries serde_json's line and column.
     #[error("invalid OTLP/JSON: {0}")]
     Json(String),
+    /// OTLP/JSON whose parsed form would be too large for its size (docs/design.md, "State and
+    /// its bounds"): e.g. millions of `{}` spans.
+    #[error("OTLP/JSON body of {body_bytes} bytes would decode to more than {limit} bytes (too many items for its size; at most {} decoded bytes per body byte)", json_budget::AMPLIFICATION)]
+    TooManyItems { body_bytes: u64, limit: u64 },
 }
 
 /// Decodes a protobuf `ExportTraceServiceRequest`. The batch keeps `buf` and refers to names in it.

@@ -30,6 +30,7 @@ pub(crate) fn settings(keys: &[&str]) -> DecodeSettings {
     DecodeSettings {
         dim_keys: keys.iter().map(|k| k.to_string()).collect(),
         dim_sources: Vec::new(),
+        ..Default::default()
     }
 }
 
@@ -38,6 +39,7 @@ pub(crate) fn settings_from(dims: &[(&str, DimensionSource)]) -> DecodeSettings 
     DecodeSettings {
         dim_keys: dims.iter().map(|(k, _)| k.to_string()).collect(),
         dim_sources: dims.iter().map(|(_, s)| *s).collect(),
+        ..Default::default()
     }
 }
 
