@@ -88,6 +88,10 @@ struct Args {
     /// certificates made by rcgen for this run). `benches/tls_compare.sh` runs with and without.
     #[arg(long)]
     tls: bool,
+    /// Run the server with `limits.memory: null` (the memory limiter accounts but never
+    /// refuses); `benches/limiter_compare.sh` runs with and without it back to back.
+    #[arg(long)]
+    no_memory_limit: bool,
     /// Spans per second to offer (0 = as fast as the server answers) [throughput: 0, state: 100000].
     #[arg(long)]
     rate: Option<f64>,
@@ -434,6 +438,9 @@ fn orchestrate(args: &Args) -> anyhow::Result<()> {
     } else {
         None
     };
+    if args.no_memory_limit {
+        config.push_str("limits:\n  memory: null\n");
+    }
     std::fs::write(&cfg_path, config)?;
     let mut server = Server::start(&bin, &cfg_path, &dir.join("server.log"), args.server_core)?;
     eprintln!(

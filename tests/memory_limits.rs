@@ -289,7 +289,9 @@ async fn amplifying_json_is_refused_before_it_is_parsed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_16mib_grpc_exports_get_retryable_backpressure() {
-    let rw = Redwatch::start(&[]);
+    // The case is about memory, not read time: on a loaded CI machine a 15 MiB stream sharing a
+    // connection window with 7 others may take longer than the default 30 s to arrive.
+    let rw = Redwatch::start(&["receivers.otlp.grpc.request_timeout=5m"]);
     let mut good = rw.send_good("before").await;
     // One ~15.5 MiB export of valid spans of another service.
     let bulk = |n: usize| -> Vec<SpanSpec> {
@@ -325,7 +327,13 @@ async fn concurrent_16mib_grpc_exports_get_retryable_backpressure() {
                 ok += 1.0;
             }
             Err(s) => {
-                assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}");
+                assert_eq!(
+                    s.code(),
+                    tonic::Code::ResourceExhausted,
+                    "{:?}: {}",
+                    s.code(),
+                    s.message()
+                );
                 // Retryable: the OTLP spec (and the Collector) retry RESOURCE_EXHAUSTED only
                 // with RetryInfo.
                 assert!(
