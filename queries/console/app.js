@@ -7,7 +7,7 @@
   const C = window.RWCharts;
   const main = document.getElementById("main");
   const statusEl = document.getElementById("status");
-  let cfg = { jaeger_url: null, primary_window: "10s", primary_window_ms: 10000, rollups: ["1m"], rollup_ms: [60000] };
+  let cfg = { jaeger_url: null, primary_window: "10s", primary_window_ms: 10000, rollups: ["1m"], rollup_ms: [60000], allowed_lateness_ms: 30000 };
   let cleanup = null;
 
   // ---- small DOM helpers --------------------------------------------------------------------
@@ -382,7 +382,9 @@ ORDER BY window_start`;
         const c = await sql(closedQuery());
         const closed = c.rows.length ? c.rows[0].closed_end || null : null;
         if (closed !== st.closedEnd) {
-          const since = st.closedEnd && closed && Date.now() - st.fullAt < 60000 ? st.closedEnd : null;
+          // Re-read every window late data may still restate (allowed_lateness), not only new ones.
+          const since = st.closedEnd && closed && Date.now() - st.fullAt < 60000
+            ? new Date(ts(st.closedEnd) - (cfg.allowed_lateness_ms || 0)).toISOString() : null;
           st.closedEnd = closed;
           await loadBoard(since);
           await loadSparks();

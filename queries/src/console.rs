@@ -45,6 +45,8 @@ fn config_json(cfg: &Config) -> String {
         "primary_window_ms": cfg.windows.size.as_millis() as u64,
         "rollups": cfg.windows.rollups.iter().map(|d| label(*d)).collect::<Vec<_>>(),
         "rollup_ms": cfg.windows.rollups.iter().map(|d| d.as_millis() as u64).collect::<Vec<_>>(),
+        // How long a closed window can still be restated by late data.
+        "allowed_lateness_ms": cfg.windows.allowed_lateness.as_millis() as u64,
     })
     .to_string()
 }
@@ -175,5 +177,6 @@ mod tests {
         assert_eq!(v["primary_window"], "10s");
         assert_eq!(v["rollups"][0], "1m");
         assert_eq!(v["primary_window_ms"], 10_000);
+        assert_eq!(v["allowed_lateness_ms"], 30_000);
     }
 }
