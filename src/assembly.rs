@@ -20,8 +20,8 @@ use redwatch_engine::telemetry::{Counter, Registry};
 use redwatch_engine::time::TimePolicy;
 use redwatch_operators::metrics::MetricSink;
 use redwatch_operators::red::RedSink;
+use redwatch_queries::catalog::TableDef;
 use redwatch_queries::session::{QueryEngine, QueryLimits};
-use redwatch_queries::table::PartitionSource;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -58,10 +58,6 @@ pub struct Sinks {
     pub metrics: Vec<Arc<dyn MetricSink>>,
 }
 
-/// A live table as a feature declares it: name (one of `redwatch_queries::schema::all()`),
-/// its rows, and the time columns the scan can prune on.
-type DeclaredTable = redwatch_queries::ExtraTable;
-
 /// The engine under construction; see the module comment.
 pub struct Assembly<'a> {
     pub cfg: &'a Config,
@@ -75,7 +71,7 @@ pub struct Assembly<'a> {
     /// Further destinations of the spans the engine produces (anomalies, predictions).
     pub span_outputs: Vec<SpanOutput>,
     sinks: Sinks,
-    tables: Vec<DeclaredTable>,
+    tables: Vec<TableDef>,
     operators: Vec<OperatorFactory<'a>>,
     before_run: Vec<Starter<'a>>,
     starters: Vec<(Stage, Starter<'a>)>,
@@ -120,15 +116,10 @@ impl<'a> Assembly<'a> {
         &self.opts
     }
 
-    /// Declares a live SQL table: `name` must be one of `redwatch_queries::schema::all()`;
-    /// `time_columns` are the columns a scan prunes on. An undeclared table reads as empty.
-    pub fn table(
-        &mut self,
-        name: &'static str,
-        source: Arc<dyn PartitionSource>,
-        time_columns: &'static [&'static str],
-    ) {
-        self.tables.push((name, source, time_columns));
+    /// Declares a live SQL table (`redwatch_queries::catalog`: name, schema, time columns)
+    /// with the source of its rows. A table no feature declares reads as empty.
+    pub fn table(&mut self, def: TableDef) {
+        self.tables.push(def);
     }
 
     /// Adds a sink of RED windows.
@@ -202,7 +193,7 @@ impl<'a> Assembly<'a> {
     ) -> anyhow::Result<crate::server::Engine> {
         let cfg = self.cfg;
         let queries = QueryEngine::new(
-            redwatch_queries::catalog(std::mem::take(&mut self.tables)),
+            redwatch_queries::catalog::providers(std::mem::take(&mut self.tables)),
             QueryLimits::from_config(&cfg.sql),
         )
         .context("starting the query runtime")?;

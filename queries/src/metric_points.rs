@@ -48,7 +48,7 @@ impl Default for MetricPointsSettings {
     fn default() -> Self {
         MetricPointsSettings {
             lateness_ns: 30_000_000_000,
-            retention_ns: 6 * 3600 * 1_000_000_000,
+            retention_ns: redwatch_engine::config::DEFAULT_RETENTION.as_nanos() as u64,
             max_bytes: 256 << 20,
         }
     }

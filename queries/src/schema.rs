@@ -213,17 +213,3 @@ pub static CONTINUOUS_RESULTS: LazyLock<SchemaRef> = LazyLock::new(|| {
         f("columns", DataType::Utf8, false),
     ]))
 });
-
-/// Every table with its schema, in the order `SHOW TABLES` lists them.
-pub fn all() -> Vec<(&'static str, SchemaRef)> {
-    vec![
-        ("red", RED.clone()),
-        ("spans", SPANS.clone()),
-        ("metric_points", METRIC_POINTS.clone()),
-        ("anomalies", ANOMALIES.clone()),
-        ("predictions", PREDICTIONS.clone()),
-        ("service_graph", SERVICE_GRAPH.clone()),
-        ("sessions", SESSIONS.clone()),
-        ("continuous_results", CONTINUOUS_RESULTS.clone()),
-    ]
-}

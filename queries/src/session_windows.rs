@@ -35,7 +35,7 @@ pub struct SessionsTableSettings {
 impl Default for SessionsTableSettings {
     fn default() -> Self {
         SessionsTableSettings {
-            retention_ns: 6 * 3600 * 1_000_000_000,
+            retention_ns: redwatch_engine::config::DEFAULT_RETENTION.as_nanos() as u64,
             max_bytes: 256 << 20,
         }
     }

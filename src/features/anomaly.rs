@@ -5,6 +5,7 @@
 use crate::anomaly_sink::AnomalySink;
 use crate::assembly::Assembly;
 use redwatch_queries::anomalies::{AnomaliesTable, PredictionsTable, SignalTableSettings};
+use redwatch_queries::catalog;
 
 pub fn install(asm: &mut Assembly<'_>) {
     let cfg = asm.cfg;
@@ -14,12 +15,8 @@ pub fn install(asm: &mut Assembly<'_>) {
     };
     let anomalies = AnomaliesTable::new(settings);
     let predictions = PredictionsTable::new(settings);
-    asm.table(
-        "anomalies",
-        anomalies.clone(),
-        &["window_start", "window_end"],
-    );
-    asm.table("predictions", predictions.clone(), &["window_end"]);
+    asm.table(catalog::ANOMALIES.with(anomalies.clone()));
+    asm.table(catalog::PREDICTIONS.with(predictions.clone()));
     if !(cfg.anomaly.enabled || cfg.forecast.enabled) {
         return;
     }

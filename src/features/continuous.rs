@@ -2,6 +2,7 @@
 //! `continuous_results` table and as Prometheus gauges.
 
 use crate::assembly::{Assembly, Stage};
+use redwatch_queries::catalog;
 use redwatch_queries::continuous::{self, ContinuousResults};
 use std::sync::Arc;
 
@@ -11,11 +12,7 @@ pub fn install(asm: &mut Assembly<'_>) {
         return;
     }
     let results = Arc::new(ContinuousResults::default());
-    asm.table(
-        "continuous_results",
-        results.clone(),
-        &["window_start", "window_end"],
-    );
+    asm.table(catalog::CONTINUOUS_RESULTS.with(results.clone()));
     let (trigger, runs) =
         continuous::trigger(cfg.sql.continuous.clone(), results, asm.registry.clone());
     asm.red_sink(trigger);

@@ -2,6 +2,7 @@
 
 use crate::assembly::Assembly;
 use redwatch_operators::metrics::MetricsOperator;
+use redwatch_queries::catalog;
 use redwatch_queries::metric_points::{MetricPointsSettings, MetricPointsTable};
 
 pub fn install(asm: &mut Assembly<'_>) {
@@ -11,11 +12,7 @@ pub fn install(asm: &mut Assembly<'_>) {
         retention_ns: cfg.sql.retention.as_nanos() as u64,
         max_bytes: cfg.sql.max_table_bytes.as_u64() as usize,
     });
-    asm.table(
-        "metric_points",
-        table.clone(),
-        &["window_start", "window_end"],
-    );
+    asm.table(catalog::METRIC_POINTS.with(table.clone()));
     asm.metric_sink(table);
     let registry = asm.registry.clone();
     asm.operator(move |sinks| {

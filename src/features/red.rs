@@ -3,6 +3,7 @@
 
 use crate::assembly::Assembly;
 use redwatch_operators::red::RedOperator;
+use redwatch_queries::catalog;
 use redwatch_queries::red::{RedTable, RedTableSettings};
 
 pub fn install(asm: &mut Assembly<'_>) {
@@ -13,7 +14,7 @@ pub fn install(asm: &mut Assembly<'_>) {
         retention_ns: cfg.sql.retention.as_nanos() as u64,
         max_bytes: cfg.sql.max_table_bytes.as_u64() as usize,
     });
-    asm.table("red", table.clone(), &["window_start", "window_end"]);
+    asm.table(catalog::RED.with(table.clone()));
     asm.red_sink(asm.prometheus.clone());
     asm.red_sink(asm.view.clone());
     asm.red_sink(table);

@@ -3,6 +3,7 @@
 use crate::assembly::Assembly;
 use redwatch_connectors::prometheus::PrometheusServiceGraph;
 use redwatch_operators::servicegraph::{ServiceGraphOperator, ServiceGraphSink};
+use redwatch_queries::catalog;
 use redwatch_queries::service_graph::{ServiceGraphTable, ServiceGraphTableSettings};
 use std::sync::Arc;
 
@@ -20,11 +21,7 @@ pub fn install(asm: &mut Assembly<'_>) {
     let prom =
         PrometheusServiceGraph::new(sg.buckets_s.clone(), &sg.dimensions, sg.cardinality_limit);
     asm.prometheus.add_section(prom.clone());
-    asm.table(
-        "service_graph",
-        table.clone(),
-        &["window_start", "window_end"],
-    );
+    asm.table(catalog::SERVICE_GRAPH.with(table.clone()));
     let sinks: Vec<Arc<dyn ServiceGraphSink>> = vec![prom, table];
     let op = ServiceGraphOperator::new(cfg, sinks, &asm.registry);
     asm.operator(move |_| Box::new(op));

@@ -2,6 +2,7 @@
 
 use crate::assembly::Assembly;
 use redwatch_operators::sessions::SessionOperator;
+use redwatch_queries::catalog;
 use redwatch_queries::session_windows::{SessionsTable, SessionsTableSettings};
 
 pub fn install(asm: &mut Assembly<'_>) {
@@ -10,7 +11,7 @@ pub fn install(asm: &mut Assembly<'_>) {
         retention_ns: cfg.sql.retention.as_nanos() as u64,
         max_bytes: cfg.sql.max_table_bytes.as_u64() as usize,
     });
-    asm.table("sessions", table.clone(), &["session_start", "session_end"]);
+    asm.table(catalog::SESSIONS.with(table.clone()));
     let op = SessionOperator::new(cfg, vec![table], &asm.registry);
     if op.is_active() {
         asm.operator(move |_| Box::new(op));

@@ -1,13 +1,14 @@
 //! The `spans` table: recent raw spans, sampled per second and capped in rows.
 
 use crate::assembly::Assembly;
+use redwatch_queries::catalog;
 use redwatch_queries::spans::{SpansTable, SpansTableOperator, SpansTableSettings};
 use std::sync::Arc;
 
 pub fn install(asm: &mut Assembly<'_>) {
     let cfg = asm.cfg;
     let table = Arc::new(SpansTable::default());
-    asm.table("spans", table.clone(), &["end_time"]);
+    asm.table(catalog::SPANS.with(table.clone()));
     let op = SpansTableOperator::new(
         table,
         SpansTableSettings {

@@ -597,6 +597,9 @@ impl Default for PrometheusConfig {
     }
 }
 
+/// How long the live tables keep windows by default (`sql.retention`).
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(6 * 3600);
+
 /// SQL over live windows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -656,7 +659,7 @@ impl Default for SqlConfig {
             max_concurrent_queries: 8,
             max_result_bytes: ByteSize::mib(64),
             allowed_hosts: Vec::new(),
-            retention: Duration::from_secs(6 * 3600),
+            retention: DEFAULT_RETENTION,
             max_table_bytes: ByteSize::gib(1),
             max_result_rows: 100_000,
             spans_max_rows: 100_000,
