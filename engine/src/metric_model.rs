@@ -9,7 +9,7 @@
 //! here and the fields are private. This module owns no semantics beyond "what a point says":
 //! temporality conversion and windowing belong to the metrics operator.
 
-use crate::model::{SourceId, UnixNanos};
+use crate::model::{utf8_prefix_len, SourceId, UnixNanos};
 use bytes::Bytes;
 use std::ops::Range;
 
@@ -481,17 +481,12 @@ impl MetricBatch {
         self.points.is_empty()
     }
 
-    /// Bytes this batch keeps alive.
     /// Shortens `r` to at most `max` bytes at a UTF-8 boundary; whether it was cut.
     fn truncate_ref(&self, r: &mut MStr, max: usize) -> bool {
         if r.len() <= max {
             return false;
         }
-        let s = self.str(*r);
-        let mut cut = max.min(s.len());
-        while cut > 0 && !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
+        let cut = utf8_prefix_len(self.str(*r), max);
         r.len = (r.len & ARENA_BIT) | cut as u32;
         true
     }
@@ -523,6 +518,7 @@ impl MetricBatch {
         n
     }
 
+    /// Bytes this batch keeps alive.
     pub fn retained_bytes(&self) -> usize {
         use std::mem::size_of;
         self.buf.len()

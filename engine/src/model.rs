@@ -264,11 +264,7 @@ impl SpanBatch {
         if r.len() <= max {
             return false;
         }
-        let s = self.str(*r);
-        let mut cut = max.min(s.len());
-        while cut > 0 && !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
+        let cut = utf8_prefix_len(self.str(*r), max);
         r.len = (r.len & ARENA_BIT) | cut as u32;
         true
     }
@@ -317,9 +313,29 @@ pub enum StrError {
     OutOfBounds,
 }
 
+/// The length of the longest prefix of `s` that is at most `max` bytes and ends on a UTF-8
+/// character boundary (how a string over `receivers.otlp.limits.max_string_bytes` is cut).
+pub fn utf8_prefix_len(s: &str, max: usize) -> usize {
+    let mut cut = max.min(s.len());
+    while cut > 0 && !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    cut
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_are_cut_at_a_character_boundary() {
+        assert_eq!(utf8_prefix_len("abcdef", 4), 4);
+        assert_eq!(utf8_prefix_len("abc", 10), 3);
+        // "é" is two bytes: a cut inside it falls back to before it.
+        assert_eq!(utf8_prefix_len("aé", 2), 1);
+        assert_eq!(utf8_prefix_len("aé", 3), 3);
+        assert_eq!(utf8_prefix_len("€", 2), 0);
+    }
 
     #[test]
     fn str_refs_resolve_from_request_and_arena() {
