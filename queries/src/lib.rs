@@ -23,6 +23,7 @@ pub mod session_windows;
 pub mod spans;
 pub mod table;
 pub mod udf;
+pub mod window_store;
 
 use datafusion::catalog::TableProvider;
 use std::sync::Arc;

@@ -1,37 +1,20 @@
 //! The `metric_points` table: final metric windows (kept for `retention`, capped in bytes) plus
-//! the provisional rows of the windows still open. Same lifecycle as the `red` table: a window
-//! takes late re-emissions (a series' row is replaced) until `allowed_lateness` after its end,
-//! then it is sealed and only its record batch is kept.
+//! the provisional rows of the windows still open. The lifecycle (late re-emissions replace a
+//! series' row until `allowed_lateness` after the window's end, then only the sealed batch is
+//! kept) is the windowed-table store's (`window_store.rs`); this module builds the batches.
 
 use crate::schema;
 use crate::table::{Partition, PartitionSource, PruneFilter};
+use crate::window_store::{window_ranges, RowWindow, WindowBounds, WindowRows, WindowedTable};
 use arrow::array::{
     ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, ListBuilder, MapBuilder, StringBuilder,
     TimestampMillisecondBuilder, UInt64Builder,
 };
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use redwatch_engine::model::UnixNanos;
-use redwatch_operators::metrics::{MetricAgg, MetricRow, MetricSeriesKey, MetricSink};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
-
-#[derive(Debug)]
-struct Window {
-    label: Arc<str>,
-    size_ns: u64,
-    start: UnixNanos,
-    rows: BTreeMap<Arc<MetricSeriesKey>, MetricAgg>,
-    cached: Option<Partition>,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    windows: BTreeMap<(u64, UnixNanos), Window>,
-    sealed: BTreeMap<(u64, UnixNanos), Partition>,
-    sealed_bytes: usize,
-    provisional: HashMap<u64, Partition>,
-    newest_end: UnixNanos,
-}
+use redwatch_operators::metrics::{MetricAgg, MetricRow, MetricSeriesKey, MetricSink, SummarySnap};
+use std::sync::Arc;
 
 /// Bounds of the `metric_points` table.
 #[derive(Debug, Clone)]
@@ -55,10 +38,15 @@ impl Default for MetricPointsSettings {
 }
 
 /// The `metric_points` table, fed as a [`MetricSink`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MetricPointsTable {
-    settings: MetricPointsSettings,
-    state: Mutex<State>,
+    store: WindowedTable<MetricRows>,
+}
+
+impl Default for MetricPointsTable {
+    fn default() -> Self {
+        MetricPointsTable::with(MetricPointsSettings::default())
+    }
 }
 
 fn f64_list(b: &mut ListBuilder<Float64Builder>, v: Option<&[f64]>) {
@@ -81,27 +69,153 @@ fn u64_list(b: &mut ListBuilder<UInt64Builder>, v: Option<&[u64]>) {
     }
 }
 
+/// The columns of a point's shape: explicit and exponential histogram buckets, summary
+/// quantiles.
+struct ShapeColumns {
+    bounds: ListBuilder<Float64Builder>,
+    counts: ListBuilder<UInt64Builder>,
+    exp_scale: Int32Builder,
+    exp_zero: UInt64Builder,
+    exp_pos_off: Int32Builder,
+    exp_pos: ListBuilder<UInt64Builder>,
+    exp_neg_off: Int32Builder,
+    exp_neg: ListBuilder<UInt64Builder>,
+    quantiles: ListBuilder<Float64Builder>,
+    qvalues: ListBuilder<Float64Builder>,
+}
+
+impl ShapeColumns {
+    fn with_capacity(n: usize) -> Self {
+        ShapeColumns {
+            bounds: ListBuilder::new(Float64Builder::new()),
+            counts: ListBuilder::new(UInt64Builder::new()),
+            exp_scale: Int32Builder::with_capacity(n),
+            exp_zero: UInt64Builder::with_capacity(n),
+            exp_pos_off: Int32Builder::with_capacity(n),
+            exp_pos: ListBuilder::new(UInt64Builder::new()),
+            exp_neg_off: Int32Builder::with_capacity(n),
+            exp_neg: ListBuilder::new(UInt64Builder::new()),
+            quantiles: ListBuilder::new(Float64Builder::new()),
+            qvalues: ListBuilder::new(Float64Builder::new()),
+        }
+    }
+
+    fn append(&mut self, a: &MetricAgg, summary: Option<&SummarySnap>) {
+        match a.histogram().filter(|h| !h.mixed && !h.counts.is_empty()) {
+            Some(h) => {
+                f64_list(&mut self.bounds, h.bounds.as_deref());
+                u64_list(&mut self.counts, Some(&h.counts));
+            }
+            None => {
+                self.bounds.append(false);
+                self.counts.append(false);
+            }
+        }
+        match a.exp_histogram() {
+            Some(e) => {
+                self.exp_scale.append_value(e.scale);
+                self.exp_zero.append_value(e.zero_count);
+                self.exp_pos_off.append_value(e.positive.offset);
+                u64_list(&mut self.exp_pos, Some(&e.positive.counts));
+                self.exp_neg_off.append_value(e.negative.offset);
+                u64_list(&mut self.exp_neg, Some(&e.negative.counts));
+            }
+            None => {
+                self.exp_scale.append_null();
+                self.exp_zero.append_null();
+                self.exp_pos_off.append_null();
+                self.exp_pos.append(false);
+                self.exp_neg_off.append_null();
+                self.exp_neg.append(false);
+            }
+        }
+        match summary {
+            Some(s) => {
+                let q: Vec<f64> = s.quantiles.iter().map(|x| x.0).collect();
+                let v: Vec<f64> = s.quantiles.iter().map(|x| x.1).collect();
+                f64_list(&mut self.quantiles, Some(&q));
+                f64_list(&mut self.qvalues, Some(&v));
+            }
+            None => {
+                self.quantiles.append(false);
+                self.qvalues.append(false);
+            }
+        }
+    }
+
+    fn finish(mut self, cols: &mut Vec<ArrayRef>) {
+        cols.push(Arc::new(self.bounds.finish()));
+        cols.push(Arc::new(self.counts.finish()));
+        cols.push(Arc::new(self.exp_scale.finish()));
+        cols.push(Arc::new(self.exp_zero.finish()));
+        cols.push(Arc::new(self.exp_pos_off.finish()));
+        cols.push(Arc::new(self.exp_pos.finish()));
+        cols.push(Arc::new(self.exp_neg_off.finish()));
+        cols.push(Arc::new(self.exp_neg.finish()));
+        cols.push(Arc::new(self.quantiles.finish()));
+        cols.push(Arc::new(self.qvalues.finish()));
+    }
+}
+
 impl MetricPointsTable {
+    fn with(s: MetricPointsSettings) -> Self {
+        let bounds = WindowBounds {
+            lateness_ns: s.lateness_ns,
+            retention_ns: s.retention_ns,
+            max_bytes: s.max_bytes,
+        };
+        MetricPointsTable {
+            store: WindowedTable::new(MetricRows, bounds),
+        }
+    }
+
     pub fn new(settings: MetricPointsSettings) -> Arc<Self> {
-        Arc::new(MetricPointsTable {
-            settings,
-            state: Mutex::new(State::default()),
-        })
+        Arc::new(Self::with(settings))
     }
 
     /// Final windows held (sealed or not).
     pub fn window_count(&self) -> usize {
-        self.state
-            .lock()
-            .map(|s| s.windows.len() + s.sealed.len())
-            .unwrap_or(0)
+        self.store.window_count()
+    }
+}
+
+/// How metric rows become `metric_points` batches.
+#[derive(Debug)]
+pub struct MetricRows;
+
+impl WindowRows for MetricRows {
+    type Row = MetricRow;
+    type Series = Arc<MetricSeriesKey>;
+    type Values = MetricAgg;
+    type Part = Partition;
+
+    fn schema(&self) -> SchemaRef {
+        schema::METRIC_POINTS.clone()
+    }
+
+    fn window(r: &MetricRow) -> RowWindow<'_> {
+        RowWindow {
+            label: &r.window_size,
+            size_ns: r.window_size_ns,
+            start: r.start,
+            end: r.end,
+        }
+    }
+
+    fn series(r: &MetricRow) -> &Arc<MetricSeriesKey> {
+        &r.series
+    }
+
+    fn values(r: &MetricRow) -> MetricAgg {
+        r.total.clone()
     }
 
     fn build(
-        label: &str,
+        &self,
+        label: &Arc<str>,
         size_ns: u64,
         start: UnixNanos,
-        rows: &[(&MetricSeriesKey, &MetricAgg)],
+        rows: &[(&Arc<MetricSeriesKey>, &MetricAgg)],
         is_final: bool,
     ) -> Partition {
         let n = rows.len();
@@ -115,21 +229,12 @@ impl MetricPointsTable {
         let mut attrs = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
         let mut f64s: Vec<Float64Builder> =
             (0..6).map(|_| Float64Builder::with_capacity(n)).collect();
-        let mut bounds = ListBuilder::new(Float64Builder::new());
-        let mut counts = ListBuilder::new(UInt64Builder::new());
-        let mut exp_scale = Int32Builder::with_capacity(n);
-        let mut exp_zero = UInt64Builder::with_capacity(n);
-        let mut exp_pos_off = Int32Builder::with_capacity(n);
-        let mut exp_pos = ListBuilder::new(UInt64Builder::new());
-        let mut exp_neg_off = Int32Builder::with_capacity(n);
-        let mut exp_neg = ListBuilder::new(UInt64Builder::new());
-        let mut quantiles = ListBuilder::new(Float64Builder::new());
-        let mut qvalues = ListBuilder::new(Float64Builder::new());
+        let mut shape = ShapeColumns::with_capacity(n);
         let mut fin = BooleanBuilder::with_capacity(n);
         let start_ms = (start / 1_000_000) as i64;
         let end_ms = ((start + size_ns) / 1_000_000) as i64;
         for (k, a) in rows {
-            window_size.append_value(label);
+            window_size.append_value(&**label);
             ws.append_value(start_ms);
             we.append_value(end_ms);
             name.append_value(&*k.name);
@@ -163,46 +268,7 @@ impl MetricPointsTable {
             for (b, x) in f64s.iter_mut().zip(vals) {
                 b.append_option(x);
             }
-            match a.histogram().filter(|h| !h.mixed && !h.counts.is_empty()) {
-                Some(h) => {
-                    f64_list(&mut bounds, h.bounds.as_deref());
-                    u64_list(&mut counts, Some(&h.counts));
-                }
-                None => {
-                    bounds.append(false);
-                    counts.append(false);
-                }
-            }
-            match a.exp_histogram() {
-                Some(e) => {
-                    exp_scale.append_value(e.scale);
-                    exp_zero.append_value(e.zero_count);
-                    exp_pos_off.append_value(e.positive.offset);
-                    u64_list(&mut exp_pos, Some(&e.positive.counts));
-                    exp_neg_off.append_value(e.negative.offset);
-                    u64_list(&mut exp_neg, Some(&e.negative.counts));
-                }
-                None => {
-                    exp_scale.append_null();
-                    exp_zero.append_null();
-                    exp_pos_off.append_null();
-                    exp_pos.append(false);
-                    exp_neg_off.append_null();
-                    exp_neg.append(false);
-                }
-            }
-            match summary {
-                Some(s) => {
-                    let q: Vec<f64> = s.quantiles.iter().map(|x| x.0).collect();
-                    let v: Vec<f64> = s.quantiles.iter().map(|x| x.1).collect();
-                    f64_list(&mut quantiles, Some(&q));
-                    f64_list(&mut qvalues, Some(&v));
-                }
-                None => {
-                    quantiles.append(false);
-                    qvalues.append(false);
-                }
-            }
+            shape.append(a, summary);
             fin.append_value(is_final);
         }
         let mut cols: Vec<ArrayRef> = vec![
@@ -219,16 +285,7 @@ impl MetricPointsTable {
             f64s.into_iter()
                 .map(|mut b| Arc::new(b.finish()) as ArrayRef),
         );
-        cols.push(Arc::new(bounds.finish()));
-        cols.push(Arc::new(counts.finish()));
-        cols.push(Arc::new(exp_scale.finish()));
-        cols.push(Arc::new(exp_zero.finish()));
-        cols.push(Arc::new(exp_pos_off.finish()));
-        cols.push(Arc::new(exp_pos.finish()));
-        cols.push(Arc::new(exp_neg_off.finish()));
-        cols.push(Arc::new(exp_neg.finish()));
-        cols.push(Arc::new(quantiles.finish()));
-        cols.push(Arc::new(qvalues.finish()));
+        shape.finish(&mut cols);
         cols.push(Arc::new(fin.finish()));
         let batch = match RecordBatch::try_new(schema::METRIC_POINTS.clone(), cols) {
             Ok(b) => b,
@@ -237,202 +294,27 @@ impl MetricPointsTable {
                 RecordBatch::new_empty(schema::METRIC_POINTS.clone())
             }
         };
-        let s = start as i128;
-        let e = (start + size_ns) as i128;
         Partition {
             batch,
-            time_ranges: vec![("window_start", s, s), ("window_end", e, e)],
+            time_ranges: window_ranges(start, start, size_ns),
             service_range: None,
-        }
-    }
-
-    fn build_window(w: &Window) -> Partition {
-        let rows: Vec<(&MetricSeriesKey, &MetricAgg)> =
-            w.rows.iter().map(|(k, v)| (&**k, v)).collect();
-        Self::build(&w.label, w.size_ns, w.start, &rows, true)
-    }
-
-    fn maintain(&self, st: &mut State) {
-        let s = &self.settings;
-        let newest = st.newest_end;
-        let ready: Vec<(u64, UnixNanos)> = st
-            .windows
-            .iter()
-            .filter(|(_, w)| w.start + w.size_ns + s.lateness_ns < newest)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in ready {
-            if let Some(w) = st.windows.remove(&k) {
-                let p = w.cached.clone().unwrap_or_else(|| Self::build_window(&w));
-                st.sealed_bytes += p.bytes();
-                st.sealed.insert(k, p);
-            }
-        }
-        let horizon = newest.saturating_sub(s.retention_ns);
-        let old: Vec<(u64, UnixNanos)> = st
-            .sealed
-            .keys()
-            .filter(|(size, start)| start + size < horizon)
-            .copied()
-            .collect();
-        for k in old {
-            if let Some(p) = st.sealed.remove(&k) {
-                st.sealed_bytes -= p.bytes();
-            }
-        }
-        while st.sealed_bytes > s.max_bytes {
-            let oldest = st.sealed.keys().min_by_key(|(_, start)| *start).copied();
-            match oldest.and_then(|k| st.sealed.remove(&k)) {
-                Some(p) => st.sealed_bytes -= p.bytes(),
-                None => break,
-            }
         }
     }
 }
 
 impl MetricSink for MetricPointsTable {
     fn on_final(&self, rows: &[MetricRow]) {
-        let Ok(mut st) = self.state.lock() else {
-            return;
-        };
-        // Windows that just became final leave the provisional snapshot at once.
-        let mut closed: HashMap<u64, UnixNanos> = HashMap::new();
-        for r in rows {
-            let e = closed.entry(r.window_size_ns).or_insert(r.start);
-            *e = (*e).max(r.start);
-        }
-        for (size, through) in closed {
-            if let Some(p) = st.provisional.get_mut(&size) {
-                drop_windows_through(p, through);
-            }
-        }
-        for r in rows {
-            st.newest_end = st.newest_end.max(r.end);
-            let key = (r.window_size_ns, r.start);
-            if st.sealed.contains_key(&key) {
-                continue;
-            }
-            let w = st.windows.entry(key).or_insert_with(|| Window {
-                label: r.window_size.clone(),
-                size_ns: r.window_size_ns,
-                start: r.start,
-                rows: BTreeMap::new(),
-                cached: None,
-            });
-            w.rows.insert(r.series.clone(), r.total.clone());
-            w.cached = None;
-        }
-        self.maintain(&mut st);
+        self.store.on_final(rows);
     }
 
     fn on_provisional(&self, window_size_ns: u64, rows: &[MetricRow]) {
-        let mut sorted: Vec<&MetricRow> = rows.iter().collect();
-        sorted.sort_by(|a, b| (a.start, &a.series).cmp(&(b.start, &b.series)));
-        let mut batches = Vec::new();
-        let mut ranges = (i128::MAX, i128::MIN);
-        let mut i = 0;
-        while i < sorted.len() {
-            let start = sorted[i].start;
-            let j = sorted[i..]
-                .iter()
-                .position(|r| r.start != start)
-                .map_or(sorted.len(), |p| i + p);
-            let chunk: Vec<(&MetricSeriesKey, &MetricAgg)> = sorted[i..j]
-                .iter()
-                .map(|r| (&*r.series, &r.total))
-                .collect();
-            let label = sorted[i].window_size.clone();
-            let p = Self::build(&label, window_size_ns, start, &chunk, false);
-            ranges.0 = ranges.0.min(start as i128);
-            ranges.1 = ranges.1.max(start as i128);
-            batches.push(p.batch);
-            i = j;
-        }
-        let batch = match arrow::compute::concat_batches(&schema::METRIC_POINTS, &batches) {
-            Ok(b) => b,
-            Err(_) => return,
-        };
-        let part = Partition {
-            batch,
-            time_ranges: if sorted.is_empty() {
-                Vec::new()
-            } else {
-                vec![
-                    ("window_start", ranges.0, ranges.1),
-                    (
-                        "window_end",
-                        ranges.0 + window_size_ns as i128,
-                        ranges.1 + window_size_ns as i128,
-                    ),
-                ]
-            },
-            service_range: None,
-        };
-        if let Ok(mut st) = self.state.lock() {
-            st.provisional.insert(window_size_ns, part);
-        }
-    }
-}
-
-/// Removes the rows of windows starting at or before `through` from a provisional partition.
-fn drop_windows_through(p: &mut Partition, through: UnixNanos) {
-    use arrow::array::{Array, BooleanArray, TimestampMillisecondArray};
-    let through_ms = (through / 1_000_000) as i64;
-    let Some(starts) = p
-        .batch
-        .column(1)
-        .as_any()
-        .downcast_ref::<TimestampMillisecondArray>()
-    else {
-        return;
-    };
-    if (0..starts.len()).all(|i| starts.value(i) > through_ms) {
-        return;
-    }
-    let keep: BooleanArray = (0..starts.len())
-        .map(|i| Some(starts.value(i) > through_ms))
-        .collect();
-    if let Ok(b) = arrow::compute::filter_record_batch(&p.batch, &keep) {
-        p.batch = b;
+        self.store.on_provisional(window_size_ns, rows);
     }
 }
 
 impl PartitionSource for MetricPointsTable {
     fn snapshot(&self, filter: &PruneFilter) -> Vec<RecordBatch> {
-        let Ok(mut st) = self.state.lock() else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for p in st.sealed.values() {
-            if filter.may_match(p) && p.batch.num_rows() > 0 {
-                out.push(p.batch.clone());
-            }
-        }
-        let keys: Vec<(u64, UnixNanos)> = st.windows.keys().copied().collect();
-        for k in keys {
-            let Some(w) = st.windows.get(&k) else {
-                continue;
-            };
-            let p = match &w.cached {
-                Some(p) => p.clone(),
-                None => {
-                    let p = Self::build_window(w);
-                    if let Some(w) = st.windows.get_mut(&k) {
-                        w.cached = Some(p.clone());
-                    }
-                    p
-                }
-            };
-            if filter.may_match(&p) && p.batch.num_rows() > 0 {
-                out.push(p.batch);
-            }
-        }
-        for p in st.provisional.values() {
-            if p.batch.num_rows() > 0 && filter.may_match(p) {
-                out.push(p.batch.clone());
-            }
-        }
-        out
+        self.store.snapshot(filter)
     }
 }
 

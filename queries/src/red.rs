@@ -16,15 +16,18 @@
 
 use crate::schema;
 use crate::table::{Partition, PartitionSource, PruneFilter};
+use crate::window_store::{
+    window_ranges, RowWindow, StoredPart, TimeRanges, WindowBounds, WindowRows, WindowedTable,
+};
 use arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, MapBuilder, StringBuilder,
     TimestampMillisecondBuilder,
 };
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use redwatch_engine::model::UnixNanos;
 use redwatch_operators::red::{RedRow, RedSink, SeriesKey};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Rows per service-pruning chunk (a chunk ends at the first service change past this many).
 pub const CHUNK_ROWS: usize = 1024;
@@ -40,25 +43,64 @@ struct Chunk {
 
 /// A batch of the `red` table with what pruning needs.
 #[derive(Debug, Clone)]
-struct RedPartition {
+pub struct RedPartition {
     part: Partition,
     window_size: Arc<str>,
     /// Service-ordered chunks covering the batch (empty: no index, scan it whole).
     chunks: Arc<[Chunk]>,
 }
 
-impl RedPartition {
-    fn bytes(&self) -> usize {
-        self.part.bytes()
+impl StoredPart for RedPartition {
+    fn partition(&self) -> &Partition {
+        &self.part
     }
 
-    fn num_rows(&self) -> usize {
-        self.part.batch.num_rows()
+    fn partition_mut(&mut self) -> &mut Partition {
+        &mut self.part
+    }
+
+    /// The windows' chunks follow each other in the merged batch.
+    fn concat(parts: Vec<Self>, batch: RecordBatch, time_ranges: TimeRanges) -> Self {
+        let mut chunks = Vec::new();
+        let mut offset = 0;
+        for p in &parts {
+            chunks.extend(p.chunks.iter().map(|c| Chunk {
+                offset: offset + c.offset,
+                ..c.clone()
+            }));
+            offset += p.part.batch.num_rows();
+        }
+        RedPartition {
+            part: Partition {
+                batch,
+                time_ranges,
+                service_range: None,
+            },
+            window_size: parts
+                .first()
+                .map_or_else(|| Arc::from(""), |p| p.window_size.clone()),
+            chunks: chunks.into(),
+        }
+    }
+
+    fn rows_dropped(&mut self, prefix: Option<usize>) {
+        self.chunks = match prefix {
+            Some(dropped) => self
+                .chunks
+                .iter()
+                .filter(|c| c.offset >= dropped)
+                .map(|c| Chunk {
+                    offset: c.offset - dropped,
+                    ..c.clone()
+                })
+                .collect(),
+            None => Arc::from([]),
+        };
     }
 
     /// The parts of the batch that may match `filter` (zero-copy slices), appended to `out`.
     fn select(&self, filter: &PruneFilter, out: &mut Vec<RecordBatch>) {
-        if self.num_rows() == 0
+        if self.part.batch.num_rows() == 0
             || !filter.may_match(&self.part)
             || !filter.window_size_may_match(&self.window_size)
         {
@@ -89,7 +131,8 @@ impl RedPartition {
 }
 
 /// Splits rows sorted by series (service first) into chunks of about `CHUNK_ROWS`.
-fn chunks_of(rows: &[(&SeriesKey, &RowValues)], base: usize, out: &mut Vec<Chunk>) {
+fn chunks_of(rows: &[(&Arc<SeriesKey>, &RowValues)]) -> Vec<Chunk> {
+    let mut out = Vec::new();
     let mut start = 0;
     while start < rows.len() {
         let mut end = (start + CHUNK_ROWS).min(rows.len());
@@ -98,18 +141,19 @@ fn chunks_of(rows: &[(&SeriesKey, &RowValues)], base: usize, out: &mut Vec<Chunk
             end += 1;
         }
         out.push(Chunk {
-            offset: base + start,
+            offset: start,
             len: end - start,
             first: rows[start].0.service_name.clone(),
             last: rows[end - 1].0.service_name.clone(),
         });
         start = end;
     }
+    out
 }
 
 /// The values of one row, computed once at emission.
 #[derive(Debug, Clone)]
-struct RowValues {
+pub struct RowValues {
     calls: f64,
     errors: f64,
     min: Option<f64>,
@@ -136,27 +180,6 @@ impl RowValues {
     }
 }
 
-#[derive(Debug)]
-struct Window {
-    label: Arc<str>,
-    size_ns: u64,
-    start: UnixNanos,
-    rows: BTreeMap<Arc<SeriesKey>, RowValues>,
-    cached: Option<RedPartition>,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    /// Final windows by (window size, start).
-    windows: BTreeMap<(u64, UnixNanos), Window>,
-    /// Sealed windows: only their batch remains.
-    sealed: BTreeMap<(u64, UnixNanos), RedPartition>,
-    sealed_bytes: usize,
-    /// Provisional rows per window size.
-    provisional: HashMap<u64, RedPartition>,
-    newest_end: UnixNanos,
-}
-
 /// Bounds of the `red` table.
 #[derive(Debug, Clone)]
 pub struct RedTableSettings {
@@ -170,32 +193,38 @@ pub struct RedTableSettings {
     pub max_bytes: usize,
 }
 
-/// The `red` table, fed as a [`RedSink`].
+/// How RED rows become `red` batches.
 #[derive(Debug)]
-pub struct RedTable {
-    settings: RedTableSettings,
-    state: Mutex<State>,
+pub struct RedRows {
+    /// Names of the configured dimensions (map keys of `dims`).
+    dims: Vec<String>,
 }
 
-impl RedTable {
-    pub fn new(settings: RedTableSettings) -> Arc<Self> {
-        Arc::new(RedTable {
-            settings,
-            state: Mutex::new(State::default()),
-        })
+impl WindowRows for RedRows {
+    type Row = RedRow;
+    type Series = Arc<SeriesKey>;
+    type Values = RowValues;
+    type Part = RedPartition;
+
+    fn schema(&self) -> SchemaRef {
+        schema::RED.clone()
     }
 
-    /// Final windows held (sealed or not).
-    pub fn window_count(&self) -> usize {
-        self.state
-            .lock()
-            .map(|s| s.windows.len() + s.sealed.len())
-            .unwrap_or(0)
+    fn window(r: &RedRow) -> RowWindow<'_> {
+        RowWindow {
+            label: &r.window_size,
+            size_ns: r.window_size_ns,
+            start: r.start,
+            end: r.end,
+        }
     }
 
-    /// Bytes of sealed windows.
-    pub fn sealed_bytes(&self) -> usize {
-        self.state.lock().map(|s| s.sealed_bytes).unwrap_or(0)
+    fn series(r: &RedRow) -> &Arc<SeriesKey> {
+        &r.series
+    }
+
+    fn values(r: &RedRow) -> RowValues {
+        RowValues::of(r)
     }
 
     /// The record batch of one window's rows (sorted by series), every buffer allocated with
@@ -205,18 +234,48 @@ impl RedTable {
         label: &Arc<str>,
         size_ns: u64,
         start: UnixNanos,
-        rows: &[(&SeriesKey, &RowValues)],
+        rows: &[(&Arc<SeriesKey>, &RowValues)],
         is_final: bool,
     ) -> RedPartition {
-        let n = rows.len();
-        let kind_of = |k: &SeriesKey| if k.overflow { "" } else { k.kind.as_label() };
-        let mut lens = [0usize; 6]; // service, span, kind, dim keys, dim values, sketch
+        let batch = self.batch(label, size_ns, start, rows, is_final);
+        let service_range = match (rows.first(), rows.last()) {
+            (Some(a), Some(b)) => {
+                // Rows are sorted by SeriesKey, whose first field is the service name.
+                Some((a.0.service_name.to_string(), b.0.service_name.to_string()))
+            }
+            _ => None,
+        };
+        RedPartition {
+            part: Partition {
+                batch,
+                time_ranges: window_ranges(start, start, size_ns),
+                service_range,
+            },
+            window_size: label.clone(),
+            chunks: chunks_of(rows).into(),
+        }
+    }
+}
+
+fn kind_of(k: &SeriesKey) -> &'static str {
+    if k.overflow {
+        ""
+    } else {
+        k.kind.as_label()
+    }
+}
+
+impl RedRows {
+    /// Value bytes of the string and binary columns, so builders get exact capacities:
+    /// (service, span, kind, dim keys, dim values, sketch) and the map's entry count.
+    fn lengths(&self, rows: &[(&Arc<SeriesKey>, &RowValues)]) -> ([usize; 6], usize) {
+        let mut lens = [0usize; 6];
         let mut entries = 0;
         for (k, v) in rows {
             lens[0] += k.service_name.len();
             lens[1] += k.span_name.len();
             lens[2] += kind_of(k).len();
-            for (name, val) in self.settings.dims.iter().zip(k.dims.iter()) {
+            for (name, val) in self.dims.iter().zip(k.dims.iter()) {
                 lens[3] += name.len();
                 lens[4] += val.len();
                 entries += 1;
@@ -228,6 +287,19 @@ impl RedTable {
             }
             lens[5] += v.sketch.len();
         }
+        (lens, entries)
+    }
+
+    fn batch(
+        &self,
+        label: &Arc<str>,
+        size_ns: u64,
+        start: UnixNanos,
+        rows: &[(&Arc<SeriesKey>, &RowValues)],
+        is_final: bool,
+    ) -> RecordBatch {
+        let n = rows.len();
+        let (lens, entries) = self.lengths(rows);
         let mut window_size = StringBuilder::with_capacity(n, n * label.len());
         let mut ws = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
         let mut we = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
@@ -254,7 +326,7 @@ impl RedTable {
             service.append_value(&*k.service_name);
             span.append_value(&*k.span_name);
             kind.append_value(kind_of(k));
-            for (name, val) in self.settings.dims.iter().zip(k.dims.iter()) {
+            for (name, val) in self.dims.iter().zip(k.dims.iter()) {
                 dims.keys().append_value(name);
                 dims.values().append_value(&**val);
             }
@@ -302,209 +374,50 @@ impl RedTable {
         );
         cols.push(Arc::new(sketch.finish()));
         cols.push(Arc::new(fin.finish()));
-        let batch = RecordBatch::try_new(schema::RED.clone(), cols)
-            .unwrap_or_else(|_| RecordBatch::new_empty(schema::RED.clone()));
-        let service_range = match (rows.first(), rows.last()) {
-            (Some(a), Some(b)) => {
-                // Rows are sorted by SeriesKey, whose first field is the service name.
-                Some((a.0.service_name.to_string(), b.0.service_name.to_string()))
-            }
-            _ => None,
+        RecordBatch::try_new(schema::RED.clone(), cols)
+            .unwrap_or_else(|_| RecordBatch::new_empty(schema::RED.clone()))
+    }
+}
+
+/// The `red` table, fed as a [`RedSink`].
+#[derive(Debug)]
+pub struct RedTable {
+    store: WindowedTable<RedRows>,
+}
+
+impl RedTable {
+    pub fn new(settings: RedTableSettings) -> Arc<Self> {
+        let bounds = WindowBounds {
+            lateness_ns: settings.lateness_ns,
+            retention_ns: settings.retention_ns,
+            max_bytes: settings.max_bytes,
         };
-        let s = start as i128;
-        let e = (start + size_ns) as i128;
-        let mut chunks = Vec::new();
-        chunks_of(rows, 0, &mut chunks);
-        RedPartition {
-            part: Partition {
-                batch,
-                time_ranges: vec![("window_start", s, s), ("window_end", e, e)],
-                service_range,
-            },
-            window_size: label.clone(),
-            chunks: chunks.into(),
-        }
+        let rows = RedRows {
+            dims: settings.dims,
+        };
+        Arc::new(RedTable {
+            store: WindowedTable::new(rows, bounds),
+        })
     }
 
-    fn build_window(&self, w: &Window) -> RedPartition {
-        let rows: Vec<(&SeriesKey, &RowValues)> = w.rows.iter().map(|(k, v)| (&**k, v)).collect();
-        self.build(&w.label, w.size_ns, w.start, &rows, true)
+    /// Final windows held (sealed or not).
+    pub fn window_count(&self) -> usize {
+        self.store.window_count()
     }
 
-    fn maintain(&self, st: &mut State) {
-        let s = &self.settings;
-        // Seal windows no late update can reach any more.
-        let newest = st.newest_end;
-        let ready: Vec<(u64, UnixNanos)> = st
-            .windows
-            .iter()
-            .filter(|(_, w)| w.start + w.size_ns + s.lateness_ns < newest)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in ready {
-            if let Some(w) = st.windows.remove(&k) {
-                let p = w.cached.clone().unwrap_or_else(|| self.build_window(&w));
-                st.sealed_bytes += p.bytes();
-                st.sealed.insert(k, p);
-            }
-        }
-        // Retention by age, then by bytes (oldest first).
-        let horizon = newest.saturating_sub(s.retention_ns);
-        let old: Vec<(u64, UnixNanos)> = st
-            .sealed
-            .keys()
-            .filter(|(size, start)| start + size < horizon)
-            .copied()
-            .collect();
-        for k in old {
-            if let Some(p) = st.sealed.remove(&k) {
-                st.sealed_bytes -= p.bytes();
-            }
-        }
-        while st.sealed_bytes > s.max_bytes {
-            let oldest = st.sealed.keys().min_by_key(|(_, start)| *start).copied();
-            match oldest.and_then(|k| st.sealed.remove(&k)) {
-                Some(p) => st.sealed_bytes -= p.bytes(),
-                None => break,
-            }
-        }
+    /// Bytes of sealed windows.
+    pub fn sealed_bytes(&self) -> usize {
+        self.store.sealed_bytes()
     }
 }
 
 impl RedSink for RedTable {
     fn on_final(&self, rows: &[RedRow]) {
-        let Ok(mut st) = self.state.lock() else {
-            return;
-        };
-        // Windows that just became final leave the provisional snapshot at once, so a query
-        // never sees one window both as final and as provisional rows.
-        let mut closed: HashMap<u64, UnixNanos> = HashMap::new();
-        for r in rows {
-            let e = closed.entry(r.window_size_ns).or_insert(r.start);
-            *e = (*e).max(r.start);
-        }
-        for (size, through) in closed {
-            if let Some(p) = st.provisional.get_mut(&size) {
-                drop_windows_through(p, through);
-            }
-        }
-        for r in rows {
-            st.newest_end = st.newest_end.max(r.end);
-            let key = (r.window_size_ns, r.start);
-            if st.sealed.contains_key(&key) {
-                // Cannot happen within allowed lateness; keep what the table has.
-                continue;
-            }
-            let w = st.windows.entry(key).or_insert_with(|| Window {
-                label: r.window_size.clone(),
-                size_ns: r.window_size_ns,
-                start: r.start,
-                rows: BTreeMap::new(),
-                cached: None,
-            });
-            w.rows.insert(r.series.clone(), RowValues::of(r));
-            w.cached = None;
-        }
-        self.maintain(&mut st);
+        self.store.on_final(rows);
     }
 
     fn on_provisional(&self, window_size_ns: u64, rows: &[RedRow]) {
-        let mut sorted: Vec<&RedRow> = rows.iter().collect();
-        sorted.sort_by(|a, b| (a.start, &a.series).cmp(&(b.start, &b.series)));
-        // One partition per open window of this spec, merged into one batch.
-        let values: Vec<(RowValues, &RedRow)> =
-            sorted.iter().map(|r| (RowValues::of(r), *r)).collect();
-        let mut batches = Vec::new();
-        let mut chunks = Vec::new();
-        let mut offset = 0;
-        let mut label: Option<Arc<str>> = None;
-        let mut ranges = (i128::MAX, i128::MIN);
-        let mut i = 0;
-        while i < values.len() {
-            let start = values[i].1.start;
-            let j = values[i..]
-                .iter()
-                .position(|(_, r)| r.start != start)
-                .map_or(values.len(), |p| i + p);
-            let chunk: Vec<(&SeriesKey, &RowValues)> =
-                values[i..j].iter().map(|(v, r)| (&*r.series, v)).collect();
-            let l = label.get_or_insert_with(|| values[i].1.window_size.clone());
-            let p = self.build(l, window_size_ns, start, &chunk, false);
-            ranges.0 = ranges.0.min(start as i128);
-            ranges.1 = ranges.1.max(start as i128);
-            chunks_of(&chunk, offset, &mut chunks);
-            offset += chunk.len();
-            batches.push(p.part.batch);
-            i = j;
-        }
-        let batch = match arrow::compute::concat_batches(&schema::RED, &batches) {
-            Ok(b) => b,
-            Err(_) => return,
-        };
-        let part = RedPartition {
-            part: Partition {
-                batch,
-                time_ranges: if values.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![
-                        ("window_start", ranges.0, ranges.1),
-                        (
-                            "window_end",
-                            ranges.0 + window_size_ns as i128,
-                            ranges.1 + window_size_ns as i128,
-                        ),
-                    ]
-                },
-                service_range: None,
-            },
-            window_size: label.unwrap_or_else(|| Arc::from("")),
-            chunks: chunks.into(),
-        };
-        if let Ok(mut st) = self.state.lock() {
-            st.provisional.insert(window_size_ns, part);
-        }
-    }
-}
-
-/// Removes the rows of windows starting at or before `through` from a provisional partition.
-fn drop_windows_through(p: &mut RedPartition, through: UnixNanos) {
-    use arrow::array::{Array, BooleanArray, TimestampMillisecondArray};
-    let through_ms = (through / 1_000_000) as i64;
-    let Some(starts) = p
-        .part
-        .batch
-        .column(1)
-        .as_any()
-        .downcast_ref::<TimestampMillisecondArray>()
-    else {
-        return;
-    };
-    let n = starts.len();
-    // Rows are sorted by window start: the closed windows are a prefix.
-    let dropped = (0..n)
-        .position(|i| starts.value(i) > through_ms)
-        .unwrap_or(n);
-    if dropped == 0 {
-        return;
-    }
-    if (dropped..n).all(|i| starts.value(i) > through_ms) {
-        p.part.batch = p.part.batch.slice(dropped, n - dropped);
-        p.chunks = p
-            .chunks
-            .iter()
-            .filter(|c| c.offset >= dropped)
-            .map(|c| Chunk {
-                offset: c.offset - dropped,
-                ..c.clone()
-            })
-            .collect();
-        return;
-    }
-    let keep: BooleanArray = (0..n).map(|i| Some(starts.value(i) > through_ms)).collect();
-    if let Ok(b) = arrow::compute::filter_record_batch(&p.part.batch, &keep) {
-        p.part.batch = b;
-        p.chunks = Arc::from([]);
+        self.store.on_provisional(window_size_ns, rows);
     }
 }
 
@@ -515,34 +428,7 @@ impl PartitionSource for RedTable {
     }
 
     fn snapshot(&self, filter: &PruneFilter) -> Vec<RecordBatch> {
-        let Ok(mut st) = self.state.lock() else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for p in st.sealed.values() {
-            p.select(filter, &mut out);
-        }
-        let keys: Vec<(u64, UnixNanos)> = st.windows.keys().copied().collect();
-        for k in keys {
-            let Some(w) = st.windows.get(&k) else {
-                continue;
-            };
-            let p = match &w.cached {
-                Some(p) => p.clone(),
-                None => {
-                    let p = self.build_window(w);
-                    if let Some(w) = st.windows.get_mut(&k) {
-                        w.cached = Some(p.clone());
-                    }
-                    p
-                }
-            };
-            p.select(filter, &mut out);
-        }
-        for p in st.provisional.values() {
-            p.select(filter, &mut out);
-        }
-        out
+        self.store.snapshot(filter)
     }
 }
 

@@ -1,11 +1,13 @@
-//! The `service_graph` table: final edge windows (kept for `retention`, capped in rows) plus the
-//! provisional rows of the windows still open, as in the `red` table.
+//! The `service_graph` table: final edge windows (kept for `retention`, capped in rows by the
+//! windowed-table store's [`Retained`]) plus the provisional rows of the windows still open, as in
+//! the `red` table.
 //!
 //! Edges are few (service pairs), so a window's batch is rebuilt from its rows when queried;
 //! late re-emissions replace an edge's row.
 
 use crate::schema;
 use crate::table::{Partition, PartitionSource, PruneFilter};
+use crate::window_store::{window_ranges, Retained, Weighed};
 use arrow::array::{
     ArrayRef, BooleanBuilder, Float64Builder, MapBuilder, StringBuilder,
     TimestampMillisecondBuilder,
@@ -35,13 +37,21 @@ impl RowValues {
     }
 }
 
-type Rows = BTreeMap<Arc<EdgeKey>, RowValues>;
+/// One window's edges.
+#[derive(Debug, Default)]
+struct Rows(BTreeMap<Arc<EdgeKey>, RowValues>);
+
+/// The `service_graph` table is capped in rows.
+impl Weighed for Rows {
+    fn weight(&self) -> usize {
+        self.0.len()
+    }
+}
 
 #[derive(Debug, Default)]
 struct State {
-    /// Final windows by start.
-    finals: BTreeMap<UnixNanos, Rows>,
-    final_rows: usize,
+    /// Final windows by start, weighed in rows.
+    finals: Retained<UnixNanos, Rows>,
     /// Rows of the open windows by start (replaced on every publication).
     provisional: BTreeMap<UnixNanos, Rows>,
     label: Option<Arc<str>>,
@@ -85,7 +95,7 @@ impl ServiceGraphTable {
 
     /// Final rows held.
     pub fn final_rows(&self) -> usize {
-        self.state.lock().map(|s| s.final_rows).unwrap_or(0)
+        self.state.lock().map(|s| s.finals.weight()).unwrap_or(0)
     }
 
     fn build(
@@ -96,7 +106,7 @@ impl ServiceGraphTable {
         rows: &Rows,
         is_final: bool,
     ) -> RecordBatch {
-        let n = rows.len();
+        let n = rows.0.len();
         let mut window_size = StringBuilder::with_capacity(n, n * 4);
         let mut ws = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
         let mut we = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
@@ -109,7 +119,7 @@ impl ServiceGraphTable {
         let mut fin = BooleanBuilder::with_capacity(n);
         let start_ms = (start / 1_000_000) as i64;
         let end_ms = ((start + size_ns) / 1_000_000) as i64;
-        for (k, v) in rows {
+        for (k, v) in &rows.0 {
             window_size.append_value(label);
             ws.append_value(start_ms);
             we.append_value(end_ms);
@@ -151,25 +161,15 @@ impl ServiceGraphTable {
 
     fn maintain(&self, st: &mut State) {
         let horizon = st.newest_end.saturating_sub(self.settings.retention_ns);
-        let size = st.size_ns;
-        while let Some((&start, rows)) = st.finals.first_key_value() {
-            let too_old = start + size < horizon;
-            if too_old || st.final_rows > self.settings.max_rows {
-                st.final_rows -= rows.len();
-                st.finals.pop_first();
-            } else {
-                break;
-            }
-        }
+        st.finals.expire(horizon, self.settings.max_rows);
     }
 }
 
 /// Whether a window `[start, start + size)` may hold rows matching `filter`.
 fn window_may_match(filter: &PruneFilter, start: UnixNanos, size: u64) -> bool {
-    let (s, e) = (start as i128, (start + size) as i128);
     filter.may_match(&Partition {
         batch: RecordBatch::new_empty(schema::SERVICE_GRAPH.clone()),
-        time_ranges: vec![("window_start", s, s), ("window_end", e, e)],
+        time_ranges: window_ranges(start, start, size),
         service_range: None,
     })
 }
@@ -185,11 +185,13 @@ impl ServiceGraphSink for ServiceGraphTable {
             st.newest_end = st.newest_end.max(r.end);
             // A window that became final leaves the provisional rows at once.
             st.provisional.remove(&r.start);
-            let w = st.finals.entry(r.start).or_default();
-            let new = w.insert(r.edge.clone(), RowValues::of(r)).is_none();
-            if new {
-                st.final_rows += 1;
+            if !st.finals.contains(&r.start) {
+                let end = r.start + st.size_ns;
+                st.finals.insert(r.start, r.start, end, Rows::default());
             }
+            st.finals.update(&r.start, |w| {
+                w.0.insert(r.edge.clone(), RowValues::of(r));
+            });
         }
         self.maintain(&mut st);
     }
@@ -200,6 +202,7 @@ impl ServiceGraphSink for ServiceGraphTable {
             windows
                 .entry(r.start)
                 .or_default()
+                .0
                 .insert(r.edge.clone(), RowValues::of(r));
         }
         if let Ok(mut st) = self.state.lock() {
@@ -208,7 +211,7 @@ impl ServiceGraphSink for ServiceGraphTable {
             }
             st.size_ns = window_size_ns;
             // Windows already final are never shown as provisional too.
-            windows.retain(|start, _| !st.finals.contains_key(start));
+            windows.retain(|start, _| !st.finals.contains(start));
             st.provisional = windows;
         }
     }
@@ -224,11 +227,14 @@ impl PartitionSource for ServiceGraphTable {
         };
         let size = st.size_ns;
         let mut out = Vec::new();
-        for (fin, windows) in [(true, &st.finals), (false, &st.provisional)] {
-            for (&start, rows) in windows {
-                if !rows.is_empty() && window_may_match(filter, start, size) {
-                    out.push(self.build(&label, size, start, rows, fin));
-                }
+        let finals = st.finals.iter().map(|(start, rows)| (true, start, rows));
+        let provisional = st
+            .provisional
+            .iter()
+            .map(|(start, rows)| (false, start, rows));
+        for (fin, &start, rows) in finals.chain(provisional) {
+            if !rows.0.is_empty() && window_may_match(filter, start, size) {
+                out.push(self.build(&label, size, start, rows, fin));
             }
         }
         out

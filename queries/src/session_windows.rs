@@ -4,12 +4,14 @@
 //! `session_id`) and removed when it is retracted (merged into another session, or open again);
 //! once the operator purges the session (`end + allowed_lateness` passed) the row can no longer
 //! change and is sealed into an immutable chunk. Sealed chunks are kept for `retention` (behind
-//! the newest session end) and within `max_bytes`, oldest first out. Open sessions show as
+//! the newest session end) and within `max_bytes`, oldest first out (the windowed-table store's
+//! [`Retained`]). Open sessions show as
 //! provisional rows (`is_final = false`), replaced on every publication; a session never shows
 //! as both.
 
 use crate::schema;
 use crate::table::{Partition, PartitionSource, PruneFilter};
+use crate::window_store::Retained;
 use arrow::array::{
     ArrayRef, BooleanBuilder, Float64Builder, ListBuilder, StringBuilder,
     TimestampMillisecondBuilder, UInt64Builder,
@@ -17,7 +19,7 @@ use arrow::array::{
 use arrow::record_batch::RecordBatch;
 use redwatch_engine::model::UnixNanos;
 use redwatch_operators::sessions::{SessionRetraction, SessionRow, SessionSink};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// Purged rows packed into one sealed chunk at most.
@@ -48,9 +50,8 @@ struct State {
     finals_cache: Option<Partition>,
     /// Purged rows not packed into a chunk yet.
     purged: Vec<SessionRow>,
-    /// Sealed chunks by sequence number (oldest first).
-    sealed: BTreeMap<u64, Partition>,
-    sealed_bytes: usize,
+    /// Sealed chunks by sequence number (oldest first), weighed in bytes.
+    sealed: Retained<u64, Partition>,
     next_chunk: u64,
     /// Open sessions by id, with the spec they belong to.
     provisional: HashMap<u64, SessionRow>,
@@ -163,33 +164,12 @@ impl SessionsTable {
             let take = st.purged.len().min(CHUNK_ROWS);
             let rows: Vec<SessionRow> = st.purged.drain(..take).collect();
             let p = Self::build(rows.iter());
-            st.sealed_bytes += p.bytes();
-            st.sealed.insert(st.next_chunk, p);
+            let end = rows.iter().map(|r| r.end).max().unwrap_or(0);
+            st.sealed.insert(st.next_chunk, st.next_chunk, end, p);
             st.next_chunk += 1;
         }
-        let horizon = st.newest_end.saturating_sub(self.settings.retention_ns) as i128;
-        let old: Vec<u64> = st
-            .sealed
-            .iter()
-            .filter(|(_, p)| {
-                p.time_ranges
-                    .iter()
-                    .find(|(c, _, _)| *c == "session_end")
-                    .is_some_and(|(_, _, hi)| *hi < horizon)
-            })
-            .map(|(k, _)| *k)
-            .collect();
-        for k in old {
-            if let Some(p) = st.sealed.remove(&k) {
-                st.sealed_bytes -= p.bytes();
-            }
-        }
-        while st.sealed_bytes > self.settings.max_bytes {
-            match st.sealed.pop_first() {
-                Some((_, p)) => st.sealed_bytes -= p.bytes(),
-                None => break,
-            }
-        }
+        let horizon = st.newest_end.saturating_sub(self.settings.retention_ns);
+        st.sealed.expire(horizon, self.settings.max_bytes);
     }
 }
 
