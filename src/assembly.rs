@@ -21,7 +21,7 @@ use redwatch_engine::time::TimePolicy;
 use redwatch_operators::metrics::MetricSink;
 use redwatch_operators::red::RedSink;
 use redwatch_queries::catalog::TableDef;
-use redwatch_queries::session::{QueryEngine, QueryLimits};
+use redwatch_queries::query::{QueryEngine, QueryLimits};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;

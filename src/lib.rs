@@ -1,6 +1,8 @@
 //! The `redwatch` application: engine assembly, the demo, the workload generator and the live
 //! view. `main.rs` holds only the command line.
 
+#![forbid(unsafe_code)]
+
 pub mod anomaly_sink;
 pub mod assembly;
 pub mod demo;

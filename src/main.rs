@@ -1,5 +1,7 @@
 //! The `redwatch` command line. Exit codes: 0 ok, 2 bad usage or config, 1 runtime failure.
 
+#![forbid(unsafe_code)]
+
 use clap::{Parser, Subcommand};
 use redwatch::demo::{self, DemoOptions};
 use redwatch::generate::{self, GenerateOptions, Workload};

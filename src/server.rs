@@ -9,7 +9,7 @@ use redwatch_connectors::prometheus::PrometheusRed;
 use redwatch_engine::config::Config;
 use redwatch_engine::pipeline::IngestHandle;
 use redwatch_engine::telemetry::Registry;
-use redwatch_queries::session::QueryEngine;
+use redwatch_queries::query::QueryEngine;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;

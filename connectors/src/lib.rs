@@ -2,6 +2,8 @@
 //! `otlp/` (gRPC and HTTP receivers, decoders), `prometheus/` (the `/metrics` endpoint).
 //! Connectors translate protocols; they never aggregate.
 
+#![forbid(unsafe_code)]
+
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod otlp;

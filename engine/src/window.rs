@@ -394,7 +394,7 @@ impl<K: WindowKey, A: WindowAggregate> WindowStore<K, A> {
     #[inline]
     pub fn prefetch(&self, ts: UnixNanos, key: &K) {
         if let Some(a) = self.peek(ts, key) {
-            crate::hint::prefetch_value(a);
+            crate::prefetch::prefetch_value(a);
         }
     }
 

@@ -8,6 +8,8 @@
 //! group wire type, which it refuses on purpose) and count the same spans; the metrics scanner
 //! must produce exactly what its oracle (prost + conversion) produces.
 
+#![forbid(unsafe_code)]
+
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;

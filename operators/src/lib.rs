@@ -3,6 +3,8 @@
 //! One folder per operator family (`red/` today; metric windows, service graph, detectors and
 //! forecasters join as they are built). [`registry`] lists them explicitly.
 
+#![forbid(unsafe_code)]
+
 pub mod anomaly;
 pub mod common;
 pub mod forecast;

@@ -25,8 +25,8 @@
 
 use redwatch_engine::model::{SpanKind, StatusCode, UnixNanos};
 use redwatch_operators::red::{Buckets, RedAgg, RedRow, RedSink, SeriesKey};
+use redwatch_queries::query::{QueryEngine, QueryLimits};
 use redwatch_queries::red::{RedTable, RedTableSettings};
-use redwatch_queries::session::{QueryEngine, QueryLimits};
 use redwatch_queries::Tables;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -474,7 +474,7 @@ fn main() {
     let runs = env_usize("DASHBOARD_RUNS", 40);
     let budget = Duration::from_secs(env_usize("DASHBOARD_QUERY_BUDGET_S", 20) as u64);
     let ingest_for = Duration::from_secs(env_usize("DASHBOARD_INGEST_S", 15) as u64);
-    let query_threads = redwatch_queries::session::query_threads();
+    let query_threads = redwatch_queries::query::query_threads();
     println!("# dashboard bench: {n_series} series × {n_windows} windows of 10 s (+ 1 m rollups)");
     println!(
         "query runtime: {query_threads} worker thread(s) of {} available",

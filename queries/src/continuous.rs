@@ -6,8 +6,8 @@
 //! bounded channel; a separate task runs the queries, so a slow query delays nothing but itself.
 //! When the queue is full, the window is skipped and counted.
 
+use crate::query::QueryEngine;
 use crate::schema;
-use crate::session::QueryEngine;
 use crate::table::{Partition, PartitionSource, PruneFilter};
 use arrow::array::{Array, ArrayRef, StringBuilder, TimestampMillisecondBuilder};
 use arrow::datatypes::DataType;

@@ -8,8 +8,8 @@
 //! listings come from DataFusion's `information_schema`. Anything that writes (DoPut updates,
 //! ingestion, transactions) is refused: redwatch tables are live views of the engine's windows.
 
-use crate::metrics::QueryMetrics;
-use crate::session::{QueryEngine, QueryError, QueryResult};
+use crate::query::{QueryEngine, QueryError, QueryResult};
+use crate::sql_metrics::QueryMetrics;
 use arrow::array::{Array, StringArray};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;

@@ -1,6 +1,6 @@
 //! Encoding query results: JSON (DESIGN.md's shape), CSV with a header, Arrow IPC stream.
 
-use crate::session::QueryResult;
+use crate::query::QueryResult;
 use arrow::array::{Array, ArrayRef, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;

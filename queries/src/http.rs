@@ -6,8 +6,8 @@
 //! `Host` (DNS rebinding), and refuses a cross-origin `Origin`.
 
 use crate::format::{encode, Format};
-use crate::metrics::QueryMetrics;
-use crate::session::{QueryEngine, QueryError};
+use crate::query::{QueryEngine, QueryError};
+use crate::sql_metrics::QueryMetrics;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};

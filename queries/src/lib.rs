@@ -4,6 +4,8 @@
 //! Tables are DataFusion `TableProvider`s over immutable record-batch partitions; a query takes a
 //! snapshot and never blocks the operators that append to them.
 
+#![forbid(unsafe_code)]
+
 pub mod admission;
 pub mod anomalies;
 pub mod catalog;
@@ -13,14 +15,14 @@ pub mod flight;
 pub mod format;
 pub mod http;
 pub mod metric_points;
-pub mod metrics;
 pub mod pool;
+pub mod query;
 pub mod red;
 pub mod schema;
 pub mod service_graph;
-pub mod session;
-pub mod session_windows;
+pub mod sessions;
 pub mod spans;
+pub mod sql_metrics;
 pub mod table;
 pub mod udf;
 pub mod window_store;

@@ -185,7 +185,7 @@ pub static SERVICE_GRAPH: LazyLock<SchemaRef> = LazyLock::new(|| {
 
 /// `sessions`: session windows (`windows.extra: [{gap, key}]`), one row per session; a row
 /// is replaced while late data can still change it and removed when its session is merged
-/// into another (see `session_windows.rs`).
+/// into another (see `sessions.rs`).
 pub static SESSIONS: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
         f("session_key", DataType::Utf8, false),

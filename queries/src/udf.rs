@@ -12,7 +12,7 @@
 //! it ([`QuantileSketch::absorb_encoded`]).
 //!
 //! Several quantiles of the same column (`quantile_merge(s, 0.5)`, `quantile_merge(s, 0.99)`)
-//! are computed from one merge: the `share_quantile_merges` optimizer rule ([`share`]) rewrites
+//! are computed from one merge: the `share_quantile_merges` optimizer rule ([`share_quantile_merges`]) rewrites
 //! them into one `quantiles_merge(s, 0.5, 0.99)` ([`quantiles`]) plus a projection of its fields.
 
 use arrow::array::{
@@ -32,10 +32,10 @@ use std::sync::Arc;
 
 pub mod bounded;
 pub mod quantiles;
-pub mod share;
+pub mod share_quantile_merges;
 
 pub use quantiles::quantiles_merge;
-pub use share::ShareQuantileMerges;
+pub use share_quantile_merges::ShareQuantileMerges;
 
 /// What a call without quantiles is told.
 const QUANTILES_HINT: &str =

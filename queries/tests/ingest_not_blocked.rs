@@ -22,7 +22,7 @@ use redwatch_engine::fixtures::{span_batch, SpanFixture};
 use redwatch_engine::telemetry::Registry;
 use redwatch_engine::SourceId;
 use redwatch_operators::red::{RedOperator, RedSink};
-use redwatch_queries::session::QueryEngine;
+use redwatch_queries::query::QueryEngine;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};

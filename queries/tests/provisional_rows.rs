@@ -22,7 +22,7 @@ fn spans(ends_s: &[u64]) -> Vec<SpanFixture> {
         .collect()
 }
 
-fn rows(engine: &redwatch_queries::session::QueryEngine, rt: &tokio::runtime::Runtime) -> String {
+fn rows(engine: &redwatch_queries::query::QueryEngine, rt: &tokio::runtime::Runtime) -> String {
     let r = rt
         .block_on(engine.execute(
             "SELECT window_size, window_start, is_final, count(*) AS series, sum(calls) AS calls \

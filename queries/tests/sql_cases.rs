@@ -23,7 +23,7 @@
 mod common;
 
 use arrow::util::pretty::pretty_format_batches_with_schema;
-use redwatch_queries::session::QueryEngine;
+use redwatch_queries::query::QueryEngine;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 

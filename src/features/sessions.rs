@@ -3,7 +3,7 @@
 use crate::assembly::Assembly;
 use redwatch_operators::sessions::SessionOperator;
 use redwatch_queries::catalog;
-use redwatch_queries::session_windows::{SessionsTable, SessionsTableSettings};
+use redwatch_queries::sessions::{SessionsTable, SessionsTableSettings};
 
 pub fn install(asm: &mut Assembly<'_>) {
     let cfg = asm.cfg;

@@ -30,7 +30,7 @@ pub fn install(asm: &mut Assembly<'_>) {
             Box::pin(async move {
                 let l = s.bind("flight_sql", addr, &security).await?;
                 let (q, c) = (s.queries.clone(), s.cancel(Stage::Exporters));
-                let m = redwatch_queries::metrics::QueryMetrics::new(&s.registry);
+                let m = redwatch_queries::sql_metrics::QueryMetrics::new(&s.registry);
                 s.spawn(Stage::Exporters, async move {
                     redwatch_queries::flight::serve(l, q, m, c)
                         .await

@@ -7,6 +7,8 @@
 //! when the decoders change. File names are stable (`<n>-<what>`), so regenerating rewrites the
 //! same files.
 
+#![forbid(unsafe_code)]
+
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;

@@ -41,7 +41,7 @@
 //!   [`QuantileSketch::decode`] checks every invariant the code relies on and never allocates
 //!   more than the input can describe.
 
-use redwatch_engine::hint::prefetch_slice;
+use redwatch_engine::prefetch::prefetch_slice;
 use thiserror::Error;
 
 mod encoded;

@@ -2,7 +2,7 @@
 //! histogram buckets (seconds, for Prometheus) plus quantile sketches (ms, for SQL).
 
 use crate::red::sketch::QuantileSketch;
-use redwatch_engine::hint::prefetch_slice;
+use redwatch_engine::prefetch::prefetch_slice;
 use redwatch_engine::window::WindowAggregate;
 
 /// Sparse weighted bucket counts, sorted by bucket index (`bounds.len()` = +Inf).

@@ -10,7 +10,7 @@
 //! by doubling: a typical series touches about ten buckets and there is one such list per series
 //! per open window.
 
-use redwatch_engine::hint::prefetch_slice;
+use redwatch_engine::prefetch::prefetch_slice;
 
 const COUNT_BITS: u32 = 24;
 const COUNT_MASK: u32 = (1 << COUNT_BITS) - 1;

@@ -9,7 +9,7 @@ use std::time::Duration;
 /// plus the protocols' own (`bad_request`: not a query request; `forbidden`: refused by the HTTP
 /// API's content-type, `Host` or `Origin` checks; `encode`: the result could not be serialized).
 ///
-/// [`QueryError`]: crate::session::QueryError
+/// [`QueryError`]: crate::query::QueryError
 pub const FAILURE_CODES: [&str; 11] = [
     "bad_request",
     "forbidden",

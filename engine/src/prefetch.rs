@@ -1,6 +1,7 @@
-//! CPU hints for hot loops.
+//! Cache prefetch hints for hot loops.
 //!
-//! Owns: the one `unsafe` call the engine makes, a prefetch. Batch loops (the RED operator's
+//! Owns: the one `unsafe` call of the whole workspace (every other module and crate forbids
+//! `unsafe`), a prefetch. Batch loops (the RED operator's
 //! per-span updates) name the memory of an update a few spans ahead so its cache misses overlap
 //! instead of stalling one after another.
 
