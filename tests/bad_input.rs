@@ -1,4 +1,4 @@
-//! Bad input end to end (DESIGN.md "Errors"): every rejection gets a clear answer to the sender
+//! Bad input end to end (README.md, "Errors the sender sees"): every rejection gets a clear answer to the sender
 //! (gRPC status, HTTP code with a `google.rpc.Status` body in the request's encoding, or OTLP
 //! partial success), moves the right `redwatch_*_rejected_total{reason}` counter, and leaves the
 //! good data around it — before, after and, for partial success, inside the same request —

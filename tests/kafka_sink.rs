@@ -1,7 +1,7 @@
 //! The Kafka sink (`exporters.kafka`) against a real broker (tansu, started by
 //! tests/run-all.sh; see TESTING.md): known spans in through the Kafka source, the RED topic read
 //! back by an independent consumer, decoded, and compared exactly per window, series and status;
-//! keys and partitions as DESIGN.md ("Kafka") specifies.
+//! keys and partitions as docs/kafka-exactness.md specifies.
 
 #![cfg(feature = "kafka")]
 

@@ -1,4 +1,4 @@
-//! The SQL APIs end to end (DESIGN.md "SQL tables"): known spans go in over OTLP/gRPC, and the
+//! The SQL APIs end to end (docs/design.md, "Tables"): known spans go in over OTLP/gRPC, and the
 //! `red` table answers with exactly their calls and errors — over the HTTP API in JSON, CSV and
 //! Arrow IPC, over Flight SQL (statements, prepared statements, catalog listings) and through
 //! `redwatch sql`. Bad SQL, writes, unknown columns, oversized results, timeouts and the memory

@@ -1,6 +1,7 @@
 //! redwatch connectors: how telemetry gets in and results get out. One folder per connector:
-//! `otlp/` (gRPC and HTTP receivers, decoders), `prometheus/` (the `/metrics` endpoint).
-//! Connectors translate protocols; they never aggregate.
+//! `otlp/` (gRPC and HTTP receivers, decoders), `otlp_exporter/` (OTLP export of spans and RED
+//! metrics), `prometheus/` (the `/metrics` endpoint), `kafka/` (source and sink, cargo feature
+//! `kafka`). Connectors translate protocols; they never aggregate.
 
 #![forbid(unsafe_code)]
 

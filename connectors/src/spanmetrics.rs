@@ -3,7 +3,7 @@
 //! (unit `ms`), one data point per series and status code, with the connector's attribute keys
 //! (`service.name`, `span.name`, `span.kind`, `status.code`, then the configured dimensions by
 //! their attribute names). A Prometheus exporter downstream turns those keys into the
-//! `service_name`, `span_name`, … labels of DESIGN.md, so both paths end up with the same series.
+//! `service_name`, `span_name`, … labels of docs/design.md ("Signals that leave"), so both paths end up with the same series.
 //!
 //! Shared by the OTLP exporter (`otlp_exporter::red_metrics`, delta or cumulative) and the Kafka
 //! sink (`kafka::records`, one delta record per window). Pure: builds messages, no I/O.

@@ -1,6 +1,6 @@
 //! Event time: the per-source clocks, the watermark, and what counts as late or from the future.
 //!
-//! Owns the rules of DESIGN.md "Time semantics". It knows nothing about operators or windows'
+//! Owns the rules of docs/design.md, "Time semantics". It knows nothing about operators or windows'
 //! contents; the window store asks it only for the current watermark.
 
 use crate::model::{SourceId, UnixNanos};

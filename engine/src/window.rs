@@ -1,7 +1,7 @@
 //! Event-time tumbling window state with watermark-driven emission, lateness and purging.
 //!
-//! Owns the lifecycle of DESIGN.md: a window is emitted final when the watermark passes its end,
-//! keeps accepting late data (and re-emits just the changed keys, with their deltas) until
+//! Owns the window lifecycle of docs/design.md ("Time semantics"): a window is emitted final
+//! when the watermark passes its end, keeps accepting late data (and re-emits just the changed keys, with their deltas) until
 //! `end + allowed_lateness`, and is then purged; data for a purged window is refused as late.
 //! It must not know what is aggregated: `A` is any mergeable aggregate.
 //!

@@ -1,7 +1,9 @@
 //! redwatch operators: the stateful computations between decoding and export.
 //!
-//! One folder per operator family (`red/` today; metric windows, service graph, detectors and
-//! forecasters join as they are built). [`registry`] lists them explicitly.
+//! One folder per operator family: `red/` (RED aggregation), `metrics/` (metric windows),
+//! `servicegraph/`, `sessions/` (session windows), `anomaly/` (detectors), `forecast/`;
+//! `common/` holds what the windowed ones share. The binary's `src/features/` installs them
+//! (one module per feature); this crate does not list or start them itself.
 
 #![forbid(unsafe_code)]
 
@@ -12,15 +14,3 @@ pub mod metrics;
 pub mod red;
 pub mod servicegraph;
 pub mod sessions;
-
-/// The operator families this build provides, by name (for `--help` texts and status pages).
-pub fn registry() -> &'static [&'static str] {
-    &[
-        "red",
-        "metrics",
-        "anomaly",
-        "forecast",
-        "service_graph",
-        "sessions",
-    ]
-}

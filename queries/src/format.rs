@@ -1,4 +1,4 @@
-//! Encoding query results: JSON (DESIGN.md's shape), CSV with a header, Arrow IPC stream.
+//! Encoding query results: JSON (the shape README.md, "SQL over live windows", shows), CSV with a header, Arrow IPC stream.
 
 use crate::query::QueryResult;
 use arrow::array::{Array, ArrayRef, StringArray};

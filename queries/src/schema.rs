@@ -1,4 +1,4 @@
-//! Arrow schemas of the live tables (DESIGN.md "SQL tables"). Column names are a contract:
+//! Arrow schemas of the live tables (docs/design.md, "Tables"). Column names are a contract:
 //! dashboards and continuous queries depend on them.
 
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};

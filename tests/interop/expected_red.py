@@ -1,6 +1,6 @@
 """A naive model of the RED series redwatch must expose for a set of finished SDK spans.
 
-It knows only the contract (DESIGN.md, "RED metrics"): one series per (service, span name, kind,
+It knows only the contract (README.md and docs/design.md, "Signals that leave"): one series per (service, span name, kind,
 status), calls counted, durations in milliseconds summed and bucketed with inclusive upper bounds.
 It must stay independent of redwatch's code: the point is to compare against it.
 """

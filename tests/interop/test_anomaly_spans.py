@@ -4,7 +4,7 @@ OTLP/gRPC receiver (otlp_receiver.py: opentelemetry-proto + grpcio, no redwatch 
 Load comes from the OpenTelemetry Python SDK (spans with explicit start/end times, exported with
 the SDK's OTLP/gRPC exporter): 45 one-second windows of history replayed fast — accepted as late
 data within `allowed_lateness` — with a latency spike in windows 30..34, then a steady real-time
-load until the receiver has what the test waits for. Checks the span contract of DESIGN.md
+load until the receiver has what the test waits for. Checks the span contract of docs/anomaly-detection.md
 ("Anomaly and prediction signals"): names, kind, window times, status, every attribute, the
 `anomaly_alert` event, and one trace per incident.
 """

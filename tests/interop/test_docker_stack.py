@@ -32,7 +32,7 @@ KAFKA, INIT, COLLECTOR, REDWATCH, GENERATOR, JAEGER, PROMETHEUS = (
     "kafka", "kafka-init", "otel-collector", "redwatch", "generator", "jaeger", "prometheus",
 )
 
-# DESIGN.md: the RED metric names Jaeger's Monitor tab has to find in Prometheus.
+# docs/design.md, "Signals that leave": the RED metric names Jaeger's Monitor tab has to find in Prometheus.
 RED_CALLS = "traces_span_metrics_calls_total"
 RED_DURATION_BUCKET = "traces_span_metrics_duration_milliseconds_bucket"
 

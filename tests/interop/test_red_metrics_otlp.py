@@ -5,7 +5,7 @@ redwatch code), in both temporalities of `exporters.otlp.temporality`.
 The spans come from the OpenTelemetry Python SDK with explicit start/end times, so every
 duration — and its bucket under the default bounds — is known exactly. Two past 1 s windows
 (accepted as late data within `allowed_lateness`) are sent and closed; then one more span lands
-in the first window after it was emitted final (a late update). DESIGN.md, "Time semantics":
+in the first window after it was emitted final (a late update). docs/design.md, "Time semantics":
 a late update adds only its own delta — as a second delta point over the same window, or as
 growth of the cumulative totals (fixed start time, time never moving backwards).
 """

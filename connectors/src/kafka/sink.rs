@@ -1,4 +1,4 @@
-//! The Kafka sink (`exporters.kafka`, DESIGN.md "Kafka"): final RED windows as OTLP metrics and
+//! The Kafka sink (`exporters.kafka`, docs/kafka-exactness.md): final RED windows as OTLP metrics and
 //! anomaly / prediction spans as OTLP traces, one export request per message.
 //!
 //! It runs on the operator task as a [`RedSink`]: it encodes and hands the message to

@@ -6,7 +6,7 @@
 //!
 //! Temporality (`exporters.otlp.temporality`):
 //! - `delta`: a point carries one emission's delta, start = the window's start, time = its end.
-//!   A late re-emission of a window sends only what it adds (DESIGN.md, "Time semantics"), with
+//!   A late re-emission of a window sends only what it adds (docs/design.md, "Time semantics"), with
 //!   the same interval.
 //! - `cumulative`: running totals per series and status, grown by each emission's delta, with a
 //!   fixed start time (the start of the first window exported for the series) and time = the

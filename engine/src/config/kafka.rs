@@ -4,7 +4,7 @@
 use super::types::{KafkaEncoding, KafkaReceiverConfig};
 use serde::{Deserialize, Serialize};
 
-/// The Kafka sink (DESIGN.md, "Kafka"): final RED windows as OTLP metrics and anomaly /
+/// The Kafka sink (docs/kafka-exactness.md): final RED windows as OTLP metrics and anomaly /
 /// prediction spans as OTLP traces, one export request per message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -1,4 +1,4 @@
-//! Configuration: the YAML contract of DESIGN.md as serde structs.
+//! Configuration: the YAML keys listed in README.md, "Configuration", as serde structs.
 //!
 //! Owns the shape of the config, its defaults (defined once, here, through `Default` impls) and
 //! `validate()`. It must not build anything: turning a config into a running pipeline is the

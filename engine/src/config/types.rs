@@ -55,7 +55,7 @@ pub enum KafkaEncoding {
     OtlpJson,
 }
 
-/// The Kafka source (DESIGN.md, "Kafka"): each assigned partition is one event-time source;
+/// The Kafka source (docs/kafka-exactness.md): each assigned partition is one event-time source;
 /// offsets are committed only up to messages whose windows have all been purged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -204,7 +204,7 @@ impl Default for OtlpHttpConfig {
     }
 }
 
-/// Event-time windows (DESIGN.md, "Time semantics").
+/// Event-time windows (docs/design.md, "Time semantics").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WindowsConfig {

@@ -12,8 +12,8 @@ use redwatch_engine::config::ForecastConfig;
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 use std::sync::Arc;
 
-/// A prediction for one series and signal, made at the end of a window (DESIGN.md:
-/// `metric_prediction`).
+/// A prediction for one series and signal, made at the end of a window (the `metric_prediction`
+/// span of docs/design.md, "Signals that leave").
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
     pub signal: Arc<str>,

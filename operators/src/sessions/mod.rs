@@ -6,7 +6,7 @@
 //! most `gap` apart form one session `[session_start, session_end)` with `session_start` = the
 //! earliest event time and `session_end` = the latest event time + `gap`.
 //!
-//! Lifecycle, as for tumbling windows (DESIGN.md "Time semantics"): a session is final once
+//! Lifecycle, as for tumbling windows (docs/design.md, "Time semantics"): a session is final once
 //! the watermark reaches its end and is purged at `end + allowed_lateness`; data for a purged
 //! session is dropped and counted (`redwatch_late_dropped_total{signal="sessions"}`). Late data
 //! in between updates a final session (it is re-emitted on the next watermark advance) and may

@@ -1,4 +1,4 @@
--- The tables and their schemas (DESIGN.md "SQL tables"). Only `red` has a producer in the
+-- The tables and their schemas (docs/design.md, "Tables"). Only `red` has a producer in the
 -- data set: the others exist with their schema and are empty.
 
 -- case: show_tables
