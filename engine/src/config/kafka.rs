@@ -1,7 +1,7 @@
 //! The Kafka sink's config (`exporters.kafka`) and the checks of both Kafka sections
 //! (`receivers.kafka`, `exporters.kafka`) that serde cannot express.
 
-use super::types::{KafkaEncoding, KafkaReceiverConfig};
+use super::receivers::{KafkaEncoding, KafkaReceiverConfig};
 use serde::{Deserialize, Serialize};
 
 /// The Kafka sink (docs/kafka-exactness.md): final RED windows as OTLP metrics and anomaly /

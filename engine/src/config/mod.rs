@@ -5,8 +5,10 @@
 //! binary's job. Loading (file + env overrides + `--set`) lives in [`load`].
 
 mod anomaly;
+mod exporters;
 mod kafka;
 mod load;
+mod receivers;
 mod security;
 mod service_graph;
 mod sessions;
@@ -14,6 +16,7 @@ mod types;
 mod ui;
 
 pub use anomaly::*;
+pub use exporters::*;
 pub use kafka::KafkaExporterConfig;
 pub use security::{parse_token_file, AuthConfig, TlsClientConfig, TlsServerConfig};
 
@@ -21,6 +24,7 @@ pub use service_graph::*;
 pub use sessions::*;
 
 pub use load::{apply_override, load, parse_yaml_with_overrides, LoadError};
+pub use receivers::*;
 pub use types::*;
 pub use ui::UiConfig;
 

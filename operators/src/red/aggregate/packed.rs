@@ -13,7 +13,7 @@
 //! duration), then the rest is [`QuantileSketch::pack_state`]'s output.
 
 use super::{BucketCounts, Exemplar, RedAgg, STATUSES};
-use crate::red::sketch::QuantileSketch;
+use crate::red::sketch::{put_varint, QuantileSketch};
 
 const FLAG_INTEGRAL_CALLS: u8 = 1 << 3;
 const FLAG_INTEGRAL_BUCKETS: u8 = 1 << 4;
@@ -28,14 +28,6 @@ fn exact_u64(w: f64) -> Option<u64> {
     } else {
         None
     }
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 fn put_f64(out: &mut Vec<u8>, v: f64) {
