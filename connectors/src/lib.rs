@@ -11,6 +11,7 @@ pub mod otlp;
 pub mod otlp_exporter;
 pub mod prometheus;
 pub mod spanmetrics;
+pub mod webhook;
 
 use std::net::SocketAddr;
 

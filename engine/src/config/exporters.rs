@@ -16,6 +16,9 @@ pub struct ExportersConfig {
     /// Kafka sink of final RED windows and anomaly/prediction spans; absent = none. Needs the
     /// `kafka` cargo feature (on by default).
     pub kafka: Option<super::KafkaExporterConfig>,
+    /// Notifications on problem open and resolve (Alertmanager or Slack JSON); `url: null` =
+    /// none (`problems.rs`).
+    pub webhook: super::WebhookExporterConfig,
 }
 
 impl Default for ExportersConfig {
@@ -24,6 +27,7 @@ impl Default for ExportersConfig {
             prometheus: Some(PrometheusConfig::default()),
             otlp: None,
             kafka: None,
+            webhook: super::WebhookExporterConfig::default(),
         }
     }
 }

@@ -8,6 +8,7 @@ mod anomaly;
 mod exporters;
 mod kafka;
 mod load;
+mod problems;
 mod receivers;
 mod security;
 mod service_graph;
@@ -24,6 +25,7 @@ pub use service_graph::*;
 pub use sessions::*;
 
 pub use load::{apply_override, load, parse_yaml_with_overrides, LoadError};
+pub use problems::{ProblemsConfig, WebhookExporterConfig, WebhookFormat};
 pub use receivers::*;
 pub use types::*;
 pub use ui::UiConfig;
@@ -285,6 +287,7 @@ impl Config {
                     .flat_map(|k| k.validate("exporters.kafka")),
             )
             .chain(self.ui.problems())
+            .chain(self.exporters.webhook.problems())
         {
             bad(&path, message);
         }

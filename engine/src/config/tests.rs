@@ -197,3 +197,31 @@ fn ui_is_on_by_default_and_its_jaeger_url_is_checked() {
     assert_eq!(paths, ["ui.jaeger_url"]);
     assert!(parse_yaml_with_overrides("ui: { colour: red }\n", &[]).is_err());
 }
+
+#[test]
+fn problems_are_on_by_default_and_the_webhook_is_off_and_checked() {
+    let c = parse_yaml_with_overrides("{}", &[]).unwrap();
+    assert!(c.problems.enabled);
+    assert!(c.exporters.webhook.url.is_none());
+    assert_eq!(c.exporters.webhook.format, WebhookFormat::Alertmanager);
+    let ok = parse_yaml_with_overrides(
+        "problems: { enabled: false }\nexporters: { webhook: { url: 'http://127.0.0.1:9093/hook', format: slack } }\n",
+        &[],
+    )
+    .unwrap();
+    assert!(!ok.problems.enabled);
+    assert_eq!(ok.exporters.webhook.format, WebhookFormat::Slack);
+    assert!(ok.validate().is_empty(), "{:?}", ok.validate());
+    let bad = parse_yaml_with_overrides(
+        "exporters: { webhook: { url: 'hooks.example', queue_size: 0 } }\n",
+        &[],
+    )
+    .unwrap();
+    let paths: Vec<String> = bad.validate().into_iter().map(|p| p.path).collect();
+    assert_eq!(
+        paths,
+        ["exporters.webhook.url", "exporters.webhook.queue_size"]
+    );
+    assert!(parse_yaml_with_overrides("problems: { colour: red }\n", &[]).is_err());
+    assert!(parse_yaml_with_overrides("exporters: { webhook: { format: teams } }\n", &[]).is_err());
+}

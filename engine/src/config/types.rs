@@ -31,6 +31,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// The web console at `/` on the SQL HTTP listener.
     pub ui: super::UiConfig,
+    /// Correlation of anomalies into problems.
+    pub problems: super::ProblemsConfig,
 }
 
 /// Event-time windows (docs/design.md, "Time semantics").
