@@ -44,13 +44,20 @@ struct Stored {
 
 /// Partitions, bounded by rows and age.
 #[derive(Debug, Default)]
-struct Bounded {
+pub(crate) struct Bounded {
     settings: Option<SignalTableSettings>,
     stored: Mutex<Stored>,
 }
 
 impl Bounded {
-    fn push(&self, p: Partition, newest_ns: u64) {
+    pub(crate) fn new(settings: SignalTableSettings) -> Bounded {
+        Bounded {
+            settings: Some(settings),
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn push(&self, p: Partition, newest_ns: u64) {
         let s = self.settings.unwrap_or_default();
         let Ok(mut st) = self.stored.lock() else {
             return;
@@ -75,11 +82,11 @@ impl Bounded {
         }
     }
 
-    fn rows(&self) -> usize {
+    pub(crate) fn rows(&self) -> usize {
         self.stored.lock().map(|s| s.rows).unwrap_or(0)
     }
 
-    fn snapshot(&self, filter: &PruneFilter) -> Vec<RecordBatch> {
+    pub(crate) fn snapshot(&self, filter: &PruneFilter) -> Vec<RecordBatch> {
         let Ok(st) = self.stored.lock() else {
             return Vec::new();
         };
@@ -91,11 +98,11 @@ impl Bounded {
     }
 }
 
-fn ms(ns: u64) -> i64 {
+pub(crate) fn ms(ns: u64) -> i64 {
     (ns / 1_000_000) as i64
 }
 
-fn service_range<'a>(names: impl Iterator<Item = &'a str>) -> Option<(String, String)> {
+pub(crate) fn service_range<'a>(names: impl Iterator<Item = &'a str>) -> Option<(String, String)> {
     let mut lo: Option<&str> = None;
     let mut hi: Option<&str> = None;
     for n in names {

@@ -69,6 +69,16 @@ pub const PREDICTIONS: TableSpec = TableSpec {
     schema: || schema::PREDICTIONS.clone(),
     time_columns: &["window_end"],
 };
+pub const PROBLEMS: TableSpec = TableSpec {
+    name: "problems",
+    schema: || schema::PROBLEMS.clone(),
+    time_columns: &["updated_at"],
+};
+pub const PROBLEM_MEMBERS: TableSpec = TableSpec {
+    name: "problem_members",
+    schema: || schema::PROBLEM_MEMBERS.clone(),
+    time_columns: &["updated_at"],
+};
 pub const SERVICE_GRAPH: TableSpec = TableSpec {
     name: "service_graph",
     schema: || schema::SERVICE_GRAPH.clone(),
@@ -86,7 +96,7 @@ pub const CONTINUOUS_RESULTS: TableSpec = TableSpec {
 };
 
 /// Every live table, in the order `SHOW TABLES` lists them.
-pub static ALL: [&TableSpec; 8] = [
+pub static ALL: [&TableSpec; 10] = [
     &RED,
     &SPANS,
     &METRIC_POINTS,
@@ -95,6 +105,8 @@ pub static ALL: [&TableSpec; 8] = [
     &SERVICE_GRAPH,
     &SESSIONS,
     &CONTINUOUS_RESULTS,
+    &PROBLEMS,
+    &PROBLEM_MEMBERS,
 ];
 
 /// Every table of [`ALL`] as a DataFusion provider, by name, reading from the source declared

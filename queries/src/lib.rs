@@ -16,6 +16,7 @@ pub mod format;
 pub mod http;
 pub mod metric_points;
 pub mod pool;
+pub mod problems;
 pub mod query;
 pub mod red;
 pub mod schema;

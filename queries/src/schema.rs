@@ -164,6 +164,52 @@ pub static PREDICTIONS: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
+/// `problems`: one row per published snapshot of a problem (when it opened, when its members
+/// or first cause changed, when it resolved); its newest row is its current state.
+pub static PROBLEMS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        f("updated_at", ts_ms(), false),
+        f("problem_id", DataType::Utf8, false),
+        f("state", DataType::Utf8, false),
+        f("onset", ts_ms(), false),
+        f("opened_at", ts_ms(), false),
+        f("resolved_at", ts_ms(), true),
+        f("severity", DataType::Utf8, false),
+        // The first likely cause (null only for a problem without members).
+        f("cause_service", DataType::Utf8, true),
+        f("cause_span", DataType::Utf8, true),
+        f("cause_kind", DataType::Utf8, true),
+        f("cause_signal", DataType::Utf8, true),
+        f("cause_evidence", DataType::Utf8, true),
+        // Every ranked cause, one per line: `rank. service span (kind) signal: evidence`.
+        f("causes", DataType::Utf8, false),
+        f("members", DataType::Int64, false),
+        f("services", DataType::Utf8, false),
+        f("summary", DataType::Utf8, false),
+    ]))
+});
+
+/// `problem_members`: the member incidents of each published problem snapshot.
+pub static PROBLEM_MEMBERS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        f("updated_at", ts_ms(), false),
+        f("problem_id", DataType::Utf8, false),
+        f("incident_id", DataType::Utf8, false),
+        f("service_name", DataType::Utf8, false),
+        f("span_name", DataType::Utf8, false),
+        f("span_kind", DataType::Utf8, false),
+        f("signal", DataType::Utf8, false),
+        f("incident_start", ts_ms(), false),
+        f("last_anomalous_end", ts_ms(), false),
+        f("severity", DataType::Utf8, false),
+        f("value", DataType::Float64, false),
+        f("expected", DataType::Float64, false),
+        f("resolved", DataType::Boolean, false),
+        // Rank of the member's series among the problem's likely causes (1 = first).
+        f("cause_rank", DataType::Int64, true),
+    ]))
+});
+
 /// `service_graph`: edges between services per window (`dims` holds `client_<dim>` and
 /// `server_<dim>` of `service_graph.dimensions`).
 pub static SERVICE_GRAPH: LazyLock<SchemaRef> = LazyLock::new(|| {

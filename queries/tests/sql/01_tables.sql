@@ -206,11 +206,25 @@ DESCRIBE continuous_results;
 -- | columns      | Utf8                 | NO          |
 -- +--------------+----------------------+-------------+
 
+-- case: describe_problems
+DESCRIBE problems;
+-- expected:
+-- +---+
+-- +---+
+
+-- case: describe_problem_members
+DESCRIBE problem_members;
+-- expected:
+-- +---+
+-- +---+
+
 -- case: empty_tables_have_no_rows
 SELECT 'anomalies' AS t, count(*) AS n FROM anomalies
 UNION ALL SELECT 'continuous_results', count(*) FROM continuous_results
 UNION ALL SELECT 'metric_points', count(*) FROM metric_points
 UNION ALL SELECT 'predictions', count(*) FROM predictions
+UNION ALL SELECT 'problem_members', count(*) FROM problem_members
+UNION ALL SELECT 'problems', count(*) FROM problems
 UNION ALL SELECT 'service_graph', count(*) FROM service_graph
 UNION ALL SELECT 'sessions', count(*) FROM sessions
 UNION ALL SELECT 'spans', count(*) FROM spans
