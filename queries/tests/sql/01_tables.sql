@@ -19,6 +19,8 @@ SHOW TABLES;
 -- | datafusion    | public             | continuous_results | BASE TABLE |
 -- | datafusion    | public             | metric_points      | BASE TABLE |
 -- | datafusion    | public             | predictions        | BASE TABLE |
+-- | datafusion    | public             | problem_members    | BASE TABLE |
+-- | datafusion    | public             | problems           | BASE TABLE |
 -- | datafusion    | public             | red                | BASE TABLE |
 -- | datafusion    | public             | service_graph      | BASE TABLE |
 -- | datafusion    | public             | sessions           | BASE TABLE |
@@ -209,14 +211,48 @@ DESCRIBE continuous_results;
 -- case: describe_problems
 DESCRIBE problems;
 -- expected:
--- +---+
--- +---+
+-- +----------------+----------------------+-------------+
+-- | column_name    | data_type            | is_nullable |
+-- +----------------+----------------------+-------------+
+-- | updated_at     | Timestamp(ms, "UTC") | NO          |
+-- | problem_id     | Utf8                 | NO          |
+-- | state          | Utf8                 | NO          |
+-- | onset          | Timestamp(ms, "UTC") | NO          |
+-- | opened_at      | Timestamp(ms, "UTC") | NO          |
+-- | resolved_at    | Timestamp(ms, "UTC") | YES         |
+-- | severity       | Utf8                 | NO          |
+-- | cause_service  | Utf8                 | YES         |
+-- | cause_span     | Utf8                 | YES         |
+-- | cause_kind     | Utf8                 | YES         |
+-- | cause_signal   | Utf8                 | YES         |
+-- | cause_evidence | Utf8                 | YES         |
+-- | causes         | Utf8                 | NO          |
+-- | members        | Int64                | NO          |
+-- | services       | Utf8                 | NO          |
+-- | summary        | Utf8                 | NO          |
+-- +----------------+----------------------+-------------+
 
 -- case: describe_problem_members
 DESCRIBE problem_members;
 -- expected:
--- +---+
--- +---+
+-- +--------------------+----------------------+-------------+
+-- | column_name        | data_type            | is_nullable |
+-- +--------------------+----------------------+-------------+
+-- | updated_at         | Timestamp(ms, "UTC") | NO          |
+-- | problem_id         | Utf8                 | NO          |
+-- | incident_id        | Utf8                 | NO          |
+-- | service_name       | Utf8                 | NO          |
+-- | span_name          | Utf8                 | NO          |
+-- | span_kind          | Utf8                 | NO          |
+-- | signal             | Utf8                 | NO          |
+-- | incident_start     | Timestamp(ms, "UTC") | NO          |
+-- | last_anomalous_end | Timestamp(ms, "UTC") | NO          |
+-- | severity           | Utf8                 | NO          |
+-- | value              | Float64              | NO          |
+-- | expected           | Float64              | NO          |
+-- | resolved           | Boolean              | NO          |
+-- | cause_rank         | Int64                | YES         |
+-- +--------------------+----------------------+-------------+
 
 -- case: empty_tables_have_no_rows
 SELECT 'anomalies' AS t, count(*) AS n FROM anomalies
@@ -237,6 +273,8 @@ ORDER BY t;
 -- | continuous_results | 0 |
 -- | metric_points      | 0 |
 -- | predictions        | 0 |
+-- | problem_members    | 0 |
+-- | problems           | 0 |
 -- | service_graph      | 0 |
 -- | sessions           | 0 |
 -- | spans              | 0 |
