@@ -628,7 +628,7 @@ ORDER BY window_start`;
     area.addEventListener("input", refreshCmds);
     refreshCmds();
     main.append(h("h1", { text: "SQL" }),
-      h("label", { for: "sql-input", text: "Query (DataFusion SQL; tables: red, spans, metric_points, anomalies, predictions, service_graph, sessions, continuous_results)" }),
+      h("label", { for: "sql-input", text: "Query (DataFusion SQL; tables: red, spans, metric_points, anomalies, predictions, service_graph, sessions, continuous_results, problems, problem_members)" }),
       area,
       h("p", { id: "sql-help", class: "info", text: "Ctrl+Enter runs the query. The API is read-only: SELECT, EXPLAIN, SHOW." }),
       h("div", { class: "actions" }, runBtn, copyButton("Copy curl", () => curlFor(area.value)), copyButton("Copy redwatch sql", () => cliFor(area.value))),
