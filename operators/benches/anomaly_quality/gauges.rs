@@ -308,7 +308,8 @@ pub fn trace(data: &[Gauge], spec: &str) {
         );
         if w >= from && w < from + n {
             println!(
-                "{w} {x:.2} {:?} {} p {:.2e} z {:.1} votes {} exp {:.1} [{:.1},{:.1}]",
+                "{w} {x:.2} {:?} {:?} {} p {:.2e} z {:.1} votes {} exp {:.1} [{:.1},{:.1}]",
+                det.seasons(&p),
                 s.map(|s| s.state),
                 d.anomalous,
                 d.p,

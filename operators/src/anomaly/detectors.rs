@@ -290,6 +290,16 @@ impl Cusum {
         r
     }
 
+    /// Forgets the shift summed so far: the sums restart at 0 and the own reference at `x` (a
+    /// shift accepted as the new normal is not summed on).
+    pub fn restart(&mut self, x: f64) {
+        self.hi = 0.0;
+        self.lo = 0.0;
+        if self.ref_n > 0 {
+            self.ref_mean = x as f32;
+        }
+    }
+
     /// The own reference's mean, once it has history.
     pub fn reference_mean(&self) -> Option<f64> {
         (self.ref_n >= 30).then_some(self.ref_mean as f64)

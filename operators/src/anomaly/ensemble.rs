@@ -342,14 +342,24 @@ impl SignalDetector {
             }
         }
 
-        let sustained = p.cusum.is_some_and(|(_, h)| {
-            let (hi, lo) = (self.cusum.hi as f64, self.cusum.lo as f64);
-            match dir {
-                Direction::Up => hi > h / 2.0,
-                Direction::Down => lo > h / 2.0,
-                Direction::Both => hi.max(lo) > h / 2.0,
-            }
-        });
+        // An ingested metric without a daily season is judged strictly: CUSUM sums residuals
+        // against its own slow reference, which a bursty or wandering metric keeps feeding, so
+        // its alarm opens an incident only through the calibrated gate (like a point alarm),
+        // does not hold one open (the clear rule does), and restarts once the shift is
+        // accepted. With a season found, CUSUM sums the calendar's residuals and keeps the RED
+        // signals' rule: on weekly-seasonal series the additive day-of-week offsets misfit a
+        // multiplicative weekend, and only the incidents that rule opens keep their scores
+        // calibrated (docs/anomaly-detection.md, "Known gaps").
+        let strict = kind == SignalKind::Generic && !seasonal_on;
+        let sustained = !strict
+            && p.cusum.is_some_and(|(_, h)| {
+                let (hi, lo) = (self.cusum.hi as f64, self.cusum.lo as f64);
+                match dir {
+                    Direction::Up => hi > h / 2.0,
+                    Direction::Down => lo > h / 2.0,
+                    Direction::Both => hi.max(lo) > h / 2.0,
+                }
+            });
 
         // The primary baseline: the calendar once it found a season, else the rolling median,
         // else the EWMA.
@@ -529,15 +539,20 @@ impl SignalDetector {
         // against the calendar.
         let vetoed = seasonal_z.is_some_and(|z| z < p.seasonal_veto_z);
         let warm = self.n >= p.warmup_windows;
+        // See `strict` above.
+        let cusum_open_p = if strict { p.open_p } else { CUSUM_OPEN_P };
         let anomalous = warm
             && ((effect && point_votes >= p.min_votes && !vetoed && p_cal <= p.open_p)
-                || (cusum_effect && votes & CUSUM != 0 && p_cal <= CUSUM_OPEN_P));
+                || (cusum_effect && votes & CUSUM != 0 && p_cal <= cusum_open_p));
 
         // Learn. An anomalous window moves the baselines only by a clamped amount and never
         // their spreads, so an incident is not learnt as normal at full speed — until it has
         // lasted `accept_shift_after_windows`: then it is the new normal.
         let accepted = incident_windows >= p.accept_after;
         let held_back = anomalous && !accepted;
+        if accepted && strict {
+            self.cusum.restart(x);
+        }
         if let (Some(r), Some((thr, _))) = (self.robust.as_mut(), p.robust_z) {
             let v = match rv {
                 Some(v) if held_back => x.clamp(v.expected - thr * v.sd, v.expected + thr * v.sd),
