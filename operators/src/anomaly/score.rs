@@ -12,8 +12,8 @@
 //!   (randomised PIT), which keeps discrete series calibrated instead of scoring every zero alike.
 //! - [`TailLedger`]: a per-series recalibration. It counts (with a slow decay) how often the
 //!   model's tail probability fell below 0.1, 0.01 and 0.001 and scales the tail probability by
-//!   observed ÷ nominal (shrunk to nominal by a prior worth 300 windows): heavy-tailed series
-//!   get lower scores, without the model having to know why.
+//!   observed ÷ nominal (each level shrunk towards what the coarser ones say): heavy-tailed
+//!   series get lower scores, without the model having to know why.
 //!
 //! Must not decide alarms (the ensemble does) nor keep per-window history.
 
@@ -29,9 +29,11 @@ pub const EXACT_COUNT_BELOW: f64 = 30.0;
 const COUNT_ALPHA: f64 = 0.01;
 /// Nominal tail levels the ledger checks.
 const LEVELS: [f64; 3] = [0.1, 0.01, 0.001];
-/// The ledger's memory (windows) and prior weight (windows at nominal rates).
+/// The ledger's memory (windows), and its prior's weight: worth `LEDGER_PRIOR_HITS` tail hits
+/// at each level, at least `LEDGER_PRIOR` windows.
 const LEDGER_MEMORY: f64 = 6000.0;
 const LEDGER_PRIOR: f64 = 300.0;
+const LEDGER_PRIOR_HITS: f64 = 3.0;
 
 /// Upper tail probability P(T > t) of a Student-t with `nu` degrees of freedom: Wallace's
 /// normalising transform (accurate to a few % far into the tail) and the normal tail.
@@ -260,9 +262,21 @@ pub struct TailLedger {
 impl TailLedger {
     /// The correction factors observed ÷ nominal at the three levels.
     fn factors(&self) -> [f64; 3] {
-        let mut f = [1.0; 3];
+        let mut f = [1.0f64; 3];
         for (i, lvl) in LEVELS.iter().enumerate() {
-            let rate = (self.hits[i] as f64 + LEDGER_PRIOR * lvl) / (self.n as f64 + LEDGER_PRIOR);
+            // Each level is shrunk towards what the coarser levels say — 1 for the first, the
+            // first's factor for the second, the log-linear extrapolation of the two for the
+            // third — by a prior worth `LEDGER_PRIOR_HITS` tail hits (at least `LEDGER_PRIOR`
+            // windows): at 0.001 a 6000-window memory holds only ~6 hits, and a factor
+            // estimated from so few scatters so much that its reciprocal (what the share of
+            // extreme scores follows) is biased up by ~20%.
+            let prior_f = match i {
+                0 => 1.0,
+                1 => f[0],
+                _ => f[1] * (f[1] / f[0]).clamp(1.0 / 3.0, 3.0),
+            };
+            let prior = (LEDGER_PRIOR_HITS / lvl).max(LEDGER_PRIOR);
+            let rate = (self.hits[i] as f64 + prior * lvl * prior_f) / (self.n as f64 + prior);
             f[i] = (rate / lvl).clamp(0.2, 20.0);
         }
         // A tail probability must stay monotone in the model's: the factor may not fall by
