@@ -6,13 +6,9 @@
 #
 #   benches/limiter_compare.sh [--secs 15] [--concurrency 8]
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-cargo bench --locked --bench otlp_load --no-run
-run() { cargo bench --locked --bench otlp_load -- "$@" | tee /dev/stderr | grep '^RESULT otlp_load'; }
+source "$(dirname "${BASH_SOURCE[0]}")/otlp_load_runs.sh"
 on="$(run "$@")"
 off="$(run --no-memory-limit "$@")"
-rate() { sed -E 's/.* spans_per_s=([0-9.]+).*/\1/' <<<"$1"; }
-cpu() { sed -E 's/.* spans_per_cpu_s=([0-9.]+).*/\1/' <<<"$1"; }
 echo
 echo "limiter on:  $(rate "$on") spans/s ($(cpu "$on") per server CPU-s)"
 echo "limiter off: $(rate "$off") spans/s ($(cpu "$off") per server CPU-s)"

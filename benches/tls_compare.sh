@@ -5,13 +5,9 @@
 #
 #   benches/tls_compare.sh [--secs 15] [--concurrency 8]
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-cargo bench --locked --bench otlp_load --no-run
-run() { cargo bench --locked --bench otlp_load -- "$@" | tee /dev/stderr | grep '^RESULT otlp_load'; }
+source "$(dirname "${BASH_SOURCE[0]}")/otlp_load_runs.sh"
 plain="$(run "$@")"
 tls="$(run --tls "$@")"
-rate() { sed -E 's/.* spans_per_s=([0-9.]+).*/\1/' <<<"$1"; }
-cpu() { sed -E 's/.* spans_per_cpu_s=([0-9.]+).*/\1/' <<<"$1"; }
 echo
 echo "plaintext: $(rate "$plain") spans/s ($(cpu "$plain") per server CPU-s)"
 echo "TLS+auth:  $(rate "$tls") spans/s ($(cpu "$tls") per server CPU-s)"

@@ -2,6 +2,7 @@
 //!
 //! They produce the same [`SpanBatch`] a decoder would, with the strings in the batch arena.
 
+use crate::metric_model::{MetricBatch, PointValue};
 use crate::model::{
     ResourceRecord, SourceId, SpanBatch, SpanKind, SpanRecord, StatusCode, UnixNanos,
 };
@@ -111,4 +112,90 @@ pub fn span_batch(source: SourceId, dims: u16, spans: &[SpanFixture]) -> SpanBat
         });
     }
     b
+}
+
+/// Everything a metrics batch says about one point, resolved (strings, payloads; floats as
+/// bits, so NaN compares).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PointView {
+    pub service: Option<String>,
+    pub origin: u64,
+    pub name: String,
+    pub unit: String,
+    pub kind: &'static str,
+    pub temporality: u8,
+    pub start: u64,
+    pub time: u64,
+    pub attrs: Vec<(String, String)>,
+    pub value: Vec<u64>,
+}
+
+fn bits(x: Option<f64>) -> u64 {
+    x.map_or(u64::MAX - 1, f64::to_bits)
+}
+
+/// Resolves every point of a batch into a [`PointView`] (panics on a dangling reference: for
+/// tests and fuzzing, which compare decoders' output).
+pub fn metric_points_view(b: &MetricBatch) -> Vec<PointView> {
+    b.points
+        .iter()
+        .map(|p| {
+            let m = b.metric_of(p).expect("point without metric");
+            let r = b.resource_of(m).expect("metric without resource");
+            let value = match p.value {
+                PointValue::Number(v) => vec![0, v.to_bits()],
+                PointValue::Histogram(i) => {
+                    let h = &b.histograms[i as usize];
+                    let (bounds, counts) = b.buckets_of(h);
+                    let mut v = vec![1, h.count, bits(h.sum), bits(h.min), bits(h.max)];
+                    v.push(bounds.len() as u64);
+                    v.extend(bounds.iter().map(|x| x.to_bits()));
+                    v.extend(counts);
+                    v
+                }
+                PointValue::ExpHistogram(i) => {
+                    let h = &b.exp_histograms[i as usize];
+                    let (pos, neg) = b.exp_buckets_of(h);
+                    let mut v = vec![
+                        2,
+                        h.count,
+                        bits(h.sum),
+                        bits(h.min),
+                        bits(h.max),
+                        h.scale as u64,
+                        h.zero_count,
+                        h.zero_threshold.to_bits(),
+                        h.positive_offset as u64,
+                        pos.len() as u64,
+                        h.negative_offset as u64,
+                    ];
+                    v.extend(pos);
+                    v.extend(neg);
+                    v
+                }
+                PointValue::Summary(i) => {
+                    let s = &b.summaries[i as usize];
+                    let mut v = vec![3, s.count, s.sum.to_bits()];
+                    v.extend(b.quantiles_of(s).iter().map(|x| x.to_bits()));
+                    v
+                }
+            };
+            PointView {
+                service: r.service_name.map(|s| b.str(s).to_string()),
+                origin: r.origin,
+                name: b.str(m.name).to_string(),
+                unit: b.str(m.unit).to_string(),
+                kind: m.kind.as_str(),
+                temporality: m.temporality as u8,
+                start: p.start,
+                time: p.time,
+                attrs: b
+                    .attrs_of(p)
+                    .iter()
+                    .map(|(k, v)| (b.str(*k).to_string(), b.str(*v).to_string()))
+                    .collect(),
+                value,
+            }
+        })
+        .collect()
 }

@@ -9,31 +9,12 @@
 //! here and the fields are private. This module owns no semantics beyond "what a point says":
 //! temporality conversion and windowing belong to the metrics operator.
 
-use crate::model::{utf8_prefix_len, SourceId, UnixNanos};
+use crate::model::{SourceId, StrError, StrRef, UnixNanos};
 use bytes::Bytes;
 use std::ops::Range;
 
-/// A validated UTF-8 string inside a [`MetricBatch`]: in the request buffer or the batch arena.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
-pub struct MStr {
-    start: u32,
-    /// Length; the top bit set means "in the arena" rather than in the request buffer.
-    len: u32,
-}
-
-const ARENA_BIT: u32 = 1 << 31;
-
-impl MStr {
-    pub const EMPTY: MStr = MStr { start: 0, len: 0 };
-
-    pub fn len(&self) -> usize {
-        (self.len & !ARENA_BIT) as usize
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+/// A validated UTF-8 string inside a [`MetricBatch`]: the span model's [`StrRef`].
+pub type MStr = StrRef;
 
 /// The kind of an OTLP metric, as the operator distinguishes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -246,13 +227,7 @@ pub enum ValueSpec<'a> {
 }
 
 /// Why a string could not be referenced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum MStrError {
-    #[error("string is not valid UTF-8")]
-    InvalidUtf8,
-    #[error("string lies outside the message")]
-    OutOfBounds,
-}
+pub type MStrError = StrError;
 
 fn range((a, b): (u32, u32)) -> Range<usize> {
     a as usize..b as usize
@@ -279,38 +254,19 @@ impl MetricBatch {
 
     /// Validates `buf[start..start+len]` as UTF-8 and returns a reference to it.
     pub fn request_str(&self, start: usize, len: usize) -> Result<MStr, MStrError> {
-        let end = start.checked_add(len).ok_or(MStrError::OutOfBounds)?;
-        let bytes = self.buf.get(start..end).ok_or(MStrError::OutOfBounds)?;
-        if len >= ARENA_BIT as usize || end > u32::MAX as usize {
-            return Err(MStrError::OutOfBounds);
-        }
-        if !bytes.is_ascii() {
-            std::str::from_utf8(bytes).map_err(|_| MStrError::InvalidUtf8)?;
-        }
-        Ok(MStr {
-            start: start as u32,
-            len: len as u32,
-        })
+        StrRef::in_request(&self.buf, start, len)
     }
 
     /// Copies `s` into the batch arena.
     pub fn arena_str(&mut self, s: &str) -> Result<MStr, MStrError> {
-        let start = self.arena.len();
-        if start + s.len() >= ARENA_BIT as usize {
-            return Err(MStrError::OutOfBounds);
-        }
-        self.arena.extend_from_slice(s.as_bytes());
-        Ok(MStr {
-            start: start as u32,
-            len: s.len() as u32 | ARENA_BIT,
-        })
+        StrRef::in_arena(&mut self.arena, s)
     }
 
     /// The string behind `r`.
     pub fn str(&self, r: MStr) -> &str {
         let len = r.len();
-        let start = r.start as usize;
-        let bytes = if r.len & ARENA_BIT != 0 {
+        let (in_arena, start) = r.place();
+        let bytes = if in_arena {
             self.arena.get(start..start + len)
         } else {
             self.buf.get(start..start + len)
@@ -483,12 +439,7 @@ impl MetricBatch {
 
     /// Shortens `r` to at most `max` bytes at a UTF-8 boundary; whether it was cut.
     fn truncate_ref(&self, r: &mut MStr, max: usize) -> bool {
-        if r.len() <= max {
-            return false;
-        }
-        let cut = utf8_prefix_len(self.str(*r), max);
-        r.len = (r.len & ARENA_BIT) | cut as u32;
-        true
+        r.truncate(self.str(*r), max)
     }
 
     /// Caps every string the batch hands to operators (metric names and units, service names,

@@ -14,8 +14,9 @@ pub type UnixNanos = u64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SourceId(pub u32);
 
-/// A validated UTF-8 string inside a [`SpanBatch`]: in the request buffer or in the batch arena.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// A validated UTF-8 string inside a batch ([`SpanBatch`], or a metric batch where it is also
+/// named `MStr`): in the request buffer or in the batch arena.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct StrRef {
     start: u32,
     /// Length; the top bit set means "in the arena" rather than in the request buffer.
@@ -34,6 +35,55 @@ impl StrRef {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// `buf[start..start + len]`, validated as UTF-8.
+    #[inline]
+    pub(crate) fn in_request(buf: &[u8], start: usize, len: usize) -> Result<StrRef, StrError> {
+        let end = start.checked_add(len).ok_or(StrError::OutOfBounds)?;
+        let bytes = buf.get(start..end).ok_or(StrError::OutOfBounds)?;
+        if len >= ARENA_BIT as usize || end > u32::MAX as usize {
+            return Err(StrError::OutOfBounds);
+        }
+        // Names are nearly always ASCII; `is_ascii` is a word-at-a-time check.
+        if !bytes.is_ascii() {
+            std::str::from_utf8(bytes).map_err(|_| StrError::InvalidUtf8)?;
+        }
+        Ok(StrRef {
+            start: start as u32,
+            len: len as u32,
+        })
+    }
+
+    /// `s`, copied to the end of `arena`.
+    #[inline]
+    pub(crate) fn in_arena(arena: &mut Vec<u8>, s: &str) -> Result<StrRef, StrError> {
+        let start = arena.len();
+        if start + s.len() >= ARENA_BIT as usize {
+            return Err(StrError::OutOfBounds);
+        }
+        arena.extend_from_slice(s.as_bytes());
+        Ok(StrRef {
+            start: start as u32,
+            len: s.len() as u32 | ARENA_BIT,
+        })
+    }
+
+    /// Where the bytes are: `(in the arena, start)`.
+    #[inline]
+    pub(crate) fn place(&self) -> (bool, usize) {
+        (self.len & ARENA_BIT != 0, self.start as usize)
+    }
+
+    /// Shortens the string to at most `max` bytes at a UTF-8 boundary, given its text
+    /// `resolved`; whether it was cut.
+    pub(crate) fn truncate(&mut self, resolved: &str, max: usize) -> bool {
+        if self.len() <= max {
+            return false;
+        }
+        let cut = utf8_prefix_len(resolved, max);
+        self.len = (self.len & ARENA_BIT) | cut as u32;
+        true
     }
 }
 
@@ -188,33 +238,13 @@ impl SpanBatch {
 
     /// Validates `buf[start..start+len]` as UTF-8 and returns a reference to it.
     pub fn request_str(&self, start: usize, len: usize) -> Result<StrRef, StrError> {
-        let end = start.checked_add(len).ok_or(StrError::OutOfBounds)?;
-        let bytes = self.buf.get(start..end).ok_or(StrError::OutOfBounds)?;
-        if len >= ARENA_BIT as usize || end > u32::MAX as usize {
-            return Err(StrError::OutOfBounds);
-        }
-        // Names are nearly always ASCII; `is_ascii` is a word-at-a-time check.
-        if !bytes.is_ascii() {
-            std::str::from_utf8(bytes).map_err(|_| StrError::InvalidUtf8)?;
-        }
-        Ok(StrRef {
-            start: start as u32,
-            len: len as u32,
-        })
+        StrRef::in_request(&self.buf, start, len)
     }
 
     /// Copies `s` into the batch arena (for values that are not verbatim in the request, such as
     /// formatted numbers or JSON-decoded strings).
     pub fn arena_str(&mut self, s: &str) -> Result<StrRef, StrError> {
-        let start = self.arena.len();
-        if start + s.len() >= ARENA_BIT as usize {
-            return Err(StrError::OutOfBounds);
-        }
-        self.arena.extend_from_slice(s.as_bytes());
-        Ok(StrRef {
-            start: start as u32,
-            len: s.len() as u32 | ARENA_BIT,
-        })
+        StrRef::in_arena(&mut self.arena, s)
     }
 
     /// The string behind `r`.
@@ -261,12 +291,7 @@ impl SpanBatch {
 
     /// Shortens `r` to at most `max` bytes at a UTF-8 boundary; whether it was cut.
     fn truncate_ref(&self, r: &mut StrRef, max: usize) -> bool {
-        if r.len() <= max {
-            return false;
-        }
-        let cut = utf8_prefix_len(self.str(*r), max);
-        r.len = (r.len & ARENA_BIT) | cut as u32;
-        true
+        r.truncate(self.str(*r), max)
     }
 
     /// Caps every string the batch hands to operators (span names, service names, dimension

@@ -18,7 +18,7 @@ use redwatch_connectors::otlp::decode::{
     decode_traces_proto, DecodeError, DecodeSettings, MetricsDecodeOutcome, TraceDecodeOutcome,
 };
 use redwatch_engine::config::{DimensionSource, WindowsConfig};
-use redwatch_engine::metric_model::{MetricBatch, PointValue};
+pub use redwatch_engine::fixtures::{metric_points_view as metrics_view, PointView};
 use redwatch_engine::model::SourceId;
 use redwatch_engine::time::TimePolicy;
 use std::sync::LazyLock;
@@ -127,90 +127,6 @@ pub fn traces_json(data: &[u8]) {
             Err(e) => std::hint::black_box(e.to_string()).clear(),
         }
     }
-}
-
-/// Everything a metrics batch says about one point, resolved (floats as bits, so NaN compares).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PointView {
-    service: Option<String>,
-    origin: u64,
-    name: String,
-    unit: String,
-    kind: &'static str,
-    temporality: u8,
-    start: u64,
-    time: u64,
-    attrs: Vec<(String, String)>,
-    value: Vec<u64>,
-}
-
-fn bits(x: Option<f64>) -> u64 {
-    x.map_or(u64::MAX - 1, f64::to_bits)
-}
-
-/// Resolves every point of a batch (panics on a dangling reference).
-pub fn metrics_view(b: &MetricBatch) -> Vec<PointView> {
-    b.points
-        .iter()
-        .map(|p| {
-            let m = b.metric_of(p).expect("point without metric");
-            let r = b.resource_of(m).expect("metric without resource");
-            let value = match p.value {
-                PointValue::Number(v) => vec![0, v.to_bits()],
-                PointValue::Histogram(i) => {
-                    let h = &b.histograms[i as usize];
-                    let (bounds, counts) = b.buckets_of(h);
-                    let mut v = vec![1, h.count, bits(h.sum), bits(h.min), bits(h.max)];
-                    v.push(bounds.len() as u64);
-                    v.extend(bounds.iter().map(|x| x.to_bits()));
-                    v.extend(counts);
-                    v
-                }
-                PointValue::ExpHistogram(i) => {
-                    let h = &b.exp_histograms[i as usize];
-                    let (pos, neg) = b.exp_buckets_of(h);
-                    let mut v = vec![
-                        2,
-                        h.count,
-                        bits(h.sum),
-                        bits(h.min),
-                        bits(h.max),
-                        h.scale as u64,
-                        h.zero_count,
-                        h.zero_threshold.to_bits(),
-                        h.positive_offset as u64,
-                        pos.len() as u64,
-                        h.negative_offset as u64,
-                    ];
-                    v.extend(pos);
-                    v.extend(neg);
-                    v
-                }
-                PointValue::Summary(i) => {
-                    let s = &b.summaries[i as usize];
-                    let mut v = vec![3, s.count, s.sum.to_bits()];
-                    v.extend(b.quantiles_of(s).iter().map(|x| x.to_bits()));
-                    v
-                }
-            };
-            PointView {
-                service: r.service_name.map(|s| b.str(s).to_string()),
-                origin: r.origin,
-                name: b.str(m.name).to_string(),
-                unit: b.str(m.unit).to_string(),
-                kind: m.kind.as_str(),
-                temporality: m.temporality as u8,
-                start: p.start,
-                time: p.time,
-                attrs: b
-                    .attrs_of(p)
-                    .iter()
-                    .map(|(k, v)| (b.str(*k).to_string(), b.str(*v).to_string()))
-                    .collect(),
-                value,
-            }
-        })
-        .collect()
 }
 
 fn check_metrics_outcome(o: &MetricsDecodeOutcome) -> Vec<PointView> {

@@ -5,10 +5,13 @@
 
 use crate::schema;
 use crate::table::{Partition, PartitionSource, PruneFilter};
-use crate::window_store::{window_ranges, RowWindow, WindowBounds, WindowRows, WindowedTable};
+use crate::window_store::{
+    window_ranges, Float64Columns, RowWindow, WindowBounds, WindowColumns, WindowRows,
+    WindowedTable,
+};
 use arrow::array::{
     ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, ListBuilder, MapBuilder, StringBuilder,
-    TimestampMillisecondBuilder, UInt64Builder,
+    UInt64Builder,
 };
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -219,24 +222,17 @@ impl WindowRows for MetricRows {
         is_final: bool,
     ) -> Partition {
         let n = rows.len();
-        let mut window_size = StringBuilder::with_capacity(n, n * 4);
-        let mut ws = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
-        let mut we = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+        let mut window = WindowColumns::new(n, n * 4, start, size_ns);
         let mut name = StringBuilder::with_capacity(n, n * 24);
         let mut mtype = StringBuilder::with_capacity(n, n * 8);
         let mut unit = StringBuilder::with_capacity(n, n * 2);
         let mut service = StringBuilder::with_capacity(n, n * 16);
         let mut attrs = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
-        let mut f64s: Vec<Float64Builder> =
-            (0..6).map(|_| Float64Builder::with_capacity(n)).collect();
+        let mut f64s = Float64Columns::new(6, n);
         let mut shape = ShapeColumns::with_capacity(n);
         let mut fin = BooleanBuilder::with_capacity(n);
-        let start_ms = (start / 1_000_000) as i64;
-        let end_ms = ((start + size_ns) / 1_000_000) as i64;
         for (k, a) in rows {
-            window_size.append_value(&**label);
-            ws.append_value(start_ms);
-            we.append_value(end_ms);
+            window.append(label);
             name.append_value(&*k.name);
             mtype.append_value(k.kind.as_str());
             if k.overflow || k.unit.is_empty() {
@@ -265,26 +261,22 @@ impl WindowRows for MetricRows {
                 (a.last_time > 0 && !is_hist && summary.is_none()).then_some(a.last),
                 a.avg(),
             ];
-            for (b, x) in f64s.iter_mut().zip(vals) {
-                b.append_option(x);
-            }
+            f64s.append(vals);
             shape.append(a, summary);
             fin.append_value(is_final);
         }
+        let [size_col, start_col, end_col] = window.finish();
         let mut cols: Vec<ArrayRef> = vec![
-            Arc::new(window_size.finish()),
-            Arc::new(ws.finish()),
-            Arc::new(we.finish()),
+            size_col,
+            start_col,
+            end_col,
             Arc::new(name.finish()),
             Arc::new(mtype.finish()),
             Arc::new(unit.finish()),
             Arc::new(service.finish()),
             Arc::new(attrs.finish()),
         ];
-        cols.extend(
-            f64s.into_iter()
-                .map(|mut b| Arc::new(b.finish()) as ArrayRef),
-        );
+        f64s.finish_into(&mut cols);
         shape.finish(&mut cols);
         cols.push(Arc::new(fin.finish()));
         let batch = match RecordBatch::try_new(schema::METRIC_POINTS.clone(), cols) {

@@ -17,12 +17,10 @@
 use crate::schema;
 use crate::table::{Partition, PartitionSource, PruneFilter};
 use crate::window_store::{
-    window_ranges, RowWindow, StoredPart, TimeRanges, WindowBounds, WindowRows, WindowedTable,
+    window_ranges, Float64Columns, RowWindow, StoredPart, TimeRanges, WindowBounds, WindowColumns,
+    WindowRows, WindowedTable,
 };
-use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, MapBuilder, StringBuilder,
-    TimestampMillisecondBuilder,
-};
+use arrow::array::{ArrayRef, BinaryBuilder, BooleanBuilder, MapBuilder, StringBuilder};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use redwatch_engine::model::UnixNanos;
@@ -300,9 +298,7 @@ impl RedRows {
     ) -> RecordBatch {
         let n = rows.len();
         let (lens, entries) = self.lengths(rows);
-        let mut window_size = StringBuilder::with_capacity(n, n * label.len());
-        let mut ws = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
-        let mut we = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+        let mut window = WindowColumns::new(n, n * label.len(), start, size_ns);
         let mut service = StringBuilder::with_capacity(n, lens[0]);
         let mut span = StringBuilder::with_capacity(n, lens[1]);
         let mut kind = StringBuilder::with_capacity(n, lens[2]);
@@ -312,17 +308,12 @@ impl RedRows {
             StringBuilder::with_capacity(entries, lens[4]),
             n,
         );
-        let mut f64s: Vec<Float64Builder> =
-            (0..11).map(|_| Float64Builder::with_capacity(n)).collect();
+        let mut f64s = Float64Columns::new(11, n);
         let mut sketch = BinaryBuilder::with_capacity(n, lens[5]);
         let mut fin = BooleanBuilder::with_capacity(n);
         let secs = size_ns as f64 / 1e9;
-        let start_ms = (start / 1_000_000) as i64;
-        let end_ms = ((start + size_ns) / 1_000_000) as i64;
         for (k, v) in rows {
-            window_size.append_value(&**label);
-            ws.append_value(start_ms);
-            we.append_value(end_ms);
+            window.append(label);
             service.append_value(&*k.service_name);
             span.append_value(&*k.span_name);
             kind.append_value(kind_of(k));
@@ -353,25 +344,21 @@ impl RedRows {
                 v.q[2],
                 v.q[3],
             ];
-            for (b, x) in f64s.iter_mut().zip(vals) {
-                b.append_option(x);
-            }
+            f64s.append(vals);
             sketch.append_value(&v.sketch);
             fin.append_value(is_final);
         }
+        let [size_col, start_col, end_col] = window.finish();
         let mut cols: Vec<ArrayRef> = vec![
-            Arc::new(window_size.finish()),
-            Arc::new(ws.finish()),
-            Arc::new(we.finish()),
+            size_col,
+            start_col,
+            end_col,
             Arc::new(service.finish()),
             Arc::new(span.finish()),
             Arc::new(kind.finish()),
             Arc::new(dims.finish()),
         ];
-        cols.extend(
-            f64s.into_iter()
-                .map(|mut b| Arc::new(b.finish()) as ArrayRef),
-        );
+        f64s.finish_into(&mut cols);
         cols.push(Arc::new(sketch.finish()));
         cols.push(Arc::new(fin.finish()));
         RecordBatch::try_new(schema::RED.clone(), cols)

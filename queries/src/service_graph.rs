@@ -7,11 +7,8 @@
 
 use crate::schema;
 use crate::table::{Partition, PartitionSource, PruneFilter};
-use crate::window_store::{window_ranges, Retained, Weighed};
-use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, MapBuilder, StringBuilder,
-    TimestampMillisecondBuilder,
-};
+use crate::window_store::{window_ranges, Float64Columns, Retained, Weighed, WindowColumns};
+use arrow::array::{ArrayRef, BooleanBuilder, MapBuilder, StringBuilder};
 use arrow::record_batch::RecordBatch;
 use redwatch_engine::model::UnixNanos;
 use redwatch_operators::servicegraph::{EdgeKey, EdgeRow, ServiceGraphSink};
@@ -107,22 +104,15 @@ impl ServiceGraphTable {
         is_final: bool,
     ) -> RecordBatch {
         let n = rows.0.len();
-        let mut window_size = StringBuilder::with_capacity(n, n * 4);
-        let mut ws = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
-        let mut we = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+        let mut window = WindowColumns::new(n, n * 4, start, size_ns);
         let mut client = StringBuilder::with_capacity(n, n * 16);
         let mut server = StringBuilder::with_capacity(n, n * 16);
         let mut ct = StringBuilder::with_capacity(n, n * 8);
         let mut dims = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
-        let mut f64s: Vec<Float64Builder> =
-            (0..4).map(|_| Float64Builder::with_capacity(n)).collect();
+        let mut f64s = Float64Columns::new(4, n);
         let mut fin = BooleanBuilder::with_capacity(n);
-        let start_ms = (start / 1_000_000) as i64;
-        let end_ms = ((start + size_ns) / 1_000_000) as i64;
         for (k, v) in &rows.0 {
-            window_size.append_value(label);
-            ws.append_value(start_ms);
-            we.append_value(end_ms);
+            window.append(label);
             client.append_value(&*k.client);
             server.append_value(&*k.server);
             ct.append_value(k.connection_type.as_label());
@@ -136,24 +126,20 @@ impl ServiceGraphTable {
             }
             let _ = dims.append(true);
             let vals = [Some(v.requests), Some(v.failed), v.client_p99, v.server_p99];
-            for (b, x) in f64s.iter_mut().zip(vals) {
-                b.append_option(x);
-            }
+            f64s.append(vals);
             fin.append_value(is_final);
         }
+        let [size_col, start_col, end_col] = window.finish();
         let mut cols: Vec<ArrayRef> = vec![
-            Arc::new(window_size.finish()),
-            Arc::new(ws.finish()),
-            Arc::new(we.finish()),
+            size_col,
+            start_col,
+            end_col,
             Arc::new(client.finish()),
             Arc::new(server.finish()),
             Arc::new(ct.finish()),
             Arc::new(dims.finish()),
         ];
-        cols.extend(
-            f64s.into_iter()
-                .map(|mut b| Arc::new(b.finish()) as ArrayRef),
-        );
+        f64s.finish_into(&mut cols);
         cols.push(Arc::new(fin.finish()));
         RecordBatch::try_new(schema::SERVICE_GRAPH.clone(), cols)
             .unwrap_or_else(|_| RecordBatch::new_empty(schema::SERVICE_GRAPH.clone()))

@@ -15,9 +15,7 @@
 //! are computed from one merge: the `share_quantile_merges` optimizer rule ([`share_quantile_merges`]) rewrites
 //! them into one `quantiles_merge(s, 0.5, 0.99)` ([`quantiles`]) plus a projection of its fields.
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, BinaryBuilder, BooleanArray, Float64Array,
-};
+use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Float64Array};
 use arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type};
 use datafusion::common::{exec_err, ScalarValue};
 use datafusion::error::Result;
@@ -33,6 +31,11 @@ use std::sync::Arc;
 pub mod bounded;
 pub mod quantiles;
 pub mod share_quantile_merges;
+mod sketch_state;
+
+use sketch_state::{
+    absorb_column, check_rows, encoded_state, filtered_out, rows_as_state, GroupSketches,
+};
 
 pub use quantiles::quantiles_merge;
 pub use share_quantile_merges::ShareQuantileMerges;
@@ -171,17 +174,10 @@ struct MergeAccumulator {
 impl MergeAccumulator {
     fn absorb(&mut self, values: &[ArrayRef], what: &str) -> Result<()> {
         let (sketches, qs) = arguments(values, what)?;
-        for i in 0..sketches.len() {
-            if self.q.is_none() {
-                self.q = qs.get(i);
-            }
-            if sketches.is_valid(i) {
-                self.sketch
-                    .absorb_encoded(sketches.value(i))
-                    .map_err(|e| bad_sketch("quantile_merge", e))?;
-            }
+        if self.q.is_none() {
+            self.q = (0..sketches.len()).find_map(|i| qs.get(i));
         }
-        Ok(())
+        absorb_column(&mut self.sketch, sketches, "quantile_merge")
     }
 }
 
@@ -213,10 +209,8 @@ impl Accumulator for MergeAccumulator {
 /// With GROUP BY: a sketch and a q per group index.
 #[derive(Debug, Default)]
 struct MergeGroups {
-    sketches: Vec<QuantileSketch>,
+    sketches: GroupSketches,
     qs: Vec<Option<f64>>,
-    /// Sum of the sketches' `heap_bytes`, kept up to date (`size` must not be O(groups)).
-    heap: usize,
 }
 
 impl MergeGroups {
@@ -229,34 +223,24 @@ impl MergeGroups {
         what: &str,
     ) -> Result<()> {
         let (sketches, qs) = arguments(values, what)?;
-        if sketches.len() != group_indices.len() {
-            return exec_err!(
-                "quantile_merge: {} group indices for {} rows",
-                group_indices.len(),
-                sketches.len()
-            );
-        }
-        if self.sketches.len() < total_num_groups {
-            self.sketches
-                .resize_with(total_num_groups, QuantileSketch::default);
+        check_rows("quantile_merge", sketches.len(), group_indices)?;
+        self.sketches.grow(total_num_groups);
+        if self.qs.len() < total_num_groups {
             self.qs.resize(total_num_groups, None);
         }
         for (i, &g) in group_indices.iter().enumerate() {
-            if opt_filter.is_some_and(|f| !f.is_valid(i) || !f.value(i)) {
+            if filtered_out(opt_filter, i) {
                 continue;
             }
-            let (Some(sketch), Some(q)) = (self.sketches.get_mut(g), self.qs.get_mut(g)) else {
+            let Some(q) = self.qs.get_mut(g) else {
                 return exec_err!("quantile_merge: group index {g} out of range");
             };
             if q.is_none() {
                 *q = qs.get(i);
             }
             if sketches.is_valid(i) {
-                let before = sketch.heap_bytes();
-                sketch
-                    .absorb_encoded(sketches.value(i))
-                    .map_err(|e| bad_sketch("quantile_merge", e))?;
-                self.heap = (self.heap + sketch.heap_bytes()).saturating_sub(before);
+                self.sketches
+                    .absorb(g, sketches.value(i), "quantile_merge")?;
             }
         }
         Ok(())
@@ -264,11 +248,10 @@ impl MergeGroups {
 
     /// Removes the groups to emit (renumbering the rest) and returns them.
     fn take(&mut self, emit_to: EmitTo) -> (Vec<QuantileSketch>, Vec<Option<f64>>) {
-        let sketches = emit_to.take_needed(&mut self.sketches);
-        let qs = emit_to.take_needed(&mut self.qs);
-        let taken: usize = sketches.iter().map(QuantileSketch::heap_bytes).sum();
-        self.heap = self.heap.saturating_sub(taken);
-        (sketches, qs)
+        (
+            self.sketches.take(emit_to),
+            emit_to.take_needed(&mut self.qs),
+        )
     }
 }
 
@@ -301,15 +284,8 @@ impl GroupsAccumulator for MergeGroups {
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
         let (sketches, qs) = self.take(emit_to);
-        let mut bytes = BinaryBuilder::with_capacity(sketches.len(), sketches.len() * 64);
-        let mut buf = Vec::new();
-        for s in &sketches {
-            buf.clear();
-            s.encode(&mut buf);
-            bytes.append_value(&buf);
-        }
         Ok(vec![
-            Arc::new(bytes.finish()),
+            encoded_state(&sketches),
             Arc::new(Float64Array::from(qs)),
         ])
     }
@@ -336,20 +312,15 @@ impl GroupsAccumulator for MergeGroups {
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
         let (sketches, qs) = arguments(values, "the first argument")?;
-        let keep = |i: usize| opt_filter.is_none_or(|f| f.is_valid(i) && f.value(i));
-        let sketch_state: BinaryArray = (0..sketches.len())
-            .map(|i| (keep(i) && sketches.is_valid(i)).then(|| sketches.value(i)))
-            .collect();
         let q_state: Float64Array = (0..sketches.len())
-            .map(|i| keep(i).then(|| qs.get(i)).flatten())
+            .map(|i| (!filtered_out(opt_filter, i)).then(|| qs.get(i)).flatten())
             .collect();
-        Ok(vec![Arc::new(sketch_state), Arc::new(q_state)])
+        Ok(vec![rows_as_state(sketches, opt_filter), Arc::new(q_state)])
     }
 
     fn size(&self) -> usize {
         std::mem::size_of_val(self)
-            + self.sketches.capacity() * std::mem::size_of::<QuantileSketch>()
+            + self.sketches.size()
             + self.qs.capacity() * std::mem::size_of::<Option<f64>>()
-            + self.heap
     }
 }

@@ -2,14 +2,17 @@
 //! as a struct `{q1: DOUBLE, q2: DOUBLE, …}` (field `qN` is the N-th quantile argument).
 //!
 //! Each row's sketch is merged once, whatever the number of quantiles — the
-//! `share_quantile_merges` optimizer rule ([`super::share`]) turns several
+//! `share_quantile_merges` optimizer rule ([`super::share_quantile_merges`]) turns several
 //! `quantile_merge(s, q)` over the same column into one of these, so a panel asking for p50
 //! and p99 pays for one merge. The quantiles must be constants (they are fixed per query, so
 //! the intermediate state is just the merged sketch).
 
-use super::{bad_sketch, QUANTILES_HINT};
+use super::sketch_state::{
+    absorb_column, check_rows, encoded_state, filtered_out, rows_as_state, GroupSketches,
+};
+use super::QUANTILES_HINT;
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, BinaryBuilder, BooleanArray, Float64Array, StructArray,
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Float64Array, StructArray,
 };
 use arrow::datatypes::{DataType, Field, FieldRef, Fields};
 use datafusion::common::{exec_err, plan_err, ScalarValue};
@@ -120,8 +123,7 @@ impl AggregateUDFImpl for QuantilesMerge {
     ) -> Result<Box<dyn GroupsAccumulator>> {
         Ok(Box::new(MergeGroups {
             qs: constant_quantiles(&args)?,
-            sketches: Vec::new(),
-            heap: 0,
+            sketches: GroupSketches::default(),
         }))
     }
 }
@@ -158,15 +160,7 @@ struct MergeAll {
 
 impl MergeAll {
     fn absorb(&mut self, values: &[ArrayRef], what: &str) -> Result<()> {
-        let sketches = sketch_column(values, what)?;
-        for i in 0..sketches.len() {
-            if sketches.is_valid(i) {
-                self.sketch
-                    .absorb_encoded(sketches.value(i))
-                    .map_err(|e| bad_sketch(NAME, e))?;
-            }
-        }
-        Ok(())
+        absorb_column(&mut self.sketch, sketch_column(values, what)?, NAME)
     }
 }
 
@@ -199,9 +193,7 @@ impl Accumulator for MergeAll {
 #[derive(Debug)]
 struct MergeGroups {
     qs: Vec<f64>,
-    sketches: Vec<QuantileSketch>,
-    /// Sum of the sketches' `heap_bytes`, kept up to date (`size` must not be O(groups)).
-    heap: usize,
+    sketches: GroupSketches,
 }
 
 impl MergeGroups {
@@ -214,39 +206,15 @@ impl MergeGroups {
         what: &str,
     ) -> Result<()> {
         let sketches = sketch_column(values, what)?;
-        if sketches.len() != group_indices.len() {
-            return exec_err!(
-                "{NAME}: {} group indices for {} rows",
-                group_indices.len(),
-                sketches.len()
-            );
-        }
-        if self.sketches.len() < total_num_groups {
-            self.sketches
-                .resize_with(total_num_groups, QuantileSketch::default);
-        }
+        check_rows(NAME, sketches.len(), group_indices)?;
+        self.sketches.grow(total_num_groups);
         for (i, &g) in group_indices.iter().enumerate() {
-            if opt_filter.is_some_and(|f| !f.is_valid(i) || !f.value(i)) || sketches.is_null(i) {
+            if filtered_out(opt_filter, i) || sketches.is_null(i) {
                 continue;
             }
-            let Some(sketch) = self.sketches.get_mut(g) else {
-                return exec_err!("{NAME}: group index {g} out of range");
-            };
-            let before = sketch.heap_bytes();
-            sketch
-                .absorb_encoded(sketches.value(i))
-                .map_err(|e| bad_sketch(NAME, e))?;
-            self.heap = (self.heap + sketch.heap_bytes()).saturating_sub(before);
+            self.sketches.absorb(g, sketches.value(i), NAME)?;
         }
         Ok(())
-    }
-
-    /// Removes the groups to emit (renumbering the rest) and returns them.
-    fn take(&mut self, emit_to: EmitTo) -> Vec<QuantileSketch> {
-        let sketches = emit_to.take_needed(&mut self.sketches);
-        let taken: usize = sketches.iter().map(QuantileSketch::heap_bytes).sum();
-        self.heap = self.heap.saturating_sub(taken);
-        sketches
     }
 }
 
@@ -268,20 +236,12 @@ impl GroupsAccumulator for MergeGroups {
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let sketches = self.take(emit_to);
+        let sketches = self.sketches.take(emit_to);
         Ok(Arc::new(quantiles_array(&sketches, &self.qs)))
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let sketches = self.take(emit_to);
-        let mut bytes = BinaryBuilder::with_capacity(sketches.len(), sketches.len() * 64);
-        let mut buf = Vec::new();
-        for s in &sketches {
-            buf.clear();
-            s.encode(&mut buf);
-            bytes.append_value(&buf);
-        }
-        Ok(vec![Arc::new(bytes.finish())])
+        Ok(vec![encoded_state(&self.sketches.take(emit_to))])
     }
 
     fn merge_batch(
@@ -306,17 +266,12 @@ impl GroupsAccumulator for MergeGroups {
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
         let sketches = sketch_column(values, "the first argument")?;
-        let keep = |i: usize| opt_filter.is_none_or(|f| f.is_valid(i) && f.value(i));
-        let state: BinaryArray = (0..sketches.len())
-            .map(|i| (keep(i) && sketches.is_valid(i)).then(|| sketches.value(i)))
-            .collect();
-        Ok(vec![Arc::new(state)])
+        Ok(vec![rows_as_state(sketches, opt_filter)])
     }
 
     fn size(&self) -> usize {
         std::mem::size_of_val(self)
             + self.qs.capacity() * std::mem::size_of::<f64>()
-            + self.sketches.capacity() * std::mem::size_of::<QuantileSketch>()
-            + self.heap
+            + self.sketches.size()
     }
 }

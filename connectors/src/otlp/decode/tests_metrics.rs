@@ -17,91 +17,9 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use prost::Message;
-use redwatch_engine::metric_model::{MetricBatch, PointValue};
+use redwatch_engine::fixtures::metric_points_view as view;
+use redwatch_engine::metric_model::PointValue;
 use redwatch_engine::model::SourceId;
-
-/// Everything a batch says about one point, resolved (strings, payloads; floats as bits).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct PointView {
-    service: Option<String>,
-    origin: u64,
-    name: String,
-    unit: String,
-    kind: &'static str,
-    temporality: u8,
-    start: u64,
-    time: u64,
-    attrs: Vec<(String, String)>,
-    value: Vec<u64>,
-}
-
-fn bits(x: Option<f64>) -> u64 {
-    x.map_or(u64::MAX - 1, f64::to_bits)
-}
-
-fn view(b: &MetricBatch) -> Vec<PointView> {
-    b.points
-        .iter()
-        .map(|p| {
-            let m = b.metric_of(p).expect("metric");
-            let r = b.resource_of(m).expect("resource");
-            let value = match p.value {
-                PointValue::Number(v) => vec![0, v.to_bits()],
-                PointValue::Histogram(i) => {
-                    let h = &b.histograms[i as usize];
-                    let (bounds, counts) = b.buckets_of(h);
-                    let mut v = vec![1, h.count, bits(h.sum), bits(h.min), bits(h.max)];
-                    v.push(bounds.len() as u64);
-                    v.extend(bounds.iter().map(|x| x.to_bits()));
-                    v.extend(counts);
-                    v
-                }
-                PointValue::ExpHistogram(i) => {
-                    let h = &b.exp_histograms[i as usize];
-                    let (pos, neg) = b.exp_buckets_of(h);
-                    let mut v = vec![
-                        2,
-                        h.count,
-                        bits(h.sum),
-                        bits(h.min),
-                        bits(h.max),
-                        h.scale as u64,
-                        h.zero_count,
-                        h.zero_threshold.to_bits(),
-                        h.positive_offset as u64,
-                        pos.len() as u64,
-                        h.negative_offset as u64,
-                    ];
-                    v.extend(pos);
-                    v.extend(neg);
-                    v
-                }
-                PointValue::Summary(i) => {
-                    let s = &b.summaries[i as usize];
-                    let mut v = vec![3, s.count, s.sum.to_bits()];
-                    v.extend(b.quantiles_of(s).iter().map(|x| x.to_bits()));
-                    v
-                }
-            };
-            PointView {
-                service: r.service_name.map(|s| b.str(s).to_string()),
-                origin: r.origin,
-                name: b.str(m.name).to_string(),
-                unit: b.str(m.unit).to_string(),
-                kind: m.kind.as_str(),
-                temporality: m.temporality as u8,
-                start: p.start,
-                time: p.time,
-                attrs: b
-                    .attrs_of(p)
-                    .iter()
-                    .map(|(k, v)| (b.str(*k).to_string(), b.str(*v).to_string()))
-                    .collect(),
-                value,
-            }
-        })
-        .collect()
-}
 
 fn same(a: &MetricsDecodeOutcome, b: &MetricsDecodeOutcome) {
     assert_eq!(
