@@ -8,6 +8,7 @@
 
 mod agg;
 mod cumulative;
+mod exp_hist;
 mod operator;
 mod series;
 

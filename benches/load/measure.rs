@@ -1,0 +1,177 @@
+//! The measured load phase: generators on the client core against the server, with readings of
+//! the server's CPU, memory and engine figures before and after.
+
+use super::*;
+
+/// What the load phase measured.
+pub(crate) struct RunFigures {
+    pub(crate) gen: GenInfo,
+    pub(crate) spans_per_s: f64,
+    pub(crate) server_cpu_pct: f64,
+    pub(crate) spans_per_cpu_s: f64,
+    pub(crate) errors: u64,
+    pub(crate) error_codes: String,
+    pub(crate) rejected: u64,
+    pub(crate) p50: f64,
+    pub(crate) p99: f64,
+    pub(crate) max: f64,
+    pub(crate) server_accepted_per_s: f64,
+    pub(crate) rss_kib: u64,
+    pub(crate) hwm_kib: u64,
+    pub(crate) other_load_pct: f64,
+    pub(crate) client_cpu_pct: f64,
+    pub(crate) max_bytes_per_series_late: f64,
+    pub(crate) samples: usize,
+}
+
+pub(crate) struct GenInfo {
+    pub(crate) bytes_per_span: f64,
+    pub(crate) series: usize,
+}
+
+/// Server-side readings at one instant.
+#[derive(Clone, Copy)]
+pub(crate) struct Reading {
+    pub(crate) at: Instant,
+    pub(crate) server_cpu: f64,
+    pub(crate) core_busy: f64,
+    pub(crate) client_cpu: f64,
+    pub(crate) figures: EngineFigures,
+}
+
+pub(crate) fn read_now(server_pid: u32, core: usize, prometheus: &str) -> Reading {
+    let figures = probe::scrape(prometheus)
+        .map(|t| EngineFigures::from_text(&t))
+        .unwrap_or_default();
+    Reading {
+        at: Instant::now(),
+        server_cpu: probe::cpu_secs(server_pid).unwrap_or(0.0),
+        core_busy: probe::cpu_busy_secs(core).unwrap_or(0.0),
+        client_cpu: probe::cpu_secs(std::process::id()).unwrap_or(0.0),
+        figures,
+    }
+}
+
+pub(crate) fn load(
+    args: &Args,
+    plan: &Plan,
+    server: &Server,
+    tls: Option<redwatch_engine::config::TlsClientConfig>,
+) -> anyhow::Result<RunFigures> {
+    let set = payload::generate(&plan.shape, plan.requests, wall_clock());
+    check_shift(&set)?;
+    let gen = GenInfo {
+        bytes_per_span: set.bytes_per_span(),
+        series: set.series,
+    };
+    eprintln!(
+        "load: {} spans in {} requests, {:.1} B/span, {} series, {:.1}% errors",
+        set.spans,
+        set.payloads.len(),
+        set.bytes_per_span(),
+        set.series,
+        100.0 * set.error_spans as f64 / set.spans as f64
+    );
+    let bplan = blast::BlastPlan {
+        endpoint: format!(
+            "{}://{}",
+            if tls.is_some() { "https" } else { "http" },
+            server.grpc
+        ),
+        token: tls.as_ref().map(|_| BENCH_TOKEN.to_string()),
+        tls,
+        concurrency: args.concurrency,
+        connections: args.connections,
+        warmup: Duration::from_secs_f64(args.warmup),
+        window: Duration::from_secs_f64(plan.secs),
+        request_timeout: Duration::from_secs(10),
+        rate: plan.rate,
+        gzip: args.gzip,
+        fresh_durations: args.mode == Mode::State,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (pid, core, prom) = (server.pid, args.server_core, server.prometheus.clone());
+    let state_mode = args.mode == Mode::State;
+    let (warm, mut window, start, end, samples) = rt.block_on(async move {
+        let (ttx, trx) = tokio::sync::oneshot::channel();
+        let blast = tokio::spawn(async move { blast::run(&bplan, set, ttx).await });
+        let timing = trx.await.map_err(|_| anyhow!("the load client did not start"))?;
+        // Probes run on the blocking pool (same pinned core) so they never stall the workers.
+        let probe_at = move |t: tokio::time::Instant, prom: String| async move {
+            tokio::time::sleep_until(t).await;
+            tokio::task::spawn_blocking(move || read_now(pid, core, &prom))
+                .await
+                .map_err(|e| anyhow!("probe: {e}"))
+        };
+        let start = probe_at(timing.window_start, prom.clone()).await?;
+        let mut samples = Vec::new();
+        if state_mode {
+            let mut t = timing.window_start;
+            loop {
+                t += Duration::from_secs(5);
+                if t >= timing.window_end {
+                    break;
+                }
+                let r = probe_at(t, prom.clone()).await?;
+                eprintln!(
+                    "  t={:>4.0}s active_series={} state_bytes={} entries={} bytes/series={:.0} late={}",
+                    r.at.duration_since(start.at).as_secs_f64(),
+                    r.figures.active_series,
+                    r.figures.state_bytes,
+                    r.figures.state_entries,
+                    r.figures.bytes_per_series(),
+                    r.figures.late_dropped
+                );
+                samples.push(r);
+            }
+        }
+        let end = probe_at(timing.window_end, prom).await?;
+        let (warm, window) = blast
+            .await
+            .map_err(|e| anyhow!("load client: {e}"))?
+            .map_err(|e| anyhow!("load client: {e}"))?;
+        anyhow::Ok((warm, window, start, end, samples))
+    })?;
+    let dt = end.at.duration_since(start.at).as_secs_f64();
+    let cpu = end.server_cpu - start.server_cpu;
+    let spans_per_s = window.spans as f64 / dt;
+    let (rss_kib, hwm_kib) = probe::memory_kib(server.pid).unwrap_or((0, 0));
+    if warm.ok == 0 && window.ok == 0 {
+        eprintln!(
+            "load: no request succeeded; first error: {:?}",
+            window.first_error.as_ref().or(warm.first_error.as_ref())
+        );
+    } else if let Some(e) = &window.first_error {
+        eprintln!("load: first error in the window: {e}");
+    }
+    let half = samples.len() / 2;
+    let max_late = samples[half..]
+        .iter()
+        .map(|r| r.figures.bytes_per_series())
+        .fold(0.0, f64::max);
+    Ok(RunFigures {
+        gen,
+        spans_per_s,
+        server_cpu_pct: 100.0 * cpu / dt,
+        spans_per_cpu_s: if cpu > 0.0 {
+            window.spans as f64 / cpu
+        } else {
+            0.0
+        },
+        errors: window.error_count() + warm.error_count(),
+        error_codes: window.error_codes(),
+        rejected: window.rejected_spans + warm.rejected_spans,
+        p50: window.latency_ms(0.5),
+        p99: window.latency_ms(0.99),
+        max: window.latency_ms(1.0),
+        server_accepted_per_s: (end.figures.accepted - start.figures.accepted) / dt,
+        rss_kib,
+        hwm_kib,
+        other_load_pct: (100.0 * ((end.core_busy - start.core_busy) - cpu) / dt).max(0.0),
+        client_cpu_pct: 100.0 * (end.client_cpu - start.client_cpu) / dt,
+        max_bytes_per_series_late: max_late,
+        samples: samples.len(),
+    })
+}
