@@ -37,8 +37,10 @@ pub struct Step {
 #[derive(Debug)]
 struct Group {
     id: [u8; 16],
-    /// When it was created (the window end of the advance), for the hold.
+    /// The end of its first anomalous window (event time), for the hold.
     created_at: u64,
+    /// The end of the window whose record confirmed it (see [`ProblemParams::confirm_p`]).
+    confirmed_at: Option<u64>,
     /// When it was published; None while held.
     opened_at: Option<u64>,
     members: Vec<Member>,
@@ -67,6 +69,13 @@ impl Group {
         self.members
             .iter()
             .any(|m| m.windows >= 2 || m.min_p <= confirm_p)
+    }
+
+    /// Records the window at which the group became confirmed.
+    fn note_confirmation(&mut self, confirm_p: f64, window_end: u64) {
+        if self.confirmed_at.is_none() && self.confirmed(confirm_p) {
+            self.confirmed_at = Some(window_end);
+        }
     }
 
     fn last_end(&self) -> u64 {
@@ -164,7 +173,7 @@ impl Correlator {
         for a in pending {
             self.fold_known(a, &mut fresh, &mut step);
         }
-        self.group_fresh(fresh, now, &mut step);
+        self.group_fresh(fresh, &mut step);
         self.time_out_members(now);
         self.publish(now, &mut step);
         step
@@ -172,6 +181,7 @@ impl Correlator {
 
     /// A record of an incident already held updates its member; others wait in `fresh`.
     fn fold_known(&mut self, a: Anomaly, fresh: &mut Vec<Anomaly>, step: &mut Step) {
+        let confirm_p = self.params.confirm_p;
         let Some(pid) = self.by_incident.get(&a.incident_id).copied() else {
             if a.incident_state == IncidentState::Resolved {
                 step.anomalies.push(Released {
@@ -195,6 +205,7 @@ impl Correlator {
         {
             m.update(&a);
         }
+        g.note_confirmation(confirm_p, a.window_end);
         g.touched = true;
         if g.opened_at.is_some() {
             step.anomalies.push(Released {
@@ -207,7 +218,7 @@ impl Correlator {
     }
 
     /// Joins new member incidents to problems (see the module comment).
-    fn group_fresh(&mut self, fresh: Vec<Anomaly>, now: u64, step: &mut Step) {
+    fn group_fresh(&mut self, fresh: Vec<Anomaly>, step: &mut Step) {
         // Two records of one new incident in one step: the first makes the member.
         let mut firsts: Vec<Anomaly> = Vec::new();
         let mut later: Vec<Anomaly> = Vec::new();
@@ -243,7 +254,7 @@ impl Correlator {
             let pid = match target_of_root.get(&root) {
                 Some(p) => *p,
                 None => {
-                    let p = self.target(root, nf, &mut uf, &a, now);
+                    let p = self.target(root, nf, &mut uf, &a);
                     target_of_root.insert(root, p);
                     p
                 }
@@ -258,14 +269,7 @@ impl Correlator {
 
     /// The problem a connected set (by union-find root) joins: its oldest published problem,
     /// else its oldest held one (absorbing the other held ones), else a new one.
-    fn target(
-        &mut self,
-        root: usize,
-        nf: usize,
-        uf: &mut UnionFind,
-        first: &Anomaly,
-        now: u64,
-    ) -> [u8; 16] {
+    fn target(&mut self, root: usize, nf: usize, uf: &mut UnionFind, first: &Anomaly) -> [u8; 16] {
         let in_set: Vec<usize> = (0..uf.0.len() - nf)
             .filter(|k| uf.find(nf + k) == root)
             .collect();
@@ -281,7 +285,8 @@ impl Correlator {
             let id = problem_id(&first.incident_id);
             self.groups.push(Group {
                 id,
-                created_at: now,
+                created_at: first.window_end,
+                confirmed_at: None,
                 opened_at: None,
                 members: Vec::new(),
                 held: Vec::new(),
@@ -304,6 +309,7 @@ impl Correlator {
             let members = std::mem::take(&mut src.members);
             let held = std::mem::take(&mut src.held);
             let created = src.created_at;
+            let confirmed = src.confirmed_at;
             for m in &members {
                 self.by_incident.insert(m.incident_id, tid);
             }
@@ -311,6 +317,10 @@ impl Correlator {
             dst.members.extend(members);
             dst.held.extend(held);
             dst.created_at = dst.created_at.min(created);
+            dst.confirmed_at = match (dst.confirmed_at, confirmed) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             dst.touched = true;
             dst.grew = true;
         }
@@ -330,6 +340,7 @@ impl Correlator {
         };
         self.by_incident.insert(a.incident_id, pid);
         g.members.push(Member::from_anomaly(&a));
+        g.note_confirmation(self.params.confirm_p, a.window_end);
         g.touched = true;
         g.grew = true;
         if g.opened_at.is_some() {
@@ -368,7 +379,7 @@ impl Correlator {
         for (k, g) in self.groups.iter_mut().enumerate() {
             let mut state = None;
             if g.opened_at.is_none() {
-                if !g.confirmed(self.params.confirm_p) {
+                if g.confirmed_at.is_none() {
                     if g.all_resolved() {
                         // An unconfirmed blip: its records leave without a problem.
                         self.unconfirmed += 1;
@@ -380,8 +391,14 @@ impl Correlator {
                             });
                         }
                     }
-                } else if g.created_at.saturating_add(hold) <= now {
-                    g.opened_at = Some(now);
+                } else if let Some(at) = g
+                    .confirmed_at
+                    .map(|c| c.max(g.created_at.saturating_add(hold)))
+                    .filter(|at| *at <= now)
+                {
+                    // In event time: when the hold ended and it was confirmed (the same as `now`
+                    // when windows close one by one; earlier when a batch closed several).
+                    g.opened_at = Some(at);
                     state = Some(ProblemState::Open);
                     for a in g.held.drain(..) {
                         step.anomalies.push(Released {

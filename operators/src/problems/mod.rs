@@ -201,7 +201,8 @@ pub struct Problem {
     pub state: ProblemState,
     /// Start of its earliest member's first anomalous window (ns).
     pub onset: u64,
-    /// The window end at which it was published (ns).
+    /// When it was published (ns, event time): the end of the window at which its hold ended and
+    /// it was confirmed.
     pub opened_at: u64,
     /// The window end at which it resolved (ns).
     pub resolved_at: Option<u64>,
