@@ -191,9 +191,15 @@ impl KafkaExporterConfig {
     /// Every problem of this section, as (dotted path, message); `path` is where the section
     /// sits (`exporters.kafka`). Pure.
     pub fn validate(&self, path: &str) -> Vec<(String, String)> {
+        self.validate_in(path, false)
+    }
+
+    /// [`Self::validate`] for an instance of a fleet (`fleet.role` ingest or merge, `in_fleet`),
+    /// whose RED windows go to the fleet's topics whatever `metrics_topic` says.
+    pub fn validate_in(&self, path: &str, in_fleet: bool) -> Vec<(String, String)> {
         let mut out = Vec::new();
         check_brokers(&self.brokers, path, &mut out);
-        if self.metrics_topic.is_none() && self.spans_topic.is_none() {
+        if self.metrics_topic.is_none() && self.spans_topic.is_none() && !in_fleet {
             out.push((
                 format!("{path}.metrics_topic"),
                 "set metrics_topic, spans_topic or both (or remove exporters.kafka)".into(),

@@ -6,6 +6,7 @@
 
 mod anomaly;
 mod exporters;
+mod fleet;
 mod kafka;
 mod load;
 mod problems;
@@ -18,6 +19,7 @@ mod ui;
 
 pub use anomaly::*;
 pub use exporters::*;
+pub use fleet::{FleetConfig, FleetRole};
 pub use kafka::KafkaExporterConfig;
 pub use security::{parse_token_file, AuthConfig, TlsClientConfig, TlsServerConfig};
 
@@ -34,6 +36,7 @@ pub use ui::UiConfig;
 /// continuous-query runner's own counters.
 pub const RESERVED_CONTINUOUS_NAMES: &[&str] = &["runs_total", "windows_skipped_total"];
 
+use fleet::FleetRole as Role;
 use std::fmt;
 
 /// One problem found by [`Config::validate`], with the dotted path of the offending key.
@@ -284,10 +287,14 @@ impl Config {
                 self.exporters
                     .kafka
                     .iter()
-                    .flat_map(|k| k.validate("exporters.kafka")),
+                    .flat_map(|k| k.validate_in("exporters.kafka", self.fleet.role != FleetRole::All)),
             )
             .chain(self.ui.problems())
             .chain(self.exporters.webhook.problems())
+            .chain(self.fleet.problems(
+                self.receivers.kafka.is_some(),
+                self.exporters.kafka.is_some(),
+            ))
         {
             bad(&path, message);
         }

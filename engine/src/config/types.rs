@@ -33,6 +33,9 @@ pub struct Config {
     pub ui: super::UiConfig,
     /// Correlation of anomalies into problems.
     pub problems: super::ProblemsConfig,
+    /// A fleet of instances with Kafka as the backbone: this instance's role and the topics
+    /// between the roles (docs/fleet.md).
+    pub fleet: super::FleetConfig,
 }
 
 /// Event-time windows (docs/design.md, "Time semantics").
