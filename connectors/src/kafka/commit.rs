@@ -11,12 +11,49 @@
 use super::offsets::commit_metadata;
 use super::rebalance::{shadow_offset, TopicPartition};
 use super::source::Loop;
-use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 use redwatch_engine::model::UnixNanos;
 use redwatch_engine::time::TimePolicy;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+/// Which half of a commit failed.
+#[derive(Debug)]
+pub(super) enum CommitFailed {
+    /// The shadow group's purged-through times: the offsets were not committed either.
+    Shadow(KafkaError),
+    /// The group's offsets (the purged-through times were recorded).
+    Offsets(KafkaError),
+}
+
+/// The one commit sequence (docs/kafka-exactness.md): each partition's purged-through time
+/// first as the offset of the member-less shadow group (for brokers that drop commit metadata;
+/// its time must never be older than the one that belongs to the committed offset, or replay
+/// would double-count), then the group's offsets with the same time in their metadata. Used by
+/// the loop's commits and by the revoke callback.
+pub(super) fn commit_with_purged_through<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    shadow: &BaseConsumer,
+    offsets: &[(TopicPartition, (i64, UnixNanos))],
+    mode: CommitMode,
+) -> Result<(), CommitFailed> {
+    let mut tpl = TopicPartitionList::new();
+    let mut shadow_tpl = TopicPartitionList::new();
+    for ((topic, p), (off, pt)) in offsets {
+        let mut e = tpl.add_partition(topic, *p);
+        if e.set_offset(Offset::Offset(*off)).is_err() {
+            continue;
+        }
+        e.set_metadata(commit_metadata(*pt));
+        let _ = shadow_tpl.add_partition_offset(topic, *p, shadow_offset(*pt));
+    }
+    shadow
+        .commit(&shadow_tpl, CommitMode::Sync)
+        .map_err(CommitFailed::Shadow)?;
+    consumer.commit(&tpl, mode).map_err(CommitFailed::Offsets)
+}
 
 const BROKER_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the brokers are asked for metadata (the health check).
@@ -98,28 +135,11 @@ impl Loop {
         if offsets.is_empty() {
             return;
         }
-        let mut tpl = TopicPartitionList::new();
-        let mut shadow = TopicPartitionList::new();
-        for ((topic, p), (off, pt)) in &offsets {
-            let mut e = tpl.add_partition(topic, *p);
-            if e.set_offset(Offset::Offset(*off)).is_err() {
-                continue;
-            }
-            e.set_metadata(commit_metadata(*pt));
-            let _ = shadow.add_partition_offset(topic, *p, shadow_offset(*pt));
-        }
-        if let Err(e) = self
-            .consumer
-            .context()
-            .shadow
-            .commit(&shadow, CommitMode::Sync)
-        {
-            tracing::warn!(
+        let shadow = &self.consumer.context().shadow;
+        match commit_with_purged_through(&self.consumer, shadow, &offsets, mode) {
+            Err(CommitFailed::Shadow(e)) => tracing::warn!(
                 "kafka: cannot record the purged-through time (retried next commit): {e}"
-            );
-            return;
-        }
-        match self.consumer.commit(&tpl, mode) {
+            ),
             Ok(()) => {
                 self.counters.commits.inc();
                 for ((topic, p), (off, _)) in offsets {
@@ -130,7 +150,9 @@ impl Loop {
                     }
                 }
             }
-            Err(e) => tracing::warn!("kafka: offset commit failed (retried next commit): {e}"),
+            Err(CommitFailed::Offsets(e)) => {
+                tracing::warn!("kafka: offset commit failed (retried next commit): {e}")
+            }
         }
     }
 

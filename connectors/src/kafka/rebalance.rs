@@ -11,8 +11,8 @@
 //! loop then drops the partition's share of the window state; the next owner replays from that
 //! offset and rebuilds the open windows exactly as this instance would have.
 
-use super::offsets::commit_metadata;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use super::commit::{commit_with_purged_through, CommitFailed};
+use rdkafka::consumer::{BaseConsumer, CommitMode, ConsumerContext, Rebalance};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use redwatch_engine::model::UnixNanos;
@@ -149,38 +149,31 @@ impl SourceContext {
         let Ok(mut r) = self.revoke.lock() else {
             return;
         };
-        let mut offsets = TopicPartitionList::new();
-        let mut shadow = TopicPartitionList::new();
-        let mut done = Vec::new();
-        for e in tpl.elements() {
-            let tp = (e.topic().to_string(), e.partition());
-            let Some(&(off, pt)) = r.offsets.get(&tp) else {
-                continue;
-            };
-            let mut x = offsets.add_partition(e.topic(), e.partition());
-            if x.set_offset(Offset::Offset(off)).is_err() {
-                continue;
-            }
-            x.set_metadata(commit_metadata(pt));
-            let _ = shadow.add_partition_offset(e.topic(), e.partition(), shadow_offset(pt));
-            done.push((tp, off));
-        }
-        if done.is_empty() {
+        let offsets: Vec<(TopicPartition, (i64, UnixNanos))> = tpl
+            .elements()
+            .iter()
+            .filter_map(|e| {
+                let tp = (e.topic().to_string(), e.partition());
+                r.offsets.get(&tp).map(|&o| (tp, o))
+            })
+            .collect();
+        if offsets.is_empty() {
             return;
         }
-        if let Err(e) = self.shadow.commit(&shadow, CommitMode::Sync) {
-            tracing::warn!("kafka: cannot record the purged-through time on revoke: {e}");
-            return;
-        }
-        match c.commit(&offsets, CommitMode::Sync) {
+        match commit_with_purged_through(c, &self.shadow, &offsets, CommitMode::Sync) {
             Ok(()) => {
-                tracing::info!("kafka: committed {done:?} ((topic, partition), offset) on revoke");
-                for (tp, off) in done {
+                tracing::info!(
+                    "kafka: committed {offsets:?} ((topic, partition), (offset, purged-through)) on revoke"
+                );
+                for (tp, (off, _)) in offsets {
                     r.offsets.remove(&tp);
                     r.committed.insert(tp, off);
                 }
             }
-            Err(e) => tracing::warn!("kafka: commit on revoke failed: {e}"),
+            Err(CommitFailed::Shadow(e)) => {
+                tracing::warn!("kafka: cannot record the purged-through time on revoke: {e}")
+            }
+            Err(CommitFailed::Offsets(e)) => tracing::warn!("kafka: commit on revoke failed: {e}"),
         }
     }
 }
