@@ -4,6 +4,7 @@
 
 use crate::anomaly_sink::AnomalySink;
 use crate::assembly::Assembly;
+use redwatch_engine::config::FleetRole;
 use redwatch_queries::anomalies::{AnomaliesTable, PredictionsTable, SignalTableSettings};
 use redwatch_queries::catalog;
 
@@ -17,7 +18,9 @@ pub fn install(asm: &mut Assembly<'_>) {
     let predictions = PredictionsTable::new(settings);
     asm.table(catalog::ANOMALIES.with(anomalies.clone()));
     asm.table(catalog::PREDICTIONS.with(predictions.clone()));
-    if !(cfg.anomaly.enabled || cfg.forecast.enabled) {
+    // An ingest instance sees shares of series: detection runs on the merge instance that owns
+    // the whole series (docs/fleet.md).
+    if !(cfg.anomaly.enabled || cfg.forecast.enabled) || cfg.fleet.role == FleetRole::Ingest {
         return;
     }
     let sink = AnomalySink::new(

@@ -11,7 +11,10 @@ pub fn install(asm: &mut Assembly<'_>) -> anyhow::Result<()> {
         Some(_) => Some(enabled::install_sink(asm)?),
         None => None,
     };
-    if asm.cfg.receivers.kafka.is_some() {
+    if asm.cfg.fleet.role == redwatch_engine::config::FleetRole::Merge {
+        // The merge role consumes the shuffle topic instead of telemetry (docs/fleet.md).
+        enabled::install_merge(asm);
+    } else if asm.cfg.receivers.kafka.is_some() {
         enabled::install_source(asm, sink.map(|s| s.progress()));
     }
     Ok(())
@@ -29,6 +32,11 @@ pub fn install(asm: &mut Assembly<'_>) -> anyhow::Result<()> {
             "receivers.kafka is set but this redwatch was built without the `kafka` feature"
         );
     }
+    if asm.cfg.fleet.role != redwatch_engine::config::FleetRole::All {
+        anyhow::bail!(
+            "fleet.role is not `all` but this redwatch was built without the `kafka` feature"
+        );
+    }
     Ok(())
 }
 
@@ -36,8 +44,11 @@ pub fn install(asm: &mut Assembly<'_>) -> anyhow::Result<()> {
 mod enabled {
     use crate::assembly::{Assembly, Stage};
     use anyhow::Context;
-    use redwatch_connectors::kafka::{KafkaSink, KafkaSource, SinkProgress, StartupHold};
+    use redwatch_connectors::kafka::{fleet, KafkaSink, KafkaSource, SinkProgress, StartupHold};
     use redwatch_connectors::otlp::decode::DecodeSettings;
+    use redwatch_engine::pipeline::Operator;
+    use redwatch_operators::red::RedSink;
+    use redwatch_queries::catalog;
     use std::sync::{Arc, Mutex};
 
     pub(super) fn install_sink(asm: &mut Assembly<'_>) -> anyhow::Result<Arc<KafkaSink>> {
@@ -62,6 +73,64 @@ mod enabled {
             Box::pin(async { Ok(()) })
         });
         Ok(sink)
+    }
+
+    /// The merge role: the `red` table read from the results topic, and the merge of the
+    /// shuffle topic feeding every RED sink the features added (the Kafka sink writing the
+    /// results topic, detection).
+    pub(super) fn install_merge(asm: &mut Assembly<'_>) {
+        let cfg = asm.cfg;
+        // Results restate a window while ingest instances restate their shares, and later
+        // still after an instance restarted and replayed: the table takes them for as long as
+        // the merge remembers a silent share.
+        let lateness = cfg.windows.allowed_lateness + fleet::share_forget(cfg);
+        let table = crate::features::red::table(cfg, lateness.as_nanos() as u64);
+        asm.table(catalog::RED.with(table.clone()));
+        let sinks: Arc<Mutex<Vec<Arc<dyn RedSink>>>> = Arc::default();
+        let slot = sinks.clone();
+        asm.operator(move |s| {
+            if let Ok(mut slot) = slot.lock() {
+                *slot = std::mem::take(&mut s.red);
+            }
+            Box::new(MergeFed)
+        });
+        asm.on_start(Stage::Receivers, move |s| {
+            let sinks = sinks.lock().map(|mut v| std::mem::take(&mut *v));
+            let cancel = s.cancel(Stage::Receivers);
+            let started = sinks
+                .map_err(|_| anyhow::anyhow!("fleet merge: sinks poisoned"))
+                .and_then(|sinks| {
+                    let merge = fleet::start_merge(cfg, sinks, s.registry.clone(), cancel.clone())
+                        .context("starting the fleet merge")?;
+                    let results = fleet::start_results(cfg, table, s.registry.clone(), cancel)
+                        .context("starting the fleet results reader")?;
+                    Ok((merge, results))
+                });
+            Box::pin(async move {
+                let (merge, results) = started?;
+                s.spawn(Stage::Receivers, async move {
+                    merge
+                        .await
+                        .map_err(|e| anyhow::anyhow!("fleet merge task failed: {e}"))
+                });
+                s.spawn(Stage::Receivers, async move {
+                    results
+                        .await
+                        .map_err(|e| anyhow::anyhow!("fleet results reader failed: {e}"))
+                });
+                Ok(())
+            })
+        });
+    }
+
+    /// The merge role's place in the operator pipeline: its input is the shuffle topic, not
+    /// the pipeline's batches; it only took the RED sinks.
+    struct MergeFed;
+
+    impl Operator for MergeFed {
+        fn name(&self) -> &'static str {
+            "fleet_merge"
+        }
     }
 
     pub(super) fn install_source(asm: &mut Assembly<'_>, sink: Option<Arc<SinkProgress>>) {

@@ -12,6 +12,10 @@ use tokio_util::sync::CancellationToken;
 
 pub fn install(asm: &mut Assembly<'_>) {
     let cfg = asm.cfg;
+    if cfg.fleet.role == redwatch_engine::config::FleetRole::Merge {
+        // A merge instance takes no telemetry: its input is the fleet's shuffle topic.
+        return;
+    }
     let settings = DecodeSettings::from_config(cfg);
     if let Some(g) = &cfg.receivers.otlp.grpc {
         let limits = grpc::GrpcLimits {

@@ -2,22 +2,27 @@
 //! Prometheus exposition and the live view).
 
 use crate::assembly::Assembly;
+use redwatch_engine::config::{Config, FleetRole};
 use redwatch_operators::red::RedOperator;
 use redwatch_queries::catalog;
 use redwatch_queries::red::{RedTable, RedTableSettings};
+use std::sync::Arc;
 
 pub fn install(asm: &mut Assembly<'_>) {
     let cfg = asm.cfg;
-    let table = RedTable::new(RedTableSettings {
-        dims: cfg.red.dimensions.iter().map(|d| d.name.clone()).collect(),
-        lateness_ns: cfg.windows.allowed_lateness.as_nanos() as u64,
-        retention_ns: cfg.sql.retention.as_nanos() as u64,
-        max_bytes: cfg.sql.max_table_bytes.as_u64() as usize,
-    });
+    if cfg.fleet.role == FleetRole::Merge {
+        // A merge instance aggregates no spans: its `red` table is the fleet's results topic
+        // (features::kafka, docs/fleet.md).
+        return;
+    }
+    let table = table(cfg, cfg.windows.allowed_lateness.as_nanos() as u64);
     asm.table(catalog::RED.with(table.clone()));
     asm.red_sink(asm.prometheus.clone());
     asm.red_sink(asm.view.clone());
-    asm.red_sink(table);
+    if cfg.fleet.role == FleetRole::All {
+        // An ingest instance's rows are shares of series, not what a query should see.
+        asm.red_sink(table);
+    }
     let registry = asm.registry.clone();
     asm.operator(move |sinks| {
         Box::new(RedOperator::new(
@@ -26,4 +31,14 @@ pub fn install(asm: &mut Assembly<'_>) {
             &registry,
         ))
     });
+}
+
+/// The `red` table for `cfg`, sealing windows `lateness_ns` after their end.
+pub fn table(cfg: &Config, lateness_ns: u64) -> Arc<RedTable> {
+    RedTable::new(RedTableSettings {
+        dims: cfg.red.dimensions.iter().map(|d| d.name.clone()).collect(),
+        lateness_ns,
+        retention_ns: cfg.sql.retention.as_nanos() as u64,
+        max_bytes: cfg.sql.max_table_bytes.as_u64() as usize,
+    })
 }

@@ -9,10 +9,12 @@
 //! Files: `source` (start and the poll loop), `partitions` (join, assignment, revoke, reading
 //! where a partition starts), `ingest` (decode, replay skipping, backpressure, dead letters),
 //! `commit` (commits and broker health), `rebalance` (librdkafka callbacks), `offsets` (what is
-//! committable), `counters`.
+//! committable), `counters`; `fleet/` is a fleet's merge role and results reader
+//! (docs/fleet.md).
 
 mod commit;
 mod counters;
+pub mod fleet;
 mod ingest;
 mod offsets;
 mod partitions;

@@ -9,13 +9,16 @@
 //! meanwhile. The Kafka source asks [`SinkProgress`] before committing offsets, so an offset is
 //! committed only after the windows it fed reached the sink topic (docs/kafka-exactness.md).
 
+use super::fleet::wire::{self, STATE_HEADER};
 use super::records::{partition_for, red_key, share_label, RedRecordBuilder};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
 use rdkafka::message::DeliveryResult;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Partitioner, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
+use redwatch_engine::config::FleetRole;
 use redwatch_engine::config::{Config, KafkaEncoding, KafkaExporterConfig};
 use redwatch_engine::telemetry::{Counter, Gauge, Registry};
 use redwatch_operators::red::{RedRow, RedSink};
@@ -101,6 +104,8 @@ struct Failed {
     topic: String,
     key: Vec<u8>,
     payload: Vec<u8>,
+    /// The fleet state header (`fleet::wire`), when the record has one.
+    state: Option<Vec<u8>>,
     seq: u64,
 }
 
@@ -134,12 +139,18 @@ impl ProducerContext<SeriesPartitioner> for SinkContext {
                 // the retry is delivered.
                 self.failed.inc();
                 tracing::warn!("kafka sink: a record was not delivered (sent again): {e}");
-                use rdkafka::message::Message as _;
+                use rdkafka::message::{Headers as _, Message as _};
+                let state = msg.headers().and_then(|h| {
+                    h.iter()
+                        .find(|h| h.key == STATE_HEADER)
+                        .and_then(|h| h.value.map(<[u8]>::to_vec))
+                });
                 if let Ok(mut q) = self.retry.lock() {
                     q.push_back(Failed {
                         topic: msg.topic().to_string(),
                         key: msg.key().unwrap_or_default().to_vec(),
                         payload: msg.payload().unwrap_or_default().to_vec(),
+                        state,
                         seq: seq as u64,
                     });
                 }
@@ -194,7 +205,13 @@ struct SinkCounters {
 pub struct KafkaSink {
     producer: ThreadedProducer<SinkContext, SeriesPartitioner>,
     progress: Arc<SinkProgress>,
+    /// Where RED records go: `exporters.kafka.metrics_topic`, or in a fleet the shuffle topic
+    /// (ingest) or the results topic (merge).
     metrics_topic: Option<String>,
+    /// Fleet roles: every RED record carries its exact state (`fleet::wire`).
+    state_header: bool,
+    /// The merge role writes merged windows under one share label, `merged`.
+    fixed_share: Option<String>,
     spans_topic: Option<String>,
     encoding: KafkaEncoding,
     builder: RedRecordBuilder,
@@ -213,7 +230,7 @@ impl KafkaSink {
                 "exporters.kafka is not configured".into(),
             ));
         };
-        let problems = k.validate("exporters.kafka");
+        let problems = k.validate_in("exporters.kafka", cfg.fleet.role != FleetRole::All);
         if !problems.is_empty() {
             let list: Vec<String> = problems.iter().map(|(p, m)| format!("{p}: {m}")).collect();
             return Err(KafkaSinkError::Config(list.join("; ")));
@@ -256,11 +273,22 @@ impl KafkaSink {
                 &[("reason", reason)],
             )
         };
+        let (metrics_topic, state_header, fixed_share) = match cfg.fleet.role {
+            FleetRole::All => (k.metrics_topic.clone(), false, None),
+            FleetRole::Ingest => (Some(cfg.fleet.shuffle_topic.clone()), true, None),
+            FleetRole::Merge => (
+                Some(cfg.fleet.results_topic.clone()),
+                true,
+                Some(MERGED_SHARE.to_string()),
+            ),
+        };
         let sink = Arc::new(KafkaSink {
             producer,
             progress,
             retry,
-            metrics_topic: k.metrics_topic.clone(),
+            metrics_topic,
+            state_header,
+            fixed_share,
             spans_topic: k.spans_topic.clone(),
             encoding: k.encoding,
             traces_topic: cfg
@@ -315,12 +343,15 @@ impl KafkaSink {
     /// Queues a record, waiting for room while the producer queue is full (backpressure, never
     /// a drop). Only a record librdkafka refuses outright (e.g. over `message.max.bytes`) is
     /// dropped and counted.
-    fn send(&self, topic: &str, key: &[u8], payload: &[u8]) -> bool {
+    fn send(&self, topic: &str, key: &[u8], payload: &[u8], state: Option<&[u8]>) -> bool {
         let seq = self.progress.begin();
         loop {
-            let rec = BaseRecord::with_opaque_to(topic, seq as usize)
+            let mut rec = BaseRecord::with_opaque_to(topic, seq as usize)
                 .key(key)
                 .payload(payload);
+            if let Some(v) = state {
+                rec = rec.headers(state_headers(v));
+            }
             match self.producer.send(rec) {
                 Ok(()) => {
                     self.counters.depth.set(self.progress.outstanding() as f64);
@@ -349,9 +380,12 @@ impl KafkaSink {
             let Some(f) = self.retry.lock().ok().and_then(|mut q| q.pop_front()) else {
                 return;
             };
-            let rec = BaseRecord::with_opaque_to(&f.topic, f.seq as usize)
+            let mut rec = BaseRecord::with_opaque_to(&f.topic, f.seq as usize)
                 .key(&f.key)
                 .payload(&f.payload);
+            if let Some(v) = &f.state {
+                rec = rec.headers(state_headers(v));
+            }
             if let Err((e, _)) = self.producer.send(rec) {
                 if e.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::QueueFull) {
                     tracing::warn!("kafka sink: cannot queue a record again (retried): {e}");
@@ -384,7 +418,7 @@ impl KafkaSink {
             return false;
         };
         self.counters.span_records.inc();
-        self.send(topic, key.as_bytes(), &payload)
+        self.send(topic, key.as_bytes(), &payload, None)
     }
 
     /// Waits up to `timeout` for queued records to be delivered (on shutdown).
@@ -396,6 +430,16 @@ impl KafkaSink {
             );
         }
     }
+}
+
+/// The share label of the merge role's records on the results topic.
+pub const MERGED_SHARE: &str = "merged";
+
+fn state_headers(v: &[u8]) -> OwnedHeaders {
+    OwnedHeaders::new().insert(Header {
+        key: STATE_HEADER,
+        value: Some(v),
+    })
 }
 
 /// Sends failed records again until the sink is dropped.
@@ -413,12 +457,21 @@ impl RedSink for KafkaSink {
             return;
         };
         for r in rows.iter().filter(|r| r.is_final) {
-            let share = share_label(r.share, &self.traces_topic, &self.client_id);
+            let share = match &self.fixed_share {
+                Some(s) => s.clone(),
+                None => share_label(r.share, &self.traces_topic, &self.client_id),
+            };
             let Some(payload) = self.encode(&self.builder.request(r, &share)) else {
                 continue;
             };
+            let state = self.state_header.then(|| wire::encode(r, &share));
             self.counters.red_records.inc();
-            self.send(topic, red_key(r, &share).as_bytes(), &payload);
+            self.send(
+                topic,
+                red_key(r, &share).as_bytes(),
+                &payload,
+                state.as_deref(),
+            );
         }
     }
 

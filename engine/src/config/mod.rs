@@ -36,7 +36,6 @@ pub use ui::UiConfig;
 /// continuous-query runner's own counters.
 pub const RESERVED_CONTINUOUS_NAMES: &[&str] = &["runs_total", "windows_skipped_total"];
 
-use fleet::FleetRole as Role;
 use std::fmt;
 
 /// One problem found by [`Config::validate`], with the dotted path of the offending key.
@@ -264,37 +263,34 @@ impl Config {
                 );
             }
         }
-        for (path, message) in self
-            .anomaly
-            .validate("anomaly")
-            .into_iter()
-            .chain(self.forecast.validate("forecast"))
-            .chain(self.red.span_names.validate("red.span_names"))
-            .chain(self.service_graph.validate("service_graph"))
-            .chain(
-                self.exporters
-                    .otlp
-                    .iter()
-                    .flat_map(|o| o.validate("exporters.otlp")),
-            )
-            .chain(
-                self.receivers
-                    .kafka
-                    .iter()
-                    .flat_map(|k| k.validate("receivers.kafka")),
-            )
-            .chain(
-                self.exporters
-                    .kafka
-                    .iter()
-                    .flat_map(|k| k.validate_in("exporters.kafka", self.fleet.role != FleetRole::All)),
-            )
-            .chain(self.ui.problems())
-            .chain(self.exporters.webhook.problems())
-            .chain(self.fleet.problems(
-                self.receivers.kafka.is_some(),
-                self.exporters.kafka.is_some(),
-            ))
+        for (path, message) in
+            self.anomaly
+                .validate("anomaly")
+                .into_iter()
+                .chain(self.forecast.validate("forecast"))
+                .chain(self.red.span_names.validate("red.span_names"))
+                .chain(self.service_graph.validate("service_graph"))
+                .chain(
+                    self.exporters
+                        .otlp
+                        .iter()
+                        .flat_map(|o| o.validate("exporters.otlp")),
+                )
+                .chain(
+                    self.receivers
+                        .kafka
+                        .iter()
+                        .flat_map(|k| k.validate("receivers.kafka")),
+                )
+                .chain(self.exporters.kafka.iter().flat_map(|k| {
+                    k.validate_in("exporters.kafka", self.fleet.role != FleetRole::All)
+                }))
+                .chain(self.ui.problems())
+                .chain(self.exporters.webhook.problems())
+                .chain(self.fleet.problems(
+                    self.receivers.kafka.is_some(),
+                    self.exporters.kafka.is_some(),
+                ))
         {
             bad(&path, message);
         }

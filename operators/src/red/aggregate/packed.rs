@@ -2,9 +2,13 @@
 //! (`WindowAggregate::pack`): the same values, bit for bit, in a few hundred bytes instead of
 //! the inline aggregate plus its sparse sketch and bucket vectors.
 //!
-//! Owns: that byte layout, private to this process (never stored or sent anywhere). Must not:
-//! lose or round anything — unpacking gives an aggregate equal to the packed one, so
-//! re-emissions after late data are exact.
+//! Owns: that byte layout. Inside a process it is the emitted windows' form; between the
+//! instances of one fleet it is the exact state of a share or a merged window (the Kafka
+//! record header of the shuffle and results topics, which puts a version byte in front; see
+//! docs/fleet.md): instances of one fleet run the same redwatch version. Must not: lose or round
+//! anything — unpacking gives an aggregate equal to the packed one, so re-emissions after late
+//! data and merges of shares are exact; nor panic or allocate beyond its input on bytes it did
+//! not make (`try_unpack` answers `None`).
 //!
 //! Layout: a flags byte (statuses present, integral calls, integral bucket weights, exemplars
 //! present), `min_ms` and `max_ms` (durations: see `put_ms`), per present status its calls
@@ -108,7 +112,7 @@ impl<'a> Reader<'a> {
 
 impl RedAgg {
     /// Packs `self` (see the module doc).
-    pub(super) fn pack_bytes(&self) -> Box<[u8]> {
+    pub fn pack_bytes(&self) -> Box<[u8]> {
         let present: Vec<usize> = (0..STATUSES)
             .filter(|&s| self.calls[s].to_bits() != 0 || self.sum_ms[s].to_bits() != 0)
             .collect();
@@ -161,7 +165,7 @@ impl RedAgg {
     }
 
     /// The aggregate [`Self::pack_bytes`] packed; `None` for any other bytes.
-    pub(super) fn try_unpack(bytes: &[u8]) -> Option<RedAgg> {
+    pub fn try_unpack(bytes: &[u8]) -> Option<RedAgg> {
         let mut r = Reader { bytes };
         let [flags] = r.take::<1>()?;
         let mut a = RedAgg {
