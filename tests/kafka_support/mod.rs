@@ -8,7 +8,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use redwatch_connectors::kafka::rdkafka;
@@ -76,6 +76,8 @@ pub struct Record {
     pub offset: i64,
     pub key: String,
     pub payload: Vec<u8>,
+    /// Bytes of the record's header keys and values.
+    pub header_bytes: usize,
 }
 
 /// Reads every partition of `topic` from the beginning with an independent consumer (no group:
@@ -110,6 +112,11 @@ pub fn read_topic(
                 offset: m.offset(),
                 key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
                 payload: m.payload().unwrap_or_default().to_vec(),
+                header_bytes: m.headers().map_or(0, |h| {
+                    h.iter()
+                        .map(|x| x.key.len() + x.value.map_or(0, <[u8]>::len))
+                        .sum()
+                }),
             }),
             Some(Err(e)) => eprintln!("reader: {e}"),
             None => {
