@@ -50,7 +50,7 @@ mod packed;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use codec::put_varint;
+pub use codec::put_varint;
 use codec::{checked_key, unzigzag, zigzag, Header, Reader};
 
 const GAMMA: f64 =

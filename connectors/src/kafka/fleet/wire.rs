@@ -10,6 +10,7 @@
 //! rest is `RedAgg::pack_bytes`.
 
 use redwatch_engine::model::SpanKind;
+use redwatch_operators::red::sketch::put_varint;
 use redwatch_operators::red::{RedAgg, RedRow, SeriesKey};
 use std::sync::Arc;
 
@@ -18,14 +19,6 @@ pub const STATE_HEADER: &str = "redwatch.red";
 const VERSION: u8 = 1;
 const PRIMARY: u8 = 1;
 const OVERFLOW: u8 = 2;
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
     put_varint(out, s.len() as u64);

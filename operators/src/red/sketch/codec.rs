@@ -170,7 +170,7 @@ pub(super) fn checked_key(key: i64) -> Result<i16, SketchError> {
 
 /// Appends `v` as an unsigned LEB128 varint (also the packed window state's integer form).
 #[inline]
-pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
