@@ -16,6 +16,7 @@
 pub mod red_metrics;
 mod transport;
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::{metric, ResourceMetrics};
@@ -273,12 +274,25 @@ fn queue<S: Signal>(
     (q, worker)
 }
 
-/// Exponential backoff bounds.
+/// Exponential backoff bounds (`exporters.otlp.retry`).
 #[derive(Debug, Clone, Copy)]
 struct Backoff {
     initial: Duration,
     max: Duration,
     max_elapsed: Duration,
+}
+
+impl Backoff {
+    /// The retry intervals of one batch before jitter: `initial`, doubling, capped at `max`,
+    /// without end (`max_elapsed` is checked against the time really spent, sends included).
+    fn intervals(&self) -> ExponentialBackoff {
+        ExponentialBuilder::default()
+            .with_min_delay(self.initial)
+            .with_max_delay(self.max)
+            .with_factor(2.0)
+            .without_max_times()
+            .build()
+    }
 }
 
 struct Worker<S> {
@@ -290,7 +304,8 @@ struct Worker<S> {
     batch_timeout: Duration,
     backoff: Backoff,
     cancel: CancellationToken,
-    seed: u64,
+    /// Draws the retry jitter.
+    seed: fastrand::Rng,
     /// A permanent failure was logged at warn level (later ones go to debug: a destination
     /// without a metrics service would otherwise log every batch).
     warned_permanent: bool,
@@ -399,7 +414,7 @@ impl<S: Signal> Worker<S> {
         let what = self.what();
         let req = S::request(batch);
         let started = Instant::now();
-        let mut interval = self.backoff.initial;
+        let mut intervals = self.backoff.intervals();
         loop {
             let attempt = match until {
                 Some(u) => {
@@ -427,6 +442,7 @@ impl<S: Signal> Worker<S> {
                     return Sent::Done;
                 }
                 Err(e) if e.retryable() => {
+                    let interval = intervals.next().unwrap_or(self.backoff.max);
                     let wait = e
                         .retry_after()
                         .unwrap_or_else(|| jitter(interval, &mut self.seed))
@@ -452,7 +468,6 @@ impl<S: Signal> Worker<S> {
                     } else {
                         tokio::time::sleep(wait).await;
                     }
-                    interval = (interval * 2).min(self.backoff.max);
                 }
                 Err(e) => {
                     if self.warned_permanent {
@@ -573,24 +588,15 @@ fn merge(batch: Vec<ResourceSpans>) -> Vec<ResourceSpans> {
     out
 }
 
-fn seed() -> u64 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    t | 1
+/// A randomly seeded generator for the retry jitter.
+fn seed() -> fastrand::Rng {
+    fastrand::Rng::new()
 }
 
 /// `d` randomised by ±50% (the OpenTelemetry SDKs' randomization factor), so many exporters
 /// that failed together do not retry together.
-fn jitter(d: Duration, state: &mut u64) -> Duration {
-    // xorshift64*
-    *state ^= *state >> 12;
-    *state ^= *state << 25;
-    *state ^= *state >> 27;
-    let r = state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11;
-    let unit = r as f64 / (1u64 << 53) as f64;
-    d.mul_f64(0.5 + unit)
+fn jitter(d: Duration, rng: &mut fastrand::Rng) -> Duration {
+    d.mul_f64(0.5 + rng.f64())
 }
 
 #[cfg(test)]
