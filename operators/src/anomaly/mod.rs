@@ -8,7 +8,7 @@
 //! OTLP exporter, SQL tables and the demo view do that), and it never looks at raw spans.
 
 mod detectors;
-mod engine;
+mod detection;
 mod ensemble;
 mod incident;
 mod ring;
@@ -16,7 +16,7 @@ mod score;
 mod seasonal;
 
 pub use detectors::{Cusum, Ewma, RobustZ, SignalKind, Verdict};
-pub use engine::AnomalyEngine;
+pub use detection::AnomalyEngine;
 pub use ensemble::{detector_name, Decision, DetectorParams, Observation, SignalDetector};
 pub use incident::{incident_id, IncidentPolicy, IncidentTracker, SEVERITY_P};
 pub use ring::Ring16;
