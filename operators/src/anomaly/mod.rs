@@ -6,19 +6,25 @@
 //! ([`AnomalyEngine::observe_value`]) — and returns [`Anomaly`] and [`crate::forecast::Prediction`]
 //! records. It owns detector state only: it must not export, format or store results (the
 //! OTLP exporter, SQL tables and the demo view do that), and it never looks at raw spans.
+//!
+//! [`AnomalyOperator`] runs it downstream of the window operators (a sink of closed RED and
+//! metric windows) and emits what it raises on the anomaly stream ([`SignalStream`]), which
+//! exporters, tables, the demo view and later operators subscribe to.
 
-mod detectors;
 mod detection;
+mod detectors;
 mod ensemble;
 mod incident;
+mod operator;
 mod ring;
 mod score;
 mod seasonal;
 
-pub use detectors::{Cusum, Ewma, RobustZ, SignalKind, Verdict};
 pub use detection::AnomalyEngine;
+pub use detectors::{Cusum, Ewma, RobustZ, SignalKind, Verdict};
 pub use ensemble::{detector_name, Decision, DetectorParams, Observation, SignalDetector};
 pub use incident::{incident_id, IncidentPolicy, IncidentTracker, SEVERITY_P};
+pub use operator::{AnomalyOperator, SignalSink, SignalStream, Signals};
 pub use ring::Ring16;
 pub use score::{t_upper, TailLedger, Tails, ValueShape};
 pub use seasonal::{Seasonal, SeasonalParams};
