@@ -442,6 +442,13 @@ fn state_headers(v: &[u8]) -> OwnedHeaders {
     })
 }
 
+/// The anomaly stream's spans (`exporters.kafka.spans_topic`): see [`KafkaSink::export_spans`].
+impl crate::otlp_exporter::signal_spans::SpanDestination for KafkaSink {
+    fn export_spans(&self, spans: ResourceSpans) -> bool {
+        KafkaSink::export_spans(self, spans)
+    }
+}
+
 /// Sends failed records again until the sink is dropped.
 fn retry_loop(sink: Weak<KafkaSink>) {
     loop {

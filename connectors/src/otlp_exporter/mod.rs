@@ -5,7 +5,7 @@
 //! self-metrics. Producers (the operator task) only ever `try_send`: when a queue is full the
 //! record is dropped and counted, so a slow or absent backend never stalls the pipeline. It must
 //! not build or interpret the records it carries — that is the producers' job ([`red_metrics`]
-//! builds the RED metric points).
+//! builds the RED metric points, [`signal_spans`] the anomaly and prediction spans).
 //!
 //! Self-metrics (`exporter="otlp"`, `signal="traces"|"metrics"`): `redwatch_export_sent_total`
 //! (spans / data points accepted by the backend), `redwatch_export_failed_total{reason}` (given
@@ -14,6 +14,7 @@
 //! will be retried) and `redwatch_export_queue_depth`.
 
 pub mod red_metrics;
+pub mod signal_spans;
 mod transport;
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
