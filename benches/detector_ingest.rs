@@ -11,9 +11,10 @@
 //! 1. `red`: RED only — the foundation's per-span work (no sinks at all: the Prometheus, table
 //!    and view sinks cost the same with and without detectors, leaving them out makes the
 //!    ratio conservative);
-//! 2. `red+detectors`: the same plus the server's anomaly sink (`AnomalySink`, default
+//! 2. `red+detectors`: the same plus the server's anomaly operator (`AnomalyOperator`, default
 //!    `anomaly:` and `forecast:` config: every detector and forecaster on every closed window of
-//!    every series, the anomalies/predictions tables, no OTLP destination);
+//!    every series, the anomalies/predictions tables subscribed to its stream, no OTLP
+//!    destination);
 //! 3. `red` again (machine drift check).
 //!
 //! Each phase first runs untimed until one window has closed and another has passed (series and
@@ -22,12 +23,12 @@
 
 mod payload;
 
-use redwatch::anomaly_sink::AnomalySink;
 use redwatch_connectors::otlp::decode::{decode_traces_proto, DecodeSettings};
 use redwatch_engine::config::Config;
 use redwatch_engine::model::SourceId;
 use redwatch_engine::telemetry::Registry;
 use redwatch_engine::time::{wall_clock, TimePolicy};
+use redwatch_operators::anomaly::{AnomalyOperator, SignalStream};
 use redwatch_operators::red::{RedOperator, RedSink};
 use redwatch_queries::anomalies::{AnomaliesTable, PredictionsTable, SignalTableSettings};
 use std::sync::Arc;
@@ -102,13 +103,10 @@ fn run_phase(set: &payload::PayloadSet, secs: f64, detectors: bool) -> Phase {
     let registry = Registry::new();
     let sinks: Vec<Arc<dyn RedSink>> = if detectors {
         let tables = SignalTableSettings::default();
-        vec![AnomalySink::new(
-            &cfg,
-            None,
-            AnomaliesTable::new(tables),
-            PredictionsTable::new(tables),
-            registry.clone(),
-        )]
+        let stream = SignalStream::new();
+        stream.subscribe(AnomaliesTable::new(tables));
+        stream.subscribe(PredictionsTable::new(tables));
+        vec![AnomalyOperator::new(&cfg, stream, &registry)]
     } else {
         Vec::new()
     };

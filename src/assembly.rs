@@ -7,7 +7,6 @@
 //! declared tables, the operator pipeline, the starters in stage order. This module knows no
 //! feature by name; it must not grow a feature's logic.
 
-use crate::anomaly_sink::SpanOutput;
 use crate::server::StartOptions;
 use crate::view::LiveView;
 use anyhow::Context;
@@ -18,6 +17,7 @@ use redwatch_engine::pipeline::{pipeline, IngestHandle, Operator, PipelineSettin
 use redwatch_engine::security::{Protocol, SecureListener};
 use redwatch_engine::telemetry::{Counter, Registry};
 use redwatch_engine::time::TimePolicy;
+use redwatch_operators::anomaly::SignalStream;
 use redwatch_operators::metrics::MetricSink;
 use redwatch_operators::red::RedSink;
 use redwatch_queries::catalog::TableDef;
@@ -68,8 +68,9 @@ pub struct Assembly<'a> {
     pub view: Arc<LiveView>,
     /// The OTLP exporter, when configured (installed before the features that export spans).
     pub otlp_exporter: Option<OtlpExportHandle>,
-    /// Further destinations of the spans the engine produces (anomalies, predictions).
-    pub span_outputs: Vec<SpanOutput>,
+    /// The anomaly stream: what the anomaly operator raises (anomalies with their exemplars,
+    /// predictions). Exporters, tables, the view and downstream operators subscribe to it.
+    pub anomaly_stream: Arc<SignalStream>,
     sinks: Sinks,
     tables: Vec<TableDef>,
     operators: Vec<OperatorFactory<'a>>,
@@ -98,7 +99,7 @@ impl<'a> Assembly<'a> {
             prometheus: PrometheusRed::new(cfg.red.buckets_ms.clone(), &cfg.red.dimensions),
             view: LiveView::new(),
             otlp_exporter: None,
-            span_outputs: Vec::new(),
+            anomaly_stream: SignalStream::new(),
             sinks: Sinks::default(),
             tables: Vec::new(),
             operators: Vec::new(),

@@ -1,9 +1,10 @@
 //! The live RED view of `redwatch demo`: keeps the latest result of every series of the primary
 //! window spec and renders the top series as a terminal table or a plain-text summary.
 
-use crate::anomaly_sink::AnomalyBoard;
 use redwatch_engine::model::UnixNanos;
 use redwatch_engine::telemetry::Registry;
+use redwatch_operators::anomaly::{Anomaly, IncidentState, SignalSink, Signals};
+use redwatch_operators::forecast::Prediction;
 use redwatch_operators::red::{RedRow, RedSink, SeriesKey};
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -148,6 +149,102 @@ impl RedSink for LiveView {
     }
 }
 
+/// Open incidents and the latest prediction per series and signal, for the live view: a
+/// subscriber of the anomaly stream.
+#[derive(Debug, Default)]
+pub struct AnomalyBoard {
+    state: Mutex<BoardState>,
+}
+
+#[derive(Debug, Default)]
+struct BoardState {
+    open: HashMap<[u8; 16], Anomaly>,
+    forecasts: HashMap<(Arc<SeriesKey>, Arc<str>), Prediction>,
+}
+
+impl AnomalyBoard {
+    /// The newest record of each open incident, worst first (at most `n`).
+    pub fn open(&self, n: usize) -> Vec<Anomaly> {
+        let Ok(st) = self.state.lock() else {
+            return Vec::new();
+        };
+        let mut v: Vec<Anomaly> = st.open.values().cloned().collect();
+        v.sort_by(|a, b| {
+            b.severity
+                .cmp(&a.severity)
+                .then(
+                    a.p_value
+                        .unwrap_or(1.0)
+                        .total_cmp(&b.p_value.unwrap_or(1.0)),
+                )
+                .then(a.series.cmp(&b.series))
+        });
+        v.truncate(n);
+        v
+    }
+
+    /// Open incidents.
+    pub fn open_count(&self) -> usize {
+        self.state.lock().map(|s| s.open.len()).unwrap_or(0)
+    }
+
+    /// The latest predictions that say something: a predicted threshold crossing first (soonest
+    /// first), then trend changes (largest relative change first); at most `n`.
+    pub fn notable_forecasts(&self, n: usize) -> Vec<Prediction> {
+        let Ok(st) = self.state.lock() else {
+            return Vec::new();
+        };
+        let mut v: Vec<Prediction> = st
+            .forecasts
+            .values()
+            .filter(|p| p.trend_change || p.time_to_threshold_ms.is_some())
+            .cloned()
+            .collect();
+        let change = |p: &Prediction| {
+            let mid = (p.lower + p.upper) / 2.0;
+            ((p.value - mid).abs() / mid.abs().max(1e-9)).min(1e9)
+        };
+        v.sort_by(|a, b| {
+            a.time_to_threshold_ms
+                .unwrap_or(u64::MAX)
+                .cmp(&b.time_to_threshold_ms.unwrap_or(u64::MAX))
+                .then(change(b).total_cmp(&change(a)))
+                .then(a.series.cmp(&b.series))
+        });
+        v.truncate(n);
+        v
+    }
+}
+
+/// The board follows the anomaly stream: an incident leaves it when it resolves or its series
+/// expires; the newest prediction per series and signal replaces the one before.
+impl SignalSink for AnomalyBoard {
+    fn on_signals(&self, s: &Signals) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        for a in &s.anomalies {
+            if a.incident_state == IncidentState::Resolved {
+                st.open.remove(&a.incident_id);
+            } else {
+                st.open.insert(a.incident_id, a.clone());
+            }
+        }
+        for p in &s.predictions {
+            st.forecasts
+                .insert((p.series.clone(), p.signal.clone()), p.clone());
+        }
+    }
+
+    fn on_series_expired(&self, series: &[Arc<SeriesKey>]) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        st.open.retain(|_, a| !series.contains(&a.series));
+        st.forecasts.retain(|(s, _), _| !series.contains(s));
+    }
+}
+
 /// Engine-wide figures shown above the table.
 pub struct Headline {
     pub uptime_s: f64,
@@ -277,4 +374,85 @@ pub fn render_anomalies(board: &AnomalyBoard, n: usize) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redwatch_operators::anomaly::Severity;
+
+    fn series() -> Arc<SeriesKey> {
+        Arc::new(SeriesKey {
+            service_name: "cart".into(),
+            span_name: "GET /cart".into(),
+            kind: redwatch_engine::model::SpanKind::Server,
+            dims: Box::new([]),
+            overflow: false,
+        })
+    }
+
+    fn anomaly(state: IncidentState, start: u64) -> Anomaly {
+        Anomaly {
+            signal: "latency_p99_ms".into(),
+            series: series(),
+            value: 800.0,
+            expected_min: 10.0,
+            expected_max: 40.0,
+            severity: Severity::Low,
+            score: (state != IncidentState::Resolved).then_some(0.999_999_99),
+            p_value: (state != IncidentState::Resolved).then_some(1e-8),
+            z: (state != IncidentState::Resolved).then_some(9.5),
+            votes: 2,
+            detector: "robust_z+ewma",
+            window_start: start,
+            window_end: start + 1_000_000_000,
+            incident_id: [9; 16],
+            incident_state: state,
+            incident_start: 1_000_000_000,
+            incident_duration_ns: start,
+            incident_windows: 2,
+        }
+    }
+
+    fn signals(anomalies: Vec<Anomaly>, predictions: Vec<Prediction>) -> Signals {
+        Signals {
+            exemplars: vec![None; anomalies.len()],
+            prediction_windows_ns: vec![1_000_000_000; predictions.len()],
+            anomalies,
+            predictions,
+        }
+    }
+
+    // Moved from the app's anomaly sink (the board half of its prediction-span test).
+    #[test]
+    fn the_board_follows_the_anomaly_stream() {
+        let a = anomaly(IncidentState::Open, 0);
+        let p = Prediction {
+            signal: "request_rate".into(),
+            series: a.series.clone(),
+            value: 50.0,
+            lower: 40.0,
+            upper: 60.0,
+            confidence: 0.95,
+            horizon_ms: 300_000,
+            method: "holt",
+            trend_change: true,
+            time_to_threshold_ms: Some(120_000),
+            window_end: 10_000_000_000,
+        };
+        let board = AnomalyBoard::default();
+        board.on_signals(&signals(vec![a], vec![p]));
+        assert_eq!(board.open_count(), 1);
+        assert_eq!(board.notable_forecasts(5).len(), 1);
+        board.on_signals(&signals(vec![anomaly(IncidentState::Resolved, 5)], vec![]));
+        assert_eq!(board.open_count(), 0);
+        board.on_signals(&signals(vec![anomaly(IncidentState::Open, 0)], vec![]));
+        board.on_series_expired(&[series()]);
+        assert_eq!(
+            board.open_count(),
+            0,
+            "an expired series' incident leaves the board"
+        );
+        assert!(board.notable_forecasts(5).is_empty());
+    }
 }

@@ -12,7 +12,7 @@ use arrow::array::{
     TimestampMillisecondBuilder,
 };
 use arrow::record_batch::RecordBatch;
-use redwatch_operators::anomaly::Anomaly;
+use redwatch_operators::anomaly::{Anomaly, SignalSink, Signals};
 use redwatch_operators::forecast::Prediction;
 use std::collections::VecDeque;
 use std::fmt::Write;
@@ -227,6 +227,13 @@ impl AnomaliesTable {
     }
 }
 
+/// Fed by the anomaly stream.
+impl SignalSink for AnomaliesTable {
+    fn on_signals(&self, s: &Signals) {
+        self.append(&s.anomalies);
+    }
+}
+
 impl PartitionSource for AnomaliesTable {
     fn snapshot(&self, filter: &PruneFilter) -> Vec<RecordBatch> {
         self.inner.snapshot(filter)
@@ -313,6 +320,13 @@ impl PredictionsTable {
             service_range: service_range(records.iter().map(|p| &*p.series.service_name)),
         };
         self.inner.push(p, hi);
+    }
+}
+
+/// Fed by the anomaly stream.
+impl SignalSink for PredictionsTable {
+    fn on_signals(&self, s: &Signals) {
+        self.append(&s.predictions);
     }
 }
 

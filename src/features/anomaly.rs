@@ -1,12 +1,14 @@
-//! Anomaly detection and forecasting on RED and metric windows: the `anomalies` and
-//! `predictions` tables, the live view's board, and the spans sent to the exporters installed
-//! before it.
+//! Anomaly detection and forecasting: the anomaly operator on closed RED and metric windows,
+//! and the subscribers of its stream this feature owns — the `anomalies` and `predictions`
+//! tables and the live view's board. Exporters subscribe in their own features.
 
-use crate::anomaly_sink::AnomalySink;
 use crate::assembly::Assembly;
+use crate::view::AnomalyBoard;
 use redwatch_engine::config::FleetRole;
+use redwatch_operators::anomaly::AnomalyOperator;
 use redwatch_queries::anomalies::{AnomaliesTable, PredictionsTable, SignalTableSettings};
 use redwatch_queries::catalog;
+use std::sync::Arc;
 
 pub fn install(asm: &mut Assembly<'_>) {
     let cfg = asm.cfg;
@@ -23,24 +25,12 @@ pub fn install(asm: &mut Assembly<'_>) {
     if !(cfg.anomaly.enabled || cfg.forecast.enabled) || cfg.fleet.role == FleetRole::Ingest {
         return;
     }
-    let sink = AnomalySink::new(
-        cfg,
-        asm.otlp_exporter.clone(),
-        anomalies,
-        predictions,
-        asm.registry.clone(),
-    );
-    asm.view.set_anomaly_board(sink.board());
-    let mut outputs = std::mem::take(&mut asm.span_outputs);
-    match outputs.len() {
-        0 => {}
-        1 => sink.also_export_to(outputs.remove(0)),
-        _ => sink.also_export_to(Box::new(move |rs| {
-            for o in &outputs {
-                o(rs.clone());
-            }
-        })),
-    }
-    asm.metric_sink(sink.clone()); // anomalies on metric series
-    asm.red_sink(sink);
+    asm.anomaly_stream.subscribe(anomalies);
+    asm.anomaly_stream.subscribe(predictions);
+    let board = Arc::new(AnomalyBoard::default());
+    asm.view.set_anomaly_board(board.clone());
+    asm.anomaly_stream.subscribe(board);
+    let op = AnomalyOperator::new(cfg, asm.anomaly_stream.clone(), &asm.registry);
+    asm.metric_sink(op.clone()); // anomalies on metric series
+    asm.red_sink(op);
 }

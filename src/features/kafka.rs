@@ -46,6 +46,7 @@ mod enabled {
     use anyhow::Context;
     use redwatch_connectors::kafka::{fleet, KafkaSink, KafkaSource, SinkProgress, StartupHold};
     use redwatch_connectors::otlp::decode::DecodeSettings;
+    use redwatch_connectors::otlp_exporter::signal_spans::SignalSpans;
     use redwatch_engine::pipeline::Operator;
     use redwatch_operators::red::RedSink;
     use redwatch_queries::catalog;
@@ -54,10 +55,24 @@ mod enabled {
     pub(super) fn install_sink(asm: &mut Assembly<'_>) -> anyhow::Result<Arc<KafkaSink>> {
         let sink = KafkaSink::new(asm.cfg, &asm.registry).context("starting the Kafka sink")?;
         asm.red_sink(sink.clone());
-        let k = sink.clone();
-        asm.span_outputs.push(Box::new(move |rs| {
-            k.export_spans(rs);
-        }));
+        // The anomaly stream's spans, when `spans_topic` is set.
+        if asm
+            .cfg
+            .exporters
+            .kafka
+            .as_ref()
+            .is_some_and(|k| k.spans_topic.is_some())
+        {
+            let dims = asm
+                .cfg
+                .red
+                .dimensions
+                .iter()
+                .map(|d| d.name.clone())
+                .collect();
+            asm.anomaly_stream
+                .subscribe(Arc::new(SignalSpans::new(sink.clone(), dims)));
+        }
         // Exporters stop after the operators drained: deliver what they emitted last.
         let k = sink.clone();
         asm.on_start(Stage::Exporters, move |s| {

@@ -1,10 +1,12 @@
-//! The OTLP exporter: anomaly/prediction spans and (with `red_metrics`) the RED metrics over
-//! OTLP. It is installed before the features that export spans through
-//! [`Assembly::otlp_exporter`].
+//! The OTLP exporter: the anomaly stream's spans (anomalies, predictions) and (with
+//! `red_metrics`) the RED metrics over OTLP. Its handle stays in [`Assembly::otlp_exporter`]
+//! for features that export signals of their own.
 
 use crate::assembly::{Assembly, Stage};
 use anyhow::Context;
+use redwatch_connectors::otlp_exporter::signal_spans::SignalSpans;
 use redwatch_connectors::otlp_exporter::{self, red_metrics::OtlpRedMetrics};
+use std::sync::Arc;
 
 pub fn install(asm: &mut Assembly<'_>) -> anyhow::Result<()> {
     let cfg = asm.cfg;
@@ -35,6 +37,10 @@ pub fn install(asm: &mut Assembly<'_>) -> anyhow::Result<()> {
             o.batch.max_size,
         ));
     }
+    // `anomaly_detected` and `metric_prediction` spans.
+    let dims = cfg.red.dimensions.iter().map(|d| d.name.clone()).collect();
+    asm.anomaly_stream
+        .subscribe(Arc::new(SignalSpans::new(handle.clone(), dims)));
     asm.otlp_exporter = Some(handle);
     Ok(())
 }
