@@ -3,7 +3,6 @@
 
 #![forbid(unsafe_code)]
 
-pub mod anomaly_sink;
 pub mod assembly;
 pub mod demo;
 pub mod features;
