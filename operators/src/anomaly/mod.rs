@@ -32,7 +32,7 @@ pub use seasonal::{Seasonal, SeasonalParams};
 use crate::red::SeriesKey;
 use std::sync::Arc;
 
-/// How bad an anomaly is (DESIGN.md: `anomaly.severity`).
+/// How bad an anomaly is (exported as `anomaly.severity`; docs/anomaly-detection.md, "Severity").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
     Low = 0,
