@@ -15,10 +15,12 @@
 
 mod correlator;
 mod graph;
+mod operator;
 mod rank;
 
 pub use correlator::{Correlator, Released, Step};
 pub use graph::LiveGraph;
+pub use operator::{ProblemBatch, ProblemOperator, ProblemSink, ProblemStream};
 pub use rank::rank_causes;
 
 use crate::anomaly::{Anomaly, Severity};
