@@ -13,7 +13,7 @@ use arrow::array::{
 };
 use arrow::record_batch::RecordBatch;
 use redwatch_operators::anomaly::Severity;
-use redwatch_operators::problems::Problem;
+use redwatch_operators::problems::{Problem, ProblemBatch, ProblemSink};
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -141,6 +141,22 @@ impl ProblemsTable {
             ),
         };
         self.inner.push(p, hi);
+    }
+}
+
+/// Fed by the problem stream.
+impl ProblemSink for ProblemsTable {
+    fn on_problems(&self, b: &ProblemBatch) {
+        let snaps: Vec<Problem> = b.problems.iter().map(|(p, _)| p.clone()).collect();
+        self.append(&snaps);
+    }
+}
+
+/// Fed by the problem stream.
+impl ProblemSink for ProblemMembersTable {
+    fn on_problems(&self, b: &ProblemBatch) {
+        let snaps: Vec<Problem> = b.problems.iter().map(|(p, _)| p.clone()).collect();
+        self.append(&snaps);
     }
 }
 

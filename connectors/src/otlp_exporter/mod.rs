@@ -13,6 +13,7 @@
 //! `redwatch_export_dropped_total` (queue full), `redwatch_export_retries_total` (attempts that
 //! will be retried) and `redwatch_export_queue_depth`.
 
+pub mod problem_spans;
 pub mod red_metrics;
 pub mod signal_spans;
 mod transport;

@@ -50,6 +50,9 @@ impl<T: SpanDestination + ?Sized> SpanDestination for Arc<T> {
 pub struct SignalSpans<D> {
     destination: D,
     encoder: SpanEncoder,
+    /// Whether anomaly records become spans here (with problems on, the problem stream sends
+    /// them, in their problem's trace: `problem_spans.rs`).
+    anomalies: bool,
 }
 
 impl<D: SpanDestination> SignalSpans<D> {
@@ -58,7 +61,14 @@ impl<D: SpanDestination> SignalSpans<D> {
         SignalSpans {
             destination,
             encoder: SpanEncoder::new(dims),
+            anomalies: true,
         }
+    }
+
+    /// Predictions only: anomaly spans are sent by the problem stream.
+    pub fn predictions_only(mut self) -> Self {
+        self.anomalies = false;
+        self
     }
 }
 
@@ -68,7 +78,7 @@ impl<D: SpanDestination> SignalSink for SignalSpans<D> {
         // One span per queued record: `queue_size` counts spans, and the exporter merges the
         // shared resource back into one per request.
         let anomalies = s.anomalies.iter().zip(&s.exemplars);
-        for (a, x) in anomalies {
+        for (a, x) in anomalies.filter(|_| self.anomalies) {
             let span = self.encoder.anomaly_span(a, x.as_ref());
             self.destination
                 .export_spans(self.encoder.resource_spans(span));
@@ -283,7 +293,7 @@ impl SpanEncoder {
 }
 
 /// Links to the window's slowest and slowest failed spans (one link when they are the same).
-fn exemplar_links(x: &Exemplars) -> Vec<Link> {
+pub(super) fn exemplar_links(x: &Exemplars) -> Vec<Link> {
     let mut links: Vec<Link> = Vec::new();
     for (kind, e) in [("slowest", x.slowest), ("failed", x.failed)] {
         let Some(e) = e else { continue };
@@ -306,7 +316,7 @@ fn exemplar_links(x: &Exemplars) -> Vec<Link> {
 
 /// SHA-256 over length-prefixed parts, so ("ab", "c") and ("a", "bc") differ. Ids derived from
 /// it are stable across runs and builds (a replay re-creates the same spans).
-fn digest(parts: &[&[u8]]) -> [u8; 32] {
+pub(super) fn digest(parts: &[&[u8]]) -> [u8; 32] {
     let mut ctx = Context::new(&SHA256);
     for p in parts {
         ctx.update(&(p.len() as u64).to_le_bytes());
@@ -318,7 +328,7 @@ fn digest(parts: &[&[u8]]) -> [u8; 32] {
 }
 
 /// An 8-byte span id from `bytes`, never all zero (an invalid id in OTLP).
-fn nonzero_id(bytes: &[u8]) -> [u8; 8] {
+pub(super) fn nonzero_id(bytes: &[u8]) -> [u8; 8] {
     let mut id = [0u8; 8];
     id.copy_from_slice(&bytes[..8]);
     if id == [0; 8] {
@@ -329,7 +339,7 @@ fn nonzero_id(bytes: &[u8]) -> [u8; 8] {
 
 /// The span id of the window starting at `window_start` in an incident (`u64::MAX`: the
 /// incident's root span).
-fn span_id(incident: &[u8; 16], window_start: u64) -> [u8; 8] {
+pub(super) fn span_id(incident: &[u8; 16], window_start: u64) -> [u8; 8] {
     nonzero_id(&digest(&[incident, &window_start.to_le_bytes()]))
 }
 
@@ -356,15 +366,15 @@ fn kv(key: &str, v: any_value::Value) -> KeyValue {
     }
 }
 
-fn kv_str(key: &str, v: &str) -> KeyValue {
+pub(super) fn kv_str(key: &str, v: &str) -> KeyValue {
     kv(key, any_value::Value::StringValue(v.to_string()))
 }
 
-fn kv_f64(key: &str, v: f64) -> KeyValue {
+pub(super) fn kv_f64(key: &str, v: f64) -> KeyValue {
     kv(key, any_value::Value::DoubleValue(v))
 }
 
-fn kv_i64(key: &str, v: i64) -> KeyValue {
+pub(super) fn kv_i64(key: &str, v: i64) -> KeyValue {
     kv(key, any_value::Value::IntValue(v))
 }
 

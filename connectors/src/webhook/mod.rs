@@ -15,7 +15,7 @@ pub use payload::render;
 use redwatch_engine::config::WebhookExporterConfig;
 use redwatch_engine::security::{self, Alpn};
 use redwatch_engine::telemetry::{Counter, Registry};
-use redwatch_operators::problems::{Problem, ProblemState};
+use redwatch_operators::problems::{Problem, ProblemBatch, ProblemSink, ProblemState};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -86,6 +86,15 @@ impl WebhookHandle {
         let body = render(p, self.format);
         if self.tx.try_send(body).is_err() {
             self.counters.dropped.inc();
+        }
+    }
+}
+
+/// Fed by the problem stream: one notification per problem opened or resolved.
+impl ProblemSink for WebhookHandle {
+    fn on_problems(&self, batch: &ProblemBatch) {
+        for (p, _) in &batch.problems {
+            self.notify(p);
         }
     }
 }
