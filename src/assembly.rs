@@ -20,6 +20,7 @@ use redwatch_engine::time::TimePolicy;
 use redwatch_operators::anomaly::SignalStream;
 use redwatch_operators::metrics::MetricSink;
 use redwatch_operators::red::RedSink;
+use redwatch_operators::servicegraph::ServiceGraphSink;
 use redwatch_queries::catalog::TableDef;
 use redwatch_queries::query::{QueryEngine, QueryLimits};
 use std::collections::BTreeMap;
@@ -56,6 +57,8 @@ pub struct Sinks {
     pub red: Vec<Arc<dyn RedSink>>,
     /// Closed metric windows.
     pub metrics: Vec<Arc<dyn MetricSink>>,
+    /// Closed service graph windows (besides the service graph feature's own sinks).
+    pub service_graph: Vec<Arc<dyn ServiceGraphSink>>,
 }
 
 /// The engine under construction; see the module comment.
@@ -131,6 +134,11 @@ impl<'a> Assembly<'a> {
     /// Adds a sink of metric windows.
     pub fn metric_sink(&mut self, sink: Arc<dyn MetricSink>) {
         self.sinks.metrics.push(sink);
+    }
+
+    /// Adds a sink of service graph windows.
+    pub fn service_graph_sink(&mut self, sink: Arc<dyn ServiceGraphSink>) {
+        self.sinks.service_graph.push(sink);
     }
 
     /// Adds an operator to the pipeline, built once every feature has added its sinks.

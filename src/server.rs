@@ -68,6 +68,7 @@ impl Engine {
         features::kafka::install(&mut asm)?;
         features::otlp_export::install(&mut asm)?;
         features::anomaly::install(&mut asm);
+        features::problems::install(&mut asm)?;
         features::prometheus::install(&mut asm);
         features::sql::install(&mut asm);
         asm.start().await

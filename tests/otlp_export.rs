@@ -335,6 +335,8 @@ async fn latency_spike_becomes_anomaly_spans_grouped_by_incident() {
     let recv = Receiver::start().await;
     let mut cfg: Config = test_config();
     cfg.exporters.otlp = Some(exporter_cfg(&recv.url(), 10_000));
+    // One incident = one trace is the problems-off shape (problem traces: the next test).
+    cfg.problems.enabled = false;
     cfg.anomaly.warmup_windows = 20;
     cfg.anomaly.detectors.robust_z.baseline_windows = 20;
     cfg.forecast.enabled = false;
@@ -518,6 +520,182 @@ async fn latency_spike_becomes_anomaly_spans_grouped_by_incident() {
         .expect("the anomalies table answers");
     assert_eq!(rows.num_rows(), p99.len());
     e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spike_is_one_problem_trace_with_its_member_anomalies_as_children() {
+    let recv = Receiver::start().await;
+    let (hook_url, hook) = webhook_receiver(2).await;
+    let mut cfg: Config = test_config();
+    cfg.exporters.otlp = Some(exporter_cfg(&recv.url(), 10_000));
+    cfg.exporters.webhook.url = Some(hook_url);
+    cfg.exporters.webhook.initial_interval = Duration::from_millis(50);
+    cfg.anomaly.warmup_windows = 20;
+    cfg.anomaly.detectors.robust_z.baseline_windows = 20;
+    cfg.forecast.enabled = false;
+    cfg.windows.allowed_lateness = REPLAY_LATENESS;
+    assert!(cfg.problems.enabled, "problems are on by default");
+    let e = start(&cfg).await;
+
+    const SPIKE: std::ops::Range<u64> = 30..35;
+    let first = now_ns() / SEC - 45;
+    let load = Load::start(&e, &["payments"], first, 40, |k, i| {
+        let base = if SPIKE.contains(&k) { 600.0 } else { 20.0 };
+        (base * (1.0 + 0.2 * noise(k, i))) as u64
+    });
+    let got = recv.got.clone();
+    wait_until(Duration::from_secs(90), "the problem resolves", || {
+        let got = got.clone();
+        async move { !got.named("problem_resolved").is_empty() }
+    })
+    .await;
+    load.stop().await;
+
+    let roots = recv.got.named("problem_detected");
+    assert_eq!(roots.len(), 1, "one problem for the spike: {roots:?}");
+    let (res, root) = &roots[0];
+    assert!(res.contains(&("service.name".to_string(), "redwatch".to_string())));
+    let a = attrs(root);
+    assert_eq!(a["problem.id"], hex(&root.trace_id));
+    assert_eq!(a["problem.cause.service"], "payments");
+    assert_eq!(a["problem.cause.span"], "GET /pay");
+    assert!(a["problem.cause.signal"].starts_with("latency_p"), "{a:?}");
+    assert!(
+        a["problem.summary"].starts_with("payments GET /pay ("),
+        "{a:?}"
+    );
+    assert!(
+        root.parent_span_id.is_empty(),
+        "the problem span is the root"
+    );
+    // Its onset is the spike's first window; published within 2 windows after that window closed.
+    assert_eq!(root.start_time_unix_nano, (first + SPIKE.start) * SEC);
+    let published = root.end_time_unix_nano / SEC - (first + SPIKE.start + 1);
+    assert!(
+        (1..=2).contains(&published),
+        "published {published} windows after the first anomaly"
+    );
+    // Linked to the exemplar (slowest span) of its cause's window.
+    assert!(
+        !root.links.is_empty(),
+        "exemplar links on the root: {root:?}"
+    );
+    assert_eq!(
+        attrs_of(&root.links[0].attributes)["exemplar.kind"],
+        "slowest"
+    );
+
+    let members = recv.got.named("anomaly_detected");
+    let in_problem: Vec<&Span> = members
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| s.trace_id == root.trace_id)
+        .collect();
+    let n: usize = a["problem.members"].parse().unwrap();
+    assert!(n >= 2, "p50 and p99 of the spike: {n}");
+    let incidents: std::collections::BTreeSet<String> = in_problem
+        .iter()
+        .map(|s| attrs(s)["anomaly.incident_id"].clone())
+        .collect();
+    assert_eq!(
+        incidents.len(),
+        n,
+        "every member incident is in the problem's trace"
+    );
+    let ids: std::collections::BTreeSet<&Vec<u8>> = in_problem.iter().map(|s| &s.span_id).collect();
+    for s in &in_problem {
+        // An incident's first span hangs off the problem root; its later windows off that one.
+        assert!(
+            s.parent_span_id == root.span_id || ids.contains(&s.parent_span_id),
+            "member span without its parent in the trace: {s:?}"
+        );
+    }
+    assert_eq!(
+        in_problem
+            .iter()
+            .filter(|s| s.parent_span_id == root.span_id)
+            .count(),
+        n,
+        "one child of the root per member incident"
+    );
+    let resolved = recv.got.named("problem_resolved");
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(resolved[0].1.trace_id, root.trace_id);
+    assert_eq!(resolved[0].1.parent_span_id, root.span_id);
+    assert_eq!(e.registry.total("redwatch_problems_open"), 0.0);
+
+    // The webhook: one firing and one resolved notification for the problem, delivered after
+    // the receiver's first two answers (503) were retried.
+    let seen = hook.clone();
+    wait_until(
+        Duration::from_secs(30),
+        "the webhook gets the resolve",
+        || {
+            let seen = seen.clone();
+            async move {
+                seen.lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|(c, _)| *c == 200)
+                    .count()
+                    >= 2
+            }
+        },
+    )
+    .await;
+    let seen = hook.lock().unwrap().clone();
+    let delivered: Vec<(&str, &str)> = seen
+        .iter()
+        .filter(|(c, _)| *c == 200)
+        .map(|(_, v)| {
+            (
+                v["status"].as_str().unwrap_or(""),
+                v["alerts"][0]["labels"]["problem_id"]
+                    .as_str()
+                    .unwrap_or(""),
+            )
+        })
+        .collect();
+    let id = hex(&root.trace_id);
+    assert_eq!(
+        delivered,
+        [("firing", id.as_str()), ("resolved", id.as_str())]
+    );
+    assert_eq!(seen.iter().filter(|(c, _)| *c == 503).count(), 2);
+    assert_eq!(e.registry.total("redwatch_webhook_retries_total"), 2.0);
+    e.shutdown().await;
+}
+
+/// What a webhook receiver saw: (status it answered, JSON body).
+type HookSeen = Arc<Mutex<Vec<(u16, serde_json::Value)>>>;
+
+/// A local HTTP receiver that answers 503 to its first `fail_first` POSTs, then 200.
+async fn webhook_receiver(fail_first: usize) -> (String, HookSeen) {
+    use axum::extract::State;
+    use axum::http::StatusCode;
+    let seen: HookSeen = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/hook",
+            axum::routing::post(
+                move |State(seen): State<HookSeen>, body: String| async move {
+                    let v = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+                    let mut s = seen.lock().unwrap();
+                    let code = if s.len() < fail_first {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        StatusCode::OK
+                    };
+                    s.push((code.as_u16(), v));
+                    code
+                },
+            ),
+        )
+        .with_state(seen.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await });
+    (format!("http://{addr}/hook"), seen)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod otlp_export;
 pub mod otlp_receivers;
+pub mod problems;
 pub mod prometheus;
 pub mod red;
 pub mod service_graph;

@@ -39,8 +39,14 @@ pub fn install(asm: &mut Assembly<'_>) -> anyhow::Result<()> {
     }
     // `anomaly_detected` and `metric_prediction` spans.
     let dims = cfg.red.dimensions.iter().map(|d| d.name.clone()).collect();
-    asm.anomaly_stream
-        .subscribe(Arc::new(SignalSpans::new(handle.clone(), dims)));
+    // With problems on, anomaly spans go out in their problem's trace (features/problems.rs).
+    let spans = SignalSpans::new(handle.clone(), dims);
+    let spans = if cfg.problems.enabled {
+        spans.predictions_only()
+    } else {
+        spans
+    };
+    asm.anomaly_stream.subscribe(Arc::new(spans));
     asm.otlp_exporter = Some(handle);
     Ok(())
 }

@@ -22,7 +22,11 @@ pub fn install(asm: &mut Assembly<'_>) {
         PrometheusServiceGraph::new(sg.buckets_s.clone(), &sg.dimensions, sg.cardinality_limit);
     asm.prometheus.add_section(prom.clone());
     asm.table(catalog::SERVICE_GRAPH.with(table.clone()));
-    let sinks: Vec<Arc<dyn ServiceGraphSink>> = vec![prom, table];
-    let op = ServiceGraphOperator::new(cfg, sinks, &asm.registry);
-    asm.operator(move |_| Box::new(op));
+    let registry = asm.registry.clone();
+    // Built with the pipeline: later features (problems) add sinks of their own.
+    asm.operator(move |sinks| {
+        let mut all: Vec<Arc<dyn ServiceGraphSink>> = vec![prom, table];
+        all.append(&mut sinks.service_graph);
+        Box::new(ServiceGraphOperator::new(cfg, all, &registry))
+    });
 }

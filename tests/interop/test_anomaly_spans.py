@@ -68,6 +68,9 @@ anomaly:
   warmup_windows: 20
   detectors: {{ robust_z: {{ baseline_windows: 20 }} }}
 forecast: {{ enabled: false }}
+# One incident = one trace is the problems-off shape; with problems on (the default) the spans are
+# children in their problem's trace.
+problems: {{ enabled: false }}
 """
 
 

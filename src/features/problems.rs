@@ -1,0 +1,59 @@
+//! Problems (docs/anomaly-detection.md, "Problems"): the correlation operator on the anomaly
+//! stream and the service graph, and the subscribers of its problem stream this feature owns —
+//! the `problems` and `problem_members` tables, the problem traces on the OTLP exporter (then
+//! the anomaly spans go out in their problem's trace) and the webhook.
+
+use crate::assembly::{Assembly, Stage};
+use anyhow::Context;
+use redwatch_connectors::otlp_exporter::problem_spans::ProblemSpans;
+use redwatch_connectors::webhook;
+use redwatch_operators::problems::{ProblemOperator, ProblemStream};
+use redwatch_queries::anomalies::SignalTableSettings;
+use redwatch_queries::catalog;
+use redwatch_queries::problems::{ProblemMembersTable, ProblemsTable};
+use std::sync::Arc;
+
+pub fn install(asm: &mut Assembly<'_>) -> anyhow::Result<()> {
+    let cfg = asm.cfg;
+    let settings = SignalTableSettings {
+        retention_ns: cfg.sql.retention.as_nanos() as u64,
+        ..Default::default()
+    };
+    let problems = ProblemsTable::new(settings);
+    let members = ProblemMembersTable::new(settings);
+    asm.table(catalog::PROBLEMS.with(problems.clone()));
+    asm.table(catalog::PROBLEM_MEMBERS.with(members.clone()));
+    if !cfg.problems.enabled || !cfg.anomaly.enabled {
+        return Ok(());
+    }
+    let stream = ProblemStream::new();
+    stream.subscribe(problems);
+    stream.subscribe(members);
+    if let Some(handle) = &asm.otlp_exporter {
+        let dims = cfg.red.dimensions.iter().map(|d| d.name.clone()).collect();
+        stream.subscribe(Arc::new(ProblemSpans::new(handle.clone(), dims)));
+    }
+    if cfg.exporters.webhook.url.is_some() {
+        let (hook, task) = webhook::start(
+            &cfg.exporters.webhook,
+            &asm.registry,
+            asm.cancel(Stage::Exporters),
+        )
+        .context("webhook exporter")?;
+        asm.on_start(Stage::Exporters, move |s| {
+            s.spawn(Stage::Exporters, async move {
+                let _ = task.await;
+                Ok(())
+            });
+            Box::pin(async { Ok(()) })
+        });
+        stream.subscribe(Arc::new(hook));
+    }
+    let window_ns = cfg.windows.size.as_nanos() as u64;
+    let op = ProblemOperator::new(window_ns, stream, &asm.registry);
+    asm.anomaly_stream.subscribe(op.clone());
+    asm.service_graph_sink(op.clone());
+    // After the anomaly operator's RED sink: a window's anomalies are in before it advances.
+    asm.red_sink(op);
+    Ok(())
+}
