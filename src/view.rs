@@ -48,12 +48,17 @@ struct State {
     provisional: HashMap<Arc<SeriesKey>, ViewRow>,
 }
 
+mod problems;
+pub use problems::ProblemBoard;
+
 /// A [`RedSink`] that remembers the newest row per series.
 #[derive(Default)]
 pub struct LiveView {
     state: Mutex<State>,
     /// Open incidents and forecasts, when anomaly detection runs.
     anomaly_board: std::sync::OnceLock<Arc<AnomalyBoard>>,
+    /// Open problems, when correlation runs (then shown instead of raw anomalies).
+    problem_board: std::sync::OnceLock<Arc<ProblemBoard>>,
 }
 
 impl LiveView {
@@ -87,12 +92,19 @@ impl LiveView {
         let _ = self.anomaly_board.set(board);
     }
 
-    /// The open-anomalies and forecasts section ("" when detection is off).
+    /// Shows `board`'s open problems instead of raw anomalies (set once, by the engine).
+    pub fn set_problem_board(&self, board: Arc<ProblemBoard>) {
+        let _ = self.problem_board.set(board);
+    }
+
+    /// The open-problems (or, with problems off, open-anomalies) and forecasts section (""
+    /// when detection is off).
     pub fn render_anomalies(&self, n: usize) -> String {
-        self.anomaly_board
-            .get()
-            .map(|b| render_anomalies(b, n))
-            .unwrap_or_default()
+        match (self.problem_board.get(), self.anomaly_board.get()) {
+            (Some(p), Some(b)) => problems::render(p, n) + &render_forecasts(b, n),
+            (_, Some(b)) => render_anomalies(b, n),
+            _ => String::new(),
+        }
     }
 
     /// Number of series with a closed window.
@@ -349,6 +361,13 @@ pub fn render_anomalies(board: &AnomalyBoard, n: usize) -> String {
             fmt_window(a.window_start)
         );
     }
+    out.push_str(&render_forecasts(board, n));
+    out
+}
+
+/// The notable forecasts, at most `n` lines.
+fn render_forecasts(board: &AnomalyBoard, n: usize) -> String {
+    let mut out = String::new();
     let fc = board.notable_forecasts(n);
     let _ = writeln!(out, "FORECASTS (trend changes, threshold crossings)");
     if fc.is_empty() {

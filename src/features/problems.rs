@@ -1,9 +1,10 @@
 //! Problems (docs/anomaly-detection.md, "Problems"): the correlation operator on the anomaly
 //! stream and the service graph, and the subscribers of its problem stream this feature owns —
-//! the `problems` and `problem_members` tables, the problem traces on the OTLP exporter (then
+//! the `problems` and `problem_members` tables, the live view's open problems, the problem traces on the OTLP exporter (then
 //! the anomaly spans go out in their problem's trace) and the webhook.
 
 use crate::assembly::{Assembly, Stage};
+use crate::view::ProblemBoard;
 use anyhow::Context;
 use redwatch_connectors::otlp_exporter::problem_spans::ProblemSpans;
 use redwatch_connectors::webhook;
@@ -29,6 +30,9 @@ pub fn install(asm: &mut Assembly<'_>) -> anyhow::Result<()> {
     let stream = ProblemStream::new();
     stream.subscribe(problems);
     stream.subscribe(members);
+    let board = Arc::new(ProblemBoard::default());
+    asm.view.set_problem_board(board.clone());
+    stream.subscribe(board);
     if let Some(handle) = &asm.otlp_exporter {
         let dims = cfg.red.dimensions.iter().map(|d| d.name.clone()).collect();
         stream.subscribe(Arc::new(ProblemSpans::new(handle.clone(), dims)));
