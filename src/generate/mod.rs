@@ -4,7 +4,7 @@
 
 mod workload;
 
-pub use workload::{Incident, IncidentKind, Workload};
+pub use workload::{default_incidents, Incident, IncidentKind, Workload, CYCLE_S};
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use std::time::{Duration, Instant};
