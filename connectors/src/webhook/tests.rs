@@ -118,6 +118,8 @@ async fn one_open_and_one_resolve_per_problem_with_503s_retried() {
     h.notify(&problem(ProblemState::Open));
     h.notify(&problem(ProblemState::Ongoing)); // not a notification
     h.notify(&problem(ProblemState::Resolved));
+    // The receiver records a request before its answer reaches the exporter, so wait for the
+    // exporter's own count too (asserting it right after the receiver saw the second 200 raced).
     until(|| {
         seen.lock()
             .unwrap()
@@ -125,6 +127,7 @@ async fn one_open_and_one_resolve_per_problem_with_503s_retried() {
             .filter(|(s, _)| *s == 200)
             .count()
             == 2
+            && h.counters.sent.get() == 2
     })
     .await;
     let s = seen.lock().unwrap().clone();
