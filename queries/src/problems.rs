@@ -33,10 +33,21 @@ fn ts() -> TimestampMillisecondBuilder {
     TimestampMillisecondBuilder::new().with_timezone("UTC")
 }
 
-fn time_ranges(problems: &[Problem]) -> (u64, Vec<(&'static str, i128, i128)>) {
+/// Stores one batch of problem snapshots: pruned by `updated_at` and by the services named.
+fn push<'a>(
+    table: &Bounded,
+    batch: RecordBatch,
+    problems: &[Problem],
+    services: impl Iterator<Item = &'a str>,
+) {
     let lo = problems.iter().map(|p| p.updated_at).min().unwrap_or(0);
     let hi = problems.iter().map(|p| p.updated_at).max().unwrap_or(0);
-    (hi, vec![("updated_at", lo as i128, hi as i128)])
+    let p = Partition {
+        batch,
+        time_ranges: vec![("updated_at", lo as i128, hi as i128)],
+        service_range: service_range(services),
+    };
+    table.push(p, hi);
 }
 
 impl ProblemsTable {
@@ -130,17 +141,10 @@ impl ProblemsTable {
         let Ok(batch) = RecordBatch::try_new(schema::PROBLEMS.clone(), cols) else {
             return;
         };
-        let (hi, time_ranges) = time_ranges(problems);
-        let p = Partition {
-            batch,
-            time_ranges,
-            service_range: service_range(
-                problems
-                    .iter()
-                    .filter_map(|p| p.cause().map(|c| &*c.service)),
-            ),
-        };
-        self.inner.push(p, hi);
+        let causes = problems
+            .iter()
+            .filter_map(|p| p.cause().map(|c| &*c.service));
+        push(&self.inner, batch, problems, causes);
     }
 }
 
@@ -237,17 +241,10 @@ impl ProblemMembersTable {
         let Ok(batch) = RecordBatch::try_new(schema::PROBLEM_MEMBERS.clone(), cols) else {
             return;
         };
-        let (hi, time_ranges) = time_ranges(problems);
-        let p = Partition {
-            batch,
-            time_ranges,
-            service_range: service_range(
-                problems
-                    .iter()
-                    .flat_map(|p| p.members.iter().map(|m| &*m.series.service_name)),
-            ),
-        };
-        self.inner.push(p, hi);
+        let members = problems
+            .iter()
+            .flat_map(|p| p.members.iter().map(|m| &*m.series.service_name));
+        push(&self.inner, batch, problems, members);
     }
 }
 
