@@ -5,8 +5,9 @@
 //! Each kind runs enough seeded series that 0.999 means something: ≥ 240 000 scored windows
 //! (≈ 240 expected at 0.999; ±20% is then about ±3 standard errors of a binomial count).
 
-use super::ensemble::{DetectorParams, Observation, SignalDetector};
+use super::ensemble::{Observation, SignalDetector};
 use super::incident::{IncidentPolicy, IncidentTracker};
+use super::params::DetectorParams;
 use super::SignalKind;
 use rand::rngs::StdRng;
 use rand::SeedableRng;

@@ -8,8 +8,9 @@
 //! windows are observed as rate 0 when the next row arrives, so a traffic drop to nothing still
 //! alarms (with the missing windows' own times).
 
-use super::ensemble::{detector_name, Decision, DetectorParams, Observation, SignalDetector};
+use super::ensemble::{Decision, Observation, SignalDetector};
 use super::incident::{incident_id, IncidentPolicy, IncidentStep, IncidentTracker};
+use super::params::{detector_name, DetectorParams};
 use super::{Anomaly, IncidentState, SignalKind};
 use crate::forecast::{steps_to_threshold, ForecastParams, Forecaster, Prediction};
 use crate::red::{RedRow, SeriesKey};

@@ -4,7 +4,7 @@
 //! Each detector scores a value *before* learning it ([`Verdict`]) and is then told whether the
 //! ensemble called the window anomalous, so an incident does not teach the baseline its own
 //! values at full weight. State is a few numbers or one fixed-size `f32` ring; parameters live
-//! in the shared [`super::ensemble::DetectorParams`], not per series.
+//! in the shared [`super::params::DetectorParams`], not per series.
 
 use super::ring::Ring16;
 

@@ -16,15 +16,17 @@ mod detectors;
 mod ensemble;
 mod incident;
 mod operator;
+mod params;
 mod ring;
 mod score;
 mod seasonal;
 
 pub use detection::AnomalyEngine;
 pub use detectors::{Cusum, Ewma, RobustZ, SignalKind, Verdict};
-pub use ensemble::{detector_name, Decision, DetectorParams, Observation, SignalDetector};
+pub use ensemble::{Decision, Observation, SignalDetector};
 pub use incident::{incident_id, IncidentPolicy, IncidentTracker, SEVERITY_P};
 pub use operator::{AnomalyOperator, SignalSink, SignalStream, Signals};
+pub use params::{detector_name, DetectorParams};
 pub use ring::Ring16;
 pub use score::{t_upper, TailLedger, Tails, ValueShape};
 pub use seasonal::{Seasonal, SeasonalParams};
