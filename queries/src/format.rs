@@ -38,6 +38,9 @@ fn err(e: impl std::fmt::Display) -> EncodeError {
 
 /// `{"columns": [...], "rows": [{...}], "elapsed_ms": n}`: timestamps as RFC 3339 strings, 64-bit
 /// integers as numbers, maps as objects, binary as hex.
+///
+/// The rows are Arrow's JSON writer's array as it writes it, spliced into the envelope (one
+/// pass: no `serde_json::Value` per row).
 pub fn to_json(r: &QueryResult) -> Result<Vec<u8>, EncodeError> {
     let columns: Vec<serde_json::Value> = r
         .schema
@@ -45,26 +48,26 @@ pub fn to_json(r: &QueryResult) -> Result<Vec<u8>, EncodeError> {
         .iter()
         .map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string()}))
         .collect();
-    let mut buf = Vec::new();
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(b"{\"columns\":");
+    serde_json::to_writer(&mut out, &columns).map_err(err)?;
+    out.extend_from_slice(b",\"rows\":");
+    let rows_at = out.len();
     {
-        let mut w = arrow::json::ArrayWriter::new(&mut buf);
+        let mut w = arrow::json::ArrayWriter::new(&mut out);
         for b in &r.batches {
             let b = timestamps_as_rfc3339(b)?;
             w.write(&b).map_err(err)?;
         }
         w.finish().map_err(err)?;
     }
-    let rows: serde_json::Value = if buf.is_empty() {
-        serde_json::Value::Array(Vec::new())
-    } else {
-        serde_json::from_slice(&buf).map_err(err)?
-    };
-    let out = serde_json::json!({
-        "columns": columns,
-        "rows": rows,
-        "elapsed_ms": r.elapsed.as_secs_f64() * 1000.0,
-    });
-    serde_json::to_vec(&out).map_err(err)
+    if out.len() == rows_at {
+        out.extend_from_slice(b"[]");
+    }
+    out.extend_from_slice(b",\"elapsed_ms\":");
+    serde_json::to_writer(&mut out, &(r.elapsed.as_secs_f64() * 1000.0)).map_err(err)?;
+    out.push(b'}');
+    Ok(out)
 }
 
 fn rfc3339_formatter() -> FormatOptions<'static> {
@@ -172,5 +175,64 @@ pub fn encode(r: &QueryResult, f: Format) -> Result<Vec<u8>, EncodeError> {
         Format::Json => to_json(r),
         Format::Csv => to_csv(r),
         Format::Arrow => to_arrow(r),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Float64Array, TimestampMillisecondArray};
+    use std::time::Duration;
+
+    #[test]
+    fn json_is_one_document_with_rfc3339_times_nulls_left_out_and_empty_rows() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "t",
+                DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, Some("UTC".into())),
+                false,
+            ),
+            Field::new("name", DataType::Utf8, false),
+            Field::new("v", DataType::Float64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(TimestampMillisecondArray::from(vec![0, 1_500]).with_timezone("UTC")),
+                Arc::new(StringArray::from(vec!["a\"b", "c"])),
+                Arc::new(Float64Array::from(vec![Some(0.1), None])),
+            ],
+        )
+        .unwrap();
+        let r = QueryResult {
+            schema: schema.clone(),
+            batches: vec![batch.clone(), batch.slice(1, 1)],
+            elapsed: Duration::from_micros(1500),
+        };
+        let v: serde_json::Value = serde_json::from_slice(&to_json(&r).unwrap()).unwrap();
+        let names: Vec<&str> = v["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["t", "name", "v"]);
+        assert_eq!(v["columns"][2]["type"], "Float64");
+        assert_eq!(
+            v["rows"],
+            serde_json::json!([
+                {"t": "1970-01-01T00:00:00.000Z", "name": "a\"b", "v": 0.1},
+                {"t": "1970-01-01T00:00:01.500Z", "name": "c"},
+                {"t": "1970-01-01T00:00:01.500Z", "name": "c"}
+            ])
+        );
+        assert_eq!(v["elapsed_ms"], 1.5);
+        let empty = QueryResult {
+            schema,
+            batches: vec![],
+            elapsed: Duration::ZERO,
+        };
+        let v: serde_json::Value = serde_json::from_slice(&to_json(&empty).unwrap()).unwrap();
+        assert_eq!(v["rows"], serde_json::json!([]));
     }
 }
