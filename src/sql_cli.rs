@@ -268,8 +268,8 @@ pub fn run(opts: SqlOptions) -> Result<(), SqlCliError> {
 }
 
 const HELP: &str = "\
-Statements end with `;` and may span lines. Tables: red, spans, metric_points, anomalies,
-predictions, service_graph, sessions, continuous_results, problems, problem_members
+Statements end with `;` and may span lines. Tables: red, red_windows, spans, metric_points,
+anomalies, predictions, service_graph, sessions, continuous_results, problems, problem_members
 (SHOW TABLES; lists them).
   \\q                      quit (or Ctrl-D)
   \\format table|csv|json  how results are printed

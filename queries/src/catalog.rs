@@ -49,6 +49,11 @@ pub const RED: TableSpec = TableSpec {
     schema: || schema::RED.clone(),
     time_columns: WINDOW,
 };
+pub const RED_WINDOWS: TableSpec = TableSpec {
+    name: "red_windows",
+    schema: || schema::RED_WINDOWS.clone(),
+    time_columns: WINDOW,
+};
 pub const SPANS: TableSpec = TableSpec {
     name: "spans",
     schema: || schema::SPANS.clone(),
@@ -96,8 +101,9 @@ pub const CONTINUOUS_RESULTS: TableSpec = TableSpec {
 };
 
 /// Every live table, in the order `SHOW TABLES` lists them.
-pub static ALL: [&TableSpec; 10] = [
+pub static ALL: [&TableSpec; 11] = [
     &RED,
+    &RED_WINDOWS,
     &SPANS,
     &METRIC_POINTS,
     &ANOMALIES,

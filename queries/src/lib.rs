@@ -46,6 +46,7 @@ impl Tables {
     pub fn providers(&self) -> Vec<(String, Arc<dyn TableProvider>)> {
         catalog::providers(vec![
             catalog::RED.with(self.red.clone()),
+            catalog::RED_WINDOWS.with(self.red.windows()),
             catalog::SPANS.with(self.spans.clone()),
             catalog::ANOMALIES.with(self.anomalies.clone()),
             catalog::PREDICTIONS.with(self.predictions.clone()),

@@ -396,6 +396,61 @@ impl RedTable {
     pub fn sealed_bytes(&self) -> usize {
         self.store.sealed_bytes()
     }
+
+    /// The `red_windows` table over this table's windows.
+    pub fn windows(self: &Arc<Self>) -> Arc<RedWindows> {
+        Arc::new(RedWindows(self.clone()))
+    }
+}
+
+/// The `red_windows` table: one row per final window of a [`RedTable`], built per query from
+/// the store's window list (a few thousand rows at most: one per window within retention).
+#[derive(Debug)]
+pub struct RedWindows(Arc<RedTable>);
+
+impl PartitionSource for RedWindows {
+    /// `window_size` is applied exactly when the list is built.
+    fn exact_columns(&self) -> &'static [&'static str] {
+        &["window_size"]
+    }
+
+    fn snapshot(&self, filter: &PruneFilter) -> Vec<RecordBatch> {
+        use arrow::array::{BooleanArray, Int64Array, TimestampMillisecondArray};
+        let windows = self.0.store.windows(filter);
+        if windows.is_empty() {
+            return Vec::new();
+        }
+        let ms = |ns: u64| (ns / 1_000_000) as i64;
+        let mut label = StringBuilder::with_capacity(windows.len(), windows.len() * 4);
+        for w in &windows {
+            label.append_value(&w.label);
+        }
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(label.finish()),
+            Arc::new(
+                TimestampMillisecondArray::from_iter_values(windows.iter().map(|w| ms(w.start)))
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(
+                TimestampMillisecondArray::from_iter_values(
+                    windows.iter().map(|w| ms(w.start + w.size_ns)),
+                )
+                .with_timezone("UTC"),
+            ),
+            Arc::new(Int64Array::from_iter_values(
+                windows.iter().map(|w| w.rows as i64),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                windows.iter().map(|w| w.version as i64),
+            )),
+            Arc::new(BooleanArray::from_iter(
+                windows.iter().map(|w| Some(w.sealed)),
+            )),
+        ];
+        RecordBatch::try_new(schema::RED_WINDOWS.clone(), cols)
+            .map(|b| vec![b])
+            .unwrap_or_default()
+    }
 }
 
 impl RedSink for RedTable {
@@ -459,5 +514,101 @@ mod tests {
             1,
             "the final row replaced the provisional one"
         );
+    }
+
+    #[test]
+    fn red_windows_lists_final_windows_and_a_restatement_gives_a_new_version() {
+        use arrow::array::{Array, BooleanArray, Int64Array, StringArray};
+        let table = RedTable::new(RedTableSettings {
+            dims: vec![],
+            lateness_ns: 30_000_000_000,
+            retention_ns: u64::MAX,
+            max_bytes: usize::MAX,
+        });
+        let mut cfg = Config::default();
+        cfg.windows.rollups = vec![];
+        let reg = Registry::new();
+        let mut op = RedOperator::new(&cfg, vec![table.clone()], &reg);
+        let windows = table.windows();
+        // (window_size, series, version, sealed) of every listed window.
+        let list = |f: &PruneFilter| -> Vec<(String, i64, i64, bool)> {
+            let batches = windows.snapshot(f);
+            let mut out = Vec::new();
+            for b in &batches {
+                let col = |i: usize| b.column(i).clone();
+                let size = col(0);
+                let size = size.as_any().downcast_ref::<StringArray>().unwrap();
+                let series = col(3);
+                let series = series.as_any().downcast_ref::<Int64Array>().unwrap();
+                let version = col(4);
+                let version = version.as_any().downcast_ref::<Int64Array>().unwrap();
+                let sealed = col(5);
+                let sealed = sealed.as_any().downcast_ref::<BooleanArray>().unwrap();
+                for i in 0..b.num_rows() {
+                    out.push((
+                        size.value(i).to_string(),
+                        series.value(i),
+                        version.value(i),
+                        sealed.value(i),
+                    ));
+                }
+            }
+            out
+        };
+        let all = PruneFilter::default();
+        let t0 = 1_700_000_000_000_000_000u64;
+        let span =
+            |svc: &str, t: u64| span_batch(SourceId(0), 0, &[SpanFixture::new(svc, "x", t, 1.0)]);
+        op.process_spans(&span("a", t0 + 1), t0);
+        op.publish_provisional();
+        assert!(list(&all).is_empty(), "an open window is not listed");
+        op.advance(t0 + 10_000_000_000);
+        let first = list(&all);
+        assert_eq!(first.len(), 1);
+        assert_eq!(
+            (first[0].0.as_str(), first[0].1, first[0].3),
+            ("10s", 1, false)
+        );
+        // The next window closes: the first keeps its version.
+        op.process_spans(&span("a", t0 + 10_000_000_001), t0);
+        op.advance(t0 + 20_000_000_000);
+        let second = list(&all);
+        assert_eq!(second.len(), 2);
+        assert_eq!(second[0], first[0]);
+        assert_ne!(second[1].2, first[0].2);
+        // Late data restates the first window: a new version and a second series.
+        op.process_spans(&span("b", t0 + 2), t0);
+        op.advance(t0 + 20_000_000_001);
+        let third = list(&all);
+        assert_eq!(third.len(), 2);
+        assert_eq!(third[0].1, 2, "{third:?}");
+        assert_ne!(
+            third[0].2, first[0].2,
+            "the restated window has a new version"
+        );
+        assert_eq!(third[1], second[1], "the other window is unchanged");
+        // Filters on window_size and the window times prune the list.
+        let ts = |ns: u64| {
+            datafusion::logical_expr::lit(datafusion::common::ScalarValue::TimestampMillisecond(
+                Some((ns / 1_000_000) as i64),
+                Some("UTC".into()),
+            ))
+        };
+        use datafusion::logical_expr::{col, lit};
+        let f = PruneFilter::from_exprs(
+            &[col("window_start").gt_eq(ts(t0 + 10_000_000_000))],
+            &["window_start", "window_end"],
+        );
+        assert_eq!(list(&f), vec![third[1].clone()]);
+        let f = PruneFilter::from_exprs(
+            &[col("window_size").eq(lit("1m"))],
+            &["window_start", "window_end"],
+        );
+        assert!(list(&f).is_empty());
+        // Sealed once no late data can reach it.
+        op.process_spans(&span("a", t0 + 60_000_000_001), t0);
+        op.advance(t0 + 70_000_000_000);
+        assert!(list(&all)[0].3, "{:?}", list(&all));
+        assert_eq!(list(&all)[0].2, third[0].2, "sealing keeps the version");
     }
 }

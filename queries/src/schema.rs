@@ -59,6 +59,23 @@ pub static RED: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
+/// `red_windows`: one row per final window the `red` table holds (no rows read), so a reader
+/// polls which windows are new or were restated by late data since it last read them.
+pub static RED_WINDOWS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        f("window_size", DataType::Utf8, false),
+        f("window_start", ts_ms(), false),
+        f("window_end", ts_ms(), false),
+        // Series (rows of `red`) in the window.
+        f("series", DataType::Int64, false),
+        // Change sequence number of the window's rows: a restatement gives a new one. It
+        // restarts with the process: compare for equality.
+        f("version", DataType::Int64, false),
+        // No late data can restate the window any more.
+        f("sealed", DataType::Boolean, false),
+    ]))
+});
+
 /// `spans`: recent raw spans (bounded by rows and age).
 pub static SPANS: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![

@@ -64,8 +64,22 @@ pub struct PruneFilter {
 impl PruneFilter {
     /// Whether a partition with these ranges may hold matching rows.
     pub fn may_match(&self, p: &Partition) -> bool {
+        if !self.times_may_match(&p.time_ranges) {
+            return false;
+        }
+        if let Some((lo, hi)) = &p.service_range {
+            if !self.services_may_match(lo, hi) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Whether rows whose time columns lie in these inclusive `(column, min, max)` ranges (ns)
+    /// may match.
+    pub fn times_may_match(&self, ranges: &[(&'static str, i128, i128)]) -> bool {
         for (col, op, v) in &self.time {
-            if let Some((_, lo, hi)) = p.time_ranges.iter().find(|(c, _, _)| c == col) {
+            if let Some((_, lo, hi)) = ranges.iter().find(|(c, _, _)| c == col) {
                 let possible = match op {
                     Operator::Lt => *lo < *v,
                     Operator::LtEq => *lo <= *v,
@@ -77,11 +91,6 @@ impl PruneFilter {
                 if !possible {
                     return false;
                 }
-            }
-        }
-        if let Some((lo, hi)) = &p.service_range {
-            if !self.services_may_match(lo, hi) {
-                return false;
             }
         }
         true

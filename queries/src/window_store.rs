@@ -284,13 +284,34 @@ pub struct WindowBounds {
 
 impl<P: StoredPart> Weighed for Sealed<P> {
     fn weight(&self) -> usize {
-        self.0.partition().bytes()
+        self.part.partition().bytes()
     }
 }
 
-/// A sealed window's batch.
+/// A sealed window's batch, with what [`WindowedTable::windows`] reports of it.
 #[derive(Debug, Clone)]
-struct Sealed<P>(P);
+struct Sealed<P> {
+    part: P,
+    label: Arc<str>,
+    version: u64,
+}
+
+/// One final window of a table as [`WindowedTable::windows`] lists it.
+#[derive(Debug, Clone)]
+pub struct WindowVersion {
+    /// The window spec as written in config (`10s`).
+    pub label: Arc<str>,
+    pub size_ns: u64,
+    pub start: UnixNanos,
+    /// Rows (series) the window holds.
+    pub rows: usize,
+    /// The table's change sequence number when the window's rows last changed: a late
+    /// re-emission that restates the window gives it a new one. Numbers only grow while the
+    /// process runs (they restart with it), so a reader compares them for equality.
+    pub version: u64,
+    /// No late update can reach the window any more.
+    pub sealed: bool,
+}
 
 /// A final window that may still take late re-emissions.
 struct OpenWindow<R: WindowRows> {
@@ -299,6 +320,8 @@ struct OpenWindow<R: WindowRows> {
     start: UnixNanos,
     rows: BTreeMap<R::Series, R::Values>,
     cached: Option<R::Part>,
+    /// The change sequence number of the window's last change.
+    version: u64,
 }
 
 type WindowKey = (u64, UnixNanos);
@@ -311,6 +334,8 @@ struct State<R: WindowRows> {
     /// Provisional rows per window size.
     provisional: HashMap<u64, R::Part>,
     newest_end: UnixNanos,
+    /// Change sequence number: grows by one with every batch of final rows.
+    version: u64,
 }
 
 /// A live table of windows, each holding one row per series.
@@ -338,6 +363,7 @@ impl<R: WindowRows> WindowedTable<R> {
                 sealed: Retained::default(),
                 provisional: HashMap::new(),
                 newest_end: 0,
+                version: 0,
             }),
         }
     }
@@ -383,6 +409,8 @@ impl<R: WindowRows> WindowedTable<R> {
                 drop_windows_through(p, through);
             }
         }
+        st.version += 1;
+        let version = st.version;
         for r in rows {
             let w = R::window(r);
             st.newest_end = st.newest_end.max(w.end);
@@ -397,9 +425,11 @@ impl<R: WindowRows> WindowedTable<R> {
                 start: w.start,
                 rows: BTreeMap::new(),
                 cached: None,
+                version,
             });
             open.rows.insert(R::series(r).clone(), R::values(r));
             open.cached = None;
+            open.version = version;
         }
         self.maintain(&mut st);
     }
@@ -416,8 +446,13 @@ impl<R: WindowRows> WindowedTable<R> {
             .collect();
         for k in ready {
             if let Some(w) = st.open.remove(&k) {
-                let p = w.cached.clone().unwrap_or_else(|| self.build_window(&w));
-                st.sealed.insert(k, w.start, w.start + w.size_ns, Sealed(p));
+                let part = w.cached.clone().unwrap_or_else(|| self.build_window(&w));
+                let sealed = Sealed {
+                    part,
+                    label: w.label.clone(),
+                    version: w.version,
+                };
+                st.sealed.insert(k, w.start, w.start + w.size_ns, sealed);
             }
         }
         st.sealed
@@ -466,6 +501,46 @@ impl<R: WindowRows> WindowedTable<R> {
         }
     }
 
+    /// The final windows (sealed or not) that may match `filter` on `window_size` and the
+    /// window times, in (size, start) order: what a reader polls to learn which windows changed
+    /// since it last read them, without reading their rows.
+    pub fn windows(&self, filter: &PruneFilter) -> Vec<WindowVersion> {
+        let Ok(st) = self.state.lock() else {
+            return Vec::new();
+        };
+        let wanted = |label: &str, size_ns: u64, start: UnixNanos| {
+            filter.window_size_may_match(label)
+                && filter.times_may_match(&window_ranges(start, start, size_ns))
+        };
+        let sealed = st
+            .sealed
+            .iter()
+            .filter(|(&(size_ns, start), s)| wanted(&s.label, size_ns, start))
+            .map(|(&(size_ns, start), s)| WindowVersion {
+                label: s.label.clone(),
+                size_ns,
+                start,
+                rows: s.part.partition().batch.num_rows(),
+                version: s.version,
+                sealed: true,
+            });
+        let open = st
+            .open
+            .iter()
+            .filter(|(&(size_ns, start), w)| wanted(&w.label, size_ns, start))
+            .map(|(&(size_ns, start), w)| WindowVersion {
+                label: w.label.clone(),
+                size_ns,
+                start,
+                rows: w.rows.len(),
+                version: w.version,
+                sealed: false,
+            });
+        let mut out: Vec<WindowVersion> = sealed.chain(open).collect();
+        out.sort_by_key(|w| (w.size_ns, w.start));
+        out
+    }
+
     /// The batches that may hold rows matching `filter`: sealed, final, provisional.
     pub fn snapshot(&self, filter: &PruneFilter) -> Vec<RecordBatch> {
         let Ok(mut st) = self.state.lock() else {
@@ -473,7 +548,7 @@ impl<R: WindowRows> WindowedTable<R> {
         };
         let mut out = Vec::new();
         for p in st.sealed.values() {
-            p.0.select(filter, &mut out);
+            p.part.select(filter, &mut out);
         }
         let keys: Vec<WindowKey> = st.open.keys().copied().collect();
         for k in keys {

@@ -101,6 +101,7 @@ mod enabled {
         let lateness = cfg.windows.allowed_lateness + fleet::share_forget(cfg);
         let table = crate::features::red::table(cfg, lateness.as_nanos() as u64);
         asm.table(catalog::RED.with(table.clone()));
+        asm.table(catalog::RED_WINDOWS.with(table.windows()));
         let sinks: Arc<Mutex<Vec<Arc<dyn RedSink>>>> = Arc::default();
         let slot = sinks.clone();
         asm.operator(move |s| {

@@ -17,6 +17,7 @@ pub fn install(asm: &mut Assembly<'_>) {
     }
     let table = table(cfg, cfg.windows.allowed_lateness.as_nanos() as u64);
     asm.table(catalog::RED.with(table.clone()));
+    asm.table(catalog::RED_WINDOWS.with(table.windows()));
     asm.red_sink(asm.prometheus.clone());
     asm.red_sink(asm.view.clone());
     if cfg.fleet.role == FleetRole::All {
