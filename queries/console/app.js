@@ -190,18 +190,12 @@
   // How far back the board looks for a series' latest closed window.
   function lookbackSeconds() { return Math.max(120, 12 * secs(cfg.primary_window_ms)); }
 
-  // The board: each series' latest closed primary window (`since` = only windows ending at or
-  // after it: the live update's increment, merged into what the page holds).
-  function boardQuery(since) {
-    const cols = "service_name, span_name, span_kind, window_start, window_end, calls, rate_per_s, error_ratio, p50_ms, p99_ms";
-    if (since) {
-      return `SELECT ${cols} FROM red
-WHERE window_size = ${lit(cfg.primary_window)} AND is_final
-  AND window_start >= now() - INTERVAL '${lookbackSeconds()} seconds' AND window_end >= ${lit(since)}`;
-    }
-    return `SELECT ${cols}
+  const BOARD_COLS = "service_name, span_name, span_kind, window_start, window_end, calls, rate_per_s, error_ratio, p50_ms, p99_ms";
+  // The board: each series' latest closed primary window within the look-back.
+  function boardQuery() {
+    return `SELECT ${BOARD_COLS}
 FROM (
-  SELECT ${cols},
+  SELECT ${BOARD_COLS},
          row_number() OVER (PARTITION BY service_name, span_name, span_kind ORDER BY window_start DESC) AS newest
   FROM red
   WHERE window_size = ${lit(cfg.primary_window)} AND is_final
@@ -209,10 +203,22 @@ FROM (
 )
 WHERE newest = 1`;
   }
-  // Once a second: has a new primary window closed? (Reads only the newest few windows.)
-  function closedQuery() {
-    return `SELECT max(window_end) AS closed_end FROM red
-WHERE window_size = ${lit(cfg.primary_window)} AND is_final AND window_start >= now() - INTERVAL '${Math.max(30, 4 * secs(cfg.primary_window_ms))} seconds'`;
+  // Once a second: the closed primary windows within the look-back and their versions (a late
+  // re-emission that restates a window gives it a new version). Reads no rows of `red`.
+  function windowsQuery() {
+    return `SELECT window_start, window_end, version, now() AS now FROM red_windows
+WHERE window_size = ${lit(cfg.primary_window)} AND window_start >= now() - INTERVAL '${lookbackSeconds()} seconds'
+ORDER BY window_start`;
+  }
+  // The rows of the windows that are new or restated since the board last read them.
+  function windowRowsQuery(starts) {
+    const lo = starts.reduce((a, b) => (ts(a) <= ts(b) ? a : b));
+    const hi = starts.reduce((a, b) => (ts(a) >= ts(b) ? a : b));
+    return `SELECT ${BOARD_COLS} FROM red
+WHERE window_size = ${lit(cfg.primary_window)} AND is_final
+  AND window_start >= ${lit(lo)} AND window_start <= ${lit(hi)}` +
+      (starts.length > 1 ? `
+  AND window_start IN (${starts.map(lit).join(", ")})` : "");
   }
   function sparkWindow() { return cfg.rollups.length ? cfg.rollups[0] : cfg.primary_window; }
   function sparkWindowMs() { return cfg.rollups.length ? cfg.rollup_ms[0] : cfg.primary_window_ms; }
@@ -229,7 +235,7 @@ ORDER BY window_start`;
   }
 
   function boardPage() {
-    const st = { rows: [], byKey: new Map(), fullAt: 0, sparkRollup: null, sortKey: "rate_per_s", sortDir: -1, filter: "", page: 0, spark: new Map(), prov: new Map(), closedEnd: undefined, live: true };
+    const st = { rows: [], byKey: new Map(), versions: null, sparkRollup: null, sortKey: "rate_per_s", sortDir: -1, filter: "", page: 0, spark: new Map(), prov: new Map(), closedEnd: undefined, live: true };
     const key = (r) => r.service_name + "\u0000" + r.span_name + "\u0000" + r.span_kind;
     const filterIn = h("input", { id: "board-filter", type: "search", placeholder: "service or operation", autocomplete: "off" });
     const liveIn = h("input", { id: "board-live", type: "checkbox", checked: true });
@@ -241,13 +247,14 @@ ORDER BY window_start`;
     const pager = h("div", { class: "pager" });
     const qb = queryBox(boardQuery, "Board query (latest closed window per series)");
     const qs = queryBox(() => sparkQuery(visible(), false), "Sparkline query (last hour, visible rows)");
+    const qw = queryBox(windowsQuery, "Live updates: which closed windows are new or restated (read each second)");
     main.append(
       h("h1", { text: "Services" }),
       h("div", { class: "controls" },
         h("label", { for: "board-filter", text: "Filter" }), filterIn,
         h("label", { class: "check" }, liveIn, " Live (1 s)"),
         h("span", { class: "legend" }, h("span", { class: "legend-final", text: "— closed windows" }), " ", h("span", { class: "legend-prov", text: "┄ open (provisional)" }))),
-      info, err, table, pager, qb, qs);
+      info, err, table, pager, qb, qw, qs);
 
     function sorted() {
       const f = st.filter.toLowerCase();
@@ -330,18 +337,37 @@ ORDER BY window_start`;
       qb.refresh(); qs.refresh();
     }
 
-    // A full read of the board; increments in between (see tick), and a full read again every
-    // minute so a window restated by late data, or a series gone quiet, shows up.
-    async function loadBoard(since) {
-      const res = await sql(boardQuery(since));
-      if (!since) st.byKey = new Map();
-      res.rows.forEach((r) => {
+    // The board as the SQL API has it: a full read when the page opens (or when windows it
+    // read have gone, e.g. the engine restarted); afterwards only the rows of windows that are
+    // new or were restated by late data (their version in `red_windows` changed), merged into
+    // what the page holds; series whose latest window left the look-back drop out, as they do
+    // from the full query.
+    async function loadBoard(windows) {
+      const seen = st.versions;
+      const listed = new Map(windows.rows.map((w) => [w.window_start, w.version]));
+      const now = windows.rows.length ? ts(windows.rows[0].now) : Date.now();
+      const horizon = now - lookbackSeconds() * 1000;
+      const gone = seen && [...seen.keys()].some((t) => ts(t) >= horizon && !listed.has(t));
+      st.versions = listed;
+      if (!seen || gone) {
+        const res = await sql(boardQuery());
+        st.byKey = new Map();
+        merge(res.rows);
+        return true;
+      }
+      const changed = [...listed.keys()].filter((t) => seen.get(t) !== listed.get(t));
+      let evicted = false;
+      for (const [k, r] of st.byKey) if (ts(r.window_start) < horizon) { st.byKey.delete(k); evicted = true; }
+      if (changed.length) merge((await sql(windowRowsQuery(changed))).rows);
+      else if (evicted) st.rows = [...st.byKey.values()];
+      return changed.length > 0 || evicted;
+    }
+    function merge(rows) {
+      rows.forEach((r) => {
         const k = key(r), old = st.byKey.get(k);
-        if (!old || old.window_start <= r.window_start) st.byKey.set(k, r);
+        if (!old || ts(old.window_start) <= ts(r.window_start)) st.byKey.set(k, r);
       });
       st.rows = [...st.byKey.values()];
-      st.fullAt = since ? st.fullAt : Date.now();
-      renderBody();
     }
 
     // Sparklines of the rows on screen: closed rollup windows are cached per series until the
@@ -379,18 +405,11 @@ ORDER BY window_start`;
 
     async function tick() {
       try {
-        const c = await sql(closedQuery());
-        const closed = c.rows.length ? c.rows[0].closed_end || null : null;
-        if (closed !== st.closedEnd) {
-          // Re-read every window late data may still restate (allowed_lateness), not only new ones.
-          const since = st.closedEnd && closed && Date.now() - st.fullAt < 60000
-            ? new Date(ts(st.closedEnd) - (cfg.allowed_lateness_ms || 0)).toISOString() : null;
-          st.closedEnd = closed;
-          await loadBoard(since);
-          await loadSparks();
-        } else {
-          await loadSparks();
-        }
+        const windows = await sql(windowsQuery());
+        const ends = windows.rows.map((w) => w.window_end);
+        st.closedEnd = ends.length ? ends.reduce((a, b) => (ts(a) >= ts(b) ? a : b)) : st.closedEnd;
+        if (await loadBoard(windows)) renderBody();
+        await loadSparks();
         err.replaceChildren();
         table.dataset.ticks = String(+(table.dataset.ticks || 0) + 1);
         setStatus("updated " + hms(Date.now()));
@@ -536,13 +555,35 @@ GROUP BY service_name, span_name, span_kind ORDER BY service_name, span_name, sp
 
   function problemsPage(params) {
     const onlyOpen = params.get("open") === "1";
-    const q = () => `SELECT incident_id, service_name, span_name, span_kind, signal, severity, value, expected_min, expected_max,
-       incident_start, incident_duration_ms, incident_windows, incident_state, window_end, detector, score
-FROM (
-  SELECT *, row_number() OVER (PARTITION BY incident_id ORDER BY window_end DESC) AS newest
-  FROM anomalies WHERE window_end >= now() - INTERVAL '6 hours'
+    // Each incident's newest window, with the problem it belongs to (its newest snapshot in
+    // `problem_members`) and that problem's ranked likely causes (newest `problems` snapshot).
+    const q = () => `WITH incidents AS (
+  SELECT incident_id, service_name, span_name, span_kind, signal, severity, value, expected_min, expected_max,
+         incident_start, incident_duration_ms, incident_windows, incident_state, window_end, detector, score
+  FROM (
+    SELECT *, row_number() OVER (PARTITION BY incident_id ORDER BY window_end DESC) AS newest
+    FROM anomalies WHERE window_end >= now() - INTERVAL '6 hours'
+  )
+  WHERE newest = 1${onlyOpen ? " AND incident_state <> 'resolved'" : ""}
+), membership AS (
+  SELECT incident_id AS member_incident, problem_id
+  FROM (
+    SELECT incident_id, problem_id, row_number() OVER (PARTITION BY incident_id ORDER BY updated_at DESC) AS newest
+    FROM problem_members WHERE updated_at >= now() - INTERVAL '6 hours'
+  )
+  WHERE newest = 1
+), causes AS (
+  SELECT problem_id AS cause_problem, cause_service, cause_span, cause_kind, cause_signal, causes
+  FROM (
+    SELECT *, row_number() OVER (PARTITION BY problem_id ORDER BY updated_at DESC) AS newest
+    FROM problems WHERE updated_at >= now() - INTERVAL '6 hours'
+  )
+  WHERE newest = 1
 )
-WHERE newest = 1${onlyOpen ? " AND incident_state <> 'resolved'" : ""}
+SELECT incidents.*, membership.problem_id, causes.cause_service, causes.cause_span, causes.cause_kind, causes.cause_signal, causes.causes
+FROM incidents
+LEFT JOIN membership ON incidents.incident_id = membership.member_incident
+LEFT JOIN causes ON membership.problem_id = causes.cause_problem
 ORDER BY window_end DESC
 LIMIT 500`;
     const openIn = h("input", { id: "problems-open", type: "checkbox", checked: onlyOpen });
@@ -550,11 +591,25 @@ LIMIT 500`;
     const err = h("div", { class: "err-slot" });
     const body = h("tbody");
     const table = h("table", { class: "list", id: "problems" }, h("caption", { class: "sr-only", text: "Incidents, newest first" }),
-      h("thead", {}, h("tr", {}, ["Severity", "Signal", "Series", "Value", "Expected range", "Started", "Duration", "State", "Trace"].map((c) => h("th", { scope: "col", text: c })))), body);
+      h("thead", {}, h("tr", {}, ["Severity", "Signal", "Series", "Likely cause", "Value", "Expected range", "Started", "Duration", "State", "Trace"].map((c) => h("th", { scope: "col", text: c })))), body);
     main.append(h("h1", { text: "Problems and anomalies" }),
       h("div", { class: "controls" }, h("label", { class: "check" }, openIn, " Open incidents only"),
-        h("span", { class: "info", text: " One row per incident (its newest window), last 6 hours. The trace holds every window of the incident." })),
+        h("span", { class: "info", text: " One row per incident (its newest window), last 6 hours. The trace holds every window of the incident; the likely cause is the first of its problem's ranked causes." })),
       err, table, queryBox(q));
+    // Which cause lists the user opened, so a refresh keeps them open.
+    const opened = new Set();
+    function causeCell(a) {
+      if (!a.problem_id || !a.cause_service) return h("td", { class: "cause", text: "–" });
+      const ranked = (a.causes || "").split("\n").filter((l) => l.trim());
+      const d = h("details", { class: "causes", open: opened.has(a.problem_id) },
+        h("summary", { title: `problem ${a.problem_id}` },
+          h("span", { class: "cause-first", text: `${a.cause_service} · ${a.cause_span}` }),
+          h("span", { class: "cause-signal", text: ` (${a.cause_signal})` })),
+        h("ol", { class: "cause-ranks", "aria-label": "likely causes, most likely first" },
+          ranked.map((l) => h("li", { text: l.replace(/^\d+\.\s*/, "") }))));
+      d.addEventListener("toggle", () => { if (d.open) opened.add(a.problem_id); else opened.delete(a.problem_id); });
+      return h("td", { class: "cause", dataset: { problem: a.problem_id, service: a.cause_service, span: a.cause_span, kind: a.cause_kind || "", signal: a.cause_signal || "" } }, d);
+    }
     return every(5000, async () => {
       try {
         const res = await sql(q());
@@ -562,12 +617,13 @@ LIMIT 500`;
           h("td", {}, h("span", { class: "sev " + a.severity, text: a.severity })),
           h("td", { text: a.signal }),
           h("td", {}, h("a", { href: seriesHref(a.service_name, a.span_name, a.span_kind) + "&range=1h", text: `${a.service_name} · ${a.span_name}` })),
+          causeCell(a),
           h("td", { class: "num", text: C.fmtNum(a.value) }),
           h("td", { class: "num", text: `${C.fmtNum(a.expected_min)} – ${C.fmtNum(a.expected_max)}` }),
           h("td", { text: hms(ts(a.incident_start)) }),
           h("td", { text: dur(a.incident_duration_ms) + ` (${a.incident_windows} windows)` }),
           h("td", { text: a.incident_state }),
-          h("td", {}, traceLink(a.incident_id)))) : [h("tr", {}, h("td", { colspan: "9", text: "No incidents in the last 6 hours." }))]));
+          h("td", {}, traceLink(a.incident_id)))) : [h("tr", {}, h("td", { colspan: "10", text: "No incidents in the last 6 hours." }))]));
         table.dataset.rows = String(res.rows.length);
         err.replaceChildren();
         setStatus("updated " + hms(Date.now()));
@@ -628,7 +684,7 @@ ORDER BY window_start`;
     area.addEventListener("input", refreshCmds);
     refreshCmds();
     main.append(h("h1", { text: "SQL" }),
-      h("label", { for: "sql-input", text: "Query (DataFusion SQL; tables: red, spans, metric_points, anomalies, predictions, service_graph, sessions, continuous_results, problems, problem_members)" }),
+      h("label", { for: "sql-input", text: "Query (DataFusion SQL; tables: red, red_windows, spans, metric_points, anomalies, predictions, service_graph, sessions, continuous_results, problems, problem_members)" }),
       area,
       h("p", { id: "sql-help", class: "info", text: "Ctrl+Enter runs the query. The API is read-only: SELECT, EXPLAIN, SHOW." }),
       h("div", { class: "actions" }, runBtn, copyButton("Copy curl", () => curlFor(area.value)), copyButton("Copy redwatch sql", () => cliFor(area.value))),

@@ -30,8 +30,15 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
 from redwatch_process import REPO_ROOT, RedwatchProcess, redwatch_bin
-from test_anomaly_spans import SEC, SPIKE, SdkLoad
+from test_anomaly_spans import MS, SEC, SPIKE, SdkLoad
 
 HISTORY_WINDOWS = 45
 DEADLINE_S = 120.0
@@ -92,6 +99,7 @@ class Console:
         self.process.wait_until_listening()
         self.base = f"http://{self.process.addresses['sql_http']}"
         grpc = f"http://{self.process.addresses['otlp_grpc']}"
+        self.grpc = grpc
         self.generator = subprocess.Popen(
             [str(redwatch_bin()), "generate", "--otlp", grpc, "--rate", "300"],
             stdout=subprocess.DEVNULL,
@@ -283,6 +291,69 @@ def test_board_lists_the_generators_services_with_the_apis_values(console):
     assert any(r["service"] == target for r in shown)
 
 
+def test_board_shows_a_window_restated_by_late_data(console):
+    """A span arriving late (within allowed_lateness) restates a closed window; the open board
+    must show the restated values without a reload (it re-reads windows whose `red_windows`
+    version changed)."""
+    service = f"console-late-{uuid.uuid4().hex[:6]}"
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("redwatch-interop")
+    exporter = OTLPSpanExporter(endpoint=console.grpc, insecure=True, timeout=10)
+
+    def send(end_ns: int, ms: float) -> None:
+        tracer.start_span("GET /late", kind=SpanKind.SERVER, start_time=end_ns - int(ms * MS)).end(end_time=end_ns)
+        spans = memory.get_finished_spans()
+        memory.clear()
+        assert exporter.export(spans) == SpanExportResult.SUCCESS
+
+    def api_row():
+        rows = console.rows(
+            "SELECT window_start, calls, rate_per_s, p99_ms FROM red WHERE window_size = '1s' AND is_final "
+            f"AND service_name = '{service}'"
+        )
+        return rows[0] if len(rows) == 1 else None
+
+    def shown():
+        rows = [r for r in console.js(BOARD_ROWS_JS) if r["service"] == service]
+        return rows[0] if len(rows) == 1 else None
+
+    try:
+        window = time.time_ns() // SEC - 2
+        send(window * SEC + 300 * MS, 10.0)
+        first = wait_for("the service's window is final", lambda: (lambda r: r if r and r["calls"] == 1 else None)(api_row()))
+        console.open("#/board")
+        box = console.driver.find_element(By.ID, "board-filter")
+        box.clear()
+        box.send_keys(service)
+        before = wait_for("the board shows the window", lambda: (lambda r: r if r and r["window_start"] == first["window_start"] else None)(shown()), deadline_s=30)
+        assert float(before["values"]["rate_per_s"][0]) == first["rate_per_s"]
+        console.js("window.__notReloaded = true")
+        version = console.rows(
+            f"SELECT version FROM red_windows WHERE window_size = '1s' AND window_start = '{first['window_start']}'"
+        )[0]["version"]
+        # Late: the window closed a while ago, but allowed_lateness (120 s) has not passed.
+        send(window * SEC + 600 * MS, 900.0)
+        restated = wait_for("the late span restates the window", lambda: (lambda r: r if r and r["calls"] == 2 else None)(api_row()))
+        assert restated["window_start"] == first["window_start"]
+        assert console.rows(
+            f"SELECT version FROM red_windows WHERE window_size = '1s' AND window_start = '{first['window_start']}'"
+        )[0]["version"] != version
+        after = wait_for(
+            "the board shows the restated values",
+            lambda: (lambda r: r if r and float(r["values"]["rate_per_s"][0]) == restated["rate_per_s"]
+                     and float(r["values"]["p99_ms"][0]) == restated["p99_ms"] else None)(shown()),
+            deadline_s=30,
+        )
+        assert after["window_start"] == first["window_start"]
+        assert console.js("return window.__notReloaded === true"), "the page was reloaded"
+        assert restated["p99_ms"] > float(before["values"]["p99_ms"][0]), (restated, before)
+    finally:
+        exporter.shutdown()
+        provider.shutdown()
+
+
 def test_series_page_draws_the_chart_and_the_latency_spike_marker(console):
     want = wait_for(
         "the spike's p99 anomalies are in the anomalies table",
@@ -312,7 +383,7 @@ def test_series_page_draws_the_chart_and_the_latency_spike_marker(console):
     console.shot("series")
 
 
-def test_problems_page_links_the_incident_to_its_trace(console):
+def test_problems_page_links_the_incident_to_its_trace_and_shows_its_likely_cause(console):
     incident = wait_for(
         "the spike's incident is listed",
         lambda: console.rows(
@@ -332,6 +403,64 @@ def test_problems_page_links_the_incident_to_its_trace(console):
     )
     assert href == f"http://127.0.0.1:16686/trace/{incident}"
     console.shot("problems")
+
+    # The incident's problem (problems are on by default) and its ranked likely causes, as the
+    # SQL API has them in the problem's newest snapshot.
+    def api_cause():
+        member = console.rows(
+            f"SELECT problem_id FROM problem_members WHERE incident_id = '{incident}' ORDER BY updated_at DESC LIMIT 1"
+        )
+        if not member:
+            return None
+        problem = console.rows(
+            "SELECT problem_id, cause_service, cause_span, cause_signal, causes FROM problems "
+            f"WHERE problem_id = '{member[0]['problem_id']}' ORDER BY updated_at DESC LIMIT 1"
+        )
+        return problem[0] if problem and problem[0].get("cause_service") else None
+
+    cell_js = (
+        "const td = document.querySelector(`#problems tr[data-incident='${arguments[0]}'] td.cause`);"
+        "return td && td.dataset.problem ? {problem: td.dataset.problem, service: td.dataset.service, span: td.dataset.span,"
+        " signal: td.dataset.signal, first: td.querySelector('.cause-first').textContent,"
+        " ranks: [...td.querySelectorAll('ol.cause-ranks li')].map(li => li.textContent)} : null"
+    )
+
+    def cause_matches():
+        want = api_cause()
+        shown = console.js(cell_js, incident)
+        cause_matches.last = (want, shown)
+        if not want or not shown:
+            return None
+        ranks = [line.split(". ", 1)[1] for line in want["causes"].splitlines() if line.strip()]
+        ok = (
+            shown["problem"] == want["problem_id"]
+            and (shown["service"], shown["span"], shown["signal"]) == (want["cause_service"], want["cause_span"], want["cause_signal"])
+            and shown["first"] == f"{want['cause_service']} · {want['cause_span']}"
+            and shown["ranks"] == ranks
+        )
+        return (want, shown) if ok else None
+
+    cause_matches.last = None
+    try:
+        want, shown = wait_for("the incident's row shows its problem's likely cause", cause_matches, deadline_s=60)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\nlast (api, shown): {cause_matches.last}") from None
+    # The spike's series is the only anomalous one of its problem: it is the first likely cause.
+    assert (shown["service"], shown["span"]) == (console.spike_service, "GET /pay"), shown
+    assert shown["ranks"] and shown["ranks"][0].startswith(f"{console.spike_service} GET /pay"), shown
+    # The ranked list opens from the keyboard and stays open across the page's refreshes.
+    summary = console.driver.find_element(
+        By.CSS_SELECTOR, f"#problems tr[data-incident='{incident}'] td.cause summary"
+    )
+    summary.send_keys(Keys.ENTER)
+    wait_for("the ranked causes are shown", lambda: console.js(
+        "const d = document.querySelector(`#problems tr[data-incident='${arguments[0]}'] td.cause details`);"
+        "return d && d.open && d.querySelector('ol.cause-ranks li').getBoundingClientRect().height > 0", incident),
+        deadline_s=10)
+    console.js(
+        "document.querySelector(`#problems tr[data-incident='${arguments[0]}']`).scrollIntoView()", incident
+    )
+    console.shot("problems-cause")
 
 
 def test_service_graph_page_draws_the_generators_edges(console):
