@@ -82,6 +82,9 @@ pub struct SignalDetector {
 /// the value: cost grows with it); above, the Student-t on the identity scale.
 const BIG_COUNT_BELOW: f64 = 5000.0;
 
+/// Share of the ledger's memory kept once a weekly season is found (see `observe`).
+const LEDGER_KEEP_ON_WEEK: f32 = 0.25;
+
 /// Smoothing of the prequential log scores (~100 windows).
 const NLL_ALPHA: f32 = 0.01;
 
@@ -142,6 +145,12 @@ impl SignalDetector {
     ) -> Decision {
         // Everything below works on the transformed scale (see `SignalKind::transform`).
         let raw = o.value;
+        // A weekly rhythm of a metric never seen negative scales its day (a weekend at a third of
+        // a weekday's traffic is a third of every hour); the RED signals' stabilised scales keep
+        // additive day-of-week offsets.
+        if let Some(s) = self.seasonal.as_mut() {
+            s.set_multiplicative(kind == SignalKind::Generic && self.shape.non_negative());
+        }
         let x = kind.transform(raw);
         // The resolution of a value: one call (rates), one error (ratios), the series' own
         // quantum (other metrics); latency quantiles come from a sketch and are continuous.
@@ -236,15 +245,18 @@ impl SignalDetector {
             }
         }
 
-        // An ingested metric without a daily season is judged strictly: CUSUM sums residuals
-        // against its own slow reference, which a bursty or wandering metric keeps feeding, so
-        // its alarm opens an incident only through the calibrated gate (like a point alarm),
-        // does not hold one open (the clear rule does), and restarts once the shift is
-        // accepted. With a season found, CUSUM sums the calendar's residuals and keeps the RED
-        // signals' rule: on weekly-seasonal series the additive day-of-week offsets misfit a
-        // multiplicative weekend, and only the incidents that rule opens keep their scores
-        // calibrated (docs/anomaly-detection.md, "Known gaps").
-        let strict = kind == SignalKind::Generic && !seasonal_on;
+        // An ingested metric is judged strictly — a CUSUM alarm opens an incident only through
+        // the calibrated gate (like a point alarm), CUSUM's sum does not hold one open (the clear
+        // rule does), and CUSUM restarts once the shift is accepted — where its sum is no
+        // evidence by itself: without a daily season CUSUM sums residuals against its own slow
+        // reference, which a bursty or wandering metric keeps feeding; with a weekly rhythm
+        // found, the calendar's day-of-week factors model the week, and the lenient rule only
+        // opened incidents at the weekend's edges. A daily season without a judged week (a
+        // series younger than eight days, or one without a weekly rhythm) keeps the RED signals'
+        // rule: there CUSUM's sum of the calendar's residuals finds slow shifts whose windows
+        // score below `alarm_score` (docs/anomaly-detection.md, "When a window alarms").
+        let weekly_on = seasonal_on && self.seasonal.as_ref().is_some_and(|s| s.weekly_present());
+        let strict = kind == SignalKind::Generic && (!seasonal_on || weekly_on);
         let sustained = !strict
             && p.cusum.is_some_and(|(_, h)| {
                 let (hi, lo) = (self.cusum.hi as f64, self.cusum.lo as f64);
@@ -476,6 +488,12 @@ impl SignalDetector {
                 anomalous || incident_windows > 0,
                 sd,
             );
+            // The ledger's tail counts describe the calendar without a week: once the weekly
+            // season is found, they start over (else its weekend misfits keep the scores of the
+            // model that fits numbed for weeks).
+            if s.weekly_newly_found() {
+                self.ledger.forget(LEDGER_KEEP_ON_WEEK);
+            }
         }
         if let Some(k) = count {
             self.shape.learn_count(k, exposure, held_back);

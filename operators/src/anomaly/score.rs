@@ -308,6 +308,15 @@ impl TailLedger {
     }
 
     /// Counts one window's model tail probability.
+    /// Keeps `keep` of what the ledger remembers (its factors stay; new windows weigh more):
+    /// for a model that just changed.
+    pub fn forget(&mut self, keep: f32) {
+        self.n *= keep;
+        for h in self.hits.iter_mut() {
+            *h *= keep;
+        }
+    }
+
     pub fn learn(&mut self, p: f64) {
         let keep = (1.0 - 1.0 / LEDGER_MEMORY) as f32;
         self.n = self.n * keep + 1.0;

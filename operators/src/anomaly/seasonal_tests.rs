@@ -162,3 +162,40 @@ proptest! {
         prop_assert!(i0 < 288 && i1 < 288 && (0.0..1.0).contains(&w));
     }
 }
+
+#[test]
+fn weekend_becomes_a_day_of_week_factor() {
+    // 5-minute windows, a daily shape, weekends at 35% of a weekday's traffic, every hour.
+    let p = SeasonalParams {
+        level_alpha: 0.003,
+        ..params()
+    };
+    let w5 = 5 * MIN;
+    let value = |t: u64| {
+        let weekend = (t / (1440 * MIN)) % 7 >= 5;
+        daily(t) * if weekend { 0.35 } else { 1.0 }
+    };
+    let mut s = Seasonal::new(&p);
+    s.set_multiplicative(true);
+    let mut found = 0;
+    let mut t = 0;
+    while t < 21 * 1440 * MIN {
+        let x = value(t)
+            + if (t / w5).is_multiple_of(2) {
+                1.0
+            } else {
+                -1.0
+            };
+        let sd = s.score(x, t, 0.5, &p).map_or(0.0, |v| v.sd);
+        s.update(x, t, w5, &p, false, sd);
+        found += s.weekly_newly_found() as u32;
+        t += w5;
+    }
+    assert!(s.weekly_present());
+    assert_eq!(found, 1, "reported once, once settled");
+    // Saturday noon against Wednesday noon of the fourth week.
+    let noon = 720 * MIN;
+    let sat = s.expected(26 * 1440 * MIN + noon, &p).unwrap();
+    let wed = s.expected(23 * 1440 * MIN + noon, &p).unwrap();
+    assert!((sat / wed - 0.35).abs() < 0.05, "{sat} / {wed}");
+}
