@@ -17,8 +17,8 @@ mod payload;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use redwatch::config::Config;
 use redwatch_connectors::otlp::decode::{decode_traces_proto, DecodeSettings};
-use redwatch_engine::config::Config;
 use redwatch_engine::model::{SourceId, SpanBatch};
 use redwatch_engine::telemetry::Registry;
 use redwatch_engine::time::{wall_clock, TimePolicy};
@@ -84,7 +84,7 @@ fn benches(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("decode_aggregate");
     g.throughput(Throughput::Elements(spans));
-    let mut op = RedOperator::new(&cfg, Vec::new(), &registry);
+    let mut op = RedOperator::new(&cfg.windows, &cfg.red, Vec::new(), &registry);
     g.bench_function("500_spans_x64", |b| {
         b.iter(|| {
             for buf in &bufs {
@@ -96,7 +96,7 @@ fn benches(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("aggregate_only");
     g.throughput(Throughput::Elements(spans));
-    let mut op = RedOperator::new(&cfg, Vec::new(), &registry);
+    let mut op = RedOperator::new(&cfg.windows, &cfg.red, Vec::new(), &registry);
     g.bench_function("500_spans_x64", |b| {
         b.iter(|| {
             for batch in &batches {

@@ -23,8 +23,8 @@
 
 mod payload;
 
+use redwatch::config::Config;
 use redwatch_connectors::otlp::decode::{decode_traces_proto, DecodeSettings};
-use redwatch_engine::config::Config;
 use redwatch_engine::model::SourceId;
 use redwatch_engine::telemetry::Registry;
 use redwatch_engine::time::{wall_clock, TimePolicy};
@@ -106,11 +106,17 @@ fn run_phase(set: &payload::PayloadSet, secs: f64, detectors: bool) -> Phase {
         let stream = SignalStream::new();
         stream.subscribe(AnomaliesTable::new(tables));
         stream.subscribe(PredictionsTable::new(tables));
-        vec![AnomalyOperator::new(&cfg, stream, &registry)]
+        vec![AnomalyOperator::new(
+            &cfg.anomaly,
+            &cfg.forecast,
+            &cfg.red,
+            stream,
+            &registry,
+        )]
     } else {
         Vec::new()
     };
-    let mut op = RedOperator::new(&cfg, sinks, &registry);
+    let mut op = RedOperator::new(&cfg.windows, &cfg.red, sinks, &registry);
     let policy = TimePolicy::new(&cfg.windows);
     let settings = DecodeSettings::default();
     let window_ns = cfg.windows.size.as_nanos() as u64;

@@ -32,9 +32,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use redwatch::config::{Config, KafkaReceiverConfig};
 use redwatch::server::{Engine, StartOptions};
 use redwatch_connectors::kafka::rdkafka;
-use redwatch_engine::config::{Config, KafkaReceiverConfig};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn now_ns() -> u64 {

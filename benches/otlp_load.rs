@@ -36,8 +36,8 @@ use anyhow::{anyhow, bail, Context};
 use clap::{Parser, ValueEnum};
 use measure::load;
 use probe::EngineFigures;
+use redwatch::config::Config;
 use redwatch_connectors::otlp::decode::{decode_traces_proto, DecodeSettings};
-use redwatch_engine::config::Config;
 use redwatch_engine::model::SourceId;
 use redwatch_engine::telemetry::Registry;
 use redwatch_engine::time::{wall_clock, TimePolicy};
@@ -238,7 +238,7 @@ fn baseline(args: &Args) -> anyhow::Result<()> {
         }
     });
     let registry = Registry::new();
-    let mut op = RedOperator::new(&cfg, Vec::new(), &registry);
+    let mut op = RedOperator::new(&cfg.windows, &cfg.red, Vec::new(), &registry);
     let scan_red = rate_of(&set, secs, |p| {
         if let Ok(o) = decode_traces_proto(p.bytes.clone(), SourceId(0), &settings, &policy, now) {
             op.process_spans(&o.batch, now);
@@ -290,14 +290,10 @@ fn profile(args: &Args) -> anyhow::Result<()> {
     let now = args.now_ns.unwrap_or_else(wall_clock);
     let set = payload::generate(&plan.shape, plan.requests, now);
     let registry = Registry::new();
-    let mut op = RedOperator::new(
-        &red_config(Duration::from_secs(3600)),
-        Vec::new(),
-        &registry,
-    );
+    let cfg = red_config(Duration::from_secs(3600));
+    let mut op = RedOperator::new(&cfg.windows, &cfg.red, Vec::new(), &registry);
     // Series creation happens in the first pass; outside `profile_loop`, so that callgrind's
     // `--toggle-collect` counts steady-state work only.
-    let cfg = red_config(Duration::from_secs(3600));
     let policy = TimePolicy::new(&cfg.windows);
     for p in &set.payloads {
         let o = decode_traces_proto(

@@ -23,7 +23,7 @@
 //! the number waiting.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use redwatch_engine::config::Config;
+use redwatch::config::Config;
 use redwatch_engine::fixtures::{span_batch, SpanFixture};
 use redwatch_engine::model::{SourceId, SpanBatch, SpanKind, StatusCode, UnixNanos};
 use redwatch_engine::pipeline::Operator;
@@ -200,7 +200,8 @@ fn bench_config() -> Config {
 fn pending_bytes(cfg: &Config, end: UnixNanos) {
     const N: usize = 100_000;
     let reg = Registry::new();
-    let mut op = ServiceGraphOperator::new(cfg, Vec::new(), &reg);
+    let mut op =
+        ServiceGraphOperator::new(&cfg.windows, &cfg.red, &cfg.service_graph, Vec::new(), &reg);
     let fixtures: Vec<SpanFixture> = (0..N as u64)
         .map(|i| {
             let mut tid = [0u8; 16];
@@ -229,7 +230,8 @@ fn benches(c: &mut Criterion) {
 
     // The mix, from the operator's own counters over 20 rounds plus the final expiry.
     let reg = Registry::new();
-    let mut op = ServiceGraphOperator::new(&cfg, Vec::new(), &reg);
+    let mut op =
+        ServiceGraphOperator::new(&cfg.windows, &cfg.red, &cfg.service_graph, Vec::new(), &reg);
     let mut now = end;
     for r in 0..20 {
         renumber(&mut batches, r);
@@ -260,7 +262,8 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements(spans));
     g.bench_function("mix_2000_traces", |b| {
         let reg = Registry::new();
-        let mut op = ServiceGraphOperator::new(&cfg, Vec::new(), &reg);
+        let mut op =
+            ServiceGraphOperator::new(&cfg.windows, &cfg.red, &cfg.service_graph, Vec::new(), &reg);
         let mut now = end;
         let mut r = 1_000u64;
         b.iter_custom(|iters| {

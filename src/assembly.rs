@@ -7,12 +7,12 @@
 //! declared tables, the operator pipeline, the starters in stage order. This module knows no
 //! feature by name; it must not grow a feature's logic.
 
+use crate::config::{AuthConfig, Config, TlsServerConfig};
 use crate::server::StartOptions;
 use crate::view::LiveView;
 use anyhow::Context;
 use redwatch_connectors::otlp_exporter::OtlpExportHandle;
 use redwatch_connectors::prometheus::PrometheusRed;
-use redwatch_engine::config::{AuthConfig, Config, TlsServerConfig};
 use redwatch_engine::pipeline::{pipeline, IngestHandle, Operator, PipelineSettings};
 use redwatch_engine::security::{Protocol, SecureListener};
 use redwatch_engine::telemetry::{Counter, Registry};
@@ -210,7 +210,7 @@ impl<'a> Assembly<'a> {
         let ops: Vec<Box<dyn Operator>> = self.operators.drain(..).map(|b| b(&mut sinks)).collect();
         let (handle, pipe) = pipeline(
             Arc::new(TimePolicy::new(&cfg.windows)),
-            PipelineSettings::from_config(cfg),
+            PipelineSettings::from_config(&cfg.limits),
             ops,
             self.registry.clone(),
         );

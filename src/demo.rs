@@ -1,11 +1,11 @@
 //! `redwatch demo`: the engine with the default config plus the built-in workload generator
 //! feeding its own OTLP/gRPC receiver, and a live view of the busiest series.
 
+use crate::config::Config;
 use crate::generate::{self, GenerateOptions, Workload};
 use crate::server::{Engine, StartOptions};
 use crate::view::{render, Headline};
 use anyhow::Context;
-use redwatch_engine::config::Config;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;

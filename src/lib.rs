@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod assembly;
+pub mod config;
 pub mod demo;
 pub mod features;
 pub mod generate;

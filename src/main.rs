@@ -3,11 +3,11 @@
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
+use redwatch::config::{self, Config};
 use redwatch::demo::{self, DemoOptions};
 use redwatch::generate::{self, GenerateOptions, Workload};
 use redwatch::server::{Engine, StartOptions};
 use redwatch::sql_cli::{self, OutputFormat, SqlCliError, SqlOptions};
-use redwatch_engine::config::{self, Config};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -207,7 +207,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             url,
             format,
             token,
-            tls: redwatch_engine::config::TlsClientConfig {
+            tls: redwatch::config::TlsClientConfig {
                 ca_file,
                 cert_file,
                 key_file,

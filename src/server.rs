@@ -3,10 +3,10 @@
 //! (receivers → operators → exporters).
 
 use crate::assembly::Assembly;
+use crate::config::Config;
 use crate::features;
 use crate::view::LiveView;
 use redwatch_connectors::prometheus::PrometheusRed;
-use redwatch_engine::config::Config;
 use redwatch_engine::pipeline::IngestHandle;
 use redwatch_engine::telemetry::Registry;
 use redwatch_queries::query::QueryEngine;

@@ -53,7 +53,7 @@ pub struct SqlOptions {
     /// Bearer token sent as `Authorization: Bearer <token>` (`--token` / `REDWATCH_TOKEN`).
     pub token: Option<String>,
     /// TLS for an `https://` URL: CA file, optional client certificate and key.
-    pub tls: redwatch_engine::config::TlsClientConfig,
+    pub tls: crate::config::TlsClientConfig,
 }
 
 /// Why `redwatch sql` failed: bad usage (exit 2) or a failure at run time (exit 1).
@@ -102,7 +102,7 @@ impl SqlClient {
         let base = url.trim_end_matches('/').to_string();
         let endpoint = reqwest::Url::parse(&format!("{base}/api/v1/sql"))
             .map_err(|e| SqlCliError::Usage(format!("--url {url:?} is not a URL: {e}")))?;
-        let tls_flags = opts.tls != redwatch_engine::config::TlsClientConfig::default();
+        let tls_flags = opts.tls != crate::config::TlsClientConfig::default();
         let mut http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
         match endpoint.scheme() {
             "http" if tls_flags => {

@@ -20,7 +20,7 @@ use tonic::Code;
 const KIB: usize = 1024;
 
 /// The test config with receiver size limits (byte sizes parsed as a config file gives them).
-fn with_limits(max_grpc: usize, max_http: usize) -> redwatch_engine::config::Config {
+fn with_limits(max_grpc: usize, max_http: usize) -> redwatch::config::Config {
     let mut cfg = test_config();
     if let Some(g) = cfg.receivers.otlp.grpc.as_mut() {
         g.max_message_size = serde_json::from_value(serde_json::json!(max_grpc)).expect("size");

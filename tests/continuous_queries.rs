@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
-use redwatch_engine::config::ContinuousQuery;
+use redwatch::config::ContinuousQuery;
 
 async fn sql(e: &redwatch::server::Engine, query: &str) -> serde_json::Value {
     let addr = e.addrs["sql_http"];

@@ -10,8 +10,8 @@ mod common;
 
 use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use redwatch::config::Config;
 use redwatch::generate::{default_incidents, Workload, CYCLE_S};
-use redwatch_engine::config::Config;
 use std::time::Duration;
 
 const SEC: u64 = 1_000_000_000;

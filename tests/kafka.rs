@@ -16,9 +16,9 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
+use redwatch::config::{Config, KafkaEncoding, KafkaReceiverConfig};
 use redwatch::server::Engine;
 use redwatch_connectors::kafka::rdkafka;
-use redwatch_engine::config::{Config, KafkaEncoding, KafkaReceiverConfig};
 use std::time::Duration;
 
 /// Group joins are slow on the test broker.
@@ -297,7 +297,7 @@ async fn unreachable_brokers_make_the_source_not_ready() {
     let registry = Registry::new();
     let (handle, pipe) = pipeline(
         std::sync::Arc::new(TimePolicy::new(&cfg.windows)),
-        PipelineSettings::from_config(&cfg),
+        PipelineSettings::from_config(&cfg.limits),
         Vec::new(),
         registry.clone(),
     );

@@ -13,8 +13,8 @@ mod kafka_support;
 use common::{good_spans, test_config, trace_request, ExpectedCalls, GOOD_SERVICE};
 use kafka_support::*;
 use prost::Message as _;
+use redwatch::config::KafkaReceiverConfig;
 use redwatch::server::Engine;
-use redwatch_engine::config::KafkaReceiverConfig;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

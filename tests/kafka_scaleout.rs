@@ -10,8 +10,8 @@ mod kafka_support;
 use common::{good_spans, test_config, trace_request, GOOD_SERVICE};
 use kafka_support::*;
 use prost::Message as _;
+use redwatch::config::{Config, KafkaReceiverConfig};
 use redwatch::server::Engine;
-use redwatch_engine::config::{Config, KafkaReceiverConfig};
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -14,9 +14,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::metric;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message as _;
+use redwatch::config::{Config, KafkaEncoding, KafkaExporterConfig, KafkaReceiverConfig};
 use redwatch_connectors::kafka::records::partition_for;
 use redwatch_connectors::kafka::KafkaSink;
-use redwatch_engine::config::{Config, KafkaEncoding, KafkaExporterConfig, KafkaReceiverConfig};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -196,7 +196,14 @@ async fn signal_spans_are_written_as_trace_requests_keyed_by_trace_id() {
         ..Default::default()
     });
     let registry = redwatch_engine::telemetry::Registry::new();
-    let sink = KafkaSink::new(&cfg, &registry).expect("sink starts");
+    let sink = KafkaSink::new(
+        cfg.exporters.kafka.as_ref(),
+        &cfg.fleet,
+        &cfg.red,
+        cfg.receivers.kafka.as_ref(),
+        &registry,
+    )
+    .expect("sink starts");
     let span = |id: u8| Span {
         trace_id: vec![id; 16],
         span_id: vec![id; 8],

@@ -25,8 +25,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
+use redwatch::config::{Config, OtlpExporterConfig};
 use redwatch::server::Engine;
-use redwatch_engine::config::{Config, OtlpExporterConfig};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

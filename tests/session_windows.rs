@@ -9,7 +9,7 @@ use common::*;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{Span, Status};
-use redwatch_engine::config::{Dimension, DimensionSource, ExtraWindow, SessionKey};
+use redwatch::config::{Dimension, DimensionSource, ExtraWindow, SessionKey};
 use std::time::Duration;
 
 const MS: u64 = 1_000_000;

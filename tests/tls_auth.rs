@@ -18,8 +18,8 @@ use common::pki::{ClientCert, Pki};
 use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use prost::Message;
+use redwatch::config::{AuthConfig, Config, TlsClientConfig};
 use redwatch::server::Engine;
-use redwatch_engine::config::{AuthConfig, Config, TlsClientConfig};
 use redwatch_engine::security::{client_config, connector::TlsConnector, Alpn};
 use std::net::SocketAddr;
 use tonic::transport::{Channel, Endpoint};
@@ -548,8 +548,8 @@ async fn server_only_tls_serves_clients_without_certificates() {
 /// certificate it gets no service.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otlp_exporter_speaks_tls_and_sends_the_token() {
+    use redwatch::config::{OtlpExporterConfig, OtlpProtocol};
     use redwatch_connectors::otlp_exporter::{Request, SendError, Transport};
-    use redwatch_engine::config::{OtlpExporterConfig, OtlpProtocol};
     let pki = Pki::new("exporter");
     let e = start(&secured(&pki, true)).await;
     let exporter = |protocol: OtlpProtocol, cert: ClientCert, token: bool| {

@@ -43,7 +43,7 @@ pub struct BlastPlan {
     /// cycled payload set would otherwise show each series the same ~20 durations forever).
     pub fresh_durations: bool,
     /// TLS to an `https://` endpoint (`--tls`).
-    pub tls: Option<redwatch_engine::config::TlsClientConfig>,
+    pub tls: Option<redwatch::config::TlsClientConfig>,
     /// Sent as `authorization: Bearer <token>` with every request (`--tls`).
     pub token: Option<String>,
 }

@@ -56,7 +56,7 @@ pub(crate) fn load(
     args: &Args,
     plan: &Plan,
     server: &Server,
-    tls: Option<redwatch_engine::config::TlsClientConfig>,
+    tls: Option<redwatch::config::TlsClientConfig>,
 ) -> anyhow::Result<RunFigures> {
     let set = payload::generate(&plan.shape, plan.requests, wall_clock());
     check_shift(&set)?;

@@ -10,7 +10,7 @@ pub(crate) const BENCH_TOKEN: &str = "otlp-load-token";
 /// (YAML flow) and the client's TLS settings.
 pub(crate) fn tls_files(
     dir: &std::path::Path,
-) -> anyhow::Result<(String, redwatch_engine::config::TlsClientConfig)> {
+) -> anyhow::Result<(String, redwatch::config::TlsClientConfig)> {
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate()?)?;
@@ -30,7 +30,7 @@ pub(crate) fn tls_files(
         cert_pem.display(),
         key_pem.display()
     );
-    let client = redwatch_engine::config::TlsClientConfig {
+    let client = redwatch::config::TlsClientConfig {
         ca_file: Some(ca_pem),
         ..Default::default()
     };

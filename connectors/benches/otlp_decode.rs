@@ -145,7 +145,10 @@ fn bench_decode(c: &mut Criterion) {
     // The server's default config: no RED dimensions, the service graph's peer and database
     // attributes (`Config::decode_dimensions`).
     g.bench_function("scanner_default_config", |b| {
-        let s = DecodeSettings::from_config(&redwatch_engine::config::Config::default());
+        let s = DecodeSettings::from_config(
+            &redwatch_operators::layout::SpanSections::default().decode_dimensions(),
+            &redwatch_engine::config::OtlpLimitsConfig::default(),
+        );
         b.iter(|| {
             decode_traces_proto(black_box(buf.clone()), SourceId(0), &s, &policy, NOW)
                 .map(|o| o.batch.len())

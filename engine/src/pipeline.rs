@@ -255,14 +255,14 @@ pub struct PipelineSettings {
 }
 
 impl PipelineSettings {
-    pub fn from_config(cfg: &crate::config::Config) -> Self {
+    /// The settings of the `limits` section (the tick and clock are the engine's own).
+    pub fn from_config(limits: &crate::config::LimitsConfig) -> Self {
         PipelineSettings {
-            queue_capacity: cfg.limits.queue_capacity.max(1),
-            enqueue_timeout: cfg.limits.enqueue_timeout,
+            queue_capacity: limits.queue_capacity.max(1),
+            enqueue_timeout: limits.enqueue_timeout,
             tick: Duration::from_millis(100),
             clock: Arc::new(crate::time::wall_clock),
-            memory: cfg
-                .limits
+            memory: limits
                 .memory
                 .as_ref()
                 .map(|m| (m.limit.as_u64(), m.spike.as_u64())),

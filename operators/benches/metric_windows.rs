@@ -12,11 +12,11 @@
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use redwatch_engine::config::Config;
 use redwatch_engine::metric_model::{MetricBatch, MetricKind, PointSpec, Temporality, ValueSpec};
 use redwatch_engine::model::SourceId;
 use redwatch_engine::pipeline::Operator;
 use redwatch_engine::telemetry::Registry;
+use redwatch_operators::layout::SpanSections;
 use redwatch_operators::metrics::{MetricRow, MetricSink, MetricsOperator};
 use std::cell::Cell;
 use std::sync::Arc;
@@ -108,9 +108,9 @@ fn batch(v: Variant, round: u64, names: &(Vec<String>, Vec<String>)) -> MetricBa
 }
 
 fn operator() -> MetricsOperator {
-    let cfg = Config::default();
+    let cfg = SpanSections::default();
     let sink: Arc<dyn MetricSink> = Arc::new(Drop);
-    MetricsOperator::new(&cfg, vec![sink], &Registry::new())
+    MetricsOperator::new(&cfg.windows, &cfg.red, vec![sink], &Registry::new())
 }
 
 fn memory_per_series(names: &(Vec<String>, Vec<String>)) {

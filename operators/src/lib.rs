@@ -11,6 +11,7 @@
 pub mod anomaly;
 pub mod common;
 pub mod forecast;
+pub mod layout;
 pub mod metrics;
 pub mod problems;
 pub mod red;

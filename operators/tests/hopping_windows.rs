@@ -9,11 +9,12 @@
 //! add up to it, and every hopping window that covers a primary window with data must exist.
 
 use proptest::prelude::*;
-use redwatch_engine::config::{Config, ExtraWindow};
+use redwatch_engine::config::ExtraWindow;
 use redwatch_engine::fixtures::{span_batch, SpanFixture};
 use redwatch_engine::model::{SourceId, StatusCode};
 use redwatch_engine::telemetry::Registry;
 use redwatch_engine::window::WindowAggregate;
+use redwatch_operators::layout::SpanSections;
 use redwatch_operators::red::{RedAgg, RedOperator, RedRow, RedSink};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -36,8 +37,8 @@ impl RedSink for Capture {
     }
 }
 
-fn config() -> Config {
-    let mut c = Config::default();
+fn config() -> SpanSections {
+    let mut c = SpanSections::default();
     c.windows.size = Duration::from_nanos(SIZE);
     c.windows.rollups = vec![];
     c.windows.extra = vec![ExtraWindow {
@@ -107,7 +108,8 @@ proptest! {
     ) {
         let registry = Registry::new();
         let capture = Arc::new(Capture::default());
-        let mut op = RedOperator::new(&config(), vec![capture.clone()], &registry);
+        let cfg = config();
+        let mut op = RedOperator::new(&cfg.windows, &cfg.red, vec![capture.clone()], &registry);
         let mut wm = BASE;
         // Spans late for their primary window, per hopping window that still took them.
         let mut extra: BTreeMap<(u64, String), RedAgg> = BTreeMap::new();

@@ -3,11 +3,11 @@
 //! cardinality limit with its overflow series, and series expiry.
 
 use bytes::Bytes;
-use redwatch_engine::config::Config;
 use redwatch_engine::metric_model::{MetricBatch, MetricKind, PointSpec, Temporality, ValueSpec};
 use redwatch_engine::model::SourceId;
 use redwatch_engine::pipeline::{OpContext, Operator};
 use redwatch_engine::telemetry::Registry;
+use redwatch_operators::layout::SpanSections;
 use redwatch_operators::metrics::{MetricRow, MetricSeriesKey, MetricSink, MetricsOperator};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,7 +31,7 @@ impl MetricSink for Rows {
 }
 
 fn setup(limit: usize) -> (MetricsOperator, Arc<Rows>, Arc<Registry>) {
-    let mut cfg = Config::default();
+    let mut cfg = SpanSections::default();
     cfg.windows.size = Duration::from_secs(10);
     cfg.windows.allowed_lateness = Duration::from_secs(30);
     cfg.windows.rollups = vec![];
@@ -39,7 +39,7 @@ fn setup(limit: usize) -> (MetricsOperator, Arc<Rows>, Arc<Registry>) {
     cfg.red.series_expiry = Duration::from_secs(60);
     let rows = Arc::new(Rows::default());
     let reg = Registry::new();
-    let op = MetricsOperator::new(&cfg, vec![rows.clone()], &reg);
+    let op = MetricsOperator::new(&cfg.windows, &cfg.red, vec![rows.clone()], &reg);
     (op, rows, reg)
 }
 

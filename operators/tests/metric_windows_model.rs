@@ -4,10 +4,10 @@
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use redwatch_engine::config::Config;
 use redwatch_engine::metric_model::{MetricBatch, MetricKind, PointSpec, Temporality, ValueSpec};
 use redwatch_engine::model::SourceId;
 use redwatch_engine::telemetry::Registry;
+use redwatch_operators::layout::SpanSections;
 use redwatch_operators::metrics::{MetricRow, MetricSink, MetricsOperator};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -232,13 +232,13 @@ fn naive(steps: &[Step]) -> BTreeMap<(u64, String), W> {
 }
 
 fn run(steps: &[Step]) -> BTreeMap<(u64, String), W> {
-    let mut cfg = Config::default();
+    let mut cfg = SpanSections::default();
     cfg.windows.size = Duration::from_nanos(WINDOW);
     cfg.windows.allowed_lateness = Duration::from_nanos(LATENESS);
     cfg.windows.rollups = vec![];
     let rows = Arc::new(Rows::default());
     let reg = Registry::new();
-    let mut op = MetricsOperator::new(&cfg, vec![rows.clone()], &reg);
+    let mut op = MetricsOperator::new(&cfg.windows, &cfg.red, vec![rows.clone()], &reg);
     let mut wm = 0u64;
     for s in steps {
         match s {

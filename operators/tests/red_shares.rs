@@ -5,11 +5,11 @@
 //! one share re-emits the merged row with the other shares' totals; a dropped share vanishes.
 
 use proptest::prelude::*;
-use redwatch_engine::config::Config;
 use redwatch_engine::fixtures::{span_batch, SpanFixture};
 use redwatch_engine::model::{SourceId, StatusCode, UnixNanos};
 use redwatch_engine::pipeline::{OpContext, Operator};
 use redwatch_engine::telemetry::Registry;
+use redwatch_operators::layout::SpanSections;
 use redwatch_operators::red::{RedOperator, RedRow, RedSink};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -66,8 +66,8 @@ fn merged(l: &Latest) -> Latest {
 }
 
 /// The default windows (10 s + the 1m rollup), shorter lateness for quicker tests.
-fn config() -> Config {
-    let mut c = Config::default();
+fn config() -> SpanSections {
+    let mut c = SpanSections::default();
     c.windows.allowed_lateness = Duration::from_secs(30);
     c
 }
@@ -84,8 +84,10 @@ fn run() -> Run {
         ..Default::default()
     });
     let merged = Arc::new(Capture::default());
+    let cfg = config();
     let op = RedOperator::new(
-        &config(),
+        &cfg.windows,
+        &cfg.red,
         vec![shares.clone(), merged.clone()],
         &Registry::new(),
     );

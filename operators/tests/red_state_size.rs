@@ -23,11 +23,11 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, LogNormal};
-use redwatch_engine::config::Config;
 use redwatch_engine::fixtures::{span_batch, SpanFixture};
 use redwatch_engine::model::{SourceId, StatusCode};
 use redwatch_engine::pipeline::Operator;
 use redwatch_engine::telemetry::Registry;
+use redwatch_operators::layout::SpanSections;
 use redwatch_operators::red::RedOperator;
 
 const S: u64 = 1_000_000_000;
@@ -43,9 +43,9 @@ fn state_per_active_series_stays_bounded() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2_000);
-    let cfg = Config::default();
+    let cfg = SpanSections::default();
     let ooo = cfg.windows.max_out_of_orderness.as_nanos() as u64;
-    let mut op = RedOperator::new(&cfg, Vec::new(), &Registry::new());
+    let mut op = RedOperator::new(&cfg.windows, &cfg.red, Vec::new(), &Registry::new());
     let mut rng = StdRng::seed_from_u64(3);
     let typical = [30.0, 12.0, 2.5, 0.5, 1.2, 8.0, 9.0, 5.0, 0.2];
     let ops: Vec<(String, String, LogNormal<f64>)> = (0..series)

@@ -9,11 +9,11 @@
 //! direct computation; dropped spans are counted.
 
 use proptest::prelude::*;
-use redwatch_engine::config::Config;
 use redwatch_engine::fixtures::{span_batch, SpanFixture};
 use redwatch_engine::model::{SourceId, SpanKind, StatusCode};
 use redwatch_engine::telemetry::Registry;
 use redwatch_engine::window::WindowAggregate;
+use redwatch_operators::layout::SpanSections;
 use redwatch_operators::red::sketch::QuantileSketch;
 use redwatch_operators::red::{RedAgg, RedOperator, RedRow, RedSink};
 use std::collections::BTreeMap;
@@ -70,8 +70,8 @@ struct Model {
     values: Vec<(f64, f64, usize)>,
 }
 
-fn config() -> Config {
-    let mut c = Config::default();
+fn config() -> SpanSections {
+    let mut c = SpanSections::default();
     c.windows.size = Duration::from_nanos(SIZE);
     c.windows.rollups = vec![Duration::from_nanos(ROLLUP)];
     c.windows.allowed_lateness = Duration::from_nanos(LATENESS);
@@ -164,7 +164,8 @@ proptest! {
     fn emitted_windows_equal_a_naive_group_by(steps in proptest::collection::vec(step(), 1..250)) {
         let registry = Registry::new();
         let capture = Arc::new(Capture::default());
-        let mut op = RedOperator::new(&config(), vec![capture.clone()], &registry);
+        let cfg = config();
+        let mut op = RedOperator::new(&cfg.windows, &cfg.red, vec![capture.clone()], &registry);
         let mut wm = BASE;
         let mut primary: BTreeMap<(u64, Series), Model> = BTreeMap::new();
         let mut rollup: BTreeMap<(u64, Series), Model> = BTreeMap::new();

@@ -5,10 +5,11 @@
 //! more than `gap` apart; drop what arrives for a session that is already purged. Counts exact.
 
 use proptest::prelude::*;
-use redwatch_engine::config::{Config, ExtraWindow, SessionKey};
+use redwatch_engine::config::{ExtraWindow, SessionKey};
 use redwatch_engine::fixtures::{span_batch, SpanFixture};
 use redwatch_engine::model::{SourceId, StatusCode};
 use redwatch_engine::telemetry::Registry;
+use redwatch_operators::layout::SpanSections;
 use redwatch_operators::sessions::{SessionOperator, SessionRetraction, SessionRow, SessionSink};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -151,8 +152,8 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-fn config() -> Config {
-    let mut c = Config::default();
+fn config() -> SpanSections {
+    let mut c = SpanSections::default();
     c.windows.allowed_lateness = Duration::from_nanos(LATENESS);
     c.windows.extra = vec![ExtraWindow {
         gap: Some(Duration::from_nanos(GAP)),
@@ -172,7 +173,7 @@ proptest! {
         prop_assert!(cfg.validate().is_empty());
         let consumer = Arc::new(Consumer::default());
         let registry = Registry::new();
-        let mut op = SessionOperator::new(&cfg, vec![consumer.clone() as Arc<dyn SessionSink>], &registry);
+        let mut op = SessionOperator::new(&cfg.windows, cfg.session_specs(), vec![consumer.clone() as Arc<dyn SessionSink>], &registry);
         let mut model = Model::default();
         let mut wm = T0;
         op.advance(wm);

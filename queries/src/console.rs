@@ -13,7 +13,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use redwatch_engine::config::Config;
+use redwatch_engine::config::{UiConfig, WindowsConfig};
 use std::sync::Arc;
 
 /// The policy every console response carries. `img-src data:` is for nothing external: the
@@ -35,18 +35,18 @@ struct ConsoleState {
 }
 
 /// The console's settings as the pages read them.
-fn config_json(cfg: &Config) -> String {
+fn config_json(ui: &UiConfig, windows: &WindowsConfig) -> String {
     let label = |d: std::time::Duration| {
         redwatch_operators::common::spec_label(d.as_nanos() as u64).to_string()
     };
     serde_json::json!({
-        "jaeger_url": cfg.ui.jaeger_url.as_deref().map(|u| u.trim_end_matches('/')),
-        "primary_window": label(cfg.windows.size),
-        "primary_window_ms": cfg.windows.size.as_millis() as u64,
-        "rollups": cfg.windows.rollups.iter().map(|d| label(*d)).collect::<Vec<_>>(),
-        "rollup_ms": cfg.windows.rollups.iter().map(|d| d.as_millis() as u64).collect::<Vec<_>>(),
+        "jaeger_url": ui.jaeger_url.as_deref().map(|u| u.trim_end_matches('/')),
+        "primary_window": label(windows.size),
+        "primary_window_ms": windows.size.as_millis() as u64,
+        "rollups": windows.rollups.iter().map(|d| label(*d)).collect::<Vec<_>>(),
+        "rollup_ms": windows.rollups.iter().map(|d| d.as_millis() as u64).collect::<Vec<_>>(),
         // How long a closed window can still be restated by late data.
-        "allowed_lateness_ms": cfg.windows.allowed_lateness.as_millis() as u64,
+        "allowed_lateness_ms": windows.allowed_lateness.as_millis() as u64,
     })
     .to_string()
 }
@@ -88,14 +88,15 @@ fn asset(
     r
 }
 
-/// The console's routes, or none when `ui.enabled` is false. Merged into the SQL HTTP router.
-pub fn router(cfg: &Config) -> Router {
-    if !cfg.ui.enabled {
+/// The console's routes, or none when `ui.enabled` is false. Merged into the SQL HTTP router,
+/// which answers only to `allowed_hosts` (`sql.allowed_hosts`) besides IPs and `localhost`.
+pub fn router(ui: &UiConfig, windows: &WindowsConfig, allowed_hosts: &[String]) -> Router {
+    if !ui.enabled {
         return Router::new();
     }
     let st = ConsoleState {
-        config_json: Arc::from(config_json(cfg)),
-        allowed_hosts: Arc::new(cfg.sql.allowed_hosts.clone()),
+        config_json: Arc::from(config_json(ui, windows)),
+        allowed_hosts: Arc::new(allowed_hosts.to_vec()),
     };
     macro_rules! serve {
         ($ct:expr, $body:expr) => {
@@ -170,9 +171,12 @@ mod tests {
 
     #[test]
     fn config_names_the_window_specs_and_jaeger() {
-        let mut cfg = Config::default();
-        cfg.ui.jaeger_url = Some("http://jaeger:16686/".into());
-        let v: serde_json::Value = serde_json::from_str(&config_json(&cfg)).unwrap();
+        let ui = UiConfig {
+            jaeger_url: Some("http://jaeger:16686/".into()),
+            ..UiConfig::default()
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&config_json(&ui, &WindowsConfig::default())).unwrap();
         assert_eq!(v["jaeger_url"], "http://jaeger:16686");
         assert_eq!(v["primary_window"], "10s");
         assert_eq!(v["rollups"][0], "1m");

@@ -314,21 +314,21 @@ impl PartitionSource for MetricPointsTable {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use redwatch_engine::config::Config;
     use redwatch_engine::metric_model::{
         MetricBatch, MetricKind, PointSpec, Temporality, ValueSpec,
     };
     use redwatch_engine::model::SourceId;
     use redwatch_engine::telemetry::Registry;
+    use redwatch_operators::layout::SpanSections;
     use redwatch_operators::metrics::MetricsOperator;
 
     #[test]
     fn final_rows_replace_provisional_ones_and_carry_every_column() {
         let table = MetricPointsTable::new(MetricPointsSettings::default());
-        let mut cfg = Config::default();
+        let mut cfg = SpanSections::default();
         cfg.windows.rollups = vec![];
         let reg = Registry::new();
-        let mut op = MetricsOperator::new(&cfg, vec![table.clone()], &reg);
+        let mut op = MetricsOperator::new(&cfg.windows, &cfg.red, vec![table.clone()], &reg);
         let t0 = 1_700_000_000_000_000_000u64;
         let mut b = MetricBatch::new(SourceId(0), Bytes::new());
         for (i, v) in [3.0, 5.0].into_iter().enumerate() {

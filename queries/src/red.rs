@@ -477,10 +477,10 @@ impl PartitionSource for RedTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use redwatch_engine::config::Config;
     use redwatch_engine::fixtures::{span_batch, SpanFixture};
     use redwatch_engine::model::SourceId;
     use redwatch_engine::telemetry::Registry;
+    use redwatch_operators::layout::SpanSections;
     use redwatch_operators::red::RedOperator;
 
     #[test]
@@ -491,10 +491,10 @@ mod tests {
             retention_ns: u64::MAX,
             max_bytes: usize::MAX,
         });
-        let mut cfg = Config::default();
+        let mut cfg = SpanSections::default();
         cfg.windows.rollups = vec![];
         let reg = Registry::new();
-        let mut op = RedOperator::new(&cfg, vec![table.clone()], &reg);
+        let mut op = RedOperator::new(&cfg.windows, &cfg.red, vec![table.clone()], &reg);
         let t0 = 1_700_000_000_000_000_000u64;
         op.process_spans(
             &span_batch(SourceId(0), 0, &[SpanFixture::new("s", "x", t0 + 1, 1.0)]),

@@ -231,10 +231,10 @@ impl PartitionSource for ServiceGraphTable {
 mod tests {
     use super::*;
     use arrow::array::{Array, BooleanArray, Float64Array, StringArray};
-    use redwatch_engine::config::Config;
     use redwatch_engine::fixtures::{span_batch, SpanFixture};
     use redwatch_engine::model::{SourceId, SpanKind, StatusCode};
     use redwatch_engine::telemetry::Registry;
+    use redwatch_operators::layout::SpanSections;
     use redwatch_operators::servicegraph::ServiceGraphOperator;
 
     const SEC: u64 = 1_000_000_000;
@@ -293,9 +293,15 @@ mod tests {
             retention_ns: u64::MAX,
             max_rows: 1000,
         });
-        let cfg = Config::default();
+        let cfg = SpanSections::default();
         let reg = Registry::new();
-        let mut op = ServiceGraphOperator::new(&cfg, vec![table.clone()], &reg);
+        let mut op = ServiceGraphOperator::new(
+            &cfg.windows,
+            &cfg.red,
+            &cfg.service_graph,
+            vec![table.clone()],
+            &reg,
+        );
         op.process_spans(
             &span_batch(
                 SourceId(0),
@@ -329,9 +335,15 @@ mod tests {
             retention_ns: 30 * SEC,
             max_rows: 2,
         });
-        let cfg = Config::default();
+        let cfg = SpanSections::default();
         let reg = Registry::new();
-        let mut op = ServiceGraphOperator::new(&cfg, vec![table.clone()], &reg);
+        let mut op = ServiceGraphOperator::new(
+            &cfg.windows,
+            &cfg.red,
+            &cfg.service_graph,
+            vec![table.clone()],
+            &reg,
+        );
         for w in 0..5u8 {
             let end = T0 + u64::from(w) * 10 * SEC + SEC;
             op.process_spans(

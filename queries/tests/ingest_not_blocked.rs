@@ -204,7 +204,8 @@ fn a_long_query_does_not_block_ingest() {
         std::thread::spawn(move || {
             let registry = Registry::new();
             let sinks: Vec<Arc<dyn RedSink>> = vec![table];
-            let mut op = RedOperator::new(&common::config(), sinks, &registry);
+            let cfg = common::config();
+            let mut op = RedOperator::new(&cfg.windows, &cfg.red, sinks, &registry);
             let mut i = 0u64;
             while !writer_stop.load(Ordering::SeqCst) {
                 let spans = writer_spans(i);

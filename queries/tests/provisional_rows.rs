@@ -39,7 +39,8 @@ fn a_closed_window_leaves_the_provisional_rows_at_once() {
     let table = common::red_table();
     let registry = Registry::new();
     let sinks: Vec<Arc<dyn RedSink>> = vec![table.clone()];
-    let mut op = RedOperator::new(&common::config(), sinks, &registry);
+    let cfg = common::config();
+    let mut op = RedOperator::new(&cfg.windows, &cfg.red, sinks, &registry);
     let engine = common::engine(table, common::limits());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

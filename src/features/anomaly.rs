@@ -3,8 +3,8 @@
 //! tables and the live view's board. Exporters subscribe in their own features.
 
 use crate::assembly::Assembly;
+use crate::config::FleetRole;
 use crate::view::AnomalyBoard;
-use redwatch_engine::config::FleetRole;
 use redwatch_operators::anomaly::AnomalyOperator;
 use redwatch_queries::anomalies::{AnomaliesTable, PredictionsTable, SignalTableSettings};
 use redwatch_queries::catalog;
@@ -30,7 +30,13 @@ pub fn install(asm: &mut Assembly<'_>) {
     let board = Arc::new(AnomalyBoard::default());
     asm.view.set_anomaly_board(board.clone());
     asm.anomaly_stream.subscribe(board);
-    let op = AnomalyOperator::new(cfg, asm.anomaly_stream.clone(), &asm.registry);
+    let op = AnomalyOperator::new(
+        &cfg.anomaly,
+        &cfg.forecast,
+        &cfg.red,
+        asm.anomaly_stream.clone(),
+        &asm.registry,
+    );
     asm.metric_sink(op.clone()); // anomalies on metric series
     asm.red_sink(op);
 }

@@ -11,7 +11,7 @@ pub fn install(asm: &mut Assembly<'_>) -> anyhow::Result<()> {
         Some(_) => Some(enabled::install_sink(asm)?),
         None => None,
     };
-    if asm.cfg.fleet.role == redwatch_engine::config::FleetRole::Merge {
+    if asm.cfg.fleet.role == crate::config::FleetRole::Merge {
         // The merge role consumes the shuffle topic instead of telemetry (docs/fleet.md).
         enabled::install_merge(asm);
     } else if asm.cfg.receivers.kafka.is_some() {
@@ -32,7 +32,7 @@ pub fn install(asm: &mut Assembly<'_>) -> anyhow::Result<()> {
             "receivers.kafka is set but this redwatch was built without the `kafka` feature"
         );
     }
-    if asm.cfg.fleet.role != redwatch_engine::config::FleetRole::All {
+    if asm.cfg.fleet.role != crate::config::FleetRole::All {
         anyhow::bail!(
             "fleet.role is not `all` but this redwatch was built without the `kafka` feature"
         );
@@ -53,7 +53,14 @@ mod enabled {
     use std::sync::{Arc, Mutex};
 
     pub(super) fn install_sink(asm: &mut Assembly<'_>) -> anyhow::Result<Arc<KafkaSink>> {
-        let sink = KafkaSink::new(asm.cfg, &asm.registry).context("starting the Kafka sink")?;
+        let sink = KafkaSink::new(
+            asm.cfg.exporters.kafka.as_ref(),
+            &asm.cfg.fleet,
+            &asm.cfg.red,
+            asm.cfg.receivers.kafka.as_ref(),
+            &asm.registry,
+        )
+        .context("starting the Kafka sink")?;
         asm.red_sink(sink.clone());
         // The anomaly stream's spans, when `spans_topic` is set.
         if asm
@@ -98,7 +105,7 @@ mod enabled {
         // Results restate a window while ingest instances restate their shares, and later
         // still after an instance restarted and replayed: the table takes them for as long as
         // the merge remembers a silent share.
-        let lateness = cfg.windows.allowed_lateness + fleet::share_forget(cfg);
+        let lateness = cfg.windows.allowed_lateness + fleet::share_forget(&cfg.windows);
         let table = crate::features::red::table(cfg, lateness.as_nanos() as u64);
         asm.table(catalog::RED.with(table.clone()));
         asm.table(catalog::RED_WINDOWS.with(table.windows()));
@@ -116,10 +123,24 @@ mod enabled {
             let started = sinks
                 .map_err(|_| anyhow::anyhow!("fleet merge: sinks poisoned"))
                 .and_then(|sinks| {
-                    let merge = fleet::start_merge(cfg, sinks, s.registry.clone(), cancel.clone())
-                        .context("starting the fleet merge")?;
-                    let results = fleet::start_results(cfg, table, s.registry.clone(), cancel)
-                        .context("starting the fleet results reader")?;
+                    let merge = fleet::start_merge(
+                        cfg.receivers.kafka.as_ref(),
+                        &cfg.fleet,
+                        fleet::merge_settings(&cfg.windows, &cfg.limits),
+                        sinks,
+                        s.registry.clone(),
+                        cancel.clone(),
+                    )
+                    .context("starting the fleet merge")?;
+                    let results = fleet::start_results(
+                        cfg.receivers.kafka.as_ref(),
+                        &cfg.fleet,
+                        &cfg.windows,
+                        table,
+                        s.registry.clone(),
+                        cancel,
+                    )
+                    .context("starting the fleet results reader")?;
                     Ok((merge, results))
                 });
             Box::pin(async move {
@@ -153,7 +174,10 @@ mod enabled {
         let Some(cfg) = asm.cfg.receivers.kafka.clone() else {
             return;
         };
-        let settings = DecodeSettings::from_config(asm.cfg);
+        let settings = DecodeSettings::from_config(
+            &asm.cfg.decode_dimensions(),
+            &asm.cfg.receivers.otlp.limits,
+        );
         // The source holds the watermark from the pipeline's first tick until it joined.
         let hold: Arc<Mutex<Option<StartupHold>>> = Arc::default();
         let (held, k) = (hold.clone(), cfg.clone());

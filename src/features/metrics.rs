@@ -17,7 +17,8 @@ pub fn install(asm: &mut Assembly<'_>) {
     let registry = asm.registry.clone();
     asm.operator(move |sinks| {
         Box::new(MetricsOperator::new(
-            cfg,
+            &cfg.windows,
+            &cfg.red,
             std::mem::take(&mut sinks.metrics),
             &registry,
         ))

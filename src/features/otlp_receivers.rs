@@ -12,11 +12,12 @@ use tokio_util::sync::CancellationToken;
 
 pub fn install(asm: &mut Assembly<'_>) {
     let cfg = asm.cfg;
-    if cfg.fleet.role == redwatch_engine::config::FleetRole::Merge {
+    if cfg.fleet.role == crate::config::FleetRole::Merge {
         // A merge instance takes no telemetry: its input is the fleet's shuffle topic.
         return;
     }
-    let settings = DecodeSettings::from_config(cfg);
+    let settings =
+        DecodeSettings::from_config(&cfg.decode_dimensions(), &cfg.receivers.otlp.limits);
     if let Some(g) = &cfg.receivers.otlp.grpc {
         let limits = grpc::GrpcLimits {
             max_message_size: g.max_message_size.as_u64() as usize,

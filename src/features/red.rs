@@ -2,7 +2,7 @@
 //! Prometheus exposition and the live view).
 
 use crate::assembly::Assembly;
-use redwatch_engine::config::{Config, FleetRole};
+use crate::config::{Config, FleetRole};
 use redwatch_operators::red::RedOperator;
 use redwatch_queries::catalog;
 use redwatch_queries::red::{RedTable, RedTableSettings};
@@ -27,7 +27,8 @@ pub fn install(asm: &mut Assembly<'_>) {
     let registry = asm.registry.clone();
     asm.operator(move |sinks| {
         Box::new(RedOperator::new(
-            cfg,
+            &cfg.windows,
+            &cfg.red,
             std::mem::take(&mut sinks.red),
             &registry,
         ))

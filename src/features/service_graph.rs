@@ -27,6 +27,12 @@ pub fn install(asm: &mut Assembly<'_>) {
     asm.operator(move |sinks| {
         let mut all: Vec<Arc<dyn ServiceGraphSink>> = vec![prom, table];
         all.append(&mut sinks.service_graph);
-        Box::new(ServiceGraphOperator::new(cfg, all, &registry))
+        Box::new(ServiceGraphOperator::new(
+            &cfg.windows,
+            &cfg.red,
+            &cfg.service_graph,
+            all,
+            &registry,
+        ))
     });
 }

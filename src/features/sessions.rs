@@ -12,7 +12,12 @@ pub fn install(asm: &mut Assembly<'_>) {
         max_bytes: cfg.sql.max_table_bytes.as_u64() as usize,
     });
     asm.table(catalog::SESSIONS.with(table.clone()));
-    let op = SessionOperator::new(cfg, vec![table], &asm.registry);
+    let op = SessionOperator::new(
+        &cfg.windows,
+        cfg.session_specs(),
+        vec![table],
+        &asm.registry,
+    );
     if op.is_active() {
         asm.operator(move |_| Box::new(op));
     }

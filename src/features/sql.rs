@@ -19,7 +19,11 @@ pub fn install(asm: &mut Assembly<'_>) {
         let allowed_hosts = sql.allowed_hosts.clone();
         let security = security(Protocol::Http);
         // The web console at `/` (ui.enabled) shares the listener.
-        let console = redwatch_queries::console::router(asm.cfg);
+        let console = redwatch_queries::console::router(
+            &asm.cfg.ui,
+            &asm.cfg.windows,
+            &asm.cfg.sql.allowed_hosts,
+        );
         asm.on_start(Stage::Exporters, move |s| {
             Box::pin(serve_http(s, addr, security, allowed_hosts, console))
         });

@@ -2,7 +2,7 @@
 //! server certificate for `127.0.0.1`/`localhost` signed by it, a client certificate signed by
 //! it, and a client certificate from a second, untrusted CA.
 
-use redwatch_engine::config::{TlsClientConfig, TlsServerConfig};
+use redwatch::config::{TlsClientConfig, TlsServerConfig};
 use std::path::{Path, PathBuf};
 
 pub struct Pki {

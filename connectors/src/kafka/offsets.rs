@@ -126,12 +126,13 @@ mod tests {
 
     #[test]
     fn hopping_windows_hold_a_message_until_the_last_window_holding_it_is_purged() {
-        let cfg = redwatch_engine::config::parse_yaml_with_overrides(
-            "windows:\n  size: 10s\n  rollups: []\n  extra:\n    - { size: 1m, slide: 20s }\n",
-            &[],
-        )
-        .unwrap();
-        let p = TimePolicy::new(&cfg.windows);
+        let windows: redwatch_engine::config::WindowsConfig =
+            redwatch_engine::config::parse_yaml_with_overrides(
+                "size: 10s\nrollups: []\nextra:\n  - { size: 1m, slide: 20s }\n",
+                &[],
+            )
+            .unwrap();
+        let p = TimePolicy::new(&windows);
         let mut t = CommitTracker::default();
         t.record(0, 1001 * S, &p); // last hopping window holding it: [1000,1060)
         assert_eq!(t.advance(1089 * S, &p), None);

@@ -18,8 +18,9 @@ use rdkafka::message::DeliveryResult;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Partitioner, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
-use redwatch_engine::config::FleetRole;
-use redwatch_engine::config::{Config, KafkaEncoding, KafkaExporterConfig};
+use redwatch_engine::config::{
+    FleetConfig, FleetRole, KafkaEncoding, KafkaExporterConfig, KafkaReceiverConfig, RedConfig,
+};
 use redwatch_engine::telemetry::{Counter, Gauge, Registry};
 use redwatch_operators::red::{RedRow, RedSink};
 use std::collections::{BTreeSet, VecDeque};
@@ -223,14 +224,22 @@ pub struct KafkaSink {
 }
 
 impl KafkaSink {
-    /// Creates the producer for `cfg.exporters.kafka` (which must be set and valid).
-    pub fn new(cfg: &Config, registry: &Registry) -> Result<Arc<KafkaSink>, KafkaSinkError> {
-        let Some(k) = &cfg.exporters.kafka else {
+    /// Creates the producer for `exporters.kafka` (`exporter`, which must be set and valid):
+    /// its topics follow `fleet`'s role, its records `red`'s dimensions and bounds, and share
+    /// labels name `source`'s (`receivers.kafka`) traces topic.
+    pub fn new(
+        exporter: Option<&KafkaExporterConfig>,
+        fleet: &FleetConfig,
+        red: &RedConfig,
+        source: Option<&KafkaReceiverConfig>,
+        registry: &Registry,
+    ) -> Result<Arc<KafkaSink>, KafkaSinkError> {
+        let Some(k) = exporter else {
             return Err(KafkaSinkError::Config(
                 "exporters.kafka is not configured".into(),
             ));
         };
-        let problems = k.validate_in("exporters.kafka", cfg.fleet.role != FleetRole::All);
+        let problems = k.validate_in("exporters.kafka", fleet.role != FleetRole::All);
         if !problems.is_empty() {
             let list: Vec<String> = problems.iter().map(|(p, m)| format!("{p}: {m}")).collect();
             return Err(KafkaSinkError::Config(list.join("; ")));
@@ -273,11 +282,11 @@ impl KafkaSink {
                 &[("reason", reason)],
             )
         };
-        let (metrics_topic, state_header, fixed_share) = match cfg.fleet.role {
+        let (metrics_topic, state_header, fixed_share) = match fleet.role {
             FleetRole::All => (k.metrics_topic.clone(), false, None),
-            FleetRole::Ingest => (Some(cfg.fleet.shuffle_topic.clone()), true, None),
+            FleetRole::Ingest => (Some(fleet.shuffle_topic.clone()), true, None),
             FleetRole::Merge => (
-                Some(cfg.fleet.results_topic.clone()),
+                Some(fleet.results_topic.clone()),
                 true,
                 Some(MERGED_SHARE.to_string()),
             ),
@@ -291,15 +300,11 @@ impl KafkaSink {
             fixed_share,
             spans_topic: k.spans_topic.clone(),
             encoding: k.encoding,
-            traces_topic: cfg
-                .receivers
-                .kafka
-                .as_ref()
-                .map_or_else(String::new, |r| r.traces_topic.clone()),
+            traces_topic: source.map_or_else(String::new, |r| r.traces_topic.clone()),
             client_id: k.client_id.clone(),
             builder: RedRecordBuilder {
-                dims: cfg.red.dimensions.iter().map(|d| d.name.clone()).collect(),
-                bounds: cfg.red.buckets_ms.clone(),
+                dims: red.dimensions.iter().map(|d| d.name.clone()).collect(),
+                bounds: red.buckets_ms.clone(),
             },
             counters: SinkCounters {
                 red_records: records("red"),

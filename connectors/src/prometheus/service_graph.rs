@@ -228,10 +228,10 @@ impl ServiceGraphSink for PrometheusServiceGraph {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use redwatch_engine::config::Config;
     use redwatch_engine::fixtures::{span_batch, SpanFixture};
     use redwatch_engine::model::{SourceId, SpanKind, StatusCode};
     use redwatch_engine::telemetry::Registry;
+    use redwatch_operators::layout::SpanSections;
     use redwatch_operators::servicegraph::ServiceGraphOperator;
 
     const SEC: u64 = 1_000_000_000;
@@ -246,14 +246,20 @@ mod tests {
 
     #[test]
     fn exposition_uses_the_collector_names_labels_and_buckets() {
-        let cfg = Config::default();
+        let cfg = SpanSections::default();
         let prom = PrometheusServiceGraph::new(
             cfg.service_graph.buckets_s.clone(),
             &[],
             cfg.service_graph.cardinality_limit,
         );
         let reg = Registry::new();
-        let mut op = ServiceGraphOperator::new(&cfg, vec![prom.clone()], &reg);
+        let mut op = ServiceGraphOperator::new(
+            &cfg.windows,
+            &cfg.red,
+            &cfg.service_graph,
+            vec![prom.clone()],
+            &reg,
+        );
         let spans = [
             sp("frontend", SpanKind::Client, 1, 9, 30.0),
             sp("cart", SpanKind::Server, 2, 1, 20.0).status(StatusCode::Error),
@@ -303,7 +309,7 @@ mod tests {
 
     #[test]
     fn virtual_node_edges_carry_the_virtual_node_label_when_asked() {
-        let mut cfg = Config::default();
+        let mut cfg = SpanSections::default();
         cfg.service_graph.virtual_node_extra_label = true;
         let prom = PrometheusServiceGraph::new(
             cfg.service_graph.buckets_s.clone(),
@@ -311,7 +317,13 @@ mod tests {
             cfg.service_graph.cardinality_limit,
         );
         let reg = Registry::new();
-        let mut op = ServiceGraphOperator::new(&cfg, vec![prom.clone()], &reg);
+        let mut op = ServiceGraphOperator::new(
+            &cfg.windows,
+            &cfg.red,
+            &cfg.service_graph,
+            vec![prom.clone()],
+            &reg,
+        );
         // The decoder's layout for the default config: peer.service comes first.
         let names = cfg.decode_dimensions();
         assert_eq!(names[0].name, "peer.service");

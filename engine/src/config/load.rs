@@ -1,7 +1,7 @@
 //! Reading a config: YAML file, then `REDWATCH__A__B=value` environment overrides, then
 //! `--set a.b=value` overrides, then typed deserialization that reports the failing key's path.
 
-use super::Config;
+use serde::de::DeserializeOwned;
 use serde_yaml_ng::{Mapping, Value};
 use std::path::{Path, PathBuf};
 
@@ -24,12 +24,13 @@ pub enum LoadError {
 /// Environment variable prefix; segments below it are joined by `__`.
 pub const ENV_PREFIX: &str = "REDWATCH__";
 
-/// Loads the config file (if any), applies env and `--set` overrides, and deserializes it.
-pub fn load(
+/// Loads the config file (if any), applies env and `--set` overrides, and deserializes it as
+/// `C` (the whole file's shape, which the application defines).
+pub fn load<C: DeserializeOwned>(
     file: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
     sets: &[String],
-) -> Result<Config, LoadError> {
+) -> Result<C, LoadError> {
     let text = match file {
         Some(p) => std::fs::read_to_string(p).map_err(|source| LoadError::Io {
             path: p.to_path_buf(),
@@ -63,10 +64,10 @@ pub fn load(
 }
 
 /// Parses YAML text, applies `(path, yaml value)` overrides in order, deserializes.
-pub fn parse_yaml_with_overrides(
+pub fn parse_yaml_with_overrides<C: DeserializeOwned>(
     text: &str,
     overrides: &[(Vec<String>, String)],
-) -> Result<Config, LoadError> {
+) -> Result<C, LoadError> {
     let mut root: Value = if text.trim().is_empty() {
         Value::Mapping(Mapping::new())
     } else {

@@ -91,6 +91,31 @@ impl Default for OtlpReceiverConfig {
     }
 }
 
+impl super::Validate for OtlpReceiverConfig {
+    /// The listeners' size caps; their `tls` and `auth` blocks are checked with every
+    /// listener's.
+    fn validate(&self, path: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(g) = &self.grpc {
+            if g.max_message_size.as_u64() == 0 || g.max_message_size.as_u64() > u32::MAX as u64 {
+                out.push((
+                    format!("{path}.grpc.max_message_size"),
+                    "must be between 1 byte and 4GiB".into(),
+                ));
+            }
+        }
+        if let Some(h) = &self.http {
+            if h.max_body_size.as_u64() == 0 {
+                out.push((
+                    format!("{path}.http.max_body_size"),
+                    "must be greater than 0".into(),
+                ));
+            }
+        }
+        out
+    }
+}
+
 /// `receivers.otlp.limits`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -1,42 +1,11 @@
-//! The config structs. Every field carries its doc; defaults are the `Default` impls below and
-//! nowhere else (`redwatch validate --print-defaults` prints `Config::default()`).
+//! The config sections of what the engine itself runs or every component shares: windows,
+//! RED, SQL, limits. Every field carries its doc; defaults are the `Default` impls below and
+//! nowhere else (`redwatch validate --print-defaults` prints the whole config's default).
 
-use super::{ExportersConfig, ReceiversConfig};
 use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::time::Duration;
-
-/// The whole redwatch configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// Where telemetry comes in.
-    pub receivers: ReceiversConfig,
-    /// Event-time window specs and watermark behaviour.
-    pub windows: WindowsConfig,
-    /// The RED (rate, errors, duration) aggregation.
-    pub red: RedConfig,
-    /// The service graph (client/server span pairs across services).
-    pub service_graph: super::ServiceGraphConfig,
-    /// Where results go.
-    pub exporters: ExportersConfig,
-    /// SQL over the live tables (HTTP API, Flight SQL, continuous queries).
-    pub sql: SqlConfig,
-    /// Anomaly detection on every closed window of every RED series.
-    pub anomaly: super::AnomalyConfig,
-    /// Trend prediction per RED series.
-    pub forecast: super::ForecastConfig,
-    /// Resource bounds of the pipeline.
-    pub limits: LimitsConfig,
-    /// The web console at `/` on the SQL HTTP listener.
-    pub ui: super::UiConfig,
-    /// Correlation of anomalies into problems.
-    pub problems: super::ProblemsConfig,
-    /// A fleet of instances with Kafka as the backbone: this instance's role and the topics
-    /// between the roles (docs/fleet.md).
-    pub fleet: super::FleetConfig,
-}
 
 /// Event-time windows (docs/design.md, "Time semantics").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

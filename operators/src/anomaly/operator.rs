@@ -18,7 +18,7 @@ use crate::anomaly::Anomaly;
 use crate::forecast::Prediction;
 use crate::metrics::{MetricRow, MetricSeriesKey, MetricSink};
 use crate::red::{Exemplars, RedRow, RedSink, SeriesKey};
-use redwatch_engine::config::Config;
+use redwatch_engine::config::{AnomalyConfig, ForecastConfig, RedConfig};
 use redwatch_engine::telemetry::{Counter, Registry};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -105,17 +105,24 @@ pub struct AnomalyOperator {
 }
 
 impl AnomalyOperator {
-    /// An operator for `cfg`'s `anomaly` and `forecast` sections, emitting to `output`.
-    pub fn new(cfg: &Config, output: Arc<dyn SignalSink>, registry: &Arc<Registry>) -> Arc<Self> {
+    /// An operator for the `anomaly` and `forecast` sections (series shaped by `red`'s
+    /// dimensions), emitting to `output`.
+    pub fn new(
+        anomaly: &AnomalyConfig,
+        forecast: &ForecastConfig,
+        red: &RedConfig,
+        output: Arc<dyn SignalSink>,
+        registry: &Arc<Registry>,
+    ) -> Arc<Self> {
         let predictions_total = registry.counter(
             "redwatch_predictions_total",
             "Predictions emitted (metric_prediction spans).",
             &[],
         );
         Arc::new(AnomalyOperator {
-            detection: Mutex::new(AnomalyEngine::new(&cfg.anomaly, &cfg.forecast)),
+            detection: Mutex::new(AnomalyEngine::new(anomaly, forecast)),
             output,
-            dims: cfg.red.dimensions.len(),
+            dims: red.dimensions.len(),
             registry: registry.clone(),
             predictions_total,
         })

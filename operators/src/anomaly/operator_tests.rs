@@ -86,17 +86,19 @@ fn jitter(i: u64) -> f64 {
     ((i as f64 * 12.9898).sin() * 43758.5453).fract()
 }
 
-fn operator(cfg: &Config) -> (Arc<AnomalyOperator>, Arc<Collect>, Arc<Registry>) {
+fn operator(cfg: &AnomalyConfig) -> (Arc<AnomalyOperator>, Arc<Collect>, Arc<Registry>) {
     let registry = Registry::new();
     let out = Arc::new(Collect::default());
     let stream = SignalStream::new();
     stream.subscribe(out.clone());
-    (AnomalyOperator::new(cfg, stream, &registry), out, registry)
+    let (forecast, red) = (ForecastConfig::default(), RedConfig::default());
+    let op = AnomalyOperator::new(cfg, &forecast, &red, stream, &registry);
+    (op, out, registry)
 }
 
 #[test]
 fn a_latency_spike_is_emitted_with_its_window_exemplars_and_counted() {
-    let (op, out, registry) = operator(&Config::default());
+    let (op, out, registry) = operator(&AnomalyConfig::default());
     let s = key();
     for i in 0..300u64 {
         let ms = if (250..255).contains(&i) {
@@ -138,7 +140,7 @@ fn a_latency_spike_is_emitted_with_its_window_exemplars_and_counted() {
 
 #[test]
 fn provisional_rollup_and_re_emitted_rows_emit_nothing() {
-    let (op, out, _) = operator(&Config::default());
+    let (op, out, _) = operator(&AnomalyConfig::default());
     let s = key();
     for i in 0..100u64 {
         RedSink::on_final(&*op, &[red_row(&s, i, 50.0)]);
@@ -164,7 +166,13 @@ fn the_stream_gives_every_subscriber_every_batch_and_forwards_expiry() {
     stream.subscribe(b.clone());
     assert_eq!(stream.subscribers(), 2);
     let registry = Registry::new();
-    let op = AnomalyOperator::new(&Config::default(), stream, &registry);
+    let op = AnomalyOperator::new(
+        &AnomalyConfig::default(),
+        &ForecastConfig::default(),
+        &RedConfig::default(),
+        stream,
+        &registry,
+    );
     let s = key();
     for i in 0..60u64 {
         RedSink::on_final(&*op, &[red_row(&s, i, 50.0 + jitter(i))]);
@@ -205,8 +213,10 @@ fn metric_row(key: &Arc<MetricSeriesKey>, w: u64, value: f64) -> MetricRow {
 // Moved from the app's anomaly sink (its metric-series test); asserts what it asserted there.
 #[test]
 fn a_metric_named_in_anomaly_signals_is_watched_per_window() {
-    let mut cfg = Config::default();
-    cfg.anomaly.signals = vec!["queue.depth".to_string()];
+    let cfg = AnomalyConfig {
+        signals: vec!["queue.depth".to_string()],
+        ..AnomalyConfig::default()
+    };
     let (op, out, registry) = operator(&cfg);
     let key = Arc::new(MetricSeriesKey {
         name: Arc::from("queue.depth"),

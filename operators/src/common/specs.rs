@@ -1,7 +1,7 @@
 //! The window specs of an operator: the primary window and its rollups, which the primary's
 //! emitted deltas feed.
 
-use redwatch_engine::config::Config;
+use redwatch_engine::config::WindowsConfig;
 use redwatch_engine::model::UnixNanos;
 use redwatch_engine::pipeline::StateStats;
 use redwatch_engine::telemetry::Counter;
@@ -101,19 +101,18 @@ pub struct WindowSpecs<K, A> {
 }
 
 impl<K: WindowKey, A: WindowAggregate> WindowSpecs<K, A> {
-    /// The specs of `cfg.windows`: `make(size_ns, is_rollup)` builds each. Hopping specs of
+    /// The specs of `windows`: `make(size_ns, is_rollup)` builds each. Hopping specs of
     /// `windows.extra` are rollups with a slide (validated config: the slide is a multiple of
     /// the primary size and divides the hopping size), labelled `<size>/<slide>`.
-    pub fn from_config(cfg: &Config, mut make: impl FnMut(u64, bool) -> WindowSpec<K, A>) -> Self {
+    pub fn from_config(
+        windows: &WindowsConfig,
+        mut make: impl FnMut(u64, bool) -> WindowSpec<K, A>,
+    ) -> Self {
         let ns = |d: std::time::Duration| (d.as_nanos() as u64).max(1);
-        let primary = make(ns(cfg.windows.size), false);
-        let mut rollups: Vec<WindowSpec<K, A>> = cfg
-            .windows
-            .rollups
-            .iter()
-            .map(|d| make(ns(*d), true))
-            .collect();
-        for (size, slide) in cfg.windows.extra.iter().filter_map(|x| x.hopping()) {
+        let primary = make(ns(windows.size), false);
+        let mut rollups: Vec<WindowSpec<K, A>> =
+            windows.rollups.iter().map(|d| make(ns(*d), true)).collect();
+        for (size, slide) in windows.extra.iter().filter_map(|x| x.hopping()) {
             let spec = make(ns(size), true);
             let label = Arc::from(format!("{}/{}", spec.label, spec_label(ns(slide))));
             rollups.push(WindowSpec {

@@ -8,7 +8,7 @@ use super::series::{
 use super::{MetricRow, MetricSink};
 use crate::common::{due, WindowSpec, WindowSpecs, PROVISIONAL_EVERY_NS, SERIES_EXPIRY_EVERY_NS};
 use hashbrown::DefaultHashBuilder;
-use redwatch_engine::config::Config;
+use redwatch_engine::config::{RedConfig, WindowsConfig};
 use redwatch_engine::metric_model::{MetricBatch, MetricKind, PointValue, Temporality};
 use redwatch_engine::model::UnixNanos;
 use redwatch_engine::pipeline::{Batch, OpContext, Operator, StateStats};
@@ -48,10 +48,15 @@ pub struct MetricsOperator {
 
 impl MetricsOperator {
     /// Uses `windows` (size, rollups, allowed lateness) and the RED limits
-    /// (`red.cardinality_limit`, `red.series_expiry`) of `cfg`.
-    pub fn new(cfg: &Config, sinks: Vec<Arc<dyn MetricSink>>, registry: &Registry) -> Self {
-        let lateness = cfg.windows.allowed_lateness.as_nanos() as u64;
-        let limit = cfg.red.cardinality_limit.max(1);
+    /// (`red.cardinality_limit`, `red.series_expiry`).
+    pub fn new(
+        windows: &WindowsConfig,
+        red: &RedConfig,
+        sinks: Vec<Arc<dyn MetricSink>>,
+        registry: &Registry,
+    ) -> Self {
+        let lateness = windows.allowed_lateness.as_nanos() as u64;
+        let limit = red.cardinality_limit.max(1);
         let dropped = |reason: &str| {
             registry.counter(
                 "redwatch_metric_points_dropped_total",
@@ -60,18 +65,18 @@ impl MetricsOperator {
             )
         };
         MetricsOperator {
-            specs: WindowSpecs::from_config(cfg, |ns, _| {
+            specs: WindowSpecs::from_config(windows, |ns, _| {
                 WindowSpec::new(WindowStore::new(ns, lateness), None)
             }),
             series: MetricSeriesRegistry::new(limit).with_byte_limit(
-                cfg.red.cardinality_limit_bytes.as_u64() as usize,
+                red.cardinality_limit_bytes.as_u64() as usize,
                 MetricSeriesKey::heap_bytes,
             ),
             // A few origins (instances) per series on average before streams are refused.
             streams: Streams::new(limit.saturating_mul(4).max(1024)),
             hasher: DefaultHashBuilder::default(),
             sinks,
-            series_expiry_ns: cfg.red.series_expiry.as_nanos() as u64,
+            series_expiry_ns: red.series_expiry.as_nanos() as u64,
             lateness_ns: lateness,
             last_provisional: 0,
             last_expiry: 0,

@@ -8,7 +8,7 @@ use super::{RedRow, RedSink};
 use crate::common::{
     due, recycle, SpecInfo, WindowSpec, WindowSpecs, PROVISIONAL_EVERY_NS, SERIES_EXPIRY_EVERY_NS,
 };
-use redwatch_engine::config::{Config, Dimension, MAX_DIMENSIONS};
+use redwatch_engine::config::{Dimension, RedConfig, WindowsConfig, MAX_DIMENSIONS};
 use redwatch_engine::model::{SpanBatch, StrRef, UnixNanos};
 use redwatch_engine::pipeline::{Batch, OpContext, Operator, StateStats};
 use redwatch_engine::telemetry::{Counter, Gauge, Registry};
@@ -64,9 +64,14 @@ pub struct RedOperator {
 }
 
 impl RedOperator {
-    pub fn new(cfg: &Config, sinks: Vec<Arc<dyn RedSink>>, registry: &Registry) -> Self {
-        let lateness = cfg.windows.allowed_lateness.as_nanos() as u64;
-        let specs = WindowSpecs::from_config(cfg, |ns, rollup| {
+    pub fn new(
+        windows: &WindowsConfig,
+        red: &RedConfig,
+        sinks: Vec<Arc<dyn RedSink>>,
+        registry: &Registry,
+    ) -> Self {
+        let lateness = windows.allowed_lateness.as_nanos() as u64;
+        let specs = WindowSpecs::from_config(windows, |ns, rollup| {
             // A rollup takes one merge per series and primary window: its open windows stay
             // packed between those (issue 3's state budget); the primary's take every span.
             let store = if rollup {
@@ -82,8 +87,7 @@ impl RedOperator {
             );
             WindowSpec::new(store, Some(emitted))
         });
-        let dims: Vec<Dimension> = cfg
-            .red
+        let dims: Vec<Dimension> = red
             .dimensions
             .iter()
             .take(MAX_DIMENSIONS)
@@ -91,15 +95,15 @@ impl RedOperator {
             .collect();
         RedOperator {
             specs,
-            series: SeriesRegistry::new(cfg.red.cardinality_limit, dims.len()).with_byte_limit(
-                cfg.red.cardinality_limit_bytes.as_u64() as usize,
+            series: SeriesRegistry::new(red.cardinality_limit, dims.len()).with_byte_limit(
+                red.cardinality_limit_bytes.as_u64() as usize,
                 SeriesKey::heap_bytes,
             ),
-            buckets: Buckets::new(cfg.red.buckets_ms.clone()),
+            buckets: Buckets::new(red.buckets_ms.clone()),
             dims,
-            span_names: SpanNameNormalizer::new(&cfg.red.span_names),
+            span_names: SpanNameNormalizer::new(&red.span_names),
             sinks,
-            series_expiry_ns: cfg.red.series_expiry.as_nanos() as u64,
+            series_expiry_ns: red.series_expiry.as_nanos() as u64,
             lateness_ns: lateness,
             last_provisional: 0,
             last_expiry: 0,

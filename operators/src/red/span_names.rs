@@ -224,8 +224,9 @@ mod tests {
 
     #[test]
     fn red_series_use_the_normalised_name_and_count_renames() {
+        use crate::layout::SpanSections;
         use crate::red::{RedOperator, RedRow, RedSink};
-        use redwatch_engine::config::{Config, Dimension, DimensionSource};
+        use redwatch_engine::config::{Dimension, DimensionSource};
         use redwatch_engine::fixtures::{span_batch, SpanFixture};
         use redwatch_engine::model::SourceId;
         use redwatch_engine::telemetry::Registry;
@@ -238,7 +239,7 @@ mod tests {
                 self.0.lock().unwrap().extend_from_slice(rows);
             }
         }
-        let mut cfg = Config::default();
+        let mut cfg = SpanSections::default();
         cfg.windows.rollups = vec![];
         cfg.red.dimensions = vec![
             Dimension {
@@ -254,7 +255,7 @@ mod tests {
         ];
         let sink = Arc::new(Rows::default());
         let reg = Registry::new();
-        let mut op = RedOperator::new(&cfg, vec![sink.clone()], &reg);
+        let mut op = RedOperator::new(&cfg.windows, &cfg.red, vec![sink.clone()], &reg);
         let t0 = 1_700_000_000_000_000_000u64;
         let spans = [
             SpanFixture::new("users", "GET /users/1", t0 + 1, 1.0)

@@ -10,7 +10,9 @@ use crate::common::{
 };
 use crate::red::UNKNOWN_SERVICE;
 use hashbrown::{HashMap, HashSet};
-use redwatch_engine::config::{Config, Dimension, MAX_DIMENSIONS};
+use redwatch_engine::config::{
+    Dimension, RedConfig, ServiceGraphConfig, WindowsConfig, MAX_DIMENSIONS,
+};
 use redwatch_engine::model::{SpanBatch, SpanKind, StatusCode, StrRef, UnixNanos};
 use redwatch_engine::pipeline::{Batch, OpContext, Operator, StateStats};
 use redwatch_engine::telemetry::{Counter, Gauge, Registry};
@@ -90,10 +92,17 @@ pub struct ServiceGraphOperator {
 }
 
 impl ServiceGraphOperator {
-    pub fn new(cfg: &Config, sinks: Vec<Arc<dyn ServiceGraphSink>>, registry: &Registry) -> Self {
-        let sg = &cfg.service_graph;
-        let lateness = cfg.windows.allowed_lateness.as_nanos() as u64;
-        let size = (cfg.windows.size.as_nanos() as u64).max(1);
+    /// An operator for the `service_graph` section; `red` fixes where its dimensions start in
+    /// the decoder's layout ([`crate::layout`]).
+    pub fn new(
+        windows: &WindowsConfig,
+        red: &RedConfig,
+        sg: &ServiceGraphConfig,
+        sinks: Vec<Arc<dyn ServiceGraphSink>>,
+        registry: &Registry,
+    ) -> Self {
+        let lateness = windows.allowed_lateness.as_nanos() as u64;
+        let size = (windows.size.as_nanos() as u64).max(1);
         let wait = (sg.wait.as_nanos() as u64).max(1);
         let dims: Vec<Dimension> = sg.dimensions.iter().take(MAX_DIMENSIONS).cloned().collect();
         let c = |name: &'static str, help: &'static str| registry.counter(name, help, &[]);
@@ -116,9 +125,9 @@ impl ServiceGraphOperator {
             services: HashSet::new(),
             empty: Arc::from(""),
             user_node: Arc::from(USER_NODE),
-            nodes: NodeAttributes::new(cfg),
+            nodes: NodeAttributes::new(red, sg),
             bounds: sg.buckets_s.clone(),
-            dims_offset: cfg.red.dimensions.len().min(MAX_DIMENSIONS),
+            dims_offset: red.dimensions.len().min(MAX_DIMENSIONS),
             dims,
             sinks,
             expiry_every_ns: (wait / 4).clamp(1, MAX_EXPIRY_SCAN_EVERY_NS),

@@ -2,7 +2,8 @@
 //! unpaired spans, expiry, out-of-order arrival, bounds.
 
 use super::*;
-use redwatch_engine::config::{Config, Dimension, DimensionSource};
+use crate::layout::SpanSections;
+use redwatch_engine::config::{Dimension, DimensionSource};
 use redwatch_engine::fixtures::{span_batch, SpanFixture};
 use redwatch_engine::model::{SourceId, SpanKind, StatusCode};
 use redwatch_engine::telemetry::Registry;
@@ -71,18 +72,24 @@ impl Collect {
     }
 }
 
-fn config() -> Config {
-    let mut c = Config::default();
+fn config() -> SpanSections {
+    let mut c = SpanSections::default();
     c.windows.size = Duration::from_secs(10);
     c.windows.allowed_lateness = Duration::from_secs(30);
     c.service_graph.wait = Duration::from_secs(10);
     c
 }
 
-fn op(cfg: &Config) -> (ServiceGraphOperator, Arc<Collect>, Arc<Registry>) {
+fn op(cfg: &SpanSections) -> (ServiceGraphOperator, Arc<Collect>, Arc<Registry>) {
     let sink = Arc::new(Collect::default());
     let reg = Registry::new();
-    let o = ServiceGraphOperator::new(cfg, vec![sink.clone()], &reg);
+    let o = ServiceGraphOperator::new(
+        &cfg.windows,
+        &cfg.red,
+        &cfg.service_graph,
+        vec![sink.clone()],
+        &reg,
+    );
     (o, sink, reg)
 }
 

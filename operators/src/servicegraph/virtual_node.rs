@@ -9,7 +9,7 @@
 use super::store::Half;
 use super::VirtualSide;
 use redwatch_engine::config::{
-    Config, DimensionSource, MAX_DIMENSIONS, MAX_SERVICE_GRAPH_ATTRIBUTES,
+    DimensionSource, RedConfig, ServiceGraphConfig, MAX_DIMENSIONS, MAX_SERVICE_GRAPH_ATTRIBUTES,
 };
 use redwatch_engine::model::{SpanBatch, StrRef};
 use std::sync::Arc;
@@ -29,12 +29,12 @@ pub(super) struct NodeAttributes {
 }
 
 impl NodeAttributes {
-    /// The layout of [`Config::decode_dimensions`]: RED's dimensions, the service graph's, then
+    /// The layout of [`crate::layout::SpanSections::decode_dimensions`]: RED's dimensions, the
+    /// service graph's, then
     /// [`redwatch_engine::config::ServiceGraphConfig::attribute_dims`].
-    pub(super) fn new(cfg: &Config) -> NodeAttributes {
-        let sg = &cfg.service_graph;
+    pub(super) fn new(red: &RedConfig, sg: &ServiceGraphConfig) -> NodeAttributes {
         let offset =
-            cfg.red.dimensions.len().min(MAX_DIMENSIONS) + sg.dimensions.len().min(MAX_DIMENSIONS);
+            red.dimensions.len().min(MAX_DIMENSIONS) + sg.dimensions.len().min(MAX_DIMENSIONS);
         let index = |names: &[String], source: DimensionSource| -> Vec<usize> {
             names
                 .iter()

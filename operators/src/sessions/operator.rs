@@ -5,7 +5,7 @@ use super::{SessionRow, SessionSink};
 use crate::common::{due, spec_label, PROVISIONAL_EVERY_NS};
 use crate::red::UNKNOWN_SERVICE;
 use hashbrown::HashSet;
-use redwatch_engine::config::{Config, SessionKeySource};
+use redwatch_engine::config::{SessionKeySource, SessionSpec, WindowsConfig};
 use redwatch_engine::model::{SpanBatch, StatusCode, UnixNanos};
 use redwatch_engine::pipeline::{Batch, OpContext, Operator, StateStats};
 use redwatch_engine::telemetry::{Counter, Gauge, Registry};
@@ -41,11 +41,16 @@ pub struct SessionOperator {
 }
 
 impl SessionOperator {
-    /// An operator for the session specs of `cfg` (none: it does nothing).
-    pub fn new(cfg: &Config, sinks: Vec<Arc<dyn SessionSink>>, registry: &Registry) -> Self {
-        let lateness = cfg.windows.allowed_lateness.as_nanos() as u64;
-        let specs = cfg
-            .session_specs()
+    /// An operator for `specs` (none: it does nothing; resolved by
+    /// [`crate::layout::SpanSections::session_specs`]), with `windows`' allowed lateness.
+    pub fn new(
+        windows: &WindowsConfig,
+        specs: Vec<SessionSpec>,
+        sinks: Vec<Arc<dyn SessionSink>>,
+        registry: &Registry,
+    ) -> Self {
+        let lateness = windows.allowed_lateness.as_nanos() as u64;
+        let specs = specs
             .into_iter()
             .map(|s| {
                 let gap = (s.gap.as_nanos() as u64).max(1);

@@ -2,7 +2,8 @@
 //! the cardinality cap, late drops and key extraction.
 
 use super::*;
-use redwatch_engine::config::{Config, Dimension, DimensionSource, ExtraWindow, SessionKey};
+use crate::layout::SpanSections;
+use redwatch_engine::config::{Dimension, DimensionSource, ExtraWindow, SessionKey};
 use redwatch_engine::fixtures::{span_batch, SpanFixture};
 use redwatch_engine::model::{SourceId, StatusCode};
 use redwatch_engine::telemetry::Registry;
@@ -44,8 +45,8 @@ impl Capture {
     }
 }
 
-fn config(gap_s: u64, key: SessionKey, lateness_s: u64) -> Config {
-    let mut c = Config::default();
+fn config(gap_s: u64, key: SessionKey, lateness_s: u64) -> SpanSections {
+    let mut c = SpanSections::default();
     c.windows.allowed_lateness = Duration::from_secs(lateness_s);
     c.windows.extra = vec![ExtraWindow {
         gap: Some(Duration::from_secs(gap_s)),
@@ -59,11 +60,16 @@ fn trace_key() -> SessionKey {
     SessionKey::Name("trace_id".into())
 }
 
-fn setup(cfg: &Config) -> (SessionOperator, Arc<Capture>, Arc<Registry>) {
+fn setup(cfg: &SpanSections) -> (SessionOperator, Arc<Capture>, Arc<Registry>) {
     assert!(cfg.validate().is_empty(), "{:?}", cfg.validate());
     let cap = Arc::new(Capture::default());
     let reg = Registry::new();
-    let op = SessionOperator::new(cfg, vec![cap.clone() as Arc<dyn SessionSink>], &reg);
+    let op = SessionOperator::new(
+        &cfg.windows,
+        cfg.session_specs(),
+        vec![cap.clone() as Arc<dyn SessionSink>],
+        &reg,
+    );
     (op, cap, reg)
 }
 

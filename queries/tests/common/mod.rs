@@ -7,10 +7,11 @@
 #![allow(dead_code)] // each test binary uses part of it
 
 use datafusion::catalog::TableProvider;
-use redwatch_engine::config::{Config, Dimension};
+use redwatch_engine::config::Dimension;
 use redwatch_engine::fixtures::{span_batch, SpanFixture};
 use redwatch_engine::telemetry::Registry;
 use redwatch_engine::{SourceId, SpanKind, StatusCode, UnixNanos};
+use redwatch_operators::layout::SpanSections;
 use redwatch_operators::red::{RedOperator, RedSink};
 use redwatch_queries::query::{QueryEngine, QueryLimits};
 use redwatch_queries::red::{RedTable, RedTableSettings};
@@ -201,8 +202,8 @@ pub fn after_watermark_spans() -> Vec<SpanFixture> {
 }
 
 /// The pipeline config of the data set: 10 s windows, a 1 m rollup, one dimension.
-pub fn config() -> Config {
-    let mut cfg = Config::default();
+pub fn config() -> SpanSections {
+    let mut cfg = SpanSections::default();
     cfg.windows.size = Duration::from_secs(WINDOW_S);
     cfg.windows.rollups = vec![Duration::from_secs(ROLLUP_S)];
     cfg.windows.allowed_lateness = Duration::from_secs(LATENESS_S);
@@ -231,7 +232,8 @@ pub fn build_red_table() -> Arc<RedTable> {
     let table = red_table();
     let registry = Registry::new();
     let sinks: Vec<Arc<dyn RedSink>> = vec![table.clone()];
-    let mut op = RedOperator::new(&config(), sinks, &registry);
+    let cfg = config();
+    let mut op = RedOperator::new(&cfg.windows, &cfg.red, sinks, &registry);
     let source = SourceId(0);
     for chunk in (0..FINAL_WINDOWS).collect::<Vec<_>>().chunks(4) {
         let spans: Vec<SpanFixture> = chunk.iter().flat_map(|w| window_spans(*w)).collect();

@@ -19,7 +19,7 @@ use merge::{MergeSettings, Offered, PartitionMerge};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use redwatch_engine::config::{Config, KafkaReceiverConfig};
+use redwatch_engine::config::{FleetConfig, KafkaReceiverConfig, LimitsConfig, WindowsConfig};
 use redwatch_engine::telemetry::{Counter, Gauge, Registry};
 use redwatch_operators::red::{RedRow, RedSink};
 use std::collections::{BTreeMap, HashMap};
@@ -41,18 +41,17 @@ pub fn merge_group(cfg: &KafkaReceiverConfig) -> String {
 
 /// How long a share may stay silent before the merge stops waiting for it: ten idle timeouts,
 /// at least five minutes (an ingest instance restarting rejoins its group and replays meanwhile).
-pub fn share_forget(cfg: &Config) -> Duration {
-    (cfg.windows.idle_timeout * FORGET_IDLE_TIMEOUTS).max(FORGET_AT_LEAST)
+pub fn share_forget(windows: &WindowsConfig) -> Duration {
+    (windows.idle_timeout * FORGET_IDLE_TIMEOUTS).max(FORGET_AT_LEAST)
 }
 
 /// The settings of a merge from the config (windows, limits).
-pub fn merge_settings(cfg: &Config) -> MergeSettings {
+pub fn merge_settings(windows: &WindowsConfig, limits: &LimitsConfig) -> MergeSettings {
     MergeSettings {
-        lateness_ns: cfg.windows.allowed_lateness.as_nanos() as u64,
-        idle: cfg.windows.idle_timeout,
-        forget: share_forget(cfg),
-        max_bytes: cfg
-            .limits
+        lateness_ns: windows.allowed_lateness.as_nanos() as u64,
+        idle: windows.idle_timeout,
+        forget: share_forget(windows),
+        max_bytes: limits
             .memory
             .as_ref()
             .map_or(512 << 20, |m| (m.limit.as_u64() / 2) as usize),
@@ -139,13 +138,16 @@ fn state_header<M: Message>(m: &M) -> Option<&[u8]> {
 
 /// Starts the merge role's consumer: it merges the shuffle partitions this instance is assigned
 /// and hands the merged rows to `sinks` (from its own thread, one call per batch) until `cancel`.
+/// `kafka` is `receivers.kafka` (the shuffle topic's brokers).
 pub fn start_merge(
-    cfg: &Config,
+    kafka: Option<&KafkaReceiverConfig>,
+    fleet: &FleetConfig,
+    settings: MergeSettings,
     sinks: Vec<Arc<dyn RedSink>>,
     registry: Arc<Registry>,
     cancel: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, KafkaSourceError> {
-    let Some(k) = &cfg.receivers.kafka else {
+    let Some(k) = kafka else {
         return Err(KafkaSourceError::Config(
             "fleet.role merge needs receivers.kafka".into(),
         ));
@@ -155,9 +157,8 @@ pub fn start_merge(
     c.set("group.id", merge_group(k))
         .set("statistics.interval.ms", "0");
     let consumer: BaseConsumer<MergeContext> = c.create_with_context(MergeContext::default())?;
-    let topic = cfg.fleet.shuffle_topic.clone();
+    let topic = fleet.shuffle_topic.clone();
     consumer.subscribe(&[&topic])?;
-    let settings = merge_settings(cfg);
     let outcome = |o: &str| {
         registry.counter(
             "redwatch_fleet_merge_records_total",
@@ -301,14 +302,17 @@ pub fn start_merge(
 }
 
 /// Starts the reader of the results topic: every partition from the beginning into `table`
-/// (the merge instance's global `red` table), until `cancel`.
+/// (the merge instance's global `red` table), until `cancel`. `windows.idle_timeout` is how
+/// long a partition's results may hold the others back.
 pub fn start_results(
-    cfg: &Config,
+    kafka: Option<&KafkaReceiverConfig>,
+    fleet: &FleetConfig,
+    windows: &WindowsConfig,
     table: Arc<dyn RedSink>,
     registry: Arc<Registry>,
     cancel: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, KafkaSourceError> {
-    let Some(k) = &cfg.receivers.kafka else {
+    let Some(k) = kafka else {
         return Err(KafkaSourceError::Config(
             "fleet.role merge needs receivers.kafka".into(),
         ));
@@ -318,14 +322,14 @@ pub fn start_results(
     c.set("group.id", format!("{}.results", k.group_id))
         .set("statistics.interval.ms", "0");
     let consumer: BaseConsumer = c.create()?;
-    let topic = cfg.fleet.results_topic.clone();
+    let topic = fleet.results_topic.clone();
     let rows_total = registry.counter(
         "redwatch_fleet_results_rows_total",
         "Final windows read from the results topic into the red table.",
         &[],
     );
     let rejected = registry.clone();
-    let hold = cfg.windows.idle_timeout;
+    let hold = windows.idle_timeout;
     Ok(tokio::task::spawn_blocking(move || {
         let mut assigned = false;
         let mut order = ResultsInOrder::new(&[], hold, Instant::now());

@@ -30,7 +30,7 @@ mod tests_metrics;
 mod tests_trace;
 
 use bytes::Bytes;
-use redwatch_engine::config::{Config, DimensionSource};
+use redwatch_engine::config::{Dimension, DimensionSource, OtlpLimitsConfig};
 use redwatch_engine::metric_model::MetricBatch;
 use redwatch_engine::model::{SourceId, SpanBatch, UnixNanos};
 use redwatch_engine::time::TimePolicy;
@@ -50,13 +50,13 @@ pub struct DecodeSettings {
 }
 
 impl DecodeSettings {
-    /// The dimensions of a config ([`Config::decode_dimensions`]).
-    pub fn from_config(cfg: &Config) -> DecodeSettings {
-        let dims = cfg.decode_dimensions();
+    /// The decoder's dimensions (`redwatch_operators::layout::SpanSections::decode_dimensions`)
+    /// and the receivers' `limits`.
+    pub fn from_config(dims: &[Dimension], limits: &OtlpLimitsConfig) -> DecodeSettings {
         DecodeSettings {
             dim_keys: dims.iter().map(|d| d.name.clone()).collect(),
             dim_sources: dims.iter().map(|d| d.source).collect(),
-            max_string_bytes: Some(cfg.receivers.otlp.limits.max_string_bytes.as_u64() as usize),
+            max_string_bytes: Some(limits.max_string_bytes.as_u64() as usize),
         }
     }
 

@@ -5,8 +5,8 @@
 use super::*;
 
 /// The span attributes of the service graph's virtual nodes and database edges, placed where
-/// the decoder puts them for `cfg` ([`Config::decode_dimensions`]).
-fn attrs(cfg: &Config, span: SpanFixture, values: &[(&str, &str)]) -> SpanFixture {
+/// the decoder puts them for `cfg` ([`SpanSections::decode_dimensions`]).
+fn attrs(cfg: &SpanSections, span: SpanFixture, values: &[(&str, &str)]) -> SpanFixture {
     let dims: Vec<Option<&str>> = cfg
         .decode_dimensions()
         .iter()
@@ -15,7 +15,7 @@ fn attrs(cfg: &Config, span: SpanFixture, values: &[(&str, &str)]) -> SpanFixtur
     span.dims(&dims)
 }
 
-fn attr_batch(cfg: &Config, spans: &[SpanFixture]) -> redwatch_engine::model::SpanBatch {
+fn attr_batch(cfg: &SpanSections, spans: &[SpanFixture]) -> redwatch_engine::model::SpanBatch {
     span_batch(SourceId(0), cfg.decode_dimensions().len() as u16, spans)
 }
 
@@ -29,7 +29,7 @@ fn attr_batch(cfg: &Config, spans: &[SpanFixture]) -> redwatch_engine::model::Sp
 /// - trace 28: PRODUCER with `peer.service=queue`, no consumer
 /// - trace 29: root SERVER of shop; root CONSUMER of worker
 /// - trace 30: inventory SERVER whose parent (span 9) never arrives
-fn uninstrumented_set(cfg: &Config) -> Vec<SpanFixture> {
+fn uninstrumented_set(cfg: &SpanSections) -> Vec<SpanFixture> {
     use SpanKind::*;
     let a = |s: SpanFixture, v: &[(&str, &str)]| attrs(cfg, s, v);
     let pg = [("db.system", "postgresql"), ("db.name", "orders")];

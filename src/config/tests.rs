@@ -1,4 +1,10 @@
 use super::*;
+
+mod exporters;
+mod kafka;
+mod security;
+mod service_graph;
+mod sessions;
 use std::time::Duration;
 
 fn ov(path: &str, v: &str) -> (Vec<String>, String) {
