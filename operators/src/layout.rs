@@ -3,9 +3,9 @@
 //! and database edges, then the attribute keys of the session specs. Operators index into this
 //! list, so its order is fixed here and nowhere else.
 
-use redwatch_engine::config::{
-    Dimension, RedConfig, ServiceGraphConfig, SessionSpec, Validate, WindowsConfig, MAX_DIMENSIONS,
-};
+use crate::red::RedConfig;
+use crate::servicegraph::ServiceGraphConfig;
+use redwatch_engine::config::{Dimension, SessionSpec, Validate, WindowsConfig, MAX_DIMENSIONS};
 
 /// The config sections the layout follows from (copies of the file's `windows`, `red` and
 /// `service_graph`). Tests and benches also build the span operators from one of these.

@@ -9,6 +9,8 @@
 
 pub use redwatch_engine::config::*;
 pub use redwatch_operators::layout::SpanSections;
+pub use redwatch_operators::red::{RedConfig, SpanNameRule, SpanNamesConfig};
+pub use redwatch_operators::servicegraph::{ServiceGraphConfig, MAX_SERVICE_GRAPH_ATTRIBUTES};
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;

@@ -19,10 +19,10 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Partitioner, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
 use redwatch_engine::config::{
-    FleetConfig, FleetRole, KafkaEncoding, KafkaExporterConfig, KafkaReceiverConfig, RedConfig,
+    FleetConfig, FleetRole, KafkaEncoding, KafkaExporterConfig, KafkaReceiverConfig,
 };
 use redwatch_engine::telemetry::{Counter, Gauge, Registry};
-use redwatch_operators::red::{RedRow, RedSink};
+use redwatch_operators::red::{RedConfig, RedRow, RedSink};
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;

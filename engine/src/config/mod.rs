@@ -3,7 +3,7 @@
 //! Owns loading ([`load`]: YAML file + env overrides + `--set`, typed deserialization that names
 //! the failing key), the [`Validate`] trait and [`ConfigProblem`], the value types several
 //! components share (dimensions, TLS and auth blocks) and the sections of what the engine runs
-//! (windows, RED, SQL, limits). Each component's section lives beside its code; the whole
+//! (windows, SQL, limits). Each component's section lives beside its code; the whole
 //! file's shape (`Config`, listing every section) lives in the application crate, the one crate
 //! that knows every component. It must not build anything: defaults are `Default` impls,
 //! validation is pure.
@@ -16,7 +16,6 @@ mod load;
 mod problems;
 mod receivers;
 mod security;
-mod service_graph;
 mod sessions;
 mod types;
 mod ui;
@@ -27,7 +26,6 @@ pub use fleet::{FleetConfig, FleetRole};
 pub use kafka::KafkaExporterConfig;
 pub use security::{parse_token_file, AuthConfig, TlsClientConfig, TlsServerConfig};
 
-pub use service_graph::*;
 pub use sessions::*;
 
 pub use load::{apply_override, load, parse_yaml_with_overrides, LoadError};
@@ -152,65 +150,6 @@ impl Validate for WindowsConfig {
             bad(
                 format!("{path}.max_future_skew"),
                 "must be greater than 0".into(),
-            );
-        }
-        out
-    }
-}
-
-impl Validate for RedConfig {
-    /// The RED section's own keys; `span_names` is checked on its own
-    /// ([`SpanNamesConfig::validate`]), after the other sections.
-    fn validate(&self, path: &str) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        let mut bad = |key: String, message: String| out.push((key, message));
-        let r = self;
-        if r.cardinality_limit == 0 {
-            bad(
-                format!("{path}.cardinality_limit"),
-                "must be at least 1".into(),
-            );
-        }
-        if r.buckets_ms.is_empty() {
-            bad(
-                format!("{path}.buckets_ms"),
-                "needs at least one bucket bound".into(),
-            );
-        }
-        if r.buckets_ms.len() > MAX_BUCKETS {
-            bad(
-                format!("{path}.buckets_ms"),
-                format!("at most {MAX_BUCKETS} bucket bounds are supported"),
-            );
-        }
-        if r.buckets_ms
-            .windows(2)
-            .any(|p| p[0] >= p[1] || p[0].is_nan())
-            || r.buckets_ms.iter().any(|b| !b.is_finite() || *b <= 0.0)
-        {
-            bad(
-                format!("{path}.buckets_ms"),
-                "bounds must be positive, finite and strictly increasing".into(),
-            );
-        }
-        for (i, d) in r.dimensions.iter().enumerate() {
-            if d.name.is_empty() {
-                bad(
-                    format!("{path}.dimensions[{i}].name"),
-                    "must not be empty".into(),
-                );
-            }
-            if RESERVED_LABELS.contains(&d.label().as_str()) {
-                bad(
-                    format!("{path}.dimensions[{i}].name"),
-                    format!("`{}` clashes with a built-in label", d.name),
-                );
-            }
-        }
-        if r.dimensions.len() > MAX_DIMENSIONS {
-            bad(
-                format!("{path}.dimensions"),
-                format!("at most {MAX_DIMENSIONS} dimensions are supported"),
             );
         }
         out

@@ -1,5 +1,5 @@
 //! The config sections of what the engine itself runs or every component shares: windows,
-//! RED, SQL, limits. Every field carries its doc; defaults are the `Default` impls below and
+//! dimensions, SQL, limits. Every field carries its doc; defaults are the `Default` impls below and
 //! nowhere else (`redwatch validate --print-defaults` prints the whole config's default).
 
 use bytesize::ByteSize;
@@ -105,40 +105,26 @@ impl ExtraWindow {
     }
 }
 
-/// RED aggregation, compatible with the Collector's spanmetrics connector.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RedConfig {
-    /// Extra series dimensions, read from span, scope or resource attributes (see `source`).
-    pub dimensions: Vec<Dimension>,
-    /// Span-name normalisation before series lookup (collapses ids in path-like names).
-    pub span_names: super::SpanNamesConfig,
-    /// Histogram bucket upper bounds in milliseconds (Prometheus `le`), strictly increasing.
-    pub buckets_ms: Vec<f64>,
-    /// Distinct active series at most; further series fold into one overflow series.
-    pub cardinality_limit: usize,
-    /// The same limit in bytes: the active series keys' strings (service, span name, dimension
-    /// values; for ingested metrics name and attributes) sum to at most this; further series
-    /// fold into the overflow series. Bounds state and the `/metrics` exposition.
-    pub cardinality_limit_bytes: ByteSize,
-    /// A series with no data for this long is forgotten (it leaves `/metrics` and frees its slot).
-    #[serde(with = "humantime_serde")]
-    pub series_expiry: Duration,
+/// Where a dimension's value is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DimensionSource {
+    /// The span's attributes, then its instrumentation scope's, then its resource's (the first
+    /// one that has the key with a scalar value).
+    #[default]
+    Any,
+    /// Only the span's attributes.
+    Span,
+    /// Only the resource's attributes (e.g. `deployment.environment`).
+    Resource,
+    /// Only the instrumentation scope's attributes.
+    Scope,
 }
 
-impl Default for RedConfig {
-    fn default() -> Self {
-        Self {
-            dimensions: Vec::new(),
-            buckets_ms: vec![
-                2.0, 4.0, 6.0, 8.0, 10.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1000.0, 1400.0, 2000.0,
-                5000.0, 10000.0, 15000.0,
-            ],
-            cardinality_limit: 10_000,
-            cardinality_limit_bytes: ByteSize::mib(16),
-            series_expiry: Duration::from_secs(900),
-            span_names: super::SpanNamesConfig::default(),
-        }
+impl DimensionSource {
+    /// Whether values may come from the instrumentation scope.
+    pub fn reads_scope(self) -> bool {
+        matches!(self, DimensionSource::Any | DimensionSource::Scope)
     }
 }
 
@@ -154,7 +140,7 @@ pub struct Dimension {
     /// Where the value is read from: `any` (span, then scope, then resource; the default),
     /// `span`, `resource` or `scope`.
     #[serde(default)]
-    pub source: super::DimensionSource,
+    pub source: DimensionSource,
 }
 
 impl Dimension {

@@ -7,8 +7,9 @@ use super::series::{
 };
 use super::{MetricRow, MetricSink};
 use crate::common::{due, WindowSpec, WindowSpecs, PROVISIONAL_EVERY_NS, SERIES_EXPIRY_EVERY_NS};
+use crate::red::RedConfig;
 use hashbrown::DefaultHashBuilder;
-use redwatch_engine::config::{RedConfig, WindowsConfig};
+use redwatch_engine::config::WindowsConfig;
 use redwatch_engine::metric_model::{MetricBatch, MetricKind, PointValue, Temporality};
 use redwatch_engine::model::UnixNanos;
 use redwatch_engine::pipeline::{Batch, OpContext, Operator, StateStats};

@@ -5,6 +5,7 @@
 //! (Prometheus, live tables, the demo view) and never formats them itself.
 
 mod aggregate;
+mod config;
 mod operator;
 mod series;
 mod shares;
@@ -12,6 +13,7 @@ pub mod sketch;
 pub mod span_names;
 
 pub use aggregate::{Buckets, Exemplar, Exemplars, RedAgg};
+pub use config::{RedConfig, SpanNameRule, SpanNamesConfig};
 pub use operator::{RedOperator, UNKNOWN_SERVICE};
 pub use series::{Lookup, SeriesId, SeriesKey, SeriesRef, SeriesRegistry};
 pub use shares::{ShareKey, NO_SHARE};

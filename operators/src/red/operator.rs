@@ -4,11 +4,12 @@ use super::aggregate::{Buckets, RedAgg};
 use super::series::{Lookup, SeriesId, SeriesKey, SeriesRef, SeriesRegistry};
 use super::shares::{merge_final, merge_provisional, ShareKey, ShareRow, NO_SHARE};
 use super::span_names::SpanNameNormalizer;
+use super::RedConfig;
 use super::{RedRow, RedSink};
 use crate::common::{
     due, recycle, SpecInfo, WindowSpec, WindowSpecs, PROVISIONAL_EVERY_NS, SERIES_EXPIRY_EVERY_NS,
 };
-use redwatch_engine::config::{Dimension, RedConfig, WindowsConfig, MAX_DIMENSIONS};
+use redwatch_engine::config::{Dimension, WindowsConfig, MAX_DIMENSIONS};
 use redwatch_engine::model::{SpanBatch, StrRef, UnixNanos};
 use redwatch_engine::pipeline::{Batch, OpContext, Operator, StateStats};
 use redwatch_engine::telemetry::{Counter, Gauge, Registry};

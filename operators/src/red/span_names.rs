@@ -5,8 +5,8 @@
 //! is a byte scan that only writes when it finds an id; regex rules are cached per raw name in a
 //! bounded map. It must not know about series or windows.
 
+use super::SpanNamesConfig;
 use hashbrown::HashMap;
-use redwatch_engine::config::SpanNamesConfig;
 use regex::Regex;
 use std::sync::Arc;
 
@@ -148,7 +148,7 @@ fn is_id(seg: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use redwatch_engine::config::SpanNameRule;
+    use crate::red::SpanNameRule;
 
     fn collapsed(name: &str) -> String {
         let mut out = String::new();

@@ -14,6 +14,7 @@
 //! formats them itself.
 
 mod aggregate;
+mod config;
 mod operator;
 mod store;
 mod virtual_node;
@@ -22,6 +23,7 @@ mod virtual_node;
 mod tests;
 
 pub use aggregate::EdgeAgg;
+pub use config::{ServiceGraphConfig, MAX_SERVICE_GRAPH_ATTRIBUTES};
 pub use operator::ServiceGraphOperator;
 pub use store::{Half, PendingStore, Upsert};
 

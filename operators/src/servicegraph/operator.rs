@@ -3,16 +3,16 @@
 use super::aggregate::EdgeAgg;
 use super::store::{Half, PendingStore, Upsert};
 use super::virtual_node::{stand_in, NodeAttributes, USER_NODE};
+use super::ServiceGraphConfig;
 use super::{ConnectionType, EdgeKey, EdgeRef, EdgeRow, ServiceGraphSink, Unpaired, VirtualSide};
 use crate::common::{
     due, recycle, Lookup, SeriesId, SeriesTable, WindowSpec, WindowSpecs, PROVISIONAL_EVERY_NS,
     SERIES_EXPIRY_EVERY_NS,
 };
+use crate::red::RedConfig;
 use crate::red::UNKNOWN_SERVICE;
 use hashbrown::{HashMap, HashSet};
-use redwatch_engine::config::{
-    Dimension, RedConfig, ServiceGraphConfig, WindowsConfig, MAX_DIMENSIONS,
-};
+use redwatch_engine::config::{Dimension, WindowsConfig, MAX_DIMENSIONS};
 use redwatch_engine::model::{SpanBatch, SpanKind, StatusCode, StrRef, UnixNanos};
 use redwatch_engine::pipeline::{Batch, OpContext, Operator, StateStats};
 use redwatch_engine::telemetry::{Counter, Gauge, Registry};

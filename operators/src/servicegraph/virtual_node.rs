@@ -8,9 +8,9 @@
 
 use super::store::Half;
 use super::VirtualSide;
-use redwatch_engine::config::{
-    DimensionSource, RedConfig, ServiceGraphConfig, MAX_DIMENSIONS, MAX_SERVICE_GRAPH_ATTRIBUTES,
-};
+use super::{ServiceGraphConfig, MAX_SERVICE_GRAPH_ATTRIBUTES};
+use crate::red::RedConfig;
+use redwatch_engine::config::{DimensionSource, MAX_DIMENSIONS};
 use redwatch_engine::model::{SpanBatch, StrRef};
 use std::sync::Arc;
 
@@ -31,7 +31,7 @@ pub(super) struct NodeAttributes {
 impl NodeAttributes {
     /// The layout of [`crate::layout::SpanSections::decode_dimensions`]: RED's dimensions, the
     /// service graph's, then
-    /// [`redwatch_engine::config::ServiceGraphConfig::attribute_dims`].
+    /// [`super::ServiceGraphConfig::attribute_dims`].
     pub(super) fn new(red: &RedConfig, sg: &ServiceGraphConfig) -> NodeAttributes {
         let offset =
             red.dimensions.len().min(MAX_DIMENSIONS) + sg.dimensions.len().min(MAX_DIMENSIONS);

@@ -1,98 +1,10 @@
-//! Config of the service graph (issue 7) and of the span attributes and names that shape series:
-//! where a dimension's value is read from, and how span names are normalised before they become
-//! part of a RED series.
-//!
-//! Owns these structs, their defaults and their pure validation; it must not build operators.
+//! Config of the service graph (`service_graph`, issue 7): pairing, virtual nodes, database
+//! edges, dimensions and limits. Owns these structs, their defaults and their pure validation;
+//! it must not build operators.
 
-use super::types::Dimension;
+use redwatch_engine::config::{Dimension, DimensionSource, MAX_BUCKETS, MAX_DIMENSIONS};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-
-/// Where a dimension's value is read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum DimensionSource {
-    /// The span's attributes, then its instrumentation scope's, then its resource's (the first
-    /// one that has the key with a scalar value).
-    #[default]
-    Any,
-    /// Only the span's attributes.
-    Span,
-    /// Only the resource's attributes (e.g. `deployment.environment`).
-    Resource,
-    /// Only the instrumentation scope's attributes.
-    Scope,
-}
-
-impl DimensionSource {
-    /// Whether values may come from the instrumentation scope.
-    pub fn reads_scope(self) -> bool {
-        matches!(self, DimensionSource::Any | DimensionSource::Scope)
-    }
-}
-
-/// One span-name rewrite rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SpanNameRule {
-    /// A regular expression (Rust `regex` syntax) matched anywhere in the span name.
-    pub pattern: String,
-    /// What every match is replaced with; `$1` / `${name}` refer to capture groups.
-    pub replacement: String,
-}
-
-/// Span-name normalisation, applied before a span is looked up in its RED series, so names that
-/// carry ids (`GET /users/123`) do not create a series each.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SpanNamesConfig {
-    /// Replace path segments that are ids — decimal numbers, UUIDs, hex ids of 8+ characters
-    /// with a digit — by `{id}` in path-like names: `GET /users/123` → `GET /users/{id}`.
-    pub collapse_ids: bool,
-    /// Rewrite rules, applied in order (each replaces all its matches) before ids are collapsed.
-    pub rules: Vec<SpanNameRule>,
-}
-
-impl Default for SpanNamesConfig {
-    fn default() -> Self {
-        SpanNamesConfig {
-            collapse_ids: true,
-            rules: Vec::new(),
-        }
-    }
-}
-
-impl SpanNamesConfig {
-    /// Every problem, as (dotted path, message); `path` is where the section sits. Pure.
-    pub fn validate(&self, path: &str) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        for (i, r) in self.rules.iter().enumerate() {
-            if r.pattern.is_empty() {
-                out.push((
-                    format!("{path}.rules[{i}].pattern"),
-                    "must not be empty".to_string(),
-                ));
-                continue;
-            }
-            if let Err(e) = regex::RegexBuilder::new(&r.pattern)
-                .size_limit(1 << 20)
-                .build()
-            {
-                // The regex error spans several lines (pattern, caret, message): keep it on one.
-                let msg = e
-                    .to_string()
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                out.push((
-                    format!("{path}.rules[{i}].pattern"),
-                    format!("is not a valid regular expression: {msg}"),
-                ));
-            }
-        }
-        out
-    }
-}
 
 /// The service graph: client/server (and producer/consumer) span pairs across services, as the
 /// Collector's servicegraph connector computes them.
@@ -226,7 +138,7 @@ impl ServiceGraphConfig {
         if self.buckets_s.is_empty() {
             bad("buckets_s", "needs at least one bucket bound");
         }
-        if self.buckets_s.len() > super::MAX_BUCKETS {
+        if self.buckets_s.len() > MAX_BUCKETS {
             bad("buckets_s", "has more bucket bounds than supported (64)");
         }
         if self
@@ -240,7 +152,7 @@ impl ServiceGraphConfig {
                 "bounds must be positive, finite and strictly increasing",
             );
         }
-        if self.dimensions.len() > super::MAX_DIMENSIONS {
+        if self.dimensions.len() > MAX_DIMENSIONS {
             bad("dimensions", "has more dimensions than supported (16)");
         }
         for (key, list) in [
