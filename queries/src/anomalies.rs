@@ -31,7 +31,7 @@ impl Default for SignalTableSettings {
     fn default() -> Self {
         SignalTableSettings {
             max_rows: 100_000,
-            retention_ns: redwatch_engine::config::DEFAULT_RETENTION.as_nanos() as u64,
+            retention_ns: crate::config::DEFAULT_RETENTION.as_nanos() as u64,
         }
     }
 }

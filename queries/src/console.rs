@@ -7,13 +7,14 @@
 //! must not add data endpoints. The one extra document, `/console/config.json`, carries the
 //! settings a page cannot learn by SQL (the Jaeger base URL, the window spec labels).
 
+use crate::config::UiConfig;
 use crate::http::{host_allowed, host_part};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use redwatch_engine::config::{UiConfig, WindowsConfig};
+use redwatch_engine::config::WindowsConfig;
 use std::sync::Arc;
 
 /// The policy every console response carries. `img-src data:` is for nothing external: the

@@ -6,13 +6,13 @@
 //! bounded channel; a separate task runs the queries, so a slow query delays nothing but itself.
 //! When the queue is full, the window is skipped and counted.
 
+use crate::config::ContinuousQuery;
 use crate::query::QueryEngine;
 use crate::schema;
 use crate::table::{Partition, PartitionSource, PruneFilter};
 use arrow::array::{Array, ArrayRef, StringBuilder, TimestampMillisecondBuilder};
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
-use redwatch_engine::config::ContinuousQuery;
 use redwatch_engine::model::UnixNanos;
 use redwatch_engine::telemetry::{Counter, Registry};
 use redwatch_operators::red::{RedRow, RedSink};

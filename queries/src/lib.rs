@@ -9,6 +9,7 @@
 pub mod admission;
 pub mod anomalies;
 pub mod catalog;
+pub mod config;
 pub mod console;
 pub mod continuous;
 pub mod flight;

@@ -34,7 +34,7 @@ impl Default for MetricPointsSettings {
     fn default() -> Self {
         MetricPointsSettings {
             lateness_ns: 30_000_000_000,
-            retention_ns: redwatch_engine::config::DEFAULT_RETENTION.as_nanos() as u64,
+            retention_ns: crate::config::DEFAULT_RETENTION.as_nanos() as u64,
             max_bytes: 256 << 20,
         }
     }

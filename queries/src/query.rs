@@ -110,7 +110,7 @@ pub struct QueryLimits {
 
 impl QueryLimits {
     /// The limits `sql.*` configures.
-    pub fn from_config(c: &redwatch_engine::config::SqlConfig) -> Self {
+    pub fn from_config(c: &crate::config::SqlConfig) -> Self {
         let bytes = |b: u64| usize::try_from(b).unwrap_or(usize::MAX);
         QueryLimits {
             timeout: c.query_timeout,

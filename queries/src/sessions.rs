@@ -37,7 +37,7 @@ pub struct SessionsTableSettings {
 impl Default for SessionsTableSettings {
     fn default() -> Self {
         SessionsTableSettings {
-            retention_ns: redwatch_engine::config::DEFAULT_RETENTION.as_nanos() as u64,
+            retention_ns: crate::config::DEFAULT_RETENTION.as_nanos() as u64,
             max_bytes: 256 << 20,
         }
     }

@@ -11,6 +11,9 @@ pub use redwatch_engine::config::*;
 pub use redwatch_operators::layout::SpanSections;
 pub use redwatch_operators::red::{RedConfig, SpanNameRule, SpanNamesConfig};
 pub use redwatch_operators::servicegraph::{ServiceGraphConfig, MAX_SERVICE_GRAPH_ATTRIBUTES};
+pub use redwatch_queries::config::{
+    ContinuousQuery, SqlConfig, UiConfig, DEFAULT_RETENTION, RESERVED_CONTINUOUS_NAMES,
+};
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! Owns loading ([`load`]: YAML file + env overrides + `--set`, typed deserialization that names
 //! the failing key), the [`Validate`] trait and [`ConfigProblem`], the value types several
 //! components share (dimensions, TLS and auth blocks) and the sections of what the engine runs
-//! (windows, SQL, limits). Each component's section lives beside its code; the whole
+//! (windows, limits). Each component's section lives beside its code; the whole
 //! file's shape (`Config`, listing every section) lives in the application crate, the one crate
 //! that knows every component. It must not build anything: defaults are `Default` impls,
 //! validation is pure.
@@ -18,7 +18,6 @@ mod receivers;
 mod security;
 mod sessions;
 mod types;
-mod ui;
 
 pub use anomaly::*;
 pub use exporters::*;
@@ -32,11 +31,6 @@ pub use load::{apply_override, load, parse_yaml_with_overrides, LoadError};
 pub use problems::{ProblemsConfig, WebhookExporterConfig, WebhookFormat};
 pub use receivers::*;
 pub use types::*;
-pub use ui::UiConfig;
-
-/// Continuous-query names whose `redwatch_continuous_<name>` gauges would clash with the
-/// continuous-query runner's own counters.
-pub const RESERVED_CONTINUOUS_NAMES: &[&str] = &["runs_total", "windows_skipped_total"];
 
 use std::fmt;
 
@@ -151,100 +145,6 @@ impl Validate for WindowsConfig {
                 format!("{path}.max_future_skew"),
                 "must be greater than 0".into(),
             );
-        }
-        out
-    }
-}
-
-impl Validate for SqlConfig {
-    /// The SQL section's keys except its `tls` and `auth` blocks (checked with every
-    /// listener's, [`TlsServerConfig::validate`], [`AuthConfig::validate`]).
-    fn validate(&self, path: &str) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        let mut bad = |key: String, message: String| out.push((key, message));
-        let sq = self;
-        if sq.query_timeout.is_zero() {
-            bad(
-                format!("{path}.query_timeout"),
-                "must be greater than 0".into(),
-            );
-        }
-        if sq.memory_limit.as_u64() < 1 << 20 {
-            bad(
-                format!("{path}.memory_limit"),
-                "must be at least 1MiB".into(),
-            );
-        }
-        if sq.max_result_rows == 0 {
-            bad(
-                format!("{path}.max_result_rows"),
-                "must be at least 1".into(),
-            );
-        }
-        if sq.shared_memory_limit < sq.memory_limit {
-            bad(
-                format!("{path}.shared_memory_limit"),
-                format!(
-                    "must be at least sql.memory_limit ({}): one query alone could never use its own limit",
-                    sq.memory_limit
-                ),
-            );
-        }
-        if sq.max_concurrent_queries == 0 {
-            bad(
-                format!("{path}.max_concurrent_queries"),
-                "must be at least 1".into(),
-            );
-        }
-        if sq.max_result_bytes.as_u64() < 1 << 10 {
-            bad(
-                format!("{path}.max_result_bytes"),
-                "must be at least 1KiB".into(),
-            );
-        }
-        for (i, h) in sq.allowed_hosts.iter().enumerate() {
-            if h.is_empty() || h.contains(|c: char| c.is_whitespace() || c == '/' || c == ':') {
-                bad(
-                    format!("{path}.allowed_hosts[{i}]"),
-                    format!("{h:?} is not a host name (no port, scheme or path)"),
-                );
-            }
-        }
-        let mut names = std::collections::HashSet::new();
-        for (i, q) in sq.continuous.iter().enumerate() {
-            let valid = !q.name.is_empty()
-                && q.name
-                    .starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-                && q.name
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-            if !valid {
-                bad(
-                    format!("{path}.continuous[{i}].name"),
-                    format!("`{}` must match [a-z_][a-z0-9_]*", q.name),
-                );
-            }
-            if !names.insert(q.name.as_str()) {
-                bad(
-                    format!("{path}.continuous[{i}].name"),
-                    format!("`{}` is used twice", q.name),
-                );
-            }
-            if RESERVED_CONTINUOUS_NAMES.contains(&q.name.as_str()) {
-                bad(
-                    format!("{path}.continuous[{i}].name"),
-                    format!(
-                        "`{}` is taken: redwatch_continuous_{} is one of redwatch's own metrics",
-                        q.name, q.name
-                    ),
-                );
-            }
-            if q.query.trim().is_empty() {
-                bad(
-                    format!("{path}.continuous[{i}].query"),
-                    "must not be empty".into(),
-                );
-            }
         }
         out
     }

@@ -1,10 +1,9 @@
 //! The config sections of what the engine itself runs or every component shares: windows,
-//! dimensions, SQL, limits. Every field carries its doc; defaults are the `Default` impls below and
+//! dimensions, limits. Every field carries its doc; defaults are the `Default` impls below and
 //! nowhere else (`redwatch validate --print-defaults` prints the whole config's default).
 
 use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Event-time windows (docs/design.md, "Time semantics").
@@ -162,92 +161,6 @@ impl Dimension {
         }
         s
     }
-}
-
-/// How long the live tables keep windows by default (`sql.retention`).
-pub const DEFAULT_RETENTION: Duration = Duration::from_secs(6 * 3600);
-
-/// SQL over live windows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SqlConfig {
-    /// HTTP API (`POST /api/v1/sql`) and `/healthz`, `/readyz`; `null` disables the listener.
-    pub http_endpoint: Option<SocketAddr>,
-    /// Arrow Flight SQL endpoint; `null` disables it.
-    pub flight_endpoint: Option<SocketAddr>,
-    /// A query running longer is cancelled (HTTP 408).
-    #[serde(with = "humantime_serde")]
-    pub query_timeout: Duration,
-    /// Memory one query may use for sorts, joins and aggregations (HTTP 413 beyond).
-    pub memory_limit: ByteSize,
-    /// Memory all running queries may use together (each still within `memory_limit`); a query
-    /// that would pass it fails with HTTP 413.
-    pub shared_memory_limit: ByteSize,
-    /// Queries that run at once; more wait (at most `query_timeout`, and at most four times this
-    /// many waiting) and are then refused with HTTP 503 and `Retry-After`.
-    pub max_concurrent_queries: usize,
-    /// Bytes of Arrow data a query may return (HTTP 413 beyond; add a LIMIT or aggregate).
-    pub max_result_bytes: ByteSize,
-    /// Host names (besides IP literals and `localhost`) the HTTP API answers to; any other
-    /// `Host` header is refused with HTTP 403, so a web page cannot reach the API through DNS
-    /// rebinding.
-    pub allowed_hosts: Vec<String>,
-    /// How long closed windows stay queryable.
-    #[serde(with = "humantime_serde")]
-    pub retention: Duration,
-    /// Upper bound on the bytes the `red` table keeps; the oldest windows go first.
-    pub max_table_bytes: ByteSize,
-    /// Rows a query may return (HTTP 413 beyond; add a LIMIT or aggregate).
-    pub max_result_rows: usize,
-    /// Rows of the `spans` table (recent raw spans); the oldest go first.
-    pub spans_max_rows: usize,
-    /// Raw spans per second admitted to the `spans` table (errors first); the rest are only
-    /// aggregated.
-    pub spans_per_second: usize,
-    /// Named queries run on every closed primary window.
-    pub continuous: Vec<ContinuousQuery>,
-    /// TLS (rustls) of both SQL listeners, the HTTP API and Flight SQL; `null` = plaintext.
-    pub tls: Option<super::TlsServerConfig>,
-    /// Bearer-token authentication of both SQL listeners; `null` = none. Refused requests get
-    /// HTTP 401 / gRPC `UNAUTHENTICATED` and count in
-    /// `redwatch_unauthenticated_requests_total{listener="sql_http"|"flight_sql"}`; `/healthz`
-    /// and `/readyz` stay open (probes carry no token).
-    pub auth: Option<super::AuthConfig>,
-}
-
-impl Default for SqlConfig {
-    fn default() -> Self {
-        SqlConfig {
-            http_endpoint: Some(SocketAddr::from(([127, 0, 0, 1], 7070))),
-            flight_endpoint: Some(SocketAddr::from(([127, 0, 0, 1], 50051))),
-            query_timeout: Duration::from_secs(30),
-            memory_limit: ByteSize::mib(512),
-            shared_memory_limit: ByteSize::gib(1),
-            max_concurrent_queries: 8,
-            max_result_bytes: ByteSize::mib(64),
-            allowed_hosts: Vec::new(),
-            retention: DEFAULT_RETENTION,
-            max_table_bytes: ByteSize::gib(1),
-            max_result_rows: 100_000,
-            spans_max_rows: 100_000,
-            spans_per_second: 2_000,
-            continuous: Vec::new(),
-            tls: None,
-            auth: None,
-        }
-    }
-}
-
-/// A query run on every window close; its result rows go to `continuous_results` and to
-/// Prometheus as `redwatch_continuous_<name>` gauges (one per numeric column).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ContinuousQuery {
-    /// Name: `[a-z_][a-z0-9_]*`.
-    pub name: String,
-    /// A read-only SELECT; `$window_start` and `$window_end` are replaced by the closed window's
-    /// bounds as timestamp literals.
-    pub query: String,
 }
 
 /// Resource bounds.
