@@ -147,7 +147,7 @@ fn bench_decode(c: &mut Criterion) {
     g.bench_function("scanner_default_config", |b| {
         let s = DecodeSettings::from_config(
             &redwatch_operators::layout::SpanSections::default().decode_dimensions(),
-            &redwatch_engine::config::OtlpLimitsConfig::default(),
+            &redwatch_connectors::config::OtlpLimitsConfig::default(),
         );
         b.iter(|| {
             decode_traces_proto(black_box(buf.clone()), SourceId(0), &s, &policy, NOW)

@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod config;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod otlp;

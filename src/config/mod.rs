@@ -7,6 +7,7 @@
 //! `auth`). It must not build anything: features read their own sections when they install.
 //! `redwatch validate --print-defaults` prints `Config::default()`.
 
+pub use redwatch_connectors::config::*;
 pub use redwatch_engine::config::*;
 pub use redwatch_operators::layout::SpanSections;
 pub use redwatch_operators::red::{RedConfig, SpanNameRule, SpanNamesConfig};

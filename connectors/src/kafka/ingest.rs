@@ -5,6 +5,7 @@
 use super::partitions::Signal;
 use super::sink::SinkProgress;
 use super::source::Loop;
+use crate::config::KafkaEncoding;
 use crate::otlp::decode;
 use crate::otlp::decode_error_reason;
 use bytes::Bytes;
@@ -12,7 +13,6 @@ use rdkafka::consumer::Consumer;
 use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
-use redwatch_engine::config::KafkaEncoding;
 use redwatch_engine::pipeline::{Backpressure, Batch};
 use redwatch_engine::telemetry::Counter;
 use std::sync::Arc;

@@ -29,8 +29,8 @@ pub use rdkafka;
 pub use sink::{sink_producer_config, KafkaSink, KafkaSinkError, SinkProgress};
 pub use source::{KafkaSource, KafkaSourceHandle, StartupHold};
 
+use crate::config::KafkaReceiverConfig;
 use rdkafka::ClientConfig;
-use redwatch_engine::config::KafkaReceiverConfig;
 
 /// Rejection reasons of `redwatch_kafka_messages_rejected_total{reason}`.
 pub const MESSAGE_REJECT_REASONS: &[&str] = &[

@@ -18,12 +18,12 @@ pub mod red_metrics;
 pub mod signal_spans;
 mod transport;
 
+use crate::config::OtlpExporterConfig;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::{metric, ResourceMetrics};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
-use redwatch_engine::config::OtlpExporterConfig;
 use redwatch_engine::telemetry::{Counter, Gauge, Registry};
 use std::future::Future;
 use std::sync::Arc;

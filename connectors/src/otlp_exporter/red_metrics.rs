@@ -19,6 +19,7 @@
 //! the sum of its rounded buckets, the calls Sum keeps the weighted value.
 
 use super::OtlpExportHandle;
+use crate::config::OtlpTemporality;
 use crate::spanmetrics::{self, kv, RedPoint};
 use hashbrown::HashMap;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
@@ -26,7 +27,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, ResourceMetrics, ScopeMetrics,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use redwatch_engine::config::{Dimension, OtlpTemporality};
+use redwatch_engine::config::Dimension;
 use redwatch_engine::model::StatusCode;
 use redwatch_operators::red::{RedAgg, RedRow, RedSink, SeriesKey};
 use std::sync::{Arc, Mutex};

@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::{OtlpProtocol, OtlpRetryConfig};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -6,7 +7,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::trace::v1::{ScopeSpans, Span};
-use redwatch_engine::config::{OtlpProtocol, OtlpRetryConfig};
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
@@ -70,7 +70,7 @@ use tonic::codec::CompressionEncoding;
 fn cfg(endpoint: &str) -> OtlpExporterConfig {
     OtlpExporterConfig {
         endpoint: endpoint.to_string(),
-        batch: redwatch_engine::config::OtlpBatchConfig {
+        batch: crate::config::OtlpBatchConfig {
             max_size: 2,
             timeout: Duration::from_millis(50),
         },
@@ -270,6 +270,7 @@ fn jitter_stays_within_half_and_one_and_a_half() {
 
 // ---- metrics: the second queue and the RED metrics sink ----------------------------------------
 
+use crate::config::OtlpTemporality;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
@@ -279,7 +280,6 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 use opentelemetry_proto::tonic::metrics::v1::{
     metric::Data, number_data_point, AggregationTemporality,
 };
-use redwatch_engine::config::OtlpTemporality;
 use redwatch_engine::model::{SpanKind, StatusCode};
 use redwatch_operators::red::{RedAgg, RedRow, RedSink, SeriesKey};
 

@@ -4,6 +4,7 @@
 //! specification, "Failures" / "Retryable response codes").
 
 use super::ExportError;
+use crate::config::{OtlpCompression, OtlpExporterConfig, OtlpProtocol};
 use flate2::write::GzEncoder;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::{
@@ -14,7 +15,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
-use redwatch_engine::config::{OtlpCompression, OtlpExporterConfig, OtlpProtocol};
 use redwatch_engine::security::{self, connector::TlsConnector, Alpn};
 use std::io::Write;
 use std::time::Duration;

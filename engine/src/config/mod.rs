@@ -9,27 +9,21 @@
 //! validation is pure.
 
 mod anomaly;
-mod exporters;
 mod fleet;
-mod kafka;
 mod load;
 mod problems;
-mod receivers;
 mod security;
 mod sessions;
 mod types;
 
 pub use anomaly::*;
-pub use exporters::*;
 pub use fleet::{FleetConfig, FleetRole};
-pub use kafka::KafkaExporterConfig;
 pub use security::{parse_token_file, AuthConfig, TlsClientConfig, TlsServerConfig};
 
 pub use sessions::*;
 
 pub use load::{apply_override, load, parse_yaml_with_overrides, LoadError};
 pub use problems::{ProblemsConfig, WebhookExporterConfig, WebhookFormat};
-pub use receivers::*;
 pub use types::*;
 
 use std::fmt;

@@ -29,8 +29,9 @@ mod tests_metrics;
 #[cfg(test)]
 mod tests_trace;
 
+use crate::config::OtlpLimitsConfig;
 use bytes::Bytes;
-use redwatch_engine::config::{Dimension, DimensionSource, OtlpLimitsConfig};
+use redwatch_engine::config::{Dimension, DimensionSource};
 use redwatch_engine::metric_model::MetricBatch;
 use redwatch_engine::model::{SourceId, SpanBatch, UnixNanos};
 use redwatch_engine::time::TimePolicy;
