@@ -351,7 +351,20 @@ impl MetricBatch {
             self.attrs.push(kv);
         }
         let attrs = (a, self.attrs.len() as u32);
-        let value = match p.value {
+        let value = self.push_value(&p.value);
+        self.points.push(PointRecord {
+            metric: (self.metrics.len() - 1) as u32,
+            start: p.start,
+            time: p.time,
+            attrs,
+            value,
+        });
+        Ok(())
+    }
+
+    /// Stores a point's value (bucket arrays go to the shared vectors) and returns its record.
+    fn push_value(&mut self, value: &ValueSpec<'_>) -> PointValue {
+        match *value {
             ValueSpec::Number(v) => PointValue::Number(v),
             ValueSpec::Histogram {
                 count,
@@ -413,15 +426,7 @@ impl MetricBatch {
                 });
                 PointValue::Summary((self.summaries.len() - 1) as u32)
             }
-        };
-        self.points.push(PointRecord {
-            metric: (self.metrics.len() - 1) as u32,
-            start: p.start,
-            time: p.time,
-            attrs,
-            value,
-        });
-        Ok(())
+        }
     }
 
     /// Largest event time in the batch.

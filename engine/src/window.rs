@@ -378,74 +378,8 @@ impl<K: WindowKey, A: WindowAggregate> WindowStore<K, A> {
         // Windows whose end <= wm, i.e. start <= wm - size.
         if let Some(last_start) = wm.checked_sub(size) {
             for (start, slot) in self.slots.up_to_mut(last_start) {
-                let end = start + size;
-                match slot {
-                    Slot::Open(open) => {
-                        let open = std::mem::take(open);
-                        open_keys = Some(open.len());
-                        let mut settled = SettledWindow::with_capacity(open.len());
-                        for (key, total) in open.into_entries() {
-                            emit(Emitted {
-                                start,
-                                end,
-                                first: true,
-                                window_first: true,
-                                key: &key,
-                                total: &total,
-                                delta: &total,
-                            });
-                            settled.settle(key, total);
-                        }
-                        settled.trim();
-                        *slot = Slot::Settled {
-                            entries: settled,
-                            emitted: true,
-                            dirty: false,
-                        };
-                    }
-                    Slot::Settled {
-                        entries,
-                        emitted: emitted @ false,
-                        dirty,
-                    } => {
-                        *emitted = true;
-                        *dirty = false;
-                        let old = std::mem::take(entries);
-                        let mut fresh = SettledWindow::with_capacity(old.len());
-                        old.drain_totals(|key, total| {
-                            emit(Emitted {
-                                start,
-                                end,
-                                first: true,
-                                window_first: true,
-                                key: &key,
-                                total: &total,
-                                delta: &total,
-                            });
-                            fresh.settle(key, total);
-                        });
-                        fresh.trim();
-                        *entries = fresh;
-                    }
-                    Slot::Settled {
-                        entries,
-                        emitted: true,
-                        dirty: dirty @ true,
-                    } => {
-                        *dirty = false;
-                        entries.resettle_late(|key, l| {
-                            emit(Emitted {
-                                start,
-                                end,
-                                first: !l.emitted,
-                                window_first: false,
-                                key,
-                                total: &l.total,
-                                delta: &l.pending,
-                            })
-                        });
-                    }
-                    Slot::Settled { .. } => {}
+                if let Some(n) = Self::emit_slot(slot, start, start + size, &mut emit) {
+                    open_keys = Some(n);
                 }
             }
         }
@@ -465,6 +399,87 @@ impl<K: WindowKey, A: WindowAggregate> WindowStore<K, A> {
                 entries.resettle_late(|_, _| {});
             }
         }
+    }
+
+    /// Emits one due window `[start, end)`: every key of a window never emitted (an open one is
+    /// settled on the way), or the late changes of an emitted one. Returns the key count of a
+    /// window that was open (the next open window's capacity hint).
+    fn emit_slot(
+        slot: &mut Slot<K, A>,
+        start: UnixNanos,
+        end: UnixNanos,
+        emit: &mut impl FnMut(Emitted<'_, K, A>),
+    ) -> Option<usize> {
+        let mut open_keys = None;
+        match slot {
+            Slot::Open(open) => {
+                let open = std::mem::take(open);
+                open_keys = Some(open.len());
+                let mut settled = SettledWindow::with_capacity(open.len());
+                for (key, total) in open.into_entries() {
+                    emit(Emitted {
+                        start,
+                        end,
+                        first: true,
+                        window_first: true,
+                        key: &key,
+                        total: &total,
+                        delta: &total,
+                    });
+                    settled.settle(key, total);
+                }
+                settled.trim();
+                *slot = Slot::Settled {
+                    entries: settled,
+                    emitted: true,
+                    dirty: false,
+                };
+            }
+            Slot::Settled {
+                entries,
+                emitted: emitted @ false,
+                dirty,
+            } => {
+                *emitted = true;
+                *dirty = false;
+                let old = std::mem::take(entries);
+                let mut fresh = SettledWindow::with_capacity(old.len());
+                old.drain_totals(|key, total| {
+                    emit(Emitted {
+                        start,
+                        end,
+                        first: true,
+                        window_first: true,
+                        key: &key,
+                        total: &total,
+                        delta: &total,
+                    });
+                    fresh.settle(key, total);
+                });
+                fresh.trim();
+                *entries = fresh;
+            }
+            Slot::Settled {
+                entries,
+                emitted: true,
+                dirty: dirty @ true,
+            } => {
+                *dirty = false;
+                entries.resettle_late(|key, l| {
+                    emit(Emitted {
+                        start,
+                        end,
+                        first: !l.emitted,
+                        window_first: false,
+                        key,
+                        total: &l.total,
+                        delta: &l.pending,
+                    })
+                });
+            }
+            Slot::Settled { .. } => {}
+        }
+        open_keys
     }
 
     /// The second half of [`advance`](Self::advance): purges the windows past their lateness
