@@ -11,6 +11,7 @@ pub mod kafka;
 pub mod otlp;
 pub mod otlp_exporter;
 pub mod prometheus;
+mod retry;
 pub mod spanmetrics;
 pub mod webhook;
 

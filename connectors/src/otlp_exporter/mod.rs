@@ -20,7 +20,7 @@ pub mod signal_spans;
 mod transport;
 
 use crate::config::OtlpExporterConfig;
-use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use backon::ExponentialBackoff;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::{metric, ResourceMetrics};
@@ -286,15 +286,9 @@ struct Backoff {
 }
 
 impl Backoff {
-    /// The retry intervals of one batch before jitter: `initial`, doubling, capped at `max`,
-    /// without end (`max_elapsed` is checked against the time really spent, sends included).
+    /// The retry intervals of one batch before jitter ([`crate::retry::exponential`]).
     fn intervals(&self) -> ExponentialBackoff {
-        ExponentialBuilder::default()
-            .with_min_delay(self.initial)
-            .with_max_delay(self.max)
-            .with_factor(2.0)
-            .without_max_times()
-            .build()
+        crate::retry::exponential(self.initial, self.max)
     }
 }
 

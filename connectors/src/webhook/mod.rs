@@ -209,7 +209,7 @@ impl Delivery {
     /// Sends one body, retrying as the module comment says.
     async fn deliver(&self, body: Vec<u8>, cancel: &CancellationToken) {
         let started = Instant::now();
-        let mut wait = self.initial;
+        let mut intervals = crate::retry::exponential(self.initial, self.max_interval);
         loop {
             match self.attempt(&body).await {
                 Attempt::Delivered => {
@@ -223,6 +223,7 @@ impl Delivery {
                 }
                 Attempt::Retry => {}
             }
+            let wait = intervals.next().unwrap_or(self.max_interval);
             if started.elapsed() + wait > self.max_elapsed {
                 tracing::warn!("webhook: notification not delivered within max_elapsed_time");
                 self.counters.failed.inc();
@@ -236,7 +237,6 @@ impl Delivery {
                     return;
                 }
             }
-            wait = (wait * 2).min(self.max_interval);
         }
     }
 }
