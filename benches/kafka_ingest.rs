@@ -20,18 +20,17 @@
 
 #[path = "../tests/kafka_support/admin.rs"]
 mod kafka_admin;
+#[path = "kafka_common/mod.rs"]
+mod kafka_common;
 #[path = "payload/mod.rs"]
 mod payload;
 
 use kafka_admin::create_topic_on;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use kafka_common::{now_ns, producer, small_request};
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use redwatch::config::{Config, KafkaExporterConfig, KafkaReceiverConfig};
 use redwatch::server::{Engine, StartOptions};
@@ -39,16 +38,9 @@ use redwatch_connectors::kafka::rdkafka;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const SECOND: u64 = 1_000_000_000;
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
 
 /// User + system CPU seconds of this process (all threads).
 fn cpu_seconds() -> f64 {
@@ -99,16 +91,6 @@ fn args() -> Args {
         i += 2;
     }
     a
-}
-
-fn producer(brokers: &str) -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("message.timeout.ms", "120000")
-        .set("message.max.bytes", "10000000")
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer")
 }
 
 /// Reads `messages` messages of partition 0 and prost-decodes each: (spans, wall s, CPU s).
@@ -165,41 +147,6 @@ fn percentile(v: &mut [f64], q: f64) -> f64 {
     }
     v.sort_by(f64::total_cmp);
     v[((v.len() - 1) as f64 * q).round() as usize]
-}
-
-fn small_request(seq: u64) -> ExportTraceServiceRequest {
-    let now = now_ns();
-    let kv = |k: &str, v: &str| KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    };
-    let spans = (0..20u64)
-        .map(|i| Span {
-            trace_id: [(seq % 251) as u8 + 1; 16].to_vec(),
-            span_id: (seq * 100 + i + 1).to_be_bytes().to_vec(),
-            name: format!("op {}", i % 5),
-            kind: 2,
-            start_time_unix_nano: now - 5_000_000,
-            end_time_unix_nano: now,
-            ..Default::default()
-        })
-        .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![kv("service.name", "latency")],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
 }
 
 async fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
@@ -362,7 +309,7 @@ async fn run(a: Args) {
     let until = Instant::now() + Duration::from_secs(a.latency_secs);
     let mut seq = 0;
     while Instant::now() < until {
-        let req = small_request(seq);
+        let req = small_request(seq, "latency");
         let at = now_ns();
         p.send(
             FutureRecord::<(), [u8]>::to(&src)

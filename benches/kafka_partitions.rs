@@ -19,30 +19,22 @@
 
 #[path = "../tests/kafka_support/admin.rs"]
 mod kafka_admin;
+#[path = "kafka_common/mod.rs"]
+mod kafka_common;
 #[path = "payload/mod.rs"]
 mod payload;
 
 use kafka_admin::create_topic_on;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use kafka_common::{now_ns, producer, small_request};
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use redwatch::config::{Config, KafkaReceiverConfig};
 use redwatch::server::{Engine, StartOptions};
 use redwatch_connectors::kafka::rdkafka;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
+use std::time::{Duration, Instant};
 
 struct Args {
     partitions: Vec<i32>,
@@ -80,16 +72,6 @@ fn args() -> Args {
         i += 2;
     }
     a
-}
-
-fn producer(brokers: &str) -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("message.timeout.ms", "120000")
-        .set("message.max.bytes", "10000000")
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer")
 }
 
 /// Reads `messages` messages from every partition of `topic` and prost-decodes each:
@@ -191,42 +173,6 @@ async fn redwatch_backlog(brokers: &str, topic: &str, messages: usize, spans: u6
     let late = reg.total("redwatch_late_dropped_total");
     e.shutdown().await;
     (wall, late)
-}
-
-fn small_request(seq: u64) -> Vec<u8> {
-    let now = now_ns();
-    let kv = |k: &str, v: &str| KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    };
-    let spans = (0..20u64)
-        .map(|i| Span {
-            trace_id: [(seq % 251) as u8 + 1; 16].to_vec(),
-            span_id: (seq * 100 + i + 1).to_be_bytes().to_vec(),
-            name: format!("op {}", i % 5),
-            kind: 2,
-            start_time_unix_nano: now - 5_000_000,
-            end_time_unix_nano: now,
-            ..Default::default()
-        })
-        .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![kv("service.name", "paced")],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -331,7 +277,7 @@ async fn paced(a: &Args, brokers: &str, partitions: i32) -> String {
         p.send(
             FutureRecord::<(), [u8]>::to(&topic)
                 .partition((n % partitions as u64) as i32)
-                .payload(&small_request(n)),
+                .payload(&small_request(n, "paced").encode_to_vec()),
             Duration::from_secs(30),
         )
         .await
