@@ -46,23 +46,7 @@ pub async fn run(cfg: Config, opts: DemoOptions) -> anyhow::Result<()> {
     let started = Instant::now();
     let start_ns = redwatch_engine::time::wall_clock();
     let cancel = CancellationToken::new();
-    let gen_cancel = cancel.clone();
-    let rate = opts.rate;
-    let generator = tokio::spawn(async move {
-        let mut workload = Workload::new(42, start_ns);
-        generate::run(
-            GenerateOptions {
-                endpoint: format!("http://{grpc}"),
-                rate,
-                duration: None,
-                seed: 42,
-            },
-            &mut workload,
-            gen_cancel,
-            |_| {},
-        )
-        .await
-    });
+    let generator = spawn_generator(grpc, opts.rate, start_ns, cancel.clone());
     let schedule = Workload::new(0, start_ns);
     let tty = std::io::stdout().is_terminal();
     let every = if tty {
@@ -92,35 +76,8 @@ pub async fn run(cfg: Config, opts: DemoOptions) -> anyhow::Result<()> {
         last_accepted = accepted;
         last_at = Instant::now();
         let head = Headline::read(&engine.registry, started.elapsed().as_secs_f64(), sps);
-        let now = redwatch_engine::time::wall_clock();
-        let mut notes: Vec<String> = vec![format!(
-            "OTLP gRPC {} | OTLP HTTP {} | Prometheus http://{}/metrics | Ctrl-C to stop",
-            grpc,
-            engine
-                .addrs
-                .get("otlp_http")
-                .map(|a| a.to_string())
-                .unwrap_or_else(|| "off".into()),
-            engine
-                .addrs
-                .get("prometheus")
-                .map(|a| a.to_string())
-                .unwrap_or_else(|| "off".into()),
-        )];
-        if let Some(url) = &console_url {
-            notes.push(format!("web console {url} (SQL API {url}api/v1/sql)"));
-        }
-        let active: Vec<String> = schedule
-            .active_incidents(now)
-            .iter()
-            .map(|i| format!("{} on {}", i.name, i.service))
-            .collect();
-        notes.push(if active.is_empty() {
-            "injected incidents: none right now (schedule: latency spike @90s, error burst @200s, traffic drop @320s, slow ramp @420s; repeats every 10 min)".to_string()
-        } else {
-            format!("injected incidents now: {}", active.join(", "))
-        });
-        let mut text = render(&head, &engine.view.top(opts.top), &notes);
+        let lines = notes(&engine, grpc, console_url.as_deref(), &schedule);
+        let mut text = render(&head, &engine.view.top(opts.top), &lines);
         text.push_str(&engine.view.render_anomalies(5));
         let mut out = std::io::stdout().lock();
         if tty {
@@ -143,4 +100,65 @@ pub async fn run(cfg: Config, opts: DemoOptions) -> anyhow::Result<()> {
         stats.spans_sent, stats.requests, stats.failed_requests, accepted
     );
     outcome
+}
+
+/// The lines under the live view: where to send data and look, and the incidents injected now.
+fn notes(
+    engine: &Engine,
+    grpc: std::net::SocketAddr,
+    console_url: Option<&str>,
+    schedule: &Workload,
+) -> Vec<String> {
+    let mut notes: Vec<String> = vec![format!(
+        "OTLP gRPC {} | OTLP HTTP {} | Prometheus http://{}/metrics | Ctrl-C to stop",
+        grpc,
+        engine
+            .addrs
+            .get("otlp_http")
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "off".into()),
+        engine
+            .addrs
+            .get("prometheus")
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "off".into()),
+    )];
+    if let Some(url) = console_url {
+        notes.push(format!("web console {url} (SQL API {url}api/v1/sql)"));
+    }
+    let active: Vec<String> = schedule
+        .active_incidents(redwatch_engine::time::wall_clock())
+        .iter()
+        .map(|i| format!("{} on {}", i.name, i.service))
+        .collect();
+    notes.push(if active.is_empty() {
+        "injected incidents: none right now (schedule: latency spike @90s, error burst @200s, traffic drop @320s, slow ramp @420s; repeats every 10 min)".to_string()
+    } else {
+        format!("injected incidents now: {}", active.join(", "))
+    });
+    notes
+}
+
+/// The built-in workload, sent to the engine's OTLP gRPC receiver until `cancel`.
+fn spawn_generator(
+    grpc: std::net::SocketAddr,
+    rate: f64,
+    start_ns: u64,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<Result<generate::GenerateStats, generate::GenerateError>> {
+    tokio::spawn(async move {
+        let mut workload = Workload::new(42, start_ns);
+        generate::run(
+            GenerateOptions {
+                endpoint: format!("http://{grpc}"),
+                rate,
+                duration: None,
+                seed: 42,
+            },
+            &mut workload,
+            cancel,
+            |_| {},
+        )
+        .await
+    })
 }

@@ -178,22 +178,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Validate {
             cfg,
             print_defaults,
-        } => {
-            if print_defaults {
-                let text = serde_yaml_ng::to_string(&Config::default())
-                    .map_err(|e| Failure::Runtime(e.into()))?;
-                print!("{text}");
-                return Ok(());
-            }
-            if cfg.config.is_none() {
-                return Err(Failure::Usage(
-                    "validate needs --config FILE (or --print-defaults)".into(),
-                ));
-            }
-            load_config(&cfg)?;
-            println!("config ok");
-            Ok(())
-        }
+        } => validate(&cfg, print_defaults),
         Command::Sql {
             query,
             url,
@@ -218,26 +203,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             SqlCliError::Usage(m) => Failure::Usage(m),
             SqlCliError::Runtime(m) => Failure::Runtime(anyhow::anyhow!(m)),
         }),
-        Command::Run { cfg } => {
-            let cfg = load_config(&cfg)?;
-            init_logging("info");
-            runtime()?.block_on(async {
-                let signal = shutdown_signal();
-                let opts = StartOptions {
-                    panic_operator: std::env::var_os("REDWATCH_TEST_PANIC_OPERATOR").is_some(),
-                    ..StartOptions::default()
-                };
-                let mut engine = Engine::start(&cfg, opts).await.map_err(Failure::Runtime)?;
-                tracing::info!("redwatch {} running", env!("CARGO_PKG_VERSION"));
-                let result = tokio::select! {
-                    _ = signal => Ok(()),
-                    e = engine.failed() => Err(Failure::Runtime(e)),
-                };
-                tracing::info!("shutting down: receivers, then operators, then exporters");
-                engine.shutdown().await;
-                result
-            })
-        }
+        Command::Run { cfg } => serve(&cfg),
         Command::Demo {
             cfg,
             rate,
@@ -269,38 +235,81 @@ fn run(cli: Cli) -> Result<(), Failure> {
             rate,
             duration,
             seed,
-        } => {
-            init_logging("info");
-            runtime()?.block_on(async {
-                let cancel = CancellationToken::new();
-                let c = cancel.clone();
-                let signal = shutdown_signal();
-                tokio::spawn(async move {
-                    signal.await;
-                    c.cancel();
-                });
-                let mut workload = Workload::new(seed, redwatch_engine::time::wall_clock());
-                let stats = generate::run(
-                    GenerateOptions {
-                        endpoint: otlp,
-                        rate,
-                        duration,
-                        seed,
-                    },
-                    &mut workload,
-                    cancel,
-                    |_| {},
-                )
-                .await
-                .map_err(|e| Failure::Usage(e.to_string()))?;
-                println!(
-                    "sent {} spans in {} requests ({} failed)",
-                    stats.spans_sent, stats.requests, stats.failed_requests
-                );
-                Ok(())
-            })
-        }
+        } => generate(otlp, rate, duration, seed),
     }
+}
+
+/// `redwatch validate`: prints the defaults, or checks a config file.
+fn validate(cfg: &ConfigArgs, print_defaults: bool) -> Result<(), Failure> {
+    if print_defaults {
+        let text =
+            serde_yaml_ng::to_string(&Config::default()).map_err(|e| Failure::Runtime(e.into()))?;
+        print!("{text}");
+        return Ok(());
+    }
+    if cfg.config.is_none() {
+        return Err(Failure::Usage(
+            "validate needs --config FILE (or --print-defaults)".into(),
+        ));
+    }
+    load_config(cfg)?;
+    println!("config ok");
+    Ok(())
+}
+
+/// `redwatch run`: the engine as a server until a signal or a failure.
+fn serve(cfg: &ConfigArgs) -> Result<(), Failure> {
+    let cfg = load_config(cfg)?;
+    init_logging("info");
+    runtime()?.block_on(async {
+        let signal = shutdown_signal();
+        let opts = StartOptions {
+            panic_operator: std::env::var_os("REDWATCH_TEST_PANIC_OPERATOR").is_some(),
+            ..StartOptions::default()
+        };
+        let mut engine = Engine::start(&cfg, opts).await.map_err(Failure::Runtime)?;
+        tracing::info!("redwatch {} running", env!("CARGO_PKG_VERSION"));
+        let result = tokio::select! {
+            _ = signal => Ok(()),
+            e = engine.failed() => Err(Failure::Runtime(e)),
+        };
+        tracing::info!("shutting down: receivers, then operators, then exporters");
+        engine.shutdown().await;
+        result
+    })
+}
+
+/// `redwatch generate`: the demo's workload alone, sent to an OTLP endpoint.
+fn generate(otlp: String, rate: f64, duration: Option<Duration>, seed: u64) -> Result<(), Failure> {
+    init_logging("info");
+    runtime()?.block_on(async {
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        let signal = shutdown_signal();
+        tokio::spawn(async move {
+            signal.await;
+            c.cancel();
+        });
+        let mut workload = Workload::new(seed, redwatch_engine::time::wall_clock());
+        let stats = generate::run(
+            GenerateOptions {
+                endpoint: otlp,
+                rate,
+                duration,
+                seed,
+            },
+            &mut workload,
+            cancel,
+            |_| {},
+        )
+        .await
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+        println!(
+            "sent {} spans in {} requests ({} failed)",
+            stats.spans_sent, stats.requests, stats.failed_requests
+        );
+        Ok(())
+    })
 }
 
 fn main() -> ExitCode {
