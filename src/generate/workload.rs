@@ -116,105 +116,106 @@ fn kv(k: &str, v: &str) -> KeyValue {
     }
 }
 
+/// One operation of the default shop: service, span name, median latency (ms), log-normal
+/// sigma, error rate, downstream calls as (client span name, callee index into [`SHOP`]).
+type OpSpec = (
+    &'static str,
+    &'static str,
+    f64,
+    f64,
+    f64,
+    &'static [(&'static str, usize)],
+);
+
+/// The default shop. Indices: 0 frontend GET /, 1 frontend GET /api/products, 2 frontend POST
+/// /api/checkout, 3 catalog ListProducts, 4 checkout PlaceOrder, 5 payment Charge, 6 cart
+/// GetCart, 7 catalog GetProduct, 8 frontend POST /api/cart, 9 cart AddItem.
+const SHOP: [OpSpec; 10] = [
+    (
+        "frontend",
+        "GET /",
+        8.0,
+        0.4,
+        0.001,
+        &[("oteldemo.CatalogService/ListProducts", 3)],
+    ),
+    (
+        "frontend",
+        "GET /api/products/{id}",
+        6.0,
+        0.5,
+        0.002,
+        &[("oteldemo.CatalogService/GetProduct", 7)],
+    ),
+    (
+        "frontend",
+        "POST /api/checkout",
+        20.0,
+        0.5,
+        0.003,
+        &[("oteldemo.CheckoutService/PlaceOrder", 4)],
+    ),
+    (
+        "catalog",
+        "oteldemo.CatalogService/ListProducts",
+        12.0,
+        0.6,
+        0.001,
+        &[],
+    ),
+    (
+        "checkout",
+        "oteldemo.CheckoutService/PlaceOrder",
+        35.0,
+        0.5,
+        0.005,
+        &[
+            ("oteldemo.PaymentService/Charge", 5),
+            ("oteldemo.CartService/GetCart", 6),
+        ],
+    ),
+    (
+        "payment",
+        "oteldemo.PaymentService/Charge",
+        45.0,
+        0.45,
+        0.004,
+        &[],
+    ),
+    ("cart", "oteldemo.CartService/GetCart", 3.0, 0.5, 0.001, &[]),
+    (
+        "catalog",
+        "oteldemo.CatalogService/GetProduct",
+        4.0,
+        0.5,
+        0.001,
+        &[],
+    ),
+    (
+        "frontend",
+        "POST /api/cart",
+        7.0,
+        0.4,
+        0.002,
+        &[("oteldemo.CartService/AddItem", 9)],
+    ),
+    ("cart", "oteldemo.CartService/AddItem", 5.0, 0.5, 0.002, &[]),
+];
+
 impl Workload {
     /// The default shop, with the default incidents, starting at `start_ns`.
     pub fn new(seed: u64, start_ns: u64) -> Workload {
-        let op = |service, name, median_ms, sigma, error_rate, calls| Op {
-            service,
-            name,
-            median_ms,
-            sigma,
-            error_rate,
-            calls,
-        };
-        // Indices: 0 frontend GET /, 1 frontend GET /api/products, 2 frontend POST /api/checkout,
-        // 3 catalog ListProducts, 4 checkout PlaceOrder, 5 payment Charge, 6 cart GetCart,
-        // 7 catalog GetProduct, 8 frontend POST /api/cart, 9 cart AddItem.
-        let ops = vec![
-            op(
-                "frontend",
-                "GET /",
-                8.0,
-                0.4,
-                0.001,
-                vec![("oteldemo.CatalogService/ListProducts", 3)],
-            ),
-            op(
-                "frontend",
-                "GET /api/products/{id}",
-                6.0,
-                0.5,
-                0.002,
-                vec![("oteldemo.CatalogService/GetProduct", 7)],
-            ),
-            op(
-                "frontend",
-                "POST /api/checkout",
-                20.0,
-                0.5,
-                0.003,
-                vec![("oteldemo.CheckoutService/PlaceOrder", 4)],
-            ),
-            op(
-                "catalog",
-                "oteldemo.CatalogService/ListProducts",
-                12.0,
-                0.6,
-                0.001,
-                vec![],
-            ),
-            op(
-                "checkout",
-                "oteldemo.CheckoutService/PlaceOrder",
-                35.0,
-                0.5,
-                0.005,
-                vec![
-                    ("oteldemo.PaymentService/Charge", 5),
-                    ("oteldemo.CartService/GetCart", 6),
-                ],
-            ),
-            op(
-                "payment",
-                "oteldemo.PaymentService/Charge",
-                45.0,
-                0.45,
-                0.004,
-                vec![],
-            ),
-            op(
-                "cart",
-                "oteldemo.CartService/GetCart",
-                3.0,
-                0.5,
-                0.001,
-                vec![],
-            ),
-            op(
-                "catalog",
-                "oteldemo.CatalogService/GetProduct",
-                4.0,
-                0.5,
-                0.001,
-                vec![],
-            ),
-            op(
-                "frontend",
-                "POST /api/cart",
-                7.0,
-                0.4,
-                0.002,
-                vec![("oteldemo.CartService/AddItem", 9)],
-            ),
-            op(
-                "cart",
-                "oteldemo.CartService/AddItem",
-                5.0,
-                0.5,
-                0.002,
-                vec![],
-            ),
-        ];
+        let ops = SHOP
+            .iter()
+            .map(|&(service, name, median_ms, sigma, error_rate, calls)| Op {
+                service,
+                name,
+                median_ms,
+                sigma,
+                error_rate,
+                calls: calls.to_vec(),
+            })
+            .collect();
         let entries = vec![
             Entry { op: 0, weight: 3.0 },
             Entry { op: 1, weight: 4.0 },
@@ -429,22 +430,7 @@ impl Workload {
         let start = end.saturating_sub(dur_ns.max(1));
         let error_rate = self.error_rate(&self.ops[op], t);
         let failed = failed_child || self.rng.random::<f64>() < error_rate;
-        let http = name.starts_with("GET") || name.starts_with("POST");
-        let mut attributes = Vec::with_capacity(3);
-        if http {
-            let (method, route) = name.split_once(' ').unwrap_or((name, "/"));
-            attributes.push(kv("http.request.method", method));
-            attributes.push(kv("http.route", route));
-            attributes.push(KeyValue {
-                key: "http.response.status_code".into(),
-                value: Some(AnyValue {
-                    value: Some(any_value::Value::IntValue(if failed { 500 } else { 200 })),
-                }),
-                ..Default::default()
-            });
-        } else {
-            attributes.push(kv("rpc.system", "grpc"));
-        }
+        let attributes = server_attributes(name, failed);
         out.entry(service).or_default().push(Span {
             trace_id: trace_id.to_vec(),
             span_id: span_id.to_vec(),
@@ -462,6 +448,28 @@ impl Workload {
         });
         (made, start, failed)
     }
+}
+
+/// The attributes of a server span named `name`: HTTP method, route and status for HTTP
+/// operations, `rpc.system` for the others.
+fn server_attributes(name: &'static str, failed: bool) -> Vec<KeyValue> {
+    let http = name.starts_with("GET") || name.starts_with("POST");
+    let mut attributes = Vec::with_capacity(3);
+    if http {
+        let (method, route) = name.split_once(' ').unwrap_or((name, "/"));
+        attributes.push(kv("http.request.method", method));
+        attributes.push(kv("http.route", route));
+        attributes.push(KeyValue {
+            key: "http.response.status_code".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::IntValue(if failed { 500 } else { 200 })),
+            }),
+            ..Default::default()
+        });
+    } else {
+        attributes.push(kv("rpc.system", "grpc"));
+    }
+    attributes
 }
 
 #[cfg(test)]
