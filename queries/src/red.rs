@@ -525,10 +525,10 @@ mod tests {
             retention_ns: u64::MAX,
             max_bytes: usize::MAX,
         });
-        let mut cfg = Config::default();
+        let mut cfg = SpanSections::default();
         cfg.windows.rollups = vec![];
         let reg = Registry::new();
-        let mut op = RedOperator::new(&cfg, vec![table.clone()], &reg);
+        let mut op = RedOperator::new(&cfg.windows, &cfg.red, vec![table.clone()], &reg);
         let windows = table.windows();
         // (window_size, series, version, sealed) of every listed window.
         let list = |f: &PruneFilter| -> Vec<(String, i64, i64, bool)> {
