@@ -55,7 +55,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use redwatch_connectors::kafka::rdkafka;
 use redwatch_connectors::kafka::records::partition_for;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -250,6 +250,8 @@ struct Board {
     latest: HashMap<String, f64>,
     sums: HashMap<Key, f64>,
     changed_at: HashMap<Key, u64>,
+    /// Keys changed since `wait_exact` last looked.
+    dirty: Vec<Key>,
     records: u64,
 }
 
@@ -293,7 +295,8 @@ impl Reader {
                 if old != Some(calls) {
                     // A restatement with the same calls changes nothing.
                     *b.sums.entry(k.clone()).or_default() += calls - old.unwrap_or(0.0);
-                    b.changed_at.insert(k, at);
+                    b.changed_at.insert(k.clone(), at);
+                    b.dirty.push(k);
                 }
             }
         });
@@ -304,27 +307,37 @@ impl Reader {
         }
     }
 
-    /// Keys of `truth` whose sum is not (yet) the truth, plus keys with calls the truth lacks
-    /// (among windows starting before `until`).
-    fn wrong(&self, truth: &HashMap<Key, f64>, until: u64) -> usize {
-        let b = self.board.lock().expect("board");
-        let missing = truth
-            .iter()
-            .filter(|(k, v)| b.sums.get(*k) != Some(*v))
-            .count();
-        let extra = b
-            .sums
-            .iter()
-            .filter(|(k, v)| k.1 < until && **v != 0.0 && !truth.contains_key(*k))
-            .count();
-        missing + extra
-    }
-
-    /// Waits until the board equals the truth; the wall time (ns) it became so, or None.
+    /// Waits until the board equals the truth: every key of `truth` has its calls, and no
+    /// other key of a window starting before `until` has any. Returns the wall time (ns) the
+    /// last key became right, or None after `deadline`. Checks only the keys that changed since
+    /// the last look, so checking costs the driver little while the instances run.
     fn wait_exact(&self, truth: &HashMap<Key, f64>, until: u64, deadline: Duration) -> Option<u64> {
         let stop = Instant::now() + deadline;
+        let mut wrong: HashSet<Key> = truth.keys().cloned().collect();
+        let mut extra: HashSet<Key> = HashSet::new();
         loop {
-            if self.wrong(truth, until) == 0 {
+            let b_dirty = std::mem::take(&mut self.board.lock().expect("board").dirty);
+            {
+                let b = self.board.lock().expect("board");
+                for k in b_dirty {
+                    let got = b.sums.get(&k).copied().unwrap_or(0.0);
+                    match truth.get(&k) {
+                        Some(want) if *want == got => {
+                            wrong.remove(&k);
+                        }
+                        Some(_) => {
+                            wrong.insert(k);
+                        }
+                        None if k.1 < until && got != 0.0 => {
+                            extra.insert(k);
+                        }
+                        None => {
+                            extra.remove(&k);
+                        }
+                    }
+                }
+            }
+            if wrong.is_empty() && extra.is_empty() {
                 let b = self.board.lock().expect("board");
                 return truth
                     .keys()
@@ -334,12 +347,13 @@ impl Reader {
             }
             if Instant::now() > stop {
                 eprintln!(
-                    "not exact after {deadline:?}: {} keys wrong",
-                    self.wrong(truth, until)
+                    "not exact after {deadline:?}: {} keys wrong or missing, {} unexpected",
+                    wrong.len(),
+                    extra.len()
                 );
                 return None;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }
