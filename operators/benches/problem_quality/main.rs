@@ -44,6 +44,19 @@ const SIGNALS: [&str; 4] = [
     "latency_p99_ms",
 ];
 
+/// Other correlator settings run on the same detector output, for comparison.
+type Variant = (&'static str, fn(&mut ProblemParams));
+const VARIANTS: [Variant; 2] = [
+    (
+        "one signal beyond confirm_p confirms at once (confirm_signals = 1)",
+        |p| p.confirm_signals = 1,
+    ),
+    ("without the confirmation gate (confirm_p = 1)", |p| {
+        p.confirm_p = 1.0;
+        p.confirm_signals = 1;
+    }),
+];
+
 /// One event's outcome.
 struct Outcome {
     fault: Fault,
@@ -66,8 +79,12 @@ struct SeedRun {
     series_with_traffic: usize,
     services: usize,
     observations: u64,
-    /// The same run without the confirmation gate (`confirm_p` = 1).
-    ungated: Option<Box<SeedRun>>,
+    /// Published problems that match no event (printed with `PROBLEM_QUALITY_VERBOSE`).
+    false_problems: Vec<String>,
+    /// Pending problems that resolved unconfirmed (never published).
+    unconfirmed: u64,
+    /// The same run with the other correlator settings of [`VARIANTS`], in order.
+    variants: Vec<SeedRun>,
 }
 
 fn events(world: &World, rng: &mut StdRng) -> Vec<Event> {
@@ -108,11 +125,16 @@ fn run_seed(seed: u64) -> SeedRun {
     };
     let mut engine = AnomalyEngine::new(&AnomalyConfig::default(), &fcfg);
     let mut corr = Correlator::new(ProblemParams::new(W_NS));
-    let mut ungated = Correlator::new(ProblemParams {
-        confirm_p: 1.0,
-        ..ProblemParams::new(W_NS)
-    });
-    let mut ungated_tracks: HashMap<[u8; 16], Track> = HashMap::new();
+    let mut others: Vec<Correlator> = VARIANTS
+        .iter()
+        .map(|(_, f)| {
+            let mut p = ProblemParams::new(W_NS);
+            f(&mut p);
+            Correlator::new(p)
+        })
+        .collect();
+    let mut other_tracks: Vec<HashMap<[u8; 16], Track>> =
+        others.iter().map(|_| HashMap::new()).collect();
     let mut opens: Vec<(u64, usize)> = Vec::new(); // (window, service)
     let mut tracks: HashMap<[u8; 16], Track> = HashMap::new();
     let mut traffic = vec![false; world.series.len()];
@@ -150,7 +172,9 @@ fn run_seed(seed: u64) -> SeedRun {
                             );
                         }
                     }
-                    ungated.observe_anomaly(a.clone());
+                    for o in &mut others {
+                        o.observe_anomaly(a.clone());
+                    }
                     corr.observe_anomaly(a);
                 }
             }
@@ -165,22 +189,22 @@ fn run_seed(seed: u64) -> SeedRun {
                     ConnectionType::Direct
                 };
                 corr.observe_edge(&e.client, &e.server, ct, start + W_NS, *req, *failed);
-                ungated.observe_edge(&e.client, &e.server, ct, start + W_NS, *req, *failed);
+                for o in &mut others {
+                    o.observe_edge(&e.client, &e.server, ct, start + W_NS, *req, *failed);
+                }
             }
         }
         track(&mut tracks, corr.advance(start + W_NS).problems);
-        track(&mut ungated_tracks, ungated.advance(start + W_NS).problems);
+        for (o, t) in others.iter_mut().zip(&mut other_tracks) {
+            track(t, o.advance(start + W_NS).problems);
+        }
     }
     let mut run = score(&world, &evs, &opens, &tracks, &traffic, observations);
-    let other = score(
-        &world,
-        &evs,
-        &opens,
-        &ungated_tracks,
-        &traffic,
-        observations,
-    );
-    run.ungated = Some(Box::new(other));
+    run.unconfirmed = corr.unconfirmed;
+    run.variants = other_tracks
+        .iter()
+        .map(|t| score(&world, &evs, &opens, t, &traffic, observations))
+        .collect();
     run
 }
 
@@ -277,6 +301,34 @@ fn score(
         .filter(|t| (0..evs.len()).any(|i| matches(&t.last, i)))
         .count() as u64;
     let in_event = |w: u64| evs.iter().any(|e| span(e).contains(&w));
+    let false_problems = ts
+        .iter()
+        .filter(|t| !(0..evs.len()).any(|i| matches(&t.last, i)))
+        .map(|t| {
+            let members: Vec<String> = t
+                .last
+                .members
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{} {} {} w{} ×{} {:?} p {:.1e}",
+                        m.series.service_name,
+                        m.series.span_name,
+                        m.signal,
+                        window_of(m.onset),
+                        m.windows,
+                        m.severity,
+                        m.min_p
+                    )
+                })
+                .collect();
+            format!(
+                "opened w{}: {}",
+                window_of(t.open.opened_at),
+                members.join("; ")
+            )
+        })
+        .collect();
     SeedRun {
         outcomes,
         problems: ts.len() as u64,
@@ -289,7 +341,9 @@ fn score(
         series_with_traffic: traffic.iter().filter(|t| **t).count(),
         services: world.services.len(),
         observations,
-        ungated: None,
+        false_problems,
+        unconfirmed: 0,
+        variants: Vec::new(),
     }
 }
 
@@ -378,18 +432,24 @@ fn main() {
         runs.iter().map(|r| r.noise_alarms).sum::<u64>()
     );
     println!("(@o: as published; rank1/top3: as last updated; ttp: median windows from the first anomalous window's close to publication; delay: median windows from the fault's start to publication)");
-    let ug: Vec<&SeedRun> = runs.iter().filter_map(|r| r.ungated.as_deref()).collect();
-    let ug_all: Vec<&Outcome> = ug.iter().flat_map(|r| &r.outcomes).collect();
-    println!("without the confirmation gate (confirm_p = 1):");
-    row("all, ungated", &ug_all);
-    let (p2, tp2) = (
-        ug.iter().map(|r| r.problems).sum::<u64>(),
-        ug.iter().map(|r| r.true_problems).sum::<u64>(),
-    );
     println!(
-        "problems after warm-up: {p2}, matching an incident: {tp2} (precision {:.3})",
-        tp2 as f64 / p2.max(1) as f64
+        "pending problems that resolved unconfirmed (never published): {}",
+        runs.iter().map(|r| r.unconfirmed).sum::<u64>()
     );
+    for (k, (name, _)) in VARIANTS.iter().enumerate() {
+        let v: Vec<&SeedRun> = runs.iter().filter_map(|r| r.variants.get(k)).collect();
+        let v_all: Vec<&Outcome> = v.iter().flat_map(|r| &r.outcomes).collect();
+        println!("{name}:");
+        row("all", &v_all);
+        let (p2, tp2) = (
+            v.iter().map(|r| r.problems).sum::<u64>(),
+            v.iter().map(|r| r.true_problems).sum::<u64>(),
+        );
+        println!(
+            "problems after warm-up: {p2}, matching an incident: {tp2} (precision {:.3})",
+            tp2 as f64 / p2.max(1) as f64
+        );
+    }
     let misses: Vec<&String> = all.iter().filter_map(|x| x.miss.as_ref()).collect();
     println!(
         "misses (not ranked first as last updated): {}",
@@ -398,6 +458,12 @@ fn main() {
     if verbose {
         for m in misses {
             println!("  {m}");
+        }
+        println!("problems matching no incident:");
+        for (seed, r) in runs.iter().enumerate() {
+            for f in &r.false_problems {
+                println!("  seed {}: {f}", 1000 + seed);
+            }
         }
     }
 }

@@ -53,6 +53,8 @@ struct Group {
     last_cause: Option<(Arc<str>, Arc<str>, Arc<str>)>,
     /// Merged into another held problem in this step (removed when the step ends).
     absorbed: bool,
+    /// One of its members has been anomalous in two consecutive windows.
+    persisted: bool,
 }
 
 impl Group {
@@ -65,15 +67,33 @@ impl Group {
     }
 
     /// Whether the evidence suffices to publish (see [`ProblemParams::confirm_p`]).
-    fn confirmed(&self, confirm_p: f64) -> bool {
-        self.members
+    fn confirmed(&self, params: &ProblemParams) -> bool {
+        if self.persisted {
+            return true;
+        }
+        let strong: Vec<&Member> = self
+            .members
             .iter()
-            .any(|m| m.windows >= 2 || m.min_p <= confirm_p)
+            .filter(|m| m.min_p <= params.confirm_p)
+            .collect();
+        strong.iter().any(|m| {
+            let signals = strong
+                .iter()
+                .filter(|o| o.series == m.series)
+                .map(|o| &o.signal)
+                .fold(Vec::new(), |mut v: Vec<&Arc<str>>, s| {
+                    if !v.contains(&s) {
+                        v.push(s);
+                    }
+                    v
+                });
+            signals.len() >= params.confirm_signals.max(1)
+        })
     }
 
     /// Records the window at which the group became confirmed.
-    fn note_confirmation(&mut self, confirm_p: f64, window_end: u64) {
-        if self.confirmed_at.is_none() && self.confirmed(confirm_p) {
+    fn note_confirmation(&mut self, params: &ProblemParams, window_end: u64) {
+        if self.confirmed_at.is_none() && self.confirmed(params) {
             self.confirmed_at = Some(window_end);
         }
     }
@@ -181,7 +201,6 @@ impl Correlator {
 
     /// A record of an incident already held updates its member; others wait in `fresh`.
     fn fold_known(&mut self, a: Anomaly, fresh: &mut Vec<Anomaly>, step: &mut Step) {
-        let confirm_p = self.params.confirm_p;
         let Some(pid) = self.by_incident.get(&a.incident_id).copied() else {
             if a.incident_state == IncidentState::Resolved {
                 step.anomalies.push(Released {
@@ -203,9 +222,12 @@ impl Correlator {
             .iter_mut()
             .find(|m| m.incident_id == a.incident_id)
         {
+            // Anomalous again in the window right after its last anomalous one.
+            g.persisted |=
+                a.incident_state != IncidentState::Resolved && a.window_start == m.last_end;
             m.update(&a);
         }
-        g.note_confirmation(confirm_p, a.window_end);
+        g.note_confirmation(&self.params, a.window_end);
         g.touched = true;
         if g.opened_at.is_some() {
             step.anomalies.push(Released {
@@ -294,6 +316,7 @@ impl Correlator {
                 grew: true,
                 last_cause: None,
                 absorbed: false,
+                persisted: false,
             });
             return id;
         };
@@ -310,6 +333,7 @@ impl Correlator {
             let held = std::mem::take(&mut src.held);
             let created = src.created_at;
             let confirmed = src.confirmed_at;
+            let persisted = src.persisted;
             for m in &members {
                 self.by_incident.insert(m.incident_id, tid);
             }
@@ -317,6 +341,7 @@ impl Correlator {
             dst.members.extend(members);
             dst.held.extend(held);
             dst.created_at = dst.created_at.min(created);
+            dst.persisted |= persisted;
             dst.confirmed_at = match (dst.confirmed_at, confirmed) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -340,7 +365,7 @@ impl Correlator {
         };
         self.by_incident.insert(a.incident_id, pid);
         g.members.push(Member::from_anomaly(&a));
-        g.note_confirmation(self.params.confirm_p, a.window_end);
+        g.note_confirmation(&self.params, a.window_end);
         g.touched = true;
         g.grew = true;
         if g.opened_at.is_some() {

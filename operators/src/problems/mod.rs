@@ -46,11 +46,17 @@ pub struct ProblemParams {
     /// An edge not seen in a final service graph row for this many windows leaves the live
     /// graph.
     pub edge_ttl_windows: u32,
-    /// A problem is published only once confirmed: one of its members has been anomalous in
-    /// two windows or more, or has a tail probability at most this. A one-window blip of
-    /// moderate strength (one slow request in a p99 and its echo in the callers' p99s) stays
-    /// unpublished; its records are released without a problem when it resolves.
+    /// A problem is published only once confirmed (Prometheus' `for:`): one of its members has
+    /// been anomalous in two consecutive windows, or `confirm_signals` signals of one series each
+    /// have a tail probability at most `confirm_p`. A one-window blip (one slow request in a
+    /// p99 and its echo in the callers' p99s, however extreme) stays pending; when it resolves
+    /// unconfirmed its records are released without a problem and it is counted
+    /// ([`Correlator::unconfirmed`]).
     pub confirm_p: f64,
+    /// Signals of one series that must each reach `confirm_p` in a single window to confirm a
+    /// problem before any member persisted (2: a shift seen by two statistics, e.g. the median
+    /// and the p99, or the error ratio and the p99; one slow request moves only the tail).
+    pub confirm_signals: usize,
     /// Most member incidents held (over all unresolved problems).
     pub max_members: usize,
     /// Most edges in the live graph.
@@ -67,6 +73,7 @@ impl ProblemParams {
             member_timeout_windows: 60,
             edge_ttl_windows: 90,
             confirm_p: 1e-9,
+            confirm_signals: 2,
             max_members: 10_000,
             max_edges: 10_000,
         }

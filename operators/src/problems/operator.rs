@@ -84,6 +84,7 @@ pub struct ProblemOperator {
     window_ns: u64,
     open: Arc<Gauge>,
     unattached: Arc<Counter>,
+    unconfirmed: Arc<Counter>,
 }
 
 impl ProblemOperator {
@@ -108,6 +109,12 @@ impl ProblemOperator {
                 "Anomalies released without a problem because the member bound was reached.",
                 &[],
             ),
+            unconfirmed: registry.counter(
+                "redwatch_problems_unconfirmed_total",
+                "Pending problems that resolved unconfirmed (never published; their anomalies \
+                 stay in the anomalies table, without a problem).",
+                &[],
+            ),
         })
     }
 
@@ -121,9 +128,10 @@ impl ProblemOperator {
                 return;
             }
             st.last_advance = now;
-            let before = st.correlator.dropped;
+            let before = (st.correlator.dropped, st.correlator.unconfirmed);
             let step = st.correlator.advance(now);
-            self.unattached.add(st.correlator.dropped - before);
+            self.unattached.add(st.correlator.dropped - before.0);
+            self.unconfirmed.add(st.correlator.unconfirmed - before.1);
             self.open.set(st.correlator.open_problems() as f64);
             batch(&mut st, step.anomalies, step.problems)
         };

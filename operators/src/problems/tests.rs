@@ -70,6 +70,16 @@ fn resolved(a: &Anomaly, w: u64) -> Anomaly {
 }
 
 /// end of window `w`
+/// The defaults, but a problem is confirmed by one signal at `confirm_p` in one window: the
+/// cases using it are about grouping, ranking and bounds, with one record per incident; the
+/// confirmation gate has its own cases (`a_one_window_blip_is_pending_until_it_persists`).
+fn grouping() -> ProblemParams {
+    ProblemParams {
+        confirm_signals: 1,
+        ..ProblemParams::new(W)
+    }
+}
+
 fn end(w: u64) -> u64 {
     T0 + (w + 1) * W
 }
@@ -118,7 +128,17 @@ fn a_payment_spike_is_one_problem_caused_by_payment() {
     assert!(s.problems.is_empty(), "held for one window");
     assert!(s.anomalies.is_empty(), "records wait for their problem");
     let fe_a = open(&fe, "latency_p99_ms", 21, 700.0, 200.0);
-    let s = run(&mut c, 21, vec![fe_a.clone()]);
+    // Payment's p99 stays up in window 21: the problem persisted (Prometheus' `for:`).
+    let pay_21 = rec(
+        &pay,
+        "latency_p99_ms",
+        20,
+        21,
+        515.0,
+        40.0,
+        IncidentState::Ongoing,
+    );
+    let s = run(&mut c, 21, vec![fe_a.clone(), pay_21]);
     assert_eq!(s.problems.len(), 1);
     let p = &s.problems[0];
     assert_eq!(p.state, ProblemState::Open);
@@ -147,7 +167,7 @@ fn a_payment_spike_is_one_problem_caused_by_payment() {
         "{}",
         p.summary
     );
-    assert_eq!(s.anomalies.len(), 4);
+    assert_eq!(s.anomalies.len(), 5);
     assert!(s.anomalies.iter().all(|r| r.problem == Some(p.id)));
     assert_ne!(p.id, first[1].incident_id);
     assert_eq!(c.open_problems(), 1);
@@ -193,7 +213,7 @@ fn a_payment_spike_is_one_problem_caused_by_payment() {
 
 #[test]
 fn unconnected_anomalies_are_separate_problems() {
-    let mut c = Correlator::new(ProblemParams::new(W));
+    let mut c = Correlator::new(grouping());
     let pay = key("payment", "Charge", SpanKind::Server);
     let search = key("search", "Query", SpanKind::Server);
     run(&mut c, 0, vec![]);
@@ -215,7 +235,7 @@ fn unconnected_anomalies_are_separate_problems() {
 
 #[test]
 fn a_bridge_merges_held_problems() {
-    let mut c = Correlator::new(ProblemParams::new(W));
+    let mut c = Correlator::new(grouping());
     let pay = key("payment", "Charge", SpanKind::Server);
     let fe = key("frontend", "GET /", SpanKind::Server);
     let co = key("checkout", "PlaceOrder", SpanKind::Server);
@@ -243,7 +263,7 @@ fn a_bridge_merges_held_problems() {
 
 #[test]
 fn published_problems_keep_their_ids_and_new_members_join_the_oldest() {
-    let mut c = Correlator::new(ProblemParams::new(W));
+    let mut c = Correlator::new(grouping());
     let pay = key("payment", "Charge", SpanKind::Server);
     let fe = key("frontend", "GET /", SpanKind::Server);
     let co = key("checkout", "PlaceOrder", SpanKind::Server);
@@ -278,7 +298,7 @@ fn published_problems_keep_their_ids_and_new_members_join_the_oldest() {
 
 #[test]
 fn a_slow_database_blames_the_client_span_that_calls_it() {
-    let mut c = Correlator::new(ProblemParams::new(W));
+    let mut c = Correlator::new(grouping());
     let db = key("checkout", "SELECT orders", SpanKind::Client);
     let co = key("checkout", "PlaceOrder", SpanKind::Server);
     let fe = key("frontend", "POST /api/checkout", SpanKind::Server);
@@ -316,7 +336,7 @@ fn a_slow_database_blames_the_client_span_that_calls_it() {
 
 #[test]
 fn a_shared_database_connects_its_clients() {
-    let mut c = Correlator::new(ProblemParams::new(W));
+    let mut c = Correlator::new(grouping());
     let a = key("catalog", "SELECT items", SpanKind::Client);
     let b = key("search", "SELECT items", SpanKind::Client);
     run(
@@ -338,7 +358,7 @@ fn a_shared_database_connects_its_clients() {
 
 #[test]
 fn an_error_burst_on_the_edge_is_evidence() {
-    let mut c = Correlator::new(ProblemParams::new(W));
+    let mut c = Correlator::new(grouping());
     let pay = key("payment", "Charge", SpanKind::Server);
     let co = key("checkout", "PlaceOrder", SpanKind::Server);
     let s = |x: &str| -> Arc<str> { Arc::from(x) };
@@ -381,7 +401,7 @@ fn an_error_burst_on_the_edge_is_evidence() {
 
 #[test]
 fn members_past_the_bound_are_released_without_a_problem() {
-    let mut params = ProblemParams::new(W);
+    let mut params = grouping();
     params.max_members = 2;
     let mut c = Correlator::new(params);
     let recs = ["a", "b", "c"].map(|s| {
@@ -402,7 +422,7 @@ fn members_past_the_bound_are_released_without_a_problem() {
 
 #[test]
 fn a_member_that_stops_reporting_times_out() {
-    let mut params = ProblemParams::new(W);
+    let mut params = grouping();
     params.member_timeout_windows = 5;
     params.linger_windows = 2;
     let mut c = Correlator::new(params);
@@ -429,7 +449,7 @@ fn a_member_that_stops_reporting_times_out() {
 #[test]
 fn ids_are_stable_across_replays() {
     let go = || {
-        let mut c = Correlator::new(ProblemParams::new(W));
+        let mut c = Correlator::new(grouping());
         let pay = key("payment", "Charge", SpanKind::Server);
         run(
             &mut c,
@@ -443,7 +463,7 @@ fn ids_are_stable_across_replays() {
 
 #[test]
 fn idle_edges_leave_the_graph() {
-    let mut c = Correlator::new(ProblemParams::new(W));
+    let mut c = Correlator::new(grouping());
     shop(&mut c, 0);
     assert_eq!(c.graph().len(), 7);
     c.advance(end(50));
@@ -453,7 +473,7 @@ fn idle_edges_leave_the_graph() {
 }
 
 #[test]
-fn a_weak_one_window_blip_is_not_published() {
+fn a_one_window_blip_is_pending_until_it_persists() {
     let mut c = Correlator::new(ProblemParams::new(W));
     let cart = key("cart", "Get", SpanKind::Server);
     let mut blip = open(&cart, "latency_p99_ms", 0, 240.0, 100.0);
@@ -491,11 +511,69 @@ fn a_weak_one_window_blip_is_not_published() {
     let s = run(&mut c, 11, vec![second]);
     assert_eq!(s.problems.len(), 1);
     assert_eq!(s.anomalies.len(), 2);
+
+    // An extreme one-window p99 blip (one very slow request) and its echo in the caller's
+    // p99s: pending, then released without a problem and counted.
+    let pay = key("payment", "Charge", SpanKind::Server);
+    let co_cli = key("checkout", "payment.Charge", SpanKind::Client);
+    let co = key("checkout", "PlaceOrder", SpanKind::Server);
+    let blips = vec![
+        open(&pay, "latency_p99_ms", 20, 2500.0, 40.0),
+        open(&co_cli, "latency_p99_ms", 20, 2510.0, 45.0),
+        open(&co, "latency_p99_ms", 20, 2600.0, 130.0),
+    ];
+    assert!(blips.iter().all(|a| a.p_value == Some(1e-12)));
+    assert!(run(&mut c, 20, blips.clone()).problems.is_empty());
+    for w in 21..23 {
+        let s = run(&mut c, w, vec![]);
+        assert!(s.problems.is_empty() && s.anomalies.is_empty(), "pending");
+    }
+    let s = run(&mut c, 23, blips.iter().map(|a| resolved(a, 23)).collect());
+    assert!(s.problems.is_empty());
+    assert_eq!(s.anomalies.len(), 6);
+    assert!(s.anomalies.iter().all(|r| r.problem.is_none()));
+    assert_eq!(c.unconfirmed, 2);
+
+    // Two statistics of one series beyond `confirm_p` in one window (the median moved too): a
+    // shift, published when the hold ends without waiting for a second window.
+    let s = run(
+        &mut c,
+        30,
+        vec![
+            open(&pay, "latency_p99_ms", 30, 600.0, 40.0),
+            open(&pay, "latency_p50_ms", 30, 300.0, 20.0),
+        ],
+    );
+    assert!(s.problems.is_empty(), "held for one window");
+    let s = run(&mut c, 31, vec![]);
+    assert_eq!(s.problems.len(), 1);
+    assert_eq!(s.problems[0].opened_at, end(31));
+    assert_eq!(s.anomalies.len(), 2);
+
+    // Two weak windows with calm ones between them are not persistence; the next window right
+    // after an anomalous one is.
+    let search = key("search", "Query", SpanKind::Server);
+    let weak = |w: u64, state| {
+        let mut a = rec(&search, "latency_p99_ms", 40, w, 90.0, 20.0, state);
+        a.p_value = Some(5e-6);
+        a.score = Some(1.0 - 5e-6);
+        a
+    };
+    assert!(run(&mut c, 40, vec![weak(40, IncidentState::Open)])
+        .problems
+        .is_empty());
+    assert!(run(&mut c, 41, vec![]).problems.is_empty());
+    let s = run(&mut c, 42, vec![weak(42, IncidentState::Ongoing)]);
+    assert!(s.problems.is_empty() && s.anomalies.is_empty(), "pending");
+    let s = run(&mut c, 43, vec![weak(43, IncidentState::Ongoing)]);
+    assert_eq!(s.problems.len(), 1);
+    assert_eq!(s.problems[0].opened_at, end(43));
+    assert_eq!(s.anomalies.len(), 3);
 }
 
 #[test]
 fn a_busier_database_client_does_not_demote_its_saturated_server_span() {
-    let mut c = Correlator::new(ProblemParams::new(W));
+    let mut c = Correlator::new(grouping());
     let pay = key("payment", "Charge", SpanKind::Server);
     let db = key("payment", "SELECT payments", SpanKind::Client);
     let co_cli = key("checkout", "payment.Charge", SpanKind::Client);
