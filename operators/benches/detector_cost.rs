@@ -8,9 +8,9 @@
 //! alone, the default ensemble plus forecasting, and forecasting alone.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use redwatch_engine::config::{AnomalyConfig, ForecastConfig};
 use redwatch_engine::SpanKind;
 use redwatch_operators::anomaly::AnomalyEngine;
+use redwatch_operators::anomaly::{AnomalyConfig, ForecastConfig};
 use redwatch_operators::red::SeriesKey;
 use std::hint::black_box;
 use std::sync::Arc;

@@ -9,6 +9,11 @@
 
 pub use redwatch_connectors::config::*;
 pub use redwatch_engine::config::*;
+pub use redwatch_operators::anomaly::{
+    AnomalyConfig, CusumConfig, DetectorsConfig, Direction, EnsembleConfig, EwmaConfig,
+    ForecastConfig, RobustZConfig, SeasonalConfig, ThresholdConfig, MAX_HISTORY_WINDOWS,
+    MAX_SEASONAL_SLOTS, RED_SIGNALS,
+};
 pub use redwatch_operators::layout::SpanSections;
 pub use redwatch_operators::red::{RedConfig, SpanNameRule, SpanNamesConfig};
 pub use redwatch_operators::servicegraph::{ServiceGraphConfig, MAX_SERVICE_GRAPH_ATTRIBUTES};

@@ -8,7 +8,6 @@
 //! that knows every component. It must not build anything: defaults are `Default` impls,
 //! validation is pure.
 
-mod anomaly;
 mod fleet;
 mod load;
 mod problems;
@@ -16,7 +15,6 @@ mod security;
 mod sessions;
 mod types;
 
-pub use anomaly::*;
 pub use fleet::{FleetConfig, FleetRole};
 pub use security::{parse_token_file, AuthConfig, TlsClientConfig, TlsServerConfig};
 

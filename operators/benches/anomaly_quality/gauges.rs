@@ -8,7 +8,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Gamma, Normal, Poisson};
-use redwatch_engine::config::{AnomalyConfig, ForecastConfig};
+use redwatch_operators::anomaly::{AnomalyConfig, ForecastConfig};
 use redwatch_operators::anomaly::{AnomalyEngine, IncidentState};
 use std::collections::BTreeMap;
 

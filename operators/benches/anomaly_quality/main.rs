@@ -22,7 +22,7 @@ mod suite;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use redwatch_engine::config::{AnomalyConfig, ForecastConfig};
+use redwatch_operators::anomaly::{AnomalyConfig, ForecastConfig};
 use redwatch_operators::anomaly::{AnomalyEngine, IncidentState};
 use redwatch_operators::red::SeriesKey;
 use std::collections::HashMap;

@@ -9,10 +9,10 @@ use super::ensemble::{Observation, SignalDetector};
 use super::incident::{IncidentPolicy, IncidentTracker};
 use super::params::DetectorParams;
 use super::SignalKind;
+use crate::anomaly::AnomalyConfig;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Binomial, Distribution, Gamma, Normal, Poisson};
-use redwatch_engine::config::AnomalyConfig;
 
 const MIN5: u64 = 300_000_000_000;
 const S10: u64 = 10_000_000_000;

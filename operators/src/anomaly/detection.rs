@@ -12,10 +12,10 @@ use super::ensemble::{Decision, Observation, SignalDetector};
 use super::incident::{incident_id, IncidentPolicy, IncidentStep, IncidentTracker};
 use super::params::{detector_name, DetectorParams};
 use super::{Anomaly, IncidentState, SignalKind};
+use crate::anomaly::{AnomalyConfig, Direction, ForecastConfig};
 use crate::forecast::{steps_to_threshold, ForecastParams, Forecaster, Prediction};
 use crate::red::{RedRow, SeriesKey};
 use hashbrown::HashMap;
-use redwatch_engine::config::{AnomalyConfig, Direction, ForecastConfig};
 use std::sync::Arc;
 
 /// Longest run of empty windows filled in as rate 0.

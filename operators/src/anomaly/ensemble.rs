@@ -21,7 +21,7 @@ use super::detectors::{Cusum, Ewma, RobustZ, SignalKind, Verdict};
 use super::params::{DetectorParams, CUSUM, EWMA, ROBUST_Z, SEASONAL};
 use super::score::{coin, TailLedger, Tails, ValueShape, EXACT_COUNT_BELOW, T_DOF};
 use super::seasonal::Seasonal;
-use redwatch_engine::config::Direction;
+use crate::anomaly::Direction;
 
 /// Largest calibrated tail probability with which a CUSUM alarm opens an incident (score ≥
 /// 0.75): a drift is found by its sum, but its window must still lean the alarm's way well

@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::anomaly::params::detector_name;
+use crate::anomaly::AnomalyConfig;
 use proptest::prelude::*;
-use redwatch_engine::config::AnomalyConfig;
 
 const W: u64 = 10_000_000_000;
 

@@ -11,6 +11,7 @@
 //! metric windows) and emits what it raises on the anomaly stream ([`SignalStream`]), which
 //! exporters, tables, the demo view and later operators subscribe to.
 
+mod config;
 mod detection;
 mod detectors;
 mod ensemble;
@@ -21,6 +22,11 @@ mod ring;
 mod score;
 mod seasonal;
 
+pub use config::{
+    AnomalyConfig, CusumConfig, DetectorsConfig, Direction, EnsembleConfig, EwmaConfig,
+    ForecastConfig, RobustZConfig, SeasonalConfig, ThresholdConfig, MAX_HISTORY_WINDOWS,
+    MAX_SEASONAL_SLOTS, RED_SIGNALS,
+};
 pub use detection::AnomalyEngine;
 pub use detectors::{Cusum, Ewma, RobustZ, SignalKind, Verdict};
 pub use ensemble::{Decision, Observation, SignalDetector};

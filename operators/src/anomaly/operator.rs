@@ -15,11 +15,11 @@
 
 use super::{AnomalyEngine, IncidentState};
 use crate::anomaly::Anomaly;
+use crate::anomaly::{AnomalyConfig, ForecastConfig};
 use crate::forecast::Prediction;
 use crate::metrics::{MetricRow, MetricSeriesKey, MetricSink};
 use crate::red::RedConfig;
 use crate::red::{Exemplars, RedRow, RedSink, SeriesKey};
-use redwatch_engine::config::{AnomalyConfig, ForecastConfig};
 use redwatch_engine::telemetry::{Counter, Registry};
 use std::sync::{Arc, Mutex, RwLock};
 

@@ -2,7 +2,7 @@
 //! the detector bits a decision's votes are made of, and their exported names.
 
 use super::seasonal::SeasonalParams;
-use redwatch_engine::config::AnomalyConfig;
+use crate::anomaly::AnomalyConfig;
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 
 /// Detector bits in [`Decision::votes`].

@@ -1,9 +1,9 @@
 //! Engine-level tests: RED rows in, anomalies, incidents and predictions out.
 
 use super::*;
+use crate::anomaly::{AnomalyConfig, ForecastConfig, ThresholdConfig};
 use crate::forecast::Prediction;
 use crate::red::{RedAgg, RedRow};
-use redwatch_engine::config::{AnomalyConfig, ForecastConfig, ThresholdConfig};
 use redwatch_engine::{SpanKind, StatusCode};
 
 const W: u64 = 10_000_000_000;
@@ -158,7 +158,7 @@ fn predictions_with_trend_and_threshold() {
         thresholds: vec![ThresholdConfig {
             signal: "latency_p99_ms".into(),
             value: 300.0,
-            direction: redwatch_engine::config::Direction::Up,
+            direction: crate::anomaly::Direction::Up,
         }],
         ..Default::default()
     };

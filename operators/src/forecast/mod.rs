@@ -6,9 +6,9 @@
 //! plus a few numbers) and the arithmetic; it does not decide when to emit, which signals to follow or how
 //! thresholds are configured — that is [`crate::anomaly::AnomalyEngine`]'s job.
 
+use crate::anomaly::ForecastConfig;
 use crate::anomaly::Ring16;
 use crate::red::SeriesKey;
-use redwatch_engine::config::ForecastConfig;
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 use std::sync::Arc;
 
