@@ -15,6 +15,7 @@ pub use redwatch_operators::anomaly::{
     MAX_SEASONAL_SLOTS, RED_SIGNALS,
 };
 pub use redwatch_operators::layout::SpanSections;
+pub use redwatch_operators::problems::ProblemsConfig;
 pub use redwatch_operators::red::{RedConfig, SpanNameRule, SpanNamesConfig};
 pub use redwatch_operators::servicegraph::{ServiceGraphConfig, MAX_SERVICE_GRAPH_ATTRIBUTES};
 pub use redwatch_queries::config::{

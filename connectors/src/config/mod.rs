@@ -6,12 +6,12 @@
 mod exporters;
 mod kafka;
 mod receivers;
+mod webhook;
 
 pub use exporters::*;
 pub use kafka::{KafkaExporterConfig, RESERVED_SOURCE_PROPERTIES};
 pub use receivers::*;
+pub use webhook::{WebhookExporterConfig, WebhookFormat};
 
-// The shared value types (and the webhook's section) the moved files name as `super::…`.
-use redwatch_engine::config::{
-    AuthConfig, TlsClientConfig, TlsServerConfig, Validate, WebhookExporterConfig,
-};
+// The shared value types the moved files name as `super::…`.
+use redwatch_engine::config::{AuthConfig, TlsClientConfig, TlsServerConfig, Validate};

@@ -12,7 +12,7 @@ mod tests;
 
 pub use payload::render;
 
-use redwatch_engine::config::WebhookExporterConfig;
+use crate::config::WebhookExporterConfig;
 use redwatch_engine::security::{self, Alpn};
 use redwatch_engine::telemetry::{Counter, Registry};
 use redwatch_operators::problems::{Problem, ProblemBatch, ProblemSink, ProblemState};
@@ -72,7 +72,7 @@ impl Counters {
 #[derive(Clone)]
 pub struct WebhookHandle {
     tx: mpsc::Sender<Vec<u8>>,
-    format: redwatch_engine::config::WebhookFormat,
+    format: crate::config::WebhookFormat,
     counters: Counters,
 }
 

@@ -2,7 +2,7 @@
 //! to its receivers, so tools that take it — PagerDuty and Opsgenie bridges, chat bots — take
 //! ours) and Slack's incoming-webhook message.
 
-use redwatch_engine::config::WebhookFormat;
+use crate::config::WebhookFormat;
 use redwatch_operators::anomaly::Severity;
 use redwatch_operators::problems::{Problem, ProblemState};
 use serde_json::{json, Map, Value};

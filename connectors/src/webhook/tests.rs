@@ -2,10 +2,10 @@
 //! retried, a full queue counted, a refusal not retried.
 
 use super::*;
+use crate::config::WebhookFormat;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
-use redwatch_engine::config::WebhookFormat;
 use redwatch_engine::model::SpanKind;
 use redwatch_operators::anomaly::Severity;
 use redwatch_operators::problems::{Cause, Member};

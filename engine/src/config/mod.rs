@@ -10,7 +10,6 @@
 
 mod fleet;
 mod load;
-mod problems;
 mod security;
 mod sessions;
 mod types;
@@ -21,7 +20,6 @@ pub use security::{parse_token_file, AuthConfig, TlsClientConfig, TlsServerConfi
 pub use sessions::*;
 
 pub use load::{apply_override, load, parse_yaml_with_overrides, LoadError};
-pub use problems::{ProblemsConfig, WebhookExporterConfig, WebhookFormat};
 pub use types::*;
 
 use std::fmt;

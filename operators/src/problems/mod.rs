@@ -13,11 +13,13 @@
 //! [`ProblemParams::max_edges`] graph edges are held; an anomaly past the bound is released
 //! without a problem and counted.
 
+mod config;
 mod correlator;
 mod graph;
 mod operator;
 mod rank;
 
+pub use config::ProblemsConfig;
 pub use correlator::{Correlator, Released, Step};
 pub use graph::LiveGraph;
 pub use operator::{ProblemBatch, ProblemOperator, ProblemSink, ProblemStream};

@@ -1,28 +1,11 @@
-//! Config of problem correlation (`problems`) and of the webhook exporter that notifies on
-//! problem open and resolve (`exporters.webhook`), issue 17.
+//! Config of the webhook exporter that notifies on problem open and resolve
+//! (`exporters.webhook`), issue 17.
 //!
-//! Owns the structs, their defaults and their pure validation; the correlation lives in
-//! `redwatch_operators::problems`, the webhook in `redwatch_connectors::webhook`.
+//! Owns the structs, their defaults and their pure validation; the webhook itself lives in
+//! [`crate::webhook`].
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-
-/// Grouping anomalies into problems (docs/anomaly-detection.md, "Problems").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ProblemsConfig {
-    /// Correlate anomalies connected through the service graph (or sharing a service) into
-    /// problems: the `problems` and `problem_members` tables, `problem_detected` traces with the
-    /// member anomaly spans as children, `redwatch_problems_open`. `false`: one incident = one
-    /// trace.
-    pub enabled: bool,
-}
-
-impl Default for ProblemsConfig {
-    fn default() -> Self {
-        Self { enabled: true }
-    }
-}
 
 /// The JSON body a webhook receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
