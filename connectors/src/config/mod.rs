@@ -4,11 +4,13 @@
 //! feature: the keys are the same in every build.
 
 mod exporters;
+mod fleet;
 mod kafka;
 mod receivers;
 mod webhook;
 
 pub use exporters::*;
+pub use fleet::{FleetConfig, FleetRole};
 pub use kafka::{KafkaExporterConfig, RESERVED_SOURCE_PROPERTIES};
 pub use receivers::*;
 pub use webhook::{WebhookExporterConfig, WebhookFormat};

@@ -11,6 +11,7 @@
 
 use super::fleet::wire::{self, STATE_HEADER};
 use super::records::{partition_for, red_key, share_label, RedRecordBuilder};
+use crate::config::{FleetConfig, FleetRole};
 use crate::config::{KafkaEncoding, KafkaExporterConfig, KafkaReceiverConfig};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
@@ -19,7 +20,6 @@ use rdkafka::message::DeliveryResult;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Partitioner, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
-use redwatch_engine::config::{FleetConfig, FleetRole};
 use redwatch_engine::telemetry::{Counter, Gauge, Registry};
 use redwatch_operators::red::{RedConfig, RedRow, RedSink};
 use std::collections::{BTreeSet, VecDeque};

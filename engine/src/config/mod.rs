@@ -8,13 +8,11 @@
 //! that knows every component. It must not build anything: defaults are `Default` impls,
 //! validation is pure.
 
-mod fleet;
 mod load;
 mod security;
 mod sessions;
 mod types;
 
-pub use fleet::{FleetConfig, FleetRole};
 pub use security::{parse_token_file, AuthConfig, TlsClientConfig, TlsServerConfig};
 
 pub use sessions::*;

@@ -15,12 +15,13 @@ pub mod merge;
 pub mod wire;
 
 use super::{consumer_config, KafkaSourceError};
+use crate::config::FleetConfig;
 use crate::config::KafkaReceiverConfig;
 use merge::{MergeSettings, Offered, PartitionMerge};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use redwatch_engine::config::{FleetConfig, LimitsConfig, WindowsConfig};
+use redwatch_engine::config::{LimitsConfig, WindowsConfig};
 use redwatch_engine::telemetry::{Counter, Gauge, Registry};
 use redwatch_operators::red::{RedRow, RedSink};
 use std::collections::{BTreeMap, HashMap};
