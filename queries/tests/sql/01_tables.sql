@@ -22,6 +22,7 @@ SHOW TABLES;
 -- | datafusion    | public             | problem_members    | BASE TABLE |
 -- | datafusion    | public             | problems           | BASE TABLE |
 -- | datafusion    | public             | red                | BASE TABLE |
+-- | datafusion    | public             | red_windows        | BASE TABLE |
 -- | datafusion    | public             | service_graph      | BASE TABLE |
 -- | datafusion    | public             | sessions           | BASE TABLE |
 -- | datafusion    | public             | spans              | BASE TABLE |
@@ -54,6 +55,21 @@ DESCRIBE red;
 -- | duration_sketch | Binary                                                                           | NO          |
 -- | is_final        | Boolean                                                                          | NO          |
 -- +-----------------+----------------------------------------------------------------------------------+-------------+
+
+-- case: describe_red_windows
+-- One row per closed `red` window; `version` changes when late data restates the window.
+DESCRIBE red_windows;
+-- expected:
+-- +--------------+----------------------+-------------+
+-- | column_name  | data_type            | is_nullable |
+-- +--------------+----------------------+-------------+
+-- | window_size  | Utf8                 | NO          |
+-- | window_start | Timestamp(ms, "UTC") | NO          |
+-- | window_end   | Timestamp(ms, "UTC") | NO          |
+-- | series       | Int64                | NO          |
+-- | version      | Int64                | NO          |
+-- | sealed       | Boolean              | NO          |
+-- +--------------+----------------------+-------------+
 
 -- case: describe_spans
 DESCRIBE spans;
