@@ -38,21 +38,27 @@
 
 #[path = "../tests/kafka_support/admin.rs"]
 mod kafka_admin;
+#[path = "kafka_common/mod.rs"]
+mod kafka_common;
 #[path = "payload/mod.rs"]
 mod payload;
+#[path = "fleet/processes.rs"]
+mod processes;
+#[path = "fleet/truth.rs"]
+mod truth;
 
 use kafka_admin::create_topic_on;
+use kafka_common::{now_ns, producer, read_from_start};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use processes::*;
 use prost::Message as _;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use redwatch_connectors::kafka::rdkafka;
 use redwatch_connectors::kafka::records::partition_for;
 use std::collections::{HashMap, HashSet};
@@ -60,20 +66,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+use truth::*;
 
 const PARTITIONS: i32 = 4;
 const SECOND: u64 = 1_000_000_000;
 const WINDOW: u64 = 10 * SECOND;
 const MINUTE: u64 = 60 * SECOND;
 const SPECS: [(&str, u64); 2] = [("10s", WINDOW), ("1m", MINUTE)];
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
 
 struct Args {
     redwatch: PathBuf,
@@ -116,16 +116,6 @@ fn args() -> Args {
     a
 }
 
-fn producer(brokers: &str) -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("message.timeout.ms", "120000")
-        .set("message.max.bytes", "10000000")
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer")
-}
-
 async fn send(p: &FutureProducer, topic: &str, partition: i32, bytes: &[u8]) {
     p.send(
         FutureRecord::<(), [u8]>::to(topic)
@@ -135,482 +125,6 @@ async fn send(p: &FutureProducer, topic: &str, partition: i32, bytes: &[u8]) {
     )
     .await
     .unwrap_or_else(|(e, _)| panic!("produce to {topic}/{partition}: {e}"));
-}
-
-// --- the truth -----------------------------------------------------------------------------
-
-/// (window spec, window start ns, series as the sink's key spells it).
-type Key = (&'static str, u64, String);
-
-fn kind_label(kind: i32) -> &'static str {
-    match kind {
-        1 => "SPAN_KIND_INTERNAL",
-        2 => "SPAN_KIND_SERVER",
-        3 => "SPAN_KIND_CLIENT",
-        4 => "SPAN_KIND_PRODUCER",
-        5 => "SPAN_KIND_CONSUMER",
-        _ => "SPAN_KIND_UNSPECIFIED",
-    }
-}
-
-/// Every span of a request: (end time ns, series).
-fn spans_of(bytes: &[u8]) -> Vec<(u64, String)> {
-    let req = ExportTraceServiceRequest::decode(bytes).expect("a generated request decodes");
-    let mut out = Vec::new();
-    for rs in &req.resource_spans {
-        let service = rs
-            .resource
-            .as_ref()
-            .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
-            .and_then(
-                |kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                    Some(any_value::Value::StringValue(s)) => Some(s.clone()),
-                    _ => None,
-                },
-            )
-            .unwrap_or_else(|| "unknown_service".into());
-        for s in rs.scope_spans.iter().flat_map(|s| &s.spans) {
-            assert!(
-                !service.contains(['|', '\\']) && !s.name.contains(['|', '\\']),
-                "names with key separators would need the sink's escaping"
-            );
-            out.push((
-                s.end_time_unix_nano,
-                format!("{service}|{}|{}", s.name, kind_label(s.kind)),
-            ));
-        }
-    }
-    out
-}
-
-/// Calls per key, over windows starting before `until`.
-#[derive(Default)]
-struct Truth {
-    calls: HashMap<Key, f64>,
-    spans: u64,
-}
-
-impl Truth {
-    fn add(&mut self, end: u64, series: &str, n: f64) {
-        for (spec, size) in SPECS {
-            *self
-                .calls
-                .entry((spec, end / size * size, series.to_string()))
-                .or_default() += n;
-        }
-        self.spans += n as u64;
-    }
-}
-
-// --- reading a RED topic back ----------------------------------------------------------------
-
-/// Key `<spec>|<start>|<share>|<series>` → (spec, start, series).
-fn parse_key(key: &str) -> Option<(&'static str, u64, String)> {
-    let mut it = key.splitn(4, '|');
-    let spec = match it.next()? {
-        "10s" => "10s",
-        "1m" => "1m",
-        _ => return None,
-    };
-    let start = it.next()?.parse().ok()?;
-    let _share = it.next()?;
-    Some((spec, start, it.next()?.to_string()))
-}
-
-/// The calls a RED record carries (every status of its series).
-fn record_calls(payload: &[u8]) -> f64 {
-    let Ok(req) = ExportMetricsServiceRequest::decode(payload) else {
-        return f64::NAN;
-    };
-    let mut n = 0.0;
-    for m in req
-        .resource_metrics
-        .iter()
-        .flat_map(|r| &r.scope_metrics)
-        .flat_map(|s| &s.metrics)
-        .filter(|m| m.name == "traces.span.metrics.calls")
-    {
-        if let Some(metric::Data::Sum(s)) = &m.data {
-            for dp in &s.data_points {
-                n += match dp.value {
-                    Some(number_data_point::Value::AsInt(i)) => i as f64,
-                    Some(number_data_point::Value::AsDouble(d)) => d,
-                    None => 0.0,
-                };
-            }
-        }
-    }
-    n
-}
-
-/// What a live reader of a RED topic knows: the latest calls per record key, their sum per
-/// (spec, window, series) over shares, and when each key last changed.
-#[derive(Default)]
-struct Board {
-    latest: HashMap<String, f64>,
-    sums: HashMap<Key, f64>,
-    changed_at: HashMap<Key, u64>,
-    /// Keys changed since `wait_exact` last looked.
-    dirty: Vec<Key>,
-    records: u64,
-}
-
-/// A thread reading every partition of `topic` from the beginning (no group) into a board.
-struct Reader {
-    board: Arc<Mutex<Board>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Reader {
-    fn start(brokers: &str, topic: &str) -> Reader {
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("group.id", format!("fleet_bench_reader_{}", now_ns()))
-            .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", "20")
-            .create()
-            .expect("reader");
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..PARTITIONS {
-            tpl.add_partition_offset(topic, p, Offset::Beginning)
-                .expect("offset");
-        }
-        c.assign(&tpl).expect("assign");
-        let board = Arc::new(Mutex::new(Board::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (b, s) = (board.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                let Some(Ok(m)) = c.poll(Duration::from_millis(50)) else {
-                    continue;
-                };
-                let at = now_ns();
-                let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-                let Some(k) = parse_key(&key) else { continue };
-                let calls = record_calls(m.payload().unwrap_or_default());
-                let mut b = b.lock().expect("board");
-                b.records += 1;
-                let old = b.latest.insert(key, calls);
-                if old != Some(calls) {
-                    // A restatement with the same calls changes nothing.
-                    *b.sums.entry(k.clone()).or_default() += calls - old.unwrap_or(0.0);
-                    b.changed_at.insert(k.clone(), at);
-                    b.dirty.push(k);
-                }
-            }
-        });
-        Reader {
-            board,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// Waits until the board equals the truth: every key of `truth` has its calls, and no
-    /// other key of a window starting before `until` has any. Returns the wall time (ns) the
-    /// last key became right, or None after `deadline`. Checks only the keys that changed since
-    /// the last look, so checking costs the driver little while the instances run.
-    fn wait_exact(&self, truth: &HashMap<Key, f64>, until: u64, deadline: Duration) -> Option<u64> {
-        let stop = Instant::now() + deadline;
-        let mut wrong: HashSet<Key> = truth.keys().cloned().collect();
-        let mut extra: HashSet<Key> = HashSet::new();
-        loop {
-            let b_dirty = std::mem::take(&mut self.board.lock().expect("board").dirty);
-            {
-                let b = self.board.lock().expect("board");
-                for k in b_dirty {
-                    let got = b.sums.get(&k).copied().unwrap_or(0.0);
-                    match truth.get(&k) {
-                        Some(want) if *want == got => {
-                            wrong.remove(&k);
-                        }
-                        Some(_) => {
-                            wrong.insert(k);
-                        }
-                        None if k.1 < until && got != 0.0 => {
-                            extra.insert(k);
-                        }
-                        None => {
-                            extra.remove(&k);
-                        }
-                    }
-                }
-            }
-            if wrong.is_empty() && extra.is_empty() {
-                let b = self.board.lock().expect("board");
-                return truth
-                    .keys()
-                    .filter_map(|k| b.changed_at.get(k))
-                    .max()
-                    .copied();
-            }
-            if Instant::now() > stop {
-                eprintln!(
-                    "not exact after {deadline:?}: {} keys wrong or missing, {} unexpected",
-                    wrong.len(),
-                    extra.len()
-                );
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for Reader {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-// --- redwatch processes ---------------------------------------------------------------------
-
-struct Instance {
-    name: String,
-    child: Child,
-    log: PathBuf,
-    prom: String,
-}
-
-impl Instance {
-    fn spawn(bin: &Path, dir: &Path, name: &str, core: u32, yaml: &str) -> Instance {
-        let cfg = dir.join(format!("{name}.yaml"));
-        std::fs::write(&cfg, yaml).expect("config written");
-        let log = dir.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).expect("log file");
-        let child = Command::new("taskset")
-            .args(["-c", &core.to_string()])
-            .arg(bin)
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .env("RUST_LOG", "info")
-            .stdout(out.try_clone().expect("log file"))
-            .stderr(out)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("taskset redwatch starts");
-        let mut i = Instance {
-            name: name.into(),
-            child,
-            log,
-            prom: String::new(),
-        };
-        i.prom = i.addr("prometheus");
-        i
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn addr(&mut self, what: &str) -> String {
-        let needle = format!("listening {what} ");
-        let until = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(a) = self.log_text().lines().find_map(|l| {
-                l.find(&needle)
-                    .map(|i| l[i + needle.len()..].trim().to_string())
-            }) {
-                return a;
-            }
-            if let Ok(Some(s)) = self.child.try_wait() {
-                panic!("{} exited with {s}:\n{}", self.name, self.log_text());
-            }
-            assert!(Instant::now() < until, "{}: no {what} address", self.name);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "kill {sig} {}", self.name);
-    }
-
-    /// User + system CPU seconds so far.
-    fn cpu_s(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let after = stat.rsplit(')').next().unwrap_or_default();
-        let f: Vec<&str> = after.split_whitespace().collect();
-        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        // Fields 14 and 15 of stat; `after` starts at field 3.
-        (ticks(11) + ticks(12)) / 100.0
-    }
-
-    /// The sum of a metric's samples whose labels contain every `label="value"` given.
-    async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let Ok(r) = reqwest::get(format!("http://{}/metrics", self.prom)).await else {
-            return f64::NAN;
-        };
-        let text = r.text().await.unwrap_or_default();
-        let mut sum = 0.0;
-        for l in text.lines().filter(|l| !l.starts_with('#')) {
-            let Some((series, v)) = l.rsplit_once(' ') else {
-                continue;
-            };
-            let metric = series.split('{').next().unwrap_or_default();
-            if metric == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
-            {
-                sum += v.parse::<f64>().unwrap_or(0.0);
-            }
-        }
-        sum
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One experiment's topics and instance configs.
-struct Topics {
-    input: String,
-    shuffle: String,
-    results: String,
-    sink: String,
-}
-
-impl Topics {
-    async fn create(brokers: &str, name: &str) -> Topics {
-        let input = format!("fleet_bench_{name}_{}", now_ns());
-        let t = Topics {
-            shuffle: format!("{input}_partials"),
-            results: format!("{input}_windows"),
-            sink: format!("{input}_all_red"),
-            input,
-        };
-        for topic in [&t.input, &t.shuffle, &t.results, &t.sink] {
-            create_topic_on(brokers, topic, PARTITIONS).await;
-        }
-        t
-    }
-
-    /// `redwatch run` config: the defaults but for ephemeral ports, the fleet's topics and
-    /// `windows` / `librdkafka` as given.
-    fn config(&self, brokers: &str, role: &str, windows: &str, librdkafka: &str) -> String {
-        let group = if role == "all" {
-            format!("{}_all", self.input)
-        } else {
-            format!("{}_fleet", self.input)
-        };
-        let metrics_topic = if role == "all" {
-            self.sink.as_str()
-        } else {
-            "null"
-        };
-        format!(
-            "receivers:\n  otlp:\n    grpc: {{ endpoint: 127.0.0.1:0 }}\n    http: {{ endpoint: 127.0.0.1:0 }}\n  \
-             kafka:\n    brokers: ['{brokers}']\n    traces_topic: {input}\n    metrics_topic: null\n    \
-             group_id: {group}\n    client_id: {role}\n    librdkafka: {librdkafka}\n\
-             windows: {windows}\n\
-             exporters:\n  prometheus: {{ endpoint: 127.0.0.1:0 }}\n  \
-             kafka: {{ brokers: ['{brokers}'], metrics_topic: {metrics_topic}, spans_topic: null }}\n\
-             sql:\n  http_endpoint: 127.0.0.1:0\n  flight_endpoint: null\n\
-             fleet: {{ role: {role}, shuffle_topic: {shuffle}, results_topic: {results} }}\n",
-            input = self.input,
-            shuffle = self.shuffle,
-            results = self.results,
-        )
-    }
-}
-
-/// Waits until `instances` together hold every partition (`metric` = the assignment gauge).
-async fn wait_assigned(instances: &[&Instance], metric: &str, topic: Option<&str>) {
-    let until = Instant::now() + Duration::from_secs(180);
-    loop {
-        let mut held = 0.0;
-        for i in instances {
-            for p in 0..PARTITIONS {
-                let ps = p.to_string();
-                let mut labels = vec![("partition", ps.as_str())];
-                if let Some(t) = topic {
-                    labels.push(("topic", t));
-                }
-                held += i.metric(metric, &labels).await;
-            }
-        }
-        if held == PARTITIONS as f64 {
-            return;
-        }
-        if Instant::now() > until {
-            let logs: Vec<String> = instances
-                .iter()
-                .map(|i| format!("--- {}\n{}", i.name, i.log_text()))
-                .collect();
-            panic!(
-                "{metric}: {held} of {PARTITIONS} assigned\n{}",
-                logs.join("\n")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// Span names of the sentinel service whose series land on every shuffle partition: a merge
-/// closes a window of a shuffle partition once every share wrote a later window there.
-fn sentinel_names() -> Vec<String> {
-    let mut names: Vec<Option<String>> = vec![None; PARTITIONS as usize];
-    for i in 0.. {
-        let name = format!("tick{i}");
-        let key = format!("10s|0|x|sentinel|{name}|SPAN_KIND_SERVER");
-        let p = partition_for(key.as_bytes(), PARTITIONS) as usize;
-        names[p].get_or_insert(name);
-        if names.iter().all(Option::is_some) {
-            break;
-        }
-    }
-    names.into_iter().flatten().collect()
-}
-
-/// A request with one span of each sentinel series, ending at `end`.
-fn sentinel(end: u64) -> Vec<u8> {
-    let spans = sentinel_names()
-        .into_iter()
-        .enumerate()
-        .map(|(i, name)| Span {
-            trace_id: [7; 16].to_vec(),
-            span_id: (end + i as u64).to_be_bytes().to_vec(),
-            name,
-            kind: 2,
-            start_time_unix_nano: end - 1_000_000,
-            end_time_unix_nano: end,
-            ..Default::default()
-        })
-        .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![KeyValue {
-                    key: "service.name".into(),
-                    value: Some(AnyValue {
-                        value: Some(any_value::Value::StringValue("sentinel".into())),
-                    }),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
 }
 
 struct Run {
@@ -642,6 +156,52 @@ fn drain(
     Run { name, wall_s, cpu }
 }
 
+/// The two setups of one measurement, started and assigned: one `all` instance on core 0, and
+/// a fleet of 2 ingest instances on core 0 and 2 merge instances on core 1.
+struct Setups {
+    all: Instance,
+    ingest: Vec<Instance>,
+    merge: Vec<Instance>,
+}
+
+impl Setups {
+    async fn start(
+        b: &Path,
+        dir: &Path,
+        brokers: &str,
+        t: &Topics,
+        prefix: &str,
+        windows: &str,
+        librdkafka: &str,
+    ) -> Setups {
+        let spawn = |role: &str, name: String, core: u32| {
+            let cfg = t.config(brokers, role, windows, librdkafka);
+            Instance::spawn(b, dir, &name, core, &cfg)
+        };
+        let all = spawn("all", format!("{prefix}all"), 0);
+        let ingest: Vec<Instance> = (0..2)
+            .map(|i| spawn("ingest", format!("{prefix}ingest{i}"), 0))
+            .collect();
+        let merge: Vec<Instance> = (0..2)
+            .map(|i| spawn("merge", format!("{prefix}merge{i}"), 1))
+            .collect();
+        wait_assigned(&[&all], "redwatch_kafka_partition_assigned", Some(&t.input)).await;
+        wait_assigned(
+            &[&ingest[0], &ingest[1]],
+            "redwatch_kafka_partition_assigned",
+            Some(&t.input),
+        )
+        .await;
+        wait_assigned(
+            &[&merge[0], &merge[1]],
+            "redwatch_fleet_merge_partition_assigned",
+            None,
+        )
+        .await;
+        Setups { all, ingest, merge }
+    }
+}
+
 async fn throughput(a: &Args, brokers: &str, dir: &Path) {
     let t = Topics::create(brokers, "tp").await;
     let b = &a.redwatch;
@@ -649,38 +209,8 @@ async fn throughput(a: &Args, brokers: &str, dir: &Path) {
     let librdkafka = "{ session.timeout.ms: '120000', heartbeat.interval.ms: '3000', \
                       max.poll.interval.ms: '900000' }";
     let windows = "{ idle_timeout: 10m }";
-    let all = Instance::spawn(
-        b,
-        dir,
-        "all",
-        0,
-        &t.config(brokers, "all", windows, librdkafka),
-    );
-    let ingest: Vec<Instance> = (0..2)
-        .map(|i| {
-            let cfg = t.config(brokers, "ingest", windows, librdkafka);
-            Instance::spawn(b, dir, &format!("ingest{i}"), 0, &cfg)
-        })
-        .collect();
-    let merge: Vec<Instance> = (0..2)
-        .map(|i| {
-            let cfg = t.config(brokers, "merge", windows, librdkafka);
-            Instance::spawn(b, dir, &format!("merge{i}"), 1, &cfg)
-        })
-        .collect();
-    wait_assigned(&[&all], "redwatch_kafka_partition_assigned", Some(&t.input)).await;
-    wait_assigned(
-        &[&ingest[0], &ingest[1]],
-        "redwatch_kafka_partition_assigned",
-        Some(&t.input),
-    )
-    .await;
-    wait_assigned(
-        &[&merge[0], &merge[1]],
-        "redwatch_fleet_merge_partition_assigned",
-        None,
-    )
-    .await;
+    let Setups { all, ingest, merge } =
+        Setups::start(b, dir, brokers, &t, "", windows, librdkafka).await;
     let every: Vec<&Instance> = std::iter::once(&all)
         .chain(ingest.iter())
         .chain(merge.iter())
@@ -817,18 +347,7 @@ async fn throughput(a: &Args, brokers: &str, dir: &Path) {
 /// (records, key + value + header bytes) of a topic's records of windows starting before
 /// `until`, read from the beginning until 3 s pass without a record.
 fn topic_bytes(brokers: &str, topic: &str, until: u64) -> (u64, u64) {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("fleet_bench_bytes_{}", now_ns()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .expect("offset");
-    }
-    c.assign(&tpl).expect("assign");
+    let c = read_from_start(brokers, topic, PARTITIONS, "fleet_bench_bytes", &[]);
     let (mut records, mut bytes) = (0u64, 0u64);
     let mut last = Instant::now();
     while last.elapsed() < Duration::from_secs(3) {
@@ -858,38 +377,8 @@ async fn delay(a: &Args, brokers: &str, dir: &Path) {
     // Quick group liveness, as the tests use; windows are the defaults.
     let librdkafka = "{ session.timeout.ms: '6000', heartbeat.interval.ms: '1000' }";
     let windows = "{}";
-    let all = Instance::spawn(
-        b,
-        dir,
-        "d_all",
-        0,
-        &t.config(brokers, "all", windows, librdkafka),
-    );
-    let ingest: Vec<Instance> = (0..2)
-        .map(|i| {
-            let cfg = t.config(brokers, "ingest", windows, librdkafka);
-            Instance::spawn(b, dir, &format!("d_ingest{i}"), 0, &cfg)
-        })
-        .collect();
-    let merge: Vec<Instance> = (0..2)
-        .map(|i| {
-            let cfg = t.config(brokers, "merge", windows, librdkafka);
-            Instance::spawn(b, dir, &format!("d_merge{i}"), 1, &cfg)
-        })
-        .collect();
-    wait_assigned(&[&all], "redwatch_kafka_partition_assigned", Some(&t.input)).await;
-    wait_assigned(
-        &[&ingest[0], &ingest[1]],
-        "redwatch_kafka_partition_assigned",
-        Some(&t.input),
-    )
-    .await;
-    wait_assigned(
-        &[&merge[0], &merge[1]],
-        "redwatch_fleet_merge_partition_assigned",
-        None,
-    )
-    .await;
+    let Setups { all, ingest, merge } =
+        Setups::start(b, dir, brokers, &t, "d_", windows, librdkafka).await;
     let sink = Reader::start(brokers, &t.sink);
     let results = Reader::start(brokers, &t.results);
 

@@ -26,12 +26,10 @@ mod kafka_common;
 mod payload;
 
 use kafka_admin::create_topic_on;
-use kafka_common::{now_ns, producer, small_request};
+use kafka_common::{now_ns, producer, read_from_start, small_request};
 use prost::Message as _;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use redwatch::config::{Config, KafkaExporterConfig, KafkaReceiverConfig};
 use redwatch::server::{Engine, StartOptions};
 use redwatch_connectors::kafka::rdkafka;
@@ -95,18 +93,7 @@ fn args() -> Args {
 
 /// Reads `messages` messages of partition 0 and prost-decodes each: (spans, wall s, CPU s).
 fn bare_consumer(brokers: &str, topic: &str, partitions: i32, messages: usize) -> (u64, f64, f64) {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("bench_bare_{}", now_ns()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .expect("offset");
-    }
-    c.assign(&tpl).expect("assign");
+    let c = read_from_start(brokers, topic, partitions, "bench_bare", &[]);
     let (mut n, mut sink) = (0usize, 0u64);
     let mut start: Option<(Instant, f64)> = None;
     let until = Instant::now() + Duration::from_secs(300);
@@ -281,16 +268,13 @@ async fn run(a: Args) {
     let reader = {
         let (b, t, arr, stop) = (brokers.clone(), red.clone(), arrivals.clone(), stop.clone());
         std::thread::spawn(move || {
-            let c: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", &b)
-                .set("group.id", format!("bench_latency_reader_{}", now_ns()))
-                .set("fetch.wait.max.ms", "10")
-                .create()
-                .expect("reader");
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(&t, 0, Offset::Beginning)
-                .expect("offset");
-            c.assign(&tpl).expect("assign");
+            let c = read_from_start(
+                &b,
+                &t,
+                1,
+                "bench_latency_reader",
+                &[("fetch.wait.max.ms", "10")],
+            );
             while !stop.load(Ordering::Relaxed) {
                 if let Some(Ok(m)) = c.poll(Duration::from_millis(50)) {
                     let at = now_ns();

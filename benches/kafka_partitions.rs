@@ -25,12 +25,10 @@ mod kafka_common;
 mod payload;
 
 use kafka_admin::create_topic_on;
-use kafka_common::{now_ns, producer, small_request};
+use kafka_common::{now_ns, producer, read_from_start, small_request};
 use prost::Message as _;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use redwatch::config::{Config, KafkaReceiverConfig};
 use redwatch::server::{Engine, StartOptions};
 use redwatch_connectors::kafka::rdkafka;
@@ -77,18 +75,7 @@ fn args() -> Args {
 /// Reads `messages` messages from every partition of `topic` and prost-decodes each:
 /// (messages, wall s from the first message).
 fn bare_consumer(brokers: &str, topic: &str, partitions: i32, messages: usize) -> (usize, f64) {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("bench_bare_{}", now_ns()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .expect("offset");
-    }
-    c.assign(&tpl).expect("assign");
+    let c = read_from_start(brokers, topic, partitions, "bench_bare", &[]);
     let (mut n, mut sink) = (0usize, 0u64);
     let mut start: Option<Instant> = None;
     let until = Instant::now() + Duration::from_secs(300);

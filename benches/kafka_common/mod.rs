@@ -4,8 +4,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use redwatch_connectors::kafka::rdkafka::consumer::{BaseConsumer, Consumer};
 use redwatch_connectors::kafka::rdkafka::producer::FutureProducer;
-use redwatch_connectors::kafka::rdkafka::ClientConfig;
+use redwatch_connectors::kafka::rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Wall-clock nanoseconds since the Unix epoch.
@@ -27,8 +28,36 @@ pub fn producer(brokers: &str) -> FutureProducer {
         .expect("producer")
 }
 
+/// A consumer outside any group's offsets (a fresh `group_prefix`-named group, no commits),
+/// assigned every partition of `topic` from its beginning; `extra` adds librdkafka settings.
+pub fn read_from_start(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    group_prefix: &str,
+    extra: &[(&str, &str)],
+) -> BaseConsumer {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{group_prefix}_{}", now_ns()))
+        .set("enable.auto.commit", "false");
+    for (k, v) in extra {
+        config.set(*k, *v);
+    }
+    let c: BaseConsumer = config.create().expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("offset");
+    }
+    c.assign(&tpl).expect("assign");
+    c
+}
+
 /// A small export request: 20 server spans of `service` ending now, trace and span ids from
 /// `seq`.
+#[allow(dead_code)] // the fleet bench produces its own payloads
 pub fn small_request(seq: u64, service: &str) -> ExportTraceServiceRequest {
     let now = now_ns();
     let kv = |k: &str, v: &str| KeyValue {
