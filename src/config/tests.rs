@@ -7,6 +7,14 @@ mod service_graph;
 mod sessions;
 use std::time::Duration;
 
+/// Every problem `validate` reports, as (path, message).
+fn problems_of(c: &Config) -> Vec<(String, String)> {
+    c.validate()
+        .into_iter()
+        .map(|p| (p.path, p.message))
+        .collect()
+}
+
 fn ov(path: &str, v: &str) -> (Vec<String>, String) {
     (path.split('.').map(str::to_string).collect(), v.to_string())
 }
@@ -150,11 +158,7 @@ fn hopping_windows_parse_and_validate() {
         &[],
     )
     .unwrap();
-    let problems: Vec<(String, String)> = bad
-        .validate()
-        .into_iter()
-        .map(|p| (p.path, p.message))
-        .collect();
+    let problems = problems_of(&bad);
     let paths: Vec<&str> = problems.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(
         paths,

@@ -31,10 +31,7 @@ fn files(tag: &str) -> PathBuf {
 
 fn problems(yaml: &str) -> Vec<(String, String)> {
     let cfg: Config = serde_yaml_ng::from_str(yaml).unwrap();
-    cfg.validate()
-        .into_iter()
-        .map(|p| (p.path, p.message))
-        .collect()
+    super::problems_of(&cfg)
 }
 
 #[test]

@@ -52,11 +52,7 @@ fn session_specs_are_validated_with_paths() {
         &[],
     )
     .unwrap();
-    let problems: Vec<(String, String)> = c
-        .validate()
-        .into_iter()
-        .map(|p| (p.path, p.message))
-        .collect();
+    let problems = super::problems_of(&c);
     let paths: Vec<&str> = problems.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(
         paths,
