@@ -175,3 +175,26 @@ pub(crate) fn load(
         samples: samples.len(),
     })
 }
+
+/// Checks the timestamp shift on one payload: prost decodes it and every end time moved.
+fn check_shift(set: &payload::PayloadSet) -> anyhow::Result<()> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+    let Some(p) = set.payloads.first() else {
+        bail!("no payloads")
+    };
+    let ends = |b: &[u8]| -> anyhow::Result<Vec<u64>> {
+        let r = ExportTraceServiceRequest::decode(b)?;
+        Ok(r.resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .map(|s| s.end_time_unix_nano)
+            .collect())
+    };
+    let (a, b) = (ends(&p.bytes)?, ends(&p.shifted(1_000_000_007))?);
+    if a.len() != b.len() || a.iter().zip(&b).any(|(x, y)| x + 1_000_000_007 != *y) {
+        bail!("timestamp shift is broken");
+    }
+    Ok(())
+}
