@@ -14,13 +14,15 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
+use redwatch::config::Config;
+use redwatch::server::Engine;
 use std::time::Duration;
 use tonic::Code;
 
 const KIB: usize = 1024;
 
 /// The test config with receiver size limits (byte sizes parsed as a config file gives them).
-fn with_limits(max_grpc: usize, max_http: usize) -> redwatch::config::Config {
+fn with_limits(max_grpc: usize, max_http: usize) -> Config {
     let mut cfg = test_config();
     if let Some(g) = cfg.receivers.otlp.grpc.as_mut() {
         g.max_message_size = serde_json::from_value(serde_json::json!(max_grpc)).expect("size");
@@ -49,65 +51,134 @@ fn truncated(full: &[u8]) -> Vec<u8> {
     full[..full.len() * 2 / 3].to_vec()
 }
 
+/// An engine between two rounds of good traffic: `start` sends good spans before the bad input,
+/// `finish` sends more after it, asserts that every good span (and nothing else) was counted
+/// exactly once, and shuts the engine down.
+struct Bracketed {
+    e: Engine,
+    exp: ExpectedCalls,
+}
+
+impl Bracketed {
+    async fn start(cfg: &Config) -> Self {
+        let e = start(cfg).await;
+        let mut exp = ExpectedCalls::default();
+        send_good(&e, &mut exp, "before").await;
+        Self { e, exp }
+    }
+
+    async fn finish(mut self) {
+        send_good(&self.e, &mut self.exp, "after").await;
+        assert_calls_exactly(&self.e, &self.exp).await;
+        self.e.shutdown().await;
+    }
+}
+
+/// Sends `good_spans(phase)` through `grpc_raw` (gzipped on the wire if `gzip`), asserts all of
+/// them were accepted (`accepted` names the call if it fails) and records them in `exp`.
+async fn send_raw_good(
+    e: &Engine,
+    exp: &mut ExpectedCalls,
+    phase: &str,
+    gzip: bool,
+    accepted: &str,
+) {
+    let spans = good_spans(phase);
+    let body = trace_request(Some(GOOD_SERVICE), &spans).encode_to_vec();
+    let ok = grpc_raw(grpc_channel(e).await, TRACE_EXPORT, body, gzip)
+        .await
+        .expect(accepted);
+    let resp = ExportTraceServiceResponse::decode(ok).expect("an ExportTraceServiceResponse");
+    assert_eq!(rejected_spans(&resp), 0);
+    exp.add(Some(GOOD_SERVICE), &spans);
+}
+
+/// Exports `req` over gRPC and asserts a partial success rejecting exactly `rejected` spans,
+/// with a message.
+async fn grpc_partial_success(e: &Engine, req: ExportTraceServiceRequest, rejected: i64) {
+    let resp = grpc_export(e, req).await.expect("partial success is OK");
+    let ps = resp.partial_success.expect("partial_success is set");
+    assert_eq!(ps.rejected_spans, rejected);
+    assert!(
+        !ps.error_message.is_empty(),
+        "error_message explains the rejection"
+    );
+}
+
+/// POSTs `req` as OTLP/JSON and asserts a 200 whose partial success rejects exactly `rejected`
+/// spans, with a message when it rejects any.
+async fn post_json_traces(e: &Engine, req: &ExportTraceServiceRequest, rejected: i64) {
+    let r = http_post(e, "/v1/traces", Some(CT_JSON), None, to_json(req)).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let (got, msg) = json_partial_success(&r.json());
+    assert_eq!(got, rejected, "{:?}", r.json());
+    if rejected > 0 {
+        assert!(!msg.is_empty(), "errorMessage explains the rejection");
+    }
+}
+
+/// POSTs each OTLP/JSON body to `path` and asserts a 400 INVALID_ARGUMENT that mentions the
+/// body's needles.
+async fn assert_json_bodies_refused(e: &Engine, path: &str, cases: &[(&str, &[&str])]) {
+    for (body, needles) in cases {
+        let body = body.as_bytes().to_vec();
+        let r = http_post(e, path, Some(CT_JSON), None, body).await;
+        assert_http_json_error(&r, 400, Some(RPC_INVALID_ARGUMENT), needles);
+    }
+}
+
+/// Sends `points` good metric points over raw gRPC and asserts they were all accepted.
+async fn send_good_metrics_grpc(e: &Engine, points: usize) {
+    let body = metrics_request("checkout", points).encode_to_vec();
+    let ok = grpc_raw(grpc_channel(e).await, METRICS_EXPORT, body, false)
+        .await
+        .expect("good metrics accepted");
+    assert_eq!(decode_metrics_response(&ok).partial_success, None);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 1. truncated protobuf
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_protobuf_over_grpc_is_invalid_argument() {
-    let e = start(&test_config()).await;
-    let mut exp = ExpectedCalls::default();
-    send_good(&e, &mut exp, "before").await;
+    let mut t = Bracketed::start(&test_config()).await;
+    let e = &t.e;
 
     let full = trace_request(Some("truncated"), &good_spans("bad")).encode_to_vec();
-    let res = grpc_raw(
-        grpc_channel(&e).await,
-        TRACE_EXPORT,
-        truncated(&full),
-        false,
-    )
-    .await;
+    let res = grpc_raw(grpc_channel(e).await, TRACE_EXPORT, truncated(&full), false).await;
     assert_status(res, Code::InvalidArgument, &["malformed"]);
     // The same bytes uncut go through the same raw path: the cut was the cause.
-    let spans = good_spans("raw whole");
-    let ok = grpc_raw(
-        grpc_channel(&e).await,
-        TRACE_EXPORT,
-        trace_request(Some(GOOD_SERVICE), &spans).encode_to_vec(),
+    send_raw_good(
+        e,
+        &mut t.exp,
+        "raw whole",
         false,
+        "the whole request is accepted",
     )
-    .await
-    .expect("the whole request is accepted");
-    let resp = ExportTraceServiceResponse::decode(ok).expect("an ExportTraceServiceResponse");
-    assert_eq!(rejected_spans(&resp), 0);
-    exp.add(Some(GOOD_SERVICE), &spans);
+    .await;
 
-    let m = scrape(&e).await;
+    let m = scrape(e).await;
     assert_request_rejections(&m, &[("otlp_grpc", "spans", "malformed", 1.0)]);
     assert_span_rejections(&m, &[]);
 
-    send_good(&e, &mut exp, "after").await;
-    assert_calls_exactly(&e, &exp).await;
-    e.shutdown().await;
+    t.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_protobuf_over_http_is_400() {
-    let e = start(&test_config()).await;
-    let mut exp = ExpectedCalls::default();
-    send_good(&e, &mut exp, "before").await;
+    let t = Bracketed::start(&test_config()).await;
+    let e = &t.e;
 
     let full = trace_request(Some("truncated"), &good_spans("bad")).encode_to_vec();
-    let r = http_post(&e, "/v1/traces", Some(CT_PROTOBUF), None, truncated(&full)).await;
+    let r = http_post(e, "/v1/traces", Some(CT_PROTOBUF), None, truncated(&full)).await;
     assert_http_proto_error(&r, 400, Some(RPC_INVALID_ARGUMENT), &["malformed"]);
 
-    let m = scrape(&e).await;
+    let m = scrape(e).await;
     assert_request_rejections(&m, &[("otlp_http", "spans", "malformed", 1.0)]);
     assert_span_rejections(&m, &[]);
 
-    send_good(&e, &mut exp, "after").await;
-    assert_calls_exactly(&e, &exp).await;
-    e.shutdown().await;
+    t.finish().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -116,9 +187,8 @@ async fn truncated_protobuf_over_http_is_400() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_json_over_http_is_400() {
-    let e = start(&test_config()).await;
-    let mut exp = ExpectedCalls::default();
-    send_good(&e, &mut exp, "before").await;
+    let mut t = Bracketed::start(&test_config()).await;
+    let e = &t.e;
 
     let cases: [(&str, &[&str]); 3] = [
         // Not JSON at all (cut mid-document): serde_json names line and column.
@@ -137,39 +207,18 @@ async fn invalid_json_over_http_is_400() {
             &["json", "invalid type"],
         ),
     ];
-    for (body, needles) in cases {
-        let r = http_post(
-            &e,
-            "/v1/traces",
-            Some(CT_JSON),
-            None,
-            body.as_bytes().to_vec(),
-        )
-        .await;
-        assert_http_json_error(&r, 400, Some(RPC_INVALID_ARGUMENT), needles);
-    }
+    assert_json_bodies_refused(e, "/v1/traces", &cases).await;
 
     // Good OTLP/JSON still goes through.
     let spans = good_spans("after json");
-    let r = http_post(
-        &e,
-        "/v1/traces",
-        Some(CT_JSON),
-        None,
-        to_json(&trace_request(Some(GOOD_SERVICE), &spans)),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(json_partial_success(&r.json()).0, 0);
-    exp.add(Some(GOOD_SERVICE), &spans);
+    post_json_traces(e, &trace_request(Some(GOOD_SERVICE), &spans), 0).await;
+    t.exp.add(Some(GOOD_SERVICE), &spans);
 
-    let m = scrape(&e).await;
+    let m = scrape(e).await;
     assert_request_rejections(&m, &[("otlp_http", "spans", "invalid_json", 3.0)]);
     assert_span_rejections(&m, &[]);
 
-    send_good(&e, &mut exp, "after").await;
-    assert_calls_exactly(&e, &exp).await;
-    e.shutdown().await;
+    t.finish().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -178,25 +227,22 @@ async fn invalid_json_over_http_is_400() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_content_type_over_http_is_415() {
-    let e = start(&test_config()).await;
-    let mut exp = ExpectedCalls::default();
-    send_good(&e, &mut exp, "before").await;
+    let t = Bracketed::start(&test_config()).await;
+    let e = &t.e;
 
     // A perfectly good protobuf body, labelled text/plain.
     let body = trace_request(Some("wrong-type"), &good_spans("bad")).encode_to_vec();
-    let r = http_post(&e, "/v1/traces", Some("text/plain"), None, body.clone()).await;
+    let r = http_post(e, "/v1/traces", Some("text/plain"), None, body.clone()).await;
     assert_http_json_error(&r, 415, None, &["content-type", "text/plain"]);
     // No Content-Type at all.
-    let r = http_post(&e, "/v1/traces", None, None, body).await;
+    let r = http_post(e, "/v1/traces", None, None, body).await;
     assert_http_json_error(&r, 415, None, &["content-type"]);
 
-    let m = scrape(&e).await;
+    let m = scrape(e).await;
     assert_request_rejections(&m, &[("otlp_http", "spans", "unsupported_media_type", 2.0)]);
     assert_span_rejections(&m, &[]);
 
-    send_good(&e, &mut exp, "after").await;
-    assert_calls_exactly(&e, &exp).await;
-    e.shutdown().await;
+    t.finish().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -205,42 +251,36 @@ async fn wrong_content_type_over_http_is_415() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_body_over_http_is_413() {
-    let e = start(&with_limits(16 << 20, 64 * KIB)).await;
-    let mut exp = ExpectedCalls::default();
-    send_good(&e, &mut exp, "before").await;
+    let t = Bracketed::start(&with_limits(16 << 20, 64 * KIB)).await;
+    let e = &t.e;
 
     let (req, bytes) = big_request(100 * KIB);
-    let r = http_post(&e, "/v1/traces", Some(CT_PROTOBUF), None, bytes).await;
+    let r = http_post(e, "/v1/traces", Some(CT_PROTOBUF), None, bytes).await;
     assert_http_proto_error(&r, 413, Some(RPC_RESOURCE_EXHAUSTED), &["max_body_size"]);
     let json = to_json(&req);
     assert!(json.len() > 64 * KIB);
-    let r = http_post(&e, "/v1/traces", Some(CT_JSON), None, json).await;
+    let r = http_post(e, "/v1/traces", Some(CT_JSON), None, json).await;
     assert_http_json_error(&r, 413, Some(RPC_RESOURCE_EXHAUSTED), &["max_body_size"]);
 
-    let m = scrape(&e).await;
+    let m = scrape(e).await;
     assert_request_rejections(&m, &[("otlp_http", "spans", "too_large", 2.0)]);
 
-    send_good(&e, &mut exp, "after").await;
-    assert_calls_exactly(&e, &exp).await;
-    e.shutdown().await;
+    t.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_message_over_grpc_is_resource_exhausted() {
-    let e = start(&with_limits(64 * KIB, 16 << 20)).await;
-    let mut exp = ExpectedCalls::default();
-    send_good(&e, &mut exp, "before").await;
+    let t = Bracketed::start(&with_limits(64 * KIB, 16 << 20)).await;
+    let e = &t.e;
 
     let (req, _) = big_request(100 * KIB);
-    let res = grpc_export(&e, req).await;
+    let res = grpc_export(e, req).await;
     assert_status(res, Code::ResourceExhausted, &["too large"]);
 
-    let m = scrape(&e).await;
+    let m = scrape(e).await;
     assert_request_rejections(&m, &[("otlp_grpc", "spans", "too_large", 1.0)]);
 
-    send_good(&e, &mut exp, "after").await;
-    assert_calls_exactly(&e, &exp).await;
-    e.shutdown().await;
+    t.finish().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -249,16 +289,15 @@ async fn oversized_message_over_grpc_is_resource_exhausted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gzip_bomb_and_bad_gzip_over_http() {
-    let e = start(&with_limits(16 << 20, 64 * KIB)).await;
-    let mut exp = ExpectedCalls::default();
-    send_good(&e, &mut exp, "before").await;
+    let mut t = Bracketed::start(&with_limits(16 << 20, 64 * KIB)).await;
+    let e = &t.e;
 
     // 16 MiB of zeros squeeze into a few KiB: well under the limit on the wire, 256 times over
     // it inflated.
     let bomb = gzip(&vec![0u8; 16 << 20]);
     assert!(bomb.len() < 64 * KIB, "bomb is {} bytes", bomb.len());
     let r = http_post(
-        &e,
+        e,
         "/v1/traces",
         Some(CT_PROTOBUF),
         Some("gzip"),
@@ -271,7 +310,7 @@ async fn gzip_bomb_and_bad_gzip_over_http() {
         Some(RPC_RESOURCE_EXHAUSTED),
         &["decompressed", "max_body_size"],
     );
-    let r = http_post(&e, "/v1/traces", Some(CT_JSON), Some("gzip"), bomb).await;
+    let r = http_post(e, "/v1/traces", Some(CT_JSON), Some("gzip"), bomb).await;
     assert_http_json_error(
         &r,
         413,
@@ -281,7 +320,7 @@ async fn gzip_bomb_and_bad_gzip_over_http() {
 
     // Not gzip at all, though labelled so.
     let r = http_post(
-        &e,
+        e,
         "/v1/traces",
         Some(CT_PROTOBUF),
         Some("gzip"),
@@ -292,7 +331,7 @@ async fn gzip_bomb_and_bad_gzip_over_http() {
     // gzip cut short.
     let whole = gzip(&trace_request(Some("cut"), &good_spans("bad")).encode_to_vec());
     let r = http_post(
-        &e,
+        e,
         "/v1/traces",
         Some(CT_PROTOBUF),
         Some("gzip"),
@@ -304,11 +343,11 @@ async fn gzip_bomb_and_bad_gzip_over_http() {
     // A properly gzipped good request is accepted, so the refusals above were about the bodies.
     let spans = good_spans("gzipped");
     let body = gzip(&trace_request(Some(GOOD_SERVICE), &spans).encode_to_vec());
-    let r = http_post(&e, "/v1/traces", Some(CT_PROTOBUF), Some("gzip"), body).await;
+    let r = http_post(e, "/v1/traces", Some(CT_PROTOBUF), Some("gzip"), body).await;
     assert_eq!(r.status, 200, "{r:?}");
-    exp.add(Some(GOOD_SERVICE), &spans);
+    t.exp.add(Some(GOOD_SERVICE), &spans);
 
-    let m = scrape(&e).await;
+    let m = scrape(e).await;
     assert_request_rejections(
         &m,
         &[
@@ -317,20 +356,17 @@ async fn gzip_bomb_and_bad_gzip_over_http() {
         ],
     );
 
-    send_good(&e, &mut exp, "after").await;
-    assert_calls_exactly(&e, &exp).await;
-    e.shutdown().await;
+    t.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gzip_bomb_over_grpc_is_resource_exhausted() {
-    let e = start(&with_limits(64 * KIB, 16 << 20)).await;
-    let mut exp = ExpectedCalls::default();
-    send_good(&e, &mut exp, "before").await;
+    let mut t = Bracketed::start(&with_limits(64 * KIB, 16 << 20)).await;
+    let e = &t.e;
 
     // The client gzips 16 MiB of zeros into a message of a few KiB.
     let res = grpc_raw(
-        grpc_channel(&e).await,
+        grpc_channel(e).await,
         TRACE_EXPORT,
         vec![0u8; 16 << 20],
         true,
@@ -339,25 +375,13 @@ async fn gzip_bomb_over_grpc_is_resource_exhausted() {
     assert_status(res, Code::ResourceExhausted, &["decompress"]);
 
     // A gzip-compressed good message is accepted.
-    let spans = good_spans("gzipped");
-    let ok = grpc_raw(
-        grpc_channel(&e).await,
-        TRACE_EXPORT,
-        trace_request(Some(GOOD_SERVICE), &spans).encode_to_vec(),
-        true,
-    )
-    .await
-    .expect("a gzipped good message is accepted");
-    let resp = ExportTraceServiceResponse::decode(ok).expect("an ExportTraceServiceResponse");
-    assert_eq!(rejected_spans(&resp), 0);
-    exp.add(Some(GOOD_SERVICE), &spans);
+    let accepted = "a gzipped good message is accepted";
+    send_raw_good(e, &mut t.exp, "gzipped", true, accepted).await;
 
-    let m = scrape(&e).await;
+    let m = scrape(e).await;
     assert_request_rejections(&m, &[("otlp_grpc", "spans", "too_large", 1.0)]);
 
-    send_good(&e, &mut exp, "after").await;
-    assert_calls_exactly(&e, &exp).await;
-    e.shutdown().await;
+    t.finish().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -366,9 +390,8 @@ async fn gzip_bomb_over_grpc_is_resource_exhausted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_service_name_counts_as_unknown_service() {
-    let e = start(&test_config()).await;
-    let mut exp = ExpectedCalls::default();
-    send_good(&e, &mut exp, "before").await;
+    let mut t = Bracketed::start(&test_config()).await;
+    let e = &t.e;
 
     // gRPC: a resource without service.name (3 spans) and no resource at all (2 spans).
     let no_name = good_spans("no name")[..3].to_vec();
@@ -378,26 +401,17 @@ async fn missing_service_name_counts_as_unknown_service() {
     let req = ExportTraceServiceRequest {
         resource_spans: vec![resource_spans(None, &no_name), rs_none],
     };
-    let resp = grpc_export(&e, req).await.expect("accepted");
+    let resp = grpc_export(e, req).await.expect("accepted");
     assert_eq!(rejected_spans(&resp), 0);
-    exp.add(None, &no_name);
-    exp.add(None, &no_resource);
+    t.exp.add(None, &no_name);
+    t.exp.add(None, &no_resource);
 
     // HTTP JSON: a resource without service.name (6 spans).
     let json_spans = good_spans("json no name");
-    let r = http_post(
-        &e,
-        "/v1/traces",
-        Some(CT_JSON),
-        None,
-        to_json(&trace_request(None, &json_spans)),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(json_partial_success(&r.json()).0, 0);
-    exp.add(None, &json_spans);
+    post_json_traces(e, &trace_request(None, &json_spans), 0).await;
+    t.exp.add(None, &json_spans);
 
-    let m = scrape(&e).await;
+    let m = scrape(e).await;
     assert_eq!(
         m.value("redwatch_spans_missing_service_name_total", &[]),
         (no_name.len() + no_resource.len() + json_spans.len()) as f64
@@ -405,9 +419,7 @@ async fn missing_service_name_counts_as_unknown_service() {
     assert_request_rejections(&m, &[]);
     assert_span_rejections(&m, &[]);
 
-    send_good(&e, &mut exp, "after").await;
-    assert_calls_exactly(&e, &exp).await;
-    e.shutdown().await;
+    t.finish().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -442,35 +454,24 @@ fn interleave(good: &[SpanSpec], bad: &[SpanSpec]) -> Vec<SpanSpec> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_and_future_timestamps_get_partial_success() {
-    let e = start(&test_config()).await;
-    let mut exp = ExpectedCalls::default();
-    send_good(&e, &mut exp, "before").await;
+    let mut t = Bracketed::start(&test_config()).await;
+    let e = &t.e;
 
     // gRPC.
     let (good, bad) = mixed_timestamps("grpc mixed");
     let mut req = trace_request(Some(GOOD_SERVICE), &interleave(&good, &bad));
     set_inverted_start(&mut req.resource_spans[0], "grpc mixed inverted");
-    let resp = grpc_export(&e, req).await.expect("partial success is OK");
-    let ps = resp.partial_success.expect("partial_success is set");
-    assert_eq!(ps.rejected_spans, bad.len() as i64);
-    assert!(
-        !ps.error_message.is_empty(),
-        "error_message explains the rejection"
-    );
-    exp.add(Some(GOOD_SERVICE), &good);
+    grpc_partial_success(e, req, bad.len() as i64).await;
+    t.exp.add(Some(GOOD_SERVICE), &good);
 
     // HTTP JSON.
     let (good, bad) = mixed_timestamps("json mixed");
     let mut req = trace_request(Some(GOOD_SERVICE), &interleave(&good, &bad));
     set_inverted_start(&mut req.resource_spans[0], "json mixed inverted");
-    let r = http_post(&e, "/v1/traces", Some(CT_JSON), None, to_json(&req)).await;
-    assert_eq!(r.status, 200, "{r:?}");
-    let (rejected, msg) = json_partial_success(&r.json());
-    assert_eq!(rejected, bad.len() as i64, "{:?}", r.json());
-    assert!(!msg.is_empty(), "errorMessage explains the rejection");
-    exp.add(Some(GOOD_SERVICE), &good);
+    post_json_traces(e, &req, bad.len() as i64).await;
+    t.exp.add(Some(GOOD_SERVICE), &good);
 
-    let m = scrape(&e).await;
+    let m = scrape(e).await;
     assert_span_rejections(
         &m,
         &[
@@ -482,9 +483,7 @@ async fn invalid_and_future_timestamps_get_partial_success() {
     );
     assert_request_rejections(&m, &[]);
 
-    send_good(&e, &mut exp, "after").await;
-    assert_calls_exactly(&e, &exp).await;
-    e.shutdown().await;
+    t.finish().await;
 }
 
 /// Gives the span named `name` a start of now (its end stays 0).
@@ -504,11 +503,10 @@ fn set_inverted_start(rs: &mut ResourceSpans, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_for_purged_windows_are_rejected_as_late() {
-    let e = start(&test_config()).await;
-    let mut exp = ExpectedCalls::default();
-    send_good(&e, &mut exp, "before").await;
+    let mut t = Bracketed::start(&test_config()).await;
+    let e = &t.e;
     // Let the watermark advance past the good data: windows 10 minutes back are long purged.
-    wait_windows_final(&e).await;
+    wait_windows_final(e).await;
     let ten_min_ago = now_ns() - 600 * 1_000_000_000;
 
     // gRPC: 2 late spans among good ones.
@@ -516,40 +514,20 @@ async fn spans_for_purged_windows_are_rejected_as_late() {
     let late: Vec<SpanSpec> = (0..2)
         .map(|i| SpanSpec::new(&format!("grpc late {i}")).end(ten_min_ago))
         .collect();
-    let resp = grpc_export(
-        &e,
-        trace_request(Some(GOOD_SERVICE), &interleave(&good, &late)),
-    )
-    .await
-    .expect("partial success is OK");
-    let ps = resp.partial_success.expect("partial_success is set");
-    assert_eq!(ps.rejected_spans, 2);
-    assert!(!ps.error_message.is_empty());
-    exp.add(Some(GOOD_SERVICE), &good);
+    let req = trace_request(Some(GOOD_SERVICE), &interleave(&good, &late));
+    grpc_partial_success(e, req, 2).await;
+    t.exp.add(Some(GOOD_SERVICE), &good);
 
     // HTTP JSON: 3 late spans among good ones.
     let good = good_spans("json with late");
     let late: Vec<SpanSpec> = (0..3)
         .map(|i| SpanSpec::new(&format!("json late {i}")).end(ten_min_ago))
         .collect();
-    let r = http_post(
-        &e,
-        "/v1/traces",
-        Some(CT_JSON),
-        None,
-        to_json(&trace_request(
-            Some(GOOD_SERVICE),
-            &interleave(&good, &late),
-        )),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{r:?}");
-    let (rejected, msg) = json_partial_success(&r.json());
-    assert_eq!(rejected, 3, "{:?}", r.json());
-    assert!(!msg.is_empty());
-    exp.add(Some(GOOD_SERVICE), &good);
+    let req = trace_request(Some(GOOD_SERVICE), &interleave(&good, &late));
+    post_json_traces(e, &req, 3).await;
+    t.exp.add(Some(GOOD_SERVICE), &good);
 
-    let m = scrape(&e).await;
+    let m = scrape(e).await;
     assert_span_rejections(
         &m,
         &[("otlp_grpc", "late", 2.0), ("otlp_http", "late", 3.0)],
@@ -560,9 +538,7 @@ async fn spans_for_purged_windows_are_rejected_as_late() {
     );
     assert_request_rejections(&m, &[]);
 
-    send_good(&e, &mut exp, "after").await;
-    assert_calls_exactly(&e, &exp).await;
-    e.shutdown().await;
+    t.finish().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -674,46 +650,6 @@ enum FloodOutcome {
     Refused,
 }
 
-/// Spans per ballast batch: enough that the pipeline needs a long time to aggregate them (a few
-/// hundred ms in a debug build, measured), far longer than the flood below needs to reach the
-/// queue (tens of ms).
-const BALLAST_SPANS: usize = 300_000;
-
-/// Queues one big batch straight into the pipeline and waits until the operator task has
-/// taken it off the queue: from then until it has aggregated every span, the pipeline is
-/// "behind" and the one-slot queue fills with the first request that arrives. This makes a slow
-/// pipeline deterministic instead of hoping a flood outruns a fast one (it does not: a free
-/// flood of 48 concurrent 2000-span requests never filled the queue in 97 rounds, because
-/// decoding is slower than aggregating). The queue must be empty (after a barrier).
-async fn queue_ballast(
-    e: &redwatch::server::Engine,
-    source: redwatch_engine::model::SourceId,
-    exp: &mut ExpectedCalls,
-) {
-    use redwatch_engine::fixtures::{span_batch, SpanFixture};
-    let handle = e.ingest_handle().expect("engine is running");
-    let end = now_ns();
-    let names: Vec<String> = (0..100).map(|i| format!("ballast-{i}")).collect();
-    let fixtures: Vec<SpanFixture> = (0..BALLAST_SPANS)
-        .map(|i| SpanFixture::new("ballast", &names[i % names.len()], end, 7.0))
-        .collect();
-    let batch = span_batch(source, 0, &fixtures);
-    handle
-        .send(redwatch_engine::pipeline::Batch::Spans(batch))
-        .await
-        .expect("an empty queue has room for the ballast");
-    for name in &names {
-        let n = BALLAST_SPANS / names.len();
-        exp.add_n(Some("ballast"), &SpanSpec::new(name), n as f64);
-    }
-    wait_until(
-        DEADLINE,
-        "the pipeline takes the ballast off the queue",
-        || async { handle.queue_depth() == 0 },
-    )
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn backpressure_answers_retryable_errors_and_loses_nothing_accepted() {
     const PER_PROTOCOL: usize = 16;
@@ -722,11 +658,7 @@ async fn backpressure_answers_retryable_errors_and_loses_nothing_accepted() {
     cfg.limits.queue_capacity = 1;
     cfg.limits.enqueue_timeout = Duration::from_millis(1);
     let e = std::sync::Arc::new(start(&cfg).await);
-    let ballast = e
-        .ingest_handle()
-        .expect("engine is running")
-        .add_source("ballast", false)
-        .await;
+    let ballast = add_ballast_source(&e).await;
     let mut exp = ExpectedCalls::default();
     barrier(&e).await;
     send_good(&e, &mut exp, "before").await;
@@ -846,13 +778,12 @@ async fn backpressure_answers_retryable_errors_and_loses_nothing_accepted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_grpc_methods_and_http_routes_are_refused() {
-    let e = start(&test_config()).await;
-    let mut exp = ExpectedCalls::default();
-    send_good(&e, &mut exp, "before").await;
+    let t = Bracketed::start(&test_config()).await;
+    let e = &t.e;
     let body = trace_request(Some("unknown"), &good_spans("bad")).encode_to_vec();
 
     let res = grpc_raw(
-        grpc_channel(&e).await,
+        grpc_channel(e).await,
         "/opentelemetry.proto.collector.trace.v1.TraceService/Push",
         body.clone(),
         false,
@@ -860,7 +791,7 @@ async fn unknown_grpc_methods_and_http_routes_are_refused() {
     .await;
     assert_status(res, Code::Unimplemented, &[]);
     let res = grpc_raw(
-        grpc_channel(&e).await,
+        grpc_channel(e).await,
         "/acme.Telemetry/Export",
         body.clone(),
         false,
@@ -868,7 +799,7 @@ async fn unknown_grpc_methods_and_http_routes_are_refused() {
     .await;
     assert_status(res, Code::Unimplemented, &[]);
     let res = grpc_raw(
-        grpc_channel(&e).await,
+        grpc_channel(e).await,
         "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
         body,
         false,
@@ -876,7 +807,7 @@ async fn unknown_grpc_methods_and_http_routes_are_refused() {
     .await;
     assert_status(res, Code::Unimplemented, &[]);
 
-    let r = http_request(&e, reqwest::Method::GET, "/v1/traces").await;
+    let r = http_request(e, reqwest::Method::GET, "/v1/traces").await;
     assert_eq!(r.status, 405, "GET /v1/traces: {r:?}");
     let allow = r
         .headers
@@ -887,14 +818,14 @@ async fn unknown_grpc_methods_and_http_routes_are_refused() {
         allow.contains("POST"),
         "405 names the allowed method: Allow = {allow:?}"
     );
-    let r = http_request(&e, reqwest::Method::POST, "/v1/logs").await;
+    let r = http_request(e, reqwest::Method::POST, "/v1/logs").await;
     assert_eq!(r.status, 404, "POST /v1/logs: {r:?}");
-    let r = http_request(&e, reqwest::Method::GET, "/nope").await;
+    let r = http_request(e, reqwest::Method::GET, "/nope").await;
     assert_eq!(r.status, 404, "GET /nope: {r:?}");
 
     // HTTP requests for no export endpoint are counted (signal "none"). Unknown gRPC methods are
     // answered UNIMPLEMENTED by tonic's router before a receiver sees them.
-    let m = scrape(&e).await;
+    let m = scrape(e).await;
     assert_request_rejections(
         &m,
         &[
@@ -904,9 +835,7 @@ async fn unknown_grpc_methods_and_http_routes_are_refused() {
     );
     assert_span_rejections(&m, &[]);
 
-    send_good(&e, &mut exp, "after").await;
-    assert_calls_exactly(&e, &exp).await;
-    e.shutdown().await;
+    t.finish().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -915,18 +844,13 @@ async fn unknown_grpc_methods_and_http_routes_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_metrics_over_grpc_is_invalid_argument() {
-    let e = start(&test_config()).await;
-    let mut exp = ExpectedCalls::default();
-    send_good(&e, &mut exp, "before").await;
-    let good_before = metrics_request("checkout", 4).encode_to_vec();
-    let ok = grpc_raw(grpc_channel(&e).await, METRICS_EXPORT, good_before, false)
-        .await
-        .expect("good metrics accepted");
-    assert_eq!(decode_metrics_response(&ok).partial_success, None);
+    let t = Bracketed::start(&test_config()).await;
+    let e = &t.e;
+    send_good_metrics_grpc(e, 4).await;
 
     let full = metrics_request("truncated", 20).encode_to_vec();
     let res = grpc_raw(
-        grpc_channel(&e).await,
+        grpc_channel(e).await,
         METRICS_EXPORT,
         truncated(&full),
         false,
@@ -934,13 +858,9 @@ async fn truncated_metrics_over_grpc_is_invalid_argument() {
     .await;
     assert_status(res, Code::InvalidArgument, &["malformed"]);
 
-    let good_after = metrics_request("checkout", 3).encode_to_vec();
-    let ok = grpc_raw(grpc_channel(&e).await, METRICS_EXPORT, good_after, false)
-        .await
-        .expect("good metrics accepted");
-    assert_eq!(decode_metrics_response(&ok).partial_success, None);
+    send_good_metrics_grpc(e, 3).await;
 
-    let m = scrape(&e).await;
+    let m = scrape(e).await;
     assert_request_rejections(&m, &[("otlp_grpc", "metric_points", "malformed", 1.0)]);
     assert_eq!(
         m.value(
@@ -950,20 +870,17 @@ async fn truncated_metrics_over_grpc_is_invalid_argument() {
         7.0
     );
 
-    send_good(&e, &mut exp, "after").await;
-    assert_calls_exactly(&e, &exp).await;
-    e.shutdown().await;
+    t.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_metrics_over_http_are_400_with_a_reason() {
-    let e = start(&test_config()).await;
-    let mut exp = ExpectedCalls::default();
-    send_good(&e, &mut exp, "before").await;
+    let t = Bracketed::start(&test_config()).await;
+    let e = &t.e;
 
     // Truncated protobuf.
     let full = metrics_request("truncated", 20).encode_to_vec();
-    let r = http_post(&e, "/v1/metrics", Some(CT_PROTOBUF), None, truncated(&full)).await;
+    let r = http_post(e, "/v1/metrics", Some(CT_PROTOBUF), None, truncated(&full)).await;
     assert_http_proto_error(&r, 400, Some(RPC_INVALID_ARGUMENT), &["malformed"]);
     // A metric name that is not UTF-8.
     let mut bad = metrics_request("utf8", 1).encode_to_vec();
@@ -972,7 +889,7 @@ async fn malformed_metrics_over_http_are_400_with_a_reason() {
         .position(|w| w == b"system")
         .expect("metric name in the request");
     bad[at] = 0xff;
-    let r = http_post(&e, "/v1/metrics", Some(CT_PROTOBUF), None, bad).await;
+    let r = http_post(e, "/v1/metrics", Some(CT_PROTOBUF), None, bad).await;
     assert_http_proto_error(
         &r,
         400,
@@ -980,32 +897,23 @@ async fn malformed_metrics_over_http_are_400_with_a_reason() {
         &["utf-8", "Metric.name"],
     );
     // Invalid OTLP/JSON: cut mid-document, and a histogram count that is not a number.
-    for (body, needles) in [
+    let cases: [(&str, &[&str]); 2] = [
         (
             r#"{"resourceMetrics": [{"scopeMetrics": ["#,
-            &["json", "line"][..],
+            &["json", "line"],
         ),
         (
             r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"h","histogram":{"dataPoints":[{"timeUnixNano":"1","count":"x"}]}}]}]}]}"#,
-            &["json", "histogram"][..],
+            &["json", "histogram"],
         ),
-    ] {
-        let r = http_post(
-            &e,
-            "/v1/metrics",
-            Some(CT_JSON),
-            None,
-            body.as_bytes().to_vec(),
-        )
-        .await;
-        assert_http_json_error(&r, 400, Some(RPC_INVALID_ARGUMENT), needles);
-    }
+    ];
+    assert_json_bodies_refused(e, "/v1/metrics", &cases).await;
     // Good metrics still go through.
     let good = metrics_request("checkout", 5).encode_to_vec();
-    let r = http_post(&e, "/v1/metrics", Some(CT_PROTOBUF), None, good).await;
+    let r = http_post(e, "/v1/metrics", Some(CT_PROTOBUF), None, good).await;
     assert_eq!(r.status, 200, "{r:?}");
 
-    let m = scrape(&e).await;
+    let m = scrape(e).await;
     assert_request_rejections(
         &m,
         &[
@@ -1022,23 +930,12 @@ async fn malformed_metrics_over_http_are_400_with_a_reason() {
         5.0
     );
 
-    send_good(&e, &mut exp, "after").await;
-    assert_calls_exactly(&e, &exp).await;
-    e.shutdown().await;
+    t.finish().await;
 }
 
 /// The `google.rpc.RetryInfo.retry_delay` in a status's `grpc-status-details-bin`, decoded with
 /// message types written here from google/rpc/status.proto and error_details.proto.
 fn retry_delay(st: &tonic::Status) -> Option<Duration> {
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct RpcStatus {
-        #[prost(int32, tag = "1")]
-        code: i32,
-        #[prost(string, tag = "2")]
-        message: String,
-        #[prost(message, repeated, tag = "3")]
-        details: Vec<prost_types::Any>,
-    }
     #[derive(Clone, PartialEq, prost::Message)]
     struct RetryInfo {
         #[prost(message, optional, tag = "1")]

@@ -8,13 +8,13 @@
 #![cfg(feature = "kafka")]
 
 mod common;
+mod kafka_support;
 
 use common::*;
+use kafka_support::{brokers, create_topic, produce, producer_on, unique};
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use prost::Message;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use rdkafka::ClientConfig;
 use redwatch::config::{Config, KafkaEncoding, KafkaReceiverConfig};
 use redwatch::server::Engine;
@@ -24,56 +24,8 @@ use std::time::Duration;
 /// Group joins are slow on the test broker.
 const KAFKA_DEADLINE: Duration = Duration::from_secs(120);
 
-fn brokers() -> String {
-    std::env::var("REDWATCH_KAFKA_BROKERS").unwrap_or_else(|_| {
-        panic!(
-            "REDWATCH_KAFKA_BROKERS is not set: these tests need a Kafka broker. \
-             tests/run-all.sh starts one (tansu) and sets it; by hand: \
-             `tansu broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url \
-             tcp://127.0.0.1:9092 --storage-engine memory://tansu/` and \
-             REDWATCH_KAFKA_BROKERS=127.0.0.1:9092"
-        )
-    })
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}_{}_{}", std::process::id(), now_ns())
-}
-
-/// Creates `name` with `partitions` partitions (tansu loses data on auto-created topics).
-async fn create_topic(name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .expect("admin client");
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
-    let res = admin
-        .create_topics([&topic], &opts)
-        .await
-        .unwrap_or_else(|e| panic!("creating topic {name}: {e}"));
-    for r in res {
-        r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
-    }
-}
-
 fn producer() -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("message.timeout.ms", "30000")
-        .create()
-        .expect("producer")
-}
-
-async fn produce(p: &FutureProducer, topic: &str, partition: i32, payload: &[u8]) {
-    p.send(
-        FutureRecord::<(), [u8]>::to(topic)
-            .partition(partition)
-            .payload(payload),
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap_or_else(|(e, _)| panic!("producing to {topic}/{partition}: {e}"));
+    producer_on(&brokers())
 }
 
 fn kafka_config(topic: &str, encoding: KafkaEncoding) -> Config {
@@ -340,41 +292,6 @@ async fn unreachable_brokers_make_the_source_not_ready() {
     pipe_task.await.expect("pipeline stops");
 }
 
-/// Queues one big batch straight into the pipeline and waits until the operator task has taken
-/// it off the queue: while it aggregates, the one-slot queue fills (see tests/bad_input.rs).
-async fn queue_ballast(
-    e: &Engine,
-    source: redwatch_engine::model::SourceId,
-    exp: &mut ExpectedCalls,
-) {
-    use redwatch_engine::fixtures::{span_batch, SpanFixture};
-    const BALLAST_SPANS: usize = 300_000;
-    let handle = e.ingest_handle().expect("engine is running");
-    let end = now_ns();
-    let names: Vec<String> = (0..100).map(|i| format!("ballast-{i}")).collect();
-    let fixtures: Vec<SpanFixture> = (0..BALLAST_SPANS)
-        .map(|i| SpanFixture::new("ballast", &names[i % names.len()], end, 7.0))
-        .collect();
-    let batch = span_batch(source, 0, &fixtures);
-    handle
-        .send(redwatch_engine::pipeline::Batch::Spans(batch))
-        .await
-        .expect("an empty queue has room for the ballast");
-    for name in &names {
-        exp.add_n(
-            Some("ballast"),
-            &SpanSpec::new(name),
-            (BALLAST_SPANS / names.len()) as f64,
-        );
-    }
-    wait_until(
-        DEADLINE,
-        "the pipeline takes the ballast off the queue",
-        || async { handle.queue_depth() == 0 },
-    )
-    .await;
-}
-
 /// A full pipeline queue pauses the partition and rewinds it; nothing is dropped or doubled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_pipeline_pauses_the_partition_and_loses_nothing() {
@@ -385,11 +302,7 @@ async fn a_full_pipeline_pauses_the_partition_and_loses_nothing() {
     cfg.limits.enqueue_timeout = Duration::from_millis(1);
     let e = start(&cfg).await;
     wait_assigned(&e, &topic, 1).await;
-    let ballast = e
-        .ingest_handle()
-        .expect("engine is running")
-        .add_source("ballast", false)
-        .await;
+    let ballast = add_ballast_source(&e).await;
     let mut exp = ExpectedCalls::default();
     let p = producer();
     let mut produced = 0u64;

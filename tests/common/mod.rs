@@ -463,6 +463,54 @@ pub async fn assert_calls_exactly(e: &Engine, exp: &ExpectedCalls) {
     }
 }
 
+/// Spans per ballast batch: enough that the pipeline needs a long time to aggregate them (a few
+/// hundred ms in a debug build, measured), far longer than a flood of requests needs to reach
+/// the queue (tens of ms).
+pub const BALLAST_SPANS: usize = 300_000;
+
+/// Adds the source that `queue_ballast` sends its batches as.
+pub async fn add_ballast_source(e: &Engine) -> redwatch_engine::model::SourceId {
+    e.ingest_handle()
+        .expect("engine is running")
+        .add_source("ballast", false)
+        .await
+}
+
+/// Queues one big batch straight into the pipeline and waits until the operator task has
+/// taken it off the queue: from then until it has aggregated every span, the pipeline is
+/// "behind" and the one-slot queue fills with the first request that arrives. This makes a slow
+/// pipeline deterministic instead of hoping a flood outruns a fast one (it does not: a free
+/// flood of 48 concurrent 2000-span requests never filled the queue in 97 rounds, because
+/// decoding is slower than aggregating). The queue must be empty (after a barrier).
+pub async fn queue_ballast(
+    e: &Engine,
+    source: redwatch_engine::model::SourceId,
+    exp: &mut ExpectedCalls,
+) {
+    use redwatch_engine::fixtures::{span_batch, SpanFixture};
+    let handle = e.ingest_handle().expect("engine is running");
+    let end = now_ns();
+    let names: Vec<String> = (0..100).map(|i| format!("ballast-{i}")).collect();
+    let fixtures: Vec<SpanFixture> = (0..BALLAST_SPANS)
+        .map(|i| SpanFixture::new("ballast", &names[i % names.len()], end, 7.0))
+        .collect();
+    let batch = span_batch(source, 0, &fixtures);
+    handle
+        .send(redwatch_engine::pipeline::Batch::Spans(batch))
+        .await
+        .expect("an empty queue has room for the ballast");
+    for name in &names {
+        let n = BALLAST_SPANS / names.len();
+        exp.add_n(Some("ballast"), &SpanSpec::new(name), n as f64);
+    }
+    wait_until(
+        DEADLINE,
+        "the pipeline takes the ballast off the queue",
+        || async { handle.queue_depth() == 0 },
+    )
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // gRPC
 // ---------------------------------------------------------------------------------------------
@@ -566,13 +614,15 @@ impl HttpReply {
     }
 }
 
-/// `google.rpc.Status` (details are not needed by the tests and are skipped when decoding).
+/// `google.rpc.Status` (google/rpc/status.proto), written here rather than taken from the server.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct RpcStatus {
     #[prost(int32, tag = "1")]
     pub code: i32,
     #[prost(string, tag = "2")]
     pub message: String,
+    #[prost(message, repeated, tag = "3")]
+    pub details: Vec<prost_types::Any>,
 }
 
 /// gRPC code numbers used in `google.rpc.Status`.

@@ -25,7 +25,10 @@ pub fn brokers() -> String {
     std::env::var("REDWATCH_KAFKA_BROKERS").unwrap_or_else(|_| {
         panic!(
             "REDWATCH_KAFKA_BROKERS is not set: this test needs a Kafka broker. \
-             tests/run-all.sh starts one (tansu) and sets it."
+             tests/run-all.sh starts one (tansu) and sets it; by hand: \
+             `tansu broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url \
+             tcp://127.0.0.1:9092 --storage-engine memory://tansu/` and \
+             REDWATCH_KAFKA_BROKERS=127.0.0.1:9092"
         )
     })
 }
