@@ -7,17 +7,24 @@
 //! set goes to its oldest published problem (else its oldest unpublished one, which absorbs the
 //! other unpublished ones; else a new problem). Two published problems are never merged: their
 //! ids are out already.
+//!
+//! Every record of a member incident goes into its problem's trace, also one that comes after
+//! the problem resolved ([`ResolvedIncidents`]) and an incident's `resolved` record released in
+//! the step that first saw the incident.
 
 use super::graph::LiveGraph;
 use super::rank::{fmt_value, rank_causes, series_label};
+use super::resolved::{ResolvedIncidents, ENTRY_BYTES};
 use super::{problem_id, Member, Problem, ProblemParams, ProblemState};
 use crate::anomaly::{Anomaly, IncidentState};
+use crate::red::SeriesKey;
 use crate::servicegraph::ConnectionType;
 use hashbrown::HashMap;
 use std::sync::Arc;
 
 /// An anomaly record released by the correlator, with the problem it belongs to (None when the
-/// member bound was reached, or for the resolution of an incident it never held).
+/// member bound was reached, for an unconfirmed blip, or for the resolution of an incident it
+/// never held).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Released {
     pub anomaly: Anomaly,
@@ -55,6 +62,9 @@ struct Group {
     absorbed: bool,
     /// One of its members has been anomalous in two consecutive windows.
     persisted: bool,
+    /// Members resolved by timeout, without their incident's `resolved` record: records of
+    /// theirs may still come after the problem resolved.
+    timed_out: Vec<[u8; 16]>,
 }
 
 impl Group {
@@ -112,6 +122,8 @@ pub struct Correlator {
     /// Member incident → its problem.
     by_incident: HashMap<[u8; 16], [u8; 16]>,
     pending: Vec<Anomaly>,
+    /// Timed-out members of resolved problems (bounded by `max_members`).
+    resolved: ResolvedIncidents,
     /// Anomalies released without a problem because `max_members` was reached.
     pub dropped: u64,
     /// Held problems that resolved unconfirmed (never published).
@@ -125,13 +137,25 @@ impl Correlator {
             .saturating_mul(params.edge_ttl_windows as u64);
         Correlator {
             graph: LiveGraph::new(params.max_edges, ttl),
-            params,
             groups: Vec::new(),
             by_incident: HashMap::new(),
             pending: Vec::new(),
+            resolved: ResolvedIncidents::new(params.max_members),
             dropped: 0,
             unconfirmed: 0,
+            params,
         }
+    }
+
+    /// Incidents of resolved problems evicted by the bound while a record of theirs could still
+    /// come (it would leave in the incident's own trace).
+    pub fn resolved_evicted(&self) -> u64 {
+        self.resolved.evicted
+    }
+
+    /// The detector forgot these series (no record of their incidents can come any more).
+    pub fn forget_series(&mut self, series: &[Arc<SeriesKey>]) {
+        self.resolved.forget_series(series);
     }
 
     /// The live graph (for status pages and tests).
@@ -174,9 +198,11 @@ impl Correlator {
         self.by_incident.len()
     }
 
-    /// Approximate bytes held (members, held records, graph edges).
+    /// Approximate bytes held (members, held records, graph edges, incidents of resolved
+    /// problems).
     pub fn state_bytes(&self) -> usize {
-        let m = self.by_incident.len() * (std::mem::size_of::<Member>() + 48);
+        let m = self.by_incident.len() * (std::mem::size_of::<Member>() + 48)
+            + self.resolved.len() * ENTRY_BYTES;
         let h: usize = self.groups.iter().map(|g| g.held.len()).sum::<usize>()
             * std::mem::size_of::<Anomaly>();
         m + h + self.graph.len() * 160
@@ -199,15 +225,25 @@ impl Correlator {
         step
     }
 
-    /// A record of an incident already held updates its member; others wait in `fresh`.
+    /// A record of an incident already held updates its member; a late one of a resolved
+    /// problem's incident goes to that problem; others wait in `fresh`.
     fn fold_known(&mut self, a: Anomaly, fresh: &mut Vec<Anomaly>, step: &mut Step) {
         let Some(pid) = self.by_incident.get(&a.incident_id).copied() else {
-            if a.incident_state == IncidentState::Resolved {
+            let last = a.incident_state == IncidentState::Resolved;
+            if let Some(pid) = self.resolved.problem_of(&a.incident_id, last) {
+                step.anomalies.push(Released {
+                    anomaly: a,
+                    problem: Some(pid),
+                });
+            } else if last && !fresh.iter().any(|f| f.incident_id == a.incident_id) {
+                // An incident never held (dropped at the bound, or an unconfirmed blip's).
                 step.anomalies.push(Released {
                     anomaly: a,
                     problem: None,
                 });
             } else {
+                // New, or the resolution of an incident first seen in this step: it follows the
+                // incident's first record into its problem.
                 fresh.push(a);
             }
             return;
@@ -226,6 +262,9 @@ impl Correlator {
             g.persisted |=
                 a.incident_state != IncidentState::Resolved && a.window_start == m.last_end;
             m.update(&a);
+            if a.incident_state == IncidentState::Resolved {
+                g.timed_out.retain(|id| *id != a.incident_id);
+            }
         }
         g.note_confirmation(&self.params, a.window_end);
         g.touched = true;
@@ -285,7 +324,16 @@ impl Correlator {
         }
         self.groups.retain(|g| !g.absorbed);
         for a in later {
-            self.fold_known(a, &mut Vec::new(), step);
+            let mut unheld = Vec::new();
+            self.fold_known(a, &mut unheld, step);
+            // A later record of an incident whose first one was dropped at the bound.
+            for a in unheld {
+                self.dropped += 1;
+                step.anomalies.push(Released {
+                    anomaly: a,
+                    problem: None,
+                });
+            }
         }
     }
 
@@ -317,6 +365,7 @@ impl Correlator {
                 last_cause: None,
                 absorbed: false,
                 persisted: false,
+                timed_out: Vec::new(),
             });
             return id;
         };
@@ -334,6 +383,7 @@ impl Correlator {
             let created = src.created_at;
             let confirmed = src.confirmed_at;
             let persisted = src.persisted;
+            let timed_out = std::mem::take(&mut src.timed_out);
             for m in &members {
                 self.by_incident.insert(m.incident_id, tid);
             }
@@ -342,6 +392,7 @@ impl Correlator {
             dst.held.extend(held);
             dst.created_at = dst.created_at.min(created);
             dst.persisted |= persisted;
+            dst.timed_out.extend(timed_out);
             dst.confirmed_at = match (dst.confirmed_at, confirmed) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -389,6 +440,7 @@ impl Correlator {
                 if !m.resolved && m.last_seen.saturating_add(limit) <= now {
                     m.resolved = true;
                     g.touched = true;
+                    g.timed_out.push(m.incident_id);
                 }
             }
         }
@@ -455,6 +507,10 @@ impl Correlator {
             let g = self.groups.swap_remove(k);
             for m in &g.members {
                 self.by_incident.remove(&m.incident_id);
+                // A published problem's timed-out member may still send records.
+                if g.opened_at.is_some() && g.timed_out.contains(&m.incident_id) {
+                    self.resolved.insert(m.incident_id, g.id, m.series.clone());
+                }
             }
         }
         step.problems.sort_by_key(|p| (p.onset, p.id));

@@ -11,13 +11,16 @@
 //!
 //! Memory is bounded: at most [`ProblemParams::max_members`] member incidents and
 //! [`ProblemParams::max_edges`] graph edges are held; an anomaly past the bound is released
-//! without a problem and counted.
+//! without a problem and counted. As many timed-out members of resolved problems are kept
+//! (about 80 bytes each) so their late records still join their problem's trace; one evicted by
+//! that bound is counted.
 
 mod config;
 mod correlator;
 mod graph;
 mod operator;
 mod rank;
+mod resolved;
 
 pub use config::ProblemsConfig;
 pub use correlator::{Correlator, Released, Step};

@@ -85,6 +85,7 @@ pub struct ProblemOperator {
     open: Arc<Gauge>,
     unattached: Arc<Counter>,
     unconfirmed: Arc<Counter>,
+    late_evicted: Arc<Counter>,
 }
 
 impl ProblemOperator {
@@ -115,6 +116,13 @@ impl ProblemOperator {
                  stay in the anomalies table, without a problem).",
                 &[],
             ),
+            late_evicted: registry.counter(
+                "redwatch_problems_late_members_evicted_total",
+                "Timed-out members of resolved problems forgotten at the bound (max_members) \
+                 while a record of theirs could still come: such a record leaves in its \
+                 incident's own trace instead of its problem's.",
+                &[],
+            ),
         })
     }
 
@@ -128,10 +136,13 @@ impl ProblemOperator {
                 return;
             }
             st.last_advance = now;
-            let before = (st.correlator.dropped, st.correlator.unconfirmed);
+            let c = &st.correlator;
+            let before = (c.dropped, c.unconfirmed, c.resolved_evicted());
             let step = st.correlator.advance(now);
-            self.unattached.add(st.correlator.dropped - before.0);
-            self.unconfirmed.add(st.correlator.unconfirmed - before.1);
+            let c = &st.correlator;
+            self.unattached.add(c.dropped - before.0);
+            self.unconfirmed.add(c.unconfirmed - before.1);
+            self.late_evicted.add(c.resolved_evicted() - before.2);
             self.open.set(st.correlator.open_problems() as f64);
             batch(&mut st, step.anomalies, step.problems)
         };
@@ -185,7 +196,11 @@ impl SignalSink for ProblemOperator {
         }
     }
 
-    fn on_series_expired(&self, _series: &[Arc<SeriesKey>]) {}
+    fn on_series_expired(&self, series: &[Arc<SeriesKey>]) {
+        if let Ok(mut st) = self.state.lock() {
+            st.correlator.forget_series(series);
+        }
+    }
 }
 
 impl ServiceGraphSink for ProblemOperator {

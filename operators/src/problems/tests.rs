@@ -612,3 +612,5 @@ fn a_busier_database_client_does_not_demote_its_saturated_server_span() {
         p.causes
     );
 }
+
+mod late;
