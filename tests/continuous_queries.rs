@@ -7,23 +7,6 @@ use common::*;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use redwatch::config::ContinuousQuery;
 
-async fn sql(e: &redwatch::server::Engine, query: &str) -> serde_json::Value {
-    let addr = e.addrs["sql_http"];
-    let resp = reqwest::Client::new()
-        .post(format!("http://{addr}/api/v1/sql"))
-        .header("content-type", "application/json")
-        .body(serde_json::json!({ "query": query }).to_string())
-        .send()
-        .await
-        .expect("SQL API answers");
-    assert!(
-        resp.status().is_success(),
-        "query failed: {}",
-        resp.text().await.unwrap_or_default()
-    );
-    serde_json::from_slice(&resp.bytes().await.expect("body")).expect("JSON answer")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn continuous_query_runs_per_closed_window_into_table_and_gauges() {
     let mut cfg = test_config();
@@ -51,7 +34,7 @@ async fn continuous_query_runs_per_closed_window_into_table_and_gauges() {
         .await
         .expect("export accepted");
     wait_until(DEADLINE, "the continuous query stored its row", || async {
-        let v = sql(
+        let v = sql_answer(
             &e,
             "SELECT columns FROM continuous_results WHERE name = 'svc_errors'",
         )
@@ -59,7 +42,7 @@ async fn continuous_query_runs_per_closed_window_into_table_and_gauges() {
         v["rows"].as_array().is_some_and(|r| !r.is_empty())
     })
     .await;
-    let v = sql(
+    let v = sql_answer(
         &e,
         "SELECT columns FROM continuous_results WHERE name = 'svc_errors'",
     )

@@ -17,19 +17,6 @@ use std::time::Duration;
 const SEC: u64 = 1_000_000_000;
 const W: u64 = 10 * SEC;
 
-async fn sql(e: &redwatch::server::Engine, query: &str) -> serde_json::Value {
-    let addr = e.addrs["sql_http"];
-    let resp = reqwest::Client::new()
-        .post(format!("http://{addr}/api/v1/sql"))
-        .header("content-type", "application/json")
-        .body(serde_json::json!({ "query": query }).to_string())
-        .send()
-        .await
-        .expect("SQL API answers");
-    assert!(resp.status().is_success(), "query failed");
-    serde_json::from_slice(&resp.bytes().await.expect("body")).expect("JSON answer")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_payment_spike_is_one_problem_caused_by_payments_server_span() {
     // Default windows, detectors and problems; ephemeral ports; the replayed history is late
@@ -77,7 +64,7 @@ async fn the_payment_spike_is_one_problem_caused_by_payments_server_span() {
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(240);
     let found = loop {
-        let r = sql(&e, &q).await;
+        let r = sql_answer(&e, &q).await;
         if r["rows"].as_array().is_some_and(|a| !a.is_empty()) {
             break r;
         }
@@ -90,7 +77,7 @@ async fn the_payment_spike_is_one_problem_caused_by_payments_server_span() {
     let ids = found["rows"].as_array().unwrap();
     assert_eq!(ids.len(), 1, "one problem for the spike: {found}");
     let id = ids[0]["problem_id"].as_str().unwrap().to_string();
-    let p = sql(
+    let p = sql_answer(
         &e,
         &format!(
             "SELECT state, cause_service, cause_span, cause_kind, cause_signal, cause_evidence, \

@@ -14,8 +14,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use prost::Message;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+
+use std::process::Child;
 use std::time::Duration;
 use tonic::transport::Channel;
 
@@ -37,45 +37,13 @@ struct Redwatch {
 
 impl Redwatch {
     fn start(extra: &[&str]) -> Redwatch {
-        let mut args: Vec<String> = vec!["run".into()];
-        for kv in [
-            "receivers.otlp.grpc.endpoint=127.0.0.1:0",
-            "receivers.otlp.http.endpoint=127.0.0.1:0",
-            "exporters.prometheus.endpoint=127.0.0.1:0",
-            "sql.http_endpoint=127.0.0.1:0",
-            "sql.flight_endpoint=127.0.0.1:0",
-            "limits.memory.limit=256MiB",
-            "limits.memory.spike=64MiB",
-        ]
-        .iter()
-        .chain(extra)
-        {
-            args.push("--set".into());
-            args.push(kv.to_string());
-        }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_redwatch"))
-            .args(&args)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start redwatch run");
-        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let mut addrs = HashMap::new();
-        let mut log = Vec::new();
-        while addrs.len() < 4 {
-            let line = lines
-                .next()
-                .unwrap_or_else(|| panic!("redwatch ended before listening; log: {log:#?}"))
-                .expect("stderr line");
-            log.push(line.clone());
-            for name in ["otlp_grpc", "otlp_http", "prometheus", "sql_http"] {
-                if let Some(addr) = line.split(&format!("listening {name} ")).nth(1) {
-                    addrs.insert(name.to_string(), addr.trim().to_string());
-                }
-            }
-        }
+        let sets: Vec<&str> = ["limits.memory.limit=256MiB", "limits.memory.spike=64MiB"]
+            .iter()
+            .chain(extra)
+            .copied()
+            .collect();
+        let listeners = ["otlp_grpc", "otlp_http", "prometheus", "sql_http"];
+        let (child, addrs, lines) = spawn_redwatch_run(&sets, &[], &listeners);
         // Keep draining stderr so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
         Redwatch {

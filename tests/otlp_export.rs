@@ -316,6 +316,30 @@ fn exporter_cfg(url: &str, queue_size: usize) -> OtlpExporterConfig {
     o
 }
 
+/// The anomaly tests' config: OTLP export to `url`, detectors warm after 20 windows, no
+/// forecasts, and a lateness that accepts the replayed history of `payment_spike`.
+fn replay_anomalies_to(cfg: &mut Config, url: &str) {
+    cfg.exporters.otlp = Some(exporter_cfg(url, 10_000));
+    cfg.anomaly.warmup_windows = 20;
+    cfg.anomaly.detectors.robust_z.baseline_windows = 20;
+    cfg.forecast.enabled = false;
+    cfg.windows.allowed_lateness = REPLAY_LATENESS;
+}
+
+/// The latency spike of the anomaly tests: windows `SPIKE` at ~600 ms.
+const SPIKE: std::ops::Range<u64> = 30..35;
+
+/// 45 windows of history of `payments` (40 calls a window of ~20 ms, `SPIKE` at ~600 ms), then
+/// real time; returns the load and its first window (Unix seconds).
+fn payment_spike(e: &Engine) -> (Load, u64) {
+    let first = now_ns() / SEC - 45;
+    let load = Load::start(e, &["payments"], first, 40, |k, i| {
+        let base = if SPIKE.contains(&k) { 600.0 } else { 20.0 };
+        (base * (1.0 + 0.2 * noise(k, i))) as u64
+    });
+    (load, first)
+}
+
 fn export_value(e: &Engine, name: &str) -> f64 {
     e.registry
         .value(name, &[("exporter", "otlp"), ("signal", "traces")])
@@ -334,22 +358,13 @@ fn export_failed(e: &Engine) -> f64 {
 async fn latency_spike_becomes_anomaly_spans_grouped_by_incident() {
     let recv = Receiver::start().await;
     let mut cfg: Config = test_config();
-    cfg.exporters.otlp = Some(exporter_cfg(&recv.url(), 10_000));
+    replay_anomalies_to(&mut cfg, &recv.url());
     // One incident = one trace is the problems-off shape (problem traces: the next test).
     cfg.problems.enabled = false;
-    cfg.anomaly.warmup_windows = 20;
-    cfg.anomaly.detectors.robust_z.baseline_windows = 20;
-    cfg.forecast.enabled = false;
-    cfg.windows.allowed_lateness = REPLAY_LATENESS;
     let e = start(&cfg).await;
 
     // 45 windows of history: 30 normal calls of ~20 ms, windows 30..35 at ~600 ms.
-    const SPIKE: std::ops::Range<u64> = 30..35;
-    let first = now_ns() / SEC - 45;
-    let load = Load::start(&e, &["payments"], first, 40, |k, i| {
-        let base = if SPIKE.contains(&k) { 600.0 } else { 20.0 };
-        (base * (1.0 + 0.2 * noise(k, i))) as u64
-    });
+    let (load, first) = payment_spike(&e);
 
     let got = recv.got.clone();
     wait_until(
@@ -527,22 +542,13 @@ async fn a_spike_is_one_problem_trace_with_its_member_anomalies_as_children() {
     let recv = Receiver::start().await;
     let (hook_url, hook) = webhook_receiver(2).await;
     let mut cfg: Config = test_config();
-    cfg.exporters.otlp = Some(exporter_cfg(&recv.url(), 10_000));
+    replay_anomalies_to(&mut cfg, &recv.url());
     cfg.exporters.webhook.url = Some(hook_url);
     cfg.exporters.webhook.initial_interval = Duration::from_millis(50);
-    cfg.anomaly.warmup_windows = 20;
-    cfg.anomaly.detectors.robust_z.baseline_windows = 20;
-    cfg.forecast.enabled = false;
-    cfg.windows.allowed_lateness = REPLAY_LATENESS;
     assert!(cfg.problems.enabled, "problems are on by default");
     let e = start(&cfg).await;
 
-    const SPIKE: std::ops::Range<u64> = 30..35;
-    let first = now_ns() / SEC - 45;
-    let load = Load::start(&e, &["payments"], first, 40, |k, i| {
-        let base = if SPIKE.contains(&k) { 600.0 } else { 20.0 };
-        (base * (1.0 + 0.2 * noise(k, i))) as u64
-    });
+    let (load, first) = payment_spike(&e);
     let got = recv.got.clone();
     wait_until(Duration::from_secs(90), "the problem resolves", || {
         let got = got.clone();

@@ -6,54 +6,19 @@
 mod common;
 
 use common::*;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
-use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
-use opentelemetry_proto::tonic::trace::v1::{Span, Status};
+use opentelemetry_proto::tonic::trace::v1::Span;
 use std::time::Duration;
 
-/// A span of trace `trace` with `span` / `parent` ids (0 = none), lasting `ms`, ending at `end`.
+/// A span `call` of trace `trace` with `span` / `parent` ids (0 = none), lasting `ms`, ending at
+/// `end`.
 fn span(trace: u8, id: u8, parent: u8, kind: SpanKind, ms: u64, end: u64, error: bool) -> Span {
-    let sid = |n: u8| {
-        if n == 0 {
-            Vec::new()
-        } else {
-            vec![0, 0, 0, 0, 0, 0, 0, n]
-        }
-    };
-    Span {
-        trace_id: vec![trace; 16],
-        span_id: sid(id),
-        parent_span_id: sid(parent),
-        name: "call".into(),
-        kind: kind as i32,
-        start_time_unix_nano: end - ms * 1_000_000,
-        end_time_unix_nano: end,
-        status: Some(Status {
-            code: if error {
-                StatusCode::Error
-            } else {
-                StatusCode::Unset
-            } as i32,
-            message: String::new(),
-        }),
-        ..Default::default()
+    let s = tree_span(trace, id, parent, "call", kind, ms, end);
+    if error {
+        failed(s)
+    } else {
+        s
     }
-}
-
-/// `span` with string attributes.
-fn with_attrs(mut span: Span, attrs: &[(&str, &str)]) -> Span {
-    span.attributes = attrs
-        .iter()
-        .map(|(k, v)| KeyValue {
-            key: k.to_string(),
-            value: Some(AnyValue {
-                value: Some(any_value::Value::StringValue(v.to_string())),
-            }),
-            ..Default::default()
-        })
-        .collect();
-    span
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,59 +6,22 @@
 mod common;
 
 use common::*;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
-use opentelemetry_proto::tonic::trace::v1::{Span, Status};
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::Span;
 use redwatch::config::{Dimension, DimensionSource, ExtraWindow, SessionKey};
 use std::time::Duration;
 
 const MS: u64 = 1_000_000;
 
-/// A span of trace `[trace; 16]` with span id `id` (parent 0 = a root span), lasting `ms` and
-/// ending at `end`.
+/// A SERVER span of trace `[trace; 16]` with span id `id` (parent 0 = a root span), lasting `ms`
+/// and ending at `end`.
 fn span(trace: u8, id: u8, parent: u8, name: &str, ms: u64, end: u64) -> Span {
-    let sid = |n: u8| {
-        if n == 0 {
-            Vec::new()
-        } else {
-            vec![0, 0, 0, 0, 0, 0, 0, n]
-        }
-    };
-    Span {
-        trace_id: vec![trace; 16],
-        span_id: sid(id),
-        parent_span_id: sid(parent),
-        name: name.into(),
-        kind: 2,
-        start_time_unix_nano: end - ms * MS,
-        end_time_unix_nano: end,
-        status: Some(Status {
-            code: StatusCode::Unset as i32,
-            message: String::new(),
-        }),
-        ..Default::default()
-    }
-}
-
-/// `span` with status ERROR.
-fn failed(mut s: Span) -> Span {
-    s.status = Some(Status {
-        code: StatusCode::Error as i32,
-        message: String::new(),
-    });
-    s
+    tree_span(trace, id, parent, name, SpanKind::Server, ms, end)
 }
 
 /// `span` with the `enduser.id` attribute.
-fn of_user(mut s: Span, user: &str) -> Span {
-    s.attributes = vec![KeyValue {
-        key: "enduser.id".into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(user.into())),
-        }),
-        ..Default::default()
-    }];
-    s
+fn of_user(s: Span, user: &str) -> Span {
+    with_attrs(s, &[("enduser.id", user)])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,9 +9,9 @@ mod common;
 use common::*;
 use prost::Message;
 use redwatch::server::{Engine, StartOptions};
-use std::io::{BufRead, BufReader};
+
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// One HTTP/1.1 POST of a protobuf body (the answer is read and ignored: the process may die
@@ -74,39 +74,9 @@ async fn an_operator_panic_fails_healthz_and_is_counted() {
 
 #[test]
 fn redwatch_run_exits_non_zero_when_an_operator_panics() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_redwatch"))
-        .args([
-            "run",
-            "--set",
-            "receivers.otlp.grpc.endpoint=127.0.0.1:0",
-            "--set",
-            "receivers.otlp.http.endpoint=127.0.0.1:0",
-            "--set",
-            "exporters.prometheus.endpoint=127.0.0.1:0",
-            "--set",
-            "sql.http_endpoint=127.0.0.1:0",
-            "--set",
-            "sql.flight_endpoint=127.0.0.1:0",
-        ])
-        .env("REDWATCH_TEST_PANIC_OPERATOR", "1")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start redwatch run");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let mut log = Vec::new();
-    let http = loop {
-        let line = lines
-            .next()
-            .unwrap_or_else(|| panic!("redwatch ended before listening; log: {log:#?}"))
-            .expect("stderr line");
-        log.push(line.clone());
-        if let Some(addr) = line.split("listening otlp_http ").nth(1) {
-            break addr.trim().to_string();
-        }
-    };
+    let env = [("REDWATCH_TEST_PANIC_OPERATOR", "1")];
+    let (mut child, addrs, lines) = spawn_redwatch_run(&[], &env, &["otlp_http"]);
+    let http = addrs["otlp_http"].clone();
     // Keep draining stderr so the child never blocks on a full pipe.
     let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
 

@@ -209,7 +209,8 @@ impl SpanSpec {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-fn kv(key: &str, v: &str) -> KeyValue {
+/// A string attribute.
+pub fn kv(key: &str, v: &str) -> KeyValue {
     KeyValue {
         key: key.to_string(),
         value: Some(AnyValue {
@@ -217,6 +218,55 @@ fn kv(key: &str, v: &str) -> KeyValue {
         }),
         ..Default::default()
     }
+}
+
+/// A span of trace `[trace; 16]` with span id `id` and parent `parent` (0 = none: a root span),
+/// of `kind`, lasting `ms` and ending at `end`, status UNSET.
+pub fn tree_span(
+    trace: u8,
+    id: u8,
+    parent: u8,
+    name: &str,
+    kind: SpanKind,
+    ms: u64,
+    end: u64,
+) -> Span {
+    let sid = |n: u8| {
+        if n == 0 {
+            Vec::new()
+        } else {
+            vec![0, 0, 0, 0, 0, 0, 0, n]
+        }
+    };
+    Span {
+        trace_id: vec![trace; 16],
+        span_id: sid(id),
+        parent_span_id: sid(parent),
+        name: name.into(),
+        kind: kind as i32,
+        start_time_unix_nano: end - ms * 1_000_000,
+        end_time_unix_nano: end,
+        status: Some(Status {
+            code: StatusCode::Unset as i32,
+            message: String::new(),
+        }),
+        ..Default::default()
+    }
+}
+
+/// `s` with status ERROR.
+pub fn failed(mut s: Span) -> Span {
+    s.status = Some(Status {
+        code: StatusCode::Error as i32,
+        message: String::new(),
+    });
+    s
+}
+
+/// `span` with string attributes (in place of any it had).
+pub fn with_attrs(mut span: Span, attrs: &[(&str, &str)]) -> Span {
+    span.attributes = attrs.iter().map(|(k, v)| kv(k, v)).collect();
+    span
 }
 
 /// A resource with `service.name` (when given) and one more attribute, so "no service.name"
@@ -330,6 +380,24 @@ pub async fn sql_rows(e: &Engine, query: &str) -> Vec<serde_json::Value> {
     assert_eq!(status, 200, "{query}: {}", String::from_utf8_lossy(&body));
     let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON answer");
     v["rows"].as_array().cloned().unwrap_or_default()
+}
+
+/// The whole JSON answer of `query` on the SQL HTTP API, in its default format (asserts success).
+pub async fn sql_answer(e: &Engine, query: &str) -> serde_json::Value {
+    let addr = e.addrs["sql_http"];
+    let resp = reqwest::Client::new()
+        .post(format!("http://{addr}/api/v1/sql"))
+        .header("content-type", "application/json")
+        .body(serde_json::json!({ "query": query }).to_string())
+        .send()
+        .await
+        .expect("SQL API answers");
+    assert!(
+        resp.status().is_success(),
+        "query failed: {}",
+        resp.text().await.unwrap_or_default()
+    );
+    serde_json::from_slice(&resp.bytes().await.expect("body")).expect("JSON answer")
 }
 
 pub fn to_json(req: &ExportTraceServiceRequest) -> Vec<u8> {
@@ -509,6 +577,61 @@ pub async fn queue_ballast(
         || async { handle.queue_depth() == 0 },
     )
     .await;
+}
+
+/// `redwatch run` as a child process: every listener on an ephemeral port, then `sets` as more
+/// `--set` overrides, `env` added to its environment (RUST_LOG removed), stdout discarded. Waits
+/// until its log (stderr) has named the address of each of `listeners` (`listening <name>
+/// <addr>`); returns the child, those addresses and the rest of its log, which the caller must
+/// keep draining so that the child never blocks on a full pipe.
+pub fn spawn_redwatch_run(
+    sets: &[&str],
+    env: &[(&str, &str)],
+    listeners: &[&str],
+) -> (
+    std::process::Child,
+    std::collections::HashMap<String, String>,
+    std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+) {
+    use std::io::BufRead;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_redwatch"));
+    cmd.arg("run");
+    for kv in [
+        "receivers.otlp.grpc.endpoint=127.0.0.1:0",
+        "receivers.otlp.http.endpoint=127.0.0.1:0",
+        "exporters.prometheus.endpoint=127.0.0.1:0",
+        "sql.http_endpoint=127.0.0.1:0",
+        "sql.flight_endpoint=127.0.0.1:0",
+    ]
+    .iter()
+    .chain(sets)
+    {
+        cmd.args(["--set", kv]);
+    }
+    let mut child = cmd
+        .envs(env.iter().copied())
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start redwatch run");
+    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut addrs = std::collections::HashMap::new();
+    let mut log = Vec::new();
+    while !listeners.iter().all(|n| addrs.contains_key(*n)) {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("redwatch ended before listening; log: {log:#?}"))
+            .expect("stderr line");
+        log.push(line.clone());
+        for name in listeners {
+            if let Some(addr) = line.split(&format!("listening {name} ")).nth(1) {
+                addrs.insert(name.to_string(), addr.trim().to_string());
+            }
+        }
+    }
+    (child, addrs, lines)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -701,29 +824,15 @@ async fn read_reply(r: reqwest::Response) -> HttpReply {
 /// mentions every one of `needles`.
 /// `rpc_code: None` accepts any non-OK code.
 pub fn assert_http_json_error(r: &HttpReply, status: u16, rpc_code: Option<i32>, needles: &[&str]) {
-    assert_eq!(
-        r.status,
-        status,
-        "HTTP status; body {:?}",
-        String::from_utf8_lossy(&r.body)
-    );
-    assert!(
-        r.content_type().starts_with(CT_JSON),
-        "error body should be JSON, content-type is {:?}",
-        r.content_type()
-    );
+    assert_error_reply(r, status, CT_JSON, "JSON");
     let v = r.json();
     let code = v["code"]
         .as_i64()
         .unwrap_or_else(|| panic!("no integer code in {v}"));
-    match rpc_code {
-        Some(c) => assert_eq!(code, i64::from(c), "google.rpc.Status code in {v}"),
-        None => assert_ne!(code, 0, "google.rpc.Status code in {v}"),
-    }
     let msg = v["message"]
         .as_str()
         .unwrap_or_else(|| panic!("no message in {v}"));
-    assert_mentions(msg, needles);
+    assert_rpc_status(code, msg, rpc_code, needles, &v);
 }
 
 /// Asserts an OTLP/HTTP error answer whose body is a protobuf `google.rpc.Status`.
@@ -733,6 +842,13 @@ pub fn assert_http_proto_error(
     rpc_code: Option<i32>,
     needles: &[&str],
 ) {
+    assert_error_reply(r, status, CT_PROTOBUF, "protobuf");
+    let st = RpcStatus::decode(r.body.as_slice()).expect("body is a google.rpc.Status");
+    assert_rpc_status(i64::from(st.code), &st.message, rpc_code, needles, &st);
+}
+
+/// The HTTP status of an error answer, and that its body is `content_type` (`what` names it).
+fn assert_error_reply(r: &HttpReply, status: u16, content_type: &str, what: &str) {
     assert_eq!(
         r.status,
         status,
@@ -740,16 +856,26 @@ pub fn assert_http_proto_error(
         String::from_utf8_lossy(&r.body)
     );
     assert!(
-        r.content_type().starts_with(CT_PROTOBUF),
-        "error body should be protobuf, content-type is {:?}",
+        r.content_type().starts_with(content_type),
+        "error body should be {what}, content-type is {:?}",
         r.content_type()
     );
-    let st = RpcStatus::decode(r.body.as_slice()).expect("body is a google.rpc.Status");
+}
+
+/// A `google.rpc.Status`'s code (`rpc_code`, or any non-OK code for `None`) and message (mentions
+/// every one of `needles`); `body` is shown when the code is wrong.
+fn assert_rpc_status(
+    code: i64,
+    msg: &str,
+    rpc_code: Option<i32>,
+    needles: &[&str],
+    body: &dyn std::fmt::Debug,
+) {
     match rpc_code {
-        Some(c) => assert_eq!(st.code, c, "google.rpc.Status code ({st:?})"),
-        None => assert_ne!(st.code, 0, "google.rpc.Status code ({st:?})"),
+        Some(c) => assert_eq!(code, i64::from(c), "google.rpc.Status code in {body:?}"),
+        None => assert_ne!(code, 0, "google.rpc.Status code in {body:?}"),
     }
-    assert_mentions(&st.message, needles);
+    assert_mentions(msg, needles);
 }
 
 /// Asserts `msg` mentions every one of `needles`, case-insensitively.

@@ -10,7 +10,8 @@ import os
 
 import pytest
 
-from redwatch_process import DEFAULT_CONFIG, LISTENERS, RedwatchProcess, RedwatchServer, redwatch_bin
+from otlp_receiver import OtlpReceiver
+from redwatch_process import DEFAULT_CONFIG, LISTENERS, RedwatchServer, redwatch_bin, running
 from span_workload import unique_service_names
 
 # Everything these tests talk to is on loopback; a proxy from the environment must not see it.
@@ -27,17 +28,20 @@ def pytest_report_header(config):
 
 @pytest.fixture
 def redwatch(tmp_path):
-    config_path = tmp_path / "redwatch.yaml"
-    config_path.write_text(DEFAULT_CONFIG)
-    process = RedwatchProcess(config_path, LISTENERS)
-    process.wait_until_listening()  # raises with the captured log, after stopping the process
-    try:
+    # `running` raises with the captured log if the server does not come up, and checks the
+    # contract on the way out: SIGTERM is a clean, staged shutdown with exit code 0.
+    with running(tmp_path, DEFAULT_CONFIG, LISTENERS) as process:
         yield RedwatchServer(process)
+
+
+@pytest.fixture
+def receiver():
+    """An independent OTLP/gRPC receiver (otlp_receiver.py) for redwatch's exports."""
+    r = OtlpReceiver().start()
+    try:
+        yield r
     finally:
-        code = process.stop()
-    # Contract: SIGTERM is a clean, staged shutdown with exit code 0.
-    if code != 0:
-        pytest.fail(f"redwatch exited with {code} after SIGTERM (expected 0)\n{process.log_text()}")
+        r.stop()
 
 
 @pytest.fixture

@@ -194,6 +194,21 @@ class SdkClients:
             svc.provider.shutdown()
 
 
+def send_workload(service_names: dict[str, str], make_exporter) -> list[ReadableSpan]:
+    """Emits the workload with one `make_exporter()` per service, flushes, and asserts that every
+    export succeeded and carried every span; returns the spans."""
+    clients = SdkClients.create(service_names, make_exporter)
+    try:
+        clients.emit()
+        clients.flush()
+        sent = clients.check_exports_succeeded()
+    finally:
+        clients.shutdown()
+    spans = clients.finished_spans()
+    assert sent == len(spans) == count_spans()
+    return spans
+
+
 def check_durations(spans: Sequence[ReadableSpan]) -> None:
     """The SDK kept our explicit timestamps (guards the model against a test-side mistake)."""
     for span in spans:

@@ -11,27 +11,16 @@ load until the receiver has what the test waits for. Checks the span contract of
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
 
 import pytest
 import requests
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
 
-from otlp_receiver import OtlpReceiver, attributes
-from redwatch_process import LISTENERS, RedwatchProcess, RedwatchServer
+from otlp_receiver import attributes
+from redwatch_process import LISTENERS, RedwatchServer, running
+from spike_load import HISTORY_WINDOWS, SEC, SPIKE, SdkLoad
 
-SEC = 1_000_000_000
-MS = 1_000_000
-HISTORY_WINDOWS = 45
-SPIKE = range(30, 35)
-CALLS = 40
 DEADLINE_S = 90.0
 
 ANOMALY_ATTRIBUTES = (
@@ -75,75 +64,9 @@ problems: {{ enabled: false }}
 
 
 @pytest.fixture
-def receiver():
-    r = OtlpReceiver().start()
-    try:
-        yield r
-    finally:
-        r.stop()
-
-
-@pytest.fixture
 def redwatch_exporting(tmp_path, receiver):
-    path = tmp_path / "redwatch.yaml"
-    path.write_text(config(receiver.endpoint))
-    process = RedwatchProcess(path, LISTENERS)
-    process.wait_until_listening()
-    try:
+    with running(tmp_path, config(receiver.endpoint), LISTENERS) as process:
         yield RedwatchServer(process)
-    finally:
-        code = process.stop()
-    if code != 0:
-        pytest.fail(f"redwatch exited with {code} after SIGTERM (expected 0)\n{process.log_text()}")
-
-
-def noise(k: int, i: int) -> float:
-    return abs(math.modf(math.sin((k * 131 + i * 17) * 12.9898) * 43758.5453)[0])
-
-
-class SdkLoad:
-    """One service's SERVER spans, one window at a time, made and exported by the SDK."""
-
-    def __init__(self, grpc_endpoint: str, service: str, first_window_s: int):
-        self.memory = InMemorySpanExporter()
-        self.provider = TracerProvider(resource=Resource.create({"service.name": service}))
-        self.provider.add_span_processor(SimpleSpanProcessor(self.memory))
-        self.tracer = self.provider.get_tracer("redwatch-interop")
-        self.exporter = OTLPSpanExporter(endpoint=grpc_endpoint, insecure=True, timeout=10)
-        self.first = first_window_s
-        self.k = 0
-        # (trace id, span id) -> duration in ms of every span sent, to check exemplar links.
-        self.sent_ids: dict[tuple[bytes, bytes], float] = {}
-
-    def latency_ms(self, k: int, i: int) -> float:
-        base = 600.0 if k in SPIKE else 20.0
-        return base * (1.0 + 0.2 * noise(k, i))
-
-    def send_window(self) -> None:
-        start = (self.first + self.k) * SEC
-        for i in range(CALLS):
-            end = start + i * (SEC - 1) // CALLS
-            span = self.tracer.start_span(
-                "GET /pay", kind=SpanKind.SERVER, start_time=end - int(self.latency_ms(self.k, i) * MS)
-            )
-            span.end(end_time=end)
-        spans = self.memory.get_finished_spans()
-        self.memory.clear()
-        for s in spans:
-            self.sent_ids[(s.context.trace_id.to_bytes(16, "big"), s.context.span_id.to_bytes(8, "big"))] = (
-                s.end_time - s.start_time
-            ) / MS
-        assert self.exporter.export(spans) == SpanExportResult.SUCCESS, f"window {self.k} refused"
-        self.k += 1
-
-    def catch_up(self) -> None:
-        """Sends every window that has ended by now."""
-        while (self.first + self.k + 1) * SEC <= time.time_ns():
-            self.send_window()
-
-    def shutdown(self) -> None:
-        self.exporter.shutdown()
-        self.provider.shutdown()
 
 
 def test_latency_spike_arrives_as_anomaly_spans(redwatch_exporting, receiver):

@@ -38,7 +38,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from redwatch_process import REPO_ROOT, RedwatchProcess, redwatch_bin
-from test_anomaly_spans import MS, SEC, SPIKE, SdkLoad
+from spike_load import MS, SEC, SPIKE, SdkLoad
 
 HISTORY_WINDOWS = 45
 DEADLINE_S = 120.0

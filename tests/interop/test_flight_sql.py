@@ -22,8 +22,8 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
-from redwatch_process import DEFAULT_CONFIG, LISTENERS, RedwatchProcess, RedwatchServer
-from span_workload import SdkClients, count_spans
+from redwatch_process import DEFAULT_CONFIG, LISTENERS, RedwatchProcess, RedwatchServer, running
+from span_workload import send_workload
 
 DEADLINE_S = float(os.environ.get("INTEROP_RED_DEADLINE_S", "30"))
 
@@ -61,16 +61,8 @@ class SqlServer(RedwatchServer):
 def redwatch(tmp_path):
     """Overrides conftest's `redwatch` for this module (same lifecycle, SQL listeners on), so the
     failure report still carries the server log."""
-    config_path = tmp_path / "redwatch.yaml"
-    config_path.write_text(SQL_CONFIG)
-    process = RedwatchProcess(config_path, SQL_LISTENERS)
-    process.wait_until_listening()
-    try:
+    with running(tmp_path, SQL_CONFIG, SQL_LISTENERS) as process:
         yield SqlServer(process)
-    finally:
-        code = process.stop()
-    if code != 0:
-        pytest.fail(f"redwatch exited with {code} after SIGTERM (expected 0)\n{process.log_text()}")
 
 
 # Per-series (service, span name, kind) -> (calls, errors).
@@ -113,24 +105,15 @@ def wait_for_final_calls(cur, services: str, want: float) -> None:
         got = final_calls(cur, services)
 
 
-def send_workload(server: SqlServer, service_names: dict[str, str]) -> list[ReadableSpan]:
-    clients = SdkClients.create(
+def send_grpc_workload(server: SqlServer, service_names: dict[str, str]) -> list[ReadableSpan]:
+    return send_workload(
         service_names,
         lambda: OTLPSpanExporter(endpoint=server.grpc_endpoint, insecure=True, timeout=10),
     )
-    try:
-        clients.emit()
-        clients.flush()
-        sent = clients.check_exports_succeeded()
-    finally:
-        clients.shutdown()
-    spans = clients.finished_spans()
-    assert sent == len(spans) == count_spans()
-    return spans
 
 
 def test_red_over_flight_sql_matches_the_spans_sent(redwatch, service_names):
-    spans = send_workload(redwatch, service_names)
+    spans = send_grpc_workload(redwatch, service_names)
     expected = expected_series(spans)
     services = sql_list(service_names.values())
 
@@ -197,6 +180,6 @@ def test_metadata_calls_and_errors_leave_the_server_up(redwatch, service_names):
                 assert cur.fetchall() == [(1,)]
 
     # Ingest still works after the errors, and a fresh connection sees it.
-    spans = send_workload(redwatch, service_names)
+    spans = send_grpc_workload(redwatch, service_names)
     with connect(redwatch) as conn, conn.cursor() as cur:
         wait_for_final_calls(cur, sql_list(service_names.values()), float(len(spans)))

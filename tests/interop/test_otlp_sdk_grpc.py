@@ -7,21 +7,13 @@ import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
 from red_assertions import assert_red_matches
-from span_workload import SdkClients, count_spans
+from span_workload import send_workload
 
 
 @pytest.mark.parametrize("compression", [grpc.Compression.NoCompression, grpc.Compression.Gzip], ids=["plain", "gzip"])
 def test_sdk_grpc_exporter_red(redwatch, service_names, compression):
-    clients = SdkClients.create(
+    spans = send_workload(
         service_names,
         lambda: OTLPSpanExporter(endpoint=redwatch.grpc_endpoint, insecure=True, compression=compression, timeout=10),
     )
-    try:
-        clients.emit()
-        clients.flush()
-        sent = clients.check_exports_succeeded()
-    finally:
-        clients.shutdown()
-    spans = clients.finished_spans()
-    assert sent == len(spans) == count_spans()
     assert_red_matches(redwatch, spans, receiver="otlp_grpc")

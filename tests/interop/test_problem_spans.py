@@ -12,34 +12,18 @@ import uuid
 
 import pytest
 
-from otlp_receiver import OtlpReceiver, attributes
-from redwatch_process import LISTENERS, RedwatchProcess, RedwatchServer
-from test_anomaly_spans import DEADLINE_S, HISTORY_WINDOWS, SEC, SPIKE, SdkLoad, config
-
-
-@pytest.fixture
-def receiver():
-    r = OtlpReceiver().start()
-    try:
-        yield r
-    finally:
-        r.stop()
+from otlp_receiver import attributes
+from redwatch_process import LISTENERS, RedwatchServer, running
+from spike_load import HISTORY_WINDOWS, SEC, SPIKE, SdkLoad
+from test_anomaly_spans import DEADLINE_S, config
 
 
 @pytest.fixture
 def redwatch_with_problems(tmp_path, receiver):
     text = config(receiver.endpoint).replace("problems: { enabled: false }\n", "")
     assert "problems:" not in text
-    path = tmp_path / "redwatch.yaml"
-    path.write_text(text)
-    process = RedwatchProcess(path, LISTENERS)
-    process.wait_until_listening()
-    try:
+    with running(tmp_path, text, LISTENERS) as process:
         yield RedwatchServer(process)
-    finally:
-        code = process.stop()
-    if code != 0:
-        pytest.fail(f"redwatch exited with {code} after SIGTERM (expected 0)\n{process.log_text()}")
 
 
 def test_spike_arrives_as_one_problem_trace(redwatch_with_problems, receiver):

@@ -16,15 +16,12 @@ import time
 import uuid
 
 import pytest
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otlp_receiver import OtlpReceiver
-from redwatch_process import LISTENERS, RedwatchProcess, RedwatchServer
+from redwatch_process import LISTENERS, RedwatchServer, running
+from spike_load import SdkSender
 
 SEC = 1_000_000_000
 MS = 1_000_000
@@ -77,32 +74,7 @@ forecast: {{ enabled: false }}
 """
 
 
-@pytest.fixture
-def receiver():
-    r = OtlpReceiver().start()
-    try:
-        yield r
-    finally:
-        r.stop()
-
-
-def start_redwatch(tmp_path, receiver, temporality):
-    path = tmp_path / "redwatch.yaml"
-    path.write_text(config(receiver.endpoint, temporality))
-    process = RedwatchProcess(path, LISTENERS)
-    process.wait_until_listening()
-    return process
-
-
-class Sender:
-    def __init__(self, grpc_endpoint: str, service: str, first_window_s: int):
-        self.memory = InMemorySpanExporter()
-        self.provider = TracerProvider(resource=Resource.create({"service.name": service}))
-        self.provider.add_span_processor(SimpleSpanProcessor(self.memory))
-        self.tracer = self.provider.get_tracer("redwatch-interop")
-        self.exporter = OTLPSpanExporter(endpoint=grpc_endpoint, insecure=True, timeout=10)
-        self.first = first_window_s
-
+class Sender(SdkSender):
     def send(self, specs) -> None:
         for i, (w, status, ms) in enumerate(specs):
             end = (self.first + w) * SEC + (i + 1) * 10 * MS
@@ -110,13 +82,7 @@ class Sender:
             if status == StatusCode.ERROR:
                 span.set_status(Status(StatusCode.ERROR))
             span.end(end_time=end)
-        spans = self.memory.get_finished_spans()
-        self.memory.clear()
-        assert self.exporter.export(spans) == SpanExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        self.exporter.shutdown()
-        self.provider.shutdown()
+        assert self.exporter.export(self.take_finished()) == SpanExportResult.SUCCESS
 
 
 def number(point) -> float:
@@ -153,46 +119,44 @@ def check_common(receiver: OtlpReceiver, service: str, temporality: int) -> None
 
 @pytest.mark.parametrize("temporality", ["delta", "cumulative"])
 def test_red_metrics_arrive_over_otlp(tmp_path, receiver, temporality):
-    process = start_redwatch(tmp_path, receiver, temporality)
-    server = RedwatchServer(process)
-    service = f"red-otlp-{uuid.uuid4().hex[:8]}"
-    first = time.time_ns() // SEC - 20
-    w0, w1 = first * SEC, (first + 1) * SEC
-    sender = Sender(server.grpc_endpoint, service, first)
-    try:
-        sender.send(FIRST)
-        unset = lambda: series_points(receiver, "traces.span.metrics.calls", service, "STATUS_CODE_UNSET")  # noqa: E731
-        if temporality == "delta":
-            receiver.wait_for_points(
-                lambda _: {p.point.start_time_unix_nano for p in unset()} >= {w0, w1},
-                DEADLINE_S,
-                "delta points of both windows arrive",
-            )
-        else:
-            receiver.wait_for_points(
-                lambda _: any(number(p.point) == 5 for p in unset()),
-                DEADLINE_S,
-                "the cumulative total of both windows arrives",
-            )
-        # Window 0 is now emitted final: this span is a late update of it.
-        sender.send(LATE)
-        if temporality == "delta":
-            receiver.wait_for_points(
-                lambda _: len([p for p in unset() if p.point.start_time_unix_nano == w0]) >= 2,
-                DEADLINE_S,
-                "the late update's delta point arrives",
-            )
-        else:
-            receiver.wait_for_points(
-                lambda _: any(number(p.point) == 6 for p in unset()),
-                DEADLINE_S,
-                "the late update grows the cumulative total",
-            )
-        time.sleep(1.0)  # anything else (wrongly) sent would show up now
-    finally:
-        sender.shutdown()
-        code = process.stop()
-    assert code == 0, f"redwatch exited with {code}\n{process.log_text()}"
+    with running(tmp_path, config(receiver.endpoint, temporality), LISTENERS) as process:
+        server = RedwatchServer(process)
+        service = f"red-otlp-{uuid.uuid4().hex[:8]}"
+        first = time.time_ns() // SEC - 20
+        w0, w1 = first * SEC, (first + 1) * SEC
+        sender = Sender(server.grpc_endpoint, service, first)
+        try:
+            sender.send(FIRST)
+            unset = lambda: series_points(receiver, "traces.span.metrics.calls", service, "STATUS_CODE_UNSET")  # noqa: E731
+            if temporality == "delta":
+                receiver.wait_for_points(
+                    lambda _: {p.point.start_time_unix_nano for p in unset()} >= {w0, w1},
+                    DEADLINE_S,
+                    "delta points of both windows arrive",
+                )
+            else:
+                receiver.wait_for_points(
+                    lambda _: any(number(p.point) == 5 for p in unset()),
+                    DEADLINE_S,
+                    "the cumulative total of both windows arrives",
+                )
+            # Window 0 is now emitted final: this span is a late update of it.
+            sender.send(LATE)
+            if temporality == "delta":
+                receiver.wait_for_points(
+                    lambda _: len([p for p in unset() if p.point.start_time_unix_nano == w0]) >= 2,
+                    DEADLINE_S,
+                    "the late update's delta point arrives",
+                )
+            else:
+                receiver.wait_for_points(
+                    lambda _: any(number(p.point) == 6 for p in unset()),
+                    DEADLINE_S,
+                    "the late update grows the cumulative total",
+                )
+            time.sleep(1.0)  # anything else (wrongly) sent would show up now
+        finally:
+            sender.shutdown()
 
     check_common(receiver, service, DELTA if temporality == "delta" else CUMULATIVE)
     calls = lambda st: series_points(receiver, "traces.span.metrics.calls", service, st)  # noqa: E731

@@ -16,7 +16,6 @@ it does not skip.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import socket
@@ -27,21 +26,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
 
-from otlp_receiver import OtlpReceiver, attributes
-from redwatch_process import RedwatchProcess
+from otlp_receiver import attributes
+from redwatch_process import RedwatchProcess, running
+from spike_load import CALLS, HISTORY_WINDOWS, SEC, SPIKE, SdkLoad
 
-SEC = 1_000_000_000
-MS = 1_000_000
-HISTORY_WINDOWS = 45
-SPIKE = range(30, 35)
-CALLS = 40
 START_DEADLINE_S = 30.0
 ASSIGN_DEADLINE_S = 120.0  # a consumer-group join takes ~20-25 s on tansu
 ANOMALY_DEADLINE_S = 120.0
@@ -108,15 +97,6 @@ def topic():
 
 
 @pytest.fixture
-def receiver():
-    r = OtlpReceiver().start()
-    try:
-        yield r
-    finally:
-        r.stop()
-
-
-@pytest.fixture
 def rotel(tmp_path, topic):
     """rotel-agent: OTLP/gRPC in, one OTLP export request per Kafka record out."""
     agent = tool_in_package("rotel", "rotel-agent")
@@ -176,16 +156,8 @@ forecast: {{ enabled: false }}
 
 @pytest.fixture
 def redwatch_on_kafka(tmp_path, topic, receiver):
-    path = tmp_path / "redwatch.yaml"
-    path.write_text(redwatch_config(topic, receiver.endpoint))
-    process = RedwatchProcess(path, ("prometheus",))
-    addresses = process.wait_until_listening()
-    try:
-        yield process, addresses
-    finally:
-        code = process.stop()
-    if code != 0:
-        pytest.fail(f"redwatch exited with {code} after SIGTERM (expected 0)\n{process.log_text()}")
+    with running(tmp_path, redwatch_config(topic, receiver.endpoint), ("prometheus",)) as process:
+        yield process, dict(process.addresses)
 
 
 def wait_for_assignment(process: RedwatchProcess, topic: str) -> None:
@@ -196,48 +168,6 @@ def wait_for_assignment(process: RedwatchProcess, topic: str) -> None:
         if not process.is_running() or time.monotonic() >= until:
             raise AssertionError(f"redwatch was not assigned a partition of {topic}:\n{process.log_text()}")
         time.sleep(0.2)
-
-
-def noise(k: int, i: int) -> float:
-    return abs(math.modf(math.sin((k * 131 + i * 17) * 12.9898) * 43758.5453)[0])
-
-
-class SdkLoad:
-    """One service's SERVER spans, one window at a time, made and exported by the SDK."""
-
-    def __init__(self, grpc_endpoint: str, service: str, first_window_s: int):
-        self.memory = InMemorySpanExporter()
-        self.provider = TracerProvider(resource=Resource.create({"service.name": service}))
-        self.provider.add_span_processor(SimpleSpanProcessor(self.memory))
-        self.tracer = self.provider.get_tracer("redwatch-interop")
-        self.exporter = OTLPSpanExporter(endpoint=grpc_endpoint, insecure=True, timeout=10)
-        self.first = first_window_s
-        self.k = 0
-        self.sent_ids: dict[tuple[bytes, bytes], float] = {}
-
-    def send_window(self) -> None:
-        start = (self.first + self.k) * SEC
-        base = 600.0 if self.k in SPIKE else 20.0
-        for i in range(CALLS):
-            end = start + i * (SEC - 1) // CALLS
-            latency = base * (1.0 + 0.2 * noise(self.k, i))
-            span = self.tracer.start_span("GET /pay", kind=SpanKind.SERVER, start_time=end - int(latency * MS))
-            span.end(end_time=end)
-        spans = self.memory.get_finished_spans()
-        self.memory.clear()
-        for s in spans:
-            key = (s.context.trace_id.to_bytes(16, "big"), s.context.span_id.to_bytes(8, "big"))
-            self.sent_ids[key] = (s.end_time - s.start_time) / MS
-        assert self.exporter.export(spans) == SpanExportResult.SUCCESS, f"rotel refused window {self.k}"
-        self.k += 1
-
-    def catch_up(self) -> None:
-        while (self.first + self.k + 1) * SEC <= time.time_ns():
-            self.send_window()
-
-    def shutdown(self) -> None:
-        self.exporter.shutdown()
-        self.provider.shutdown()
 
 
 def calls_total(metrics_url: str, service: str) -> float:
@@ -255,7 +185,7 @@ def test_sdk_to_rotel_to_kafka_to_redwatch_to_otlp_receiver(redwatch_on_kafka, r
 
     service = f"payments-{uuid.uuid4().hex[:8]}"
     first = time.time_ns() // SEC - HISTORY_WINDOWS
-    load = SdkLoad(rotel, service, first)
+    load = SdkLoad(rotel, service, first, peer="rotel")
     last_spike_start = (first + SPIKE[-1]) * SEC
 
     def p99_spans(spans):

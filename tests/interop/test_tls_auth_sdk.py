@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from prometheus_scrape import scrape, sum_samples
 from red_assertions import assert_red_matches
 from redwatch_process import LISTENERS, RedwatchServer, running
-from span_workload import SdkClients, count_spans
+from span_workload import SdkClients, count_spans, send_workload
 
 TOKEN = "interop-s3cret"
 REFUSED = "redwatch_unauthenticated_requests_total"
@@ -113,15 +113,7 @@ def test_sdk_exporter_over_tls_with_a_bearer_token(tmp_path, pki, service_names,
         assert _refused(server, listener) == len(results)
 
         # With the token over TLS: exact RED, nothing refused on top.
-        clients = SdkClients.create(service_names, lambda: make(server, pki, {"authorization": f"Bearer {TOKEN}"}))
-        try:
-            clients.emit()
-            clients.flush()
-            sent = clients.check_exports_succeeded()
-        finally:
-            clients.shutdown()
-        spans = clients.finished_spans()
-        assert sent == len(spans) == count_spans()
+        spans = send_workload(service_names, lambda: make(server, pki, {"authorization": f"Bearer {TOKEN}"}))
         assert_red_matches(server, spans, receiver=listener)
         assert _refused(server, listener) == len(results)
 
