@@ -19,9 +19,13 @@
 
 use super::detectors::{Cusum, Ewma, RobustZ, SignalKind, Verdict};
 use super::params::{DetectorParams, CUSUM, EWMA, ROBUST_Z, SEASONAL};
-use super::score::{coin, TailLedger, Tails, ValueShape, EXACT_COUNT_BELOW, T_DOF};
+use super::score::{TailLedger, ValueShape};
 use super::seasonal::Seasonal;
 use crate::anomaly::Direction;
+use probability::Probability;
+
+#[path = "ensemble_probability.rs"]
+mod probability;
 
 /// Largest calibrated tail probability with which a CUSUM alarm opens an incident (score ≥
 /// 0.75): a drift is found by its sum, but its window must still lean the alarm's way well
@@ -78,22 +82,8 @@ pub struct SignalDetector {
     n: u32,
 }
 
-/// Largest expected count of an ingested metric scored as a count (the exact tail sums up to
-/// the value: cost grows with it); above, the Student-t on the identity scale.
-const BIG_COUNT_BELOW: f64 = 5000.0;
-
 /// Share of the ledger's memory kept once a weekly season is found (see `observe`).
 const LEDGER_KEEP_ON_WEEK: f32 = 0.25;
-
-/// Smoothing of the prequential log scores (~100 windows).
-const NLL_ALPHA: f32 = 0.01;
-
-/// Negative log density (up to a constant) of a standardised residual `z` under Student-t(ν)
-/// with scale `sd`: what the log scores average.
-fn nll(z: f64, sd: f64) -> f32 {
-    let z = z.clamp(-10.0, 10.0);
-    (sd.max(1e-300).ln() + 0.5 * (T_DOF + 1.0) * (z * z / T_DOF).ln_1p()) as f32
-}
 
 /// z in the alarm direction (≥ 0 means "the way that alarms").
 fn directional(z: f64, dir: Direction) -> f64 {
@@ -102,6 +92,63 @@ fn directional(z: f64, dir: Direction) -> f64 {
         Direction::Down => -z,
         Direction::Both => z.abs(),
     }
+}
+
+/// One call of [`SignalDetector::observe`]: the window, its signal, the alarm direction and the
+/// parameters.
+struct Case<'a> {
+    o: &'a Observation,
+    kind: SignalKind,
+    dir: Direction,
+    p: &'a DetectorParams,
+}
+
+impl Case<'_> {
+    /// The least spread a baseline expecting `e` may claim: the signal's noise model, and half
+    /// the series' quantum (`q_floor`).
+    fn floor(&self, e: f64, q_floor: f64) -> f64 {
+        self.kind
+            .noise_floor(e, self.o.calls, self.o.window_s)
+            .max(q_floor)
+    }
+}
+
+/// The window's value and the baselines' verdicts on it, before anything is learnt.
+#[derive(Debug, Clone, Copy)]
+struct Scores {
+    /// The value on the original scale.
+    raw: f64,
+    /// The value on the transformed scale (see `SignalKind::transform`).
+    x: f64,
+    /// The resolution of a value (0: continuous).
+    quantum: f64,
+    /// Half the quantum for ingested metrics, else 0 (see [`Case::floor`]).
+    q_floor: f64,
+    /// The signal or the series never goes below zero.
+    non_negative: bool,
+    /// The rolling median's verdict.
+    rv: Option<Verdict>,
+    /// The EWMA's verdict.
+    ev: Option<Verdict>,
+    /// The calendar's verdict.
+    sv: Option<Verdict>,
+    /// The seasonal baseline has seen a period and found a season in it: it speaks.
+    seasonal_on: bool,
+    /// The seasonal baseline has seen a period (found a season or not).
+    seasonal_judged: bool,
+}
+
+/// The detectors' votes on one window.
+#[derive(Debug, Clone, Copy)]
+struct Votes {
+    /// Detector bits that voted for an alarm.
+    votes: u8,
+    /// How many point detectors voted (CUSUM not counted).
+    point_votes: u32,
+    /// Largest directional z-score of the point detectors.
+    z_max: f64,
+    /// The calendar's directional z-score, once it found a season.
+    seasonal_z: Option<f64>,
 }
 
 impl SignalDetector {
@@ -143,6 +190,57 @@ impl SignalDetector {
         incident_windows: u32,
         scratch: &mut Vec<f32>,
     ) -> Decision {
+        let c = Case { o, kind, dir, p };
+        let sc = self.score(&c, scratch);
+        let mut v = self.point_votes(&c, &sc);
+        if self.cusum_fires(&c, &sc) {
+            v.votes |= CUSUM;
+        }
+
+        // An ingested metric is judged strictly — a CUSUM alarm opens an incident only through
+        // the calibrated gate (like a point alarm), CUSUM's sum does not hold one open (the clear
+        // rule does), and CUSUM restarts once the shift is accepted — where its sum is no
+        // evidence by itself: without a daily season CUSUM sums residuals against its own slow
+        // reference, which a bursty or wandering metric keeps feeding; with a weekly rhythm
+        // found, the calendar's day-of-week factors model the week, and the lenient rule only
+        // opened incidents at the weekend's edges. A daily season without a judged week (a
+        // series younger than eight days, or one without a weekly rhythm) keeps the RED signals'
+        // rule: there CUSUM's sum of the calendar's residuals finds slow shifts whose windows
+        // score below `alarm_score` (docs/anomaly-detection.md, "When a window alarms").
+        let weekly_on =
+            sc.seasonal_on && self.seasonal.as_ref().is_some_and(|s| s.weekly_present());
+        let strict = kind == SignalKind::Generic && (!sc.seasonal_on || weekly_on);
+        let sustained = !strict
+            && p.cusum.is_some_and(|(_, h)| {
+                let (hi, lo) = (self.cusum.hi as f64, self.cusum.lo as f64);
+                match dir {
+                    Direction::Up => hi > h / 2.0,
+                    Direction::Down => lo > h / 2.0,
+                    Direction::Both => hi.max(lo) > h / 2.0,
+                }
+            });
+
+        let pr = self.probability(&c, &sc, v.seasonal_z);
+        let (expected, lo, hi) = self.expected_range(&c, &sc, &pr);
+        let anomalous = self.alarms(&c, &sc, &v, expected, pr.p_cal, strict);
+        self.learn(&c, &sc, &pr, anomalous, strict, incident_windows);
+
+        Decision {
+            anomalous,
+            score: 1.0 - pr.p_cal,
+            p: pr.p_cal,
+            z: v.z_max,
+            expected,
+            expected_min: lo,
+            expected_max: hi,
+            votes: v.votes,
+            sustained,
+        }
+    }
+
+    /// The value on the transformed scale and every baseline's verdict on it.
+    fn score(&mut self, c: &Case, scratch: &mut Vec<f32>) -> Scores {
+        let (o, kind, p) = (c.o, c.kind, c.p);
         // Everything below works on the transformed scale (see `SignalKind::transform`).
         let raw = o.value;
         // A weekly rhythm of a metric never seen negative scales its day (a weekend at a third of
@@ -165,7 +263,7 @@ impl SignalDetector {
         } else {
             0.0
         };
-        let floor = |e: f64| kind.noise_floor(e, o.calls, o.window_s).max(q_floor);
+        let floor = |e: f64| c.floor(e, q_floor);
         let rv: Option<Verdict> = self.robust.as_ref().and_then(|r| {
             let (med, sd) = r.baseline(scratch)?;
             Some(Verdict::new(x, med, sd.max(floor(med))))
@@ -184,23 +282,41 @@ impl SignalDetector {
             }
             _ => (None, false, false),
         };
+        Scores {
+            raw,
+            x,
+            quantum,
+            q_floor,
+            non_negative: kind.non_negative() || self.shape.non_negative(),
+            rv,
+            ev,
+            sv,
+            seasonal_on,
+            seasonal_judged,
+        }
+    }
 
+    /// The point detectors' votes (robust_z, ewma, seasonal once on) and the largest
+    /// directional z-score.
+    fn point_votes(&self, c: &Case, sc: &Scores) -> Votes {
+        let (kind, dir, p) = (c.kind, c.dir, c.p);
         // A rate whose expected count is below `min_calls` is too quiet for point tests (ten
         // empty seconds of a 1 call/s series are not news); CUSUM still sees a lasting drop.
         let quiet_rate = kind == SignalKind::Rate
-            && rv
-                .or(ev)
-                .is_some_and(|v| kind.inverse(v.expected) * o.window_s < p.min_calls);
+            && sc
+                .rv
+                .or(sc.ev)
+                .is_some_and(|v| kind.inverse(v.expected) * c.o.window_s < p.min_calls);
         let mut votes = 0u8;
         let mut z_max: f64 = 0.0;
-        if let (Some((thr, _)), Some(v), Some(r)) = (p.robust_z, rv, &self.robust) {
+        if let (Some((thr, _)), Some(v), Some(r)) = (p.robust_z, sc.rv, &self.robust) {
             let z = directional(v.z, dir);
             z_max = z_max.max(z);
             if r.ready() && z >= thr {
                 votes |= ROBUST_Z;
             }
         }
-        if let (Some((thr, _)), Some(v)) = (p.ewma, ev) {
+        if let (Some((thr, _)), Some(v)) = (p.ewma, sc.ev) {
             let z = directional(v.z, dir);
             z_max = z_max.max(z);
             if self.ewma.ready() && z >= thr {
@@ -208,8 +324,8 @@ impl SignalDetector {
             }
         }
         let mut seasonal_z = None;
-        if let (Some(sp), Some(v)) = (&p.seasonal, sv) {
-            if seasonal_on {
+        if let (Some(sp), Some(v)) = (&p.seasonal, sc.sv) {
+            if sc.seasonal_on {
                 let z = directional(v.z, dir);
                 seasonal_z = Some(z);
                 z_max = z_max.max(z);
@@ -221,55 +337,47 @@ impl SignalDetector {
         if quiet_rate {
             votes = 0;
         }
-        let point_votes = votes.count_ones();
-        if let Some((slack, h)) = p.cusum {
-            // With a season, CUSUM sums the seasonal residuals (from the end of the first
-            // period); without one, residuals against its own slow reference.
-            let r = if seasonal_on {
-                sv.map(|v| v.z)
-            } else if p.seasonal.is_none() || seasonal_judged {
-                self.cusum.reference_residual(x, floor(x), h)
-            } else {
-                None
-            };
-            if let Some(r) = r {
-                let sig = self.cusum.update(r, slack, h);
-                let fires = match dir {
-                    Direction::Up => sig > 0,
-                    Direction::Down => sig < 0,
-                    Direction::Both => sig != 0,
-                };
-                if fires {
-                    votes |= CUSUM;
-                }
-            }
+        Votes {
+            votes,
+            point_votes: votes.count_ones(),
+            z_max,
+            seasonal_z,
         }
+    }
 
-        // An ingested metric is judged strictly — a CUSUM alarm opens an incident only through
-        // the calibrated gate (like a point alarm), CUSUM's sum does not hold one open (the clear
-        // rule does), and CUSUM restarts once the shift is accepted — where its sum is no
-        // evidence by itself: without a daily season CUSUM sums residuals against its own slow
-        // reference, which a bursty or wandering metric keeps feeding; with a weekly rhythm
-        // found, the calendar's day-of-week factors model the week, and the lenient rule only
-        // opened incidents at the weekend's edges. A daily season without a judged week (a
-        // series younger than eight days, or one without a weekly rhythm) keeps the RED signals'
-        // rule: there CUSUM's sum of the calendar's residuals finds slow shifts whose windows
-        // score below `alarm_score` (docs/anomaly-detection.md, "When a window alarms").
-        let weekly_on = seasonal_on && self.seasonal.as_ref().is_some_and(|s| s.weekly_present());
-        let strict = kind == SignalKind::Generic && (!seasonal_on || weekly_on);
-        let sustained = !strict
-            && p.cusum.is_some_and(|(_, h)| {
-                let (hi, lo) = (self.cusum.hi as f64, self.cusum.lo as f64);
-                match dir {
-                    Direction::Up => hi > h / 2.0,
-                    Direction::Down => lo > h / 2.0,
-                    Direction::Both => hi.max(lo) > h / 2.0,
-                }
-            });
+    /// Feeds CUSUM this window's residual; whether it alarms in the alarm direction.
+    fn cusum_fires(&mut self, c: &Case, sc: &Scores) -> bool {
+        let (dir, p) = (c.dir, c.p);
+        let Some((slack, h)) = p.cusum else {
+            return false;
+        };
+        // With a season, CUSUM sums the seasonal residuals (from the end of the first
+        // period); without one, residuals against its own slow reference.
+        let r = if sc.seasonal_on {
+            sc.sv.map(|v| v.z)
+        } else if p.seasonal.is_none() || sc.seasonal_judged {
+            self.cusum
+                .reference_residual(sc.x, c.floor(sc.x, sc.q_floor), h)
+        } else {
+            None
+        };
+        let Some(r) = r else {
+            return false;
+        };
+        let sig = self.cusum.update(r, slack, h);
+        match dir {
+            Direction::Up => sig > 0,
+            Direction::Down => sig < 0,
+            Direction::Both => sig != 0,
+        }
+    }
 
-        // The primary baseline: the calendar once it found a season, else the rolling median,
-        // else the EWMA.
-        let (primary, q) = match (seasonal_on, sv, rv, ev) {
+    /// The expected value and range on the original scale: from the count model, else the
+    /// primary baseline — the calendar once it found a season, else the rolling median, else
+    /// the EWMA.
+    fn expected_range(&self, c: &Case, sc: &Scores, pr: &Probability) -> (f64, f64, f64) {
+        let (o, kind, p, raw) = (c.o, c.kind, c.p, sc.raw);
+        let (primary, q) = match (sc.seasonal_on, sc.sv, sc.rv, sc.ev) {
             (true, Some(v), _, _) => (Some(v), p.range_q_normal),
             (_, _, Some(v), _) if self.robust.as_ref().is_some_and(|r| r.ready()) => {
                 (Some(v), p.range_q_t)
@@ -277,131 +385,11 @@ impl SignalDetector {
             (_, _, _, Some(v)) => (Some(v), p.range_q_normal),
             _ => (None, p.range_q_normal),
         };
-        let non_negative = kind.non_negative() || self.shape.non_negative();
-        // The count model, for counts small enough that their discreteness matters.
-        let (count, exposure) = match kind {
-            SignalKind::Rate => (Some(raw * o.window_s), 1.0),
-            SignalKind::Ratio => (Some(raw * o.calls), o.calls.max(1.0)),
-            SignalKind::Generic if self.shape.integer_counts() => (Some(raw), 1.0),
-            _ => (None, 1.0),
-        };
-        let count_model = count.and_then(|_| {
-            let (m, disp) = self.shape.count_model()?;
-            let mu = m * exposure;
-            // An integer gauge far less dispersed than counts (a temperature in whole degrees)
-            // is no count.
-            let counts_like = kind != SignalKind::Generic || disp >= 0.7;
-            // Overdispersion of a count near zero cannot be told from one stray event: the
-            // shape r = μ²/(var − μ) stays ≥ 0.3 (var ≤ μ + μ²/0.3).
-            let var = (mu * disp.max(1.0)).min(mu + mu * mu / 0.3);
-            (counts_like && mu < EXACT_COUNT_BELOW).then_some((mu, var))
-        });
-        // The predictive distribution of the score: the calendar or the rolling median,
-        // whichever has predicted this series better lately (a season found in noise, or a
-        // calendar too unsure of a sparse slot, loses to the recent history), else the EWMA.
-        let robust_ready = self.robust.as_ref().is_some_and(|r| r.ready());
-        if let (Some(a), Some(b), true, true) = (sv, rv, seasonal_judged, robust_ready) {
-            let (na, nb) = (nll(a.z, a.sd), nll(b.z, b.sd));
-            if self.nll == [0.0; 2] {
-                self.nll = [na, nb];
-            } else {
-                self.nll[0] += NLL_ALPHA * (na - self.nll[0]);
-                self.nll[1] += NLL_ALPHA * (nb - self.nll[1]);
-            }
-        }
-        let calendar = seasonal_on && (!robust_ready || self.nll[0] <= self.nll[1]);
-        let mut predictive = match (calendar, sv, rv, ev) {
-            (true, Some(v), _, _) => Some((v, T_DOF)),
-            (_, _, Some(v), _) if robust_ready => Some((v, T_DOF)),
-            (_, _, _, Some(v)) => Some((v, 30.0)),
-            _ => None,
-        };
-        if let Some((v, nu)) = predictive.as_mut() {
-            let fl = kind.noise_floor(v.expected, o.calls, o.window_s);
-            match kind {
-                // Counting noise dominates: its size is known (Poisson, times the series' own
-                // dispersion) far better than a rolling spread can estimate it.
-                SignalKind::Rate | SignalKind::Ratio if v.sd <= 1.25 * fl => {
-                    let disp = self.shape.count_model().map_or(1.0, |(_, d)| d.max(1.0));
-                    *v = Verdict::new(x, v.expected, fl * disp.sqrt());
-                    *nu = 200.0;
-                }
-                // Coarsely quantised: the median and MAD are themselves quantised; the EWMA's
-                // mean and spread (less the rounding's own q²/12) describe the latent value.
-                SignalKind::Generic if quantum > 0.2 * v.sd && self.ewma.ready() => {
-                    let var = self.ewma.sd().powi(2);
-                    let latent = (var - quantum * quantum / 12.0).max(0.5 * var).sqrt();
-                    *v = Verdict::new(x, self.ewma.mean(), latent.max(0.25 * quantum));
-                    *nu = 30.0;
-                }
-                _ => {}
-            }
-        }
-        let coin_v = coin(o.t_mid, raw.to_bits() ^ ((self.n as u64) << 17));
-        // A larger, clearly overdispersed count of an ingested metric (identity scale; spread²
-        // ≥ 3 × mean) is skewed like a count: the predictive mean and spread (which follow the
-        // calendar) become a negative binomial with those moments.
-        let big_count = match (kind, count, predictive) {
-            (SignalKind::Generic, Some(k), Some((v, _)))
-                if self.shape.count_model().is_some_and(|(_, d)| d >= 0.7)
-                    && v.expected > 0.0
-                    && v.expected < BIG_COUNT_BELOW
-                    && v.sd * v.sd >= 3.0 * v.expected =>
-            {
-                Some((k, v.expected, (v.sd * v.sd).max(v.expected)))
-            }
-            _ => None,
-        };
-        let tails = match (count, count_model, predictive) {
-            (Some(k), Some((mu, var)), _) => Some(Tails::count(k, mu, var, coin_v)),
-            _ if big_count.is_some() => {
-                big_count.map(|(k, mu, var)| Tails::count(k, mu, var, coin_v))
-            }
-            (_, _, Some((v, nu))) => {
-                let lo = if quantum > 0.0 {
-                    if non_negative && raw - 0.5 * quantum <= 0.0 {
-                        f64::NEG_INFINITY
-                    } else {
-                        kind.transform(raw - 0.5 * quantum)
-                    }
-                } else {
-                    x
-                };
-                let hi = if quantum > 0.0 {
-                    kind.transform(raw + 0.5 * quantum)
-                } else {
-                    x
-                };
-                Some(Tails::student(lo, hi, v.expected, v.sd, nu, coin_v))
-            }
-            _ => None,
-        };
-        let (up, down) = match dir {
-            Direction::Up => (true, false),
-            Direction::Down => (false, true),
-            Direction::Both => (true, true),
-        };
-        let mut p_model = tails.map_or(1.0, |t| t.p(up, down));
-        // A calendar whose slot is noisy (a sparse series) can be far less sure than the recent
-        // history: when the calendar itself finds the value unusual (past the veto), the sharper
-        // of the two predictive distributions speaks.
-        if let (true, Some(v), None) = (
-            seasonal_z.is_some_and(|z| z >= p.seasonal_veto_z),
-            rv,
-            count_model,
-        ) {
-            if robust_ready && calendar {
-                let t = Tails::student(x, x, v.expected, v.sd, T_DOF, coin_v);
-                p_model = p_model.min(t.p(up, down));
-            }
-        }
-        let p_cal = self.ledger.calibrate(p_model);
-
-        let (expected, lo, hi) = match (count_model, primary) {
+        let (expected, lo, hi) = match (pr.count_model, primary) {
             (Some((mu, var)), _) => {
                 let per = match kind {
                     SignalKind::Rate => 1.0 / o.window_s.max(1e-9),
-                    _ => 1.0 / exposure,
+                    _ => 1.0 / pr.exposure,
                 };
                 let half = q * var.sqrt();
                 (mu * per, (mu - half) * per, (mu + half) * per)
@@ -413,61 +401,85 @@ impl SignalDetector {
             ),
             (None, None) => (raw, raw, raw),
         };
-        let (lo, hi) = if non_negative {
-            (lo.max(0.0), hi.max(0.0))
+        if sc.non_negative {
+            (expected, lo.max(0.0), hi.max(0.0))
         } else {
-            (lo, hi)
-        };
+            (expected, lo, hi)
+        }
+    }
+
+    /// The decision rule (see the module comment): point votes past the effect-size guard and
+    /// the seasonal veto, or CUSUM with a sustained effect, each through its calibrated gate.
+    fn alarms(
+        &self,
+        c: &Case,
+        sc: &Scores,
+        v: &Votes,
+        expected: f64,
+        p_cal: f64,
+        strict: bool,
+    ) -> bool {
+        let (kind, dir, p) = (c.kind, c.dir, c.p);
         // The effect-size guard is on the original scale: "10% slower", "1 point more errors",
         // and never less than one quantum of the series' own resolution.
         let min_change = match kind {
             SignalKind::Ratio => p.min_ratio_change,
-            SignalKind::Generic => (p.min_relative_change_metrics * expected.abs()).max(quantum),
+            SignalKind::Generic => (p.min_relative_change_metrics * expected.abs()).max(sc.quantum),
             _ => p.min_relative_change * expected.abs(),
         };
-        let change = directional(raw - expected, dir);
+        let change = directional(sc.raw - expected, dir);
         let effect = change >= min_change;
         // CUSUM fires on sustained moderate departures, so its effect is measured on the
         // sustained part: the EWMA mean (~20 windows) against CUSUM's reference (the calendar,
         // or its own slow mean).
-        let reference = if seasonal_on {
+        let reference = if sc.seasonal_on {
             Some(expected)
         } else {
             self.cusum.reference_mean().map(|m| kind.inverse(m))
         };
-        let cusum_effect = match (ev, reference) {
-            (Some(v), Some(r)) if self.ewma.ready() => {
-                directional(kind.inverse(v.expected) - r, dir) >= min_change
+        let cusum_effect = match (sc.ev, reference) {
+            (Some(e), Some(r)) if self.ewma.ready() => {
+                directional(kind.inverse(e.expected) - r, dir) >= min_change
             }
             _ => false,
         };
         // The veto guards point votes only: with a season, CUSUM already sums residuals
         // against the calendar.
-        let vetoed = seasonal_z.is_some_and(|z| z < p.seasonal_veto_z);
+        let vetoed = v.seasonal_z.is_some_and(|z| z < p.seasonal_veto_z);
         let warm = self.n >= p.warmup_windows;
-        // See `strict` above.
+        // See `strict` in `observe`.
         let cusum_open_p = if strict { p.open_p } else { CUSUM_OPEN_P };
-        let anomalous = warm
-            && ((effect && point_votes >= p.min_votes && !vetoed && p_cal <= p.open_p)
-                || (cusum_effect && votes & CUSUM != 0 && p_cal <= cusum_open_p));
+        warm && ((effect && v.point_votes >= p.min_votes && !vetoed && p_cal <= p.open_p)
+            || (cusum_effect && v.votes & CUSUM != 0 && p_cal <= cusum_open_p))
+    }
 
-        // Learn. An anomalous window moves the baselines only by a clamped amount and never
-        // their spreads, so an incident is not learnt as normal at full speed — until it has
-        // lasted `accept_shift_after_windows`: then it is the new normal.
+    /// Learn. An anomalous window moves the baselines only by a clamped amount and never
+    /// their spreads, so an incident is not learnt as normal at full speed — until it has
+    /// lasted `accept_shift_after_windows`: then it is the new normal.
+    fn learn(
+        &mut self,
+        c: &Case,
+        sc: &Scores,
+        pr: &Probability,
+        anomalous: bool,
+        strict: bool,
+        incident_windows: u32,
+    ) {
+        let (o, p, x) = (c.o, c.p, sc.x);
         let accepted = incident_windows >= p.accept_after;
         let held_back = anomalous && !accepted;
         if accepted && strict {
             self.cusum.restart(x);
         }
         if let (Some(r), Some((thr, _))) = (self.robust.as_mut(), p.robust_z) {
-            let v = match rv {
+            let v = match sc.rv {
                 Some(v) if held_back => x.clamp(v.expected - thr * v.sd, v.expected + thr * v.sd),
                 _ => x,
             };
             r.push(v);
         }
         let (ethr, ealpha) = p.ewma.unwrap_or((5.0, REFERENCE_ALPHA));
-        let ex = match ev {
+        let ex = match sc.ev {
             Some(v) if self.ewma.ready() && !accepted => {
                 x.clamp(v.expected - ethr * v.sd, v.expected + ethr * v.sd)
             }
@@ -475,7 +487,7 @@ impl SignalDetector {
         };
         self.ewma.update(ex, ealpha, held_back);
         if let (Some(s), Some(sp)) = (self.seasonal.as_mut(), &p.seasonal) {
-            let sd = sv.map_or(0.0, |v| v.sd);
+            let sd = sc.sv.map_or(0.0, |v| v.sd);
             let window_ns = (o.window_s * 1e9) as u64;
             // The calendar learns an incident at reduced weight however long it lasts: a holiday
             // must not become tomorrow's level nor next week's profile. (On a series with a
@@ -495,32 +507,21 @@ impl SignalDetector {
                 self.ledger.forget(LEDGER_KEEP_ON_WEEK);
             }
         }
-        if let Some(k) = count {
-            self.shape.learn_count(k, exposure, held_back);
+        if let Some(k) = pr.count {
+            self.shape.learn_count(k, pr.exposure, held_back);
         }
-        self.shape.learn_value(raw);
+        self.shape.learn_value(sc.raw);
         // Every window after the warm-up counts towards the calibration (leaving out the
         // alarming ones would teach it that tails are lighter than they are), but an incident's
         // alarming windows only in its first few, so one long incident does not numb the series.
         // The warm-up's are left out: they are scored by half-learnt models (a count's dispersion
         // starts at Poisson), and with the ledger's ~6000-window memory their tails numbed
         // bursty counts for weeks (score ≥ 0.999 on 0.072% of windows instead of 0.1%).
-        if (incident_windows < 3 || !anomalous) && tails.is_some() && warm {
-            self.ledger.learn(p_model);
+        let warm = self.n >= p.warmup_windows;
+        if (incident_windows < 3 || !anomalous) && pr.has_tails && warm {
+            self.ledger.learn(pr.p_model);
         }
         self.n = self.n.saturating_add(1);
-
-        Decision {
-            anomalous,
-            score: 1.0 - p_cal,
-            p: p_cal,
-            z: z_max,
-            expected,
-            expected_min: lo,
-            expected_max: hi,
-            votes,
-            sustained,
-        }
     }
 
     pub fn heap_bytes(&self) -> usize {
