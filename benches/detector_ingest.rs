@@ -21,8 +21,10 @@
 //! detector state are created at the first close), then measures `--secs` of wall clock. Prints a table and a `RESULT` line with the ratio of phase 2
 //! to the mean of phases 1 and 3.
 
+mod args;
 mod payload;
 
+use args::flag;
 use redwatch::config::Config;
 use redwatch_connectors::otlp::decode::{decode_traces_proto, DecodeSettings};
 use redwatch_engine::model::SourceId;
@@ -42,29 +44,14 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        secs: 60.0,
-        services: 500,
-        ops: 240,
-        requests: 1000,
-    };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < argv.len() {
-        let val = || argv.get(i + 1).and_then(|v| v.parse::<f64>().ok());
-        match argv[i].as_str() {
-            "--secs" => a.secs = val().unwrap_or(a.secs),
-            "--services" => a.services = val().map_or(a.services, |v| v as usize),
-            "--ops" => a.ops = val().map_or(a.ops, |v| v as usize),
-            "--requests" => a.requests = val().map_or(a.requests, |v| v as usize),
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
+    // Counts accept any number (`--services 5e2`) and are truncated.
+    let count = |name: &str, default: usize| flag::<f64>(name).map_or(default, |v| v as usize);
+    Args {
+        secs: flag("--secs").unwrap_or(60.0),
+        services: count("--services", 500),
+        ops: count("--ops", 240),
+        requests: count("--requests", 1000),
     }
-    a
 }
 
 fn config() -> Config {

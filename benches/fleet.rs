@@ -36,6 +36,8 @@
 //! clock, which would make the backlog late) and the group's session timeout (2 min, to stay in
 //! the group while stopped). The delay phase runs the defaults.
 
+#[path = "args/mod.rs"]
+mod args;
 #[path = "../tests/kafka_support/admin.rs"]
 mod kafka_admin;
 #[path = "kafka_common/mod.rs"]
@@ -47,8 +49,9 @@ mod processes;
 #[path = "fleet/truth.rs"]
 mod truth;
 
+use args::flag;
 use kafka_admin::create_topic_on;
-use kafka_common::{now_ns, producer, read_from_start};
+use kafka_common::{now_ns, produce, producer, read_from_start};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
@@ -58,7 +61,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use processes::*;
 use prost::Message as _;
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use redwatch_connectors::kafka::rdkafka;
 use redwatch_connectors::kafka::records::partition_for;
 use std::collections::{HashMap, HashSet};
@@ -85,29 +88,13 @@ struct Args {
 
 fn args() -> Args {
     let mut a = Args {
-        redwatch: std::env::var("REDWATCH_BIN").unwrap_or_default().into(),
-        spans: 2_000_000,
-        backlog_secs: 300,
-        rate: 10_000.0,
-        delay_secs: 100,
+        redwatch: flag("--redwatch")
+            .unwrap_or_else(|| std::env::var("REDWATCH_BIN").unwrap_or_default().into()),
+        spans: flag("--spans").unwrap_or(2_000_000),
+        backlog_secs: flag("--backlog-secs").unwrap_or(300),
+        rate: flag("--rate").unwrap_or(10_000.0),
+        delay_secs: flag("--delay-secs").unwrap_or(100),
     };
-    let v: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < v.len() {
-        let next = v.get(i + 1).cloned().unwrap_or_default();
-        match v[i].as_str() {
-            "--redwatch" => a.redwatch = next.into(),
-            "--spans" => a.spans = next.parse().unwrap_or(a.spans),
-            "--backlog-secs" => a.backlog_secs = next.parse().unwrap_or(a.backlog_secs),
-            "--rate" => a.rate = next.parse().unwrap_or(a.rate),
-            "--delay-secs" => a.delay_secs = next.parse().unwrap_or(a.delay_secs),
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
-    }
     assert!(
         a.redwatch.is_file(),
         "--redwatch PATH (or REDWATCH_BIN) names the redwatch binary to run (a release build)"
@@ -117,14 +104,7 @@ fn args() -> Args {
 }
 
 async fn send(p: &FutureProducer, topic: &str, partition: i32, bytes: &[u8]) {
-    p.send(
-        FutureRecord::<(), [u8]>::to(topic)
-            .partition(partition)
-            .payload(bytes),
-        Duration::from_secs(120),
-    )
-    .await
-    .unwrap_or_else(|(e, _)| panic!("produce to {topic}/{partition}: {e}"));
+    produce(p, topic, partition, bytes, Duration::from_secs(120)).await;
 }
 
 struct Run {
@@ -481,11 +461,5 @@ async fn run(a: Args) {
 }
 
 fn main() {
-    let a = args();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(run(a));
+    kafka_common::run_on_two_workers(run(args()));
 }

@@ -18,6 +18,8 @@
 //!    each window's first record reaches the sink topic. Reported: produce → window emitted on
 //!    the sink topic, per message, and emission after the window's end.
 
+#[path = "args/mod.rs"]
+mod args;
 #[path = "../tests/kafka_support/admin.rs"]
 mod kafka_admin;
 #[path = "kafka_common/mod.rs"]
@@ -25,12 +27,15 @@ mod kafka_common;
 #[path = "payload/mod.rs"]
 mod payload;
 
+use args::flag;
 use kafka_admin::create_topic_on;
-use kafka_common::{now_ns, producer, read_from_start, small_request};
+use kafka_common::{
+    kafka_only_config, now_ns, poll_messages, produce, producer, read_from_start, small_request,
+    start_consuming,
+};
 use prost::Message as _;
 use rdkafka::message::Message;
-use rdkafka::producer::FutureRecord;
-use redwatch::config::{Config, KafkaExporterConfig, KafkaReceiverConfig};
+use redwatch::config::{Config, KafkaExporterConfig};
 use redwatch::server::{Engine, StartOptions};
 use redwatch_connectors::kafka::rdkafka;
 use std::collections::BTreeMap;
@@ -66,66 +71,30 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        messages: 800,
-        reps: 3,
-        latency_secs: 10,
-        partitions: 1,
-    };
-    let v: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < v.len() {
-        let next = v.get(i + 1).and_then(|x| x.parse::<u64>().ok());
-        match (v[i].as_str(), next) {
-            ("--messages", Some(n)) => a.messages = n as usize,
-            ("--reps", Some(n)) => a.reps = n as usize,
-            ("--latency-secs", Some(n)) => a.latency_secs = n,
-            ("--partitions", Some(n)) => a.partitions = (n as i32).max(1),
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
+    Args {
+        messages: flag("--messages").unwrap_or(800),
+        reps: flag("--reps").unwrap_or(3),
+        latency_secs: flag("--latency-secs").unwrap_or(10),
+        partitions: flag("--partitions").map_or(1, |n: i32| n.max(1)),
     }
-    a
 }
 
 /// Reads `messages` messages of partition 0 and prost-decodes each: (spans, wall s, CPU s).
 fn bare_consumer(brokers: &str, topic: &str, partitions: i32, messages: usize) -> (u64, f64, f64) {
     let c = read_from_start(brokers, topic, partitions, "bench_bare", &[]);
-    let (mut n, mut sink) = (0usize, 0u64);
+    let mut sink = 0u64;
     let mut start: Option<(Instant, f64)> = None;
-    let until = Instant::now() + Duration::from_secs(300);
-    while n < messages && Instant::now() < until {
-        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
-            if start.is_none() {
-                start = Some((Instant::now(), cpu_seconds()));
-            }
-            sink ^= payload::prost_decode_touch(m.payload().unwrap_or_default());
-            n += 1;
-        }
-    }
+    let n = poll_messages(&c, messages, |m| {
+        start.get_or_insert_with(|| (Instant::now(), cpu_seconds()));
+        sink ^= payload::prost_decode_touch(m);
+    });
     std::hint::black_box(sink);
     let (t0, c0) = start.unwrap_or((Instant::now(), cpu_seconds()));
     (n as u64, t0.elapsed().as_secs_f64(), cpu_seconds() - c0)
 }
 
 fn engine_config(brokers: &str, topic: &str) -> Config {
-    let mut cfg = Config::default();
-    cfg.receivers.otlp.grpc = None;
-    cfg.receivers.otlp.http = None;
-    cfg.exporters.prometheus = None;
-    cfg.sql.http_endpoint = None;
-    cfg.sql.flight_endpoint = None;
-    cfg.receivers.kafka = Some(KafkaReceiverConfig {
-        brokers: vec![brokers.to_string()],
-        traces_topic: topic.to_string(),
-        metrics_topic: None,
-        group_id: format!("bench_redwatch_{}", now_ns()),
-        ..Default::default()
-    });
-    cfg
+    kafka_only_config(brokers, topic, "bench_redwatch")
 }
 
 fn percentile(v: &mut [f64], q: f64) -> f64 {
@@ -136,12 +105,9 @@ fn percentile(v: &mut [f64], q: f64) -> f64 {
     v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
-async fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
-    let until = Instant::now() + deadline;
-    while !cond() {
-        assert!(Instant::now() < until, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+async fn wait_for(what: &str, deadline: Duration, cond: impl FnMut() -> bool) {
+    let done = kafka_common::wait_for(what, deadline, cond).await;
+    assert!(done, "timed out waiting until {what}");
 }
 
 async fn run(a: Args) {
@@ -164,14 +130,8 @@ async fn run(a: Args) {
         let bytes = pl.shifted(now_ns().saturating_sub(set.now_ns));
         total_spans += pl.spans as u64;
         total_bytes += bytes.len();
-        p.send(
-            FutureRecord::<(), [u8]>::to(&topic)
-                .partition(i as i32 % a.partitions)
-                .payload(&bytes[..]),
-            Duration::from_secs(120),
-        )
-        .await
-        .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+        let partition = i as i32 % a.partitions;
+        produce(&p, &topic, partition, &bytes, Duration::from_secs(120)).await;
     }
     eprintln!(
         "produced {} messages, {total_spans} spans, {:.0} B/span in {:.1}s",
@@ -203,16 +163,12 @@ async fn run(a: Args) {
     // The backlog is consumed after a group join: keep it on time.
     cfg.windows.max_out_of_orderness = Duration::from_secs(600);
     cfg.windows.allowed_lateness = Duration::from_secs(600);
-    let e = Engine::start(&cfg, StartOptions::default())
-        .await
-        .expect("engine starts");
+    let (e, consumed) = start_consuming(&cfg).await;
+    assert!(
+        consumed,
+        "timed out waiting until the first message is consumed"
+    );
     let reg = e.registry.clone();
-    wait_for(
-        "the first message is consumed",
-        Duration::from_secs(120),
-        || reg.total("redwatch_kafka_messages_total") > 0.0,
-    )
-    .await;
     let (t0, c0) = (Instant::now(), cpu_seconds());
     let want = total_spans as f64;
     wait_for("every span is accepted", Duration::from_secs(300), || {
@@ -295,14 +251,7 @@ async fn run(a: Args) {
     while Instant::now() < until {
         let req = small_request(seq, "latency");
         let at = now_ns();
-        p.send(
-            FutureRecord::<(), [u8]>::to(&src)
-                .partition(0)
-                .payload(&req.encode_to_vec()),
-            Duration::from_secs(30),
-        )
-        .await
-        .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+        produce(&p, &src, 0, &req.encode_to_vec(), Duration::from_secs(30)).await;
         sent.push(at);
         seq += 1;
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -369,11 +318,5 @@ async fn run(a: Args) {
 }
 
 fn main() {
-    let a = args();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(run(a));
+    kafka_common::run_on_two_workers(run(args()));
 }

@@ -17,6 +17,8 @@
 //!    messages/s for `--paced-secs`, round-robin over the partitions; reported: messages the
 //!    engine consumed while the producer ran, and how long after it stopped the engine had all.
 
+#[path = "args/mod.rs"]
+mod args;
 #[path = "../tests/kafka_support/admin.rs"]
 mod kafka_admin;
 #[path = "kafka_common/mod.rs"]
@@ -24,14 +26,15 @@ mod kafka_common;
 #[path = "payload/mod.rs"]
 mod payload;
 
+use args::flag;
 use kafka_admin::create_topic_on;
-use kafka_common::{now_ns, producer, read_from_start, small_request};
+use kafka_common::{
+    kafka_only_config, now_ns, poll_messages, produce, producer, read_from_start, small_request,
+    start_consuming, wait_for,
+};
 use prost::Message as _;
-use rdkafka::message::Message;
-use rdkafka::producer::FutureRecord;
-use redwatch::config::{Config, KafkaReceiverConfig};
+use redwatch::config::Config;
 use redwatch::server::{Engine, StartOptions};
-use redwatch_connectors::kafka::rdkafka;
 use std::time::{Duration, Instant};
 
 struct Args {
@@ -43,49 +46,27 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        partitions: vec![4, 16],
-        messages: 800,
-        reps: 3,
-        paced_rate: 8.0,
-        paced_secs: 15,
-    };
-    let v: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < v.len() {
-        let next = v.get(i + 1).cloned().unwrap_or_default();
-        match v[i].as_str() {
-            "--partitions" => {
-                a.partitions = next.split(',').filter_map(|p| p.parse().ok()).collect()
-            }
-            "--messages" => a.messages = next.parse().unwrap_or(a.messages),
-            "--reps" => a.reps = next.parse().unwrap_or(a.reps),
-            "--paced-rate" => a.paced_rate = next.parse().unwrap_or(a.paced_rate),
-            "--paced-secs" => a.paced_secs = next.parse().unwrap_or(a.paced_secs),
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
+    Args {
+        partitions: flag::<String>("--partitions").map_or(vec![4, 16], |v| {
+            v.split(',').filter_map(|p| p.parse().ok()).collect()
+        }),
+        messages: flag("--messages").unwrap_or(800),
+        reps: flag("--reps").unwrap_or(3),
+        paced_rate: flag("--paced-rate").unwrap_or(8.0),
+        paced_secs: flag("--paced-secs").unwrap_or(15),
     }
-    a
 }
 
 /// Reads `messages` messages from every partition of `topic` and prost-decodes each:
 /// (messages, wall s from the first message).
 fn bare_consumer(brokers: &str, topic: &str, partitions: i32, messages: usize) -> (usize, f64) {
     let c = read_from_start(brokers, topic, partitions, "bench_bare", &[]);
-    let (mut n, mut sink) = (0usize, 0u64);
+    let mut sink = 0u64;
     let mut start: Option<Instant> = None;
-    let until = Instant::now() + Duration::from_secs(300);
-    while n < messages && Instant::now() < until {
-        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
-            start.get_or_insert_with(Instant::now);
-            sink ^= payload::prost_decode_touch(m.payload().unwrap_or_default());
-            n += 1;
-        }
-    }
+    let n = poll_messages(&c, messages, |m| {
+        start.get_or_insert_with(Instant::now);
+        sink ^= payload::prost_decode_touch(m);
+    });
     std::hint::black_box(sink);
     (
         n,
@@ -94,55 +75,25 @@ fn bare_consumer(brokers: &str, topic: &str, partitions: i32, messages: usize) -
 }
 
 fn engine_config(brokers: &str, topic: &str) -> Config {
-    let mut cfg = Config::default();
-    cfg.receivers.otlp.grpc = None;
-    cfg.receivers.otlp.http = None;
-    cfg.exporters.prometheus = None;
-    cfg.sql.http_endpoint = None;
-    cfg.sql.flight_endpoint = None;
-    cfg.receivers.kafka = Some(KafkaReceiverConfig {
-        brokers: vec![brokers.to_string()],
-        traces_topic: topic.to_string(),
-        metrics_topic: None,
-        group_id: format!("bench_partitions_{}", now_ns()),
+    let mut cfg = kafka_only_config(brokers, topic, "bench_partitions");
+    if let Some(k) = cfg.receivers.kafka.as_mut() {
         // tansu holds a group join for about half the session timeout.
-        librdkafka: [
+        k.librdkafka = [
             ("session.timeout.ms".to_string(), "6000".to_string()),
             ("heartbeat.interval.ms".to_string(), "1000".to_string()),
         ]
-        .into(),
-        ..Default::default()
-    });
+        .into();
+    }
     // The backlog is consumed after a group join: keep it on time.
     cfg.windows.max_out_of_orderness = Duration::from_secs(600);
     cfg.windows.allowed_lateness = Duration::from_secs(600);
     cfg
 }
 
-async fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + deadline;
-    while !cond() {
-        if Instant::now() >= until {
-            eprintln!("timed out waiting until {what}");
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    true
-}
-
 /// One engine reading the whole backlog: (wall s from its first consumed message, late drops).
 async fn redwatch_backlog(brokers: &str, topic: &str, messages: usize, spans: u64) -> (f64, f64) {
-    let e = Engine::start(&engine_config(brokers, topic), StartOptions::default())
-        .await
-        .expect("engine starts");
+    let (e, _) = start_consuming(&engine_config(brokers, topic)).await;
     let reg = e.registry.clone();
-    wait_for(
-        "the first message is consumed",
-        Duration::from_secs(120),
-        || reg.total("redwatch_kafka_messages_total") > 0.0,
-    )
-    .await;
     let t0 = Instant::now();
     let done = wait_for("every span is accepted", Duration::from_secs(600), || {
         reg.total("redwatch_kafka_messages_total") >= messages as f64
@@ -185,14 +136,8 @@ async fn backlog(a: &Args, brokers: &str, partitions: i32) -> String {
         let pl = &set.payloads[i % set.payloads.len()];
         let bytes = pl.shifted(now_ns().saturating_sub(set.now_ns));
         spans += pl.spans as u64;
-        p.send(
-            FutureRecord::<(), [u8]>::to(&topic)
-                .partition(i as i32 % partitions)
-                .payload(&bytes[..]),
-            Duration::from_secs(120),
-        )
-        .await
-        .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+        let partition = i as i32 % partitions;
+        produce(&p, &topic, partition, &bytes, Duration::from_secs(120)).await;
     }
     eprintln!(
         "P={partitions}: produced {} messages, {spans} spans",
@@ -261,14 +206,9 @@ async fn paced(a: &Args, brokers: &str, partitions: i32) -> String {
     let t0 = Instant::now();
     let mut n = 0u64;
     while t0.elapsed() < Duration::from_secs(a.paced_secs) {
-        p.send(
-            FutureRecord::<(), [u8]>::to(&topic)
-                .partition((n % partitions as u64) as i32)
-                .payload(&small_request(n, "paced").encode_to_vec()),
-            Duration::from_secs(30),
-        )
-        .await
-        .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+        let bytes = small_request(n, "paced").encode_to_vec();
+        let partition = (n % partitions as u64) as i32;
+        produce(&p, &topic, partition, &bytes, Duration::from_secs(30)).await;
         n += 1;
         let next = Duration::from_secs_f64(n as f64 / a.paced_rate);
         if let Some(wait) = next.checked_sub(t0.elapsed()) {
@@ -324,11 +264,5 @@ async fn run(a: Args) {
 }
 
 fn main() {
-    let a = args();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(run(a));
+    kafka_common::run_on_two_workers(run(args()));
 }

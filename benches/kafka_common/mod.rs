@@ -1,13 +1,17 @@
-//! What the Kafka benches share: a producer, a small export request, the wall clock.
+//! What the Kafka benches share: a producer and a consumer reading a topic from its start, a
+//! small export request, a Kafka-only engine config, polling with a deadline, the wall clock.
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use redwatch::config::{Config, KafkaReceiverConfig};
+use redwatch::server::{Engine, StartOptions};
 use redwatch_connectors::kafka::rdkafka::consumer::{BaseConsumer, Consumer};
-use redwatch_connectors::kafka::rdkafka::producer::FutureProducer;
+use redwatch_connectors::kafka::rdkafka::message::Message as _;
+use redwatch_connectors::kafka::rdkafka::producer::{FutureProducer, FutureRecord};
 use redwatch_connectors::kafka::rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Wall-clock nanoseconds since the Unix epoch.
 pub fn now_ns() -> u64 {
@@ -91,4 +95,98 @@ pub fn small_request(seq: u64, service: &str) -> ExportTraceServiceRequest {
             ..Default::default()
         }],
     }
+}
+
+/// Produces `bytes` to `topic`/`partition`, waiting up to `timeout` for the broker's answer.
+pub async fn produce(
+    p: &FutureProducer,
+    topic: &str,
+    partition: i32,
+    bytes: &[u8],
+    timeout: Duration,
+) {
+    p.send(
+        FutureRecord::<(), [u8]>::to(topic)
+            .partition(partition)
+            .payload(bytes),
+        timeout,
+    )
+    .await
+    .unwrap_or_else(|(e, _)| panic!("produce to {topic}/{partition}: {e}"));
+}
+
+/// Polls `c` until it has read `messages` messages or 300 s have passed, handing each payload
+/// to `each`; returns how many it read.
+#[allow(dead_code)] // the fleet bench reads until its topic is idle
+pub fn poll_messages(c: &BaseConsumer, messages: usize, mut each: impl FnMut(&[u8])) -> usize {
+    let mut n = 0;
+    let until = Instant::now() + Duration::from_secs(300);
+    while n < messages && Instant::now() < until {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            each(m.payload().unwrap_or_default());
+            n += 1;
+        }
+    }
+    n
+}
+
+/// The defaults with the Kafka source on `topic` (a fresh consumer group named from
+/// `group_prefix`) and no OTLP, Prometheus or SQL listeners.
+#[allow(dead_code)] // the fleet bench runs redwatch processes with their own config
+pub fn kafka_only_config(brokers: &str, topic: &str, group_prefix: &str) -> Config {
+    let mut cfg = Config::default();
+    cfg.receivers.otlp.grpc = None;
+    cfg.receivers.otlp.http = None;
+    cfg.exporters.prometheus = None;
+    cfg.sql.http_endpoint = None;
+    cfg.sql.flight_endpoint = None;
+    cfg.receivers.kafka = Some(KafkaReceiverConfig {
+        brokers: vec![brokers.to_string()],
+        traces_topic: topic.to_string(),
+        metrics_topic: None,
+        group_id: format!("{group_prefix}_{}", now_ns()),
+        ..Default::default()
+    });
+    cfg
+}
+
+/// Polls `cond` every 5 ms until it holds (true) or `deadline` passes (false, said on stderr).
+#[allow(dead_code)] // the fleet bench waits on processes
+pub async fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + deadline;
+    while !cond() {
+        if Instant::now() >= until {
+            eprintln!("timed out waiting until {what}");
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    true
+}
+
+/// Starts an in-process engine on `cfg` and waits up to 120 s until its Kafka source has
+/// consumed a first message; false if it had not by then.
+#[allow(dead_code)] // the fleet bench runs redwatch processes
+pub async fn start_consuming(cfg: &Config) -> (Engine, bool) {
+    let e = Engine::start(cfg, StartOptions::default())
+        .await
+        .expect("engine starts");
+    let reg = e.registry.clone();
+    let consumed = wait_for(
+        "the first message is consumed",
+        Duration::from_secs(120),
+        || reg.total("redwatch_kafka_messages_total") > 0.0,
+    )
+    .await;
+    (e, consumed)
+}
+
+/// Runs a bench's `main` future on a tokio runtime of two worker threads.
+pub fn run_on_two_workers<F: std::future::Future>(main: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(main)
 }

@@ -49,34 +49,40 @@ pub(super) fn for_each_field(
     }
 }
 
-/// Offsets of every span's `start_time_unix_nano` (7) and `end_time_unix_nano` (8).
-pub(super) fn span_time_offsets(buf: &[u8]) -> Vec<(u32, u32)> {
-    let mut out = Vec::new();
-    // ExportTraceServiceRequest.resource_spans = 1, ResourceSpans.scope_spans = 2,
-    // ScopeSpans.spans = 2.
-    for_each_field(buf, 0, buf.len(), &mut |f, w, s, e| {
-        if (f, w) != (1, 2) {
+/// Calls `f(span_start, span_end)` for the bytes of every `Span` in an encoded
+/// `ExportTraceServiceRequest` (resource_spans = 1, ResourceSpans.scope_spans = 2,
+/// ScopeSpans.spans = 2).
+fn for_each_span(buf: &[u8], f: &mut dyn FnMut(usize, usize)) {
+    for_each_field(buf, 0, buf.len(), &mut |fld, w, s, e| {
+        if (fld, w) != (1, 2) {
             return;
         }
-        for_each_field(buf, s, e, &mut |f, w, s, e| {
-            if (f, w) != (2, 2) {
+        for_each_field(buf, s, e, &mut |fld, w, s, e| {
+            if (fld, w) != (2, 2) {
                 return;
             }
-            for_each_field(buf, s, e, &mut |f, w, s, e| {
-                if (f, w) != (2, 2) {
-                    return;
-                }
-                let (mut start, mut end) = (None, None);
-                for_each_field(buf, s, e, &mut |f, w, s, _| match (f, w) {
-                    (7, 1) => start = Some(s as u32),
-                    (8, 1) => end = Some(s as u32),
-                    _ => {}
-                });
-                if let (Some(a), Some(b)) = (start, end) {
-                    out.push((a, b));
+            for_each_field(buf, s, e, &mut |fld, w, s, e| {
+                if (fld, w) == (2, 2) {
+                    f(s, e);
                 }
             });
         });
+    });
+}
+
+/// Offsets of every span's `start_time_unix_nano` (7) and `end_time_unix_nano` (8).
+pub(super) fn span_time_offsets(buf: &[u8]) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    for_each_span(buf, &mut |s, e| {
+        let (mut start, mut end) = (None, None);
+        for_each_field(buf, s, e, &mut |f, w, s, _| match (f, w) {
+            (7, 1) => start = Some(s as u32),
+            (8, 1) => end = Some(s as u32),
+            _ => {}
+        });
+        if let (Some(a), Some(b)) = (start, end) {
+            out.push((a, b));
+        }
     });
     out
 }
@@ -85,31 +91,16 @@ pub(super) fn span_time_offsets(buf: &[u8]) -> Vec<(u32, u32)> {
 /// `Span.Event.time_unix_nano` (1) in an encoded `ExportTraceServiceRequest`.
 pub(super) fn timestamp_offsets(buf: &[u8]) -> Vec<u32> {
     let mut out = Vec::new();
-    for_each_field(buf, 0, buf.len(), &mut |f, w, s, e| {
-        if (f, w) != (1, 2) {
-            return;
-        }
-        // ResourceSpans.scope_spans = 2
-        for_each_field(buf, s, e, &mut |f, w, s, e| {
-            if (f, w) != (2, 2) {
-                return;
-            }
-            // ScopeSpans.spans = 2
-            for_each_field(buf, s, e, &mut |f, w, s, e| {
-                if (f, w) != (2, 2) {
-                    return;
+    for_each_span(buf, &mut |s, e| {
+        for_each_field(buf, s, e, &mut |f, w, s, e| match (f, w) {
+            (7, 1) | (8, 1) => out.push(s as u32),
+            // Span.events = 11
+            (11, 2) => for_each_field(buf, s, e, &mut |f, w, s, _| {
+                if (f, w) == (1, 1) {
+                    out.push(s as u32);
                 }
-                for_each_field(buf, s, e, &mut |f, w, s, e| match (f, w) {
-                    (7, 1) | (8, 1) => out.push(s as u32),
-                    // Span.events = 11
-                    (11, 2) => for_each_field(buf, s, e, &mut |f, w, s, _| {
-                        if (f, w) == (1, 1) {
-                            out.push(s as u32);
-                        }
-                    }),
-                    _ => {}
-                });
-            });
+            }),
+            _ => {}
         });
     });
     out
