@@ -7,6 +7,7 @@
 //! formats them; closed windows also feed anomaly detection through [`MetricRow::signal_value`].
 
 mod agg;
+mod convert;
 mod cumulative;
 mod exp_hist;
 mod operator;

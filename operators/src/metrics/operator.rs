@@ -1,7 +1,8 @@
 //! The metrics operator: metric points in, per-window per-series `metric_points` rows out.
 
-use super::agg::{Contribution, ExpBuckets, ExpHist, MetricAgg};
-use super::cumulative::{Delta, Last, Streams};
+use super::agg::{Contribution, MetricAgg};
+use super::convert::{Converter, PointAt};
+use super::cumulative::{Delta, Streams};
 use super::series::{
     MetricLookup, MetricSeriesId, MetricSeriesKey, MetricSeriesRef, MetricSeriesRegistry,
 };
@@ -10,7 +11,7 @@ use crate::common::{due, WindowSpec, WindowSpecs, PROVISIONAL_EVERY_NS, SERIES_E
 use crate::red::RedConfig;
 use hashbrown::DefaultHashBuilder;
 use redwatch_engine::config::WindowsConfig;
-use redwatch_engine::metric_model::{MetricBatch, MetricKind, PointValue, Temporality};
+use redwatch_engine::metric_model::{MetricBatch, PointRecord, PointValue, Temporality};
 use redwatch_engine::model::UnixNanos;
 use redwatch_engine::pipeline::{Batch, OpContext, Operator, StateStats};
 use redwatch_engine::telemetry::{Counter, Gauge, Registry};
@@ -18,17 +19,40 @@ use redwatch_engine::window::WindowStore;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-struct Counters {
+pub(super) struct Counters {
     points: Arc<Counter>,
     late: Arc<Counter>,
     out_of_order: Arc<Counter>,
     no_room: Arc<Counter>,
-    baseline: Arc<Counter>,
+    pub(super) baseline: Arc<Counter>,
     overflow_points: Arc<Counter>,
     series_created: Arc<Counter>,
     series_expired: Arc<Counter>,
     active_series: Arc<Gauge>,
     streams: Arc<Gauge>,
+}
+
+/// The point's attributes as sorted (key, value) pairs, in `attrs` (reused across points).
+fn sorted_attrs<'b>(batch: &'b MetricBatch, p: &PointRecord, attrs: &mut Vec<(&'b str, &'b str)>) {
+    attrs.clear();
+    attrs.extend(
+        batch
+            .attrs_of(p)
+            .iter()
+            .map(|(k, v)| (batch.str(*k), batch.str(*v))),
+    );
+    attrs.sort_unstable();
+}
+
+impl Counters {
+    /// Counts a cumulative point that adds nothing: out of order, or no room for its stream.
+    pub(super) fn count_unused(&self, d: &Delta) {
+        match d {
+            Delta::OutOfOrder => self.out_of_order.inc(),
+            Delta::NoRoom => self.no_room.inc(),
+            _ => {}
+        }
+    }
 }
 
 /// Windows metric points per series for the primary window spec and its rollups.
@@ -131,20 +155,15 @@ impl MetricsOperator {
 
     /// Adds the points of one batch to the open windows.
     pub fn process_metrics(&mut self, batch: &MetricBatch, now: UnixNanos) {
+        // Borrowed by histogram contributions while the windows are updated.
+        let mut scratch = std::mem::take(&mut self.scratch);
         let mut attrs: Vec<(&str, &str)> = Vec::new();
         for p in &batch.points {
             let Some(m) = batch.metric_of(p) else {
                 continue;
             };
             let res = batch.resource_of(m).copied().unwrap_or_default();
-            attrs.clear();
-            attrs.extend(
-                batch
-                    .attrs_of(p)
-                    .iter()
-                    .map(|(k, v)| (batch.str(*k), batch.str(*v))),
-            );
-            attrs.sort_unstable();
+            sorted_attrs(batch, p, &mut attrs);
             let (hist, bounds) = match p.value {
                 PointValue::Histogram(i) => match batch.histograms.get(i as usize) {
                     Some(h) => (Some(h), Some(batch.buckets_of(h).0)),
@@ -160,194 +179,45 @@ impl MetricsOperator {
                 attrs: &attrs,
                 bounds,
             };
+            let cumulative = m.temporality == Temporality::Cumulative;
             // The stream (series + origin) matters only for cumulative-to-delta conversion.
-            let stream = if m.temporality == Temporality::Cumulative {
+            let stream = if cumulative {
                 (self.hasher.hash_one(r), res.origin)
             } else {
                 (0, 0)
             };
-            let lookup = self.series.lookup(r);
-            match lookup {
-                MetricLookup::Known(_) => {}
-                MetricLookup::New(_) => self.counters.series_created.inc(),
-                MetricLookup::Overflow(_) => self.counters.overflow_points.inc(),
-            }
-            let id = lookup.id();
-            let overflow = matches!(lookup, MetricLookup::Overflow(_));
-            let key_bounds = if overflow {
-                None
-            } else {
-                self.series.key(id).and_then(|k| k.bounds.clone())
+            let (id, overflow, key_bounds) = self.series_of(r);
+            let at = PointAt {
+                stream,
+                start: p.start,
+                time: p.time,
+                cumulative,
+                overflow,
             };
-            let cumulative = m.temporality == Temporality::Cumulative;
-            let monotonic = m.kind != MetricKind::UpDownCounter;
-            let (start, time) = (p.start, p.time);
+            let mut conv = Converter {
+                streams: &mut self.streams,
+                counters: &self.counters,
+                now,
+            };
             // What this point adds, after temporality conversion (None = nothing to add).
-            let owned_exp;
+            let mut owned_exp = None;
             let contribution = match (p.value, hist) {
-                (PointValue::Number(v), _) => {
-                    if m.kind == MetricKind::Gauge || !cumulative {
-                        Some(Contribution::Number {
-                            value: v,
-                            last: v,
-                            time,
-                            counted: true,
-                        })
-                    } else {
-                        match self.streams.offer(
-                            stream,
-                            start,
-                            time,
-                            Last::Number(v),
-                            monotonic,
-                            now,
-                        ) {
-                            Delta::Increase {
-                                delta: Last::Number(d),
-                                ..
-                            } => Some(Contribution::Number {
-                                value: d,
-                                last: v,
-                                time,
-                                counted: true,
-                            }),
-                            Delta::Baseline => {
-                                self.counters.baseline.inc();
-                                Some(Contribution::Number {
-                                    value: 0.0,
-                                    last: v,
-                                    time,
-                                    counted: false,
-                                })
-                            }
-                            d => {
-                                self.count_unused(&d);
-                                None
-                            }
-                        }
-                    }
-                }
+                (PointValue::Number(v), _) => conv.number(&at, m.kind, v),
                 (PointValue::Histogram(_), Some(h)) => {
-                    let counts = if overflow {
-                        &[][..]
-                    } else {
-                        batch.buckets_of(h).1
-                    };
-                    if !cumulative {
-                        Some(Contribution::Histogram {
-                            time,
-                            count: h.count,
-                            sum: h.sum,
-                            min: h.min,
-                            max: h.max,
-                            bounds: key_bounds.as_ref(),
-                            counts,
-                        })
-                    } else {
-                        let last = Last::Histogram {
-                            count: h.count,
-                            sum: h.sum.unwrap_or(0.0),
-                            counts: batch.buckets_of(h).1.to_vec(),
-                        };
-                        match self.streams.offer(stream, start, time, last, true, now) {
-                            Delta::Increase {
-                                delta:
-                                    Last::Histogram {
-                                        count,
-                                        sum,
-                                        counts: c,
-                                    },
-                                whole,
-                            } => {
-                                self.scratch.clear();
-                                if !overflow {
-                                    self.scratch.extend_from_slice(&c);
-                                }
-                                Some(Contribution::Histogram {
-                                    time,
-                                    count,
-                                    sum: h.sum.map(|_| sum),
-                                    // Min and max of a cumulative point cover its whole span.
-                                    min: if whole { h.min } else { None },
-                                    max: if whole { h.max } else { None },
-                                    bounds: key_bounds.as_ref(),
-                                    counts: &self.scratch,
-                                })
-                            }
-                            Delta::Baseline => {
-                                self.counters.baseline.inc();
-                                None
-                            }
-                            d => {
-                                self.count_unused(&d);
-                                None
-                            }
-                        }
-                    }
+                    conv.histogram(&at, batch, h, key_bounds.as_ref(), &mut scratch)
                 }
                 (PointValue::ExpHistogram(i), _) => {
                     let Some(e) = batch.exp_histograms.get(i as usize) else {
                         continue;
                     };
-                    let (pos, neg) = batch.exp_buckets_of(e);
-                    let eh = ExpHist {
-                        scale: e.scale,
-                        zero_count: e.zero_count,
-                        zero_threshold: e.zero_threshold,
-                        positive: ExpBuckets {
-                            offset: e.positive_offset,
-                            counts: pos.to_vec(),
-                        },
-                        negative: ExpBuckets {
-                            offset: e.negative_offset,
-                            counts: neg.to_vec(),
-                        },
-                    };
-                    let (count, sum, min, max, hist) = if !cumulative {
-                        (e.count, e.sum, e.min, e.max, Some(eh))
-                    } else {
-                        let last = Last::Exp {
-                            count: e.count,
-                            sum: e.sum.unwrap_or(0.0),
-                            hist: eh,
-                        };
-                        match self.streams.offer(stream, start, time, last, true, now) {
-                            Delta::Increase {
-                                delta: Last::Exp { count, sum, hist },
-                                whole,
-                            } => (
-                                count,
-                                e.sum.map(|_| sum),
-                                if whole { e.min } else { None },
-                                if whole { e.max } else { None },
-                                Some(hist),
-                            ),
-                            Delta::Baseline => {
-                                self.counters.baseline.inc();
-                                (0, None, None, None, None)
-                            }
-                            d => {
-                                self.count_unused(&d);
-                                (0, None, None, None, None)
-                            }
-                        }
-                    };
-                    owned_exp = hist;
-                    owned_exp.as_ref().map(|hist| Contribution::Exp {
-                        time,
-                        count,
-                        sum,
-                        min,
-                        max,
-                        hist,
-                    })
+                    conv.exp(&at, batch, e, &mut owned_exp)
                 }
                 (PointValue::Summary(i), _) => {
                     batch
                         .summaries
                         .get(i as usize)
                         .map(|s| Contribution::Summary {
-                            time,
+                            time: at.time,
                             count: s.count,
                             sum: s.sum,
                             quantiles: batch.quantiles_of(s),
@@ -358,41 +228,65 @@ impl MetricsOperator {
             let Some(c) = contribution else {
                 continue;
             };
-            match self.specs.primary.store.update(time, &id, |a| a.add(&c)) {
-                Ok(()) => {
-                    self.counters.points.inc();
-                    self.series.touch(id, now, time);
-                }
-                Err(_) => {
-                    // Its primary window is purged: the rollup windows still open take it
-                    // (late per window spec, docs/kafka-exactness.md).
-                    let primary = &self.specs.primary.store;
-                    let (start, size) = (primary.window_start(time), primary.size_ns());
-                    let mut one = MetricAgg::default();
-                    one.add(&c);
-                    let mut taken = false;
-                    for r in self.specs.rollups.iter_mut() {
-                        taken |= r
-                            .store
-                            .merge_covering(start, start + size, &id, &one)
-                            .is_ok();
-                    }
-                    if taken {
-                        self.counters.points.inc();
-                        self.series.touch(id, now, time);
-                    } else {
-                        self.counters.late.inc();
-                    }
-                }
-            }
+            self.add_to_windows(id, &c, at.time, now);
         }
+        self.scratch = scratch;
     }
 
-    fn count_unused(&self, d: &Delta) {
-        match d {
-            Delta::OutOfOrder => self.counters.out_of_order.inc(),
-            Delta::NoRoom => self.counters.no_room.inc(),
-            _ => {}
+    /// The point's series (a new one counted, or the overflow series), whether it is the
+    /// overflow series, and the bucket bounds of its key.
+    fn series_of(&mut self, r: MetricSeriesRef<'_>) -> (MetricSeriesId, bool, Option<Arc<[f64]>>) {
+        let lookup = self.series.lookup(r);
+        match lookup {
+            MetricLookup::Known(_) => {}
+            MetricLookup::New(_) => self.counters.series_created.inc(),
+            MetricLookup::Overflow(_) => self.counters.overflow_points.inc(),
+        }
+        let id = lookup.id();
+        let overflow = matches!(lookup, MetricLookup::Overflow(_));
+        let key_bounds = if overflow {
+            None
+        } else {
+            self.series.key(id).and_then(|k| k.bounds.clone())
+        };
+        (id, overflow, key_bounds)
+    }
+
+    /// Adds a point's contribution to its primary window, else to the rollup windows still
+    /// open for it, else counts it late.
+    fn add_to_windows(
+        &mut self,
+        id: MetricSeriesId,
+        c: &Contribution,
+        time: UnixNanos,
+        now: UnixNanos,
+    ) {
+        match self.specs.primary.store.update(time, &id, |a| a.add(c)) {
+            Ok(()) => {
+                self.counters.points.inc();
+                self.series.touch(id, now, time);
+            }
+            Err(_) => {
+                // Its primary window is purged: the rollup windows still open take it
+                // (late per window spec, docs/kafka-exactness.md).
+                let primary = &self.specs.primary.store;
+                let (start, size) = (primary.window_start(time), primary.size_ns());
+                let mut one = MetricAgg::default();
+                one.add(c);
+                let mut taken = false;
+                for r in self.specs.rollups.iter_mut() {
+                    taken |= r
+                        .store
+                        .merge_covering(start, start + size, &id, &one)
+                        .is_ok();
+                }
+                if taken {
+                    self.counters.points.inc();
+                    self.series.touch(id, now, time);
+                } else {
+                    self.counters.late.inc();
+                }
+            }
         }
     }
 
