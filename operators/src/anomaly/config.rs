@@ -339,15 +339,19 @@ fn check_signals(out: &mut Vec<(String, String)>, path: &str, signals: &[String]
     }
 }
 
+fn check_non_negative(out: &mut Vec<(String, String)>, path: &str, key: &str, v: f64) {
+    if !(v.is_finite() && v >= 0.0) {
+        push(out, path, key, "must be a finite number ≥ 0");
+    }
+}
+
 impl AnomalyConfig {
     /// Every problem of this section, as (dotted path, message); `path` is where the section
     /// sits (`anomaly`). Pure.
     pub fn validate(&self, path: &str) -> Vec<(String, String)> {
         let mut out = Vec::new();
         check_signals(&mut out, path, &self.signals);
-        if !(self.min_calls.is_finite() && self.min_calls >= 0.0) {
-            push(&mut out, path, "min_calls", "must be a finite number ≥ 0");
-        }
+        check_non_negative(&mut out, path, "min_calls", self.min_calls);
         if self.resolve_after_windows == 0 {
             push(
                 &mut out,
@@ -370,95 +374,80 @@ impl AnomalyConfig {
                 "must be at least 1",
             );
         }
-        if !(self.min_relative_change.is_finite() && self.min_relative_change >= 0.0) {
-            push(
-                &mut out,
-                path,
-                "min_relative_change",
-                "must be a finite number ≥ 0",
-            );
+        check_non_negative(
+            &mut out,
+            path,
+            "min_relative_change",
+            self.min_relative_change,
+        );
+        check_non_negative(
+            &mut out,
+            path,
+            "min_relative_change_metrics",
+            self.min_relative_change_metrics,
+        );
+        check_non_negative(&mut out, path, "min_ratio_change", self.min_ratio_change);
+        self.ensemble.check(&mut out, &format!("{path}.ensemble"));
+        self.detectors.check(&mut out, &format!("{path}.detectors"));
+        out
+    }
+}
+
+impl EnsembleConfig {
+    fn check(&self, out: &mut Vec<(String, String)>, path: &str) {
+        if self.min_votes == 0 || self.min_votes > 3 {
+            push(out, path, "min_votes", "must be 1, 2 or 3");
         }
-        if !(self.min_relative_change_metrics.is_finite()
-            && self.min_relative_change_metrics >= 0.0)
+        check_non_negative(out, path, "seasonal_veto_z", self.seasonal_veto_z);
+        if !(self.expected_range_confidence > 0.0 && self.expected_range_confidence < 1.0) {
+            push(out, path, "expected_range_confidence", "must be in (0, 1)");
+        }
+    }
+}
+
+impl DetectorsConfig {
+    fn check(&self, out: &mut Vec<(String, String)>, path: &str) {
+        let rp = format!("{path}.robust_z");
+        check_positive(out, &rp, "threshold", self.robust_z.threshold);
+        if self.robust_z.baseline_windows < 8
+            || self.robust_z.baseline_windows > MAX_HISTORY_WINDOWS
         {
             push(
-                &mut out,
-                path,
-                "min_relative_change_metrics",
-                "must be a finite number ≥ 0",
-            );
-        }
-        if !(self.min_ratio_change.is_finite() && self.min_ratio_change >= 0.0) {
-            push(
-                &mut out,
-                path,
-                "min_ratio_change",
-                "must be a finite number ≥ 0",
-            );
-        }
-        let e = &self.ensemble;
-        let ep = format!("{path}.ensemble");
-        if e.min_votes == 0 || e.min_votes > 3 {
-            push(&mut out, &ep, "min_votes", "must be 1, 2 or 3");
-        }
-        if !(e.seasonal_veto_z.is_finite() && e.seasonal_veto_z >= 0.0) {
-            push(
-                &mut out,
-                &ep,
-                "seasonal_veto_z",
-                "must be a finite number ≥ 0",
-            );
-        }
-        if !(e.expected_range_confidence > 0.0 && e.expected_range_confidence < 1.0) {
-            push(
-                &mut out,
-                &ep,
-                "expected_range_confidence",
-                "must be in (0, 1)",
-            );
-        }
-        let d = &self.detectors;
-        let rp = format!("{path}.detectors.robust_z");
-        check_positive(&mut out, &rp, "threshold", d.robust_z.threshold);
-        if d.robust_z.baseline_windows < 8 || d.robust_z.baseline_windows > MAX_HISTORY_WINDOWS {
-            push(
-                &mut out,
+                out,
                 &rp,
                 "baseline_windows",
                 format!("must be between 8 and {MAX_HISTORY_WINDOWS}"),
             );
         }
-        let wp = format!("{path}.detectors.ewma");
-        check_positive(&mut out, &wp, "threshold", d.ewma.threshold);
-        check_fraction(&mut out, &wp, "alpha", d.ewma.alpha);
-        let sp = format!("{path}.detectors.seasonal");
-        let s = &d.seasonal;
-        check_positive(&mut out, &sp, "threshold", s.threshold);
-        check_fraction(&mut out, &sp, "level_alpha", s.level_alpha);
-        check_fraction(&mut out, &sp, "slot_alpha", s.slot_alpha);
-        if s.slot.as_millis() == 0 {
-            push(&mut out, &sp, "slot", "must be at least 1ms");
-        } else if s.period.is_zero() || !s.period.as_nanos().is_multiple_of(s.slot.as_nanos()) {
+        let wp = format!("{path}.ewma");
+        check_positive(out, &wp, "threshold", self.ewma.threshold);
+        check_fraction(out, &wp, "alpha", self.ewma.alpha);
+        self.seasonal.check(out, &format!("{path}.seasonal"));
+        let cp = format!("{path}.cusum");
+        check_non_negative(out, &cp, "slack", self.cusum.slack);
+        check_positive(out, &cp, "threshold", self.cusum.threshold);
+    }
+}
+
+impl SeasonalConfig {
+    fn check(&self, out: &mut Vec<(String, String)>, path: &str) {
+        check_positive(out, path, "threshold", self.threshold);
+        check_fraction(out, path, "level_alpha", self.level_alpha);
+        check_fraction(out, path, "slot_alpha", self.slot_alpha);
+        if self.slot.as_millis() == 0 {
+            push(out, path, "slot", "must be at least 1ms");
+        } else if self.period.is_zero()
+            || !self.period.as_nanos().is_multiple_of(self.slot.as_nanos())
+        {
+            push(out, path, "period", "must be a whole number (≥ 1) of slots");
+        } else if self.period.as_nanos() / self.slot.as_nanos() > MAX_SEASONAL_SLOTS {
             push(
-                &mut out,
-                &sp,
-                "period",
-                "must be a whole number (≥ 1) of slots",
-            );
-        } else if s.period.as_nanos() / s.slot.as_nanos() > MAX_SEASONAL_SLOTS {
-            push(
-                &mut out,
-                &sp,
+                out,
+                path,
                 "period",
                 format!("at most {MAX_SEASONAL_SLOTS} slots per period (use a coarser slot)"),
             );
         }
-        let cp = format!("{path}.detectors.cusum");
-        if !(d.cusum.slack.is_finite() && d.cusum.slack >= 0.0) {
-            push(&mut out, &cp, "slack", "must be a finite number ≥ 0");
-        }
-        check_positive(&mut out, &cp, "threshold", d.cusum.threshold);
-        out
     }
 }
 
