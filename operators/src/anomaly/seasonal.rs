@@ -343,7 +343,7 @@ impl Seasonal {
         let anomalous = anomalous && warm;
         self.n = self.n.saturating_add(1);
         self.last_t = self.last_t.max(t);
-        let (i0, i1, w) = Self::slots_at(t, p);
+        let slots = Self::slots_at(t, p);
         let profile = self.profile_at(t, p);
         // A residual against a profile not seen yet says nothing about the spread.
         let learn_spread = profile.is_some() && !anomalous;
@@ -356,96 +356,48 @@ impl Seasonal {
         } else {
             1.0
         };
-        let (x_day, sd_day) = (x, sd);
-        let x = x / f;
-        let sd = sd / f;
-        let unit = f.sqrt();
-        let limit = p.threshold * sd;
-        let clamp = |r: f64| {
-            if warm && sd > 0.0 {
-                r.clamp(-limit, limit)
-            } else {
-                r
-            }
+        let sd_unit = sd / f;
+        let s = Sample {
+            x_day: x,
+            sd_day: sd,
+            x: x / f,
+            f,
+            off,
+            clamp: Clamp {
+                on: warm && sd_unit > 0.0,
+                limit: p.threshold * sd_unit,
+            },
         };
         if warm {
-            let rate = if anomalous { 0.1 } else { 1.0 };
-            // While the day-of-week factors are still unjudged, the level moves slowly: at the
-            // usual rate it follows a weekend within a day and hides it from the factors.
-            let rate = if self.multiplicative() && self.factor_phase() == FactorPhase::Learning {
-                rate * LEVEL_RATE_UNJUDGED
-            } else {
-                rate
-            };
-            self.level += rate * p.level_alpha * clamp(x - self.level - off);
+            self.learn_level(&s, anomalous, p);
         }
         // The residual against the updated level goes into the profile (Holt-Winters order).
-        let r_clamped = clamp(x - self.level - off);
+        let r_clamped = s.clamp.apply(s.x - self.level - off);
         let slot_rate = if anomalous { 0.25 } else { 1.0 };
         let frac = (window_ns as f64 / p.slot_ns as f64).min(1.0);
         let per_window = 1.0 - (1.0 - p.slot_alpha).powf(frac);
-        let global_spread = self.global_spread as f64;
-        for (i, wi) in [(i0, 1.0 - w), (i1, w)] {
-            if wi <= 0.0 {
-                continue;
-            }
-            let a = match self.visits.as_mut().filter(|_| !warm) {
-                Some(v) => {
-                    v[i] = v[i].saturating_add(1);
-                    wi / v[i] as f64
-                }
-                None => slot_rate * per_window * wi,
-            };
-            match self.offset(i) {
-                None => {
-                    self.set_offset(i, x - self.level, coin(t, i, 1));
-                    self.slots_seen += 1;
-                }
-                Some(o) => self.set_offset(i, o + a * r_clamped, coin(t, i, 1)),
-            }
-            if !learn_spread {
-                continue;
-            }
-            let abs = r_clamped.abs() * unit;
-            let s = match self.spread(i) {
-                None => abs.max(global_spread),
-                Some(old) => (1.0 - a) * old + a * abs,
-            };
-            self.set_spread(i, s, coin(t, i, 2));
-        }
+        let unit = f.sqrt();
+        self.learn_slots(
+            t,
+            slots,
+            &SlotLesson {
+                x: s.x,
+                r_clamped,
+                rate: slot_rate * per_window,
+                warm,
+                learn_spread,
+                unit,
+            },
+        );
         if warm {
             let rate = if anomalous { 0.25 } else { 1.0 };
-            let r = if self.multiplicative() {
-                // The value over the day's baseline without the weekly factor (not clamped: the
-                // factor is what moves it; learn_weekly_factor bounds the ratio).
-                let base = self.level + off;
-                if base > 0.0 {
-                    let fit = base * f;
-                    // An outlier moves the factor no more than `threshold` spreads would.
-                    let lim = p.threshold * sd_day;
-                    let xc = if sd_day > 0.0 {
-                        x_day.clamp(fit - lim, fit + lim)
-                    } else {
-                        x_day
-                    };
-                    xc / base
-                } else {
-                    f64::NAN
-                }
-            } else {
-                clamp(x - self.level - off + self.weekly_at(t, p))
-            };
+            let r = self.weekly_residual(&s, t, p);
             if r.is_finite() {
                 self.learn_weekly(r, t, window_ns, rate, p);
             }
         }
         if learn_spread {
-            self.global_spread = if self.global_spread == 0.0 {
-                (r_clamped.abs() * unit) as f32
-            } else {
-                ((1.0 - GLOBAL_SPREAD_ALPHA) * global_spread
-                    + GLOBAL_SPREAD_ALPHA * r_clamped.abs() * unit) as f32
-            };
+            self.learn_global_spread(r_clamped, unit);
         }
         if self.warm(p) && (self.presence == 0 || self.n.is_multiple_of(256)) {
             self.judge(p, window_ns);
@@ -453,6 +405,88 @@ impl Seasonal {
         if self.visits.is_some() && self.warm(p) {
             // The first period is over: visits are never read again.
             self.visits = None;
+        }
+    }
+
+    /// Moves the level towards the window's value (after the first period).
+    fn learn_level(&mut self, s: &Sample, anomalous: bool, p: &SeasonalParams) {
+        let rate = if anomalous { 0.1 } else { 1.0 };
+        // While the day-of-week factors are still unjudged, the level moves slowly: at the
+        // usual rate it follows a weekend within a day and hides it from the factors.
+        let rate = if self.multiplicative() && self.factor_phase() == FactorPhase::Learning {
+            rate * LEVEL_RATE_UNJUDGED
+        } else {
+            rate
+        };
+        self.level += rate * p.level_alpha * s.clamp.apply(s.x - self.level - s.off);
+    }
+
+    /// The spread of all slots, which a slot starts from (per unit factor: × `unit`).
+    fn learn_global_spread(&mut self, r_clamped: f64, unit: f64) {
+        let global_spread = self.global_spread as f64;
+        self.global_spread = if self.global_spread == 0.0 {
+            (r_clamped.abs() * unit) as f32
+        } else {
+            ((1.0 - GLOBAL_SPREAD_ALPHA) * global_spread
+                + GLOBAL_SPREAD_ALPHA * r_clamped.abs() * unit) as f32
+        };
+    }
+
+    /// Teaches the (up to two) slots around the window their offset and spread.
+    fn learn_slots(&mut self, t: u64, (i0, i1, w): (usize, usize, f64), l: &SlotLesson) {
+        let global_spread = self.global_spread as f64;
+        for (i, wi) in [(i0, 1.0 - w), (i1, w)] {
+            if wi <= 0.0 {
+                continue;
+            }
+            let a = match self.visits.as_mut().filter(|_| !l.warm) {
+                Some(v) => {
+                    v[i] = v[i].saturating_add(1);
+                    wi / v[i] as f64
+                }
+                None => l.rate * wi,
+            };
+            match self.offset(i) {
+                None => {
+                    self.set_offset(i, l.x - self.level, coin(t, i, 1));
+                    self.slots_seen += 1;
+                }
+                Some(o) => self.set_offset(i, o + a * l.r_clamped, coin(t, i, 1)),
+            }
+            if !l.learn_spread {
+                continue;
+            }
+            let abs = l.r_clamped.abs() * l.unit;
+            let s = match self.spread(i) {
+                None => abs.max(global_spread),
+                Some(old) => (1.0 - a) * old + a * abs,
+            };
+            self.set_spread(i, s, coin(t, i, 2));
+        }
+    }
+
+    /// What the weekly factors learn from the window (NaN: nothing).
+    fn weekly_residual(&self, s: &Sample, t: u64, p: &SeasonalParams) -> f64 {
+        if !self.multiplicative() {
+            return s
+                .clamp
+                .apply(s.x - self.level - s.off + self.weekly_at(t, p));
+        }
+        // The value over the day's baseline without the weekly factor (not clamped: the
+        // factor is what moves it; learn_weekly_factor bounds the ratio).
+        let base = self.level + s.off;
+        if base > 0.0 {
+            let fit = base * s.f;
+            // An outlier moves the factor no more than `threshold` spreads would.
+            let lim = p.threshold * s.sd_day;
+            let xc = if s.sd_day > 0.0 {
+                s.x_day.clamp(fit - lim, fit + lim)
+            } else {
+                s.x_day
+            };
+            xc / base
+        } else {
+            f64::NAN
         }
     }
 
@@ -466,6 +500,53 @@ impl Seasonal {
             .map(|i| self.offset(i).unwrap_or(f64::NAN))
             .collect()
     }
+}
+
+/// One window's value in the profile's terms.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    /// The value and its scored spread as observed.
+    x_day: f64,
+    sd_day: f64,
+    /// The value over the day's weekly factor `f` (1 unless the weekly season is
+    /// multiplicative).
+    x: f64,
+    f: f64,
+    /// The profile's offset at the window.
+    off: f64,
+    clamp: Clamp,
+}
+
+/// After the first period, residuals are clamped to `threshold` spreads.
+#[derive(Debug, Clone, Copy)]
+struct Clamp {
+    on: bool,
+    limit: f64,
+}
+
+impl Clamp {
+    fn apply(self, r: f64) -> f64 {
+        if self.on {
+            r.clamp(-self.limit, self.limit)
+        } else {
+            r
+        }
+    }
+}
+
+/// What one window teaches the slots around it.
+#[derive(Debug, Clone, Copy)]
+struct SlotLesson {
+    /// The value (over the weekly factor).
+    x: f64,
+    /// Its clamped residual against the level and profile.
+    r_clamped: f64,
+    /// The slot rate of this window, before the slot's interpolation weight.
+    rate: f64,
+    warm: bool,
+    learn_spread: bool,
+    /// √f: spreads are stored per unit factor.
+    unit: f64,
 }
 
 #[cfg(test)]
