@@ -1,8 +1,9 @@
 //! Operator-level tests: closed windows in through the sink traits, the anomaly stream out.
 
 use super::*;
+use crate::anomaly::tests::{jitter, row};
 use crate::metrics::{Contribution, MetricAgg};
-use crate::red::{Exemplar, RedAgg};
+use crate::red::Exemplar;
 use redwatch_engine::metric_model::MetricKind;
 use redwatch_engine::{SpanKind, StatusCode};
 
@@ -50,16 +51,8 @@ fn key() -> Arc<SeriesKey> {
 
 /// Window `i` of `series`: 200 calls of about `ms`, the slowest one offered as exemplar.
 fn red_row(series: &Arc<SeriesKey>, i: u64, ms: f64) -> RedRow {
-    let mut total = RedAgg::default();
-    for c in 0..200u32 {
-        total.add(
-            StatusCode::Unset,
-            ms * (1.0 + 0.002 * (c % 10) as f64),
-            0,
-            1.0,
-        );
-    }
-    total.exemplars.offer(
+    let mut r = row(series, i, 200, 0, ms);
+    r.total.exemplars.offer(
         StatusCode::Unset,
         Exemplar {
             trace_id: [i as u8; 16],
@@ -67,23 +60,7 @@ fn red_row(series: &Arc<SeriesKey>, i: u64, ms: f64) -> RedRow {
             duration_ms: ms * 1.018,
         },
     );
-    RedRow {
-        window_size: Arc::from("10s"),
-        window_size_ns: W,
-        primary: true,
-        start: i * W,
-        end: (i + 1) * W,
-        series: series.clone(),
-        share: None,
-        is_final: true,
-        first: true,
-        total,
-        delta: None,
-    }
-}
-
-fn jitter(i: u64) -> f64 {
-    ((i as f64 * 12.9898).sin() * 43758.5453).fract()
+    r
 }
 
 fn operator(cfg: &AnomalyConfig) -> (Arc<AnomalyOperator>, Arc<Collect>, Arc<Registry>) {

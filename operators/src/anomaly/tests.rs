@@ -18,8 +18,9 @@ fn key(name: &str) -> Arc<SeriesKey> {
     })
 }
 
-/// A RED row for window `i` with `calls` spans of `ms` each, `errors` of them failed.
-fn row(series: &Arc<SeriesKey>, i: u64, calls: u32, errors: u32, ms: f64) -> RedRow {
+/// A RED row for window `i` with `calls` spans of `ms` each, `errors` of them failed (also used
+/// by the operator tests).
+pub(super) fn row(series: &Arc<SeriesKey>, i: u64, calls: u32, errors: u32, ms: f64) -> RedRow {
     let mut total = RedAgg::default();
     for c in 0..calls {
         let status = if c < errors {
@@ -45,7 +46,7 @@ fn row(series: &Arc<SeriesKey>, i: u64, calls: u32, errors: u32, ms: f64) -> Red
     }
 }
 
-fn jitter(i: u64) -> f64 {
+pub(super) fn jitter(i: u64) -> f64 {
     ((i as f64 * 12.9898).sin() * 43758.5453).fract()
 }
 

@@ -108,6 +108,19 @@ fn run(c: &mut Correlator, w: u64, recs: Vec<Anomaly>) -> Step {
     c.advance(end(w))
 }
 
+/// A correlator with `params` in which payment's server span opened a p99 incident in window 0
+/// (500 ms where 40 were expected); returns it with that series.
+fn payment_spike(params: ProblemParams) -> (Correlator, Arc<SeriesKey>) {
+    let mut c = Correlator::new(params);
+    let pay = key("payment", "Charge", SpanKind::Server);
+    run(
+        &mut c,
+        0,
+        vec![open(&pay, "latency_p99_ms", 0, 500.0, 40.0)],
+    );
+    (c, pay)
+}
+
 #[test]
 fn a_payment_spike_is_one_problem_caused_by_payment() {
     let mut c = Correlator::new(ProblemParams::new(W));
@@ -235,15 +248,9 @@ fn unconnected_anomalies_are_separate_problems() {
 
 #[test]
 fn a_bridge_merges_held_problems() {
-    let mut c = Correlator::new(grouping());
-    let pay = key("payment", "Charge", SpanKind::Server);
+    let (mut c, _) = payment_spike(grouping());
     let fe = key("frontend", "GET /", SpanKind::Server);
     let co = key("checkout", "PlaceOrder", SpanKind::Server);
-    run(
-        &mut c,
-        0,
-        vec![open(&pay, "latency_p99_ms", 0, 500.0, 40.0)],
-    );
     // frontend is not adjacent to payment; checkout, in the same step, connects both.
     let s = run(
         &mut c,
@@ -263,15 +270,9 @@ fn a_bridge_merges_held_problems() {
 
 #[test]
 fn published_problems_keep_their_ids_and_new_members_join_the_oldest() {
-    let mut c = Correlator::new(grouping());
-    let pay = key("payment", "Charge", SpanKind::Server);
+    let (mut c, _) = payment_spike(grouping());
     let fe = key("frontend", "GET /", SpanKind::Server);
     let co = key("checkout", "PlaceOrder", SpanKind::Server);
-    run(
-        &mut c,
-        0,
-        vec![open(&pay, "latency_p99_ms", 0, 500.0, 40.0)],
-    );
     let s = run(&mut c, 1, vec![]);
     let p1 = s.problems[0].id;
     run(
@@ -425,13 +426,7 @@ fn a_member_that_stops_reporting_times_out() {
     let mut params = grouping();
     params.member_timeout_windows = 5;
     params.linger_windows = 2;
-    let mut c = Correlator::new(params);
-    let pay = key("payment", "Charge", SpanKind::Server);
-    run(
-        &mut c,
-        0,
-        vec![open(&pay, "latency_p99_ms", 0, 500.0, 40.0)],
-    );
+    let (mut c, _) = payment_spike(params);
     let mut states = Vec::new();
     for w in 1..12 {
         for p in run(&mut c, w, vec![]).problems {
@@ -449,13 +444,7 @@ fn a_member_that_stops_reporting_times_out() {
 #[test]
 fn ids_are_stable_across_replays() {
     let go = || {
-        let mut c = Correlator::new(grouping());
-        let pay = key("payment", "Charge", SpanKind::Server);
-        run(
-            &mut c,
-            0,
-            vec![open(&pay, "latency_p99_ms", 0, 500.0, 40.0)],
-        );
+        let (mut c, _) = payment_spike(grouping());
         run(&mut c, 1, vec![]).problems[0].id
     };
     assert_eq!(go(), go());
