@@ -11,6 +11,7 @@ use crate::config::{AuthConfig, Config, TlsServerConfig};
 use crate::server::StartOptions;
 use crate::view::LiveView;
 use anyhow::Context;
+use redwatch_connectors::otlp_exporter::signal_spans::SpanDestination;
 use redwatch_connectors::otlp_exporter::OtlpExportHandle;
 use redwatch_connectors::prometheus::PrometheusRed;
 use redwatch_engine::pipeline::{pipeline, IngestHandle, Operator, PipelineSettings};
@@ -71,6 +72,10 @@ pub struct Assembly<'a> {
     pub view: Arc<LiveView>,
     /// The OTLP exporter, when configured (installed before the features that export spans).
     pub otlp_exporter: Option<OtlpExportHandle>,
+    /// Where the anomaly stream's spans go (the OTLP exporter, the Kafka sink's spans topic),
+    /// installed before the features that export spans: the problems feature sends its problem
+    /// traces to each of them.
+    pub span_destinations: Vec<Arc<dyn SpanDestination>>,
     /// The anomaly stream: what the anomaly operator raises (anomalies with their exemplars,
     /// predictions). Exporters, tables, the view and downstream operators subscribe to it.
     pub anomaly_stream: Arc<SignalStream>,
@@ -102,6 +107,7 @@ impl<'a> Assembly<'a> {
             prometheus: PrometheusRed::new(cfg.red.buckets_ms.clone(), &cfg.red.dimensions),
             view: LiveView::new(),
             otlp_exporter: None,
+            span_destinations: Vec::new(),
             anomaly_stream: SignalStream::new(),
             sinks: Sinks::default(),
             tables: Vec::new(),

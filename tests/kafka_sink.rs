@@ -8,7 +8,9 @@
 mod common;
 mod kafka_support;
 
-use common::{good_spans, test_config, trace_request, ExpectedCalls, GOOD_SERVICE};
+use common::{
+    good_spans, noise, now_ns, test_config, trace_request, ExpectedCalls, Load, GOOD_SERVICE, SEC,
+};
 use kafka_support::*;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::metric;
@@ -17,7 +19,7 @@ use prost::Message as _;
 use redwatch::config::{Config, KafkaEncoding, KafkaExporterConfig, KafkaReceiverConfig};
 use redwatch_connectors::kafka::records::partition_for;
 use redwatch_connectors::kafka::KafkaSink;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 const SINK_PARTITIONS: i32 = 3;
@@ -244,4 +246,140 @@ async fn signal_spans_are_written_as_trace_requests_keyed_by_trace_id() {
         3.0
     );
     assert_eq!(registry.total("redwatch_kafka_sink_delivered_total"), 3.0);
+}
+
+/// With problems on (the default), the spans topic carries the same problem traces as the OTLP
+/// export: a latency spike on one series is one `problem_detected` root span (keyed by its
+/// trace id, the problem id) whose children are the member incidents' `anomaly_detected` spans,
+/// and a `problem_resolved` span when it resolves; no member span keeps its own incident trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn problem_traces_are_written_to_the_spans_topic() {
+    let topic = unique("redwatch_problem_signals");
+    create_topic(&topic, 2).await;
+    let mut cfg = test_config();
+    cfg.exporters.kafka = Some(KafkaExporterConfig {
+        brokers: vec![brokers()],
+        metrics_topic: None,
+        spans_topic: Some(topic.clone()),
+        ..Default::default()
+    });
+    assert!(cfg.problems.enabled, "problems are on by default");
+    cfg.anomaly.warmup_windows = 20;
+    cfg.anomaly.detectors.robust_z.baseline_windows = 20;
+    cfg.forecast.enabled = false;
+    // The replayed history is late for the wall-clock watermark: accepted within the lateness.
+    cfg.windows.allowed_lateness = Duration::from_secs(120);
+    let e = common::start(&cfg).await;
+
+    // 45 windows of 40 calls of ~20 ms on one series, windows 30..35 at ~600 ms.
+    const SPIKE: std::ops::Range<u64> = 30..35;
+    let first = now_ns() / SEC - 45;
+    let load = Load::start(&e, &["payments"], first, 40, |k, i| {
+        let base = if SPIKE.contains(&k) { 600.0 } else { 20.0 };
+        (base * (1.0 + 0.2 * noise(k, i))) as u64
+    });
+    let (b, t) = (brokers(), topic.clone());
+    let resolved = |r: &[Record]| {
+        r.iter()
+            .flat_map(|r| spans_of(&r.payload))
+            .any(|s| s.name == "problem_resolved")
+    };
+    let records = tokio::task::spawn_blocking(move || {
+        read_topic(&b, &t, 2, Duration::from_secs(150), resolved)
+    })
+    .await
+    .expect("reader thread");
+    load.stop().await;
+
+    let mut spans: Vec<(String, Span)> = Vec::new();
+    for r in &records {
+        let got = spans_of(&r.payload);
+        assert_eq!(got.len(), 1, "one span per record: {got:?}");
+        // Keyed by trace id: a problem's spans stay in one partition, in order.
+        assert_eq!(r.key, hex(&got[0].trace_id));
+        spans.extend(got.into_iter().map(|s| (r.key.clone(), s)));
+    }
+    let roots: Vec<&Span> = spans
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| s.name == "problem_detected")
+        .collect();
+    assert_eq!(roots.len(), 1, "one problem for the spike: {roots:?}");
+    let root = roots[0];
+    assert!(
+        root.parent_span_id.is_empty(),
+        "the problem span is the root"
+    );
+    let a = |s: &Span, k: &str| attr(&s.attributes, k).unwrap_or_default();
+    assert_eq!(a(root, "problem.id"), hex(&root.trace_id));
+    assert_eq!(a(root, "problem.cause.service"), "payments");
+    assert_eq!(a(root, "problem.cause.span"), "GET /pay");
+    assert_eq!(root.start_time_unix_nano, (first + SPIKE.start) * SEC);
+
+    let members: Vec<&Span> = spans
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| s.name == "anomaly_detected")
+        .collect();
+    let n: usize = a(root, "problem.members").parse().expect("problem.members");
+    assert!(n >= 2, "p50 and p99 of the spike: {n}");
+    let in_problem: Vec<&Span> = members
+        .iter()
+        .copied()
+        .filter(|s| s.trace_id == root.trace_id)
+        .collect();
+    let incidents: BTreeSet<String> = in_problem
+        .iter()
+        .map(|s| a(s, "anomaly.incident_id"))
+        .collect();
+    assert_eq!(incidents.len(), n, "every member incident is in the trace");
+    // One incident, one trace: every span of the spike's incidents, alarms (open / ongoing
+    // windows) and resolutions, is in the problem's trace.
+    assert_eq!(
+        in_problem.len(),
+        members.len(),
+        "no anomaly span outside the problem's trace: {members:?}"
+    );
+    let resolved = in_problem
+        .iter()
+        .filter(|s| a(s, "anomaly.incident_state") == "resolved")
+        .count();
+    let alarms = in_problem.len() - resolved;
+    assert!(alarms >= 2 * n, "a spike of 5 windows: {alarms}");
+    // Each incident resolved before its problem did (and its record went first, on the same
+    // partition).
+    assert_eq!(
+        resolved, n,
+        "every member incident's resolution is in the trace"
+    );
+    common::assert_member_tree(root, &in_problem, n);
+    let done: Vec<&Span> = spans
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| s.name == "problem_resolved")
+        .collect();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].trace_id, root.trace_id);
+    assert_eq!(done[0].parent_span_id, root.span_id);
+    assert_eq!(
+        e.registry
+            .value("redwatch_kafka_sink_records_total", &[("kind", "spans")]),
+        spans.len() as f64,
+        "every span the sink wrote was read back"
+    );
+    e.shutdown().await;
+}
+
+/// The spans of one sink record.
+fn spans_of(payload: &[u8]) -> Vec<Span> {
+    let req = ExportTraceServiceRequest::decode(payload).expect("an ExportTraceServiceRequest");
+    req.resource_spans
+        .into_iter()
+        .flat_map(|rs| rs.scope_spans)
+        .flat_map(|ss| ss.spans)
+        .collect()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }

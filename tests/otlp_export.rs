@@ -16,7 +16,6 @@ use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -29,7 +28,6 @@ use redwatch::config::{Config, OtlpExporterConfig};
 use redwatch::server::Engine;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -218,89 +216,6 @@ fn attrs_of(kvs: &[opentelemetry_proto::tonic::common::v1::KeyValue]) -> BTreeMa
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-// ---------------------------------------------------------------------------------------------
-// The load
-// ---------------------------------------------------------------------------------------------
-
-/// Sends `calls` spans per window and series, window after window from `first_window_s` (Unix
-/// seconds): as fast as possible while behind the wall clock, then one window a second.
-/// `latency_ms(window_index, i)` gives each span's duration.
-struct Load {
-    stop: Arc<AtomicBool>,
-    windows: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Load {
-    fn start(
-        e: &Engine,
-        services: &'static [&'static str],
-        first_window_s: u64,
-        calls: usize,
-        latency_ms: impl Fn(u64, usize) -> u64 + Send + 'static,
-    ) -> Load {
-        let addr = e.addrs["otlp_grpc"];
-        let stop = Arc::new(AtomicBool::new(false));
-        let windows = Arc::new(AtomicU64::new(0));
-        let (s, w) = (stop.clone(), windows.clone());
-        let task = tokio::spawn(async move {
-            let ch = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-                .unwrap()
-                .connect()
-                .await
-                .expect("connect to the engine");
-            let mut client = TraceServiceClient::new(ch);
-            let mut k = 0u64;
-            while !s.load(Ordering::Relaxed) {
-                let start = (first_window_s + k) * SEC;
-                // Never send a window that has not begun yet; in real time, send a window's
-                // spans just after it ends so the next one closes it.
-                let ready_at = start + SEC;
-                let now = now_ns();
-                if ready_at > now {
-                    tokio::time::sleep(Duration::from_nanos(ready_at - now)).await;
-                }
-                for svc in services {
-                    let spans: Vec<SpanSpec> = (0..calls)
-                        .map(|i| {
-                            let end = start + (i as u64 * (SEC - 1)) / calls as u64;
-                            SpanSpec::new("GET /pay")
-                                .duration_ms(latency_ms(k, i))
-                                .end(end)
-                        })
-                        .collect();
-                    let r = client.export(trace_request(Some(svc), &spans)).await;
-                    assert!(r.is_ok(), "engine refused the load: {r:?}");
-                }
-                k += 1;
-                w.store(k, Ordering::Relaxed);
-            }
-        });
-        Load {
-            stop,
-            windows,
-            task,
-        }
-    }
-
-    /// Windows sent so far.
-    fn windows(&self) -> u64 {
-        self.windows.load(Ordering::Relaxed)
-    }
-
-    async fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task.await.expect("the load task ends cleanly");
-    }
-}
-
-/// A deterministic value in [0, 1).
-fn noise(k: u64, i: usize) -> f64 {
-    (((k * 131 + i as u64 * 17) as f64 * 12.9898).sin() * 43758.5453)
-        .fract()
-        .abs()
 }
 
 fn exporter_cfg(url: &str, queue_size: usize) -> OtlpExporterConfig {
@@ -608,22 +523,7 @@ async fn a_spike_is_one_problem_trace_with_its_member_anomalies_as_children() {
         n,
         "every member incident is in the problem's trace"
     );
-    let ids: std::collections::BTreeSet<&Vec<u8>> = in_problem.iter().map(|s| &s.span_id).collect();
-    for s in &in_problem {
-        // An incident's first span hangs off the problem root; its later windows off that one.
-        assert!(
-            s.parent_span_id == root.span_id || ids.contains(&s.parent_span_id),
-            "member span without its parent in the trace: {s:?}"
-        );
-    }
-    assert_eq!(
-        in_problem
-            .iter()
-            .filter(|s| s.parent_span_id == root.span_id)
-            .count(),
-        n,
-        "one child of the root per member incident"
-    );
+    common::assert_member_tree(root, &in_problem, n);
     let resolved = recv.got.named("problem_resolved");
     assert_eq!(resolved.len(), 1);
     assert_eq!(resolved[0].1.trace_id, root.trace_id);

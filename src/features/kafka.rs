@@ -46,7 +46,6 @@ mod enabled {
     use anyhow::Context;
     use redwatch_connectors::kafka::{fleet, KafkaSink, KafkaSource, SinkProgress, StartupHold};
     use redwatch_connectors::otlp::decode::DecodeSettings;
-    use redwatch_connectors::otlp_exporter::signal_spans::SignalSpans;
     use redwatch_engine::pipeline::Operator;
     use redwatch_operators::red::RedSink;
     use redwatch_queries::catalog;
@@ -62,7 +61,8 @@ mod enabled {
         )
         .context("starting the Kafka sink")?;
         asm.red_sink(sink.clone());
-        // The anomaly stream's spans, when `spans_topic` is set.
+        // The anomaly stream's spans, when `spans_topic` is set; with problems on, the anomaly
+        // spans go out in their problem's trace, as on the OTLP exporter (features/problems.rs).
         if asm
             .cfg
             .exporters
@@ -70,15 +70,9 @@ mod enabled {
             .as_ref()
             .is_some_and(|k| k.spans_topic.is_some())
         {
-            let dims = asm
-                .cfg
-                .red
-                .dimensions
-                .iter()
-                .map(|d| d.name.clone())
-                .collect();
-            asm.anomaly_stream
-                .subscribe(Arc::new(SignalSpans::new(sink.clone(), dims)));
+            let spans = crate::features::problems::signal_spans(asm.cfg, sink.clone());
+            asm.anomaly_stream.subscribe(Arc::new(spans));
+            asm.span_destinations.push(sink.clone());
         }
         // Exporters stop after the operators drained: deliver what they emitted last.
         let k = sink.clone();

@@ -4,7 +4,6 @@
 
 use crate::assembly::{Assembly, Stage};
 use anyhow::Context;
-use redwatch_connectors::otlp_exporter::signal_spans::SignalSpans;
 use redwatch_connectors::otlp_exporter::{self, red_metrics::OtlpRedMetrics};
 use std::sync::Arc;
 
@@ -37,16 +36,11 @@ pub fn install(asm: &mut Assembly<'_>) -> anyhow::Result<()> {
             o.batch.max_size,
         ));
     }
-    // `anomaly_detected` and `metric_prediction` spans.
-    let dims = cfg.red.dimensions.iter().map(|d| d.name.clone()).collect();
-    // With problems on, anomaly spans go out in their problem's trace (features/problems.rs).
-    let spans = SignalSpans::new(handle.clone(), dims);
-    let spans = if cfg.problems.enabled {
-        spans.predictions_only()
-    } else {
-        spans
-    };
+    // `anomaly_detected` and `metric_prediction` spans; with problems on, anomaly spans go out
+    // in their problem's trace (features/problems.rs).
+    let spans = crate::features::problems::signal_spans(cfg, handle.clone());
     asm.anomaly_stream.subscribe(Arc::new(spans));
+    asm.span_destinations.push(Arc::new(handle.clone()));
     asm.otlp_exporter = Some(handle);
     Ok(())
 }

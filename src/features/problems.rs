@@ -1,18 +1,39 @@
 //! Problems (docs/anomaly-detection.md, "Problems"): the correlation operator on the anomaly
 //! stream and the service graph, and the subscribers of its problem stream this feature owns —
-//! the `problems` and `problem_members` tables, the live view's open problems, the problem traces on the OTLP exporter (then
-//! the anomaly spans go out in their problem's trace) and the webhook.
+//! the `problems` and `problem_members` tables, the live view's open problems, the problem
+//! traces on every span destination (the OTLP exporter, the Kafka sink's spans topic: then the
+//! anomaly spans go out in their problem's trace) and the webhook.
 
 use crate::assembly::{Assembly, Stage};
+use crate::config::Config;
 use crate::view::ProblemBoard;
 use anyhow::Context;
 use redwatch_connectors::otlp_exporter::problem_spans::ProblemSpans;
+use redwatch_connectors::otlp_exporter::signal_spans::{SignalSpans, SpanDestination};
 use redwatch_connectors::webhook;
 use redwatch_operators::problems::{ProblemOperator, ProblemStream};
 use redwatch_queries::anomalies::SignalTableSettings;
 use redwatch_queries::catalog;
 use redwatch_queries::problems::{ProblemMembersTable, ProblemsTable};
 use std::sync::Arc;
+
+/// The anomaly stream's spans for `destination` (an exporter calls this before the problems
+/// feature is installed): with problems on, predictions only — the anomaly spans are sent by the
+/// problem stream, in their problem's trace.
+pub fn signal_spans<D: SpanDestination>(cfg: &Config, destination: D) -> SignalSpans<D> {
+    let dims = cfg.red.dimensions.iter().map(|d| d.name.clone()).collect();
+    let spans = SignalSpans::new(destination, dims);
+    if carries_anomaly_spans(cfg) {
+        spans.predictions_only()
+    } else {
+        spans
+    }
+}
+
+/// Whether the problem stream sends the anomaly spans (in problem traces).
+fn carries_anomaly_spans(cfg: &Config) -> bool {
+    cfg.problems.enabled && cfg.anomaly.enabled
+}
 
 pub fn install(asm: &mut Assembly<'_>) -> anyhow::Result<()> {
     let cfg = asm.cfg;
@@ -24,7 +45,7 @@ pub fn install(asm: &mut Assembly<'_>) -> anyhow::Result<()> {
     let members = ProblemMembersTable::new(settings);
     asm.table(catalog::PROBLEMS.with(problems.clone()));
     asm.table(catalog::PROBLEM_MEMBERS.with(members.clone()));
-    if !cfg.problems.enabled || !cfg.anomaly.enabled {
+    if !carries_anomaly_spans(cfg) {
         return Ok(());
     }
     let stream = ProblemStream::new();
@@ -33,9 +54,10 @@ pub fn install(asm: &mut Assembly<'_>) -> anyhow::Result<()> {
     let board = Arc::new(ProblemBoard::default());
     asm.view.set_problem_board(board.clone());
     stream.subscribe(board);
-    if let Some(handle) = &asm.otlp_exporter {
+    // The same problem traces, with the same encoding, to every destination of signal spans.
+    for dest in &asm.span_destinations {
         let dims = cfg.red.dimensions.iter().map(|d| d.name.clone()).collect();
-        stream.subscribe(Arc::new(ProblemSpans::new(handle.clone(), dims)));
+        stream.subscribe(Arc::new(ProblemSpans::new(dest.clone(), dims)));
     }
     if cfg.exporters.webhook.url.is_some() {
         let (hook, task) = webhook::start(

@@ -33,7 +33,8 @@ use redwatch_connectors::otlp::grpc::RawCodec;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tonic::codec::CompressionEncoding;
 use tonic::codegen::http::uri::PathAndQuery;
@@ -1115,4 +1116,107 @@ fn assert_family(m: &Scrape, name: &str, expected: &[(Vec<(&str, &str)>, f64)]) 
 /// Decodes a metrics export answer (for the metrics receiver's success path).
 pub fn decode_metrics_response(b: &[u8]) -> ExportMetricsServiceResponse {
     ExportMetricsServiceResponse::decode(b).expect("an ExportMetricsServiceResponse")
+}
+
+/// One second in nanoseconds.
+pub const SEC: u64 = 1_000_000_000;
+
+/// Sends `calls` spans per window and series, window after window from `first_window_s` (Unix
+/// seconds): as fast as possible while behind the wall clock, then one window a second.
+/// `latency_ms(window_index, i)` gives each span's duration.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    windows: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    pub fn start(
+        e: &Engine,
+        services: &'static [&'static str],
+        first_window_s: u64,
+        calls: usize,
+        latency_ms: impl Fn(u64, usize) -> u64 + Send + 'static,
+    ) -> Load {
+        let addr = e.addrs["otlp_grpc"];
+        let stop = Arc::new(AtomicBool::new(false));
+        let windows = Arc::new(AtomicU64::new(0));
+        let (s, w) = (stop.clone(), windows.clone());
+        let task = tokio::spawn(async move {
+            let ch = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+                .expect("connect to the engine");
+            let mut client = TraceServiceClient::new(ch);
+            let mut k = 0u64;
+            while !s.load(Ordering::Relaxed) {
+                let start = (first_window_s + k) * SEC;
+                // Never send a window that has not begun yet; in real time, send a window's
+                // spans just after it ends so the next one closes it.
+                let ready_at = start + SEC;
+                let now = now_ns();
+                if ready_at > now {
+                    tokio::time::sleep(Duration::from_nanos(ready_at - now)).await;
+                }
+                for svc in services {
+                    let spans: Vec<SpanSpec> = (0..calls)
+                        .map(|i| {
+                            let end = start + (i as u64 * (SEC - 1)) / calls as u64;
+                            SpanSpec::new("GET /pay")
+                                .duration_ms(latency_ms(k, i))
+                                .end(end)
+                        })
+                        .collect();
+                    let r = client.export(trace_request(Some(svc), &spans)).await;
+                    assert!(r.is_ok(), "engine refused the load: {r:?}");
+                }
+                k += 1;
+                w.store(k, Ordering::Relaxed);
+            }
+        });
+        Load {
+            stop,
+            windows,
+            task,
+        }
+    }
+
+    /// Windows sent so far.
+    pub fn windows(&self) -> u64 {
+        self.windows.load(Ordering::Relaxed)
+    }
+
+    pub async fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("the load task ends cleanly");
+    }
+}
+
+/// A deterministic value in [0, 1).
+pub fn noise(k: u64, i: usize) -> f64 {
+    (((k * 131 + i as u64 * 17) as f64 * 12.9898).sin() * 43758.5453)
+        .fract()
+        .abs()
+}
+
+/// A problem trace's member spans hang together: an incident's first span is a child of the
+/// problem's `root`, its later windows children of that one; `n` member incidents, so `n`
+/// children of the root.
+pub fn assert_member_tree(root: &Span, in_problem: &[&Span], n: usize) {
+    let ids: std::collections::BTreeSet<&Vec<u8>> = in_problem.iter().map(|s| &s.span_id).collect();
+    for s in in_problem {
+        assert!(
+            s.parent_span_id == root.span_id || ids.contains(&s.parent_span_id),
+            "member span without its parent in the trace: {s:?}"
+        );
+    }
+    assert_eq!(
+        in_problem
+            .iter()
+            .filter(|s| s.parent_span_id == root.span_id)
+            .count(),
+        n,
+        "one child of the root per member incident"
+    );
 }

@@ -150,10 +150,12 @@ pub fn decode_metrics(encoding: KafkaEncoding, payload: &[u8]) -> ExportMetricsS
     }
 }
 
+/// A string or integer attribute, as text.
 pub fn attr(attrs: &[KeyValue], key: &str) -> Option<String> {
     attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
         match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
             Some(any_value::Value::StringValue(s)) => Some(s.clone()),
+            Some(any_value::Value::IntValue(i)) => Some(i.to_string()),
             _ => None,
         }
     })
