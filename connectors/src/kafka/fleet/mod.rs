@@ -20,6 +20,7 @@ use crate::config::KafkaReceiverConfig;
 use merge::{MergeSettings, Offered, PartitionMerge};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{Headers, Message};
+use rdkafka::metadata::Metadata;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use redwatch_engine::config::{LimitsConfig, WindowsConfig};
 use redwatch_engine::telemetry::{Counter, Gauge, Registry};
@@ -138,6 +139,21 @@ fn state_header<M: Message>(m: &M) -> Option<&[u8]> {
         .value
 }
 
+/// `receivers.kafka`, which the merge role needs (the shuffle and results topics' brokers).
+fn merge_kafka(
+    kafka: Option<&KafkaReceiverConfig>,
+) -> Result<&KafkaReceiverConfig, KafkaSourceError> {
+    kafka.ok_or_else(|| KafkaSourceError::Config("fleet.role merge needs receivers.kafka".into()))
+}
+
+/// The partitions of `topic` in the metadata (none while it is unknown or in error).
+fn topic_partitions<'m>(md: &'m Metadata, topic: &'m str) -> impl Iterator<Item = i32> + 'm {
+    md.topics()
+        .iter()
+        .filter(move |t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+}
+
 /// Starts the merge role's consumer: it merges the shuffle partitions this instance is assigned
 /// and hands the merged rows to `sinks` (from its own thread, one call per batch) until `cancel`.
 /// `kafka` is `receivers.kafka` (the shuffle topic's brokers).
@@ -149,11 +165,7 @@ pub fn start_merge(
     registry: Arc<Registry>,
     cancel: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, KafkaSourceError> {
-    let Some(k) = kafka else {
-        return Err(KafkaSourceError::Config(
-            "fleet.role merge needs receivers.kafka".into(),
-        ));
-    };
+    let k = merge_kafka(kafka)?;
     super::validate(k)?;
     let mut c = consumer_config(k);
     c.set("group.id", merge_group(k))
@@ -161,51 +173,121 @@ pub fn start_merge(
     let consumer: BaseConsumer<MergeContext> = c.create_with_context(MergeContext::default())?;
     let topic = fleet.shuffle_topic.clone();
     consumer.subscribe(&[&topic])?;
-    let outcome = |o: &str| {
-        registry.counter(
-            "redwatch_fleet_merge_records_total",
-            "Shuffle records merged, per outcome: changed (a new or restated share), unchanged (the same share again: a replay), evicted (a replay of a window already merged and no longer restated).",
-            &[("outcome", o)],
-        )
+    let role = MergeRole {
+        topic,
+        input: k.traces_topic.clone(),
+        settings,
+        sinks,
+        counters: MergeCounters::new(registry),
+        merges: HashMap::new(),
     };
-    let counters = MergeCounters {
-        changed: outcome("changed"),
-        unchanged: outcome("unchanged"),
-        evicted: outcome("evicted"),
-        registry: registry.clone(),
-        emitted: registry.counter(
-            "redwatch_fleet_merge_windows_emitted_total",
-            "Merged windows handed to the results topic and detection (first closes and restatements).",
-            &[],
-        ),
-        evicted_early: registry.counter(
-            "redwatch_fleet_merge_evicted_early_total",
-            "Merged windows evicted before every share moved past their lateness, to stay under the merge's byte cap (limits.memory.limit / 2).",
-            &[],
-        ),
-        state_bytes: registry.gauge(
-            "redwatch_fleet_merge_state_bytes",
-            "Bytes of share state the merge holds.",
-            &[],
-        ),
-        partitions: registry.gauge(
-            "redwatch_fleet_merge_partitions",
-            "Shuffle partitions assigned to this merge instance.",
-            &[],
-        ),
-    };
-    let input = k.traces_topic.clone();
     Ok(tokio::task::spawn_blocking(move || {
-        // Every partition of the input topic is a share the merge should hear from.
+        role.run(&consumer, cancel)
+    }))
+}
+
+impl MergeCounters {
+    fn new(registry: Arc<Registry>) -> Self {
+        let outcome = |o: &str| {
+            registry.counter(
+                "redwatch_fleet_merge_records_total",
+                "Shuffle records merged, per outcome: changed (a new or restated share), unchanged (the same share again: a replay), evicted (a replay of a window already merged and no longer restated).",
+                &[("outcome", o)],
+            )
+        };
+        MergeCounters {
+            changed: outcome("changed"),
+            unchanged: outcome("unchanged"),
+            evicted: outcome("evicted"),
+            registry: registry.clone(),
+            emitted: registry.counter(
+                "redwatch_fleet_merge_windows_emitted_total",
+                "Merged windows handed to the results topic and detection (first closes and restatements).",
+                &[],
+            ),
+            evicted_early: registry.counter(
+                "redwatch_fleet_merge_evicted_early_total",
+                "Merged windows evicted before every share moved past their lateness, to stay under the merge's byte cap (limits.memory.limit / 2).",
+                &[],
+            ),
+            state_bytes: registry.gauge(
+                "redwatch_fleet_merge_state_bytes",
+                "Bytes of share state the merge holds.",
+                &[],
+            ),
+            partitions: registry.gauge(
+                "redwatch_fleet_merge_partitions",
+                "Shuffle partitions assigned to this merge instance.",
+                &[],
+            ),
+        }
+    }
+}
+
+/// The merge role's consumer thread: the shuffle partitions it is assigned, each merged from
+/// the beginning.
+struct MergeRole {
+    /// The shuffle topic.
+    topic: String,
+    /// The input (traces) topic: every partition of it is a share.
+    input: String,
+    settings: MergeSettings,
+    sinks: Vec<Arc<dyn RedSink>>,
+    counters: MergeCounters,
+    merges: HashMap<i32, PartitionMerge>,
+}
+
+impl MergeRole {
+    fn run(mut self, consumer: &BaseConsumer<MergeContext>, cancel: CancellationToken) {
+        let expected = self.expected_shares(consumer, &cancel);
+        let mut last_emit = Instant::now();
+        while !cancel.is_cancelled() {
+            let polled = consumer.poll(POLL);
+            self.take_assignments(consumer, &expected);
+            self.counters.partitions.set(self.merges.len() as f64);
+            let idle = polled.is_none();
+            match polled {
+                Some(Ok(m)) => match wire::decode(state_header(&m)) {
+                    Ok((share, row)) => {
+                        let (merge, counters) = (&mut self.merges, &self.counters);
+                        let merge = merge
+                            .entry(m.partition())
+                            .or_insert_with(|| new_merge(self.settings, &expected, Instant::now()));
+                        match merge.offer(share, row, Instant::now()) {
+                            Offered::Changed => counters.changed.inc(),
+                            Offered::Unchanged => counters.unchanged.inc(),
+                            Offered::Evicted => counters.evicted.inc(),
+                        }
+                    }
+                    Err(e) => {
+                        reject_counter(&self.counters.registry, "shuffle", e.reason()).inc();
+                        tracing::debug!("fleet merge: skipped a shuffle record: {e}");
+                    }
+                },
+                Some(Err(e)) => tracing::warn!("fleet merge: consume error: {e}"),
+                None => {}
+            }
+            if last_emit.elapsed() >= EMIT_EVERY || idle {
+                last_emit = Instant::now();
+                self.emit(Instant::now());
+            }
+        }
+        consumer.unsubscribe();
+    }
+
+    /// Every partition of the input topic is a share the merge should hear from (waits until
+    /// the topic is known, or `cancel`).
+    fn expected_shares(
+        &self,
+        consumer: &BaseConsumer<MergeContext>,
+        cancel: &CancellationToken,
+    ) -> Vec<Arc<str>> {
+        let input = &self.input;
         let mut expected: Vec<Arc<str>> = Vec::new();
         while expected.is_empty() && !cancel.is_cancelled() {
-            match consumer.fetch_metadata(Some(&input), Duration::from_secs(2)) {
+            match consumer.fetch_metadata(Some(input), Duration::from_secs(2)) {
                 Ok(md) => {
-                    expected = md
-                        .topics()
-                        .iter()
-                        .filter(|t| t.name() == input && t.error().is_none())
-                        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                    expected = topic_partitions(&md, input)
                         .map(|p| Arc::from(format!("{input}:{p}")))
                         .collect();
                 }
@@ -215,92 +297,75 @@ pub fn start_merge(
                 std::thread::sleep(Duration::from_millis(500));
             }
         }
-        let new_merge = |now: Instant| {
-            let mut m = PartitionMerge::new(settings);
-            for s in &expected {
-                m.expect(s.clone(), now);
-            }
-            m
-        };
-        let mut merges: HashMap<i32, PartitionMerge> = HashMap::new();
-        let mut last_emit = Instant::now();
-        while !cancel.is_cancelled() {
-            let polled = consumer.poll(POLL);
-            let events = consumer
-                .context()
-                .events
-                .lock()
-                .map(|mut e| std::mem::take(&mut *e))
-                .unwrap_or_default();
-            for ev in events {
-                match ev {
-                    Assignment::Revoked(ps) => {
-                        for p in ps {
-                            merges.remove(&p);
-                            assigned_gauge(&counters.registry, p).set(0.0);
-                        }
-                    }
-                    Assignment::Assigned(ps) => {
-                        tracing::info!("fleet merge: assigned {topic} partitions {ps:?}; rebuilding them from the beginning");
-                        for p in ps {
-                            merges.insert(p, new_merge(Instant::now()));
-                            assigned_gauge(&counters.registry, p).set(1.0);
-                        }
+        expected
+    }
+
+    /// Applies the rebalances since the last poll: a revoked partition's merge is dropped, an
+    /// assigned one starts over.
+    fn take_assignments(&mut self, consumer: &BaseConsumer<MergeContext>, expected: &[Arc<str>]) {
+        let events = consumer
+            .context()
+            .events
+            .lock()
+            .map(|mut e| std::mem::take(&mut *e))
+            .unwrap_or_default();
+        let topic = &self.topic;
+        for ev in events {
+            match ev {
+                Assignment::Revoked(ps) => {
+                    for p in ps {
+                        self.merges.remove(&p);
+                        assigned_gauge(&self.counters.registry, p).set(0.0);
                     }
                 }
-            }
-            counters.partitions.set(merges.len() as f64);
-            let idle = polled.is_none();
-            match polled {
-                Some(Ok(m)) => match wire::decode(state_header(&m)) {
-                    Ok((share, row)) => {
-                        let merge = merges
-                            .entry(m.partition())
-                            .or_insert_with(|| new_merge(Instant::now()));
-                        match merge.offer(share, row, Instant::now()) {
-                            Offered::Changed => counters.changed.inc(),
-                            Offered::Unchanged => counters.unchanged.inc(),
-                            Offered::Evicted => counters.evicted.inc(),
-                        }
-                    }
-                    Err(e) => {
-                        reject_counter(&counters.registry, "shuffle", e.reason()).inc();
-                        tracing::debug!("fleet merge: skipped a shuffle record: {e}");
-                    }
-                },
-                Some(Err(e)) => tracing::warn!("fleet merge: consume error: {e}"),
-                None => {}
-            }
-            if last_emit.elapsed() >= EMIT_EVERY || idle {
-                last_emit = Instant::now();
-                let now = Instant::now();
-                let mut bytes = 0;
-                for (p, merge) in merges.iter_mut() {
-                    let early = merge.evicted_early;
-                    let rows = merge.advance(now);
-                    if !rows.is_empty() {
-                        tracing::debug!(
-                            "fleet merge: partition {p} emits {} windows, ends {:?}..={:?}",
-                            rows.len(),
-                            rows.first().map(|r| r.end),
-                            rows.last().map(|r| r.end)
-                        );
-                    }
-                    counters.evicted_early.add(merge.evicted_early - early);
-                    bytes += merge.bytes();
-                    if rows.is_empty() {
-                        continue;
-                    }
-                    counters.emitted.add(rows.len() as u64);
-                    for s in &sinks {
-                        s.on_final(&rows);
+                Assignment::Assigned(ps) => {
+                    tracing::info!("fleet merge: assigned {topic} partitions {ps:?}; rebuilding them from the beginning");
+                    for p in ps {
+                        self.merges
+                            .insert(p, new_merge(self.settings, expected, Instant::now()));
+                        assigned_gauge(&self.counters.registry, p).set(1.0);
                     }
                 }
-                counters.state_bytes.set(bytes as f64);
             }
         }
-        consumer.unsubscribe();
-    }))
+    }
+
+    /// Closes the merged windows that are due and hands them to the sinks.
+    fn emit(&mut self, now: Instant) {
+        let counters = &self.counters;
+        let mut bytes = 0;
+        for (p, merge) in self.merges.iter_mut() {
+            let early = merge.evicted_early;
+            let rows = merge.advance(now);
+            if !rows.is_empty() {
+                tracing::debug!(
+                    "fleet merge: partition {p} emits {} windows, ends {:?}..={:?}",
+                    rows.len(),
+                    rows.first().map(|r| r.end),
+                    rows.last().map(|r| r.end)
+                );
+            }
+            counters.evicted_early.add(merge.evicted_early - early);
+            bytes += merge.bytes();
+            if rows.is_empty() {
+                continue;
+            }
+            counters.emitted.add(rows.len() as u64);
+            for s in &self.sinks {
+                s.on_final(&rows);
+            }
+        }
+        counters.state_bytes.set(bytes as f64);
+    }
+}
+
+/// A partition's merge expecting every share of the input topic.
+fn new_merge(settings: MergeSettings, expected: &[Arc<str>], now: Instant) -> PartitionMerge {
+    let mut m = PartitionMerge::new(settings);
+    for s in expected {
+        m.expect(s.clone(), now);
+    }
+    m
 }
 
 /// Starts the reader of the results topic: every partition from the beginning into `table`
@@ -314,11 +379,7 @@ pub fn start_results(
     registry: Arc<Registry>,
     cancel: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, KafkaSourceError> {
-    let Some(k) = kafka else {
-        return Err(KafkaSourceError::Config(
-            "fleet.role merge needs receivers.kafka".into(),
-        ));
-    };
+    let k = merge_kafka(kafka)?;
     let mut c = consumer_config(k);
     // Assigned, never subscribed and never committed: the group only names the client.
     c.set("group.id", format!("{}.results", k.group_id))
@@ -333,43 +394,19 @@ pub fn start_results(
     let rejected = registry.clone();
     let hold = windows.idle_timeout;
     Ok(tokio::task::spawn_blocking(move || {
-        let mut assigned = false;
-        let mut order = ResultsInOrder::new(&[], hold, Instant::now());
+        let mut order = None;
         let mut last = Instant::now();
         while !cancel.is_cancelled() {
-            if !assigned {
-                match consumer.fetch_metadata(Some(&topic), Duration::from_secs(2)) {
-                    Ok(md) => {
-                        let parts: Vec<i32> = md
-                            .topics()
-                            .iter()
-                            .filter(|t| t.name() == topic && t.error().is_none())
-                            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-                            .collect();
-                        if !parts.is_empty() {
-                            let mut tpl = TopicPartitionList::new();
-                            for p in &parts {
-                                let _ = tpl.add_partition_offset(&topic, *p, Offset::Beginning);
-                            }
-                            match consumer.assign(&tpl) {
-                                Ok(()) => {
-                                    order = ResultsInOrder::new(&parts, hold, Instant::now());
-                                    tracing::info!(
-                                        "fleet: reading {topic} partitions {parts:?} into the red table"
-                                    );
-                                    assigned = true;
-                                }
-                                Err(e) => tracing::warn!("fleet: cannot assign {topic}: {e}"),
-                            }
-                        }
+            let order = match order.as_mut() {
+                Some(o) => o,
+                None => match assign_results(&consumer, &topic, hold) {
+                    Some(o) => order.insert(o),
+                    None => {
+                        std::thread::sleep(Duration::from_millis(500));
+                        continue;
                     }
-                    Err(e) => tracing::warn!("fleet: cannot read {topic}'s partitions: {e}"),
-                }
-                if !assigned {
-                    std::thread::sleep(Duration::from_millis(500));
-                    continue;
-                }
-            }
+                },
+            };
             match consumer.poll(POLL) {
                 Some(Ok(m)) => match wire::decode(state_header(&m)) {
                     Ok((_, mut row)) => {
@@ -391,6 +428,36 @@ pub fn start_results(
             }
         }
     }))
+}
+
+/// Assigns every partition of the results topic from the beginning; `None` while the topic is
+/// unknown or the assignment fails.
+fn assign_results(consumer: &BaseConsumer, topic: &str, hold: Duration) -> Option<ResultsInOrder> {
+    let md = match consumer.fetch_metadata(Some(topic), Duration::from_secs(2)) {
+        Ok(md) => md,
+        Err(e) => {
+            tracing::warn!("fleet: cannot read {topic}'s partitions: {e}");
+            return None;
+        }
+    };
+    let parts: Vec<i32> = topic_partitions(&md, topic).collect();
+    if parts.is_empty() {
+        return None;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for p in &parts {
+        let _ = tpl.add_partition_offset(topic, *p, Offset::Beginning);
+    }
+    match consumer.assign(&tpl) {
+        Ok(()) => {
+            tracing::info!("fleet: reading {topic} partitions {parts:?} into the red table");
+            Some(ResultsInOrder::new(&parts, hold, Instant::now()))
+        }
+        Err(e) => {
+            tracing::warn!("fleet: cannot assign {topic}: {e}");
+            None
+        }
+    }
 }
 
 /// Hands results to the table in window-end order across partitions. The table seals a window
