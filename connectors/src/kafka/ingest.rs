@@ -13,8 +13,10 @@ use rdkafka::consumer::Consumer;
 use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
+use redwatch_engine::model::{SourceId, UnixNanos};
 use redwatch_engine::pipeline::{Backpressure, Batch};
 use redwatch_engine::telemetry::Counter;
+use redwatch_engine::time::TimePolicy;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,6 +49,10 @@ impl ProducerContext for DeadLetterContext {
 
 /// Counting to do once a decoded message is in the pipeline.
 type Finish = Box<dyn FnOnce(&Loop)>;
+
+/// A decoded message: the batch to queue (none when nothing is left), its largest event time,
+/// and the counting to do once it is in.
+type Decoded = (Option<Batch>, u64, Finish);
 
 /// What processing a message came to.
 enum Processed {
@@ -103,94 +109,15 @@ impl Loop {
         let now = self.handle.now();
         let policy = self.handle.policy().clone();
         // The batch to queue, its largest event time, and the counting to do once it is in.
-        let (batch, max_ts, finish): (Option<Batch>, u64, Finish) = match s {
-            Signal::Traces => {
-                let decoded = match self.encoding {
-                    KafkaEncoding::OtlpProto => decode::decode_traces_proto(
-                        body.clone(),
-                        source,
-                        &self.settings,
-                        &policy,
-                        now,
-                    ),
-                    KafkaEncoding::OtlpJson => {
-                        decode::decode_traces_json(body, source, &self.settings, &policy, now)
-                    }
-                };
-                let mut out = match decoded {
-                    Ok(o) => o,
-                    Err(e) => {
-                        self.reject(s, p, offset, decode_error_reason(&e), body);
-                        return Processed::Done;
-                    }
-                };
-                if let Some(max) = self.settings.max_string_bytes {
-                    self.counters.truncated.add(out.batch.truncate_strings(max));
-                }
-                let before = out.batch.spans.len();
-                if purged_through > 0 {
-                    out.batch
-                        .spans
-                        .retain(|x| !policy.all_purged(x.end, purged_through));
-                }
-                let skipped = (before - out.batch.spans.len()) as u64;
-                out.batch.share = Some(p as u32);
-                let accepted = out.batch.len() as u64;
-                let max_ts = out.batch.max_event_time().unwrap_or(0);
-                let batch = (accepted > 0).then(|| Batch::Spans(out.batch));
-                let finish = Box::new(move |l: &Loop| {
-                    let c = &l.counters;
-                    c.replay_skipped.add(skipped);
-                    c.spans_received.add(out.received);
-                    c.spans_accepted.add(accepted);
-                    for (reason, n) in out.rejected.iter() {
-                        if let Some((_, ctr)) = c.spans_rejected.iter().find(|(r, _)| *r == reason)
-                        {
-                            ctr.add(n);
-                        }
-                    }
-                    c.late.add(out.rejected.late);
-                    c.missing_service.add(out.spans_missing_service_name);
-                });
-                (batch, max_ts, finish)
-            }
-            Signal::Metrics => {
-                let decoded = match self.encoding {
-                    KafkaEncoding::OtlpProto => {
-                        decode::decode_metrics_proto(body.clone(), source, &policy, now)
-                    }
-                    KafkaEncoding::OtlpJson => {
-                        decode::decode_metrics_json(body, source, &policy, now)
-                    }
-                };
-                let mut out = match decoded {
-                    Ok(o) => o,
-                    Err(e) => {
-                        self.reject(s, p, offset, decode_error_reason(&e), body);
-                        return Processed::Done;
-                    }
-                };
-                if let Some(max) = self.settings.max_string_bytes {
-                    self.counters.truncated.add(out.batch.truncate_strings(max));
-                }
-                let before = out.batch.points.len();
-                if purged_through > 0 {
-                    out.batch
-                        .points
-                        .retain(|x| !policy.all_purged(x.time, purged_through));
-                }
-                let skipped = (before - out.batch.points.len()) as u64;
-                let accepted = out.accepted.saturating_sub(skipped);
-                let max_ts = out.batch.max_event_time().unwrap_or(0);
-                let batch = (!out.batch.is_empty()).then(|| Batch::Metrics(Box::new(out.batch)));
-                let finish = Box::new(move |l: &Loop| {
-                    let c = &l.counters;
-                    c.points_skipped.add(skipped);
-                    c.points_received.add(out.received);
-                    c.points_accepted.add(accepted);
-                    c.points_late.add(out.rejected.late);
-                });
-                (batch, max_ts, finish)
+        let decoded = match s {
+            Signal::Traces => self.decode_traces(p, body, source, purged_through, &policy, now),
+            Signal::Metrics => self.decode_metrics(body, source, purged_through, &policy, now),
+        };
+        let (batch, max_ts, finish) = match decoded {
+            Ok(d) => d,
+            Err(reason) => {
+                self.reject(s, p, offset, reason, body);
+                return Processed::Done;
             }
         };
         let queued = batch.is_some();
@@ -209,6 +136,96 @@ impl Loop {
         }
         finish(self);
         Processed::Done
+    }
+
+    /// Decodes a traces message of partition `p` and drops the spans final before a restart;
+    /// `Err`: the reason it is rejected.
+    fn decode_traces(
+        &self,
+        p: i32,
+        body: &Bytes,
+        source: SourceId,
+        purged_through: UnixNanos,
+        policy: &TimePolicy,
+        now: UnixNanos,
+    ) -> Result<Decoded, &'static str> {
+        let decoded = match self.encoding {
+            KafkaEncoding::OtlpProto => {
+                decode::decode_traces_proto(body.clone(), source, &self.settings, policy, now)
+            }
+            KafkaEncoding::OtlpJson => {
+                decode::decode_traces_json(body, source, &self.settings, policy, now)
+            }
+        };
+        let mut out = decoded.map_err(|e| decode_error_reason(&e))?;
+        if let Some(max) = self.settings.max_string_bytes {
+            self.counters.truncated.add(out.batch.truncate_strings(max));
+        }
+        let before = out.batch.spans.len();
+        if purged_through > 0 {
+            out.batch
+                .spans
+                .retain(|x| !policy.all_purged(x.end, purged_through));
+        }
+        let skipped = (before - out.batch.spans.len()) as u64;
+        out.batch.share = Some(p as u32);
+        let accepted = out.batch.len() as u64;
+        let max_ts = out.batch.max_event_time().unwrap_or(0);
+        let batch = (accepted > 0).then(|| Batch::Spans(out.batch));
+        let finish = Box::new(move |l: &Loop| {
+            let c = &l.counters;
+            c.replay_skipped.add(skipped);
+            c.spans_received.add(out.received);
+            c.spans_accepted.add(accepted);
+            for (reason, n) in out.rejected.iter() {
+                if let Some((_, ctr)) = c.spans_rejected.iter().find(|(r, _)| *r == reason) {
+                    ctr.add(n);
+                }
+            }
+            c.late.add(out.rejected.late);
+            c.missing_service.add(out.spans_missing_service_name);
+        });
+        Ok((batch, max_ts, finish))
+    }
+
+    /// Decodes a metrics message and drops the points final before a restart; `Err`: the
+    /// reason it is rejected.
+    fn decode_metrics(
+        &self,
+        body: &Bytes,
+        source: SourceId,
+        purged_through: UnixNanos,
+        policy: &TimePolicy,
+        now: UnixNanos,
+    ) -> Result<Decoded, &'static str> {
+        let decoded = match self.encoding {
+            KafkaEncoding::OtlpProto => {
+                decode::decode_metrics_proto(body.clone(), source, policy, now)
+            }
+            KafkaEncoding::OtlpJson => decode::decode_metrics_json(body, source, policy, now),
+        };
+        let mut out = decoded.map_err(|e| decode_error_reason(&e))?;
+        if let Some(max) = self.settings.max_string_bytes {
+            self.counters.truncated.add(out.batch.truncate_strings(max));
+        }
+        let before = out.batch.points.len();
+        if purged_through > 0 {
+            out.batch
+                .points
+                .retain(|x| !policy.all_purged(x.time, purged_through));
+        }
+        let skipped = (before - out.batch.points.len()) as u64;
+        let accepted = out.accepted.saturating_sub(skipped);
+        let max_ts = out.batch.max_event_time().unwrap_or(0);
+        let batch = (!out.batch.is_empty()).then(|| Batch::Metrics(Box::new(out.batch)));
+        let finish = Box::new(move |l: &Loop| {
+            let c = &l.counters;
+            c.points_skipped.add(skipped);
+            c.points_received.add(out.received);
+            c.points_accepted.add(accepted);
+            c.points_late.add(out.rejected.late);
+        });
+        Ok((batch, max_ts, finish))
     }
 
     /// Backpressure: keep the message (its payload is reference-counted, not copied) and pause
