@@ -89,6 +89,38 @@ impl PhaseStats {
         self.latencies_us.extend(o.latencies_us);
     }
 
+    /// Counts one answered request of `spans` spans and `len` bytes; false if it failed.
+    fn record(
+        &mut self,
+        res: Result<Bytes, Status>,
+        spans: usize,
+        len: usize,
+        latency: Duration,
+    ) -> bool {
+        match res.and_then(|b| {
+            ExportTraceServiceResponse::decode(b)
+                .map_err(|e| Status::internal(format!("undecodable response: {e}")))
+        }) {
+            Ok(resp) => {
+                let rejected = resp
+                    .partial_success
+                    .map(|p| p.rejected_spans.max(0) as u64)
+                    .unwrap_or(0);
+                self.ok += 1;
+                self.spans += (spans as u64).saturating_sub(rejected);
+                self.rejected_spans += rejected;
+                self.bytes += len as u64;
+                self.latencies_us
+                    .push(latency.as_micros().min(u32::MAX as u128) as u32);
+                true
+            }
+            Err(s) => {
+                self.error(&s);
+                false
+            }
+        }
+    }
+
     pub fn error_count(&self) -> u64 {
         self.errors.iter().map(|(_, n)| n).sum()
     }
@@ -133,14 +165,12 @@ pub struct Timing {
     pub window_end: Instant,
 }
 
-/// Runs the plan against the server; returns (warmup, window) stats. `timing` is sent as soon as
-/// the connections are up and the phase clock starts.
-pub async fn run(
-    plan: &BlastPlan,
-    set: PayloadSet,
-    timing_tx: tokio::sync::oneshot::Sender<Timing>,
-) -> Result<(PhaseStats, PhaseStats), String> {
-    let bodies = if plan.gzip {
+impl Bodies {
+    /// The payloads as sent: gzip-compressed once up front, or shifted to now per request.
+    fn new(gzip: bool, set: PayloadSet) -> Result<Bodies, String> {
+        if !gzip {
+            return Ok(Bodies::Shifted { set });
+        }
         let mut v = Vec::with_capacity(set.payloads.len());
         for p in &set.payloads {
             let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -150,11 +180,12 @@ pub async fn run(
                 p.spans,
             ));
         }
-        Bodies::Gzip(v)
-    } else {
-        Bodies::Shifted { set }
-    };
-    let bodies = Arc::new(bodies);
+        Ok(Bodies::Gzip(v))
+    }
+}
+
+/// Opens the plan's HTTP/2 connections (one per request in flight unless `connections` says).
+async fn connect(plan: &BlastPlan) -> Result<Vec<Channel>, String> {
     let n_conn = if plan.connections == 0 {
         plan.concurrency
     } else {
@@ -176,6 +207,18 @@ pub async fn run(
         };
         channels.push(channel.map_err(|e| format!("connect {}: {e}", plan.endpoint))?);
     }
+    Ok(channels)
+}
+
+/// Runs the plan against the server; returns (warmup, window) stats. `timing` is sent as soon as
+/// the connections are up and the phase clock starts.
+pub async fn run(
+    plan: &BlastPlan,
+    set: PayloadSet,
+    timing_tx: tokio::sync::oneshot::Sender<Timing>,
+) -> Result<(PhaseStats, PhaseStats), String> {
+    let bodies = Arc::new(Bodies::new(plan.gzip, set)?);
+    let channels = connect(plan).await?;
     let uri: tonic::codegen::http::Uri =
         format!("{}{EXPORT_PATH}", plan.endpoint.trim_end_matches('/'))
             .parse()
@@ -257,33 +300,8 @@ impl Worker {
             let sent = Instant::now();
             let res = match &*self.bodies {
                 Bodies::Shifted { set } => {
-                    let delta = redwatch_engine::time::wall_clock().saturating_sub(generated_at);
-                    let body = if self.plan.fresh_durations {
-                        set.payloads[i].shifted_fresh_durations(delta, k)
-                    } else {
-                        set.payloads[i].shifted(delta)
-                    };
-                    match tokio::time::timeout(self.plan.request_timeout, async {
-                        grpc.ready()
-                            .await
-                            .map_err(|e| Status::unavailable(e.to_string()))?;
-                        let mut req = tonic::Request::new(body);
-                        if let Some(auth) = &authorization {
-                            req.metadata_mut().insert("authorization", auth.clone());
-                        }
-                        grpc.unary::<Bytes, Bytes, RawCodec>(
-                            req,
-                            PathAndQuery::from_static(EXPORT_PATH),
-                            RawCodec,
-                        )
+                    self.send_shifted(&mut grpc, set, (i, k), generated_at, authorization.as_ref())
                         .await
-                        .map(|r| r.into_inner())
-                    })
-                    .await
-                    {
-                        Ok(r) => r,
-                        Err(_) => Err(Status::deadline_exceeded("client timeout")),
-                    }
                 }
                 Bodies::Gzip(v) => {
                     let body = v[i].0.clone();
@@ -307,31 +325,50 @@ impl Worker {
                 // Completed after the window: counted nowhere (the window is a rate).
                 continue;
             };
-            match res.and_then(|b| {
-                ExportTraceServiceResponse::decode(b)
-                    .map_err(|e| Status::internal(format!("undecodable response: {e}")))
-            }) {
-                Ok(resp) => {
-                    let rejected = resp
-                        .partial_success
-                        .map(|p| p.rejected_spans.max(0) as u64)
-                        .unwrap_or(0);
-                    phase.ok += 1;
-                    phase.spans += (spans as u64).saturating_sub(rejected);
-                    phase.rejected_spans += rejected;
-                    phase.bytes += len as u64;
-                    phase
-                        .latencies_us
-                        .push(done.duration_since(sent).as_micros().min(u32::MAX as u128) as u32);
-                }
-                Err(s) => {
-                    phase.error(&s);
-                    // A refusing or dead server: back off a little instead of spinning.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
+            if !phase.record(res, spans, len, done.duration_since(sent)) {
+                // A refusing or dead server: back off a little instead of spinning.
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
         (warm, window)
+    }
+
+    /// One export of payload `i` with its timestamps moved to now (request `k`).
+    async fn send_shifted(
+        &self,
+        grpc: &mut tonic::client::Grpc<Channel>,
+        set: &PayloadSet,
+        (i, k): (usize, u64),
+        generated_at: u64,
+        authorization: Option<&tonic::metadata::AsciiMetadataValue>,
+    ) -> Result<Bytes, Status> {
+        let delta = redwatch_engine::time::wall_clock().saturating_sub(generated_at);
+        let body = if self.plan.fresh_durations {
+            set.payloads[i].shifted_fresh_durations(delta, k)
+        } else {
+            set.payloads[i].shifted(delta)
+        };
+        match tokio::time::timeout(self.plan.request_timeout, async {
+            grpc.ready()
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+            let mut req = tonic::Request::new(body);
+            if let Some(auth) = authorization {
+                req.metadata_mut().insert("authorization", auth.clone());
+            }
+            grpc.unary::<Bytes, Bytes, RawCodec>(
+                req,
+                PathAndQuery::from_static(EXPORT_PATH),
+                RawCodec,
+            )
+            .await
+            .map(|r| r.into_inner())
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(Status::deadline_exceeded("client timeout")),
+        }
     }
 }
 

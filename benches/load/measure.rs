@@ -72,7 +72,28 @@ pub(crate) fn load(
         set.series,
         100.0 * set.error_spans as f64 / set.spans as f64
     );
-    let bplan = blast::BlastPlan {
+    let bplan = blast_plan(args, plan, server, tls);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let probe = Probe {
+        pid: server.pid,
+        core: args.server_core,
+        prometheus: server.prometheus.clone(),
+    };
+    let state_mode = args.mode == Mode::State;
+    let measured = rt.block_on(blast_and_probe(bplan, set, probe, state_mode))?;
+    Ok(figures(gen, measured, server.pid))
+}
+
+/// The load client's settings for this run.
+fn blast_plan(
+    args: &Args,
+    plan: &Plan,
+    server: &Server,
+    tls: Option<redwatch::config::TlsClientConfig>,
+) -> blast::BlastPlan {
+    blast::BlastPlan {
         endpoint: format!(
             "{}://{}",
             if tls.is_some() { "https" } else { "http" },
@@ -88,56 +109,100 @@ pub(crate) fn load(
         rate: plan.rate,
         gzip: args.gzip,
         fresh_durations: args.mode == Mode::State,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let (pid, core, prom) = (server.pid, args.server_core, server.prometheus.clone());
-    let state_mode = args.mode == Mode::State;
-    let (warm, mut window, start, end, samples) = rt.block_on(async move {
-        let (ttx, trx) = tokio::sync::oneshot::channel();
-        let blast = tokio::spawn(async move { blast::run(&bplan, set, ttx).await });
-        let timing = trx.await.map_err(|_| anyhow!("the load client did not start"))?;
-        // Probes run on the blocking pool (same pinned core) so they never stall the workers.
-        let probe_at = move |t: tokio::time::Instant, prom: String| async move {
-            tokio::time::sleep_until(t).await;
-            tokio::task::spawn_blocking(move || read_now(pid, core, &prom))
-                .await
-                .map_err(|e| anyhow!("probe: {e}"))
-        };
-        let start = probe_at(timing.window_start, prom.clone()).await?;
-        let mut samples = Vec::new();
-        if state_mode {
-            let mut t = timing.window_start;
-            loop {
-                t += Duration::from_secs(5);
-                if t >= timing.window_end {
-                    break;
-                }
-                let r = probe_at(t, prom.clone()).await?;
-                eprintln!(
-                    "  t={:>4.0}s active_series={} state_bytes={} entries={} bytes/series={:.0} late={}",
-                    r.at.duration_since(start.at).as_secs_f64(),
-                    r.figures.active_series,
-                    r.figures.state_bytes,
-                    r.figures.state_entries,
-                    r.figures.bytes_per_series(),
-                    r.figures.late_dropped
-                );
-                samples.push(r);
-            }
-        }
-        let end = probe_at(timing.window_end, prom).await?;
-        let (warm, window) = blast
+    }
+}
+
+/// Where the server's readings come from.
+#[derive(Clone)]
+struct Probe {
+    pid: u32,
+    core: usize,
+    prometheus: String,
+}
+
+impl Probe {
+    /// Reads the server at `t`. Probes run on the blocking pool (same pinned core) so they
+    /// never stall the workers.
+    async fn at(&self, t: tokio::time::Instant) -> anyhow::Result<Reading> {
+        let (pid, core, prom) = (self.pid, self.core, self.prometheus.clone());
+        tokio::time::sleep_until(t).await;
+        tokio::task::spawn_blocking(move || read_now(pid, core, &prom))
             .await
-            .map_err(|e| anyhow!("load client: {e}"))?
-            .map_err(|e| anyhow!("load client: {e}"))?;
-        anyhow::Ok((warm, window, start, end, samples))
-    })?;
+            .map_err(|e| anyhow!("probe: {e}"))
+    }
+}
+
+/// What the load phase saw: the client's warmup and window stats, and the server's readings
+/// at the window's start and end (and every 5 s in between in state mode).
+struct Measured {
+    warm: blast::PhaseStats,
+    window: blast::PhaseStats,
+    start: Reading,
+    end: Reading,
+    samples: Vec<Reading>,
+}
+
+/// Runs the load client and reads the server at the window's edges.
+async fn blast_and_probe(
+    bplan: blast::BlastPlan,
+    set: payload::PayloadSet,
+    probe: Probe,
+    state_mode: bool,
+) -> anyhow::Result<Measured> {
+    let (ttx, trx) = tokio::sync::oneshot::channel();
+    let blast = tokio::spawn(async move { blast::run(&bplan, set, ttx).await });
+    let timing = trx
+        .await
+        .map_err(|_| anyhow!("the load client did not start"))?;
+    let start = probe.at(timing.window_start).await?;
+    let mut samples = Vec::new();
+    if state_mode {
+        let mut t = timing.window_start;
+        loop {
+            t += Duration::from_secs(5);
+            if t >= timing.window_end {
+                break;
+            }
+            let r = probe.at(t).await?;
+            eprintln!(
+                "  t={:>4.0}s active_series={} state_bytes={} entries={} bytes/series={:.0} late={}",
+                r.at.duration_since(start.at).as_secs_f64(),
+                r.figures.active_series,
+                r.figures.state_bytes,
+                r.figures.state_entries,
+                r.figures.bytes_per_series(),
+                r.figures.late_dropped
+            );
+            samples.push(r);
+        }
+    }
+    let end = probe.at(timing.window_end).await?;
+    let (warm, window) = blast
+        .await
+        .map_err(|e| anyhow!("load client: {e}"))?
+        .map_err(|e| anyhow!("load client: {e}"))?;
+    Ok(Measured {
+        warm,
+        window,
+        start,
+        end,
+        samples,
+    })
+}
+
+/// The run's figures from what the load phase measured.
+fn figures(gen: GenInfo, m: Measured, server_pid: u32) -> RunFigures {
+    let Measured {
+        warm,
+        mut window,
+        start,
+        end,
+        samples,
+    } = m;
     let dt = end.at.duration_since(start.at).as_secs_f64();
     let cpu = end.server_cpu - start.server_cpu;
     let spans_per_s = window.spans as f64 / dt;
-    let (rss_kib, hwm_kib) = probe::memory_kib(server.pid).unwrap_or((0, 0));
+    let (rss_kib, hwm_kib) = probe::memory_kib(server_pid).unwrap_or((0, 0));
     if warm.ok == 0 && window.ok == 0 {
         eprintln!(
             "load: no request succeeded; first error: {:?}",
@@ -151,7 +216,7 @@ pub(crate) fn load(
         .iter()
         .map(|r| r.figures.bytes_per_series())
         .fold(0.0, f64::max);
-    Ok(RunFigures {
+    RunFigures {
         gen,
         spans_per_s,
         server_cpu_pct: 100.0 * cpu / dt,
@@ -173,7 +238,7 @@ pub(crate) fn load(
         client_cpu_pct: 100.0 * (end.client_cpu - start.client_cpu) / dt,
         max_bytes_per_series_late: max_late,
         samples: samples.len(),
-    })
+    }
 }
 
 /// Checks the timestamp shift on one payload: prost decodes it and every end time moved.
