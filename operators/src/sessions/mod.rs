@@ -23,6 +23,7 @@
 //! open more are dropped and counted), and a session lists at most [`MAX_SERVICES`] services.
 //! The operator hands results to [`SessionSink`]s and never formats them itself.
 
+mod key;
 mod operator;
 mod state;
 

@@ -1,6 +1,7 @@
 //! The session window operator: spans in, sessions per key value out (see the module above).
 
-use super::state::{Item, KeyRef, KeyValue, Limits, Offer, Session, SpecSessions};
+use super::key::{KeyRef, KeyValue};
+use super::state::{Item, Limits, Offer, Session, SpecSessions};
 use super::{SessionRow, SessionSink};
 use crate::common::{due, spec_label, PROVISIONAL_EVERY_NS};
 use crate::red::UNKNOWN_SERVICE;

@@ -4,99 +4,12 @@
 //! Owns the session semantics (see the module above); knows nothing about spans, config or
 //! sinks — the operator feeds it [`Item`]s and turns what it reports into rows.
 
+use super::key::{KeyRef, KeyValue};
 use super::{SessionRetraction, MAX_SERVICES};
-use hashbrown::{Equivalent, HashMap};
+use hashbrown::HashMap;
 use redwatch_engine::model::UnixNanos;
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-
-/// A key value, owned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyValue {
-    Trace([u8; 16]),
-    Text(Arc<str>),
-}
-
-/// A key value, borrowed from a batch (so a known key costs no allocation).
-#[derive(Debug, Clone, Copy)]
-pub enum KeyRef<'a> {
-    Trace([u8; 16]),
-    Text(&'a str),
-}
-
-impl Hash for KeyValue {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        match self {
-            KeyValue::Trace(t) => {
-                h.write_u8(0);
-                t.hash(h);
-            }
-            KeyValue::Text(s) => {
-                h.write_u8(1);
-                (**s).hash(h);
-            }
-        }
-    }
-}
-
-impl Hash for KeyRef<'_> {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        match self {
-            KeyRef::Trace(t) => {
-                h.write_u8(0);
-                t.hash(h);
-            }
-            KeyRef::Text(s) => {
-                h.write_u8(1);
-                s.hash(h);
-            }
-        }
-    }
-}
-
-impl Equivalent<KeyValue> for KeyRef<'_> {
-    fn equivalent(&self, k: &KeyValue) -> bool {
-        match (self, k) {
-            (KeyRef::Trace(a), KeyValue::Trace(b)) => a == b,
-            (KeyRef::Text(a), KeyValue::Text(b)) => *a == &**b,
-            _ => false,
-        }
-    }
-}
-
-impl KeyRef<'_> {
-    fn to_key(self) -> KeyValue {
-        match self {
-            KeyRef::Trace(t) => KeyValue::Trace(t),
-            KeyRef::Text(s) => KeyValue::Text(Arc::from(s)),
-        }
-    }
-}
-
-impl KeyValue {
-    /// The value as shown in rows: trace ids in lowercase hex.
-    pub fn display(&self) -> Arc<str> {
-        match self {
-            KeyValue::Trace(t) => {
-                let mut s = String::with_capacity(32);
-                for b in t {
-                    s.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
-                    s.push(char::from_digit(u32::from(b & 0xf), 16).unwrap_or('0'));
-                }
-                Arc::from(s)
-            }
-            KeyValue::Text(s) => s.clone(),
-        }
-    }
-
-    fn heap_bytes(&self) -> usize {
-        match self {
-            KeyValue::Trace(_) => 0,
-            KeyValue::Text(s) => s.len() + 16,
-        }
-    }
-}
 
 /// One span as the sessions see it (strings already interned by the operator).
 #[derive(Debug, Clone)]
@@ -388,71 +301,26 @@ impl SpecSessions {
 
     /// Merges the unsealed sessions of `key` touching `[lo, hi]` and the item into one.
     fn merge_into(&mut self, key: KeyValue, lo: UnixNanos, hi: UnixNanos, it: &Item) -> Offer {
-        let gap = self.limits.gap;
         let wm = self.watermark;
+        let limits = self.limits;
         let Some(list) = self.keys.get_mut(&key) else {
             return Offer::Late;
         };
-        let touches = |s: &Session| !s.sealed && s.first_event <= hi && lo <= s.end(gap);
-        // The survivor: an open session if there is one (so a merge never reopens a final
-        // row needlessly), else the earliest.
-        let range = candidates(list, lo, hi, self.limits.max_duration);
-        let survivor = list[range.clone()]
-            .iter()
-            .filter(|s| touches(s))
-            .find(|s| !s.emitted)
-            .or_else(|| list[range.clone()].iter().find(|s| touches(s)))
-            .map(|s| s.id);
-        let Some(survivor) = survivor else {
+        let Some((survivor, absorbed)) = take_touching(list, lo, hi, limits) else {
             return Offer::Late;
         };
-        // Allocates only when sessions are really merged (rare: late data bridging them).
-        let mut absorbed: Vec<Session> = Vec::new();
-        let (mut i, mut end) = (range.start, range.end);
-        while i < end {
-            if list[i].id != survivor && touches(&list[i]) {
-                absorbed.push(list.remove(i));
-                end -= 1;
-            } else {
-                i += 1;
-            }
-        }
         let Some(survivor_pos) = list.iter().position(|s| s.id == survivor) else {
             return Offer::Late;
         };
-        let limits = self.limits;
         let s = &mut list[survivor_pos];
         let old_due = due_at(limits, s);
         let n_absorbed = absorbed.len();
-        let mut out_retract = Vec::new();
-        let mut old_dues = Vec::new();
-        for a in absorbed {
-            old_dues.push((due_at(limits, &a), a.id));
-            if a.emitted {
-                out_retract.push(SessionRetraction {
-                    session_id: a.id,
-                    merged_into: Some(s.id),
-                });
-            }
-            s.absorb(a);
-        }
-        s.add(it);
+        let Merged {
+            retract: out_retract,
+            old_dues,
+            reemit,
+        } = merge(s, absorbed, it, limits, wm);
         let id = s.id;
-        let mut reemit = false;
-        if s.emitted {
-            if s.end(gap) > wm {
-                // Open again: withdraw its final row; it is emitted anew at its new end.
-                s.emitted = false;
-                s.dirty = false;
-                out_retract.push(SessionRetraction {
-                    session_id: id,
-                    merged_into: None,
-                });
-            } else if !s.dirty {
-                s.dirty = true;
-                reemit = true;
-            }
-        }
         if n_absorbed > 0 || list.len() > 1 {
             list.sort_by_key(|x| x.first_event);
         }
@@ -558,6 +426,93 @@ impl SpecSessions {
             })
             .sum();
         keys + self.due.len() * (std::mem::size_of::<((u64, u64), KeyValue)>() + 16)
+    }
+}
+
+/// The unsealed sessions of `list` touching `[lo, hi]`: the survivor's id — an open session if
+/// there is one (so a merge never reopens a final row needlessly), else the earliest — and
+/// the others, taken out of the list. `None` if none touches.
+fn take_touching(
+    list: &mut Vec<Session>,
+    lo: UnixNanos,
+    hi: UnixNanos,
+    limits: Limits,
+) -> Option<(u64, Vec<Session>)> {
+    let gap = limits.gap;
+    let touches = |s: &Session| !s.sealed && s.first_event <= hi && lo <= s.end(gap);
+    let range = candidates(list, lo, hi, limits.max_duration);
+    let survivor = list[range.clone()]
+        .iter()
+        .filter(|s| touches(s))
+        .find(|s| !s.emitted)
+        .or_else(|| list[range.clone()].iter().find(|s| touches(s)))
+        .map(|s| s.id)?;
+    // Allocates only when sessions are really merged (rare: late data bridging them).
+    let mut absorbed: Vec<Session> = Vec::new();
+    let (mut i, mut end) = (range.start, range.end);
+    while i < end {
+        if list[i].id != survivor && touches(&list[i]) {
+            absorbed.push(list.remove(i));
+            end -= 1;
+        } else {
+            i += 1;
+        }
+    }
+    Some((survivor, absorbed))
+}
+
+/// What merging sessions and an item into a survivor changed.
+struct Merged {
+    /// Retractions: absorbed sessions that had been emitted, and the survivor if it is open
+    /// again.
+    retract: Vec<SessionRetraction>,
+    /// `(due time, id)` of the absorbed sessions.
+    old_dues: Vec<(UnixNanos, u64)>,
+    /// The survivor is final and changed: re-emit it.
+    reemit: bool,
+}
+
+/// Merges `absorbed` and the item into `s` at watermark `wm`.
+fn merge(
+    s: &mut Session,
+    absorbed: Vec<Session>,
+    it: &Item,
+    limits: Limits,
+    wm: UnixNanos,
+) -> Merged {
+    let mut out_retract = Vec::new();
+    let mut old_dues = Vec::new();
+    for a in absorbed {
+        old_dues.push((due_at(limits, &a), a.id));
+        if a.emitted {
+            out_retract.push(SessionRetraction {
+                session_id: a.id,
+                merged_into: Some(s.id),
+            });
+        }
+        s.absorb(a);
+    }
+    s.add(it);
+    let id = s.id;
+    let mut reemit = false;
+    if s.emitted {
+        if s.end(limits.gap) > wm {
+            // Open again: withdraw its final row; it is emitted anew at its new end.
+            s.emitted = false;
+            s.dirty = false;
+            out_retract.push(SessionRetraction {
+                session_id: id,
+                merged_into: None,
+            });
+        } else if !s.dirty {
+            s.dirty = true;
+            reemit = true;
+        }
+    }
+    Merged {
+        retract: out_retract,
+        old_dues,
+        reemit,
     }
 }
 
