@@ -343,6 +343,20 @@ fn step(
     if spec.kind.needs_traffic() && w.calls < set.params.min_calls {
         return;
     }
+    detect(st, spec, series, &w, set, scratch, out);
+    forecast(st, spec, series, &w, set, out);
+}
+
+/// The detector's decision on the window and what it does to the series' incident.
+fn detect(
+    st: &mut SignalState,
+    spec: &SignalSpec,
+    series: &Arc<SeriesKey>,
+    w: &Step,
+    set: &Settings,
+    scratch: &mut Vec<f32>,
+    out: &mut Out,
+) {
     let width = w.end - w.start;
     if let Some(det) = st.detector.as_mut() {
         let o = Observation {
@@ -369,9 +383,21 @@ fn step(
             |started| incident_id(series, &spec.name, started),
         );
         if let Some(step) = step {
-            out.0.push(anomaly(spec, series, &w, &d, step));
+            out.0.push(anomaly(spec, series, w, &d, step));
         }
     }
+}
+
+/// The forecaster learns the window and, when due, predicts.
+fn forecast(
+    st: &mut SignalState,
+    spec: &SignalSpec,
+    series: &Arc<SeriesKey>,
+    w: &Step,
+    set: &Settings,
+    out: &mut Out,
+) {
+    let width = w.end - w.start;
     if let Some(f) = st.forecaster.as_mut() {
         let fp = &set.fparams;
         f.observe(w.value, fp.confidence);
