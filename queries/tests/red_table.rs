@@ -9,17 +9,18 @@
 //!   batches hold — their used buffer bytes plus allocation rounding — so that a byte limit
 //!   sized for N windows keeps N windows, and a smaller one evicts the oldest windows first.
 
+mod common;
+
 use arrow::array::{Array, ArrayData};
 use arrow::record_batch::RecordBatch;
 use redwatch_engine::model::{SpanKind, StatusCode, UnixNanos};
 use redwatch_operators::red::{Buckets, RedAgg, RedRow, RedSink, SeriesKey};
-use redwatch_queries::query::{QueryEngine, QueryLimits};
+use redwatch_queries::query::QueryEngine;
 use redwatch_queries::red::{RedTable, RedTableSettings, CHUNK_ROWS};
 use redwatch_queries::schema;
 use redwatch_queries::table::{LiveTable, PartitionSource, PruneFilter};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 const SEC: u64 = 1_000_000_000;
 /// 2026-01-01T00:00:00Z.
@@ -132,14 +133,7 @@ impl Harness {
         );
         let engine = QueryEngine::new(
             vec![("red".to_string(), Arc::new(provider) as _)],
-            QueryLimits {
-                timeout: Duration::from_secs(60),
-                memory_bytes: 256 << 20,
-                max_rows: 100_000,
-                shared_memory_bytes: 4 << 30,
-                max_concurrent: 64,
-                max_result_bytes: 1 << 30,
-            },
+            common::limits(),
         )
         .expect("query runtime");
         let rt = tokio::runtime::Builder::new_current_thread()

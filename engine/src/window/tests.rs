@@ -10,10 +10,22 @@ impl WindowAggregate for Count {
 
 type Rows = Vec<(u64, &'static str, bool, u64, u64)>;
 
-fn drain(s: &mut WindowStore<&'static str, Count>, wm: u64) -> Rows {
+/// A counting aggregate's count (`Count` and `PackedCount`).
+trait Counted: WindowAggregate {
+    fn count(&self) -> u64;
+}
+
+impl Counted for Count {
+    fn count(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Advances `s` to `wm` and returns what it emitted as (start, key, first, total, delta), sorted.
+fn drain<A: Counted>(s: &mut WindowStore<&'static str, A>, wm: u64) -> Rows {
     let mut out = Vec::new();
     s.advance(wm, |e| {
-        out.push((e.start, *e.key, e.first, e.total.0, e.delta.0))
+        out.push((e.start, *e.key, e.first, e.total.count(), e.delta.count()))
     });
     out.sort();
     out
@@ -170,13 +182,10 @@ impl WindowAggregate for PackedCount {
     }
 }
 
-fn drain_packed(s: &mut WindowStore<&'static str, PackedCount>, wm: u64) -> Rows {
-    let mut out = Vec::new();
-    s.advance(wm, |e| {
-        out.push((e.start, *e.key, e.first, e.total.0, e.delta.0))
-    });
-    out.sort();
-    out
+impl Counted for PackedCount {
+    fn count(&self) -> u64 {
+        self.0
+    }
 }
 
 #[test]
@@ -211,7 +220,7 @@ fn packed_windows_emit_exactly_what_live_ones_do() {
                 plain.update(*ts, k, |c| c.0 += n)
             ),
             None => {
-                let a = drain_packed(&mut packed, *wm);
+                let a = drain(&mut packed, *wm);
                 assert_eq!(a, drain(&mut plain, *wm), "at watermark {wm}");
                 rows += a.len();
             }
@@ -305,7 +314,7 @@ fn a_packing_open_store_packs_between_advances_and_reads_through() {
     s.update(14, &"b", |c| c.0 += 1).unwrap();
     let expected = vec![(0, "a", 3), (0, "c", 1), (10, "b", 1)];
     assert_eq!(open_rows(&s), expected);
-    assert_eq!(drain_packed(&mut s, 5), vec![]);
+    assert_eq!(drain(&mut s, 5), vec![]);
     // Packed now: every open key takes its 8 bytes and a length byte besides its slot.
     let bytes_and_index = |s: &WindowStore<&'static str, PackedCount>| {
         s.slots
@@ -329,18 +338,18 @@ fn a_packing_open_store_packs_between_advances_and_reads_through() {
     assert_eq!(open_rows(&s), expected);
     // Updating one key of a packed window leaves the others as they were.
     s.update(6, &"a", |c| c.0 += 1).unwrap();
-    assert_eq!(drain_packed(&mut s, 6), vec![]);
+    assert_eq!(drain(&mut s, 6), vec![]);
     assert_eq!(bytes_and_index(&s).2, 0);
     // "a" was packed again; its old bytes are reclaimed once they are a quarter of the arena.
     assert!(bytes_and_index(&s).0 <= 4 * 9, "{:?}", bytes_and_index(&s));
     assert_eq!(open_rows(&s), vec![(0, "a", 4), (0, "c", 1), (10, "b", 1)]);
     assert_eq!(
-        drain_packed(&mut s, 10),
+        drain(&mut s, 10),
         vec![(0, "a", true, 4, 4), (0, "c", true, 1, 1)]
     );
     s.update(7, &"a", |c| c.0 += 1).unwrap();
     assert_eq!(
-        drain_packed(&mut s, 20),
+        drain(&mut s, 20),
         vec![(0, "a", false, 5, 1), (10, "b", true, 1, 1)]
     );
 }
@@ -357,12 +366,12 @@ fn an_idle_previous_window_is_packed_and_emits_the_same_rows() {
         plain.update(ts, &k, |c| c.0 += 1).unwrap();
     }
     // Touched since the last advance: both stay live.
-    assert_eq!(drain_packed(&mut s, 5), drain(&mut plain, 5));
+    assert_eq!(drain(&mut s, 5), drain(&mut plain, 5));
     assert!(is_open(&s, 0) && is_open(&s, 10));
     // [0,10) took nothing since: packed; [10,20) is the newest and stays live.
     s.update(13, &"b", |c| c.0 += 1).unwrap();
     plain.update(13, &"b", |c| c.0 += 1).unwrap();
-    assert_eq!(drain_packed(&mut s, 6), drain(&mut plain, 6));
+    assert_eq!(drain(&mut s, 6), drain(&mut plain, 6));
     assert!(!is_open(&s, 0) && is_open(&s, 10));
     let mut open = Vec::new();
     s.for_each_open(|st, _, k, a| open.push((st, *k, a.0)));
@@ -375,12 +384,12 @@ fn an_idle_previous_window_is_packed_and_emits_the_same_rows() {
     s.update(7, &"a", |c| c.0 += 2).unwrap();
     plain.update(7, &"a", |c| c.0 += 2).unwrap();
     for wm in [7, 10, 12] {
-        assert_eq!(drain_packed(&mut s, wm), drain(&mut plain, wm), "at {wm}");
+        assert_eq!(drain(&mut s, wm), drain(&mut plain, wm), "at {wm}");
     }
     s.update(8, &"b", |c| c.0 += 1).unwrap();
     plain.update(8, &"b", |c| c.0 += 1).unwrap();
     for wm in [13, 20, 40] {
-        assert_eq!(drain_packed(&mut s, wm), drain(&mut plain, wm), "at {wm}");
+        assert_eq!(drain(&mut s, wm), drain(&mut plain, wm), "at {wm}");
     }
     assert_eq!(s.entry_count(), plain.entry_count());
 }

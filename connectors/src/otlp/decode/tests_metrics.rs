@@ -285,6 +285,18 @@ proptest! {
     }
 }
 
+/// An encoded request whose one resource and scope hold `metric`, bytes as given (no encoding
+/// round trip, so they may be malformed on purpose).
+fn request_of_raw_metric(metric: &[u8]) -> Vec<u8> {
+    let mut scope = Vec::new();
+    prost::encoding::bytes::encode(2, &metric.to_vec(), &mut scope);
+    let mut rm = Vec::new();
+    prost::encoding::bytes::encode(2, &scope, &mut rm);
+    let mut raw = Vec::new();
+    prost::encoding::bytes::encode(1, &rm, &mut raw);
+    raw
+}
+
 fn request(metrics: Vec<Metric>) -> ExportMetricsServiceRequest {
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
@@ -355,12 +367,7 @@ fn a_repeated_data_oneof_keeps_only_the_last_run_like_prost() {
     let req = request(vec![m]);
     req.encode(&mut buf).unwrap();
     // Hand-build the request with the raw metric bytes.
-    let mut scope = Vec::new();
-    prost::encoding::bytes::encode(2, &metric, &mut scope);
-    let mut rm = Vec::new();
-    prost::encoding::bytes::encode(2, &scope, &mut rm);
-    let mut raw = Vec::new();
-    prost::encoding::bytes::encode(1, &rm, &mut raw);
+    let raw = request_of_raw_metric(&metric);
     check(&raw);
     let out = decode_metrics_proto(raw.into(), SourceId(1), &policy(), NOW).unwrap();
     assert_eq!(out.received, 2);
@@ -383,12 +390,7 @@ fn packed_and_unpacked_repeated_fields_read_alike() {
     let mut m = Vec::new();
     prost::encoding::string::encode(1, &"h".to_string(), &mut m);
     prost::encoding::bytes::encode(9, &h, &mut m);
-    let mut scope = Vec::new();
-    prost::encoding::bytes::encode(2, &m, &mut scope);
-    let mut rm = Vec::new();
-    prost::encoding::bytes::encode(2, &scope, &mut rm);
-    let mut raw = Vec::new();
-    prost::encoding::bytes::encode(1, &rm, &mut raw);
+    let raw = request_of_raw_metric(&m);
     check(&raw);
     let out = decode_metrics_proto(raw.into(), SourceId(1), &policy(), NOW).unwrap();
     let h = &out.batch.histograms[0];
@@ -419,12 +421,7 @@ fn malformed_metrics_requests_are_refused_with_a_reason() {
     prost::encoding::bytes::encode(1, &pt, &mut h);
     let mut m = Vec::new();
     prost::encoding::bytes::encode(9, &h, &mut m);
-    let mut scope = Vec::new();
-    prost::encoding::bytes::encode(2, &m, &mut scope);
-    let mut rm = Vec::new();
-    prost::encoding::bytes::encode(2, &scope, &mut rm);
-    let mut raw = Vec::new();
-    prost::encoding::bytes::encode(1, &rm, &mut raw);
+    let raw = request_of_raw_metric(&m);
     check(&raw);
     assert!(decode_metrics_proto(raw.into(), SourceId(1), &p, NOW).is_err());
 }
