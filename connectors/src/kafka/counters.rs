@@ -27,6 +27,14 @@ pub(super) struct Counters {
     pub(super) truncated: Arc<Counter>,
 }
 
+/// One counter per reason.
+fn per_reason(
+    reasons: &[&'static str],
+    counter: impl Fn(&str) -> Arc<Counter>,
+) -> Vec<(&'static str, Arc<Counter>)> {
+    reasons.iter().map(|r| (*r, counter(r))).collect()
+}
+
 impl Counters {
     pub(super) fn new(reg: &Registry) -> Self {
         let r = [("receiver", RECEIVER)];
@@ -36,19 +44,13 @@ impl Counters {
                 "Kafka messages consumed.",
                 &[],
             ),
-            rejected: MESSAGE_REJECT_REASONS
-                .iter()
-                .map(|reason| {
-                    (
-                        *reason,
-                        reg.counter(
-                            "redwatch_kafka_messages_rejected_total",
-                            "Kafka messages that could not be decoded, per reason (skipped).",
-                            &[("reason", reason)],
-                        ),
-                    )
-                })
-                .collect(),
+            rejected: per_reason(MESSAGE_REJECT_REASONS, |reason| {
+                reg.counter(
+                    "redwatch_kafka_messages_rejected_total",
+                    "Kafka messages that could not be decoded, per reason (skipped).",
+                    &[("reason", reason)],
+                )
+            }),
             dead_lettered: reg.counter(
                 "redwatch_kafka_dead_lettered_total",
                 "Rejected Kafka messages copied to the dead-letter topic.",
@@ -64,19 +66,13 @@ impl Counters {
                 "Spans accepted into the pipeline, per receiver.",
                 &r,
             ),
-            spans_rejected: crate::otlp::ITEM_REJECT_REASONS
-                .iter()
-                .map(|reason| {
-                    (
-                        *reason,
-                        reg.counter(
-                            "redwatch_spans_rejected_total",
-                            "Spans refused individually (partial success), per receiver and reason.",
-                            &[("receiver", RECEIVER), ("reason", reason)],
-                        ),
-                    )
-                })
-                .collect(),
+            spans_rejected: per_reason(crate::otlp::ITEM_REJECT_REASONS, |reason| {
+                reg.counter(
+                    "redwatch_spans_rejected_total",
+                    "Spans refused individually (partial success), per receiver and reason.",
+                    &[("receiver", RECEIVER), ("reason", reason)],
+                )
+            }),
             points_received: reg.counter(
                 "redwatch_metric_points_received_total",
                 "Metric data points received, per receiver.",
