@@ -33,6 +33,22 @@ impl RedSink for Capture {
     }
 }
 
+impl Capture {
+    /// The rows captured so far.
+    fn rows(&self) -> Vec<RedRow> {
+        self.rows.lock().unwrap().clone()
+    }
+
+    fn clear(&self) {
+        self.rows.lock().unwrap().clear();
+    }
+}
+
+/// The rows of primary windows among `rows`.
+fn primary(rows: &[RedRow]) -> Vec<&RedRow> {
+    rows.iter().filter(|x| x.primary).collect()
+}
+
 /// (window size, window start, service, share) → (calls, errors, sum ms) of the latest row.
 type Latest = BTreeMap<(String, UnixNanos, String, Option<u32>), (f64, f64, f64)>;
 
@@ -94,6 +110,25 @@ fn run() -> Run {
     Run { op, shares, merged }
 }
 
+impl Run {
+    /// Forgets what both sinks captured.
+    fn clear(&self) {
+        self.merged.clear();
+        self.shares.clear();
+    }
+
+    /// Drops `share` from the operator, as a revoked partition does.
+    fn drop_share(&mut self, share: u32) {
+        let registry = Registry::new();
+        let mut ctx = OpContext {
+            now: BASE,
+            watermark: 0,
+            metrics: &registry,
+        };
+        self.op.on_share_dropped(share, &mut ctx);
+    }
+}
+
 /// A span of service `svc` ending `at_ms` after BASE.
 fn span(svc: u8, at_ms: u64, ms: f64, error: bool) -> SpanFixture {
     let f = SpanFixture::new(&format!("svc{svc}"), "op", BASE + at_ms * MS, ms);
@@ -135,9 +170,9 @@ proptest! {
         let end = BASE + 400_000 * MS;
         shared.op.advance(end);
         plain.op.advance(end);
-        let want = latest(&plain.merged.rows.lock().unwrap());
-        prop_assert_eq!(&latest(&shared.merged.rows.lock().unwrap()), &want);
-        prop_assert_eq!(&merged(&latest(&shared.shares.rows.lock().unwrap())), &want);
+        let want = latest(&plain.merged.rows());
+        prop_assert_eq!(&latest(&shared.merged.rows()), &want);
+        prop_assert_eq!(&merged(&latest(&shared.shares.rows())), &want);
     }
 
     #[test]
@@ -169,8 +204,8 @@ proptest! {
         b.op.advance(end);
         let only_1 = |l: Latest| -> Latest { l.into_iter().filter(|(k, _)| k.3 == Some(1)).collect() };
         prop_assert_eq!(
-            only_1(latest(&a.shares.rows.lock().unwrap())),
-            latest(&b.shares.rows.lock().unwrap())
+            only_1(latest(&a.shares.rows())),
+            latest(&b.shares.rows())
         );
     }
 }
@@ -182,18 +217,17 @@ fn a_late_share_re_emits_the_merged_row_with_the_other_shares() {
     feed(&mut r.op, Some(1), &[span(0, 2_000, 7.0, true)]);
     // The 10 s window [0,10) s is emitted at 10 s.
     r.op.advance(BASE + 10_000 * MS);
-    let first = r.merged.rows.lock().unwrap().clone();
+    let first = r.merged.rows();
     assert_eq!(first.len(), 1, "one merged row for the series: {first:?}");
     assert_eq!(first[0].total.total_calls(), 2.0);
     assert!(first[0].first);
-    assert_eq!(r.shares.rows.lock().unwrap().len(), 2, "one row per share");
-    r.merged.rows.lock().unwrap().clear();
-    r.shares.rows.lock().unwrap().clear();
+    assert_eq!(r.shares.rows().len(), 2, "one row per share");
+    r.clear();
     // A late span of partition 1 only.
     feed(&mut r.op, Some(1), &[span(0, 3_000, 11.0, false)]);
     r.op.advance(BASE + 12_000 * MS);
-    let late = r.merged.rows.lock().unwrap().clone();
-    let primary: Vec<&RedRow> = late.iter().filter(|r| r.primary).collect();
+    let late = r.merged.rows();
+    let primary = primary(&late);
     assert_eq!(primary.len(), 1, "{late:?}");
     assert_eq!(
         primary[0].total.total_calls(),
@@ -203,7 +237,7 @@ fn a_late_share_re_emits_the_merged_row_with_the_other_shares() {
     assert_eq!(primary[0].delta.as_ref().unwrap().total_calls(), 1.0);
     assert!(!primary[0].first);
     assert_eq!(primary[0].share, None);
-    let share_rows = r.shares.rows.lock().unwrap().clone();
+    let share_rows = r.shares.rows();
     assert_eq!(share_rows.len(), 1);
     assert_eq!(share_rows[0].share, Some(1));
     assert_eq!(share_rows[0].total.total_calls(), 2.0);
@@ -215,19 +249,13 @@ fn a_dropped_share_is_forgotten_without_being_emitted() {
     feed(&mut r.op, Some(0), &[span(0, 1_000, 5.0, false)]);
     feed(&mut r.op, Some(2), &[span(0, 1_500, 6.0, false)]);
     feed(&mut r.op, Some(2), &[span(1, 1_500, 6.0, false)]);
-    let registry = Registry::new();
-    let mut ctx = OpContext {
-        now: BASE,
-        watermark: 0,
-        metrics: &registry,
-    };
-    r.op.on_share_dropped(2, &mut ctx);
+    r.drop_share(2);
     r.op.advance(BASE + 200_000 * MS);
-    let rows = r.shares.rows.lock().unwrap().clone();
+    let rows = r.shares.rows();
     assert!(rows.iter().all(|x| x.share == Some(0)), "{rows:?}");
     // The 10 s and the 1m window of partition 0's one span.
     assert_eq!(rows.len(), 2);
-    let merged = r.merged.rows.lock().unwrap().clone();
+    let merged = r.merged.rows();
     assert_eq!(merged.len(), 2);
     assert!(merged.iter().all(|x| x.total.total_calls() == 1.0));
 }
@@ -242,17 +270,10 @@ fn dropping_a_share_restates_the_merged_rows_of_emitted_windows_without_it() {
         &[span(0, 1_500, 6.0, false), span(0, 2_500, 6.0, false)],
     );
     r.op.advance(BASE + 10_000 * MS);
-    assert_eq!(r.merged.rows.lock().unwrap()[0].total.total_calls(), 3.0);
-    r.merged.rows.lock().unwrap().clear();
-    r.shares.rows.lock().unwrap().clear();
-    let registry = Registry::new();
-    let mut ctx = OpContext {
-        now: BASE,
-        watermark: 0,
-        metrics: &registry,
-    };
-    r.op.on_share_dropped(2, &mut ctx);
-    let restated = r.merged.rows.lock().unwrap().clone();
+    assert_eq!(r.merged.rows()[0].total.total_calls(), 3.0);
+    r.clear();
+    r.drop_share(2);
+    let restated = r.merged.rows();
     assert_eq!(restated.len(), 1, "{restated:?}");
     assert_eq!(
         restated[0].total.total_calls(),
@@ -262,7 +283,7 @@ fn dropping_a_share_restates_the_merged_rows_of_emitted_windows_without_it() {
     assert_eq!(restated[0].delta.as_ref().unwrap().total_calls(), 0.0);
     assert!(!restated[0].first && restated[0].is_final && restated[0].primary);
     assert!(
-        r.shares.rows.lock().unwrap().is_empty(),
+        r.shares.rows().is_empty(),
         "nothing is written for the dropped share"
     );
 }
@@ -277,11 +298,11 @@ fn a_replayed_share_behind_the_watermark_still_fills_its_open_rollup_window() {
     // BASE is 20 s into a minute: the 10 s window [0,10) s is purged at 40 s, the 1m window
     // [-20,40) s at 70 s.
     r.op.advance(BASE + 45_000 * MS);
-    r.shares.rows.lock().unwrap().clear();
+    r.shares.clear();
     let replayed: Vec<SpanFixture> = (1..10).map(|s| span(0, s * 1_000, 5.0, s == 3)).collect();
     feed(&mut r.op, Some(5), &replayed);
     r.op.advance(BASE + 400_000 * MS);
-    let rows = r.shares.rows.lock().unwrap().clone();
+    let rows = r.shares.rows();
     let of_5: Vec<&RedRow> = rows.iter().filter(|x| x.share == Some(5)).collect();
     assert_eq!(of_5.len(), 1, "only the rollup window of share 5: {of_5:?}");
     assert_eq!(&*of_5[0].window_size, "1m");
@@ -299,13 +320,13 @@ fn a_late_share_re_emitted_and_purged_in_one_step_still_merges_the_other_shares(
     feed(&mut r.op, Some(1), &[span(0, 2_000, 7.0, false)]);
     feed(&mut r.op, Some(2), &[span(0, 2_500, 9.0, false)]);
     r.op.advance(BASE + 10_000 * MS);
-    r.merged.rows.lock().unwrap().clear();
+    r.merged.clear();
     // Late for the 10 s window [0,10) s but within its lateness (30 s) ...
     feed(&mut r.op, Some(1), &[span(0, 3_000, 11.0, false)]);
     // ... and the next step passes both its lateness and the 1m window's end and lateness.
     r.op.advance(BASE + 400_000 * MS);
-    let rows = r.merged.rows.lock().unwrap().clone();
-    let primary: Vec<&RedRow> = rows.iter().filter(|x| x.primary).collect();
+    let rows = r.merged.rows();
+    let primary = primary(&rows);
     assert_eq!(primary.len(), 1, "{rows:?}");
     assert_eq!(
         primary[0].total.total_calls(),
