@@ -7,12 +7,13 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rand_distr::{Distribution, Gamma, Normal, Poisson};
+use rand_distr::{Distribution, Normal};
 use redwatch_operators::anomaly::{AnomalyConfig, ForecastConfig};
 use redwatch_operators::anomaly::{AnomalyEngine, IncidentState};
 use std::collections::BTreeMap;
 
 use crate::suite::{key, EPOCH0};
+use crate::synthetic::{daily, neg_binomial, poisson};
 
 pub const W5_NS: u64 = 300_000_000_000;
 pub const PER_DAY: u64 = 288;
@@ -35,24 +36,6 @@ pub struct Gauge {
     pub kind: &'static str,
     pub values: Vec<f64>,
     pub events: Vec<Event>,
-}
-
-fn poisson(rng: &mut StdRng, mean: f64) -> f64 {
-    if mean <= 0.0 {
-        0.0
-    } else {
-        Poisson::new(mean).unwrap().sample(rng)
-    }
-}
-
-fn neg_binomial(rng: &mut StdRng, mean: f64, k: f64) -> f64 {
-    let lambda = Gamma::new(k, mean / k).unwrap().sample(rng);
-    poisson(rng, lambda)
-}
-
-fn daily(w: u64, amp: f64) -> f64 {
-    let day = (w % PER_DAY) as f64 / PER_DAY as f64;
-    1.0 + amp * (2.0 * std::f64::consts::PI * (day - 0.375)).sin()
 }
 
 /// One series of `kind`; `with_event` adds its labelled event somewhere after training.

@@ -19,6 +19,8 @@
 
 mod gauges;
 mod suite;
+#[path = "../../src/anomaly/synthetic.rs"]
+mod synthetic;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -12,39 +12,22 @@ use super::SignalKind;
 use crate::anomaly::AnomalyConfig;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use rand_distr::{Binomial, Distribution, Gamma, Normal, Poisson};
+use rand_distr::{Binomial, Distribution, Normal};
+use synthetic::{daily, neg_binomial, poisson, PER_DAY_5M};
+
+#[path = "synthetic.rs"]
+mod synthetic;
 
 const MIN5: u64 = 300_000_000_000;
 const S10: u64 = 10_000_000_000;
 /// An arbitrary Monday 00:00 UTC.
 const EPOCH: u64 = 1_767_571_200 * 1_000_000_000;
-const PER_DAY_5M: u64 = 288;
 
 /// One generated series: (signal name, window width, values with their calls).
 struct Series {
     signal: &'static str,
     width: u64,
     points: Vec<(f64, f64)>,
-}
-
-fn poisson(rng: &mut StdRng, mean: f64) -> f64 {
-    if mean <= 0.0 {
-        0.0
-    } else {
-        Poisson::new(mean).unwrap().sample(rng)
-    }
-}
-
-/// A negative binomial count with mean `mean` and variance `mean + mean²/k` (gamma-Poisson).
-fn neg_binomial(rng: &mut StdRng, mean: f64, k: f64) -> f64 {
-    let lambda = Gamma::new(k, mean / k).unwrap().sample(rng);
-    poisson(rng, lambda)
-}
-
-/// Daily shape (peak mid-afternoon), `amp` relative, at 5-minute window `w`.
-fn daily(w: u64, amp: f64) -> f64 {
-    let day = (w % PER_DAY_5M) as f64 / PER_DAY_5M as f64;
-    1.0 + amp * (2.0 * std::f64::consts::PI * (day - 0.375)).sin()
 }
 
 /// Weekday/weekend level at 5-minute window `w` (day 0 is a Monday).
