@@ -27,26 +27,12 @@ pub(super) fn queries() -> Vec<Query> {
             // A dashboard reads the 1 m rollups for a 1 h range (next query); this 10 s variant
             // is kept as a diagnostic of the raw scan (3.6 M rows at full size).
             name: "(diagnostic) error ratio per operation, 1 h of 10 s windows",
-            sql: |now| {
-                format!(
-                    "SELECT service_name, span_name, sum(errors) / sum(calls) AS error_ratio FROM red \
-                     WHERE window_size = '10s' AND window_start >= {} \
-                     GROUP BY service_name, span_name ORDER BY error_ratio DESC, service_name, span_name LIMIT 20",
-                    ts(now - 3600 * SEC)
-                )
-            },
+            sql: |now| error_ratio_per_operation_1h("10s", now),
             panel: false,
         },
         Query {
             name: "error ratio per operation, 1 h of 1 m rollups",
-            sql: |now| {
-                format!(
-                    "SELECT service_name, span_name, sum(errors) / sum(calls) AS error_ratio FROM red \
-                     WHERE window_size = '1m' AND window_start >= {} \
-                     GROUP BY service_name, span_name ORDER BY error_ratio DESC, service_name, span_name LIMIT 20",
-                    ts(now - 3600 * SEC)
-                )
-            },
+            sql: |now| error_ratio_per_operation_1h("1m", now),
             panel: true,
         },
         Query {
@@ -54,15 +40,7 @@ pub(super) fn queries() -> Vec<Query> {
             // 1 m rollups for ranges >= 15 min (README, "Example queries"). The same panel over
             // 10 s windows is kept below as a diagnostic.
             name: "p50/p99 per service, last 15 min (1 m rollups, quantile_merge ×2)",
-            sql: |now| {
-                format!(
-                    "SELECT service_name, quantile_merge(duration_sketch, 0.5) AS p50, \
-                     quantile_merge(duration_sketch, 0.99) AS p99, sum(calls) AS calls FROM red \
-                     WHERE window_size = '1m' AND window_start >= {} \
-                     GROUP BY service_name ORDER BY service_name",
-                    ts(now - 900 * SEC)
-                )
-            },
+            sql: |now| quantiles_per_service_15m("1m", now),
             panel: true,
         },
         Query {
@@ -91,16 +69,30 @@ pub(super) fn queries() -> Vec<Query> {
         },
         Query {
             name: "(diagnostic) p50/p99 per service, 15 min of 10 s windows (6× the sketches)",
-            sql: |now| {
-                format!(
-                    "SELECT service_name, quantile_merge(duration_sketch, 0.5) AS p50, \
-                     quantile_merge(duration_sketch, 0.99) AS p99, sum(calls) AS calls FROM red \
-                     WHERE window_size = '10s' AND window_start >= {} \
-                     GROUP BY service_name ORDER BY service_name",
-                    ts(now - 900 * SEC)
-                )
-            },
+            sql: |now| quantiles_per_service_15m("10s", now),
             panel: false,
         },
     ]
+}
+
+/// Error ratio per operation over the last hour of `window_size` windows, worst 20.
+fn error_ratio_per_operation_1h(window_size: &str, now: UnixNanos) -> String {
+    format!(
+        "SELECT service_name, span_name, sum(errors) / sum(calls) AS error_ratio FROM red \
+         WHERE window_size = '{window_size}' AND window_start >= {} \
+         GROUP BY service_name, span_name ORDER BY error_ratio DESC, service_name, span_name LIMIT 20",
+        ts(now - 3600 * SEC)
+    )
+}
+
+/// p50 and p99 (merged sketches) and calls per service over the last 15 min of `window_size`
+/// windows.
+fn quantiles_per_service_15m(window_size: &str, now: UnixNanos) -> String {
+    format!(
+        "SELECT service_name, quantile_merge(duration_sketch, 0.5) AS p50, \
+         quantile_merge(duration_sketch, 0.99) AS p99, sum(calls) AS calls FROM red \
+         WHERE window_size = '{window_size}' AND window_start >= {} \
+         GROUP BY service_name ORDER BY service_name",
+        ts(now - 900 * SEC)
+    )
 }
