@@ -58,12 +58,19 @@ impl Bounded {
     }
 
     pub(crate) fn push(&self, p: Partition, newest_ns: u64) {
-        let s = self.settings.unwrap_or_default();
+        self.keep(Some(p), newest_ns, self.settings.unwrap_or_default());
+    }
+
+    /// Appends `p` (if any), then drops the oldest partitions while over `s.max_rows` or
+    /// older than `s.retention_ns` behind `newest_ns`.
+    pub(crate) fn keep(&self, p: Option<Partition>, newest_ns: u64, s: SignalTableSettings) {
         let Ok(mut st) = self.stored.lock() else {
             return;
         };
-        st.rows += p.batch.num_rows();
-        st.parts.push_back(p);
+        if let Some(p) = p {
+            st.rows += p.batch.num_rows();
+            st.parts.push_back(p);
+        }
         let horizon = newest_ns.saturating_sub(s.retention_ns) as i128;
         while let Some(front) = st.parts.front() {
             let too_old = front

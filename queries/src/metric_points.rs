@@ -6,14 +6,14 @@
 use crate::schema;
 use crate::table::{Partition, PartitionSource, PruneFilter};
 use crate::window_store::{
-    window_ranges, Float64Columns, RowWindow, WindowBounds, WindowColumns, WindowRows,
+    window_ranges, DimsColumn, Float64Columns, RowWindow, WindowBounds, WindowColumns, WindowRows,
     WindowedTable,
 };
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, ListBuilder, MapBuilder, StringBuilder,
+    ArrayRef, Float64Builder, Int32Builder, ListBuilder, PrimitiveBuilder, StringBuilder,
     UInt64Builder,
 };
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{ArrowPrimitiveType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use redwatch_engine::model::UnixNanos;
 use redwatch_operators::metrics::{MetricAgg, MetricRow, MetricSeriesKey, MetricSink, SummarySnap};
@@ -52,17 +52,8 @@ impl Default for MetricPointsTable {
     }
 }
 
-fn f64_list(b: &mut ListBuilder<Float64Builder>, v: Option<&[f64]>) {
-    match v {
-        Some(v) => {
-            b.values().append_slice(v);
-            b.append(true);
-        }
-        None => b.append(false),
-    }
-}
-
-fn u64_list(b: &mut ListBuilder<UInt64Builder>, v: Option<&[u64]>) {
+/// One row of a list column: `v`, or NULL.
+fn list<T: ArrowPrimitiveType>(b: &mut ListBuilder<PrimitiveBuilder<T>>, v: Option<&[T::Native]>) {
     match v {
         Some(v) => {
             b.values().append_slice(v);
@@ -106,8 +97,8 @@ impl ShapeColumns {
     fn append(&mut self, a: &MetricAgg, summary: Option<&SummarySnap>) {
         match a.histogram().filter(|h| !h.mixed && !h.counts.is_empty()) {
             Some(h) => {
-                f64_list(&mut self.bounds, h.bounds.as_deref());
-                u64_list(&mut self.counts, Some(&h.counts));
+                list(&mut self.bounds, h.bounds.as_deref());
+                list(&mut self.counts, Some(&h.counts));
             }
             None => {
                 self.bounds.append(false);
@@ -119,9 +110,9 @@ impl ShapeColumns {
                 self.exp_scale.append_value(e.scale);
                 self.exp_zero.append_value(e.zero_count);
                 self.exp_pos_off.append_value(e.positive.offset);
-                u64_list(&mut self.exp_pos, Some(&e.positive.counts));
+                list(&mut self.exp_pos, Some(&e.positive.counts));
                 self.exp_neg_off.append_value(e.negative.offset);
-                u64_list(&mut self.exp_neg, Some(&e.negative.counts));
+                list(&mut self.exp_neg, Some(&e.negative.counts));
             }
             None => {
                 self.exp_scale.append_null();
@@ -136,8 +127,8 @@ impl ShapeColumns {
             Some(s) => {
                 let q: Vec<f64> = s.quantiles.iter().map(|x| x.0).collect();
                 let v: Vec<f64> = s.quantiles.iter().map(|x| x.1).collect();
-                f64_list(&mut self.quantiles, Some(&q));
-                f64_list(&mut self.qvalues, Some(&v));
+                list(&mut self.quantiles, Some(&q));
+                list(&mut self.qvalues, Some(&v));
             }
             None => {
                 self.quantiles.append(false);
@@ -222,15 +213,14 @@ impl WindowRows for MetricRows {
         is_final: bool,
     ) -> Partition {
         let n = rows.len();
-        let mut window = WindowColumns::new(n, n * 4, start, size_ns);
+        let mut window = WindowColumns::new(n, n * 4, start, size_ns, is_final);
         let mut name = StringBuilder::with_capacity(n, n * 24);
         let mut mtype = StringBuilder::with_capacity(n, n * 8);
         let mut unit = StringBuilder::with_capacity(n, n * 2);
         let mut service = StringBuilder::with_capacity(n, n * 16);
-        let mut attrs = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+        let mut attrs = DimsColumn::default();
         let mut f64s = Float64Columns::new(6, n);
         let mut shape = ShapeColumns::with_capacity(n);
-        let mut fin = BooleanBuilder::with_capacity(n);
         for (k, a) in rows {
             window.append(label);
             name.append_value(&*k.name);
@@ -241,15 +231,7 @@ impl WindowRows for MetricRows {
                 unit.append_value(&*k.unit);
             }
             service.append_option(k.service_name.as_deref());
-            for (key, v) in k.attrs.iter() {
-                attrs.keys().append_value(&**key);
-                attrs.values().append_value(&**v);
-            }
-            if k.overflow {
-                attrs.keys().append_value("otel_metric_overflow");
-                attrs.values().append_value("true");
-            }
-            let _ = attrs.append(true);
+            attrs.append(k.attrs.iter().map(|(key, v)| (&**key, &**v)), k.overflow);
             let has = a.count > 0.0;
             let summary = a.summary();
             let is_hist = a.histogram().is_some() || a.exp_histogram().is_some();
@@ -263,31 +245,18 @@ impl WindowRows for MetricRows {
             ];
             f64s.append(vals);
             shape.append(a, summary);
-            fin.append_value(is_final);
         }
-        let [size_col, start_col, end_col] = window.finish();
         let mut cols: Vec<ArrayRef> = vec![
-            size_col,
-            start_col,
-            end_col,
             Arc::new(name.finish()),
             Arc::new(mtype.finish()),
             Arc::new(unit.finish()),
             Arc::new(service.finish()),
-            Arc::new(attrs.finish()),
+            attrs.finish(),
         ];
         f64s.finish_into(&mut cols);
         shape.finish(&mut cols);
-        cols.push(Arc::new(fin.finish()));
-        let batch = match RecordBatch::try_new(schema::METRIC_POINTS.clone(), cols) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!("metric_points: cannot build a batch: {e}");
-                RecordBatch::new_empty(schema::METRIC_POINTS.clone())
-            }
-        };
         Partition {
-            batch,
+            batch: window.finish(&schema::METRIC_POINTS, cols),
             time_ranges: window_ranges(start, start, size_ns),
             service_range: None,
         }

@@ -17,10 +17,10 @@
 use crate::schema;
 use crate::table::{Partition, PartitionSource, PruneFilter};
 use crate::window_store::{
-    window_ranges, Float64Columns, RowWindow, StoredPart, TimeRanges, WindowBounds, WindowColumns,
-    WindowRows, WindowedTable,
+    window_ranges, DimsColumn, Float64Columns, RowWindow, StoredPart, TimeRanges, WindowBounds,
+    WindowColumns, WindowRows, WindowedTable, OVERFLOW_KEY,
 };
-use arrow::array::{ArrayRef, BinaryBuilder, BooleanBuilder, MapBuilder, StringBuilder};
+use arrow::array::{ArrayRef, BinaryBuilder, StringBuilder};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use redwatch_engine::model::UnixNanos;
@@ -279,7 +279,7 @@ impl RedRows {
                 entries += 1;
             }
             if k.overflow {
-                lens[3] += "otel_metric_overflow".len();
+                lens[3] += OVERFLOW_KEY.len();
                 lens[4] += "true".len();
                 entries += 1;
             }
@@ -298,34 +298,21 @@ impl RedRows {
     ) -> RecordBatch {
         let n = rows.len();
         let (lens, entries) = self.lengths(rows);
-        let mut window = WindowColumns::new(n, n * label.len(), start, size_ns);
+        let mut window = WindowColumns::new(n, n * label.len(), start, size_ns, is_final);
         let mut service = StringBuilder::with_capacity(n, lens[0]);
         let mut span = StringBuilder::with_capacity(n, lens[1]);
         let mut kind = StringBuilder::with_capacity(n, lens[2]);
-        let mut dims = MapBuilder::with_capacity(
-            None,
-            StringBuilder::with_capacity(entries, lens[3]),
-            StringBuilder::with_capacity(entries, lens[4]),
-            n,
-        );
+        let mut dims = DimsColumn::with_capacity(n, entries, lens[3], lens[4]);
         let mut f64s = Float64Columns::new(11, n);
         let mut sketch = BinaryBuilder::with_capacity(n, lens[5]);
-        let mut fin = BooleanBuilder::with_capacity(n);
         let secs = size_ns as f64 / 1e9;
         for (k, v) in rows {
             window.append(label);
             service.append_value(&*k.service_name);
             span.append_value(&*k.span_name);
             kind.append_value(kind_of(k));
-            for (name, val) in self.dims.iter().zip(k.dims.iter()) {
-                dims.keys().append_value(name);
-                dims.values().append_value(&**val);
-            }
-            if k.overflow {
-                dims.keys().append_value("otel_metric_overflow");
-                dims.values().append_value("true");
-            }
-            let _ = dims.append(true);
+            let pairs = self.dims.iter().zip(k.dims.iter());
+            dims.append(pairs.map(|(name, val)| (name.as_str(), &**val)), k.overflow);
             let ratio = if v.calls > 0.0 {
                 v.errors / v.calls
             } else {
@@ -346,23 +333,16 @@ impl RedRows {
             ];
             f64s.append(vals);
             sketch.append_value(&v.sketch);
-            fin.append_value(is_final);
         }
-        let [size_col, start_col, end_col] = window.finish();
         let mut cols: Vec<ArrayRef> = vec![
-            size_col,
-            start_col,
-            end_col,
             Arc::new(service.finish()),
             Arc::new(span.finish()),
             Arc::new(kind.finish()),
-            Arc::new(dims.finish()),
+            dims.finish(),
         ];
         f64s.finish_into(&mut cols);
         cols.push(Arc::new(sketch.finish()));
-        cols.push(Arc::new(fin.finish()));
-        RecordBatch::try_new(schema::RED.clone(), cols)
-            .unwrap_or_else(|_| RecordBatch::new_empty(schema::RED.clone()))
+        window.finish(&schema::RED, cols)
     }
 }
 
@@ -475,140 +455,5 @@ impl PartitionSource for RedTable {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use redwatch_engine::fixtures::{span_batch, SpanFixture};
-    use redwatch_engine::model::SourceId;
-    use redwatch_engine::telemetry::Registry;
-    use redwatch_operators::layout::SpanSections;
-    use redwatch_operators::red::RedOperator;
-
-    #[test]
-    fn a_window_is_never_both_final_and_provisional() {
-        let table = RedTable::new(RedTableSettings {
-            dims: vec![],
-            lateness_ns: 5_000_000_000,
-            retention_ns: u64::MAX,
-            max_bytes: usize::MAX,
-        });
-        let mut cfg = SpanSections::default();
-        cfg.windows.rollups = vec![];
-        let reg = Registry::new();
-        let mut op = RedOperator::new(&cfg.windows, &cfg.red, vec![table.clone()], &reg);
-        let t0 = 1_700_000_000_000_000_000u64;
-        op.process_spans(
-            &span_batch(SourceId(0), 0, &[SpanFixture::new("s", "x", t0 + 1, 1.0)]),
-            t0,
-        );
-        op.publish_provisional();
-        let rows = |t: &RedTable| -> usize {
-            t.snapshot(&PruneFilter::default())
-                .iter()
-                .map(|b| b.num_rows())
-                .sum()
-        };
-        assert_eq!(rows(&table), 1);
-        op.advance(t0 + 20_000_000_000);
-        assert_eq!(
-            rows(&table),
-            1,
-            "the final row replaced the provisional one"
-        );
-    }
-
-    #[test]
-    fn red_windows_lists_final_windows_and_a_restatement_gives_a_new_version() {
-        use arrow::array::{Array, BooleanArray, Int64Array, StringArray};
-        let table = RedTable::new(RedTableSettings {
-            dims: vec![],
-            lateness_ns: 30_000_000_000,
-            retention_ns: u64::MAX,
-            max_bytes: usize::MAX,
-        });
-        let mut cfg = SpanSections::default();
-        cfg.windows.rollups = vec![];
-        let reg = Registry::new();
-        let mut op = RedOperator::new(&cfg.windows, &cfg.red, vec![table.clone()], &reg);
-        let windows = table.windows();
-        // (window_size, series, version, sealed) of every listed window.
-        let list = |f: &PruneFilter| -> Vec<(String, i64, i64, bool)> {
-            let batches = windows.snapshot(f);
-            let mut out = Vec::new();
-            for b in &batches {
-                let col = |i: usize| b.column(i).clone();
-                let size = col(0);
-                let size = size.as_any().downcast_ref::<StringArray>().unwrap();
-                let series = col(3);
-                let series = series.as_any().downcast_ref::<Int64Array>().unwrap();
-                let version = col(4);
-                let version = version.as_any().downcast_ref::<Int64Array>().unwrap();
-                let sealed = col(5);
-                let sealed = sealed.as_any().downcast_ref::<BooleanArray>().unwrap();
-                for i in 0..b.num_rows() {
-                    out.push((
-                        size.value(i).to_string(),
-                        series.value(i),
-                        version.value(i),
-                        sealed.value(i),
-                    ));
-                }
-            }
-            out
-        };
-        let all = PruneFilter::default();
-        let t0 = 1_700_000_000_000_000_000u64;
-        let span =
-            |svc: &str, t: u64| span_batch(SourceId(0), 0, &[SpanFixture::new(svc, "x", t, 1.0)]);
-        op.process_spans(&span("a", t0 + 1), t0);
-        op.publish_provisional();
-        assert!(list(&all).is_empty(), "an open window is not listed");
-        op.advance(t0 + 10_000_000_000);
-        let first = list(&all);
-        assert_eq!(first.len(), 1);
-        assert_eq!(
-            (first[0].0.as_str(), first[0].1, first[0].3),
-            ("10s", 1, false)
-        );
-        // The next window closes: the first keeps its version.
-        op.process_spans(&span("a", t0 + 10_000_000_001), t0);
-        op.advance(t0 + 20_000_000_000);
-        let second = list(&all);
-        assert_eq!(second.len(), 2);
-        assert_eq!(second[0], first[0]);
-        assert_ne!(second[1].2, first[0].2);
-        // Late data restates the first window: a new version and a second series.
-        op.process_spans(&span("b", t0 + 2), t0);
-        op.advance(t0 + 20_000_000_001);
-        let third = list(&all);
-        assert_eq!(third.len(), 2);
-        assert_eq!(third[0].1, 2, "{third:?}");
-        assert_ne!(
-            third[0].2, first[0].2,
-            "the restated window has a new version"
-        );
-        assert_eq!(third[1], second[1], "the other window is unchanged");
-        // Filters on window_size and the window times prune the list.
-        let ts = |ns: u64| {
-            datafusion::logical_expr::lit(datafusion::common::ScalarValue::TimestampMillisecond(
-                Some((ns / 1_000_000) as i64),
-                Some("UTC".into()),
-            ))
-        };
-        use datafusion::logical_expr::{col, lit};
-        let f = PruneFilter::from_exprs(
-            &[col("window_start").gt_eq(ts(t0 + 10_000_000_000))],
-            &["window_start", "window_end"],
-        );
-        assert_eq!(list(&f), vec![third[1].clone()]);
-        let f = PruneFilter::from_exprs(
-            &[col("window_size").eq(lit("1m"))],
-            &["window_start", "window_end"],
-        );
-        assert!(list(&f).is_empty());
-        // Sealed once no late data can reach it.
-        op.process_spans(&span("a", t0 + 60_000_000_001), t0);
-        op.advance(t0 + 70_000_000_000);
-        assert!(list(&all)[0].3, "{:?}", list(&all));
-        assert_eq!(list(&all)[0].2, third[0].2, "sealing keeps the version");
-    }
-}
+#[path = "red_tests.rs"]
+mod tests;

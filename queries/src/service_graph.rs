@@ -7,8 +7,10 @@
 
 use crate::schema;
 use crate::table::{Partition, PartitionSource, PruneFilter};
-use crate::window_store::{window_ranges, Float64Columns, Retained, Weighed, WindowColumns};
-use arrow::array::{ArrayRef, BooleanBuilder, MapBuilder, StringBuilder};
+use crate::window_store::{
+    window_ranges, DimsColumn, Float64Columns, Retained, Weighed, WindowColumns,
+};
+use arrow::array::{ArrayRef, StringBuilder};
 use arrow::record_batch::RecordBatch;
 use redwatch_engine::model::UnixNanos;
 use redwatch_operators::servicegraph::{EdgeKey, EdgeRow, ServiceGraphSink};
@@ -104,45 +106,30 @@ impl ServiceGraphTable {
         is_final: bool,
     ) -> RecordBatch {
         let n = rows.0.len();
-        let mut window = WindowColumns::new(n, n * 4, start, size_ns);
+        let mut window = WindowColumns::new(n, n * 4, start, size_ns, is_final);
         let mut client = StringBuilder::with_capacity(n, n * 16);
         let mut server = StringBuilder::with_capacity(n, n * 16);
         let mut ct = StringBuilder::with_capacity(n, n * 8);
-        let mut dims = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+        let mut dims = DimsColumn::default();
         let mut f64s = Float64Columns::new(4, n);
-        let mut fin = BooleanBuilder::with_capacity(n);
         for (k, v) in &rows.0 {
             window.append(label);
             client.append_value(&*k.client);
             server.append_value(&*k.server);
             ct.append_value(k.connection_type.as_label());
-            for (name, val) in self.dim_keys.iter().zip(k.dims.iter()) {
-                dims.keys().append_value(name);
-                dims.values().append_value(&**val);
-            }
-            if k.overflow {
-                dims.keys().append_value("otel_metric_overflow");
-                dims.values().append_value("true");
-            }
-            let _ = dims.append(true);
+            let pairs = self.dim_keys.iter().zip(k.dims.iter());
+            dims.append(pairs.map(|(name, val)| (name.as_str(), &**val)), k.overflow);
             let vals = [Some(v.requests), Some(v.failed), v.client_p99, v.server_p99];
             f64s.append(vals);
-            fin.append_value(is_final);
         }
-        let [size_col, start_col, end_col] = window.finish();
         let mut cols: Vec<ArrayRef> = vec![
-            size_col,
-            start_col,
-            end_col,
             Arc::new(client.finish()),
             Arc::new(server.finish()),
             Arc::new(ct.finish()),
-            Arc::new(dims.finish()),
+            dims.finish(),
         ];
         f64s.finish_into(&mut cols);
-        cols.push(Arc::new(fin.finish()));
-        RecordBatch::try_new(schema::SERVICE_GRAPH.clone(), cols)
-            .unwrap_or_else(|_| RecordBatch::new_empty(schema::SERVICE_GRAPH.clone()))
+        window.finish(&schema::SERVICE_GRAPH, cols)
     }
 
     fn maintain(&self, st: &mut State) {
@@ -247,6 +234,28 @@ mod tests {
             .ids([trace; 16], [span; 8], p)
     }
 
+    /// A `service_graph` table fed by a service-graph operator of the default config.
+    fn table_and_operator(
+        retention_ns: u64,
+        max_rows: usize,
+    ) -> (Arc<ServiceGraphTable>, ServiceGraphOperator) {
+        let table = ServiceGraphTable::new(ServiceGraphTableSettings {
+            dims: vec![],
+            retention_ns,
+            max_rows,
+        });
+        let cfg = SpanSections::default();
+        let reg = Registry::new();
+        let op = ServiceGraphOperator::new(
+            &cfg.windows,
+            &cfg.red,
+            &cfg.service_graph,
+            vec![table.clone()],
+            &reg,
+        );
+        (table, op)
+    }
+
     fn rows(t: &ServiceGraphTable) -> Vec<(String, String, f64, f64, bool)> {
         let mut out = Vec::new();
         for b in t.snapshot(&PruneFilter::default()) {
@@ -288,20 +297,7 @@ mod tests {
 
     #[test]
     fn provisional_rows_become_final_rows() {
-        let table = ServiceGraphTable::new(ServiceGraphTableSettings {
-            dims: vec![],
-            retention_ns: u64::MAX,
-            max_rows: 1000,
-        });
-        let cfg = SpanSections::default();
-        let reg = Registry::new();
-        let mut op = ServiceGraphOperator::new(
-            &cfg.windows,
-            &cfg.red,
-            &cfg.service_graph,
-            vec![table.clone()],
-            &reg,
-        );
+        let (table, mut op) = table_and_operator(u64::MAX, 1000);
         op.process_spans(
             &span_batch(
                 SourceId(0),
@@ -330,20 +326,7 @@ mod tests {
 
     #[test]
     fn retention_and_row_cap_drop_the_oldest_windows() {
-        let table = ServiceGraphTable::new(ServiceGraphTableSettings {
-            dims: vec![],
-            retention_ns: 30 * SEC,
-            max_rows: 2,
-        });
-        let cfg = SpanSections::default();
-        let reg = Registry::new();
-        let mut op = ServiceGraphOperator::new(
-            &cfg.windows,
-            &cfg.red,
-            &cfg.service_graph,
-            vec![table.clone()],
-            &reg,
-        );
+        let (table, mut op) = table_and_operator(30 * SEC, 2);
         for w in 0..5u8 {
             let end = T0 + u64::from(w) * 10 * SEC + SEC;
             op.process_spans(

@@ -5,6 +5,7 @@
 //! firehose (of errors too) cannot turn the table into a copy of the stream; what is not
 //! admitted is still aggregated by RED.
 
+use crate::anomalies::{Bounded, SignalTableSettings};
 use crate::schema;
 use crate::table::{Partition, PartitionSource, PruneFilter};
 use arrow::array::{
@@ -13,9 +14,8 @@ use arrow::array::{
 use arrow::record_batch::RecordBatch;
 use redwatch_engine::model::{SpanBatch, SpanRecord, StatusCode, UnixNanos};
 use redwatch_engine::pipeline::{Batch, OpContext, Operator, StateStats};
-use std::collections::VecDeque;
 use std::fmt::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Bounds of the `spans` table.
 #[derive(Debug, Clone)]
@@ -26,34 +26,21 @@ pub struct SpansTableSettings {
     pub per_second: usize,
 }
 
-#[derive(Debug, Default)]
-struct Stored {
-    parts: VecDeque<Partition>,
-    rows: usize,
-}
-
-/// The readable side of the table.
+/// The readable side of the table (bounded by the operator's settings).
 #[derive(Debug, Default)]
 pub struct SpansTable {
-    stored: Mutex<Stored>,
+    stored: Bounded,
 }
 
 impl SpansTable {
     pub fn rows(&self) -> usize {
-        self.stored.lock().map(|s| s.rows).unwrap_or(0)
+        self.stored.rows()
     }
 }
 
 impl PartitionSource for SpansTable {
     fn snapshot(&self, filter: &PruneFilter) -> Vec<RecordBatch> {
-        let Ok(st) = self.stored.lock() else {
-            return Vec::new();
-        };
-        st.parts
-            .iter()
-            .filter(|p| filter.may_match(p))
-            .map(|p| p.batch.clone())
-            .collect()
+        self.stored.snapshot(filter)
     }
 }
 
@@ -219,27 +206,12 @@ impl SpansTableOperator {
     fn flush(&mut self, now: UnixNanos) {
         self.last_flush = now;
         let part = self.builders.finish();
-        let Ok(mut st) = self.table.stored.lock() else {
-            return;
+        let bounds = SignalTableSettings {
+            max_rows: self.settings.max_rows,
+            retention_ns: self.settings.retention_ns,
         };
-        if let Some(p) = part {
-            st.rows += p.batch.num_rows();
-            st.parts.push_back(p);
-        }
-        let horizon = now.saturating_sub(self.settings.retention_ns) as i128;
-        while let Some(front) = st.parts.front() {
-            let too_old = front
-                .time_ranges
-                .first()
-                .is_some_and(|(_, _, max)| *max < horizon);
-            if st.rows > self.settings.max_rows || too_old {
-                if let Some(p) = st.parts.pop_front() {
-                    st.rows -= p.batch.num_rows();
-                }
-            } else {
-                break;
-            }
-        }
+        // A partition's one time range is its end times.
+        self.table.stored.keep(part, now, bounds);
     }
 }
 

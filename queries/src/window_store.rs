@@ -14,12 +14,14 @@
 //! lifecycle.
 
 use crate::table::{Partition, PruneFilter};
-use arrow::array::{ArrayRef, Float64Builder, StringBuilder, TimestampMillisecondBuilder};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use redwatch_engine::model::UnixNanos;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+
+mod columns;
+pub use columns::{DimsColumn, Float64Columns, WindowColumns, OVERFLOW_KEY};
 
 /// What a [`Retained`] store weighs an entry at (bytes for most tables, rows for one).
 pub trait Weighed {
@@ -167,73 +169,6 @@ pub fn window_ranges(first: UnixNanos, last: UnixNanos, size_ns: u64) -> TimeRan
     let (s, e) = (first as i128, last as i128);
     let size = size_ns as i128;
     vec![("window_start", s, e), ("window_end", s + size, e + size)]
-}
-
-/// The `window_size`, `window_start`, `window_end` columns a windowed table's batch of one
-/// window begins with.
-pub struct WindowColumns {
-    label: StringBuilder,
-    start: TimestampMillisecondBuilder,
-    end: TimestampMillisecondBuilder,
-    start_ms: i64,
-    end_ms: i64,
-}
-
-impl WindowColumns {
-    /// For `rows` rows of window `[start, start + size_ns)`, `label_bytes` of labels in all.
-    pub fn new(rows: usize, label_bytes: usize, start: UnixNanos, size_ns: u64) -> Self {
-        WindowColumns {
-            label: StringBuilder::with_capacity(rows, label_bytes),
-            start: TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC"),
-            end: TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC"),
-            start_ms: (start / 1_000_000) as i64,
-            end_ms: ((start + size_ns) / 1_000_000) as i64,
-        }
-    }
-
-    #[inline]
-    pub fn append(&mut self, label: &str) {
-        self.label.append_value(label);
-        self.start.append_value(self.start_ms);
-        self.end.append_value(self.end_ms);
-    }
-
-    pub fn finish(mut self) -> [ArrayRef; 3] {
-        [
-            Arc::new(self.label.finish()),
-            Arc::new(self.start.finish()),
-            Arc::new(self.end.finish()),
-        ]
-    }
-}
-
-/// Nullable `DOUBLE` columns side by side.
-pub struct Float64Columns(Vec<Float64Builder>);
-
-impl Float64Columns {
-    pub fn new(columns: usize, rows: usize) -> Self {
-        Float64Columns(
-            (0..columns)
-                .map(|_| Float64Builder::with_capacity(rows))
-                .collect(),
-        )
-    }
-
-    /// One row: a value per column, in order.
-    #[inline]
-    pub fn append<const N: usize>(&mut self, values: [Option<f64>; N]) {
-        for (b, x) in self.0.iter_mut().zip(values) {
-            b.append_option(x);
-        }
-    }
-
-    pub fn finish_into(self, cols: &mut Vec<ArrayRef>) {
-        cols.extend(
-            self.0
-                .into_iter()
-                .map(|mut b| Arc::new(b.finish()) as ArrayRef),
-        );
-    }
 }
 
 /// The window a row belongs to.

@@ -1,0 +1,133 @@
+use super::*;
+use redwatch_engine::fixtures::{span_batch, SpanFixture};
+use redwatch_engine::model::SourceId;
+use redwatch_engine::telemetry::Registry;
+use redwatch_operators::layout::SpanSections;
+use redwatch_operators::red::RedOperator;
+
+/// A `red` table that keeps every window, fed by a RED operator of the default window (no
+/// rollups); late rows are taken for `lateness_ns`.
+fn table_and_operator(lateness_ns: u64) -> (Arc<RedTable>, RedOperator) {
+    let table = RedTable::new(RedTableSettings {
+        dims: vec![],
+        lateness_ns,
+        retention_ns: u64::MAX,
+        max_bytes: usize::MAX,
+    });
+    let mut cfg = SpanSections::default();
+    cfg.windows.rollups = vec![];
+    let reg = Registry::new();
+    let op = RedOperator::new(&cfg.windows, &cfg.red, vec![table.clone()], &reg);
+    (table, op)
+}
+
+#[test]
+fn a_window_is_never_both_final_and_provisional() {
+    let (table, mut op) = table_and_operator(5_000_000_000);
+    let t0 = 1_700_000_000_000_000_000u64;
+    op.process_spans(
+        &span_batch(SourceId(0), 0, &[SpanFixture::new("s", "x", t0 + 1, 1.0)]),
+        t0,
+    );
+    op.publish_provisional();
+    let rows = |t: &RedTable| -> usize {
+        t.snapshot(&PruneFilter::default())
+            .iter()
+            .map(|b| b.num_rows())
+            .sum()
+    };
+    assert_eq!(rows(&table), 1);
+    op.advance(t0 + 20_000_000_000);
+    assert_eq!(
+        rows(&table),
+        1,
+        "the final row replaced the provisional one"
+    );
+}
+
+#[test]
+fn red_windows_lists_final_windows_and_a_restatement_gives_a_new_version() {
+    use arrow::array::{Array, BooleanArray, Int64Array, StringArray};
+    let (table, mut op) = table_and_operator(30_000_000_000);
+    let windows = table.windows();
+    // (window_size, series, version, sealed) of every listed window.
+    let list = |f: &PruneFilter| -> Vec<(String, i64, i64, bool)> {
+        let batches = windows.snapshot(f);
+        let mut out = Vec::new();
+        for b in &batches {
+            let col = |i: usize| b.column(i).clone();
+            let size = col(0);
+            let size = size.as_any().downcast_ref::<StringArray>().unwrap();
+            let series = col(3);
+            let series = series.as_any().downcast_ref::<Int64Array>().unwrap();
+            let version = col(4);
+            let version = version.as_any().downcast_ref::<Int64Array>().unwrap();
+            let sealed = col(5);
+            let sealed = sealed.as_any().downcast_ref::<BooleanArray>().unwrap();
+            for i in 0..b.num_rows() {
+                out.push((
+                    size.value(i).to_string(),
+                    series.value(i),
+                    version.value(i),
+                    sealed.value(i),
+                ));
+            }
+        }
+        out
+    };
+    let all = PruneFilter::default();
+    let t0 = 1_700_000_000_000_000_000u64;
+    let span =
+        |svc: &str, t: u64| span_batch(SourceId(0), 0, &[SpanFixture::new(svc, "x", t, 1.0)]);
+    op.process_spans(&span("a", t0 + 1), t0);
+    op.publish_provisional();
+    assert!(list(&all).is_empty(), "an open window is not listed");
+    op.advance(t0 + 10_000_000_000);
+    let first = list(&all);
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        (first[0].0.as_str(), first[0].1, first[0].3),
+        ("10s", 1, false)
+    );
+    // The next window closes: the first keeps its version.
+    op.process_spans(&span("a", t0 + 10_000_000_001), t0);
+    op.advance(t0 + 20_000_000_000);
+    let second = list(&all);
+    assert_eq!(second.len(), 2);
+    assert_eq!(second[0], first[0]);
+    assert_ne!(second[1].2, first[0].2);
+    // Late data restates the first window: a new version and a second series.
+    op.process_spans(&span("b", t0 + 2), t0);
+    op.advance(t0 + 20_000_000_001);
+    let third = list(&all);
+    assert_eq!(third.len(), 2);
+    assert_eq!(third[0].1, 2, "{third:?}");
+    assert_ne!(
+        third[0].2, first[0].2,
+        "the restated window has a new version"
+    );
+    assert_eq!(third[1], second[1], "the other window is unchanged");
+    // Filters on window_size and the window times prune the list.
+    let ts = |ns: u64| {
+        datafusion::logical_expr::lit(datafusion::common::ScalarValue::TimestampMillisecond(
+            Some((ns / 1_000_000) as i64),
+            Some("UTC".into()),
+        ))
+    };
+    use datafusion::logical_expr::{col, lit};
+    let f = PruneFilter::from_exprs(
+        &[col("window_start").gt_eq(ts(t0 + 10_000_000_000))],
+        &["window_start", "window_end"],
+    );
+    assert_eq!(list(&f), vec![third[1].clone()]);
+    let f = PruneFilter::from_exprs(
+        &[col("window_size").eq(lit("1m"))],
+        &["window_start", "window_end"],
+    );
+    assert!(list(&f).is_empty());
+    // Sealed once no late data can reach it.
+    op.process_spans(&span("a", t0 + 60_000_000_001), t0);
+    op.advance(t0 + 70_000_000_000);
+    assert!(list(&all)[0].3, "{:?}", list(&all));
+    assert_eq!(list(&all)[0].2, third[0].2, "sealing keeps the version");
+}
