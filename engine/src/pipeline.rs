@@ -394,6 +394,24 @@ impl Pipeline {
         ((self.clock)(), self.watermark)
     }
 
+    /// Calls `f` on every operator in order, with one context of `now` and `watermark`.
+    #[inline]
+    fn each_operator(
+        &mut self,
+        now: UnixNanos,
+        watermark: UnixNanos,
+        mut f: impl FnMut(&mut dyn Operator, &mut OpContext<'_>),
+    ) {
+        let mut ctx = OpContext {
+            now,
+            watermark,
+            metrics: &self.registry,
+        };
+        for op in self.operators.iter_mut() {
+            f(op.as_mut(), &mut ctx);
+        }
+    }
+
     fn handle(&mut self, m: Message) {
         match m {
             Message::Batch(b, _reservation) => {
@@ -402,14 +420,7 @@ impl Pipeline {
                     self.tracker.observe(b.source(), max, now);
                 }
                 let (now, watermark) = self.ctx_parts();
-                let mut ctx = OpContext {
-                    now,
-                    watermark,
-                    metrics: &self.registry,
-                };
-                for op in self.operators.iter_mut() {
-                    op.process_batch(&b, &mut ctx);
-                }
+                self.each_operator(now, watermark, |op, ctx| op.process_batch(&b, ctx));
             }
             Message::SourceUp {
                 id,
@@ -422,14 +433,7 @@ impl Pipeline {
             Message::SourceDown(id) => self.tracker.remove_source(id),
             Message::DropShare(share) => {
                 let (now, watermark) = self.ctx_parts();
-                let mut ctx = OpContext {
-                    now,
-                    watermark,
-                    metrics: &self.registry,
-                };
-                for op in self.operators.iter_mut() {
-                    op.on_share_dropped(share, &mut ctx);
-                }
+                self.each_operator(now, watermark, |op, ctx| op.on_share_dropped(share, ctx));
             }
             Message::Barrier(reply) => {
                 self.on_tick();
@@ -445,14 +449,7 @@ impl Pipeline {
         let wm = self.tracker.watermark(now);
         if wm > self.watermark {
             self.watermark = wm;
-            let mut ctx = OpContext {
-                now,
-                watermark: wm,
-                metrics: &self.registry,
-            };
-            for op in self.operators.iter_mut() {
-                op.on_watermark(&mut ctx);
-            }
+            self.each_operator(now, wm, |op, ctx| op.on_watermark(ctx));
             // Published after the operators moved, so a receiver never rejects as late what an
             // operator would still have accepted.
             self.policy.publish_watermark(wm);
@@ -464,14 +461,7 @@ impl Pipeline {
     fn on_tick(&mut self) {
         let now = (self.clock)();
         self.advance_watermark(now);
-        let mut ctx = OpContext {
-            now,
-            watermark: self.watermark,
-            metrics: &self.registry,
-        };
-        for op in self.operators.iter_mut() {
-            op.on_tick(&mut ctx);
-        }
+        self.each_operator(now, self.watermark, |op, ctx| op.on_tick(ctx));
         self.queue_depth
             .set((self.rx.max_capacity() - self.rx.capacity()) as f64);
         for (op, g) in self.operators.iter().zip(&self.state_gauges) {

@@ -123,6 +123,24 @@ enum Slot<K, A> {
     },
 }
 
+impl<K: WindowKey, A: WindowAggregate> Slot<K, A> {
+    /// (window, key) entries held.
+    fn len(&self) -> usize {
+        match self {
+            Slot::Open(open) => open.len(),
+            Slot::Settled { entries, .. } => entries.len(),
+        }
+    }
+
+    /// Approximate bytes held (see [`WindowStore::state_bytes`]).
+    fn state_bytes(&self) -> usize {
+        match self {
+            Slot::Open(open) => open.state_bytes(),
+            Slot::Settled { entries, .. } => entries.state_bytes(),
+        }
+    }
+}
+
 /// One emitted row: a key's state in a window whose end the watermark has passed.
 #[derive(Debug)]
 pub struct Emitted<'a, K, A> {
@@ -566,25 +584,13 @@ impl<K: WindowKey, A: WindowAggregate> WindowStore<K, A> {
 
     /// Number of (window, key) entries held.
     pub fn entry_count(&self) -> usize {
-        self.slots
-            .values()
-            .map(|s| match s {
-                Slot::Open(open) => open.len(),
-                Slot::Settled { entries, .. } => entries.len(),
-            })
-            .sum()
+        self.slots.values().map(Slot::len).sum()
     }
 
     /// Approximate bytes of state held: map slots (capacity, plus a control byte each) and the
     /// heap each entry owns (packed bytes of emitted keys included).
     pub fn state_bytes(&self) -> usize {
-        self.slots
-            .values()
-            .map(|s| match s {
-                Slot::Open(open) => open.state_bytes(),
-                Slot::Settled { entries, .. } => entries.state_bytes(),
-            })
-            .sum()
+        self.slots.values().map(Slot::state_bytes).sum()
     }
 
     /// The newest window end at or before which every window has been purged.
