@@ -204,7 +204,8 @@ pub fn incident_id(series: &SeriesKey, signal: &str, window_start: u64) -> [u8; 
     id
 }
 
-fn splitmix(mut z: u64) -> u64 {
+/// The splitmix64 finalizer: a well-spread 64-bit mix (incident and problem ids).
+pub(crate) fn splitmix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

@@ -15,6 +15,7 @@ mod config;
 mod detection;
 mod detectors;
 mod ensemble;
+pub mod fixtures;
 mod incident;
 mod operator;
 mod params;
@@ -30,6 +31,7 @@ pub use config::{
 pub use detection::AnomalyEngine;
 pub use detectors::{Cusum, Ewma, RobustZ, SignalKind, Verdict};
 pub use ensemble::{Decision, Observation, SignalDetector};
+pub(crate) use incident::splitmix;
 pub use incident::{incident_id, IncidentPolicy, IncidentTracker, SEVERITY_P};
 pub use operator::{AnomalyOperator, SignalSink, SignalStream, Signals};
 pub use params::{detector_name, DetectorParams};

@@ -37,6 +37,22 @@ pub struct Signals {
 }
 
 impl Signals {
+    /// What one row raised: its anomalies with `exemplars` of each, its predictions made at
+    /// windows of `window_ns`.
+    fn add(
+        &mut self,
+        anomalies: Vec<Anomaly>,
+        exemplars: impl Fn(&Anomaly) -> Option<Exemplars>,
+        predictions: Vec<Prediction>,
+        window_ns: u64,
+    ) {
+        self.exemplars.extend(anomalies.iter().map(exemplars));
+        self.anomalies.extend(anomalies);
+        self.prediction_windows_ns
+            .extend(predictions.iter().map(|_| window_ns));
+        self.predictions.extend(predictions);
+    }
+
     /// Nothing was raised.
     pub fn is_empty(&self) -> bool {
         self.anomalies.is_empty() && self.predictions.is_empty()
@@ -154,6 +170,24 @@ impl AnomalyOperator {
             .inc();
     }
 
+    /// Observes `rows` under the detection lock, then emits what they raised.
+    fn observe_rows<'r, R: 'r>(
+        &self,
+        rows: impl Iterator<Item = &'r R>,
+        mut observe: impl FnMut(&mut AnomalyEngine, &R, &mut Signals),
+    ) {
+        let mut out = Signals::default();
+        {
+            let Ok(mut detection) = self.detection.lock() else {
+                return;
+            };
+            for r in rows {
+                observe(&mut detection, r, &mut out);
+            }
+        }
+        self.emit(out);
+    }
+
     fn expire(&self, series: &[Arc<SeriesKey>]) {
         if let Ok(mut d) = self.detection.lock() {
             d.expire(series);
@@ -169,28 +203,15 @@ fn observed(primary: bool, first: bool, is_final: bool) -> bool {
 
 impl RedSink for AnomalyOperator {
     fn on_final(&self, rows: &[RedRow]) {
-        let mut out = Signals::default();
-        {
-            let Ok(mut detection) = self.detection.lock() else {
-                return;
-            };
-            for r in rows
-                .iter()
-                .filter(|r| observed(r.primary, r.first, r.is_final))
-            {
-                let (a, p) = detection.observe_red(r);
-                for x in &a {
-                    // A gap-filled window had no row, hence no exemplars.
-                    let exemplars = (x.window_start == r.start).then_some(r.total.exemplars);
-                    out.exemplars.push(exemplars);
-                }
-                out.anomalies.extend(a);
-                out.prediction_windows_ns
-                    .extend(p.iter().map(|_| r.window_size_ns));
-                out.predictions.extend(p);
-            }
-        }
-        self.emit(out);
+        let rows = rows
+            .iter()
+            .filter(|r| observed(r.primary, r.first, r.is_final));
+        self.observe_rows(rows, |detection, r, out| {
+            let (a, p) = detection.observe_red(r);
+            // A gap-filled window had no row, hence no exemplars.
+            let exemplars = |x: &Anomaly| (x.window_start == r.start).then_some(r.total.exemplars);
+            out.add(a, exemplars, p, r.window_size_ns);
+        });
     }
 
     fn on_series_expired(&self, series: &[Arc<SeriesKey>]) {
@@ -204,29 +225,18 @@ impl RedSink for AnomalyOperator {
 /// goes out exactly like RED anomalies, without exemplars.
 impl MetricSink for AnomalyOperator {
     fn on_final(&self, rows: &[MetricRow]) {
-        let mut out = Signals::default();
-        {
-            let Ok(mut detection) = self.detection.lock() else {
+        let rows = rows
+            .iter()
+            .filter(|r| observed(r.primary, r.first, r.is_final));
+        self.observe_rows(rows, |detection, r, out| {
+            let Some(value) = r.signal_value() else {
                 return;
             };
-            for r in rows
-                .iter()
-                .filter(|r| observed(r.primary, r.first, r.is_final))
-            {
-                let Some(value) = r.signal_value() else {
-                    continue;
-                };
-                let series = Arc::new(r.series.anomaly_series(self.dims));
-                let (a, p) =
-                    detection.observe_value(&r.series.name, &series, r.start, r.end, value, 0.0);
-                out.exemplars.extend(a.iter().map(|_| None));
-                out.anomalies.extend(a);
-                out.prediction_windows_ns
-                    .extend(p.iter().map(|_| r.window_size_ns));
-                out.predictions.extend(p);
-            }
-        }
-        self.emit(out);
+            let series = Arc::new(r.series.anomaly_series(self.dims));
+            let (a, p) =
+                detection.observe_value(&r.series.name, &series, r.start, r.end, value, 0.0);
+            out.add(a, |_| None, p, r.window_size_ns);
+        });
     }
 
     fn on_series_expired(&self, series: &[Arc<MetricSeriesKey>]) {

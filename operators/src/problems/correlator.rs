@@ -108,6 +108,21 @@ impl Group {
         }
     }
 
+    /// Takes a member's record: the group is touched (and maybe confirmed); an open problem
+    /// releases the record at once, one not open yet holds it.
+    fn take_record(&mut self, params: &ProblemParams, a: Anomaly, step: &mut Step) {
+        self.note_confirmation(params, a.window_end);
+        self.touched = true;
+        if self.opened_at.is_some() {
+            step.anomalies.push(Released {
+                anomaly: a,
+                problem: Some(self.id),
+            });
+        } else {
+            self.held.push(a);
+        }
+    }
+
     fn last_end(&self) -> u64 {
         self.members.iter().map(|m| m.last_end).max().unwrap_or(0)
     }
@@ -266,16 +281,7 @@ impl Correlator {
                 g.timed_out.retain(|id| *id != a.incident_id);
             }
         }
-        g.note_confirmation(&self.params, a.window_end);
-        g.touched = true;
-        if g.opened_at.is_some() {
-            step.anomalies.push(Released {
-                anomaly: a,
-                problem: Some(pid),
-            });
-        } else {
-            g.held.push(a);
-        }
+        g.take_record(&self.params, a, step);
     }
 
     /// Joins new member incidents to problems (see the module comment).
@@ -416,17 +422,8 @@ impl Correlator {
         };
         self.by_incident.insert(a.incident_id, pid);
         g.members.push(Member::from_anomaly(&a));
-        g.note_confirmation(&self.params, a.window_end);
-        g.touched = true;
         g.grew = true;
-        if g.opened_at.is_some() {
-            step.anomalies.push(Released {
-                anomaly: a,
-                problem: Some(pid),
-            });
-        } else {
-            g.held.push(a);
-        }
+        g.take_record(&self.params, a, step);
     }
 
     /// Members of series that stopped reporting count as resolved.

@@ -251,6 +251,7 @@ impl Problem {
 /// The problem id for a problem first created by incident `first`: a different 16 bytes than
 /// the incident's own id (the incident's spans become children in the problem's trace).
 pub fn problem_id(first: &[u8; 16]) -> [u8; 16] {
+    use crate::anomaly::splitmix;
     let a = u64::from_be_bytes(first[..8].try_into().unwrap_or_default());
     let b = u64::from_be_bytes(first[8..].try_into().unwrap_or_default());
     let x = splitmix(a ^ 0x7072_6f62_6c65_6d00 ^ b.rotate_left(17));
@@ -259,13 +260,6 @@ pub fn problem_id(first: &[u8; 16]) -> [u8; 16] {
     id[..8].copy_from_slice(&x.to_be_bytes());
     id[8..].copy_from_slice(&y.to_be_bytes());
     id
-}
-
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

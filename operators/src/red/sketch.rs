@@ -52,7 +52,7 @@ mod store;
 mod tests;
 
 pub use codec::put_varint;
-use codec::{checked_key, unzigzag, zigzag, Header, Reader};
+use codec::{checked_key, dense_len, sparse_len, unzigzag, zigzag, Header, Reader};
 use store::*;
 
 const GAMMA: f64 =

@@ -82,16 +82,8 @@ impl QuantileSketch {
             count,
             zero,
         } = r.header()?;
-        let min_weight_bytes = if integral_weights { 1 } else { 4 };
         let store = if flags & FLAG_DENSE == 0 {
-            let n = r.varint()?;
-            if n > SPARSE_MAX_KEYS as u64 {
-                return Err(SketchError::Invalid("too many sparse bins"));
-            }
-            let n = n as usize;
-            if n * (1 + min_weight_bytes) > r.remaining() {
-                return Err(SketchError::Truncated);
-            }
+            let n = sparse_len(r.varint()?, r.remaining(), integral_weights)?;
             let mut entries = Vec::with_capacity(n);
             let mut previous: Option<i64> = None;
             for _ in 0..n {
@@ -112,17 +104,7 @@ impl QuantileSketch {
             Store::sparse(entries)
         } else {
             let offset = checked_key(unzigzag(r.varint()?))?;
-            let len = r.varint()?;
-            if len == 0 || len > QuantileSketch::MAX_BINS as u64 {
-                return Err(SketchError::Invalid("dense store length out of range"));
-            }
-            if i64::from(offset) + len as i64 - 1 > i64::from(MAX_KEY) {
-                return Err(SketchError::Invalid("bin key out of range"));
-            }
-            let len = len as usize;
-            if len * min_weight_bytes > r.remaining() {
-                return Err(SketchError::Truncated);
-            }
+            let len = dense_len(offset, r.varint()?, r.remaining(), integral_weights)?;
             let mut bins = Vec::with_capacity(len);
             for _ in 0..len {
                 bins.push(r.weight(integral_weights)?);
@@ -166,6 +148,46 @@ pub(super) fn checked_key(key: i64) -> Result<i16, SketchError> {
     } else {
         Err(SketchError::Invalid("bin key out of range"))
     }
+}
+
+/// A sparse store's entry count, checked: at most [`SPARSE_MAX_KEYS`], and `remaining` bytes
+/// enough for the entries (a key byte and a weight each: one byte when `integral`, four
+/// otherwise).
+#[inline]
+pub(super) fn sparse_len(n: u64, remaining: usize, integral: bool) -> Result<usize, SketchError> {
+    if n > SPARSE_MAX_KEYS as u64 {
+        return Err(SketchError::Invalid("too many sparse bins"));
+    }
+    let n = n as usize;
+    let min_weight_bytes = if integral { 1 } else { 4 };
+    if n * (1 + min_weight_bytes) > remaining {
+        return Err(SketchError::Truncated);
+    }
+    Ok(n)
+}
+
+/// A dense store's bin count as read after its `offset`, checked: at least one bin, at most
+/// [`QuantileSketch::MAX_BINS`], the last key in range, and `remaining` bytes enough for the
+/// weights (one byte each when `integral`, four otherwise).
+#[inline]
+pub(super) fn dense_len(
+    offset: i16,
+    len: u64,
+    remaining: usize,
+    integral: bool,
+) -> Result<usize, SketchError> {
+    if len == 0 || len > QuantileSketch::MAX_BINS as u64 {
+        return Err(SketchError::Invalid("dense store length out of range"));
+    }
+    if i64::from(offset) + len as i64 - 1 > i64::from(MAX_KEY) {
+        return Err(SketchError::Invalid("bin key out of range"));
+    }
+    let len = len as usize;
+    let min_weight_bytes = if integral { 1 } else { 4 };
+    if len * min_weight_bytes > remaining {
+        return Err(SketchError::Truncated);
+    }
+    Ok(len)
 }
 
 /// Appends `v` as an unsigned LEB128 varint (also the packed window state's integer form).

@@ -14,9 +14,9 @@ mod dense;
 mod fixtures;
 
 use super::{
-    bump, checked_key, dense_from, densify, merge_sparse, rebase, should_densify, unzigzag, Header,
-    QuantileSketch, Reader, SketchError, SparseBin, Store, FLAG_DENSE, MAX_KEY, MAX_VARINT_WEIGHT,
-    SPARSE_MAX_KEYS,
+    bump, checked_key, dense_from, dense_len, densify, merge_sparse, rebase, should_densify,
+    sparse_len, unzigzag, Header, QuantileSketch, Reader, SketchError, SparseBin, Store,
+    FLAG_DENSE, MAX_VARINT_WEIGHT, SPARSE_MAX_KEYS,
 };
 
 /// The bins of an encoding, borrowed from the stack buffers they were read into.
@@ -176,15 +176,7 @@ fn read_sparse(
     integral: bool,
     buf: &mut [SparseBin; SPARSE_MAX_KEYS],
 ) -> Result<usize, SketchError> {
-    let min_weight_bytes = if integral { 1 } else { 4 };
-    let n = varint(r)?;
-    if n > SPARSE_MAX_KEYS as u64 {
-        return Err(SketchError::Invalid("too many sparse bins"));
-    }
-    let n = n as usize;
-    if n * (1 + min_weight_bytes) > r.remaining() {
-        return Err(SketchError::Truncated);
-    }
+    let n = sparse_len(varint(r)?, r.remaining(), integral)?;
     let mut previous: Option<i64> = None;
     for slot in buf.iter_mut().take(n) {
         let raw = varint(r)?;
@@ -210,19 +202,8 @@ fn read_dense(
     integral: bool,
     buf: &mut [f32; QuantileSketch::MAX_BINS],
 ) -> Result<(i16, usize), SketchError> {
-    let min_weight_bytes = if integral { 1 } else { 4 };
     let offset = checked_key(unzigzag(varint(r)?))?;
-    let len = varint(r)?;
-    if len == 0 || len > QuantileSketch::MAX_BINS as u64 {
-        return Err(SketchError::Invalid("dense store length out of range"));
-    }
-    if i64::from(offset) + len as i64 - 1 > i64::from(MAX_KEY) {
-        return Err(SketchError::Invalid("bin key out of range"));
-    }
-    let len = len as usize;
-    if len * min_weight_bytes > r.remaining() {
-        return Err(SketchError::Truncated);
-    }
+    let len = dense_len(offset, varint(r)?, r.remaining(), integral)?;
     for slot in buf.iter_mut().take(len) {
         *slot = weight(r, integral)?;
     }
@@ -241,14 +222,7 @@ mod tests {
 
     /// Sketches of every shape: empty, zero bucket only, sparse, dense, fractional weights.
     fn sketches() -> impl Strategy<Value = QuantileSketch> {
-        let value = prop_oneof![
-            Just(0.0),
-            1e-9f64..1e-5,
-            (-16.0f64..25.0).prop_map(f64::exp),
-            (1.0f64..6.0).prop_map(f64::exp),
-        ];
-        let weight = prop_oneof![3 => Just(1.0f64), 1 => 0.01f64..50.0];
-        prop::collection::vec((value, weight), 0..600).prop_map(|v| sketch(&v))
+        super::fixtures::sketches(prop_oneof![3 => Just(1.0f64), 1 => 0.01f64..50.0])
     }
 
     proptest! {

@@ -17,8 +17,8 @@
 //! aggregate fails the whole query anyway.
 
 use super::super::{
-    bump, checked_key, densify, rebase, unzigzag, widen_compact, Header, QuantileSketch, Reader,
-    SketchError, Store, FLAG_DENSE, MAX_KEY, SPARSE_MAX_KEYS,
+    bump, checked_key, dense_len, densify, rebase, sparse_len, unzigzag, widen_compact, Header,
+    QuantileSketch, Reader, SketchError, Store, FLAG_DENSE, MAX_KEY,
 };
 use super::{varint, weight};
 
@@ -111,15 +111,7 @@ fn absorb_sparse(
     integral: bool,
     store: &mut Store,
 ) -> Result<bool, SketchError> {
-    let min_weight_bytes = if integral { 1 } else { 4 };
-    let n = varint(r)?;
-    if n > SPARSE_MAX_KEYS as u64 {
-        return Err(SketchError::Invalid("too many sparse bins"));
-    }
-    let n = n as usize;
-    if n * (1 + min_weight_bytes) > r.remaining() {
-        return Err(SketchError::Truncated);
-    }
+    let n = sparse_len(varint(r)?, r.remaining(), integral)?;
     let mut previous = 0i64;
     for i in 0..n {
         if i == 1 && integral && absorb_short_entries(r, n - 1, previous, store) {
@@ -202,19 +194,8 @@ fn absorb_dense(
     integral: bool,
     store: &mut Store,
 ) -> Result<bool, SketchError> {
-    let min_weight_bytes = if integral { 1 } else { 4 };
     let offset = checked_key(unzigzag(varint(r)?))?;
-    let len = varint(r)?;
-    if len == 0 || len > QuantileSketch::MAX_BINS as u64 {
-        return Err(SketchError::Invalid("dense store length out of range"));
-    }
-    if i64::from(offset) + len as i64 - 1 > i64::from(MAX_KEY) {
-        return Err(SketchError::Invalid("bin key out of range"));
-    }
-    let len = len as usize;
-    if len * min_weight_bytes > r.remaining() {
-        return Err(SketchError::Truncated);
-    }
+    let len = dense_len(offset, varint(r)?, r.remaining(), integral)?;
     let (mut first, mut last) = (0.0f32, 0.0f32);
     for i in 0..len {
         let w = weight(r, integral)?;
@@ -243,19 +224,12 @@ mod tests {
     /// Sketches of every shape: empty, zero bucket only, compact, sparse, dense, fractional
     /// weights, bins past 2²¹ and 2²⁴.
     fn sketches() -> impl Strategy<Value = QuantileSketch> {
-        let value = prop_oneof![
-            Just(0.0),
-            1e-9f64..1e-5,
-            (-16.0f64..25.0).prop_map(f64::exp),
-            (1.0f64..6.0).prop_map(f64::exp),
-        ];
-        let weight = prop_oneof![
+        super::super::fixtures::sketches(prop_oneof![
             6 => Just(1.0f64),
             2 => 0.01f64..50.0,
             1 => Just(3_000_000.0f64),
             1 => Just(40_000_000.0f64),
-        ];
-        prop::collection::vec((value, weight), 0..600).prop_map(|v| sketch(&v))
+        ])
     }
 
     /// What a caller sees: bins, total, zero bucket and quantiles (the store's form may differ:

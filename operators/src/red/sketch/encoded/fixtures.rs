@@ -11,6 +11,21 @@ pub(super) fn sketch(values: &[(f64, f64)]) -> QuantileSketch {
     s
 }
 
+/// Sketches of every shape (empty, zero bucket only, sparse, dense), of values from 0 and
+/// 1e-9 to e²⁵ with weights drawn from `weight`.
+pub(super) fn sketches(
+    weight: impl proptest::strategy::Strategy<Value = f64>,
+) -> impl proptest::strategy::Strategy<Value = QuantileSketch> {
+    use proptest::prelude::*;
+    let value = prop_oneof![
+        Just(0.0),
+        1e-9f64..1e-5,
+        (-16.0f64..25.0).prop_map(f64::exp),
+        (1.0f64..6.0).prop_map(f64::exp),
+    ];
+    prop::collection::vec((value, weight), 0..600).prop_map(|v| sketch(&v))
+}
+
 /// The reference both merge paths must equal: decode, then merge.
 pub(super) fn merged_via_decode(
     mut acc: QuantileSketch,
