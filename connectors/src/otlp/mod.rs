@@ -9,7 +9,7 @@ pub mod decode;
 pub mod grpc;
 pub mod http;
 
-use decode::{DecodeError, DecodeSettings, MetricsDecodeOutcome, TraceDecodeOutcome};
+use decode::{DecodeError, DecodeSettings, MetricsDecodeOutcome, Rejections, TraceDecodeOutcome};
 use redwatch_engine::memory::{MemoryExhausted, Reservation};
 use redwatch_engine::model::SourceId;
 use redwatch_engine::pipeline::{Backpressure, Batch, IngestHandle};
@@ -126,6 +126,15 @@ impl SignalCounters {
     fn reject_request(&self, reason: &str) {
         if let Some((_, c)) = self.requests_rejected.iter().find(|(r, _)| *r == reason) {
             c.inc();
+        }
+    }
+
+    /// The items of a decoded request: in it, accepted, refused per reason.
+    fn count_items(&self, received: u64, accepted: u64, rejected: &Rejections) {
+        self.received.add(received);
+        self.accepted.add(accepted);
+        for (reason, n) in rejected.iter() {
+            self.reject_items(reason, n);
         }
     }
 
@@ -292,32 +301,17 @@ impl ReceiverCore {
                 decode::decode_traces_json(&body, self.source, &self.settings, policy, now)
             }
         };
-        let mut out: TraceDecodeOutcome = match decoded {
-            Ok(o) => o,
-            Err(e) => {
-                self.spans.reject_request(decode_error_reason(&e));
-                return Err(e.into());
-            }
-        };
+        let mut out: TraceDecodeOutcome = decoded_or_counted(&self.spans, decoded)?;
         if let Some(max) = self.settings.max_string_bytes {
             self.truncated.add(out.batch.truncate_strings(max));
         }
         let accepted = out.batch.len() as u64;
         if accepted > 0 {
-            if let Err(bp) = self
-                .handle
-                .send_reserved(Batch::Spans(out.batch), reservation)
-                .await
-            {
-                self.spans.reject_request(backpressure_reason(&bp));
-                return Err(bp.into());
-            }
+            self.queue(&self.spans, Batch::Spans(out.batch), reservation)
+                .await?;
         }
-        self.spans.received.add(out.received);
-        self.spans.accepted.add(accepted);
-        for (reason, n) in out.rejected.iter() {
-            self.spans.reject_items(reason, n);
-        }
+        self.spans
+            .count_items(out.received, accepted, &out.rejected);
         self.late.add(out.rejected.late);
         self.missing_service.add(out.spans_missing_service_name);
         Ok(Ack {
@@ -342,32 +336,17 @@ impl ReceiverCore {
             Encoding::Protobuf => decode::decode_metrics_proto(body, self.source, policy, now),
             Encoding::Json => decode::decode_metrics_json(&body, self.source, policy, now),
         };
-        let mut out: MetricsDecodeOutcome = match decoded {
-            Ok(o) => o,
-            Err(e) => {
-                self.points.reject_request(decode_error_reason(&e));
-                return Err(e.into());
-            }
-        };
+        let mut out: MetricsDecodeOutcome = decoded_or_counted(&self.points, decoded)?;
         if let Some(max) = self.settings.max_string_bytes {
             self.truncated.add(out.batch.truncate_strings(max));
         }
         if !out.batch.is_empty() {
-            if let Err(bp) = self
-                .handle
-                .send_reserved(Batch::Metrics(Box::new(out.batch)), reservation)
-                .await
-            {
-                self.points.reject_request(backpressure_reason(&bp));
-                return Err(bp.into());
-            }
+            let batch = Batch::Metrics(Box::new(out.batch));
+            self.queue(&self.points, batch, reservation).await?;
         }
         self.points_late.add(out.rejected.late);
-        self.points.received.add(out.received);
-        self.points.accepted.add(out.accepted);
-        for (reason, n) in out.rejected.iter() {
-            self.points.reject_items(reason, n);
-        }
+        self.points
+            .count_items(out.received, out.accepted, &out.rejected);
         Ok(Ack {
             rejected: out.rejected.total(),
             message: out.message,
@@ -375,7 +354,35 @@ impl ReceiverCore {
     }
 }
 
+/// A decoded request, or its refusal counted under its reason.
+fn decoded_or_counted<T>(
+    counters: &SignalCounters,
+    decoded: Result<T, DecodeError>,
+) -> Result<T, IngestError> {
+    decoded.map_err(|e| {
+        counters.reject_request(decode_error_reason(&e));
+        e.into()
+    })
+}
+
 impl ReceiverCore {
+    /// Queues a decoded batch on the pipeline (`reservation` holds its bytes); a refusal is
+    /// counted under its reason.
+    async fn queue(
+        &self,
+        counters: &SignalCounters,
+        batch: Batch,
+        reservation: Reservation,
+    ) -> Result<(), IngestError> {
+        self.handle
+            .send_reserved(batch, reservation)
+            .await
+            .map_err(|bp| {
+                counters.reject_request(backpressure_reason(&bp));
+                bp.into()
+            })
+    }
+
     /// OTLP/JSON: checks the body's item budget and reserves what parsing it allocates (released
     /// when the returned reservation drops, after decoding). Protobuf needs nothing: the scanner
     /// decodes into records that point into the body.

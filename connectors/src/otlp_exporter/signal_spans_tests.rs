@@ -1,40 +1,10 @@
 //! Moved with the span encoding from the app's anomaly sink; they assert what they asserted there.
 
 use super::*;
-use redwatch_engine::model::SpanKind as Kind;
+use redwatch_operators::anomaly::fixtures::anomaly;
 
 fn sink() -> SpanEncoder {
     SpanEncoder::new(Vec::new())
-}
-
-fn anomaly(state: IncidentState, start: u64, sev: Severity) -> Anomaly {
-    Anomaly {
-        signal: "latency_p99_ms".into(),
-        series: Arc::new(SeriesKey {
-            service_name: "cart".into(),
-            span_name: "GET /cart".into(),
-            kind: Kind::Server,
-            dims: Box::new([]),
-            overflow: false,
-        }),
-        value: 800.0,
-        expected_min: 10.0,
-        expected_max: 40.0,
-        severity: sev,
-        // A resolved record carries no alarm score (the engine's contract).
-        score: (state != IncidentState::Resolved).then_some(0.999_999_99),
-        p_value: (state != IncidentState::Resolved).then_some(1e-8),
-        z: (state != IncidentState::Resolved).then_some(9.5),
-        votes: 2,
-        detector: "robust_z+ewma",
-        window_start: start,
-        window_end: start + 1_000_000_000,
-        incident_id: [9; 16],
-        incident_state: state,
-        incident_start: 1_000_000_000,
-        incident_duration_ns: start,
-        incident_windows: 2,
-    }
 }
 
 fn attr<'a>(s: &'a [KeyValue], k: &str) -> Option<&'a any_value::Value> {

@@ -244,22 +244,30 @@ mod tests {
             .ids([1; 16], [span; 8], p)
     }
 
-    #[test]
-    fn exposition_uses_the_collector_names_labels_and_buckets() {
-        let cfg = SpanSections::default();
+    /// The exporter of `cfg`'s service graph, fed by its operator.
+    fn exporter_and_operator(
+        cfg: &SpanSections,
+    ) -> (Arc<PrometheusServiceGraph>, ServiceGraphOperator) {
         let prom = PrometheusServiceGraph::new(
             cfg.service_graph.buckets_s.clone(),
             &[],
             cfg.service_graph.cardinality_limit,
         );
         let reg = Registry::new();
-        let mut op = ServiceGraphOperator::new(
+        let op = ServiceGraphOperator::new(
             &cfg.windows,
             &cfg.red,
             &cfg.service_graph,
             vec![prom.clone()],
             &reg,
         );
+        (prom, op)
+    }
+
+    #[test]
+    fn exposition_uses_the_collector_names_labels_and_buckets() {
+        let cfg = SpanSections::default();
+        let (prom, mut op) = exporter_and_operator(&cfg);
         let spans = [
             sp("frontend", SpanKind::Client, 1, 9, 30.0),
             sp("cart", SpanKind::Server, 2, 1, 20.0).status(StatusCode::Error),
@@ -311,19 +319,7 @@ mod tests {
     fn virtual_node_edges_carry_the_virtual_node_label_when_asked() {
         let mut cfg = SpanSections::default();
         cfg.service_graph.virtual_node_extra_label = true;
-        let prom = PrometheusServiceGraph::new(
-            cfg.service_graph.buckets_s.clone(),
-            &[],
-            cfg.service_graph.cardinality_limit,
-        );
-        let reg = Registry::new();
-        let mut op = ServiceGraphOperator::new(
-            &cfg.windows,
-            &cfg.red,
-            &cfg.service_graph,
-            vec![prom.clone()],
-            &reg,
-        );
+        let (prom, mut op) = exporter_and_operator(&cfg);
         // The decoder's layout for the default config: peer.service comes first.
         let names = cfg.decode_dimensions();
         assert_eq!(names[0].name, "peer.service");
