@@ -294,6 +294,21 @@ pub struct ListenerSecurity {
     pub protocol: Protocol,
 }
 
+impl ListenerSecurity {
+    /// A listener's config blocks (cloned) for `protocol`.
+    pub fn of(
+        tls: &Option<TlsServerConfig>,
+        auth: &Option<AuthConfig>,
+        protocol: Protocol,
+    ) -> Self {
+        ListenerSecurity {
+            tls: tls.clone(),
+            auth: auth.clone(),
+            protocol,
+        }
+    }
+}
+
 /// What starters get: the running pipeline's handle, the SQL engine, and where to put the tasks
 /// they start.
 pub struct Started {

@@ -398,39 +398,11 @@ fn render_forecasts(board: &AnomalyBoard, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use redwatch_operators::anomaly::fixtures::cart_series as series;
     use redwatch_operators::anomaly::Severity;
 
-    fn series() -> Arc<SeriesKey> {
-        Arc::new(SeriesKey {
-            service_name: "cart".into(),
-            span_name: "GET /cart".into(),
-            kind: redwatch_engine::model::SpanKind::Server,
-            dims: Box::new([]),
-            overflow: false,
-        })
-    }
-
     fn anomaly(state: IncidentState, start: u64) -> Anomaly {
-        Anomaly {
-            signal: "latency_p99_ms".into(),
-            series: series(),
-            value: 800.0,
-            expected_min: 10.0,
-            expected_max: 40.0,
-            severity: Severity::Low,
-            score: (state != IncidentState::Resolved).then_some(0.999_999_99),
-            p_value: (state != IncidentState::Resolved).then_some(1e-8),
-            z: (state != IncidentState::Resolved).then_some(9.5),
-            votes: 2,
-            detector: "robust_z+ewma",
-            window_start: start,
-            window_end: start + 1_000_000_000,
-            incident_id: [9; 16],
-            incident_state: state,
-            incident_start: 1_000_000_000,
-            incident_duration_ns: start,
-            incident_windows: 2,
-        }
+        redwatch_operators::anomaly::fixtures::anomaly(state, start, Severity::Low)
     }
 
     fn signals(anomalies: Vec<Anomaly>, predictions: Vec<Prediction>) -> Signals {

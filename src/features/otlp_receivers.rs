@@ -25,11 +25,7 @@ pub fn install(asm: &mut Assembly<'_>) {
             max_connections: g.max_connections,
             request_timeout: g.request_timeout,
         };
-        let security = ListenerSecurity {
-            tls: g.tls.clone(),
-            auth: g.auth.clone(),
-            protocol: Protocol::Grpc,
-        };
+        let security = ListenerSecurity::of(&g.tls, &g.auth, Protocol::Grpc);
         let listener = ("otlp_grpc", g.endpoint, security);
         let what = "OTLP gRPC receiver";
         receiver(asm, listener, what, limits, settings.clone(), grpc::serve);
@@ -40,11 +36,7 @@ pub fn install(asm: &mut Assembly<'_>) {
             max_connections: h.max_connections,
             request_timeout: h.request_timeout,
         };
-        let security = ListenerSecurity {
-            tls: h.tls.clone(),
-            auth: h.auth.clone(),
-            protocol: Protocol::Http,
-        };
+        let security = ListenerSecurity::of(&h.tls, &h.auth, Protocol::Http);
         let listener = ("otlp_http", h.endpoint, security);
         let what = "OTLP HTTP receiver";
         receiver(asm, listener, what, limits, settings, http::serve);

@@ -11,11 +11,7 @@ pub fn install(asm: &mut Assembly<'_>) {
         return;
     };
     let endpoint = p.endpoint;
-    let security = ListenerSecurity {
-        tls: p.tls.clone(),
-        auth: p.auth.clone(),
-        protocol: Protocol::Http,
-    };
+    let security = ListenerSecurity::of(&p.tls, &p.auth, Protocol::Http);
     asm.on_start(Stage::Exporters, move |s| {
         Box::pin(async move {
             let l = s.bind("prometheus", endpoint, &security).await?;

@@ -10,11 +10,7 @@ use std::sync::Arc;
 pub fn install(asm: &mut Assembly<'_>) {
     let sql = &asm.cfg.sql;
     // The HTTP API and Flight SQL share the `sql.tls` and `sql.auth` blocks.
-    let security = |protocol| ListenerSecurity {
-        tls: sql.tls.clone(),
-        auth: sql.auth.clone(),
-        protocol,
-    };
+    let security = |protocol| ListenerSecurity::of(&sql.tls, &sql.auth, protocol);
     if let Some(addr) = sql.http_endpoint {
         let allowed_hosts = sql.allowed_hosts.clone();
         let security = security(Protocol::Http);
