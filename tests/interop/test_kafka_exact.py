@@ -262,8 +262,13 @@ def _mid_rollup(c: Case, stop) -> None:
     b = c.start("b")
     c.drain(c.tick())
     print(f"committed before the stop: {before}")
+    finish_second_run(c, b)
+
+
+def finish_second_run(c: Case, b: ko.Instance) -> None:
+    """The sink report, then the second run's red table compared with the truth (it holds the
+    windows that run emitted; each must be exact), then the case's verdict."""
     c.sink_report()
-    # The second run's table holds the windows it emitted; each must be exact.
     sql = ko.sql_red(b.process)
     c.add(ko.compare(f"{c.name} red table (second run)", ko.sql_truth(c.spans), sql, only=sql.keys()))
     c.finish()
@@ -329,10 +334,7 @@ def test_partition_held_by_late_message_sigkill(case):
     b = c.start("b")
     c.drain(c.tick())
     print(f"committed before the kill: {held}")
-    c.sink_report()
-    sql = ko.sql_red(b.process)
-    c.add(ko.compare(f"{c.name} red table (second run)", ko.sql_truth(c.spans), sql, only=sql.keys()))
-    c.finish()
+    finish_second_run(c, b)
 
 
 def test_two_instances_one_group(case):
