@@ -3,6 +3,9 @@
 # exactly on a busy machine, unlike spans/s (issue 9; tracked in BENCHMARKS.md).
 #
 #   benches/callgrind.sh [N1 N2]        # default 1 3 passes over the payloads
+#   OTLP_LOAD_BIN=/path/to/otlp_load benches/callgrind.sh   # count a given build (no cargo),
+#                                       # e.g. an older commit's, to compare two in one run
+#   CALLGRIND_OUT=DIR                   # where the callgrind files go (default: $CARGO_TARGET_DIR/callgrind)
 #
 # Runs the profile phase of benches/otlp_load.rs (`--phase profile`: 256 requests of 500 spans,
 # the otlpbench shape, a fixed clock) under `valgrind --tool=callgrind`, collecting only inside
@@ -28,12 +31,16 @@ if ! command -v valgrind >/dev/null; then
 fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
-echo "==> cargo bench --bench otlp_load --no-run"
-bin="$(cargo bench --bench otlp_load --no-run --message-format=json 2>/dev/null |
-    grep -o '"executable":"[^"]*otlp_load[^"]*"' | tail -1 | cut -d'"' -f4)"
-[[ -x "$bin" ]] || { echo "otlp_load bench binary not found" >&2; exit 1; }
+if [[ -n "${OTLP_LOAD_BIN:-}" ]]; then
+    bin="$OTLP_LOAD_BIN"
+else
+    echo "==> cargo bench --bench otlp_load --no-run"
+    bin="$(cargo bench --bench otlp_load --no-run --message-format=json 2>/dev/null |
+        grep -o '"executable":"[^"]*otlp_load[^"]*"' | tail -1 | cut -d'"' -f4)"
+fi
+[[ -x "$bin" ]] || { echo "otlp_load bench binary not found: ${bin:-none}" >&2; exit 1; }
 echo "binary: $bin"
-out_dir="$CARGO_TARGET_DIR/callgrind"
+out_dir="${CALLGRIND_OUT:-$CARGO_TARGET_DIR/callgrind}"
 mkdir -p "$out_dir"
 
 # run <label> <iters> [extra args]: prints "<instructions> <spans>".
