@@ -464,13 +464,18 @@ async fn red_equal_truth(m: &Instance, truth: &Truth, all: &[&Instance]) {
 
 /// Distinct trace ids of `anomaly_detected` spans on a merge instance's signals topic.
 fn anomaly_traces(topic: &str) -> BTreeSet<(String, String)> {
+    span_traces(topic, "anomaly_detected")
+}
+
+/// Distinct (trace id, `service.name.observed`) of the spans named `name` on a signals topic.
+fn span_traces(topic: &str, name: &str) -> BTreeSet<(String, String)> {
     let records = read_topic(&brokers(), topic, 1, Duration::from_secs(5), |_| false);
     let mut out = BTreeSet::new();
     for r in records {
         let req = ExportTraceServiceRequest::decode(r.payload.as_slice()).expect("OTLP traces");
         for rs in &req.resource_spans {
             for ss in &rs.scope_spans {
-                for s in ss.spans.iter().filter(|s| s.name == "anomaly_detected") {
+                for s in ss.spans.iter().filter(|s| s.name == name) {
                     let trace: String = s.trace_id.iter().map(|b| format!("{b:02x}")).collect();
                     let observed = kafka_support::attr(&s.attributes, "service.name.observed")
                         .unwrap_or_default();
@@ -590,6 +595,15 @@ async fn a_fleet_is_exact_and_one_incident_alarms_once_on_its_owner() {
     assert!(
         traces_owner.iter().all(|(_, s)| s == "svc1"),
         "{traces_owner:?}"
+    );
+    // With problems on (the default) that trace is the incident's problem's: its root is the
+    // problem_detected span.
+    let problems = span_traces(&f.signals[owner], "problem_detected");
+    assert!(
+        trace_ids
+            .iter()
+            .all(|t| problems.iter().any(|(p, _)| p == *t)),
+        "the anomaly trace is a problem trace: anomaly {trace_ids:?}, problems {problems:?}"
     );
     assert!(
         traces_elsewhere.is_empty(),

@@ -498,7 +498,7 @@ def test_sql_editor_runs_a_query_and_shows_api_errors(console):
     console.shot("sql")
 
     # A time column gets a chart.
-    timed = f"SELECT window_start, sum(calls) AS calls FROM red WHERE window_size = '1s' AND window_start >= now() - INTERVAL '1 minute' GROUP BY window_start ORDER BY window_start"
+    timed = "SELECT window_start, sum(calls) AS calls FROM red WHERE window_size = '1s' AND window_start >= now() - INTERVAL '1 minute' GROUP BY window_start ORDER BY window_start"
     console.open("#/sql?q=" + requests.utils.quote(timed))
     wait_for("the result is charted", lambda: console.js(
         "const p = document.querySelector('.sql-chart svg.chart path.line'); return p && p.getAttribute('d').length > 20"),
