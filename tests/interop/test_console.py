@@ -357,24 +357,32 @@ def test_board_shows_a_window_restated_by_late_data(console):
 
 
 def test_series_page_draws_the_chart_and_the_latency_spike_marker(console):
-    want = wait_for(
-        "the spike's p99 anomalies are in the anomalies table",
-        lambda: console.rows(
+    def anomalies():
+        return console.rows(
             "SELECT window_start, value, expected_max FROM anomalies WHERE signal = 'latency_p99_ms' "
             f"AND service_name = '{console.spike_service}' AND incident_state <> 'resolved' ORDER BY window_start"
-        ),
-    )
+        )
+
+    wait_for("the spike's p99 anomalies are in the anomalies table", anomalies)
     spike_starts = {time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(console.first + k)) for k in SPIKE}
     console.open(f"#/series?service={console.spike_service}&span=GET%20%2Fpay&kind=SPAN_KIND_SERVER&range=15m")
-    markers = wait_for(
-        "the latency chart shows anomaly markers",
-        lambda: console.js(
+
+    # The chart marks exactly the anomalies the API has. More of the spike's windows may close
+    # between the two reads, so both are read again until one chart and one answer agree.
+    def markers_match_api():
+        shown = console.js(
             "return [...document.querySelectorAll('.anomaly-marker[data-signal=\"latency_p99_ms\"]')]"
             ".map(m => m.dataset.windowStart)"
-        ),
-        deadline_s=30,
-    )
-    assert set(markers) == {r["window_start"] for r in want}, (markers, want)
+        )
+        api = anomalies()
+        markers_match_api.last = (shown, api)
+        return (shown, api) if shown and set(shown) == {r["window_start"] for r in api} else None
+
+    markers_match_api.last = None
+    try:
+        markers, want = wait_for("the latency chart marks the API's anomalies", markers_match_api, deadline_s=30)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\nlast (markers, anomalies): {markers_match_api.last}") from None
     assert any(m[:19] in spike_starts for m in markers), (markers, spike_starts)
     lines = console.js(
         "return [...document.querySelectorAll('svg.chart path.line')].map(p => p.getAttribute('d').length)"
