@@ -131,3 +131,64 @@ fn red_windows_lists_final_windows_and_a_restatement_gives_a_new_version() {
     assert!(list(&all)[0].3, "{:?}", list(&all));
     assert_eq!(list(&all)[0].2, third[0].2, "sealing keeps the version");
 }
+
+/// Calls of every final `window_size` row, summed per window size.
+fn final_calls(table: &RedTable, size: &str) -> f64 {
+    use arrow::array::{Array, Float64Array, StringArray};
+    let mut calls = 0.0;
+    for b in table.snapshot(&PruneFilter::default()) {
+        let col = |name: &str| b.column(b.schema().index_of(name).unwrap()).clone();
+        let (sizes, c, fin) = (col("window_size"), col("calls"), col("is_final"));
+        let sizes = sizes.as_any().downcast_ref::<StringArray>().unwrap();
+        let c = c.as_any().downcast_ref::<Float64Array>().unwrap();
+        let fin = fin
+            .as_any()
+            .downcast_ref::<arrow::array::BooleanArray>()
+            .unwrap();
+        for i in 0..b.num_rows() {
+            if sizes.value(i) == size && fin.value(i) {
+                calls += c.value(i);
+            }
+        }
+    }
+    calls
+}
+
+#[test]
+fn a_rollup_restated_in_the_step_that_moves_the_primary_past_its_lateness_keeps_the_restatement() {
+    // The default windows: 10 s primary, 1 m rollup, 30 s allowed lateness.
+    let lateness = 30_000_000_000;
+    let table = RedTable::new(RedTableSettings {
+        dims: vec![],
+        lateness_ns: lateness,
+        retention_ns: u64::MAX,
+        max_bytes: usize::MAX,
+    });
+    let cfg = SpanSections::default();
+    assert_eq!(cfg.windows.rollups.len(), 1);
+    let mut op = RedOperator::new(
+        &cfg.windows,
+        &cfg.red,
+        vec![table.clone()],
+        &Registry::new(),
+    );
+    let s = 1_000_000_000u64;
+    let t0 = 1_700_000_040 * s; // a minute boundary
+    assert_eq!(t0 % (60 * s), 0);
+    let span = |t: u64| span_batch(SourceId(0), 0, &[SpanFixture::new("a", "x", t, 1.0)]);
+    op.process_spans(&span(t0 + 55 * s), t0);
+    op.advance(t0 + 60 * s);
+    assert_eq!(final_calls(&table, "1m"), 1.0);
+    // A late span of [50 s, 60 s) (inside its lateness) and a span 40 s on: one watermark step
+    // restates the primary and the rollup and moves the primary's newest window end past the
+    // rollup's end plus lateness. The rollup's restatement is the engine's last word on it.
+    op.process_spans(&span(t0 + 56 * s), t0);
+    op.process_spans(&span(t0 + 95 * s), t0);
+    op.advance(t0 + 100 * s);
+    assert_eq!(final_calls(&table, "10s"), 3.0);
+    assert_eq!(
+        final_calls(&table, "1m"),
+        2.0,
+        "the rollup's late restatement was dropped"
+    );
+}

@@ -8,7 +8,8 @@
 //!   provisional rows of open windows (replaced on every publication, dropped the moment their
 //!   window turns final), final windows that still take late re-emissions (a series' row is
 //!   replaced; the batch is rebuilt on demand and cached), and sealing once no late update can
-//!   come (`end + allowed_lateness` passed): only the batch is kept, in a [`Retained`].
+//!   come (`end + allowed_lateness` passed by a window of the same size): only the batch is
+//!   kept, in a [`Retained`].
 //!
 //! A table supplies how its rows become a batch ([`WindowRows`]); it must not re-implement the
 //! lifecycle.
@@ -269,6 +270,11 @@ struct State<R: WindowRows> {
     /// Provisional rows per window size.
     provisional: HashMap<u64, R::Part>,
     newest_end: UnixNanos,
+    /// The newest final window end per window size. A window is sealed only by its own spec's
+    /// progress: the operators emit one spec after another in a watermark step, so a newer
+    /// primary window may arrive just before a late restatement of a rollup window that the
+    /// same step then purges (docs/design.md, "Tables").
+    newest_end_per_size: HashMap<u64, UnixNanos>,
     /// Change sequence number: grows by one with every batch of final rows.
     version: u64,
 }
@@ -298,6 +304,7 @@ impl<R: WindowRows> WindowedTable<R> {
                 sealed: Retained::default(),
                 provisional: HashMap::new(),
                 newest_end: 0,
+                newest_end_per_size: HashMap::new(),
                 version: 0,
             }),
         }
@@ -349,6 +356,8 @@ impl<R: WindowRows> WindowedTable<R> {
         for r in rows {
             let w = R::window(r);
             st.newest_end = st.newest_end.max(w.end);
+            let newest = st.newest_end_per_size.entry(w.size_ns).or_insert(0);
+            *newest = (*newest).max(w.end);
             let key = (w.size_ns, w.start);
             if st.sealed.contains(&key) {
                 // Cannot happen within allowed lateness; keep what the table has.
@@ -373,10 +382,14 @@ impl<R: WindowRows> WindowedTable<R> {
     fn maintain(&self, st: &mut State<R>) {
         let b = &self.bounds;
         let newest = st.newest_end;
+        let per_size = &st.newest_end_per_size;
         let ready: Vec<WindowKey> = st
             .open
             .iter()
-            .filter(|(_, w)| w.start + w.size_ns + b.lateness_ns < newest)
+            .filter(|(_, w)| {
+                let newest = per_size.get(&w.size_ns).copied().unwrap_or(0);
+                w.start + w.size_ns + b.lateness_ns < newest
+            })
             .map(|(k, _)| *k)
             .collect();
         for k in ready {
