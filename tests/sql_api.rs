@@ -3,7 +3,8 @@
 //! Arrow IPC, over Flight SQL (statements, prepared statements, catalog listings) and through
 //! `redwatch sql`. Bad SQL, writes, unknown columns, oversized results, timeouts and the memory
 //! limit get their error codes and statuses, and after each one the server still answers and
-//! ingest still counts new spans.
+//! ingest still counts new spans. A rollup window restated by late data keeps its restatement
+//! in the step that also purges it.
 //!
 //! Each test runs its own in-process engine on ephemeral ports.
 
@@ -442,6 +443,74 @@ async fn red_rows_are_exact_over_every_format_and_flight_sql() {
     assert_eq!(out.1, text, "the CLI passes the server's CSV through");
 
     e.shutdown().await;
+}
+
+/// A primary window with a rollup (1 s and 10 s here, so the case runs in seconds; the
+/// engine's default is 10 s and 1 m). One request restates a rollup window with a late span
+/// and moves the watermark past that window's end plus lateness: the pipeline emits the
+/// primary's newer windows, then the rollup's restatement, then purges it, all in one step.
+/// The `red` table keeps the restatement (docs/design.md, "Tables": a window seals on windows
+/// of its own size). Event times follow the wall clock (the watermark never passes it), so
+/// the case waits for the clock between its two requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollup_restated_in_the_step_that_purges_it_is_exact_in_red() {
+    let mut cfg = test_config();
+    cfg.windows.rollups = vec![Duration::from_secs(10)];
+    // Only the data moves the watermark between the two requests.
+    cfg.windows.idle_timeout = Duration::from_secs(30);
+    let e = start(&cfg).await;
+    let (s, ms) = (1_000_000_000u64, 1_000_000u64);
+    let wait_for_clock = |t: u64| async move {
+        let now = now_ns();
+        if t > now {
+            tokio::time::sleep(Duration::from_nanos(t - now)).await;
+        }
+    };
+    let mut exp = Expected::default();
+    // A span now makes the receiver's source active, so from here on only data moves the
+    // watermark (an idle engine's watermark follows the wall clock).
+    send(&e, &mut exp, "late-rollup-clock", &[SpanSpec::new("tick")]).await;
+    let t0 = (now_ns() / (10 * s)) * 10 * s;
+    wait_for_clock(t0 + 10 * s + 500 * ms).await;
+    let at = |t_ms: u64| SpanSpec::new("GET /late").end(t0 + t_ms * ms);
+    let calls = |size: &'static str| {
+        let e = &e;
+        async move {
+            let q = format!(
+                "SELECT coalesce(sum(calls), 0.0) AS n FROM red WHERE is_final \
+                 AND window_size = '{size}' AND service_name = 'late-rollup' \
+                 AND window_end <= to_timestamp_nanos({})",
+                t0 + 10 * s
+            );
+            sql_rows(e, &q).await[0]["n"].as_f64().expect("a number")
+        }
+    };
+    // [9 s, 10 s) and the rollup window [0, 10 s) are emitted (watermark 10.2 s).
+    send(&e, &mut exp, "late-rollup", &[at(9_500), at(10_200)]).await;
+    assert!(barrier(&e).await >= t0 + 10 * s);
+    assert_eq!(
+        calls("10s").await,
+        1.0,
+        "the rollup window was emitted once"
+    );
+    // One request: a late span of both (inside the 5 s lateness), one in [15 s, 16 s) (it ends
+    // more than the lateness after the rollup window) and one at 16.2 s (watermark: both
+    // windows restated and purged in this step).
+    wait_for_clock(t0 + 16_500 * ms).await;
+    send(
+        &e,
+        &mut exp,
+        "late-rollup",
+        &[at(9_600), at(15_500), at(16_200)],
+    )
+    .await;
+    assert!(barrier(&e).await >= t0 + 16 * s);
+    assert_eq!(calls("1s").await, 2.0, "[9 s, 10 s): 9.5 s and 9.6 s");
+    assert_eq!(
+        calls("10s").await,
+        2.0,
+        "the rollup window keeps its late span (its restatement came after the primary's rows)"
+    );
 }
 
 /// Runs the `redwatch sql` binary; returns (exit code, stdout, stderr).
