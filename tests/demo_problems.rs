@@ -43,10 +43,7 @@ async fn the_payment_spike_is_one_problem_caused_by_payments_server_span() {
             .expect("connect");
         let mut t = start_ns + SEC;
         while t < spike_end + 6 * W {
-            let wall = now_ns();
-            if t > wall {
-                tokio::time::sleep(Duration::from_nanos(t - wall)).await;
-            }
+            sleep_until_wall(t).await;
             // ~100 spans per second of event time.
             let r = client.export(workload.request(t, 100)).await;
             assert!(r.is_ok(), "engine refused the load: {r:?}");

@@ -460,18 +460,12 @@ async fn a_rollup_restated_in_the_step_that_purges_it_is_exact_in_red() {
     cfg.windows.idle_timeout = Duration::from_secs(30);
     let e = start(&cfg).await;
     let (s, ms) = (1_000_000_000u64, 1_000_000u64);
-    let wait_for_clock = |t: u64| async move {
-        let now = now_ns();
-        if t > now {
-            tokio::time::sleep(Duration::from_nanos(t - now)).await;
-        }
-    };
     let mut exp = Expected::default();
     // A span now makes the receiver's source active, so from here on only data moves the
     // watermark (an idle engine's watermark follows the wall clock).
     send(&e, &mut exp, "late-rollup-clock", &[SpanSpec::new("tick")]).await;
     let t0 = (now_ns() / (10 * s)) * 10 * s;
-    wait_for_clock(t0 + 10 * s + 500 * ms).await;
+    sleep_until_wall(t0 + 10 * s + 500 * ms).await;
     let at = |t_ms: u64| SpanSpec::new("GET /late").end(t0 + t_ms * ms);
     let calls = |size: &'static str| {
         let e = &e;
@@ -496,7 +490,7 @@ async fn a_rollup_restated_in_the_step_that_purges_it_is_exact_in_red() {
     // One request: a late span of both (inside the 5 s lateness), one in [15 s, 16 s) (it ends
     // more than the lateness after the rollup window) and one at 16.2 s (watermark: both
     // windows restated and purged in this step).
-    wait_for_clock(t0 + 16_500 * ms).await;
+    sleep_until_wall(t0 + 16_500 * ms).await;
     send(
         &e,
         &mut exp,

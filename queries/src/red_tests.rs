@@ -5,15 +5,19 @@ use redwatch_engine::telemetry::Registry;
 use redwatch_operators::layout::SpanSections;
 use redwatch_operators::red::RedOperator;
 
-/// A `red` table that keeps every window, fed by a RED operator of the default window (no
-/// rollups); late rows are taken for `lateness_ns`.
-fn table_and_operator(lateness_ns: u64) -> (Arc<RedTable>, RedOperator) {
-    let table = RedTable::new(RedTableSettings {
+/// A `red` table that keeps every window; late rows are taken for `lateness_ns`.
+fn table(lateness_ns: u64) -> Arc<RedTable> {
+    RedTable::new(RedTableSettings {
         dims: vec![],
         lateness_ns,
         retention_ns: u64::MAX,
         max_bytes: usize::MAX,
-    });
+    })
+}
+
+/// [`table`], fed by a RED operator of the default window (no rollups).
+fn table_and_operator(lateness_ns: u64) -> (Arc<RedTable>, RedOperator) {
+    let table = table(lateness_ns);
     let mut cfg = SpanSections::default();
     cfg.windows.rollups = vec![];
     let reg = Registry::new();
@@ -157,13 +161,7 @@ fn final_calls(table: &RedTable, size: &str) -> f64 {
 #[test]
 fn a_rollup_restated_in_the_step_that_moves_the_primary_past_its_lateness_keeps_the_restatement() {
     // The default windows: 10 s primary, 1 m rollup, 30 s allowed lateness.
-    let lateness = 30_000_000_000;
-    let table = RedTable::new(RedTableSettings {
-        dims: vec![],
-        lateness_ns: lateness,
-        retention_ns: u64::MAX,
-        max_bytes: usize::MAX,
-    });
+    let table = table(30_000_000_000);
     let cfg = SpanSections::default();
     assert_eq!(cfg.windows.rollups.len(), 1);
     let mut op = RedOperator::new(

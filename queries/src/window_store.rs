@@ -269,12 +269,12 @@ struct State<R: WindowRows> {
     sealed: Retained<WindowKey, Sealed<R::Part>>,
     /// Provisional rows per window size.
     provisional: HashMap<u64, R::Part>,
-    newest_end: UnixNanos,
-    /// The newest final window end per window size. A window is sealed only by its own spec's
-    /// progress: the operators emit one spec after another in a watermark step, so a newer
-    /// primary window may arrive just before a late restatement of a rollup window that the
-    /// same step then purges (docs/design.md, "Tables").
-    newest_end_per_size: HashMap<u64, UnixNanos>,
+    /// The newest final window end per window size (the newest overall is their maximum:
+    /// retention runs on it). A window is sealed only by its own spec's progress: the
+    /// operators emit one spec after another in a watermark step, so a newer primary window
+    /// may arrive just before a late restatement of a rollup window that the same step then
+    /// purges (docs/design.md, "Tables").
+    newest_end: HashMap<u64, UnixNanos>,
     /// Change sequence number: grows by one with every batch of final rows.
     version: u64,
 }
@@ -303,8 +303,7 @@ impl<R: WindowRows> WindowedTable<R> {
                 open: BTreeMap::new(),
                 sealed: Retained::default(),
                 provisional: HashMap::new(),
-                newest_end: 0,
-                newest_end_per_size: HashMap::new(),
+                newest_end: HashMap::new(),
                 version: 0,
             }),
         }
@@ -355,8 +354,7 @@ impl<R: WindowRows> WindowedTable<R> {
         let version = st.version;
         for r in rows {
             let w = R::window(r);
-            st.newest_end = st.newest_end.max(w.end);
-            let newest = st.newest_end_per_size.entry(w.size_ns).or_insert(0);
+            let newest = st.newest_end.entry(w.size_ns).or_insert(0);
             *newest = (*newest).max(w.end);
             let key = (w.size_ns, w.start);
             if st.sealed.contains(&key) {
@@ -381,14 +379,14 @@ impl<R: WindowRows> WindowedTable<R> {
     /// Seals windows no late update can reach any more, then applies retention.
     fn maintain(&self, st: &mut State<R>) {
         let b = &self.bounds;
-        let newest = st.newest_end;
-        let per_size = &st.newest_end_per_size;
+        let per_size = &st.newest_end;
+        let newest = per_size.values().copied().max().unwrap_or(0);
         let ready: Vec<WindowKey> = st
             .open
             .iter()
             .filter(|(_, w)| {
-                let newest = per_size.get(&w.size_ns).copied().unwrap_or(0);
-                w.start + w.size_ns + b.lateness_ns < newest
+                let own_size = per_size.get(&w.size_ns).copied().unwrap_or(0);
+                w.start + w.size_ns + b.lateness_ns < own_size
             })
             .map(|(k, _)| *k)
             .collect();

@@ -156,6 +156,15 @@ pub fn now_ns() -> u64 {
         .as_nanos() as u64
 }
 
+/// Sleeps until the wall clock reaches `t` (Unix ns); returns at once if it has. For cases
+/// whose event times must not run ahead of the wall clock (the watermark never passes it).
+pub async fn sleep_until_wall(t: u64) {
+    let now = now_ns();
+    if t > now {
+        tokio::time::sleep(Duration::from_nanos(t - now)).await;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // OTLP requests
 // ---------------------------------------------------------------------------------------------
@@ -1154,11 +1163,7 @@ impl Load {
                 let start = (first_window_s + k) * SEC;
                 // Never send a window that has not begun yet; in real time, send a window's
                 // spans just after it ends so the next one closes it.
-                let ready_at = start + SEC;
-                let now = now_ns();
-                if ready_at > now {
-                    tokio::time::sleep(Duration::from_nanos(ready_at - now)).await;
-                }
+                sleep_until_wall(start + SEC).await;
                 for svc in services {
                     let spans: Vec<SpanSpec> = (0..calls)
                         .map(|i| {
